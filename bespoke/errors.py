@@ -1,0 +1,59 @@
+"""Domain exceptions. The CLI turns every `BespokeError` into a one-line message and its exit code."""
+
+from __future__ import annotations
+
+
+class BespokeError(Exception):
+    """Base class: a problem the user can fix. `str(err)` is the one-line message."""
+
+    exit_code = 1
+
+
+class UsageError(BespokeError):
+    """Bad flags or arguments (exit 2, like click)."""
+
+    exit_code = 2
+
+
+class ConfigError(BespokeError):
+    """A preset, training TOML, dataset TOML, prompt file or bespoke.toml is wrong."""
+
+    exit_code = 2
+
+
+class DatasetError(BespokeError):
+    """A source dataset cannot be prepared (bad image, missing caption, ...)."""
+
+    exit_code = 3
+
+
+class RunError(BespokeError):
+    """A run folder is missing, locked, or in a state that does not allow the action."""
+
+    exit_code = 4
+
+
+class TrainerError(BespokeError):
+    """The external trainer (sd-scripts) failed or produced nothing."""
+
+    exit_code = 5
+
+
+class ProcessError(BespokeError):
+    """Post-processing samples failed for every input (no samples, nothing readable)."""
+
+    exit_code = 6
+
+
+class Interrupted(BespokeError):
+    """The user pressed Ctrl-C; the run was marked interrupted."""
+
+    exit_code = 130
+
+
+def did_you_mean(word: str, choices, cutoff: float = 0.6) -> str:
+    """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return f' (did you mean "{close[0]}"?)' if close else ""

@@ -1,0 +1,158 @@
+"""Settings a user sets once: flags, then BESPOKE_* environment variables, then bespoke.toml, then defaults.
+
+`bespoke.toml` lives in the project root (the current directory, or BESPOKE_PROJECT). Unknown keys are
+errors with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import toml
+
+from bespoke.errors import ConfigError, did_you_mean
+
+DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SETTINGS_FILE = "bespoke.toml"
+
+
+@dataclass(frozen=True)
+class AccelerateSettings:
+    """Values passed explicitly to `accelerate launch` so a personal accelerate config cannot leak in."""
+
+    num_processes: int = 1
+    num_machines: int = 1
+    dynamo_backend: str = "no"
+    num_cpu_threads_per_process: int = 2
+    extra_args: tuple[str, ...] = ()  # multi-node flags etc., passed through verbatim
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Paths are absolute."""
+
+    project_root: Path
+    outputs_dir: Path
+    datasets_dir: Path
+    cache_dir: Path
+    sd_scripts: Path | None = None
+    sd_python: str | None = None
+    base_model: str = DEFAULT_BASE_MODEL
+    accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
+
+    def with_overrides(self, **changes) -> Settings:
+        """A copy with non-None values replaced (used for command-line flags)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def trainer_python(self) -> str:
+        """The Python that runs sd-scripts: configured, or the checkout's venv, or this interpreter."""
+        if self.sd_python:
+            return self.sd_python
+        if self.sd_scripts:
+            for candidate in ("venv/bin/python", ".venv/bin/python", "venv/Scripts/python.exe"):
+                path = self.sd_scripts / candidate
+                if path.exists():
+                    return str(path)
+        import sys
+
+        return sys.executable
+
+
+# key in bespoke.toml / env suffix -> (Settings field, kind)
+_KEYS = {
+    "outputs_dir": "path",
+    "datasets_dir": "path",
+    "cache_dir": "path",
+    "sd_scripts": "path",
+    "sd_python": "str",
+    "base_model": "str",
+}
+_ACCELERATE_KEYS = {f.name: f for f in fields(AccelerateSettings)}
+_ENV = {
+    "BESPOKE_OUTPUTS": "outputs_dir",
+    "BESPOKE_DATASETS": "datasets_dir",
+    "BESPOKE_CACHE": "cache_dir",
+    "BESPOKE_SD_SCRIPTS": "sd_scripts",
+    "BESPOKE_PYTHON": "sd_python",
+    "BESPOKE_BASE_MODEL": "base_model",
+}
+
+
+def project_root() -> Path:
+    """BESPOKE_PROJECT if set, else the current directory."""
+    return Path(os.environ.get("BESPOKE_PROJECT") or os.getcwd()).resolve()
+
+
+def _read_file(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = toml.load(path)
+    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from exc
+    accelerate = data.pop("accelerate", {})
+    for key in data:
+        if key not in _KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, list(_KEYS) + ['accelerate'])}")
+    if not isinstance(accelerate, dict):
+        raise ConfigError(f"{path}: [accelerate] must be a table")
+    for key in accelerate:
+        if key not in _ACCELERATE_KEYS:
+            raise ConfigError(f"{path}: unknown key accelerate.{key}{did_you_mean(key, _ACCELERATE_KEYS)}")
+    data["accelerate"] = accelerate
+    return data
+
+
+def _accelerate_from(values: dict, source: str) -> AccelerateSettings:
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(AccelerateSettings(), key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: accelerate.{key} must be a list of strings")
+            value = tuple(value)
+        elif not isinstance(value, type(default)) or isinstance(value, bool):
+            raise ConfigError(f"{source}: accelerate.{key} must be {type(default).__name__}, got {value!r}")
+        kwargs[key] = value
+    return AccelerateSettings(**kwargs)
+
+
+def load_settings(root: Path | None = None, env: dict | None = None) -> Settings:
+    """Resolve settings from env and bespoke.toml over defaults (flags are applied by the caller)."""
+    root = Path(root) if root else project_root()
+    env = os.environ if env is None else env
+    file_path = root / SETTINGS_FILE
+    values = _read_file(file_path)
+    accelerate = _accelerate_from(values.pop("accelerate", {}), str(file_path))
+    for var, key in _ENV.items():
+        if env.get(var):
+            values[key] = env[var]
+    if env.get("BESPOKE_NUM_CPU_THREADS"):
+        try:
+            accelerate = replace(accelerate, num_cpu_threads_per_process=int(env["BESPOKE_NUM_CPU_THREADS"]))
+        except ValueError as exc:
+            raise ConfigError("BESPOKE_NUM_CPU_THREADS must be an integer") from exc
+
+    def path_of(key: str, default: str) -> Path:
+        raw = values.get(key, default)
+        if not isinstance(raw, str):
+            raise ConfigError(f"{file_path}: {key} must be a string path")
+        path = Path(raw).expanduser()
+        return (path if path.is_absolute() else root / path).resolve()
+
+    for key in ("sd_python", "base_model"):
+        if key in values and not isinstance(values[key], str):
+            raise ConfigError(f"{file_path}: {key} must be a string")
+    return Settings(
+        project_root=root,
+        outputs_dir=path_of("outputs_dir", "outputs"),
+        datasets_dir=path_of("datasets_dir", "datasets"),
+        cache_dir=path_of("cache_dir", ".bespoke_cache"),
+        sd_scripts=path_of("sd_scripts", "") if values.get("sd_scripts") else None,
+        sd_python=values.get("sd_python"),
+        base_model=values.get("base_model", DEFAULT_BASE_MODEL),
+        accelerate=accelerate,
+    )

@@ -1,0 +1,43 @@
+"""Shared fixtures: all state goes to tmp_path; ../shared data is optional."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def isolated_project(tmp_path, monkeypatch):
+    """Point every bespoke setting at tmp_path: tests never touch the real outputs/ or caches."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("BESPOKE_PROJECT", str(project))
+    for var in ("BESPOKE_OUTPUTS", "BESPOKE_DATASETS", "BESPOKE_CACHE", "BESPOKE_SD_SCRIPTS", "BESPOKE_PYTHON",
+                "BESPOKE_BASE_MODEL", "BESPOKE_NUM_CPU_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    # a personal accelerate config must never leak into tests (nor out of them)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    return project
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """../shared (the user's data); tests that need it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED
+
+
+@pytest.fixture
+def synthetic_dataset(isolated_project) -> Path:
+    """A small synthetic punk dataset (PNG + .txt) inside the isolated project."""
+    from bespoke.synthetic import write_dataset
+
+    folder = isolated_project / "datasets" / "synthetic"
+    write_dataset(folder, count=8, seed=1)
+    return folder
