@@ -100,3 +100,13 @@ def test_help_lists_group():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "bespoke" in result.output
+
+
+def test_cli_import_stays_light():
+    """`bespoke --help` must not pay for torch, accelerate or numpy (the CLI never imports torch at all)."""
+    import subprocess
+    import sys
+
+    code = "import sys, bespoke.cli; print(sorted(m for m in ('torch', 'accelerate', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,100 @@
+"""Throughput and memory of `bespoke process` on generated 512 px samples.
+
+    .venv/bin/python benchmarks/bench_process.py [--samples 300] [--workers 2] [--memory-samples 2000]
+
+1. Throughput: the same N files (degraded punks, shifted + JPEG-damaged, saved as PNG like SD samples)
+   decoded by bare Pillow in one process, then processed with all methods + metrics (workers processes);
+   the ratio process/decode is measured in one run. Target <= 2.
+2. Memory: peak RSS of the main process and of one worker, in a fresh subprocess, for M/10 and M samples
+   (names are symlinks to the N files, so 10 000 samples need no 10 000 renders). Target: flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image  # noqa: E402
+
+from bespoke.degrade import degrade  # noqa: E402
+from bespoke.synthetic import make_punk  # noqa: E402
+
+
+def make_samples(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        image, _ = degrade(make_punk(i).pixels, "shifted", seed=i)
+        path = folder / f"bench_e{1 + i % 10:06d}_{i % 7:02d}_20261122023155_{i}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def decode_all(paths) -> float:
+    start = time.perf_counter()
+    for path in paths:
+        with Image.open(path) as img:
+            img.convert("RGB")
+    return time.perf_counter() - start
+
+
+MEMORY_CHILD = r"""
+import json, resource, sys
+from bespoke.process import process_path
+report = process_path(sys.argv[1], workers=int(sys.argv[2]), progress=False)
+print(json.dumps({"samples": len(report["samples"]),
+                  "main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "worker_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def memory_run(source: list[Path], folder: Path, count: int, workers: int) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        src = source[i % len(source)]
+        os.symlink(src, folder / f"m_e{1 + i % 10:06d}_{i % 7:02d}_20261122023155_{i}.png")
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(folder), str(workers)], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--memory-samples", type=int, default=2000)
+    args = parser.parse_args()
+    from bespoke.process import process_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = make_samples(tmp / "samples", args.samples)
+        decode_all(paths[:20])  # warm the page cache and Pillow's plugins
+        decode = decode_all(paths)
+        start = time.perf_counter()
+        report = process_path(tmp / "samples", workers=args.workers, progress=False)
+        process = time.perf_counter() - start
+        n = len(report["samples"])
+        print(f"{'what':<44} {'seconds':>8} {'ms/sample':>10} {'ratio':>6}")
+        print(f"{'bare Pillow decode (1 process)':<44} {decode:8.2f} {1000 * decode / n:10.2f} {1.0:6.2f}")
+        label = f"process, {len(report['methods'])} methods + metrics ({args.workers} workers)"
+        print(f"{label:<44} {process:8.2f} {1000 * process / n:10.2f} {process / decode:6.2f}")
+        if args.memory_samples:
+            print(f"\n{'samples':>8} {'main peak MB':>13} {'worker peak MB':>15}")
+            for count in (max(1, args.memory_samples // 10), args.memory_samples):
+                row = memory_run(paths, tmp / f"mem{count}", count, args.workers)
+                print(f"{row['samples']:8d} {row['main_kb'] / 1024:13.1f} {row['worker_kb'] / 1024:15.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""How long a review of a sweep takes: 4 runs x 10 epochs x 8 prompts, simulated, end to end.
+
+    .venv/bin/python benchmarks/bench_review.py [--epochs 10] [--prompts 8] [--keep DIR]
+
+Stages, each timed on its own: plan (prepare + configs, the four real runs), simulate (the samples),
+process (every method + metrics, bespoke.process), sheets (contact sheets PNG), html (the page). Wall
+seconds and CPU seconds (this process + its children: process uses a worker pool) are both shown: on a
+busy machine wall time grows, CPU time does not. The target is "seconds" for sheets + html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Timer:
+    def __init__(self):
+        self.rows: list[tuple[str, float, float, int]] = []
+
+    def run(self, name: str, items: int, func):
+        wall, cpu = time.perf_counter(), _cpu()
+        result = func()
+        self.rows.append((name, time.perf_counter() - wall, _cpu() - cpu, items))
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--keep", type=Path, help="Build in this folder (kept) instead of a temporary one.")
+    args = parser.parse_args()
+
+    from rich.table import Table
+
+    from bespoke.console import console
+    from bespoke.demo import DATASET_NAME, demo_prompts
+    from bespoke.html_report import build_html
+    from bespoke.layout import RESOLUTIONS
+    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.process import process_path
+    from bespoke.review import load_view
+    from bespoke.settings import load_settings
+    from bespoke.sheets import build_contact_sheets
+    from bespoke.simulator import simulate_run
+    from bespoke.synthetic import write_dataset
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_review_"))
+    root.mkdir(parents=True, exist_ok=True)
+    settings = load_settings().with_overrides(outputs_dir=root / "outputs", datasets_dir=root / "datasets",
+                                              cache_dir=root / "cache")
+    dataset = root / "datasets" / DATASET_NAME
+    if not dataset.exists():
+        write_dataset(dataset, 24, seed=0)
+    prompts = root / "datasets" / f"prompts_{args.prompts}.txt"
+    prompts.write_text(demo_prompts(args.prompts, 0), encoding="utf-8")
+
+    timer = Timer()
+    per_run = args.epochs + 1  # + e000000 (sample_at_first in the base preset)
+    samples = len(RESOLUTIONS) * per_run * args.prompts
+
+    def plan_all():
+        return [plan_run(settings, PlanRequest(resolution=r, dataset=dataset, prompts=prompts,
+                                               overrides=(f"max_train_epochs={args.epochs}",))) for r in RESOLUTIONS]
+
+    plans = timer.run("plan (4 runs)", len(RESOLUTIONS), plan_all)
+    runs = [p.paths.root for p in plans]
+    if any(not p.created for p in plans):
+        console.print("[yellow]runs exist already (--keep): simulate/process are skipped for them[/]")
+    for run, resolution in zip(runs, RESOLUTIONS, strict=True):
+        if not (run / "model" / "sample").exists():
+            timer.run(f"simulate {resolution} px", per_run * args.prompts,
+                      lambda run=run: simulate_run(run, progress=False))
+    for run, resolution in zip(runs, RESOLUTIONS, strict=True):
+        timer.run(f"process {resolution} px", per_run * args.prompts,
+                  lambda run=run: process_path(run, palette="dataset", progress=False))
+    views = timer.run("load reports", len(runs), lambda: [load_view(r, process=False) for r in runs])
+
+    def sheets():
+        for view in views:
+            view.sheets = [s.path for s in build_contact_sheets(view.run_dir, view.report, method=view.method,
+                                                                 run_id=view.run_id, simulated=view.simulated)]
+
+    timer.run("sheets (4 runs)", samples, sheets)
+    html = root / "outputs" / "review-bench" / "index.html"
+    timer.run("html (1 page)", samples, lambda: build_html(views, html))
+
+    table = Table(title=f"review benchmark: {len(runs)} runs x {args.epochs} epochs (+e0) x {args.prompts} prompts "
+                        f"= {samples} samples", title_justify="left")
+    for name in ("stage", "items", "wall s", "cpu s", "wall ms/item", "share of wall"):
+        table.add_column(name, justify="right" if name != "stage" else "left")
+    total = sum(r[1] for r in timer.rows)
+    for name, wall, cpu, items in timer.rows:
+        table.add_row(name, str(items), f"{wall:.2f}", f"{cpu:.2f}", f"{1000 * wall / max(1, items):.1f}",
+                      f"{wall / total:.0%}")
+    review = sum(r[1] for r in timer.rows if r[0].startswith(("load", "sheets", "html")))
+    table.add_row("total", str(samples), f"{total:.2f}", f"{sum(r[2] for r in timer.rows):.2f}", "", "100%",
+                  style="bold")
+    console.print(table)
+    console.print(f"review itself (load + sheets + html): {review:.2f} s wall = {review / total:.0%} of the pipeline; "
+                  f"page {html.stat().st_size / 1e6:.2f} MB: {html}", soft_wrap=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""`bespoke plan -r R [--preset P]`: write and validate a run folder's configs, print the launch command.
+`bespoke presets`: the presets in kohya_configs/ with what they are for."""
+
+from __future__ import annotations
+
+import click
+
+KEY_SETTINGS = (
+    ("network", lambda t, d: f"{t.get('network_module')} dim {t.get('network_dim')} / alpha {t.get('network_alpha')}"),
+    ("optimizer", lambda t, d: f"{t.get('optimizer_type') or 'AdamW'} lr {t.get('learning_rate')}"
+                               + (f" (unet {t['unet_lr']}, te {t['text_encoder_lr']})" if "text_encoder_lr" in t else "")),
+    ("schedule", lambda t, d: f"{t.get('lr_scheduler')}"
+                              + (f" x{t['lr_scheduler_num_cycles']}" if "lr_scheduler_num_cycles" in t else "")
+                              + f", warmup {t.get('lr_warmup_steps', 0)}"),
+    ("epochs", lambda t, d: f"{t.get('max_train_epochs')} (save every {t.get('save_every_n_epochs')}, "
+                            f"sample every {t.get('sample_every_n_epochs')})"),
+    ("batch / repeats", lambda t, d: f"{d['datasets'][0].get('batch_size', 1)} / "
+                                     f"{d['datasets'][0]['subsets'][0].get('num_repeats', 1)}"),
+    ("precision", lambda t, d: f"{t.get('mixed_precision')} (save {t.get('save_precision')})"),
+    ("buckets", lambda t, d: "off" if not d["datasets"][0].get("enable_bucket") else
+                             f"{d['datasets'][0].get('min_bucket_reso')}..{d['datasets'][0].get('max_bucket_reso')} "
+                             f"step {d['datasets'][0].get('bucket_reso_steps')}"),
+    ("base model", lambda t, d: t.get("pretrained_model_name_or_path")),
+    ("images", lambda t, d: d["datasets"][0]["subsets"][0]["image_dir"]),
+)
+
+
+def _dataset_path(dataset: str | None, settings):
+    from pathlib import Path
+
+    from bespoke.errors import DatasetError
+
+    if dataset is None:
+        default = settings.datasets_dir / "bespoke_punks"
+        if not default.is_dir():
+            raise DatasetError(f"no --dataset given and the default {default} does not exist; "
+                               f"pass --dataset PATH (a folder of 24x24 PNGs + .txt captions)")
+        return default
+    path = Path(dataset).expanduser()
+    if not path.exists() and len(path.parts) == 1 and (settings.datasets_dir / dataset).is_dir():
+        return settings.datasets_dir / dataset
+    return path
+
+
+def _modified(plan) -> list[str]:
+    from bespoke.planning import modified_configs
+
+    return modified_configs(plan)
+
+
+def plan_summary(plan) -> dict:
+    """The JSON form of a RunPlan (what `plan --json` prints)."""
+    import shlex
+
+    return {
+        "run_id": plan.run_id,
+        "run_dir": str(plan.paths.root),
+        "created": plan.created,
+        "modified_configs": [] if plan.created else _modified(plan),
+        "status": plan.manifest.get("status"),
+        "training_toml": str(plan.paths.training_toml),
+        "dataset_toml": str(plan.paths.dataset_toml),
+        "prompts_txt": str(plan.paths.prompts_txt),
+        "argv": plan.argv,
+        "command": shlex.join(plan.argv),
+        "env_overrides": plan.env_overrides,
+        "training": plan.training,
+        "dataset_config": plan.dataset_config,
+        "prompts": [p.to_json() for p in plan.prompts],
+    }
+
+
+def render_plan(plan, console, sd_scripts=None) -> None:
+    """Human summary of a plan on the console (stderr)."""
+    import shlex
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    state = "[green]new run folder[/green]" if plan.created else "[yellow]existing run folder (unchanged)[/yellow]"
+    console.print(f"{state}: [bold]{escape(str(plan.paths.root))}[/bold]")
+    if not plan.created:
+        from bespoke.planning import modified_configs
+
+        console.print(f"  status {plan.manifest.get('status')}; the same config always finds this folder")
+        changed = modified_configs(plan)
+        if changed:
+            console.print(f"[yellow]warning:[/yellow] {', '.join(changed)} changed since planning (edited by hand?); "
+                          f"the trainer reads the files as they are now — check them with `bespoke check`")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("run id", plan.run_id)
+    for label, value in KEY_SETTINGS:
+        try:
+            text = str(value(plan.training, plan.dataset_config))
+        except (KeyError, IndexError, TypeError):
+            continue
+        table.add_row(label, escape(text))
+    sizes = sorted({(p.width, p.height) for p in plan.prompts}, key=str)
+    table.add_row("samples", f"{len(plan.prompts)} prompts at " + ", ".join(f"{w}x{h}" for w, h in sizes))
+    console.print(table)
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env_overrides.items()))
+    console.print("launch command:")
+    console.print(escape(f"{env} {shlex.join(plan.argv)}".strip()), soft_wrap=True, highlight=False)
+    if sd_scripts is None:
+        console.print("[yellow]note:[/yellow] no sd-scripts checkout configured (the command assumes ./sd-scripts); "
+                      "set --sd-scripts, BESPOKE_SD_SCRIPTS or sd_scripts in bespoke.toml before `bespoke train`")
+
+
+@click.command("plan")
+@click.option("-r", "--resolution", type=int, required=True, help="Training resolution: 512, 256, 128 or 64.")
+@click.option("--preset", help="Named preset in kohya_configs/ (e.g. baseline-512); see `bespoke presets`.")
+@click.option("--dataset", help="Source punks folder (default: <datasets_dir>/bespoke_punks).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a preset value (TOML syntax), e.g. --set network_dim=8. Repeatable.")
+@click.option("--prompts", type=click.Path(path_type=str), help="Your own sample prompt file (sd-scripts syntax).")
+@click.option("--layout", type=click.Choice(["stretch", "pad"]), help="How 24 px maps to R px (default: preset's).")
+@click.option("--background", help="Background colour for transparent pixels (passed to prepare).")
+@click.option("--trigger", help="Trigger phrase prepended to every caption (passed to prepare).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+@click.pass_context
+def plan_cmd(ctx, resolution, preset, dataset, overrides, prompts, layout, background, trigger, as_json):
+    """Write outputs/<run-id>/ with validated training.toml, dataset.toml, prompts.txt and run.json
+    (status planned), and print the exact launch command. Nothing is trained."""
+    import json
+    from pathlib import Path
+
+    from bespoke.cli import get_settings
+    from bespoke.console import console
+    from bespoke.planning import PlanRequest, plan_run
+
+    settings = get_settings(ctx)
+    request = PlanRequest(
+        resolution=resolution,
+        dataset=_dataset_path(dataset, settings),
+        preset=preset,
+        overrides=tuple(overrides),
+        prompts=Path(prompts) if prompts else None,
+        layout=layout,
+        background=background,
+        trigger=trigger,
+    )
+    plan = plan_run(settings, request)
+    if as_json:
+        click.echo(json.dumps(plan_summary(plan), indent=2, ensure_ascii=False))
+    else:
+        render_plan(plan, console, settings.sd_scripts)
+
+
+@click.command("presets")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
+def presets_cmd(as_json):
+    """List the presets in kohya_configs/ (base, per resolution, named) with their descriptions."""
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bespoke.console import console
+    from bespoke.presets import list_presets, presets_folder
+
+    rows = list_presets()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"presets in {presets_folder()}", title_justify="left")
+    table.add_column("name", style="bold")
+    table.add_column("role")
+    table.add_column("description")
+    for row in rows:
+        table.add_row(row["name"], row["role"], escape(row["description"]))
+    console.print(table)
+    console.print("layers: base <- res-R <- --preset NAME <- --set key=value")
+
+
+@click.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+def check_cmd(files):
+    """Validate sd-scripts files you edited by hand (training TOML, dataset TOML, sample prompts) the way
+    `plan` validates its own: every key, type and choice, with "did you mean"."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from bespoke.console import console
+    from bespoke.errors import BespokeError, ConfigError
+    from bespoke.kohya_config import check_file
+
+    failed = []
+    for name in files:
+        try:
+            kind, summary = check_file(Path(name))
+        except BespokeError as error:
+            failed.append(name)
+            console.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
+            continue
+        console.print(f"[green]ok[/green]    {escape(name)}: {kind}, {summary}", soft_wrap=True)
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(files)} file(s) failed the check")
+
+
+def register(main) -> None:
+    main.add_command(plan_cmd)
+    main.add_command(presets_cmd)
+    main.add_command(check_cmd)

@@ -1,0 +1,77 @@
+"""`bespoke process RUN_OR_DIR`: 24 px candidates + colour metrics per sample; a per-epoch table."""
+
+from __future__ import annotations
+
+import click
+
+
+def render_table(report: dict) -> None:
+    """The per-epoch table: samples, mean colors_nearest, % clean, the same for the best method; best marked."""
+    from rich.table import Table
+
+    from bespoke.console import console
+    from bespoke.process import best_method
+
+    best = report.get("best") or {}
+    method = best.get("method") or best_method(report["samples"], report["methods"])
+    title = "bespoke process" + (" (SIMULATED samples)" if report.get("simulated") else "")
+    table = Table(title=title)
+    for name in ("epoch", "samples", "colors_nearest", "% clean"):
+        table.add_column(name, justify="right")
+    if method:
+        table.add_column(f"{method} colours", justify="right")
+        table.add_column(f"{method} % clean", justify="right")
+    table.add_column("")
+    for row in report["epochs"]:
+        epoch = row["epoch"]
+        label = "?" if epoch is None else ("0 (before)" if epoch == 0 else str(epoch))
+        cells = [label, str(row["samples"]), f"{row['colors_nearest_mean']:.1f}", f"{row['clean_pct']:.0f}"]
+        if method:
+            stats = row["methods"].get(method, {})
+            cells += [f"{stats.get('colors_mean') or 0:.1f}", f"{stats.get('clean_pct') or 0:.0f}"]
+        cells.append("best" if best and epoch == best.get("epoch") else "")
+        table.add_row(*cells, style="bold green" if cells[-1] else None)
+    console.print(table)
+    if best:
+        console.print(f"best: epoch {best['epoch']} with {best['method']} ({best['score']:.0f} % clean). "
+                      f"Rule: {best['rule']}")
+    for error in report["errors"]:
+        console.print(f"[yellow]skipped[/] {error['file']}: {error['error']}")
+
+
+@click.command("process")
+@click.argument("run_or_dir", type=click.Path(path_type=str))
+@click.option("--methods", default=None, help="Comma list of nearest,box,bilinear,lanczos,grid,grid-palette "
+              "(default: all but grid-palette, which is added when --palette is given).")
+@click.option("--palette", default=None, help="dataset (the run's training palette), k:<N>, or a folder of 24 px PNGs.")
+@click.option("--merge", "merge", type=float, default=None,
+              help="Merge cell colours closer than this delta E (default 4; 0 = off).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+def process_cmd(run_or_dir, methods, palette, merge, workers, as_json, quiet):
+    """24 px candidates per sample and method, report.json + report.csv, per-epoch table."""
+    import json
+    from pathlib import Path
+
+    from bespoke.console import console
+    from bespoke.process import DEFAULT_METHODS, output_dirs, process_path
+
+    if workers is not None and workers < 1:
+        from bespoke.errors import UsageError
+
+        raise UsageError(f"--workers {workers}: must be 1 or more")
+    path = Path(run_or_dir)
+    report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, merge_threshold=merge,
+                          workers=workers, progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    if not quiet:
+        render_table(report)
+        console.print(f"{len(report['samples'])} samples processed, {len(report['errors'])} skipped; "
+                      f"report: {output_dirs(path)[1] / 'report.json'}")
+
+
+def register(main) -> None:
+    main.add_command(process_cmd)

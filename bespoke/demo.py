@@ -1,0 +1,159 @@
+"""`bespoke demo`: the whole pipeline on data it makes itself, no GPU, in seconds.
+
+Synthetic punks -> prepare + plan the four real runs (512/256/128/64, validated exactly as for training,
+with the argv that would launch them) -> per-epoch samples from the SIMULATOR (labelled as such in the
+terminal, run.json and the report) -> process -> one review of the sweep. Re-running reuses what is there
+(the same config finds the same run folder); nothing the user made is deleted or overwritten.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bespoke.errors import RunError, UsageError
+from bespoke.layout import RESOLUTIONS
+
+DEFAULT_OUT = "bespoke_demo"
+DATASET_NAME = "synthetic_punks"
+DATASET_SIZE = 24
+NEGATIVE = "blurry, smooth, gradients, antialiased, photography, realistic, 3d render"
+
+
+@dataclass
+class DemoRun:
+    """One run of the demo sweep and what the demo did to it this time."""
+
+    resolution: int
+    run_dir: Path
+    run_id: str
+    argv: list[str]
+    planned_now: bool
+    simulated_now: bool = False
+    processed_now: bool = False
+
+
+@dataclass
+class DemoResult:
+    """Where everything went and how long each stage took (seconds)."""
+
+    out: Path
+    dataset: Path
+    prompts_file: Path
+    runs: list[DemoRun]
+    html: Path
+    sd_scripts_placeholder: bool
+    timings: dict = field(default_factory=dict)
+    review: object = None
+
+
+def demo_prompts(count: int, seed: int) -> str:
+    """A prompt file of `count` prompts: the captions of the dataset's own punks, each with that punk's seed
+    (so the simulator draws the punk the prompt describes). No --w/--h: the preset's sample size applies."""
+    from bespoke.synthetic import make_punk
+
+    lines = [f"# bespoke demo prompts: captions of the synthetic dataset (seed {seed}), fixed seeds", ""]
+    for index in range(count):
+        punk_seed = seed * 10_000 + index  # the seed write_dataset gives punk `index`
+        punk = make_punk(punk_seed)
+        lines.append(f"# {punk.name}")
+        lines.append(f"{punk.caption} --n {NEGATIVE} --d {punk_seed} --s 30 --l 7.5")
+    return "\n".join(lines) + "\n"
+
+
+def _ensure_dataset(folder: Path, seed: int) -> bool:
+    """Write the synthetic dataset unless the folder already has images (never overwrite); True if written."""
+    from bespoke.synthetic import write_dataset
+
+    if folder.is_dir() and any(folder.glob("*.png")):
+        return False
+    write_dataset(folder, count=DATASET_SIZE, seed=seed)
+    return True
+
+
+def _ensure_prompts(path: Path, text: str) -> None:
+    from bespoke.fsutil import atomic_write_text
+
+    if path.exists():
+        if path.read_text(encoding="utf-8") != text:
+            raise RunError(f"{path}: exists with other content; bespoke demo never overwrites it "
+                           "(move it away or use another --out)")
+        return
+    atomic_write_text(path, text)
+
+
+def run_demo(
+    settings, out: Path | str | None = None, *, epochs: int | None = None, prompts: int | None = None,
+    quick: bool = False, resolutions: tuple[int, ...] = RESOLUTIONS, seed: int = 0, progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the demo into `out` (default ./bespoke_demo) and return where the review is."""
+    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.review import needs_processing, process_run, review_runs, sample_files
+    from bespoke.runs import read_manifest
+    from bespoke.simulator import simulate_run
+
+    say = echo or (lambda _msg: None)
+    epochs = int(epochs if epochs is not None else (4 if quick else 10))
+    prompts = int(prompts if prompts is not None else (4 if quick else 8))
+    if not 1 <= epochs <= 100:
+        raise UsageError(f"--epochs {epochs}: choose 1..100")
+    if not 1 <= prompts <= 64:
+        raise UsageError(f"--prompts {prompts}: choose 1..64")
+    bad = [r for r in resolutions if r not in RESOLUTIONS]
+    if bad or not resolutions:
+        raise UsageError(f"demo resolutions {bad or '(none)'}: choose from {', '.join(map(str, RESOLUTIONS))}")
+
+    out = Path(out or Path.cwd() / DEFAULT_OUT).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    demo_settings = settings.with_overrides(outputs_dir=out / "outputs", datasets_dir=out / "datasets",
+                                            cache_dir=out / ".cache")
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    dataset = out / "datasets" / DATASET_NAME
+    written = _ensure_dataset(dataset, seed)
+    say(f"dataset: {dataset} ({'generated ' + str(DATASET_SIZE) + ' synthetic punks' if written else 'reused'})")
+    prompts_file = out / "datasets" / f"demo_prompts_{prompts}_seed{seed}.txt"
+    _ensure_prompts(prompts_file, demo_prompts(prompts, seed))
+    timings["dataset"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    runs: list[DemoRun] = []
+    for resolution in resolutions:
+        request = PlanRequest(resolution=resolution, dataset=dataset, overrides=(f"max_train_epochs={epochs}",),
+                              prompts=prompts_file)
+        plan = plan_run(demo_settings, request, extra_manifest={"demo": True})
+        runs.append(DemoRun(resolution, plan.paths.root, plan.run_id, list(plan.argv), plan.created))
+        say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {shlex.join(plan.argv)}")
+    timings["plan"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for run in runs:
+        manifest = read_manifest(run.run_dir)
+        if manifest.get("status") == "planned" and not sample_files(run.run_dir):
+            simulate_run(run.run_dir, seed=seed, progress=progress)
+            run.simulated_now = True
+            say(f"SIMULATED samples for {run.run_id} (no model trained)")
+        elif manifest.get("simulated") and manifest.get("status") != "finished":
+            raise RunError(f"{run.run_dir}: an earlier demo stopped while simulating (status "
+                           f"{manifest.get('status')!r}); move that folder away and run the demo again")
+    timings["simulate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for run in runs:
+        if needs_processing(run.run_dir):
+            process_run(run.run_dir, palette="dataset", progress=progress)
+            run.processed_now = True
+    timings["process"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    result = review_runs([r.run_dir for r in runs], outputs_dir=demo_settings.outputs_dir, process=False,
+                         progress=progress)
+    timings["review"] = time.perf_counter() - started
+    return DemoResult(out=out, dataset=dataset, prompts_file=prompts_file, runs=runs, html=result.html,
+                      sd_scripts_placeholder=settings.sd_scripts is None, timings=timings, review=result)

@@ -1,0 +1,192 @@
+"""`bespoke doctor`: is this machine ready to train, and what exactly to fix if not.
+
+One probe runs in the trainer's Python (versions, accelerate, torch + CUDA, and the installed sd-scripts'
+own argument parser), so the answers are about the environment that will really train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# Runs inside the trainer's Python with the sd-scripts checkout as argv[1]. Prints one JSON line.
+PROBE = r"""
+import json, os, sys
+out = {"python": sys.version.split()[0], "executable": sys.executable}
+try:
+    import accelerate
+    out["accelerate"] = accelerate.__version__
+except Exception as exc:
+    out["accelerate_error"] = f"{type(exc).__name__}: {exc}"
+try:
+    import torch
+    out["torch"] = torch.__version__
+    out["cuda"] = bool(torch.cuda.is_available())
+    out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if out["cuda"] else []
+except Exception as exc:
+    out["torch_error"] = f"{type(exc).__name__}: {exc}"
+checkout = sys.argv[1]
+try:
+    sys.path.insert(0, checkout)
+    os.chdir(checkout)
+    import train_network
+    parser = train_network.setup_parser()
+    out["options"] = sorted({a.dest for a in parser._actions if a.dest != "help"})
+except BaseException as exc:
+    out["parser_error"] = f"{type(exc).__name__}: {exc}"
+sys.stdout.write("\n" + json.dumps(out) + "\n")
+"""
+
+# Keys bespoke writes into every training.toml besides the preset's own (kohya_config.build_training_config).
+_FILLED_KEYS = ("pretrained_model_name_or_path", "resolution", "output_dir", "output_name", "logging_dir",
+                "sample_prompts")
+LOW_DISK_GB = 10.0
+MIN_DISK_GB = 1.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: level ok | info | warning | error, what was found, and how to fix it."""
+
+    name: str
+    level: str
+    message: str
+    fix: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def keys_bespoke_writes(settings) -> tuple[list[str], str]:
+    """Training keys to check: those of the newest planned training.toml, else of the resolved default preset."""
+    import toml
+
+    from bespoke.runs import RunPaths, list_run_dirs
+
+    runs = [RunPaths(d) for d in list_run_dirs(settings.outputs_dir)]
+    runs = [p for p in runs if p.training_toml.is_file()]
+    if runs:
+        newest = max(runs, key=lambda p: p.training_toml.stat().st_mtime)
+        try:
+            data = toml.load(newest.training_toml)
+            keys = set()
+            for key, value in data.items():
+                keys |= set(value) if isinstance(value, dict) else {key}
+            return sorted(keys), str(newest.training_toml)
+        except (OSError, toml.TomlDecodeError):
+            pass
+    from bespoke.presets import resolve_preset
+
+    preset = resolve_preset(512, None)
+    return sorted(set(preset.training) | set(_FILLED_KEYS)), "the default preset (base + res-512)"
+
+
+def _probe(settings) -> tuple[dict | None, str]:
+    from bespoke.process_runner import run_capture
+
+    done = run_capture([settings.trainer_python, "-c", PROBE, str(settings.sd_scripts or ".")], timeout=180)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line), ""
+            except ValueError:
+                break
+    detail = (done.stderr.strip().splitlines() or [f"exit code {done.exit_code}"])[-1]
+    return None, detail
+
+
+def _free_gb(path: Path) -> float:
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free / 1e9
+
+
+def _base_model_checks(base_model: str) -> list[Check]:
+    # a hub id is "org/name"; anything else that names a file or folder is a local path
+    looks_local = base_model.startswith((".", "/", "~")) or base_model.endswith((".safetensors", ".ckpt")) \
+        or base_model.count("/") != 1
+    path = Path(base_model).expanduser()
+    if path.exists():
+        return [Check("base model", "ok", f"{path} ({'folder' if path.is_dir() else f'{path.stat().st_size / 1e9:.2f} GB'})")]
+    if looks_local:
+        return [Check("base model", "error", f"{base_model} does not exist",
+                      "point --base-model (or base_model in bespoke.toml) at your SD 1.5 .safetensors file")]
+    hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    cached = hf_home / "hub" / ("models--" + base_model.replace("/", "--"))
+    if cached.is_dir():
+        return [Check("base model", "ok", f"hub id {base_model}, cached in {cached}")]
+    return [Check("base model", "warning", f"{base_model} is a hub id and is not in the local cache ({cached})",
+                  "make sure this machine can download it (huggingface-cli download " + base_model +
+                  "), or set base_model to a local .safetensors file")]
+
+
+def run_checks(settings) -> list[Check]:
+    """Every readiness check, in order; each problem carries its fix."""
+    checks: list[Check] = []
+    sd = settings.sd_scripts
+    if sd is None:
+        checks.append(Check("sd-scripts", "error", "no sd-scripts checkout configured",
+                            "pass --sd-scripts PATH, set BESPOKE_SD_SCRIPTS, or add sd_scripts = \"...\" to bespoke.toml"))
+    elif not Path(sd).is_dir():
+        checks.append(Check("sd-scripts", "error", f"{sd} does not exist",
+                            "git clone https://github.com/kohya-ss/sd-scripts there, or fix the configured path"))
+        sd = None
+    elif not (Path(sd) / "train_network.py").is_file():
+        checks.append(Check("sd-scripts", "error", f"{sd} has no train_network.py",
+                            "point sd_scripts at the root of a kohya-ss/sd-scripts checkout"))
+        sd = None
+    else:
+        checks.append(Check("sd-scripts", "ok", f"{sd} (train_network.py found)"))
+
+    python = settings.trainer_python
+    info, detail = _probe(settings)
+    if info is None:
+        checks.append(Check("trainer python", "error", f"{python} did not run the probe ({detail})",
+                            "set --python / BESPOKE_PYTHON / sd_python to the Python of your sd-scripts venv"))
+    else:
+        checks.append(Check("trainer python", "ok", f"{python} (Python {info['python']})"))
+        if "accelerate" in info:
+            checks.append(Check("accelerate", "ok", f"accelerate {info['accelerate']}"))
+        else:
+            checks.append(Check("accelerate", "error", f"accelerate does not import: {info.get('accelerate_error')}",
+                                f"{python} -m pip install -r requirements.txt (in the sd-scripts checkout)"))
+        if "torch" not in info:
+            checks.append(Check("torch", "error", f"torch does not import: {info.get('torch_error')}",
+                                f"install torch in that venv ({python} -m pip install torch torchvision)"))
+        elif info.get("cuda"):
+            checks.append(Check("torch", "ok", f"torch {info['torch']}, CUDA: {', '.join(info['gpus'])}"))
+        else:
+            checks.append(Check("torch", "warning", f"torch {info['torch']} sees no CUDA GPU: training runs on CPU "
+                                "(hours per epoch at 512 px)", "install a CUDA build of torch and check nvidia-smi"))
+
+    checks += _base_model_checks(settings.base_model)
+
+    free = _free_gb(settings.outputs_dir)
+    level = "error" if free < MIN_DISK_GB else "warning" if free < LOW_DISK_GB else "ok"
+    checks.append(Check("disk", level, f"{free:.1f} GB free for {settings.outputs_dir}",
+                        "free some space or point --outputs elsewhere (a run needs ~1-5 GB)" if level != "ok" else ""))
+
+    if sd is not None and info is not None:
+        if "options" in info:
+            keys, origin = keys_bespoke_writes(settings)
+            options = set(info["options"])
+            missing = [k for k in keys if k not in options]
+            if missing:
+                checks.append(Check(
+                    "sd-scripts options", "error",
+                    f"this sd-scripts does not know {', '.join(missing)} (keys from {origin}); it would silently "
+                    "ignore them", "update sd-scripts (git -C " + str(sd) + " pull), or remove these keys from "
+                    "your preset / --set"))
+            else:
+                checks.append(Check("sd-scripts options", "ok",
+                                    f"all {len(keys)} training keys bespoke writes are options of this sd-scripts"))
+        else:
+            checks.append(Check("sd-scripts options", "error",
+                                f"could not read train_network.setup_parser(): {info.get('parser_error')}",
+                                f"install sd-scripts' requirements in {python}'s venv "
+                                "(pip install -r requirements.txt in the checkout)"))
+    return checks

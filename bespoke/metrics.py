@@ -1,0 +1,78 @@
+"""The colour metrics every report uses (DESIGN.md "Metrics").
+
+`colors_nearest` is the user's historical metric and must stay Pillow's own NEAREST: it reproduces the
+70 recorded counts of the CAPTION_FIX evaluation exactly (tests/test_metrics.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+GRID = 24
+CLEAN_MAX_COLORS = 50
+CLEAN_MIN_COVERAGE = 0.70
+
+
+def _codes(arr: np.ndarray) -> np.ndarray:
+    a = np.asarray(arr).reshape(-1, np.asarray(arr).shape[-1])[:, :3].astype(np.uint32)
+    return (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
+
+
+def unique_colors(arr: np.ndarray) -> int:
+    """Number of distinct RGB triplets in an HxWx3 (or Nx3) array."""
+    return int(len(np.unique(_codes(arr))))
+
+
+def nearest24(img: Image.Image) -> np.ndarray:
+    """The historical 24 px image: Pillow NEAREST of the RGB sample, as a 24x24x3 uint8 array."""
+    return np.asarray(img.convert("RGB").resize((GRID, GRID), Image.NEAREST))
+
+
+def colors_nearest(img: Image.Image) -> int:
+    """Unique RGB colours of `img.convert("RGB").resize((24, 24), Image.NEAREST)`."""
+    return unique_colors(nearest24(img))
+
+
+def top10_coverage(arr24: np.ndarray) -> float:
+    """Share of the pixels covered by the 10 most frequent colours."""
+    codes = _codes(arr24)
+    _, counts = np.unique(codes, return_counts=True)
+    return float(np.sort(counts)[::-1][:10].sum() / len(codes))
+
+
+def is_clean(colors: int, coverage: float) -> bool:
+    """The user's coded definition: at most 50 colours and the top 10 cover at least 70 %."""
+    return colors <= CLEAN_MAX_COLORS and coverage >= CLEAN_MIN_COVERAGE
+
+
+def off_palette(arr24: np.ndarray, palette: np.ndarray | None) -> float | None:
+    """Share of pixels whose colour is not in `palette` (Nx3); None without a palette."""
+    if palette is None:
+        return None
+    return float(1.0 - np.isin(_codes(arr24), _codes(palette)).mean())
+
+
+def background_uniform(arr24: np.ndarray, share: float = 0.9) -> bool:
+    """True when the border -- top row, left and right columns; not the bottom row, where the shoulders
+    are -- is one colour: the most common border colour covers at least `share` of those pixels."""
+    border = np.concatenate([arr24[0], arr24[1:, 0], arr24[1:, -1]])
+    _, counts = np.unique(_codes(border), return_counts=True)
+    return bool(counts.max() / len(border) >= share)
+
+
+def upsample_index(edges, size: int) -> np.ndarray:
+    """For each of `size` pixel positions, the index of the cell (by its edges) whose span holds its centre."""
+    centres = np.arange(size) + 0.5
+    return np.clip(np.searchsorted(np.asarray(edges, dtype=np.float64), centres, side="right") - 1, 0, GRID - 1)
+
+
+def grid_error(sample: np.ndarray, arr24: np.ndarray, ix: np.ndarray, iy: np.ndarray) -> float:
+    """Mean absolute difference (0-255) between the sample and the candidate drawn back on its grid.
+
+    `ix`/`iy` map the sample's columns/rows to cells (upsample_index). Computed on every other row and
+    column: the same mean within a fraction of a level, at a quarter of the cost.
+    """
+    sub = sample[::2, ::2]
+    drawn = arr24[iy[::2]][:, ix[::2]]
+    return float(np.abs(sub.astype(np.int16) - drawn.astype(np.int16)).mean())

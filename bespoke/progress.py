@@ -1,0 +1,316 @@
+"""Trainer output -> progress events -> what the terminal shows.
+
+sd-scripts prints `epoch k/n` on stdout and a tqdm bar `steps:  42%|...| 5/12 [00:03<00:04, 1.6it/s,
+avr_loss=0.123]` on stderr (updated with \\r). `parse_line` turns one line into an event; `RunProgress` keeps
+the state of one run (thread-safe); `ProgressView` shows it as a rich live bar, as plain log lines when
+the console is not a terminal, or not at all (--quiet). `ModelWatcher` notices new checkpoints and samples.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+_EPOCH = re.compile(r"^\s*epoch (\d+)/(\d+)\s*$")
+_STEPS = re.compile(
+    r"steps:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+)[^\]]*?(?:avr_loss=([-+\w.]+))?\]"
+)
+_SAVE = re.compile(r"saving checkpoint:\s*(.+?)\s*$")
+_TOTAL = re.compile(r"total optimization steps[^:]*:\s*(\d+)")
+_EPOCHS = re.compile(r"num epochs[^:]*:\s*(\d+)")
+_NO_DATA = "No data found"
+_SAMPLE = re.compile(
+    r"^(?:(?P<name>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<step>\d{6,}))_(?P<prompt>\d{2,})_(?P<ts>\d{14})(?:_(?P<seed>\d+))?\.png$"
+)
+
+
+@dataclass(frozen=True)
+class EpochStarted:
+    epoch: int
+    total: int
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    step: int
+    total: int
+    elapsed: float
+    remaining: float | None
+    loss: float | None
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: str
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    total_steps: int | None = None
+    num_epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class NoData:
+    line: str
+
+
+Event = EpochStarted | StepProgress | CheckpointSaved | TrainingInfo | NoData
+
+
+def _seconds(text: str) -> float | None:
+    if "?" in text:
+        return None
+    total = 0.0
+    for part in text.split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_line(line: str) -> Event | None:
+    """One line of trainer output (either stream) -> an event, or None for anything else."""
+    if match := _STEPS.search(line):
+        step, total, elapsed, remaining, loss = match.groups()
+        return StepProgress(int(step), int(total), _seconds(elapsed) or 0.0, _seconds(remaining), _float(loss))
+    if match := _EPOCH.match(line):
+        return EpochStarted(int(match.group(1)), int(match.group(2)))
+    if match := _SAVE.search(line):
+        return CheckpointSaved(match.group(1))
+    if _NO_DATA in line:
+        return NoData(line.strip())
+    if match := _TOTAL.search(line):
+        return TrainingInfo(total_steps=int(match.group(1)))
+    if match := _EPOCHS.search(line):
+        return TrainingInfo(num_epochs=int(match.group(1)))
+    return None
+
+
+def parse_sample_name(name: str) -> dict | None:
+    """Fields of an sd-scripts sample file name (FACTS §3), or None if it is not one."""
+    match = _SAMPLE.match(name)
+    if not match:
+        return None
+    out = match.groupdict()
+    return {
+        "name": out["name"],
+        "epoch": int(out["epoch"]) if out["epoch"] is not None else None,
+        "step": int(out["step"]) if out["step"] is not None else None,
+        "prompt": int(out["prompt"]),
+        "timestamp": out["ts"],
+        "seed": int(out["seed"]) if out["seed"] is not None else None,
+    }
+
+
+class RunProgress:
+    """The live state of one run, fed by trainer lines from reader threads."""
+
+    def __init__(self, run_id: str, total_epochs: int | None = None, label: str = ""):
+        self.run_id = run_id
+        self.label = label
+        self.lock = threading.Lock()
+        self.epoch = 0
+        self.total_epochs = total_epochs
+        self.step = 0
+        self.total_steps: int | None = None
+        self.loss: float | None = None
+        self.remaining: float | None = None
+        self.no_data: str | None = None
+        self.status = "starting"
+        self.started = time.monotonic()
+        self.events: deque = deque()  # for the view: events not shown yet
+        self.epoch_changed = False
+
+    def feed(self, stream: str, line: str) -> Event | None:
+        """Parse one line and update the state; returns the event (or None)."""
+        event = parse_line(line)
+        if event is None:
+            return None
+        with self.lock:
+            if isinstance(event, StepProgress):
+                self.step, self.total_steps, self.remaining = event.step, event.total, event.remaining
+                if event.loss is not None:
+                    self.loss = event.loss
+                self.status = "training"
+            elif isinstance(event, EpochStarted):
+                self.epoch, self.total_epochs = event.epoch, event.total
+                self.epoch_changed = True
+                self.events.append(event)
+            elif isinstance(event, TrainingInfo):
+                self.total_steps = event.total_steps or self.total_steps
+                self.total_epochs = event.num_epochs or self.total_epochs
+            elif isinstance(event, NoData):
+                self.no_data = event.line
+                self.events.append(event)
+            else:
+                self.events.append(event)
+        return event
+
+    def take_events(self) -> list:
+        with self.lock:
+            out = list(self.events)
+            self.events.clear()
+            return out
+
+    def take_epoch_changed(self) -> bool:
+        with self.lock:
+            changed, self.epoch_changed = self.epoch_changed, False
+            return changed
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {
+                "run_id": self.run_id, "label": self.label, "status": self.status, "epoch": self.epoch,
+                "total_epochs": self.total_epochs, "step": self.step, "total_steps": self.total_steps,
+                "loss": self.loss, "remaining": self.remaining, "elapsed": time.monotonic() - self.started,
+            }
+
+
+class ModelWatcher:
+    """Reports checkpoints and sample images that appeared in model/ since the last look."""
+
+    def __init__(self, model_dir: Path):
+        self.model_dir = Path(model_dir)
+        self.seen = self._scan()
+
+    def _scan(self) -> set[Path]:
+        if not self.model_dir.is_dir():
+            return set()
+        found = {p for p in self.model_dir.glob("*.safetensors")}
+        sample_dir = self.model_dir / "sample"
+        if sample_dir.is_dir():
+            found |= {p for p in sample_dir.glob("*.png")}
+        return found
+
+    def poll(self) -> tuple[list[Path], list[Path]]:
+        """(new checkpoints, new samples), each sorted by name."""
+        now = self._scan()
+        new = now - self.seen
+        self.seen = now
+        return (sorted(p for p in new if p.suffix == ".safetensors"), sorted(p for p in new if p.suffix == ".png"))
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def describe_samples(samples: list[Path]) -> str:
+    """'4 samples (epoch 1)' for a batch of new sample files."""
+    epochs = sorted({info["epoch"] for p in samples if (info := parse_sample_name(p.name)) and info["epoch"] is not None})
+    which = f" (epoch {', '.join(str(e) for e in epochs)})" if epochs else ""
+    return f"{len(samples)} new sample{'s' if len(samples) != 1 else ''}{which}"
+
+
+class ProgressView:
+    """Shows one run: mode 'live' (rich bar), 'plain' (log lines for non-TTY), or 'quiet'."""
+
+    def __init__(self, console, mode: str | None = None, quiet: bool = False):
+        self.console = console
+        self.mode = "quiet" if quiet else (mode or ("live" if console.is_terminal else "plain"))
+        self.progress = None
+        self.task = None
+        self.last_plain = 0.0
+
+    @classmethod
+    def for_console(cls, console, quiet: bool = False) -> ProgressView:
+        return cls(console, quiet=quiet)
+
+    def start(self, state: RunProgress) -> None:
+        self.state = state
+        if self.mode == "live":
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(),
+                TextColumn("step {task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
+                TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(f"{state.run_id} starting", total=None, loss="-", eta="?")
+
+    def message(self, text: str) -> None:
+        """A line above the bar (or a plain line)."""
+        if self.mode == "quiet":
+            return
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            self.console.print(text)
+
+    def refresh(self, new_checkpoints=(), new_samples=()) -> None:
+        """Called from the waiting thread: show new events and the current state."""
+        if self.mode == "quiet":
+            self.state.take_events()
+            return
+        snap = self.state.snapshot()
+        for event in self.state.take_events():
+            if isinstance(event, EpochStarted) and self.mode == "plain":
+                self.console.print(f"{snap['run_id']}: epoch {event.epoch}/{event.total}")
+            elif isinstance(event, NoData):
+                self.message(f"[yellow]{snap['run_id']}: trainer says: {event.line}")
+        for path in new_checkpoints:
+            self.message(f"{snap['run_id']}: checkpoint {path.name}")
+        if new_samples:
+            self.message(f"{snap['run_id']}: {describe_samples(list(new_samples))}")
+        loss = f"{snap['loss']:.4f}" if snap["loss"] is not None else "-"
+        if self.progress is not None:
+            epochs = f"epoch {snap['epoch']}/{snap['total_epochs'] or '?'}"
+            self.progress.update(self.task, description=f"{snap['run_id']} {epochs}", completed=snap["step"],
+                                 total=snap["total_steps"], loss=loss, eta=_fmt_time(snap["remaining"]))
+        elif self.mode == "plain" and snap["total_steps"] and time.monotonic() - self.last_plain >= 10:
+            self.last_plain = time.monotonic()
+            self.console.print(f"{snap['run_id']}: step {snap['step']}/{snap['total_steps']} loss {loss} "
+                               f"eta {_fmt_time(snap['remaining'])}")
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def log_tail(path: Path, lines: int = 30) -> list[str]:
+    """The last `lines` meaningful lines of a trainer log: tqdm redraws collapsed, bespoke's own lines dropped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(size - 262144, 0))
+        text = handle.read().decode("utf-8", errors="replace")
+    out: list[str] = []
+    for line in re.split(r"\r\n|\r|\n", text):
+        if not line.strip() or line.startswith("[bespoke]"):
+            continue
+        if out and "steps:" in line and "steps:" in out[-1]:
+            out[-1] = line
+        else:
+            out.append(line.rstrip())
+    return out[-lines:]
+
+
+_ERROR_LINE = re.compile(r"^\s*([\w.]*(?:Error|Exception|Interrupt)|ERROR)\b[: ]")
+
+
+def trainer_error(tail: list[str]) -> str | None:
+    """The trainer's own error line in a log tail (e.g. `RuntimeError: ...`), skipping accelerate's wrapper."""
+    for line in reversed(tail):
+        if _ERROR_LINE.match(line) and "CalledProcessError" not in line:
+            return line.strip()
+    return None

@@ -1,0 +1,117 @@
+"""Sample images: find them (a run's model/sample/ or any folder) and read epoch, step, prompt and seed
+from sd-scripts' file names (kohya/FACTS.md §3).
+
+`{output_name}_e{epoch:06d}_{prompt:02d}_{YYYYmmddHHMMSS}[_{seed}].png`; `e000000` is before training;
+a bare 6-digit number instead of `e…` is a global step. Any other name is still a sample, epoch unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bespoke.errors import ProcessError
+
+SAMPLE_NAME = re.compile(
+    r"^(?:(?P<name>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<step>\d{6,}))_(?P<prompt>\d{2,})_(?P<ts>\d{14})(?:_(?P<seed>\d+))?\.png$"
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """One sample image and what its name says about it (None = unknown)."""
+
+    path: Path
+    name: str  # file stem
+    output_name: str | None
+    epoch: int | None
+    step: int | None
+    prompt_index: int | None
+    timestamp: str | None  # YYYYmmddHHMMSS, local time of the trainer
+    seed: int | None
+    prompt: str | None = None
+
+    def sort_key(self):
+        return (self.epoch is None, self.epoch or 0, self.step is None, self.step or 0,
+                self.prompt_index if self.prompt_index is not None else 1 << 30, self.name)
+
+
+def parse_sample_name(filename) -> SampleInfo:
+    """Parse an sd-scripts sample file name; unknown names give a SampleInfo with everything None."""
+    path = Path(filename)
+    match = SAMPLE_NAME.match(path.name)
+    if not match:
+        return SampleInfo(path, path.stem, None, None, None, None, None, None)
+    g = match.groupdict()
+    return SampleInfo(
+        path=path, name=path.stem, output_name=g["name"],
+        epoch=int(g["epoch"]) if g["epoch"] is not None else None,
+        step=int(g["step"]) if g["step"] is not None else None,
+        prompt_index=int(g["prompt"]), timestamp=g["ts"],
+        seed=int(g["seed"]) if g["seed"] is not None else None,
+    )
+
+
+def read_prompt_lines(path: Path) -> list[str]:
+    """Prompt texts of a sd-scripts .txt prompt file, in sample-index order (blank and # lines skipped,
+    the ` --x value` options cut off). Uses bespoke.prompts when the file is valid for it."""
+    path = Path(path)
+    try:
+        from bespoke.prompts import parse_prompt_file
+
+        return [p.prompt for p in parse_prompt_file(path)]
+    except Exception:  # noqa: BLE001 - the linkage is informative only; fall back to the plain reading
+        pass
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [line.strip() for line in text.splitlines()]
+    return [line.split(" --")[0].strip() for line in lines if line and not line.startswith("#")]
+
+
+def sample_folder(run_or_dir: Path) -> tuple[Path, Path | None]:
+    """(folder holding the images, run folder or None)."""
+    from bespoke.runs import RunPaths, is_run_dir
+
+    root = Path(run_or_dir)
+    if is_run_dir(root):
+        return RunPaths(root).sample_dir, root
+    return root, None
+
+
+def find_samples(run_or_dir) -> list[SampleInfo]:
+    """Every sample image of a run (model/sample/) or a folder, sorted by epoch, step, prompt, name.
+
+    Raises ProcessError with what to do when there is nothing to process."""
+    root = Path(run_or_dir)
+    if not root.exists():
+        raise ProcessError(f"{root}: no such folder; pass a run folder (outputs/<run>) or a folder of images")
+    if not root.is_dir():
+        raise ProcessError(f"{root}: is a file; pass the folder that holds it (a run folder or a folder of images)")
+    folder, run = sample_folder(root)
+    if run is not None and not folder.is_dir():
+        raise ProcessError(f"{run}: no samples yet ({folder} does not exist); train with sample prompts first "
+                           "or run `bespoke generate`")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        where = f"run {run}: {folder}" if run is not None else str(folder)
+        others = f" (it holds {len(files)} other files, e.g. {files[0].name})" if files else " (it is empty)"
+        raise ProcessError(f"{where}: no sample images (.png/.jpg/.webp){others}")
+    prompts: list[str] = []
+    if run is not None:
+        from bespoke.runs import RunPaths
+
+        prompts_txt = RunPaths(run).prompts_txt
+        if prompts_txt.is_file():
+            prompts = read_prompt_lines(prompts_txt)
+    infos = []
+    for path in images:
+        info = parse_sample_name(path)
+        if info.prompt_index is not None and info.prompt_index < len(prompts):
+            info = replace(info, prompt=prompts[info.prompt_index])
+        infos.append(info)
+    return sorted(infos, key=SampleInfo.sort_key)

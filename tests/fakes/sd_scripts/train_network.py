@@ -1,0 +1,380 @@
+"""A stand-in for kohya-ss sd-scripts `train_network.py` (SD 1.5 LoRA), for tests. No torch: fast.
+
+It behaves like the real script for everything bespoke relies on (../shared/kohya/FACTS.md):
+- `setup_parser()` exposes the real option names (fake_options.json, copied from the real parser);
+- `--config_file` is read the sd-scripts way: `.toml` appended when missing, sections flattened, the CLI
+  wins over the file, unknown keys accepted silently, a missing file logs "... not found." and exits 1;
+- the dataset TOML is loaded, every subset's `image_dir` checked: no images -> "No data found" on
+  stderr and exit 0 with no output at all;
+- prints the `running training` block and `epoch k/n` on stdout, a tqdm-like `steps:` bar with `\\r`
+  and `avr_loss` on stderr, `saving checkpoint: ...` per save;
+- writes `{name}-{epoch:06d}.safetensors` for every saved epoch but the last and `{name}.safetensors`
+  for the last (real safetensors with ss_* metadata), `sample/{name}_e{epoch:06d}_{i:02d}_{ts}[_{seed}].png`
+  per prompt (e000000 with sample_at_first), `{name}-{epoch:06d}-state` dirs with train_state.json
+  when save_state, and continues after the epoch of `--resume DIR`.
+
+Knobs (environment): FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
+FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
+dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),
+FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_FALLBACK_OPTIONS = [  # used only when no option table is found
+    ("pretrained_model_name_or_path", "str"), ("output_dir", "str"), ("output_name", "str"),
+    ("max_train_epochs", "int"), ("max_train_steps", "int"), ("save_every_n_epochs", "int"),
+    ("sample_prompts", "str"), ("sample_every_n_epochs", "int"), ("sample_at_first", None),
+    ("save_state", None), ("resume", "str"), ("network_dim", "int"), ("network_alpha", "float"),
+    ("learning_rate", "float"), ("mixed_precision", "str"), ("train_batch_size", "int"),
+]
+
+
+def _int_or_float(value):
+    number = float(value)
+    return int(number) if number.is_integer() and "." not in str(value) else number
+
+
+_TYPES = {"str": str, "int": int, "float": float, "int_or_float": _int_or_float, "Path": str, None: None}
+
+
+def _option_table() -> list[dict]:
+    for path in (HERE / "fake_options.json", HERE.parents[2] / "bespoke" / "data" / "train_network_options.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        rows = data.get("options") or data.get("arguments") if isinstance(data, dict) else data
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "dest" in rows[0]:
+            return rows
+    return [{"dest": d, "option_strings": [f"--{d}"], "store_true": t is None, "type": t, "default": None,
+             "choices": None, "nargs": None} for d, t in _FALLBACK_OPTIONS]
+
+
+def setup_parser() -> argparse.ArgumentParser:
+    """The argument parser, with the option names of the real train_network.py."""
+    parser = argparse.ArgumentParser()
+    dropped = {d for d in os.environ.get("FAKE_TRAINER_DROP_OPTIONS", "").split(",") if d}
+    for row in _option_table():
+        if row["dest"] in dropped:
+            continue
+        if row.get("store_true"):
+            parser.add_argument(*row["option_strings"], dest=row["dest"], action="store_true")
+            continue
+        kwargs = {"dest": row["dest"], "default": row.get("default"), "type": _TYPES.get(row.get("type"), str)}
+        if row.get("choices"):
+            kwargs["choices"] = row["choices"]
+        if row.get("nargs") == "*":
+            kwargs["nargs"] = "*"
+        parser.add_argument(*row["option_strings"], **kwargs)
+    for name in ("config_file", "dataset_config", "resume"):  # bespoke relies on these three
+        if f"--{name}" not in parser._option_string_actions:
+            parser.add_argument(f"--{name}", default=None)
+    return parser
+
+
+def read_config_from_file(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """sd-scripts `train_util.read_config_from_file`: flatten one level, CLI overrides the file, no checks."""
+    import toml
+
+    if not args.config_file:
+        return args
+    config_path = args.config_file if args.config_file.endswith(".toml") else args.config_file + ".toml"
+    if not os.path.exists(config_path):
+        print(f"INFO     {config_path} not found.", file=sys.stderr)
+        sys.exit(1)
+    print(f"Loading settings from {config_path}...", file=sys.stderr)
+    with open(config_path, encoding="utf-8") as handle:
+        config = toml.load(handle)
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    args = parser.parse_args(namespace=argparse.Namespace(**flat))
+    args.config_file = os.path.splitext(args.config_file)[0]
+    return args
+
+
+def _subsets(dataset_config: dict) -> list[tuple[dict, dict]]:
+    general = dataset_config.get("general", {})
+    out = []
+    for dataset in dataset_config.get("datasets", []):
+        for subset in dataset.get("subsets", []):
+            out.append(({**general, **{k: v for k, v in dataset.items() if k != "subsets"}}, subset))
+    return out
+
+
+def _images(image_dir: str) -> list[Path]:
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _prompts(path: str | None) -> list[dict]:
+    if not path or not os.path.isfile(path):
+        if path:
+            print("ERROR    No prompt file / プロンプトファイルがありません: " + str(path), file=sys.stderr)
+        return []
+    prompts = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = {"prompt": line.split(" --")[0], "width": 512, "height": 512, "seed": None}
+        for part in line.split(" --")[1:]:
+            key, _, value = part.partition(" ")
+            key = key.lower()
+            try:
+                if key == "w":
+                    entry["width"] = max(64, int(value) // 8 * 8)
+                elif key == "h":
+                    entry["height"] = max(64, int(value) // 8 * 8)
+                elif key == "d":
+                    entry["seed"] = int(value)
+            except ValueError:
+                pass
+        prompts.append(entry)
+    return prompts
+
+
+def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> None:
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    sample_dir = Path(args.output_dir) / "sample"
+    sample_dir.mkdir(parents=True, exist_ok=True)
+    total = max(int(args.max_train_epochs or 1), 1)
+    for index, prompt in enumerate(prompts):
+        source = Image.open(images[(index + epoch) % len(images)]).convert("RGB")
+        size = (prompt["width"], prompt["height"])
+        image = source.resize(size, Image.BILINEAR)
+        # blurrier and noisier early in training, closer to the blocky source later
+        blur = max(size) / 24 * (0.9 - 0.6 * min(epoch, total) / total)
+        image = image.filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+        rng = np.random.default_rng((prompt["seed"] or 0) * 1000 + epoch)
+        pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10 - 6 * min(epoch, total) / total,
+                                                                  (size[1], size[0], 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        ts = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+        name = (f"{args.output_name}_" if args.output_name else "") + f"e{epoch:06d}_{index:02d}_{ts}"
+        if prompt["seed"] is not None:
+            name += f"_{prompt['seed']}"
+        image.save(sample_dir / f"{name}.png")
+
+
+def _metadata(args, epoch: int, step: int, datasets: list[dict], num_epochs: int, started: float) -> dict:
+    now = datetime.datetime.now()
+    lr = str(args.learning_rate)
+    te_lr = args.text_encoder_lr
+    if isinstance(te_lr, list):
+        te_lr = te_lr[0] if len(te_lr) == 1 else te_lr
+    meta = {
+        "ss_session_id": str(uuid.uuid4().int % 10**10),
+        "ss_training_started_at": str(started),
+        "ss_output_name": str(args.output_name),
+        "ss_learning_rate": lr,
+        "ss_text_encoder_lr": str(te_lr),
+        "ss_unet_lr": str(args.unet_lr),
+        "ss_num_epochs": str(num_epochs),
+        "ss_epoch": str(epoch),
+        "ss_steps": str(step),
+        "ss_network_module": str(args.network_module),
+        "ss_network_dim": str(args.network_dim),
+        "ss_network_alpha": str(args.network_alpha),
+        "ss_lr_scheduler": str(args.lr_scheduler),
+        "ss_lr_warmup_steps": str(args.lr_warmup_steps),
+        "ss_optimizer": str(args.optimizer_type or "torch.optim.adamw.AdamW"),
+        "ss_mixed_precision": str(args.mixed_precision),
+        "ss_seed": str(args.seed),
+        "ss_max_train_steps": str(args.max_train_steps),
+        "ss_sd_model_name": os.path.basename(str(args.pretrained_model_name_or_path)),
+        "ss_base_model_version": "sd_v1",
+        "ss_v2": "False",
+        "ss_datasets": json.dumps(datasets),
+        "ss_tag_frequency": json.dumps({d["subsets"][0]["image_dir"]: {} for d in datasets if d["subsets"]}),
+        "ss_sd_scripts_commit_hash": "(fake)",
+        "ss_training_finished_at": str(time.time()),
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "stable-diffusion-v1/lora",
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": str(args.output_name),
+        "modelspec.resolution": str(args.resolution or "512").replace(",", "x"),
+        "modelspec.date": now.strftime("%Y-%m-%dT%H:%M:%S"),
+        "modelspec.prediction_type": "epsilon",
+    }
+    return meta
+
+
+def _save_model(path: Path, args, metadata: dict, epoch: int) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    dim = int(args.network_dim or 4)
+    rng = np.random.default_rng(epoch)
+    tensors = {
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": rng.normal(size=(dim, 8)).astype(np.float16),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((8, dim), np.float16),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": np.array(float(args.network_alpha or 1), np.float16),
+    }
+    print(f"\nsaving checkpoint: {path}")
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def _save_state(folder: Path, epoch: int, step: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train_state.json").write_text(json.dumps({"current_epoch": epoch, "current_step": step}))
+
+
+def _tqdm(step: int, total: int, started: float, loss: float) -> str:
+    elapsed = time.time() - started
+    rate = step / elapsed if elapsed > 0 and step else 0.0
+    remaining = (total - step) / rate if rate else 0.0
+    pct = int(100 * step / total) if total else 100
+    bar = ("█" * (pct // 10)).ljust(10)
+
+    def fmt(seconds: float) -> str:
+        return f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
+
+    rate_text = f"{rate:5.2f}it/s" if rate else "?it/s"
+    return f"\rsteps: {pct:3d}%|{bar}| {step}/{total} [{fmt(elapsed)}<{fmt(remaining)}, {rate_text}, avr_loss={loss:.4g}]"
+
+
+def train(args: argparse.Namespace) -> int:
+    """The fake training loop; returns the process exit code."""
+    import toml
+
+    record = os.environ.get("FAKE_TRAINER_RECORD")
+    if record:
+        seen = {"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items()
+                                            if k.startswith("ACCELERATE_") or k in ("CUDA_VISIBLE_DEVICES",
+                                                                                    "PYTHONUNBUFFERED")},
+                "mixed_precision": args.mixed_precision, "resume": args.resume, "pid": os.getpid()}
+        with open(record, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(seen) + "\n")
+
+    dataset_config = toml.load(str(args.dataset_config))
+    subsets = _subsets(dataset_config)
+    images: list[Path] = []
+    datasets_meta = []
+    num_images_repeats = 0
+    batch_size = int(args.train_batch_size or 1)
+    resolution = None
+    for dataset, subset in subsets:
+        found = _images(subset.get("image_dir", ""))
+        repeats = int(subset.get("num_repeats", dataset.get("num_repeats", 1)))
+        images += found
+        num_images_repeats += len(found) * repeats
+        batch_size = int(dataset.get("batch_size", batch_size))
+        resolution = dataset.get("resolution", resolution)
+        datasets_meta.append({"is_dreambooth": True, "batch_size_per_device": batch_size,
+                              "resolution": [resolution, resolution] if isinstance(resolution, int) else resolution,
+                              "subsets": [{"img_count": len(found), "num_repeats": repeats,
+                                           "image_dir": os.path.basename(str(subset.get("image_dir", "")))}]})
+    if not images:
+        print("ERROR    No data found. Please verify arguments (train_data_dir must be the parent of folders "
+              "with images) / 画像がありません。", file=sys.stderr)
+        return 0
+
+    steps_per_epoch = max(math.ceil(num_images_repeats / batch_size), 1)
+    num_epochs = int(args.max_train_epochs or math.ceil(int(args.max_train_steps or 1600) / steps_per_epoch))
+    args.max_train_epochs = num_epochs
+    total_steps = steps_per_epoch * num_epochs
+    print("running training / 学習開始")
+    print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {num_images_repeats}")
+    print("  num validation images * repeats / 検証画像の数×繰り返し回数: 0")
+    print("  num reg images / 正則化画像の数: 0")
+    print(f"  num batches per epoch / 1epochのバッチ数: {steps_per_epoch}")
+    print(f"  num epochs / epoch数: {num_epochs}")
+    print(f"  batch size per device / バッチサイズ: {batch_size}")
+    print("  gradient accumulation steps / 勾配を合計するステップ数 = 1")
+    print(f"  total optimization steps / 学習ステップ数: {total_steps}")
+
+    first_epoch = 0
+    if args.resume:
+        state = json.loads((Path(args.resume) / "train_state.json").read_text())
+        first_epoch = int(state["current_epoch"])
+        print(f"resume training from state: {args.resume}, epoch {first_epoch}")
+
+    fail_at = int(os.environ.get("FAKE_TRAINER_FAIL_AT_STEP", "0") or 0)
+    if str(resolution) == os.environ.get("FAKE_TRAINER_FAIL_RESOLUTION", "") and resolution is not None:
+        fail_at = first_epoch * steps_per_epoch + 1
+    hang_at = int(os.environ.get("FAKE_TRAINER_HANG_AT_STEP", "0") or 0)
+    step_seconds = float(os.environ.get("FAKE_TRAINER_STEP_SECONDS", "0.02"))
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    name = args.output_name or "last"
+    prompts = _prompts(args.sample_prompts)
+    started = time.time()
+    every = int(args.save_every_n_epochs or 0)
+    sample_every = int(args.sample_every_n_epochs or 0)
+    if args.sample_at_first and prompts and first_epoch == 0:
+        _write_sample(args, 0, prompts, images)
+
+    step = first_epoch * steps_per_epoch
+    loss = 0.25
+    sys.stderr.write(_tqdm(step, total_steps, started, loss))
+    sys.stderr.flush()
+    for epoch in range(first_epoch, num_epochs):
+        print(f"\nepoch {epoch + 1}/{num_epochs}", flush=True)
+        for _ in range(steps_per_epoch):
+            step += 1
+            if step == fail_at:
+                raise RuntimeError(f"fake trainer failure at step {step} (FAKE_TRAINER_FAIL_AT_STEP)")
+            if step == hang_at:
+                while True:
+                    time.sleep(1)
+            time.sleep(step_seconds)
+            loss = 0.2 / (1 + 0.1 * step) + 0.01
+            sys.stderr.write(_tqdm(step, total_steps, started, loss))
+            sys.stderr.flush()
+        done = epoch + 1
+        if every and done % every == 0 and done < num_epochs:
+            path = output_dir / f"{name}-{done:06d}.safetensors"
+            _save_model(path, args, _metadata(args, done, step, datasets_meta, num_epochs, started), done)
+            if args.save_state:
+                _save_state(output_dir / f"{name}-{done:06d}-state", done, step)
+        if sample_every and done % sample_every == 0 and prompts:
+            _write_sample(args, done, prompts, images)
+        sys.stdout.flush()
+    sys.stderr.write("\n")
+    if args.save_state or args.save_state_on_train_end:
+        _save_state(output_dir / f"{name}-state", num_epochs, step)
+    _save_model(output_dir / f"{name}.safetensors", args,
+                _metadata(args, num_epochs, step, datasets_meta, num_epochs, started), num_epochs)
+    print("model saved.")
+    return 0
+
+
+def main() -> int:
+    parser = setup_parser()
+    args = parser.parse_args()
+    args = read_config_from_file(args, parser)
+    for key in ("learning_rate", "text_encoder_lr", "unet_lr", "network_module", "network_dim", "network_alpha",
+                "lr_scheduler", "lr_warmup_steps", "optimizer_type", "mixed_precision", "seed", "max_train_steps",
+                "pretrained_model_name_or_path", "resolution", "train_batch_size", "save_every_n_epochs",
+                "sample_every_n_epochs", "sample_at_first", "sample_prompts", "save_state",
+                "save_state_on_train_end", "output_name", "max_train_epochs"):
+        if not hasattr(args, key):
+            setattr(args, key, None)
+    if not args.output_dir:
+        raise TypeError("expected str, bytes or os.PathLike object, not NoneType (output_dir is not set)")
+    return train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""`bespoke sweep` and `bespoke runs`: real sweeps with the fake trainer, and the pure parts (files, shards)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bespoke.cli import main
+from bespoke.errors import ConfigError, UsageError
+from bespoke.runs import read_manifest, write_manifest
+from bespoke.sweep import (
+    SweepEntry,
+    load_sweep_file,
+    parse_gpus,
+    parse_shard,
+    runs_overview,
+    shard_items,
+    sweep_entries,
+)
+
+FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
+REPO = Path(__file__).resolve().parent.parent
+TINY = ("--set", "max_train_epochs=2", "--set", "mixed_precision=no")
+
+
+@pytest.fixture
+def fake(isolated_project, monkeypatch, tmp_path):
+    from bespoke.synthetic import write_dataset
+
+    monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKE_DIR))
+    monkeypatch.setenv("BESPOKE_PYTHON", sys.executable)
+    monkeypatch.setenv("FAKE_TRAINER_STEP_SECONDS", "0.01")
+    record = tmp_path / "seen.jsonl"
+    monkeypatch.setenv("FAKE_TRAINER_RECORD", str(record))
+    write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
+    return record
+
+
+def seen(record: Path) -> list[dict]:
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def runs_by_resolution(project: Path) -> dict[int, Path]:
+    return {read_manifest(p)["resolution"]: p for p in (project / "outputs").iterdir()
+            if p.is_dir() and (p / "run.json").exists()}
+
+
+def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolated_project, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_FAIL_RESOLUTION", "128")
+    result = invoke("sweep", "-r", "256,128,64", *TINY, "--json")
+    assert result.exit_code == 5
+    assert "1 of 3 runs did not finish" in result.output
+    runs = runs_by_resolution(isolated_project)
+    assert {r: read_manifest(p)["status"] for r, p in runs.items()} == {256: "finished", 128: "failed", 64: "finished"}
+    launched = [next(r for r, p in runs.items() if p.name in " ".join(c["argv"])) for c in seen(fake)]
+    assert launched == [256, 128, 64]  # the 64 px run ran after the 128 px failure
+    table = json.loads(result.stdout[result.stdout.index("["):result.stdout.rindex("]") + 1])
+    assert [(row["resolution"], row["status"]) for row in table] == [(256, "finished"), (128, "failed"),
+                                                                    (64, "finished")]
+    assert "sweep results" in result.output and "fake trainer failure" in result.output
+
+    again = invoke("sweep", "-r", "256,64", *TINY)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("already finished, skipped") == 2 and len(seen(fake)) == 3
+
+
+def test_gpus_run_one_child_per_gpu_pinned_with_cuda_visible_devices(fake, isolated_project):
+    result = invoke("sweep", "-r", "128,64", "--gpus", "0,1", *TINY)
+    assert result.exit_code == 0, result.output
+    children = seen(fake)
+    assert sorted(c["env"]["CUDA_VISIBLE_DEVICES"] for c in children) == ["0", "1"]
+    for run in runs_by_resolution(isolated_project).values():
+        manifest = read_manifest(run)
+        assert manifest["status"] == "finished"
+        assert "--gpu_ids" not in manifest["argv"] and "--multi_gpu" not in manifest["argv"]
+        assert manifest["argv"][manifest["argv"].index("--num_processes") + 1] == "1"
+        assert manifest["env_overrides"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")
+    assert {read_manifest(r)["env_overrides"]["CUDA_VISIBLE_DEVICES"]
+            for r in runs_by_resolution(isolated_project).values()} == {"0", "1"}
+
+
+def test_shard_runs_this_machines_share_of_the_planned_runs(fake, isolated_project, monkeypatch):
+    from bespoke import sweep
+
+    ran = []
+    monkeypatch.setattr(sweep.SweepRunner, "run_sequential", lambda self, dirs: ran.append(dirs) or [])
+    shares = []
+    for i in (1, 2, 3):
+        ran.clear()
+        result = invoke("sweep", "-r", "512,256,128,64", "--shard", f"{i}/3", *TINY)
+        assert result.exit_code == 0, result.output
+        shares.append(sorted(d.name for d in ran[0]))
+    all_ids = sorted(p.name for p in (isolated_project / "outputs").iterdir() if not p.name.startswith("."))
+    assert len(all_ids) == 4
+    assert shares == [all_ids[0::3], all_ids[1::3], all_ids[2::3]]
+    assert len(seen(fake)) == 0
+
+
+def test_shard_items_is_a_deterministic_partition():
+    ids = ["64-x-3", "512-x-1", "128-x-9", "256-x-2", "64-y-0"]
+    shares = [shard_items(ids, (i, 3)) for i in (1, 2, 3)]
+    assert sorted(sum(shares, [])) == sorted(ids)
+    assert shares == [["128-x-9", "64-x-3"], ["256-x-2", "64-y-0"], ["512-x-1"]]
+    assert shard_items(list(reversed(ids)), (2, 3)) == shares[1]
+    assert shard_items(ids, None) == sorted(ids)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b", "2"])
+def test_bad_shard_is_a_usage_error(text):
+    with pytest.raises(UsageError, match="--shard"):
+        parse_shard(text)
+
+
+def test_gpus_and_resolutions_are_checked():
+    assert parse_gpus("0, 2") == ("0", "2")
+    with pytest.raises(UsageError, match="distinct GPU"):
+        parse_gpus("0,0")
+    with pytest.raises(UsageError, match="not one of"):
+        invoke_parse("-r", "512,300")
+
+
+def invoke_parse(*args):
+    from bespoke.sweep import parse_resolutions
+
+    return parse_resolutions(args[1])
+
+
+def test_sweep_file_entries_preset_and_set_precedence(tmp_path):
+    path = tmp_path / "sweep-x.toml"
+    path.write_text('preset = "baseline-512"\noverrides = { seed = 1 }\n'
+                    '[[run]]\nresolution = 512\noverrides = ["network_dim=8"]\n'
+                    '[[run]]\nresolution = 64\npreset = "other"\n[run.overrides]\nnetwork_dim = 4\n')
+    entries = sweep_entries(None, "cli-preset", ("seed=7",), path)
+    assert entries == [SweepEntry(512, "baseline-512", ("seed=1", "network_dim=8", "seed=7")),
+                       SweepEntry(64, "other", ("seed=1", "network_dim=4", "seed=7"))]
+    assert [e.resolution for e in sweep_entries((64,), None, (), path)] == [64]
+    assert sweep_entries((256, 64), "p", (), None) == [SweepEntry(256, "p"), SweepEntry(64, "p")]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[run]]\nresolutin = 512\n", 'unknown key \'resolutin\' (did you mean "resolution"?)'),
+    ("[[run]]\nresolution = '512'\n", "resolution must be an integer"),
+    ("[[run]]\nresolution = 300\n", "not one of"),
+    ("prest = 'x'\n[[run]]\nresolution = 64\n", 'did you mean "preset"?'),
+    ("description = 'nothing'\n", "no [[run]] tables"),
+    ("[[run]]\nresolution = 64\noverrides = 3\n", "overrides must be a table"),
+])
+def test_bad_sweep_files_say_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "sweep-bad.toml"
+    path.write_text(text)
+    with pytest.raises((ConfigError, UsageError)) as info:
+        load_sweep_file(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_shipped_sweep_files_load():
+    files = sorted((REPO / "kohya_configs").glob("sweep-*.toml"))
+    assert files
+    for path in files:
+        assert load_sweep_file(path)
+    assert [e.resolution for e in load_sweep_file(REPO / "kohya_configs" / "sweep-resolutions.toml")] == [
+        512, 256, 128, 64]
+
+
+def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
+    outputs = isolated_project / "outputs"
+    write_manifest(outputs / "512-a-1", {"id": "512-a-1", "status": "finished", "resolution": 512, "preset": "a",
+                                         "epochs_done": 10, "epochs_total": 10})
+    (outputs / "512-a-1" / "report").mkdir()
+    (outputs / "512-a-1" / "report" / "report.json").write_text(json.dumps({"best": {"epoch": 8, "method": "grid"}}))
+    write_manifest(outputs / "64-demo-2", {"id": "64-demo-2", "status": "finished", "resolution": 64,
+                                           "preset": None, "simulated": True, "num_epochs": 4, "epochs_done": 4})
+    (outputs / "not-a-run").mkdir()
+    items = runs_overview(outputs)
+    assert [(i["id"], i["best_epoch"], i["simulated"], i["epochs_total"]) for i in items] == [
+        ("512-a-1", 8, False, 10), ("64-demo-2", None, True, 4)]
+    result = invoke("runs", "--json")
+    assert json.loads(result.stdout) == items
+    table = invoke("runs")
+    assert "(simulated)" in table.output and "512-a-1" in table.output
