@@ -43,7 +43,16 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--keep", type=Path, help="Build in this folder (kept) instead of a temporary one.")
     args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        run(args, args.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_review_") as tmp:
+            run(args, Path(tmp))
 
+
+def run(args, root: Path) -> None:
+    """Build the sweep in `root` and print the timings."""
     from rich.table import Table
 
     from bespoke.console import console
@@ -58,8 +67,6 @@ def main() -> None:
     from bespoke.simulator import simulate_run
     from bespoke.synthetic import write_dataset
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_review_"))
-    root.mkdir(parents=True, exist_ok=True)
     settings = load_settings().with_overrides(outputs_dir=root / "outputs", datasets_dir=root / "datasets",
                                               cache_dir=root / "cache")
     dataset = root / "datasets" / DATASET_NAME
@@ -111,7 +118,7 @@ def main() -> None:
                   style="bold")
     console.print(table)
     console.print(f"review itself (load + sheets + html): {review:.2f} s wall = {review / total:.0%} of the pipeline; "
-                  f"page {html.stat().st_size / 1e6:.2f} MB: {html}", soft_wrap=True)
+                  f"page {html.stat().st_size / 1e6:.2f} MB", soft_wrap=True)
 
 
 if __name__ == "__main__":

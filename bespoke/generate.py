@@ -271,6 +271,29 @@ def _set_aside(outdir: Path) -> Path:
     return target
 
 
+def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say) -> dict | None:
+    """Make `outdir` free for a new generation, or return its finished record when it already holds this one.
+
+    A finished generation of another request needs `force`; a failed/interrupted one is moved aside
+    without asking; files bespoke did not write need `force`. Moving aside never deletes anything.
+    """
+    if not outdir.exists() or not any(outdir.iterdir()):
+        return None
+    old = _read_json(outdir / "generate.json")
+    same = old is not None and old.get("request") == key
+    finished = old is not None and old.get("status") == "finished"
+    if same and finished and all((outdir / n).is_file() for n in expected) and not force:
+        say(f"{outdir}: already generated (same checkpoint, prompts and seeds); reusing it")
+        return old
+    if (old is None or (finished and not same)) and not force:
+        what = "a different finished generation" if old is not None else "files bespoke did not write"
+        raise RunError(f"{outdir}: holds {what}; pass --force to move it aside "
+                       f"(kept as {outdir.name}.<time>) and generate again")
+    moved = _set_aside(outdir)
+    say(f"{outdir}: previous generation ({(old or {}).get('status', 'unknown')}) moved to {moved.name}")
+    return None
+
+
 class _GenView:
     """images done / total: a rich bar on a terminal, a line per image otherwise, nothing when quiet."""
 
@@ -308,12 +331,13 @@ class _GenView:
 
 
 def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest(), *, quiet: bool = False,
-             base_env: dict[str, str] | None = None, say=None) -> dict:
+             base_env: dict[str, str] | None = None, say=None, stop=None) -> dict:
     """Generate `request` from a run's checkpoint into `<run>/generated/e{NNNNNN}/`, then `process` it.
 
     Returns the generate.json manifest plus "outdir", "reused" and (when processed) "report".
     Raises RunError (no such epoch, folder holds a different generation), ConfigError (no sd-scripts,
-    bad prompt file) or TrainerError (gen_img.py failed or wrote fewer images than asked).
+    bad prompt file), TrainerError (gen_img.py failed or wrote fewer images than asked) or Interrupted
+    (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped).
     """
     from bespoke.console import console
     from bespoke.launch import build_launch, recordable_env
@@ -349,24 +373,12 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
     checkpoint_sha = sha256_file(checkpoint)
     key = _request_key(checkpoint_sha, prompts, request.seeds, request.mul, sampler, base_model)
     expected = [image_name(p, s) for p in prompts for s in request.seeds]
-    old = _read_json(outdir / "generate.json") if outdir.exists() else None
-    if outdir.exists() and any(outdir.iterdir()):
-        same = old is not None and old.get("request") == key
-        complete = same and old.get("status") == "finished" and all((outdir / n).is_file() for n in expected)
-        if complete and not request.force:
-            say(f"{outdir}: already generated (same checkpoint, prompts and seeds); reusing it")
-            result = {**old, "outdir": str(outdir), "reused": True}
-            if request.process:
-                result["report"] = _process(outdir, quiet)
-            return result
-        finished = old is not None and old.get("status") == "finished"
-        if (old is None or (finished and not same)) and not request.force:
-            what = "a different finished generation" if old is not None else "files bespoke did not write"
-            raise RunError(f"{outdir}: holds {what}; pass --force to move it aside "
-                           f"(kept as {outdir.name}.<time>) and generate again")
-        moved = _set_aside(outdir)
-        state = "finished" if finished else f"{old.get('status', 'unknown')}" if old else "unknown"
-        say(f"{outdir}: previous generation ({state}) moved to {moved.name}")
+    reusable = _claim_outdir(outdir, key, expected, request.force, say)
+    if reusable is not None:
+        result = {**reusable, "outdir": str(outdir), "reused": True}
+        if request.process:
+            result["report"] = _process(outdir, quiet)
+        return result
 
     prompt_text = render_gen_prompts(prompts, request.seeds)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -400,7 +412,7 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
 
     view.start()
     try:
-        result = run_logged(argv, env, log_path, cwd=spec.cwd, on_tick=on_tick,
+        result = run_logged(argv, env, log_path, cwd=spec.cwd, on_tick=on_tick, stop=stop,
                             env_overrides=recordable_env(overrides))
     finally:
         view.stop()

@@ -17,7 +17,7 @@ import numpy as np
 
 from bespoke.layout import GRID, Layout, layout_for
 
-MIN_CONFIDENCE = 0.12
+MIN_CONFIDENCE = 0.05
 BOX = 0
 PITCH_SIGMA = 0.02
 
@@ -49,32 +49,46 @@ class Grid:
         }
 
 
-def _axis_profile(arr: np.ndarray, block: int, box: int = 2) -> np.ndarray:
-    """Edge energy at every boundary 1..W-1 between columns: rows averaged in blocks of `block` (noise
-    falls, vertical edges stay), then |mean of 2 px right - mean of 2 px left| (blurred edges are ramps)."""
-    h, w = arr.shape[:2]
-    rows = h // block * block
-    a = arr[:rows].reshape(rows // block, block, w, -1).mean(axis=1, dtype=np.float32)
-    c = np.cumsum(np.pad(a, ((0, 0), (box + 1, box), (0, 0)), mode="edge"), axis=1, dtype=np.float32)
+def _axis_profile(a: np.ndarray, box: int) -> np.ndarray:
+    """Edge energy at every boundary 1..W-1 between the columns of `a` (rows already block-averaged:
+    noise falls, vertical edges stay): |mean of `box` px right - mean of `box` px left| summed over
+    channels (blurred edges are ramps), the noise floor removed, summed over rows."""
+    w = a.shape[1]
+    c = np.cumsum(np.pad(a.astype(np.int32), ((0, 0), (box + 1, box), (0, 0)), mode="edge"), axis=1)
     # padded index j is column j - box - 1; c[j] sums padded 0..j. Boundary t is between columns t-1 and t.
-    t = np.arange(1, w) + box
-    right = c[:, t + box] - c[:, t]
-    left = c[:, t] - c[:, t - box]
-    diff = np.abs(right - left).sum(axis=2)
+    # for t = 1..w-1: right = c[t + 2 box] - c[t + box], left = c[t + box] - c[t]
+    mid = c[:, box + 1:box + w]
+    step = c[:, 2 * box + 1:2 * box + w] - 2 * mid + c[:, 1:w]
+    diff = np.abs(step).sum(axis=2) / float(box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
     floor = 3.0 * float(np.median(diff)) + 1.0
     profile = np.maximum(diff - floor, 0.0).sum(axis=0).astype(np.float64)
-    profile[:box] = 0.0  # near the border the padding, not the image, makes the step
-    profile[len(profile) - box:] = 0.0
-    return profile
+    raw = diff.sum(axis=0).astype(np.float64)
+    for p in (profile, raw):  # near the border the padding, not the image, makes the step
+        p[:box] = 0.0
+        p[len(p) - box:] = 0.0
+    return profile, raw
+
+
+def _profiles(arr: np.ndarray, box: int | None = None):
+    """((x profile, x raw profile), (y profile, y raw profile)); raw keeps the noise floor."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    block = max(1, h // 64)
+    if box is None:
+        box = BOX if BOX else max(1, round(w / GRID / 4))
+    image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    # Pillow's reduce averages blocks in C: rows in blocks for the x profile, columns for the y profile
+    rows = np.asarray(image.reduce((1, block)))
+    cols = np.asarray(image.reduce((block, 1))).transpose(1, 0, 2)
+    return _axis_profile(rows, box), _axis_profile(cols, box)
 
 
 def profiles(arr: np.ndarray, box: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Edge-energy profiles along x and y; entry i is the boundary at i + 1, the noise floor removed."""
-    block = max(1, arr.shape[0] // 64)
-    if box is None:
-        box = BOX if BOX else max(1, round(arr.shape[1] / GRID / 4))
-    return _axis_profile(arr, block, box), _axis_profile(arr.transpose(1, 0, 2), block, box)
+    (px, _), (py, _) = _profiles(arr, box)
+    return px, py
 
 
 def _comb_scores(profile: np.ndarray, pitches: np.ndarray, phases: np.ndarray) -> np.ndarray:
@@ -98,12 +112,12 @@ def _pitch_prior(pitches: np.ndarray, nominal: float) -> np.ndarray:
     return np.exp(-0.5 * ((pitches / nominal - 1.0) / PITCH_SIGMA) ** 2)
 
 
-def _detect_axis(profile: np.ndarray, size: int, prior: np.ndarray) -> tuple[np.ndarray, float]:
+def _detect_axis(profile: np.ndarray, raw: np.ndarray, size: int, prior: np.ndarray) -> tuple[np.ndarray, float]:
     """Best 25 edges along one axis of `size` px and the comb contrast (confidence)."""
     smooth = profile
     nominal = (prior[-1] - prior[0]) / GRID
-    pitches = np.arange(nominal * 0.85, nominal * 1.15, max(nominal * 0.0025, 0.01))
-    phases = pitches[:, None] * (np.arange(48) / 48)[None, :]
+    pitches = np.arange(nominal * 0.92, nominal * 1.08, max(nominal * 0.004, 0.01))
+    phases = pitches[:, None] * (np.arange(32) / 32)[None, :]
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
     scores = _comb_scores(smooth, pitches, phases) * _pitch_prior(pitches, nominal)[:, None]
     best = np.unravel_index(int(np.argmax(scores)), scores.shape)
@@ -117,19 +131,19 @@ def _detect_axis(profile: np.ndarray, size: int, prior: np.ndarray) -> tuple[np.
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
     edges = phase + pitch * (n + np.arange(GRID + 1))
-    return _refine(edges, smooth, pitch), _confidence(smooth, phase, pitch)
+    return _refine(edges, smooth, pitch), _confidence(raw, phase, pitch)
 
 
-def _confidence(profile: np.ndarray, phase: float, pitch: float) -> float:
-    """Share of the edge energy within pitch/6 of the comb's teeth, rescaled so that energy spread at
-    random (1/3 of it lands there by chance) gives 0 and all of it on the teeth gives 1."""
-    total = float(profile.sum())
-    if total <= 0:
+def _confidence(raw: np.ndarray, phase: float, pitch: float) -> float:
+    """1 - median/best of the comb at the found pitch slid over all phases, on the profile that keeps
+    the noise floor: a sharp grid has nothing between its edges (near 1), noise or a plain image is
+    the same at every phase (near 0), a blurry grid is in between."""
+    phases = (phase + pitch * np.arange(32) / 32)[None, :]
+    scores = _comb_scores(raw, np.array([pitch]), phases)[0]
+    best = float(scores[0])
+    if best <= 0:
         return 0.0
-    t = np.arange(1, len(profile) + 1)
-    offset = np.abs((t - phase + pitch / 2) % pitch - pitch / 2)
-    share = float(profile[offset <= pitch / 6].sum()) / total
-    return float(np.clip((share - 1 / 3) / (2 / 3), 0.0, 1.0))
+    return float(np.clip(1.0 - float(np.median(scores)) / best, 0.0, 1.0))
 
 
 def _refine(edges: np.ndarray, smooth: np.ndarray, pitch: float) -> np.ndarray:
@@ -168,9 +182,9 @@ def find_grid(arr: np.ndarray, layout: Layout | None = None) -> Grid:
     prior_x, prior_y = prior_edges(w, layout), prior_edges(h, layout)
     if w < 2 * GRID:  # too few pixels per cell to see edges: the prior is all we have
         return Grid(tuple(prior_x), tuple(prior_y), 0.0, "prior")
-    px, py = profiles(arr)
-    xs, cx = _detect_axis(px, w, prior_x)
-    ys, cy = _detect_axis(py, h, prior_y)
+    (px, rx), (py, ry) = _profiles(arr)
+    xs, cx = _detect_axis(px, rx, w, prior_x)
+    ys, cy = _detect_axis(py, ry, h, prior_y)
     confidence = min(cx, cy)
     if confidence < MIN_CONFIDENCE:
         return Grid(tuple(prior_x), tuple(prior_y), confidence, "prior")

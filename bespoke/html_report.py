@@ -114,8 +114,8 @@ th{background:#f1f2f4;font-weight:600}td.l,th.l{text-align:left}tr.best td{backg
 pre{background:#f4f5f7;border:1px solid var(--line);border-radius:4px;padding:8px;overflow:auto;font-size:12px;white-space:pre-wrap;word-break:break-all}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 .grid-wrap{overflow-x:auto}table.samples td{vertical-align:top;text-align:left;padding:4px}
-table.samples th{font-weight:500;font-size:12px;max-width:220px;text-align:left}
-.pair{display:flex;gap:3px}.pair img{width:96px;height:96px;display:block;border:1px solid #ccc;background:#eee}
+table.samples th{font-weight:500;font-size:11.5px;max-width:150px;text-align:left;vertical-align:bottom}
+.pair{display:flex;gap:3px}.pair img{width:72px;height:72px;display:block;border:1px solid #ccc;background:#eee}
 img.cand{image-rendering:pixelated}.nums{font-size:11.5px;color:var(--muted)}.nums b{color:var(--ink)}.ok{color:#14823c;font-weight:600}
 tr.best-row td{background:var(--best)}
 .best-choice{font-size:15px}.best-choice b{font-size:17px}
@@ -277,6 +277,33 @@ def epoch_table(view: RunView) -> str:
     return "\n".join(rows)
 
 
+def methods_html(view: RunView) -> str:
+    """Every method of the report side by side, at the best epoch and over all epochs."""
+    methods = list(view.report.get("methods") or [])
+    if len(methods) < 2:
+        return ""
+    best = (view.report.get("best") or {}).get("epoch")
+    best_row = next((e for e in view.report.get("epochs") or [] if best is not None and e.get("epoch") == best), {})
+    samples = view.report.get("samples") or []
+    rows = ['<table class="methods"><tr><th class="l">method</th><th>colours at best</th><th>% clean at best</th>'
+            '<th>colours, all epochs</th><th>% clean, all epochs</th><th>grid error, all</th></tr>']
+    for m in methods:
+        cands = [s["candidates"][m] for s in samples if m in (s.get("candidates") or {})]
+        colours = [c["colors"] for c in cands if c.get("colors") is not None]
+        errors = [c["grid_error"] for c in cands if c.get("grid_error") is not None]
+        stats = (best_row.get("methods") or {}).get(m) or {}
+        cls = ' class="best"' if m == view.method else ""
+        rows.append(
+            f'<tr{cls}><td class="l">{escape(m)}</td><td>{_num(stats.get("colors_mean"))}</td>'
+            f'<td>{_num(stats.get("clean_pct"), "{:.0f} %")}</td>'
+            f'<td>{_num(sum(colours) / len(colours) if colours else None)}</td>'
+            f'<td>{_num(100.0 * sum(bool(c.get("clean")) for c in cands) / len(cands) if cands else None, "{:.0f} %")}</td>'
+            f'<td>{_num(sum(errors) / len(errors) if errors else None)}</td></tr>'
+        )
+    rows.append("</table>")
+    return "<h3>Methods compared (candidates)</h3>" + "\n".join(rows)
+
+
 def best_html(view: RunView) -> str:
     best = view.report.get("best")
     if not best:
@@ -338,7 +365,7 @@ def samples_html(view: RunView, page_dir: Path, inline_candidates: bool = True) 
     for col in columns:
         sample = next((grid[(r.key, col)] for r in rows if (r.key, col) in grid), None)
         label = prompt_label(sample, col)
-        out.append(f'<th title="{escape((sample or {}).get("prompt") or "")}">{escape(label[:90])}</th>')
+        out.append(f'<th title="{escape((sample or {}).get("prompt") or "")}">{escape(label[:64])}</th>')
     out.append("</tr>")
     for row in rows:
         cls = ' class="best-row"' if best is not None and row.epoch == best else ""
@@ -397,7 +424,7 @@ def build_html(views: list[RunView], out_path: Path, *, baseline: dict | None = 
     for view in views:
         tag = ' <span class="sim-tag">SIMULATED</span>' if view.simulated else ""
         body.append(f'<h2 id="run-{escape(view.run_id)}">{escape(view.run_id)} — {escape(view.label)}{tag}</h2>')
-        body.append('<div class="card">' + best_html(view) + epoch_table(view) + "</div>")
+        body.append('<div class="card">' + best_html(view) + epoch_table(view) + methods_html(view) + "</div>")
         body.append('<details class="card"><summary>Run settings</summary>' + settings_html(view, page_dir)
                     + "</details>")
         errors = view.report.get("errors") or []

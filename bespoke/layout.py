@@ -53,7 +53,7 @@ def _stretch_edges(resolution: int, grid: int) -> tuple[int, ...]:
     from PIL import Image
 
     row = Image.frombytes("L", (grid, 1), bytes(range(grid)))
-    columns = list(row.resize((resolution, 1), Image.NEAREST).getdata())
+    columns = list(row.resize((resolution, 1), Image.NEAREST).tobytes())
     edges = [0] + [x for x in range(1, resolution) if columns[x] != columns[x - 1]] + [resolution]
     return tuple(edges)
 

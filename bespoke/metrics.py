@@ -70,9 +70,10 @@ def upsample_index(edges, size: int) -> np.ndarray:
 def grid_error(sample: np.ndarray, arr24: np.ndarray, ix: np.ndarray, iy: np.ndarray) -> float:
     """Mean absolute difference (0-255) between the sample and the candidate drawn back on its grid.
 
-    `ix`/`iy` map the sample's columns/rows to cells (upsample_index). Computed on every other row and
-    column: the same mean within a fraction of a level, at a quarter of the cost.
+    `ix`/`iy` map the sample's columns/rows to cells (upsample_index). Computed on every 4th row and
+    column of large samples: the same mean within a fraction of a level, at a sixteenth of the cost.
     """
-    sub = sample[::2, ::2]
-    drawn = arr24[iy[::2]][:, ix[::2]]
+    step = 4 if sample.shape[0] >= 256 else 1
+    sub = sample[::step, ::step]
+    drawn = arr24[iy[::step]][:, ix[::step]]
     return float(np.abs(sub.astype(np.int16) - drawn.astype(np.int16)).mean())

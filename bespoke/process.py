@@ -192,6 +192,8 @@ def process_sample(item: tuple[str, str]) -> dict:
                 "clean": m.is_clean(cn, cov), "grid": grid.to_json(), "candidates": candidates}
     except (ValueError, OSError) as exc:
         return {"file": rel, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one odd image must never stop the others
+        return {"file": rel, "error": f"cannot process ({type(exc).__name__}: {exc})"}
 
 
 def _relative(path: Path, base: Path) -> str:

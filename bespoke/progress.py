@@ -238,11 +238,12 @@ class ProgressView:
 
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(),
-                TextColumn("step {task.completed}/{task.total}"), TextColumn("loss {task.fields[loss]}"),
+                TextColumn("step {task.fields[steps]}"), TextColumn("loss {task.fields[loss]}"),
                 TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task(f"{state.run_id} starting", total=None, loss="-", eta="?")
+            self.task = self.progress.add_task(f"{state.run_id} starting", total=None, loss="-", eta="?",
+                                               steps="?")
 
     def message(self, text: str) -> None:
         """A line above the bar (or a plain line)."""
@@ -272,7 +273,8 @@ class ProgressView:
         if self.progress is not None:
             epochs = f"epoch {snap['epoch']}/{snap['total_epochs'] or '?'}"
             self.progress.update(self.task, description=f"{snap['run_id']} {epochs}", completed=snap["step"],
-                                 total=snap["total_steps"], loss=loss, eta=_fmt_time(snap["remaining"]))
+                                 total=snap["total_steps"], loss=loss, eta=_fmt_time(snap["remaining"]),
+                                 steps=f"{snap['step']}/{snap['total_steps'] or '?'}")
         elif self.mode == "plain" and snap["total_steps"] and time.monotonic() - self.last_plain >= 10:
             self.last_plain = time.monotonic()
             self.console.print(f"{snap['run_id']}: step {snap['step']}/{snap['total_steps']} loss {loss} "

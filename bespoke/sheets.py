@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,6 +172,7 @@ def build_contact_sheets(
     run_id = run_id or report.get("run_id") or run_dir.name
     simulated = bool(report.get("simulated")) if simulated is None else simulated
     rows, columns, grid = arrange(report.get("samples") or [])
+    images = _preload(run_dir, list(grid.values()), method)
     best = best_epoch(report)
     epoch_stats = {e.get("epoch"): e for e in report.get("epochs") or []}
     cand_px = 24 * SCALE
@@ -230,21 +233,35 @@ def build_contact_sheets(
                 for i, col in enumerate(col_chunk):
                     sample = grid.get((row.key, col))
                     if sample is not None:
-                        _draw_cell(sheet, draw, run_dir, sample, method, LABEL_W + i * cell_w, y0,
+                        _draw_cell(sheet, draw, images, sample, method, LABEL_W + i * cell_w, y0,
                                    text_font, small_font)
             name = f"contact_{method or 'samples'}" + (f"_part{part}" if parts > 1 else "") + ".png"
             path = out_dir / name
             buffer = io.BytesIO()
-            sheet.save(buffer, "PNG", optimize=False, compress_level=6)
+            sheet.save(buffer, "PNG", compress_level=3)
             atomic_write_bytes(path, buffer.getvalue())
             best_label = next((r.label for r in row_chunk if best is not None and r.epoch == best), None)
             sheets.append(ContactSheet(path, sheet.size, list(row_chunk), list(col_chunk), boxes, best_label))
     return sheets
 
 
-def _draw_cell(sheet, draw, run_dir: Path, sample: dict, method, x: int, y: int, text_font, small_font) -> None:
+def _preload(run_dir: Path, samples: list[dict], method: str | None) -> dict:
+    """Thumbnails and scaled candidates of all samples, decoded on all cores (Pillow releases the GIL)."""
     cand_px = 24 * SCALE
-    thumb = _load(run_dir / sample["file"], (THUMB, THUMB), Image.BOX)
+    jobs = []
+    for sample in samples:
+        jobs.append((sample["file"], (THUMB, THUMB), Image.BOX))
+        candidate = (sample.get("candidates") or {}).get(method) if method else None
+        if candidate:
+            jobs.append((candidate["file"], (cand_px, cand_px), Image.NEAREST))
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        loaded = pool.map(lambda job: _load(run_dir / job[0], job[1], job[2]), jobs)
+        return {job[0]: image for job, image in zip(jobs, loaded, strict=True)}
+
+
+def _draw_cell(sheet, draw, images: dict, sample: dict, method, x: int, y: int, text_font, small_font) -> None:
+    cand_px = 24 * SCALE
+    thumb = images.get(sample["file"])
     if thumb is None:
         draw.rectangle((x + PAD, y + PAD, x + PAD + THUMB - 1, y + PAD + THUMB - 1), fill=MISSING)
         draw.text((x + PAD + 6, y + PAD + 50), "unreadable", fill=INK, font=small_font)
@@ -252,7 +269,7 @@ def _draw_cell(sheet, draw, run_dir: Path, sample: dict, method, x: int, y: int,
         sheet.paste(thumb, (x + PAD + (THUMB - thumb.width) // 2, y + PAD + (THUMB - thumb.height) // 2))
     cx = x + PAD + THUMB + GAP
     candidate = (sample.get("candidates") or {}).get(method) if method else None
-    cand = _load(run_dir / candidate["file"], (cand_px, cand_px), Image.NEAREST) if candidate else None
+    cand = images.get(candidate["file"]) if candidate else None
     if cand is None:
         draw.rectangle((cx, y + PAD, cx + cand_px - 1, y + PAD + cand_px - 1), fill=MISSING)
         draw.text((cx + 6, y + PAD + 40), "no candidate", fill=INK, font=small_font)

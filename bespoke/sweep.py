@@ -370,7 +370,7 @@ def comparison_table(rows: list[SweepRow]):
         table.add_column(column, justify=justify)
     for row in rows:
         table.add_row(
-            row.run_id, row.status + (" (skipped)" if row.skipped else ""),
+            row.run_id, "skipped" if row.skipped else row.status,
             f"{row.epochs_done}/{row.epochs_total or '?'}",
             f"{row.duration:.1f}s" if row.duration is not None else "-",
             f"{row.final_loss:.4f}" if row.final_loss is not None else "-",

@@ -326,11 +326,13 @@ def _epochs_on_disk(checkpoints: list[dict]) -> int:
 def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[str, ...] = (),
               pin_gpu: str | None = None, progress=None, view=None, stop: threading.Event | None = None,
               base_env: dict[str, str] | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0),
-              on_message: Callable[[str], None] | None = None) -> TrainResult:
+              on_message: Callable[[str], None] | None = None,
+              on_spawn: Callable[[int], None] | None = None) -> TrainResult:
     """Train the planned run in `run_dir` and return how it ended (see the module docstring for the rules).
 
     `progress` is a `RunProgress` to feed (created if None); `view` a `ProgressView` (or None for no display);
-    `pin_gpu` pins the run to one GPU with CUDA_VISIBLE_DEVICES (sweep --gpus); `stop` stops it from outside.
+    `pin_gpu` pins the run to one GPU with CUDA_VISIBLE_DEVICES (sweep --gpus); `stop` stops it from outside;
+    `on_spawn(pid)` is called right after the trainer process started.
     Raises RunError when the run is locked, or cannot be resumed without `restart`.
     """
     from bespoke.launch import pin_to_gpu
@@ -367,12 +369,18 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
             if state is not None:
                 extra_resume = state
                 say(f"{run_id}: resuming from {state.name} (was {status})")
-            elif _has_outputs(model_dir):
+            elif find_checkpoints(model_dir, output_name):
                 done = _epochs_on_disk(find_checkpoints(model_dir, output_name))
                 raise RunError(
                     f"run {run_id} was {status} after {done} epoch(s) and has no *-state folder to resume from "
                     "(save_state was off); re-run with --restart to start over in the same folder "
                     "(the old model/ is kept as model.prev-N, the old log rotated)")
+            else:
+                # no checkpoint yet: start over in place; anything already there (e.g. the samples drawn
+                # before training) is kept in model.prev-N
+                moved = set_aside_model_dir(model_dir)
+                if moved:
+                    say(f"{run_id}: starting over (was {status}, no checkpoint yet); old model/ kept in {moved.name}")
             rotate_log(paths.train_log)
         else:
             rotate_log(paths.train_log)
@@ -384,13 +392,16 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
         if extra_resume is not None:
             spec = with_resume(spec, extra_resume)
         argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
-        facts = trainer_facts(settings)
+        # versions/commit/GPU take ~0.2 s of helper processes: gather them while the trainer starts
+        facts: dict = {}
+        facts_thread = threading.Thread(target=lambda: facts.update(trainer_facts(settings)), daemon=True)
+        facts_thread.start()
+        facts_written = [False]
         started_at = now_iso()
         update_manifest(paths.root, status="running", started_at=started_at, finished_at=None, exit_code=None,
                         argv=argv, env_overrides=recordable_env(overrides),
                         cwd=str(spec.cwd) if spec.cwd else None, resumed_from=str(extra_resume) if extra_resume
-                        else None, reason=None, log_tail=None, epochs_total=total_epochs, host=socket.gethostname(),
-                        **facts)
+                        else None, reason=None, log_tail=None, epochs_total=total_epochs, host=socket.gethostname())
 
         progress = progress or RunProgress(run_id, total_epochs)
         progress.status = "training"
@@ -399,6 +410,9 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
 
         def on_tick():
             now = time.monotonic()
+            if not facts_written[0] and not facts_thread.is_alive():
+                facts_written[0] = True
+                update_manifest(paths.root, **facts)
             new_ckpts, new_samples = ((), ())
             if now - last_poll[0] >= 0.5:
                 last_poll[0] = now
@@ -416,11 +430,13 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
             view.start(progress)
         try:
             result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=progress.feed, on_tick=on_tick,
-                                stop=stop, stop_timeouts=stop_timeouts, env_overrides=recordable_env(overrides))
+                                stop=stop, stop_timeouts=stop_timeouts, env_overrides=recordable_env(overrides),
+                                on_start=on_spawn)
         finally:
             if view is not None:
                 view.stop()
 
+        facts_thread.join()
         checkpoints = find_checkpoints(model_dir, output_name)
         final = next((c for c in checkpoints if c["final"]), None)
         snap = progress.snapshot()
@@ -448,7 +464,7 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
         update_manifest(paths.root, status=status, finished_at=now_iso(), exit_code=result.exit_code,
                         epochs_done=epochs_done, epochs_total=epochs_total, checkpoints=checkpoints,
                         samples=find_samples(model_dir / "sample"), final_loss=snap["loss"], reason=reason,
-                        log_tail=tail, duration_s=round(duration, 3))
+                        log_tail=tail, duration_s=round(duration, 3), **facts)
         return TrainResult(run_id, paths.root, status, result.exit_code, epochs_done, epochs_total, duration,
                            snap["loss"], reason, resumed_from=str(extra_resume) if extra_resume else None,
                            log_tail=tail or [], argv=argv)

@@ -252,7 +252,8 @@ def _dataset_summary(meta: dict[str, str]) -> DatasetSummary:
         summary.batch_size = _int(first.get("batch_size_per_device"))
         summary.resolution = _resolution(first.get("resolution"))
         if summary.images is None:
-            summary.images = sum(_int(d.get("num_train_images")) or 0 for d in datasets if isinstance(d, dict))
+            counts = [_int(d.get("num_train_images")) for d in datasets if isinstance(d, dict)]
+            summary.images = sum(counts) if counts and None not in counts else None
         for dataset in datasets:
             if not isinstance(dataset, dict):
                 continue
@@ -264,6 +265,12 @@ def _dataset_summary(meta: dict[str, str]) -> DatasetSummary:
                     summary.subsets.append({k: subset.get(k) for k in (
                         "image_dir", "num_repeats", "img_count", "keep_tokens", "shuffle_caption",
                         "flip_aug", "color_aug", "random_crop", "class_tokens", "is_reg") if k in subset})
+        if summary.images is None and summary.subsets and all(
+                _int(x.get("img_count")) is not None and _int(x.get("num_repeats")) is not None
+                for x in summary.subsets):
+            # sd-scripts counts images with their repeats (num_train_images = img_count x num_repeats)
+            summary.images = sum(_int(x["img_count"]) * _int(x["num_repeats"]) for x in summary.subsets
+                                 if not x.get("is_reg"))
         return summary
     # no dataset config: the legacy top-level keys (FACTS.md §4)
     summary.batch_size = _int(meta.get("ss_batch_size_per_device"))

@@ -35,7 +35,8 @@ NAMES = ["green_bg_lad", "brown_eyes_lady", "golden_earrings", "sunglasses_lad",
 def wide_console(monkeypatch):
     from bespoke.console import console
 
-    monkeypatch.setattr(console, "width", 240)
+    # the private field, so that undoing restores "not set" (the public setter would pin the old width)
+    monkeypatch.setattr(console, "_width", 240)
     return console
 
 

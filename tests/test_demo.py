@@ -97,3 +97,21 @@ def test_demo_bounds(flag, tmp_path):
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "d"), flag, "0"])
     assert result.exit_code == 2
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_stops_on_a_half_simulated_run(tmp_path):
+    from bespoke.demo import run_demo
+    from bespoke.runs import update_manifest
+    from bespoke.settings import load_settings
+
+    out = tmp_path / "demo"
+    first = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
+    run = first.runs[0].run_dir
+    update_manifest(run, status="running")  # as if the previous demo was killed while simulating
+    samples = sorted(RunPaths(run).sample_dir.glob("*.png"))
+    from bespoke.errors import RunError
+
+    with pytest.raises(RunError, match="stopped while simulating"):
+        run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
+    assert sorted(RunPaths(run).sample_dir.glob("*.png")) == samples
+    assert read_manifest(run)["status"] == "running"

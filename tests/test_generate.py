@@ -144,13 +144,31 @@ def test_checkpoint_for_epoch(gen_run):
 
 
 @pytest.mark.slow
-def test_generate_through_accelerate_then_reuse_and_force(gen_run, monkeypatch):
+def test_generate_fail_then_generate_reuse_and_force(gen_run, monkeypatch):
+    """Three launches through the real accelerate: a failing gen_img.py, a good one, a forced redo."""
     run, settings = gen_run
+    outdir = run / "generated" / "e000002"
+
+    # 1. gen_img.py fails after 3 images: exit code, its own exception line, a manifest that says so
+    monkeypatch.setenv("FAKE_GEN_IMG_FAIL_AFTER", "3")
+    with pytest.raises(TrainerError) as info:
+        generate(settings, run, GenerateRequest(epoch=2, seeds=(1, 5), process=False), quiet=True)
+    message = str(info.value)
+    assert "gen_img.py exited with code 1" in message and "RuntimeError: fake failure after 3 images" in message
+    assert "\n" not in message and info.value.exit_code == 5
+    failed = json.loads((outdir / "generate.json").read_text())
+    assert failed["status"] == "failed" and failed["exit_code"] == 1 and len(failed["missing"]) == 11
+    assert any("fake failure" in line for line in failed["log_tail"])
+    monkeypatch.delenv("FAKE_GEN_IMG_FAIL_AFTER")
+
+    # 2. the CLI: the failed attempt is moved aside (nothing deleted), 14 predictable names, then `process`
     monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKES))
     result = CliRunner().invoke(main, ["generate", str(run), "--epoch", "2", "--seeds", "1,5", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    outdir = run / "generated" / "e000002"
+    aside = [p for p in (run / "generated").iterdir() if p.name.startswith("e000002.")]
+    assert len(aside) == 1 and len(list(aside[0].glob("*.png"))) == 3
+    assert json.loads((aside[0] / "generate.json").read_text())["status"] == "failed"
     assert record["outdir"] == str(outdir) and record["status"] == "finished" and record["exit_code"] == 0
     names = sorted(p.name for p in outdir.glob("*.png"))
     assert names == sorted(f"{p.name}_s{s}.png" for p in baseline_prompts() for s in (1, 5))
@@ -169,43 +187,51 @@ def test_generate_through_accelerate_then_reuse_and_force(gen_run, monkeypatch):
     assert "--bf16" in argv and argv[argv.index("--sampler") + 1] == "pndm"
     assert on_disk["env_overrides"]["PYTHONUNBUFFERED"] == "1" and on_disk["started"] and on_disk["finished"]
     assert (outdir / "generate.log").read_text().count("prompt ") >= 14
-    # process ran on the folder
     assert record["report"]["samples"] == 14 and Path(record["report"]["report"]).is_file()
 
-    # the same request again: reused, nothing relaunched
+    # 3. the same request again: reused, nothing relaunched or rewritten
     before = {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()}
     again = generate(settings, run, GenerateRequest(epoch=2, seeds=(1, 5), process=False), quiet=True)
     assert again["reused"] is True
     assert {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()} == before
 
-    # a different request into the same folder needs --force, and then keeps the old one aside
+    # 4. a different request into the same folder needs --force, and then keeps the old one aside
     with pytest.raises(RunError, match="holds a different finished generation; pass --force"):
         generate(settings, run, GenerateRequest(epoch=2, seeds=(3,), process=False), quiet=True)
     assert {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()} == before
     forced = generate(settings, run, GenerateRequest(epoch=2, seeds=(3,), force=True, process=False), quiet=True)
-    assert forced["status"] == "finished" and sorted(p.name for p in outdir.glob("*.png"))[0] == "brown_eyes_lady_s3.png"
-    kept = [p for p in (run / "generated").iterdir() if p.name.startswith("e000002.")]
+    assert forced["status"] == "finished"
+    assert sorted(p.name for p in outdir.glob("*.png"))[0] == "brown_eyes_lady_s3.png"
+    kept = [p for p in (run / "generated").iterdir() if p.name.startswith("e000002.") and p not in aside]
     assert len(kept) == 1 and sorted(p.name for p in kept[0].glob("*.png")) == names
 
 
 @pytest.mark.slow
-def test_generate_failure_is_recorded_and_reported(gen_run, monkeypatch):
+def test_generate_stopped_midway_is_marked_interrupted(gen_run, monkeypatch):
+    import threading
+    import time
+
+    from bespoke.errors import Interrupted
+
     run, settings = gen_run
-    monkeypatch.setenv("FAKE_GEN_IMG_FAIL_AFTER", "3")
-    with pytest.raises(TrainerError) as info:
-        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,), process=False), quiet=True)
-    message = str(info.value)
-    assert "gen_img.py exited with code 1" in message and "RuntimeError: fake failure after 3 images" in message
-    assert "\n" not in message and info.value.exit_code == 5
-    record = json.loads((run / "generated" / "e000001" / "generate.json").read_text())
-    assert record["status"] == "failed" and record["exit_code"] == 1 and len(record["missing"]) == 4
-    assert any("fake failure" in line for line in record["log_tail"])
-    # a failed generation is moved aside automatically on the next try (nothing deleted)
-    monkeypatch.delenv("FAKE_GEN_IMG_FAIL_AFTER")
-    done = generate(settings, run, GenerateRequest(epoch=1, seeds=(1,), process=False), quiet=True)
-    assert done["status"] == "finished"
-    aside = [p for p in (run / "generated").iterdir() if p.name.startswith("e000001.")]
-    assert len(aside) == 1 and len(list(aside[0].glob("*.png"))) == 3
+    outdir = run / "generated" / "e000001"
+    monkeypatch.setenv("FAKE_GEN_IMG_HANG_AFTER", "2")
+    stop = threading.Event()
+
+    def stop_after_two_images():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(outdir.glob("*.png"))) < 2:
+            time.sleep(0.1)
+        stop.set()
+
+    threading.Thread(target=stop_after_two_images, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match="partial images and the log are in"):
+        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,), process=False), quiet=True, stop=stop)
+    assert time.monotonic() - started < 40  # the hanging gen_img.py was stopped, not waited for
+    record = json.loads((outdir / "generate.json").read_text())
+    assert record["status"] == "interrupted" and len(record["missing"]) == 5
+    assert sorted(p.name for p in outdir.glob("*.png")) == ["brown_eyes_lady_s1.png", "green_bg_lad_s1.png"]
 
 
 def test_generate_errors_before_launch(gen_run, tmp_path, monkeypatch):

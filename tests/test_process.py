@@ -28,7 +28,7 @@ def _make_run(root, epochs=(1, 2), prompts=2, palette=True):
     punks = [make_punk(i).pixels for i in range(prompts)]
     colors = np.unique(np.concatenate([p.reshape(-1, 3) for p in punks]), axis=0)
     if palette:
-        (prepared / "prepare.json").write_text(json.dumps({"palette": ["#%02x%02x%02x" % tuple(c) for c in colors]}))
+        (prepared / "prepare.json").write_text(json.dumps({"palette": ["#" + bytes(int(v) for v in c).hex() for c in colors]}))
     manifest = {"schema_version": 1, "id": "run-512", "status": "finished", "simulated": True,
                 "dataset": {"prepared_dir": str(prepared), "layout": layout_for("stretch", 512).to_json()}}
     (root / "run.json").write_text(json.dumps(manifest))
@@ -66,7 +66,7 @@ def test_run_folder_report_and_candidates(tmp_path):
     s = report["samples"][0]
     assert (s["epoch"], s["prompt_index"], s["seed"], s["prompt"]) == (1, 0, 1, "a punk")
     assert s["grid"]["source"] == "detected" and set(s["candidates"]) == {*METHODS, "grid-palette"}
-    for method, c in s["candidates"].items():
+    for c in s["candidates"].values():
         with Image.open(run / c["file"]) as img:
             assert img.size == (24, 24) and img.mode == "RGB"
         assert set(c) == {"file", "colors", "top10_coverage", "clean", "off_palette", "grid_error",

@@ -244,3 +244,16 @@ def test_loss_history_falls_back_to_the_train_log(tmp_path):
     ]
     recorded = [{"step": 1, "epoch": 1, "loss": 0.3}]
     assert review.loss_history(run, {"loss_history": recorded}) == recorded
+
+
+def test_report_of_another_kind_is_refused(two_runs):
+    _, a, _ = two_runs
+    path = RunPaths(a).report_dir / "report.json"
+    data = json.loads(path.read_text())
+    data["schema_version"] = 99
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
+    assert result.exit_code == 6
+    assert "not a bespoke process report of schema 1" in result.output
+    assert json.loads(path.read_text())["schema_version"] == 99
+    assert not (RunPaths(a).report_dir / "index.html").exists()

@@ -67,9 +67,14 @@ def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolat
                                                                     (64, "finished")]
     assert "sweep results" in result.output and "fake trainer failure" in result.output
 
-    again = invoke("sweep", "-r", "256,64", *TINY)
+    monkeypatch.delenv("FAKE_TRAINER_FAIL_RESOLUTION")
+    again = invoke("sweep", "-r", "256,128,64", *TINY)  # fault fixed: only the failed run trains again
     assert again.exit_code == 0, again.output
-    assert again.output.count("already finished, skipped") == 2 and len(seen(fake)) == 3
+    assert again.output.count("already finished, skipped") == 2 and len(seen(fake)) == 4
+    assert read_manifest(runs[128])["status"] == "finished"
+    # it failed before its first checkpoint: started over, the samples drawn before training kept aside
+    assert list((runs[128] / "model.prev-1" / "sample").glob("*_e000000_*.png"))
+    assert (runs[128] / "logs" / "train.1.log").exists()
 
 
 def test_gpus_run_one_child_per_gpu_pinned_with_cuda_visible_devices(fake, isolated_project):

@@ -391,3 +391,26 @@ def test_trainer_error_skips_accelerates_wrapper():
     assert trainer_error(tail) == "RuntimeError: fake trainer failure at step 3"
     assert trainer_error(["2026-01-01 ERROR extra keys not allowed"]) is None
     assert trainer_error(["ERROR    No data found."]) == "ERROR    No data found."
+
+
+def test_live_view_on_a_terminal_draws_the_bar_and_messages():
+    import io
+
+    from rich.console import Console
+
+    from bespoke.progress import ProgressView, RunProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, highlight=False)
+    state = RunProgress("r1")
+    view = ProgressView(console)
+    assert view.mode == "live"
+    view.start(state)
+    state.feed("stdout", "epoch 1/2")
+    state.feed("stderr", "steps:  50%|##| 1/2 [00:01<00:01, 1.0it/s, avr_loss=0.5]")
+    view.refresh((Path("m/x-000001.safetensors"),), ())
+    view.progress.refresh()
+    view.stop()
+    text = buffer.getvalue()
+    assert "r1 epoch 1/2" in text and "step 1/2" in text and "loss 0.5000" in text
+    assert "checkpoint x-000001.safetensors" in text

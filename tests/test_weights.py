@@ -25,7 +25,8 @@ def wide_console(monkeypatch):
     """Rich wraps tables at 80 columns when not on a terminal: widen the console so cells stay whole."""
     from bespoke.console import console
 
-    monkeypatch.setattr(console, "width", 220)
+    # the private field, so that undoing restores "not set" (the public setter would pin the old width)
+    monkeypatch.setattr(console, "_width", 220)
     return console
 
 
@@ -286,7 +287,7 @@ def test_cli_inspect_file_panel_and_json(tmp_path, wide_console):
     out = cli.invoke(main, ["inspect", str(path)])
     assert out.exit_code == 0, out.output
     for needle in ("8 of 10", "dim 32 / alpha 16", "cosine_with_restarts", "v1-5-pruned-emaonly", "512x512",
-                   "2030 images", "repeats 10", "pixel art 203", "206adb64"):
+                   "2030 images incl. repeats", "repeats 10", "pixel art 203", "206adb64"):
         assert needle in out.output, needle
     data = json.loads(cli.invoke(main, ["inspect", str(path), "--json"]).stdout)
     assert data["summary"]["dim"] == 32 and data["summary"]["dataset"]["repeats"] == [10]

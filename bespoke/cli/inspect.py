@@ -78,8 +78,9 @@ def render_summary(entry: dict, console) -> None:
         ("base model", f"{_g(s.base_model_name)} ({_g(s.base_model_version)})"),
         ("base model sha256", f"{_g(s.base_model_hash)} (legacy {_g(s.base_model_legacy_hash)})"),
         ("resolution", "x".join(str(v) for v in s.resolution) if s.resolution else "-"),
-        ("dataset", f"{_g(d.images)} images (+{_g(d.reg_images)} reg), batch {_g(d.batch_size)}, "
-                    f"{_g(d.batches_per_epoch)} batches/epoch, repeats {', '.join(map(str, d.repeats)) or '-'}"),
+        ("dataset", f"{_g(d.images)} images incl. repeats" + (f" (+{d.reg_images} reg)" if d.reg_images else "")
+                    + f", batch {_g(d.batch_size)}, {_g(d.batches_per_epoch)} batches/epoch, "
+                    f"repeats {', '.join(map(str, d.repeats)) or '-'}"),
         ("buckets", ", ".join(f"{'x'.join(map(str, b['resolution']))}: {b['count']}" for b in d.buckets) or "-"),
         ("image dirs", ", ".join(f"{x.get('image_dir')} ({x.get('img_count')} x {x.get('num_repeats')})"
                                  for x in d.subsets) or "-"),
@@ -104,18 +105,23 @@ def render_folder(result: dict, console) -> None:
 
     title = f"checkpoints in {result['folder']}" + ("" if result.get("run") else " (not a run folder: no config check)")
     table = Table(title=escape(title), title_justify="left")
+    summaries = [e["summary"] for e in result["checkpoints"] if e.get("summary") is not None]
+    schedulers = sorted({str(s.lr_scheduler) for s in summaries})
+    table.caption = escape(f"lr scheduler: {', '.join(schedulers)}") if schedulers else None
+    table.caption_justify = "left"
     table.add_column("file", no_wrap=True)
-    for column in ("epoch", "steps", "dim/alpha", "lr / te lr", "scheduler", "check"):
-        table.add_column(column, justify="right" if column in ("epoch", "steps") else "left")
+    for column in ("epoch", "steps", "dim/alpha", "lr / te lr", "check"):
+        table.add_column(column, justify="right" if column in ("epoch", "steps") else "left",
+                         no_wrap=column != "check")
     for entry in result["checkpoints"]:
         s = entry.get("summary")
         if s is None:
-            table.add_row(escape(entry["file"]), "-", "-", "-", "-", "-", f"[red]{escape(entry['error'])}[/red]")
+            table.add_row(escape(entry["file"]), "-", "-", "-", "-", f"[red]{escape(entry['error'])}[/red]")
             continue
         check = "-" if not result.get("run") else (
             "[green]ok[/green]" if not entry["mismatches"] else "[red]" + escape("; ".join(entry["mismatches"])) + "[/red]")
         table.add_row(escape(entry["file"]), _g(s.epoch), _g(s.steps), f"{_g(s.dim)}/{_g(s.alpha)}",
-                      f"{_g(s.unet_lr or s.learning_rate)} / {_g(s.text_encoder_lr)}", _g(s.lr_scheduler), check)
+                      f"{_g(s.unet_lr or s.learning_rate)} / {_g(s.text_encoder_lr)}", check)
     console.print(table)
 
 

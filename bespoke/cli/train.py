@@ -143,8 +143,10 @@ def runs(ctx, as_json):
         console.print(f"no runs in {settings.outputs_dir} (start one with `bespoke train -r 512`)")
         return
     table = Table(title=f"runs in {settings.outputs_dir}")
-    for column in ("run", "status", "res", "preset", "epochs", "best", "path"):
+    table.add_column("run", no_wrap=True)
+    for column in ("status", "res", "preset", "epochs", "best"):
         table.add_column(column)
+    table.add_column("path", overflow="fold")
     for item in items:
         status = item["status"] + (" [magenta](simulated)[/]" if item["simulated"] else "")
         table.add_row(item["id"], status, str(item["resolution"] or "-"), item["preset"] or "-",

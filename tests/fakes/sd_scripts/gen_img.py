@@ -13,7 +13,8 @@ same output names and PNG text metadata, same failure modes for what bespoke rel
   shrinks as the LoRA's `ss_epoch` (times `--network_mul`) grows, varied by the seed. Without a LoRA it is
   all noise. Deterministic in (prompt, seed, epoch, mul).
 - Failures: a missing `--network_weights` file or a non-safetensors one -> traceback, exit 1.
-  FAKE_GEN_IMG_FAIL_AFTER=N -> traceback after N images. FAKE_GEN_IMG_RECORD=path -> argv/env as JSON.
+  FAKE_GEN_IMG_FAIL_AFTER=N -> traceback after N images; FAKE_GEN_IMG_HANG_AFTER=N -> sleeps after N images;
+  FAKE_GEN_IMG_RECORD=path -> argv/env as JSON.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def main() -> int:
     os.makedirs(args.outdir, exist_ok=True)
     seed_random = random.Random(args.seed) if args.seed is not None else random.Random()
     fail_after = int(os.environ.get("FAKE_GEN_IMG_FAIL_AFTER", "0") or 0)
+    hang_after = int(os.environ.get("FAKE_GEN_IMG_HANG_AFTER", "0") or 0)
     made = 0
     from PIL.PngImagePlugin import PngInfo
 
@@ -187,6 +189,8 @@ def main() -> int:
             seed = seeds.pop(0) if seeds else seed_random.randint(0, 2**32 - 1)
             if fail_after and made >= fail_after:
                 raise RuntimeError(f"fake failure after {made} images (FAKE_GEN_IMG_FAIL_AFTER)")
+            if hang_after and made >= hang_after:
+                time.sleep(600)
             started = time.time()
             for step in range(1, entry["steps"] + 1):
                 if step == entry["steps"] or step % 10 == 0:
