@@ -39,12 +39,29 @@ def make_samples(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def decode_all(paths) -> float:
-    start = time.perf_counter()
+def decode_all(paths) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of decoding every file with Pillow."""
+    start, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         with Image.open(path) as img:
             img.convert("RGB")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process plus its finished children (the pool workers)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def timed_process(folder: Path, workers: int) -> tuple[dict, float, float]:
+    from bespoke.process import process_path
+
+    start, cpu = time.perf_counter(), cpu_now()
+    report = process_path(folder, workers=workers, progress=False)
+    return report, time.perf_counter() - start, cpu_now() - cpu
 
 
 MEMORY_CHILD = r"""
@@ -73,21 +90,26 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--memory-samples", type=int, default=2000)
     args = parser.parse_args()
-    from bespoke.process import process_path
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = make_samples(tmp / "samples", args.samples)
         decode_all(paths[:20])  # warm the page cache and Pillow's plugins
-        decode = decode_all(paths)
-        start = time.perf_counter()
-        report = process_path(tmp / "samples", workers=args.workers, progress=False)
-        process = time.perf_counter() - start
+        load = os.getloadavg()[0]
+        decode, decode_cpu = decode_all(paths)
+        _, single, single_cpu = timed_process(tmp / "samples", 1)
+        report, process, process_cpu = timed_process(tmp / "samples", args.workers)
         n = len(report["samples"])
-        print(f"{'what':<44} {'seconds':>8} {'ms/sample':>10} {'ratio':>6}")
-        print(f"{'bare Pillow decode (1 process)':<44} {decode:8.2f} {1000 * decode / n:10.2f} {1.0:6.2f}")
-        label = f"process, {len(report['methods'])} methods + metrics ({args.workers} workers)"
-        print(f"{label:<44} {process:8.2f} {1000 * process / n:10.2f} {process / decode:6.2f}")
+        methods = len(report["methods"])
+        print(f"load average before: {load:.2f} on {os.cpu_count()} cores (other work shares them)")
+        print(f"{'what':<44} {'wall s':>7} {'wall ms/img':>11} {'ratio':>6} {'CPU ms/img':>10}")
+        print(f"{'bare Pillow decode (1 process)':<44} {decode:7.2f} {1000 * decode / n:11.2f} {1.0:6.2f} "
+              f"{1000 * decode_cpu / n:10.2f}")
+        for label, wall, cpu in ((f"process, {methods} methods + metrics, 1 worker", single, single_cpu),
+                                 (f"process, {methods} methods + metrics, {args.workers} workers", process, process_cpu)):
+            print(f"{label:<44} {wall:7.2f} {1000 * wall / n:11.2f} {wall / decode:6.2f} {1000 * cpu / n:10.2f}")
+        ideal = process_cpu / args.workers / decode_cpu
+        print(f"CPU-bound ratio with {args.workers} free cores: {ideal:.2f} "
+              f"(process CPU / {args.workers} / decode CPU; the wall ratio above includes other work's load)")
         if args.memory_samples:
             print(f"\n{'samples':>8} {'main peak MB':>13} {'worker peak MB':>15}")
             for count in (max(1, args.memory_samples // 10), args.memory_samples):

@@ -65,7 +65,7 @@ def degrade(pixels: np.ndarray, level: str, seed: int = 0, size: int = 512) -> t
     rng = np.random.default_rng(seed)
     if level == "nearest":
         return stretch_nearest(pixels, size), (0, 0)
-    image = soften(pixels, rng, size)
+    image = soften(pixels, rng, size, blur=1.5 * size / 512)  # the same blur in cell units at every size
     if level == "soft":
         return image, (0, 0)
     scale = size / 512

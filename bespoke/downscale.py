@@ -4,7 +4,8 @@
 the outer `BORDER` of the cell on each side is ignored (neighbours bleed into it through blur, JPEG and
 the model's soft edges), the rest is sampled on a regular lattice and reduced with a per-channel median
 (robust to noise; with one majority colour it returns that colour). Then near-duplicate colours are merged.
-`grid-palette` continues with a palette: snap to the dataset's colours, or reduce to k colours.
+`grid-palette` adds a palette: the raw cell colours snap to a fixed palette (the dataset's, or a folder's;
+bespoke.palette.snap), or the merged colours are reduced to k.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def cell_colors(arr: np.ndarray, grid: Grid) -> np.ndarray:
     # (24, n, 24, n, 3) gathered at once
     block = arr[ry[:, :, None, None], rx[None, None, :, :]]
     block = block.transpose(0, 2, 1, 3, 4).reshape(GRID, GRID, -1, 3)
-    return np.median(block, axis=2).round().astype(np.uint8)
+    # median of an even count = mean of the two middle values; np.partition on uint8 is much cheaper
+    # than np.median (which works in float64)
+    n = block.shape[2]
+    lo, hi = (n - 1) // 2, n // 2
+    part = np.partition(block, (lo, hi), axis=2)
+    mid = part[:, :, lo].astype(np.uint16) + part[:, :, hi]
+    return ((mid + 1) // 2).astype(np.uint8)
 
 
 def extract(arr: np.ndarray, grid: Grid, *, merge: float | None = None, palette: pal.Palette | None = None,

@@ -1,12 +1,16 @@
 """Find the 24-cell pixel grid a sample was drawn on: cell size and phase per axis, and a confidence.
 
 Diffusion samples are not exact NEAREST stretches: the grid is blurry, noisy, may be shifted by a few
-pixels and its cells are not all the same width. Per axis we take the gradient-energy profile (mean
-|dI/dx| over rows and channels, lightly smoothed), and score every candidate grid -- pitch `w` (non-integer,
-around R/24) and phase -- by the mean profile on its predicted edges (a comb filter). The best comb is then
-refined edge by edge: an edge moves to a clear local peak within a fifth of a cell, so a grid that drifts
-by a pixel or two is followed. Confidence is 1 - median/best comb score (0 = no grid, near 1 = sharp grid);
-below a threshold the layout prior is used instead and the source says "prior".
+pixels and its cells are not all the same width. Per axis we build an edge-energy profile: rows averaged
+in blocks (Pillow's reduce: noise falls, vertical edges stay), then at every column boundary the step
+between the mean of a few pixels on its right and on its left (blurred edges are ramps), summed over
+channels, with the image's noise floor (3x the median step) removed. Every candidate grid -- pitch `w`
+(non-integer, within 8 % of the layout's R/24, weighted by a prior on that pitch) and phase -- is scored
+by the mean profile on its predicted edges (a comb filter). The best comb is refined finely, then edge by
+edge: an edge moves to a local peak within a fifth of a cell, so a grid that drifts a pixel is followed.
+Confidence is 1 - median/best of that comb slid over all phases on the profile with its noise floor kept:
+near 1 for a sharp grid, near 0 for noise or a plain image; below MIN_CONFIDENCE the layout prior is used
+and the source says "prior".
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import numpy as np
 from bespoke.layout import GRID, Layout, layout_for
 
 MIN_CONFIDENCE = 0.05
-BOX = 0
-PITCH_SIGMA = 0.02
+BOX = 0  # width of the step's pixel windows; 0 = a quarter of the nominal cell
+PITCH_SIGMA = 0.02  # how far (relative) a detected pitch may stray from the layout's before it must earn it
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,16 @@ def _axis_profile(a: np.ndarray, box: int) -> np.ndarray:
     noise falls, vertical edges stay): |mean of `box` px right - mean of `box` px left| summed over
     channels (blurred edges are ramps), the noise floor removed, summed over rows."""
     w = a.shape[1]
-    c = np.cumsum(np.pad(a.astype(np.int32), ((0, 0), (box + 1, box), (0, 0)), mode="edge"), axis=1)
-    # padded index j is column j - box - 1; c[j] sums padded 0..j. Boundary t is between columns t-1 and t.
-    # for t = 1..w-1: right = c[t + 2 box] - c[t + box], left = c[t + box] - c[t]
-    mid = c[:, box + 1:box + w]
-    step = c[:, 2 * box + 1:2 * box + w] - 2 * mid + c[:, 1:w]
-    diff = np.abs(step).sum(axis=2) / float(box)
+    # channels first: every reduction below then runs over long contiguous rows
+    planes = np.pad(a.transpose(2, 0, 1).astype(np.int32), ((0, 0), (0, 0), (box + 1, box)), mode="edge")
+    c = np.cumsum(planes, axis=2)
+    # padded index j is column j - box - 1; c[j] sums padded 0..j. Boundary t is between columns t-1 and t:
+    # right = c[t + 2 box] - c[t + box], left = c[t + box] - c[t]
+    step = c[:, :, 2 * box + 1:2 * box + w] - 2 * c[:, :, box + 1:box + w] + c[:, :, 1:w]
+    np.abs(step, out=step)
+    diff = (step[0] + step[1] + step[2]) * (1.0 / box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
-    floor = 3.0 * float(np.median(diff)) + 1.0
+    floor = 3.0 * float(np.median(diff[:, ::3])) + 1.0
     profile = np.maximum(diff - floor, 0.0).sum(axis=0).astype(np.float64)
     raw = diff.sum(axis=0).astype(np.float64)
     for p in (profile, raw):  # near the border the padding, not the image, makes the step
@@ -75,7 +81,7 @@ def _profiles(arr: np.ndarray, box: int | None = None):
     from PIL import Image
 
     h, w = arr.shape[:2]
-    block = max(1, h // 64)
+    block = max(1, h // 32)
     if box is None:
         box = BOX if BOX else max(1, round(w / GRID / 4))
     image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
@@ -117,7 +123,7 @@ def _detect_axis(profile: np.ndarray, raw: np.ndarray, size: int, prior: np.ndar
     smooth = profile
     nominal = (prior[-1] - prior[0]) / GRID
     pitches = np.arange(nominal * 0.92, nominal * 1.08, max(nominal * 0.004, 0.01))
-    phases = pitches[:, None] * (np.arange(32) / 32)[None, :]
+    phases = pitches[:, None] * (np.arange(24) / 24)[None, :]
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
     scores = _comb_scores(smooth, pitches, phases) * _pitch_prior(pitches, nominal)[:, None]
     best = np.unravel_index(int(np.argmax(scores)), scores.shape)
@@ -181,11 +187,11 @@ def find_grid(arr: np.ndarray, layout: Layout | None = None) -> Grid:
     h, w = arr.shape[:2]
     prior_x, prior_y = prior_edges(w, layout), prior_edges(h, layout)
     if w < 2 * GRID:  # too few pixels per cell to see edges: the prior is all we have
-        return Grid(tuple(prior_x), tuple(prior_y), 0.0, "prior")
+        return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), 0.0, "prior")
     (px, rx), (py, ry) = _profiles(arr)
     xs, cx = _detect_axis(px, rx, w, prior_x)
     ys, cy = _detect_axis(py, ry, h, prior_y)
     confidence = min(cx, cy)
     if confidence < MIN_CONFIDENCE:
-        return Grid(tuple(prior_x), tuple(prior_y), confidence, "prior")
+        return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), confidence, "prior")
     return Grid(tuple(float(v) for v in xs), tuple(float(v) for v in ys), confidence, "detected")

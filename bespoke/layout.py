@@ -28,7 +28,7 @@ class Layout:
 
     @property
     def cell_sizes(self) -> tuple[int, ...]:
-        return tuple(b - a for a, b in zip(self.edges, self.edges[1:]))
+        return tuple(b - a for a, b in zip(self.edges, self.edges[1:], strict=False))
 
     @property
     def offset(self) -> int:

@@ -86,10 +86,13 @@ def merge_near(arr24: np.ndarray, threshold: float = DEFAULT_MERGE) -> np.ndarra
     lab = rgb_to_lab(colors)
     target = np.arange(len(colors))
     assigned = np.zeros(len(colors), dtype=bool)
+    limit = threshold**2
+    # one pass per cluster centre (a few dozen), not per colour pair
     for i in order:
         if assigned[i]:
             continue
-        close = (~assigned) & (np.linalg.norm(lab - lab[i], axis=1) < threshold)
+        d = lab - lab[i]
+        close = (~assigned) & ((d * d).sum(axis=1) < limit)
         target[close] = i
         assigned |= close
     return colors[target][inverse].reshape(arr24.shape)

@@ -30,7 +30,7 @@ from bespoke.kohya_config import (
     validate_preset_values,
     validate_training,
 )
-from bespoke.launch import LaunchSpec, build_launch, train_script_args
+from bespoke.launch import NEUTRAL_ACCELERATE_CONFIG, LaunchSpec, build_launch, train_script_args
 from bespoke.presets import ResolvedPreset, resolve_preset
 from bespoke.prompts import SamplePrompt, for_size, parse_prompt_file, render_prompts
 from bespoke.runs import RunPaths, is_run_dir, now_iso, read_manifest, write_manifest
@@ -91,6 +91,9 @@ def launch_spec_for(settings, plan_or_paths, training: dict, gpu_ids: tuple[str,
         gpu_ids=tuple(gpu_ids),
         extra_accelerate_args=tuple(accelerate.extra_args),
         cwd=settings.sd_scripts,
+        # a neutral accelerate config of the run's own: explicit flags alone do not stop a personal
+        # default_config.yaml (distributed_type, debug, ...) from leaking in
+        accelerate_config=paths.config_dir / "accelerate.yaml",
     )
 
 
@@ -287,6 +290,7 @@ def _create_run_folder(paths: RunPaths, training_text: str, dataset_text: str, p
         atomic_write_text(staged.training_toml, training_text)
         atomic_write_text(staged.dataset_toml, dataset_text)
         atomic_write_text(staged.prompts_txt, prompts_text)
+        atomic_write_text(staged.config_dir / "accelerate.yaml", NEUTRAL_ACCELERATE_CONFIG)
         staged.logs_dir.mkdir()
         written = write_manifest(tmp, manifest)
         try:

@@ -107,19 +107,14 @@ def parse_methods(methods, palette) -> tuple[str, ...]:
 
 
 def _write_png(path: Path, arr) -> None:
-    """Small derived image: temp file + rename (atomic; no fsync, there are thousands of them)."""
+    """A small derived image, written in place: no temp file and rename per candidate (thousands of them,
+    and the rename costs more than the PNG). An interrupted run leaves no new report; re-run to redo."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buffer, "PNG")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(path, "wb") as handle:
+        handle.write(buffer.getvalue())
 
 
 _JOB: _Job | None = None
@@ -136,7 +131,8 @@ def _open_rgb(path: Path):
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            # an RGB image needs no conversion (convert would copy it)
+            return img if img.mode == "RGB" else img.convert("RGB")
     except UnidentifiedImageError:
         raise ValueError("not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -163,7 +159,7 @@ def process_sample(item: tuple[str, str]) -> dict:
             raise ValueError(f"not square ({w}x{h}); bespoke reads square samples of a {GRID}-cell grid")
         arr = np.asarray(img)
         near = m.nearest24(img)
-        cn, cov = m.unique_colors(near), m.top10_coverage(near)
+        cn, cov = m.color_stats(near)
         grid = find_grid(arr, job.layout)
         ix, iy = m.upsample_index(grid.xs, w), m.upsample_index(grid.ys, h)
         pal_colors = job.palette.colors if job.palette is not None else None
@@ -179,7 +175,7 @@ def process_sample(item: tuple[str, str]) -> dict:
             out = np.ascontiguousarray(out, dtype=np.uint8)
             target = job.candidates_dir / method / f"{stem}.png"
             _write_png(target, out)
-            colors, coverage = m.unique_colors(out), m.top10_coverage(out)
+            colors, coverage = m.color_stats(out)
             off = m.off_palette(out, pal_colors)
             candidates[method] = {
                 "file": _relative(target, job.base), "colors": colors, "top10_coverage": round(coverage, 4),
@@ -263,9 +259,24 @@ def choose_best(samples: list[dict], epochs: list[dict], methods) -> dict | None
     return {"epoch": row["epoch"], "method": method, "rule": BEST_RULE, "score": row["methods"][method]["clean_pct"]}
 
 
-def _csv_text(samples: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+def _atomic_stream(path: Path, write) -> None:
+    """Atomic like bespoke.fsutil (temp file in the same folder, fsync, rename), but `write(handle)` streams
+    the content: a 10 000-sample report is never built as one string in memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_csv(handle, samples: list[dict]) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for s in samples:
         g = s["grid"]
@@ -275,7 +286,6 @@ def _csv_text(samples: list[dict]) -> str:
         for method, c in s["candidates"].items():
             writer.writerow(head + [method, c["file"], c["colors"], c["top10_coverage"], c["clean"], c["off_palette"],
                                     c["grid_error"], c["background_uniform"], c["moved_pixels"], c["mean_move"]])
-    return buffer.getvalue()
 
 
 def output_dirs(path: Path) -> tuple[Path, Path]:
@@ -302,6 +312,11 @@ def _iterate(items, job: _Job, workers: int):
         return
     import multiprocessing
 
+    # import the heavy modules once here, so forked workers start with them instead of each importing
+    import bespoke.downscale
+    import bespoke.gridfind
+    import bespoke.metrics  # noqa: F401
+
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
         yield from pool.imap(process_sample, items, chunksize=max(1, min(16, len(items) // (workers * 8))))
@@ -311,7 +326,6 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
                  layout_hint: Layout | None = None, workers: int | None = None, progress: bool = True) -> dict:
     """Process every sample of a run folder or a folder of images; writes candidates and the report and
     returns the report dict. ProcessError when nothing could be processed."""
-    from bespoke.fsutil import atomic_write_json, atomic_write_text
     from bespoke.runs import is_run_dir, now_iso, read_manifest
     from bespoke.samples import find_samples
 
@@ -326,6 +340,8 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
         layout_hint = _layout_from_json((manifest.get("dataset") or {}).get("layout"))
     infos = find_samples(path)
     candidates_dir, report_dir = output_dirs(path)
+    created = [d for d in (candidates_dir.parent, candidates_dir, *(candidates_dir / m for m in methods))
+               if not d.exists()]
     for method in methods:
         (candidates_dir / method).mkdir(parents=True, exist_ok=True)
     job = _Job(methods, pal, merge_threshold, layout_hint, path, candidates_dir)
@@ -358,6 +374,11 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
         if bar is not None:
             bar.stop()
     if not samples:
+        for folder in reversed(created):  # leave no empty output folders behind a failed run
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
         first = errors[0] if errors else {"file": str(path), "error": "no samples"}
         raise ProcessError(f"{path}: none of {len(infos)} samples could be processed; "
                            f"e.g. {first['file']}: {first['error']}")
@@ -370,8 +391,9 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
         "layout_hint": layout_hint.to_json() if layout_hint is not None else None,
         "samples": samples, "errors": errors, "epochs": epochs, "best": choose_best(samples, epochs, methods),
     }
-    atomic_write_text(report_dir / "report.csv", _csv_text(samples))
-    atomic_write_json(report_dir / "report.json", report)
+    _atomic_stream(report_dir / "report.csv", lambda handle: _write_csv(handle, samples))
+    _atomic_stream(report_dir / "report.json",
+                   lambda handle: (json.dump(report, handle, indent=1, ensure_ascii=False), handle.write("\n")))
     return report
 
 

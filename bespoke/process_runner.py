@@ -123,21 +123,25 @@ def _signal_group(pgid: int, sig: int) -> None:
 def stop_group(proc: subprocess.Popen, timeouts: tuple[float, float] = (10.0, 5.0)) -> None:
     """Stop the process group of `proc`: SIGINT, wait; SIGTERM, wait; SIGKILL."""
     pgid = proc.pid  # start_new_session=True: the child leads its own group
-    for sig, wait in ((signal.SIGINT, timeouts[0]), (signal.SIGTERM, timeouts[1])):
-        _signal_group(pgid, sig)
-        try:
-            proc.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    else:
+    try:
+        for sig, wait in ((signal.SIGINT, timeouts[0]), (signal.SIGTERM, timeouts[1])):
+            _signal_group(pgid, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            _signal_group(pgid, signal.SIGKILL)
+            proc.wait()
+    except KeyboardInterrupt:  # a second Ctrl-C while waiting: no more patience
         _signal_group(pgid, signal.SIGKILL)
         proc.wait()
     # grandchildren that ignored the signals must not outlive the run
     _signal_group(pgid, signal.SIGKILL)
 
 
-class _SigtermAsInterrupt:
+class SigtermAsInterrupt:
     """While active (main thread only), SIGTERM raises KeyboardInterrupt like Ctrl-C does."""
 
     def __enter__(self):
@@ -181,7 +185,7 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Pat
         for reader in readers:
             reader.start()
         interrupted = False
-        with _SigtermAsInterrupt():
+        with SigtermAsInterrupt():
             try:
                 while proc.poll() is None:
                     if stop is not None and stop.is_set():

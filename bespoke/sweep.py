@@ -168,25 +168,16 @@ def sweep_entries(resolutions: tuple[int, ...] | None, preset: str | None, overr
 
 
 def report_summary(run_dir: Path) -> tuple[int | None, float | None]:
-    """(best epoch, mean colours of that epoch) from `<run>/report/report.json` when `process` made one."""
+    """(best epoch, mean colors_nearest of that epoch) from `<run>/report/report.json` when `process` made one."""
     path = Path(run_dir) / "report" / "report.json"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None, None
-    best = report.get("best")
-    epoch = best.get("epoch") if isinstance(best, dict) else best if isinstance(best, int) else None
-    colors = None
-    candidates = [best] if isinstance(best, dict) else []
-    candidates += [e for e in report.get("epochs") or [] if isinstance(e, dict) and e.get("epoch") == epoch]
-    for entry in candidates:
-        for key in ("colors_nearest_mean", "mean_colors_nearest", "colors_nearest", "mean_colors", "colors"):
-            value = entry.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                colors = float(value)
-                break
-        if colors is not None:
-            break
+    best = report.get("best") or {}
+    epoch = best.get("epoch")
+    colors = next((e.get("colors_nearest_mean") for e in report.get("epochs") or []
+                   if e.get("epoch") == epoch and epoch is not None), None)
     return epoch, colors
 
 
@@ -311,8 +302,11 @@ class SweepRunner:
                    for gpu in gpus]
         for thread in threads:
             thread.start()
+        from bespoke.process_runner import SigtermAsInterrupt
+
         try:
-            self._watch(threads, states, rows)
+            with SigtermAsInterrupt():
+                self._watch(threads, states, rows)
         except KeyboardInterrupt:
             self.stop.set()
             for thread in threads:
@@ -341,6 +335,9 @@ class SweepRunner:
                 time.sleep(0.25)
                 live.update(progress_table(states))
             live.update(progress_table(states))
+        for row in rows.values():  # the live table shows statuses; say why a run did not finish
+            if row.status not in ("finished",):
+                self._announce(row)
 
 
 def progress_table(states: dict):

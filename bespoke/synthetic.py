@@ -59,7 +59,7 @@ def _shade(color, amount: float) -> tuple[int, int, int]:
 
 
 def _mix(a, b, t: float) -> tuple[int, int, int]:
-    return tuple(int(round(x * (1 - t) + y * t)) for x, y in zip(a, b))
+    return tuple(int(round(x * (1 - t) + y * t)) for x, y in zip(a, b, strict=True))
 
 
 def make_punk(seed: int) -> Punk:

@@ -383,6 +383,9 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
                     say(f"{run_id}: starting over (was {status}, no checkpoint yet); old model/ kept in {moved.name}")
             rotate_log(paths.train_log)
         else:
+            moved = set_aside_model_dir(model_dir)  # "planned" yet model/ has files: keep them, never mix
+            if moved:
+                say(f"{run_id}: model/ already had files; kept them in {moved.name}")
             rotate_log(paths.train_log)
 
         spec = launch_spec_for_run(settings, paths, training, gpu_ids=tuple(gpu_ids))

@@ -64,7 +64,7 @@ def test_stretch_edges_match_pillow(resolution):
     layout = layout_for("stretch", resolution)
     source = Image.fromarray(np.arange(24, dtype=np.uint8).reshape(1, 24).repeat(24, 0), "L")
     big = np.asarray(source.resize((resolution, resolution), Image.NEAREST))
-    for cell, (a, b) in enumerate(zip(layout.edges, layout.edges[1:])):
+    for cell, (a, b) in enumerate(zip(layout.edges, layout.edges[1:], strict=False)):
         assert (big[0, a:b] == cell).all()
     assert layout.edges[0] == 0 and layout.edges[-1] == resolution
 

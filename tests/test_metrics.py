@@ -77,3 +77,10 @@ def test_grid_error_zero_for_exact_stretch():
     idx = metrics.upsample_index(edges, 512)
     assert metrics.grid_error(big, punk, idx, idx) == 0.0
     assert metrics.grid_error(big, np.zeros_like(punk), idx, idx) > 20
+
+
+def test_color_stats_matches_parts():
+    from bespoke.synthetic import make_punk
+
+    arr = make_punk(5).pixels
+    assert metrics.color_stats(arr) == (metrics.unique_colors(arr), metrics.top10_coverage(arr))

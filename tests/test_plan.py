@@ -74,7 +74,11 @@ def test_plan_writes_a_valid_run_folder(settings, synthetic_dataset, resolution)
                        ("prompts.txt", paths.prompts_txt)):
         assert manifest["config_sha256"][name] == hashlib.sha256(path.read_bytes()).hexdigest()
     argv = plan.argv
-    assert argv[argv.index("--config_file") + 1] == str(paths.training_toml)
+    script_at = next(
+        i for i, arg in enumerate(argv) if arg.endswith("train_network.py"))
+    assert argv[argv.index("--config_file") + 1] == str(paths.config_dir / "accelerate.yaml")
+    assert (paths.config_dir / "accelerate.yaml").is_file()
+    assert argv[script_at + 1:script_at + 3] == ["--config_file", str(paths.training_toml)]
     assert argv[argv.index("--dataset_config") + 1] == str(paths.dataset_toml)
     assert argv[argv.index("--mixed_precision") + 1] == training["mixed_precision"]
     assert argv[argv.index("--dataset_config") - 3].endswith("train_network.py")

@@ -99,7 +99,7 @@ def test_all_bad_raises_and_writes_no_report(tmp_path):
     (folder / "a.png").write_bytes(b"nope")
     with pytest.raises(ProcessError, match="none of 1 samples could be processed.*not an image"):
         process_path(folder, progress=False)
-    assert not (folder / "bespoke_process" / "report").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png"]  # no empty output folders left behind
 
 
 def test_usage_errors(tmp_path):

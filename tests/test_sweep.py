@@ -77,19 +77,40 @@ def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolat
     assert (runs[128] / "logs" / "train.1.log").exists()
 
 
-def test_gpus_run_one_child_per_gpu_pinned_with_cuda_visible_devices(fake, isolated_project):
-    result = invoke("sweep", "-r", "128,64", "--gpus", "0,1", *TINY)
-    assert result.exit_code == 0, result.output
+def test_gpus_run_one_child_per_gpu_concurrently_and_ctrl_c_stops_them_all(fake, isolated_project):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    # both children hang at step 2: they must run at the same time, each pinned to its own GPU
+    env = {**os.environ, "FAKE_TRAINER_HANG_AT_STEP": "2"}
+    cmd = [sys.executable, "-m", "bespoke", "sweep", "-r", "128,64", "--gpus", "0,1", *TINY]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(seen(fake)) < 2 or not all(
+                "avr_loss" in (p / "logs" / "train.log").read_text()
+                for p in runs_by_resolution(isolated_project).values()):
+            assert time.monotonic() < deadline and proc.poll() is None, "children did not start together"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
     children = seen(fake)
     assert sorted(c["env"]["CUDA_VISIBLE_DEVICES"] for c in children) == ["0", "1"]
     for run in runs_by_resolution(isolated_project).values():
         manifest = read_manifest(run)
-        assert manifest["status"] == "finished"
+        assert manifest["status"] == "interrupted"
         assert "--gpu_ids" not in manifest["argv"] and "--multi_gpu" not in manifest["argv"]
         assert manifest["argv"][manifest["argv"].index("--num_processes") + 1] == "1"
         assert manifest["env_overrides"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")
-    assert {read_manifest(r)["env_overrides"]["CUDA_VISIBLE_DEVICES"]
-            for r in runs_by_resolution(isolated_project).values()} == {"0", "1"}
+    for child in children:
+        assert not Path(f"/proc/{child['pid']}").exists() or "zombie" in Path(
+            f"/proc/{child['pid']}/status").read_text().lower(), "a trainer outlived the sweep"
 
 
 def test_shard_runs_this_machines_share_of_the_planned_runs(fake, isolated_project, monkeypatch):

@@ -414,3 +414,16 @@ def test_live_view_on_a_terminal_draws_the_bar_and_messages():
     text = buffer.getvalue()
     assert "r1 epoch 1/2" in text and "step 1/2" in text and "loss 0.5000" in text
     assert "checkpoint x-000001.safetensors" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (("train",), "give -r RESOLUTION"),
+    (("train", "--run", "outputs/x", "-r", "64"), "--run trains an existing run folder"),
+    (("train", "-r", "64", "--gpus", "0,0"), "distinct GPU"),
+    (("sweep", "--shard", "5/4"), "--shard 5/4"),
+    (("sweep", "-r", "512,100"), "'100' is not one of"),
+])
+def test_bad_flags_are_usage_errors_and_create_nothing(isolated_project, args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (isolated_project / "outputs").exists()

@@ -15,12 +15,13 @@ def render_table(report: dict) -> None:
     best = report.get("best") or {}
     method = best.get("method") or best_method(report["samples"], report["methods"])
     title = "bespoke process" + (" (SIMULATED samples)" if report.get("simulated") else "")
-    table = Table(title=title)
-    for name in ("epoch", "samples", "colors_nearest", "% clean"):
+    table = Table(title=title, caption="colours = mean colors_nearest (Pillow NEAREST to 24 px); "
+                                       "clean = <= 50 colours and top-10 coverage >= 70 %")
+    for name in ("epoch", "samples", "colours", "% clean"):
         table.add_column(name, justify="right")
     if method:
-        table.add_column(f"{method} colours", justify="right")
-        table.add_column(f"{method} % clean", justify="right")
+        table.add_column(f"{method}\ncolours", justify="right")
+        table.add_column(f"{method}\n% clean", justify="right")
     table.add_column("")
     for row in report["epochs"]:
         epoch = row["epoch"]

@@ -16,6 +16,14 @@ def _dataset(settings, dataset: str | None) -> Path:
     return Path(dataset).expanduser().resolve() if dataset else settings.datasets_dir / "bespoke_punks"
 
 
+def _short(path) -> str:
+    """A path relative to the current directory when it is below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) + "/"
+    except ValueError:
+        return str(path)
+
+
 def _finish(result, console, quiet: bool) -> None:
     """Render how a run ended; raise the matching error for anything but finished."""
     from bespoke.errors import Interrupted, TrainerError
@@ -62,16 +70,27 @@ def _finish(result, console, quiet: bool) -> None:
 def train(ctx, resolution, preset, dataset, overrides, prompts, run_dir, gpus, resume, restart, quiet):
     """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current."""
     from bespoke.console import console
-    from bespoke.errors import RunError, UsageError
+    from bespoke.errors import Interrupted
     from bespoke.progress import ProgressView
-    from bespoke.runs import read_manifest
     from bespoke.sweep import parse_gpus
-    from bespoke.training import train_request, train_run
 
     settings = get_settings(ctx)
     gpu_ids = parse_gpus(gpus)
     view = ProgressView(console, quiet=quiet)
     say = None if quiet else console.print
+    try:
+        result = _train(settings, resolution, preset, dataset, overrides, prompts, run_dir, gpu_ids, resume,
+                        restart, view, say)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; run the same command again to resume") from None
+    _finish(result, console, quiet)
+
+
+def _train(settings, resolution, preset, dataset, overrides, prompts, run_dir, gpu_ids, resume, restart, view, say):
+    from bespoke.errors import RunError, UsageError
+    from bespoke.runs import read_manifest
+    from bespoke.training import train_request, train_run
+
     if run_dir:
         if resolution or preset or overrides or prompts or dataset:
             raise UsageError("--run trains an existing run folder; -r/--preset/--set/--prompts/--dataset plan a new one")
@@ -85,7 +104,7 @@ def train(ctx, resolution, preset, dataset, overrides, prompts, run_dir, gpus, r
         result = train_request(settings, resolution=resolution, dataset=_dataset(settings, dataset), preset=preset,
                                overrides=tuple(overrides), prompts=Path(prompts) if prompts else None,
                                restart=restart, resume=resume, gpu_ids=gpu_ids, view=view, on_message=say)
-    _finish(result, console, quiet)
+    return result
 
 
 @click.command()
@@ -108,9 +127,13 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
     from bespoke.sweep import run_sweep
 
     settings = get_settings(ctx)
-    outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset,
-                        sweep_file=Path(sweep_file) if sweep_file else None, dataset=_dataset(settings, dataset),
-                        overrides=tuple(overrides), gpus=gpus, shard=shard, restart=restart, quiet=quiet)
+    try:
+        outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset,
+                            sweep_file=Path(sweep_file) if sweep_file else None,
+                            dataset=_dataset(settings, dataset),
+                            overrides=tuple(overrides), gpus=gpus, shard=shard, restart=restart, quiet=quiet)
+    except KeyboardInterrupt:
+        raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
     from bespoke.sweep import comparison_table, rows_to_json
 
     if as_json:
@@ -142,16 +165,16 @@ def runs(ctx, as_json):
     if not items:
         console.print(f"no runs in {settings.outputs_dir} (start one with `bespoke train -r 512`)")
         return
-    table = Table(title=f"runs in {settings.outputs_dir}")
+    table = Table(title=f"runs in {_short(settings.outputs_dir)}")
+    # every run folder is <outputs>/<run id> (the title says where); --json has the full paths
     table.add_column("run", no_wrap=True)
     for column in ("status", "res", "preset", "epochs", "best"):
         table.add_column(column)
-    table.add_column("path", overflow="fold")
     for item in items:
         status = item["status"] + (" [magenta](simulated)[/]" if item["simulated"] else "")
         table.add_row(item["id"], status, str(item["resolution"] or "-"), item["preset"] or "-",
                       f"{item['epochs_done']}/{item['epochs_total'] or '?'}",
-                      str(item["best_epoch"]) if item["best_epoch"] is not None else "-", item["path"])
+                      str(item["best_epoch"]) if item["best_epoch"] is not None else "-")
     console.print(table)
 
 
