@@ -130,7 +130,7 @@ def run_demo(
     for resolution in resolutions:
         request = PlanRequest(resolution=resolution, dataset=dataset, overrides=(f"max_train_epochs={epochs}",),
                               prompts=prompts_file)
-        plan = plan_run(demo_settings, request, extra_manifest={"demo": True})
+        plan = plan_run(demo_settings, request, extra_manifest={"demo": True}, progress=progress)
         runs.append(DemoRun(resolution, plan.paths.root, plan.run_id, list(plan.argv), plan.created))
         say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {shlex.join(plan.argv)}")
     timings["plan"] = time.perf_counter() - started

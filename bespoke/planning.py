@@ -183,8 +183,12 @@ def _dataset_count(prepared) -> int:
     return sum(1 for _ in Path(prepared.dir).glob("*.png"))
 
 
-def plan_run(settings, request: PlanRequest, *, extra_manifest: dict | None = None) -> RunPlan:
-    """Create (or find) the run folder for `request`: configs written, validated, launch argv recorded."""
+def plan_run(settings, request: PlanRequest, *, extra_manifest: dict | None = None,
+             progress: bool = True) -> RunPlan:
+    """Create (or find) the run folder for `request`: configs written, validated, launch argv recorded.
+
+    `progress=False` silences the dataset preparation's progress bar (for callers with their own output).
+    """
     from bespoke.datasets import prepare_dataset
     from bespoke.layout import LAYOUTS
 
@@ -199,7 +203,7 @@ def plan_run(settings, request: PlanRequest, *, extra_manifest: dict | None = No
 
     dataset_path = Path(request.dataset).expanduser()
     prepared = prepare_dataset(dataset_path, request.resolution, cache_dir=settings.cache_dir, layout=layout,
-                               background=request.background, trigger=request.trigger)
+                               background=request.background, trigger=request.trigger, progress=progress)
 
     # Path-free values first: they decide the run id.
     probe = build_training_config(preset, base_model=settings.base_model, paths=RunPaths(Path("/run")))

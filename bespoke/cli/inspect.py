@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -98,12 +100,23 @@ def render_summary(entry: dict, console) -> None:
     console.print(Panel(table, title=escape(entry["file"]), title_align="left"))
 
 
+def _short(name: str, prefix: str) -> str:
+    return "…" + name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+
 def render_folder(result: dict, console) -> None:
     """One line per checkpoint: file, epoch, steps, dim/alpha, lr, mismatches."""
     from rich.markup import escape
     from rich.table import Table
 
     title = f"checkpoints in {result['folder']}" + ("" if result.get("run") else " (not a run folder: no config check)")
+    # checkpoint names share the long output_name: show it once, so the table fits an 80-column terminal
+    names = [e["file"] for e in result["checkpoints"]]
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    if len(prefix) > 8:
+        title += f"\nfiles: {prefix}…"
+    else:
+        prefix = ""
     table = Table(title=escape(title), title_justify="left")
     summaries = [e["summary"] for e in result["checkpoints"] if e.get("summary") is not None]
     schedulers = sorted({str(s.lr_scheduler) for s in summaries})
@@ -116,11 +129,11 @@ def render_folder(result: dict, console) -> None:
     for entry in result["checkpoints"]:
         s = entry.get("summary")
         if s is None:
-            table.add_row(escape(entry["file"]), "-", "-", "-", "-", f"[red]{escape(entry['error'])}[/red]")
+            table.add_row(escape(_short(entry["file"], prefix)), "-", "-", "-", "-", f"[red]{escape(entry['error'])}[/red]")
             continue
         check = "-" if not result.get("run") else (
             "[green]ok[/green]" if not entry["mismatches"] else "[red]" + escape("; ".join(entry["mismatches"])) + "[/red]")
-        table.add_row(escape(entry["file"]), _g(s.epoch), _g(s.steps), f"{_g(s.dim)}/{_g(s.alpha)}",
+        table.add_row(escape(_short(entry["file"], prefix)), _g(s.epoch), _g(s.steps), f"{_g(s.dim)}/{_g(s.alpha)}",
                       f"{_g(s.unet_lr or s.learning_rate)} / {_g(s.text_encoder_lr)}", check)
     console.print(table)
 
