@@ -55,3 +55,13 @@ def sha256_tree(root: Path) -> str:
         digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
         digest.update(sha256_file(path).encode("ascii"))
     return digest.hexdigest()
+
+
+def move_aside(path: Path, name_for) -> Path:
+    """Rename `path` to the first `name_for(n)` (n = 1, 2, ...) that does not exist yet; never overwrites."""
+    path = Path(path)
+    n = 1
+    while (target := path.with_name(name_for(n))).exists():
+        n += 1
+    os.rename(path, target)
+    return target

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bespoke.errors import ConfigError, RunError, TrainerError, UsageError
-from bespoke.fsutil import atomic_write_json, atomic_write_text, sha256_file
+from bespoke.fsutil import atomic_write_json, atomic_write_text, move_aside, sha256_file
 from bespoke.runs import RunPaths, now_iso, read_manifest
 
 SCHEMA_VERSION = 1
@@ -262,13 +262,7 @@ def _read_json(path: Path) -> dict | None:
 
 def _set_aside(outdir: Path) -> Path:
     stamp = time.strftime("%Y%m%d%H%M%S")
-    target = outdir.with_name(f"{outdir.name}.{stamp}")
-    n = 1
-    while target.exists():
-        target = outdir.with_name(f"{outdir.name}.{stamp}-{n}")
-        n += 1
-    os.rename(outdir, target)
-    return target
+    return move_aside(outdir, lambda n: f"{outdir.name}.{stamp}" + (f"-{n - 1}" if n > 1 else ""))
 
 
 def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say) -> dict | None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bespoke.fsutil import move_aside
 from bespoke.launch import format_command
 
 LineCallback = Callable[[str, str], None]  # (stream name "stdout"/"stderr", line without terminator)
@@ -50,11 +51,7 @@ def rotate_log(path: Path) -> Path | None:
     path = Path(path)
     if not path.exists():
         return None
-    n = 1
-    while (target := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
-        n += 1
-    os.rename(path, target)
-    return target
+    return move_aside(path, lambda n: f"{path.stem}.{n}{path.suffix}")
 
 
 def run_capture(argv: list[str], timeout: float = 30.0, cwd: Path | None = None,

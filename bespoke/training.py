@@ -23,7 +23,8 @@ from pathlib import Path
 import toml
 
 from bespoke.errors import ConfigError, RunError
-from bespoke.fsutil import atomic_write_text
+from bespoke.fsutil import atomic_write_text, move_aside
+from bespoke.kohya_config import flatten_training
 from bespoke.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
     LaunchSpec,
@@ -230,11 +231,7 @@ def set_aside_model_dir(model_dir: Path) -> Path | None:
     model_dir = Path(model_dir)
     if not _has_outputs(model_dir):
         return None
-    n = 1
-    while (target := model_dir.with_name(f"{model_dir.name}.prev-{n}")).exists():
-        n += 1
-    os.rename(model_dir, target)
-    return target
+    return move_aside(model_dir, lambda n: f"{model_dir.name}.prev-{n}")
 
 
 # ---------------------------------------------------------------- environment facts
@@ -307,13 +304,7 @@ def load_training(paths: RunPaths) -> dict:
         data = toml.load(paths.training_toml)
     except (OSError, toml.TomlDecodeError) as exc:
         raise RunError(f"{paths.training_toml}: cannot read the run's training config ({exc}); re-plan the run") from exc
-    flat: dict = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat
+    return flatten_training(data)
 
 
 # ---------------------------------------------------------------- the run

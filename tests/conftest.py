@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +42,20 @@ def synthetic_dataset(isolated_project) -> Path:
     folder = isolated_project / "datasets" / "synthetic"
     write_dataset(folder, count=8, seed=1)
     return folder
+
+
+@pytest.fixture
+def fake(isolated_project, monkeypatch, tmp_path) -> Path:
+    """The fake sd-scripts as the configured checkout, this Python as its Python, 4 punks as the default
+    dataset. Returns the file where the fake records what it saw (one JSON line per launch)."""
+    import sys
+
+    from bespoke.synthetic import write_dataset
+
+    monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKE_DIR))
+    monkeypatch.setenv("BESPOKE_PYTHON", sys.executable)
+    monkeypatch.setenv("FAKE_TRAINER_STEP_SECONDS", "0.01")
+    record = tmp_path / "seen.jsonl"
+    monkeypatch.setenv("FAKE_TRAINER_RECORD", str(record))
+    write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
+    return record

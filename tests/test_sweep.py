@@ -22,22 +22,10 @@ from bespoke.sweep import (
     sweep_entries,
 )
 
-FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
 REPO = Path(__file__).resolve().parent.parent
 TINY = ("--set", "max_train_epochs=2", "--set", "mixed_precision=no")
 
 
-@pytest.fixture
-def fake(isolated_project, monkeypatch, tmp_path):
-    from bespoke.synthetic import write_dataset
-
-    monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKE_DIR))
-    monkeypatch.setenv("BESPOKE_PYTHON", sys.executable)
-    monkeypatch.setenv("FAKE_TRAINER_STEP_SECONDS", "0.01")
-    record = tmp_path / "seen.jsonl"
-    monkeypatch.setenv("FAKE_TRAINER_RECORD", str(record))
-    write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
-    return record
 
 
 def seen(record: Path) -> list[dict]:

@@ -19,22 +19,9 @@ from click.testing import CliRunner
 from bespoke.cli import main
 from bespoke.runs import RunPaths, read_manifest, update_manifest, write_manifest
 
-FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
 TINY = ("--set", "max_train_epochs=2", "--set", "mixed_precision=no")
 
 
-@pytest.fixture
-def fake(isolated_project, monkeypatch, tmp_path):
-    """The fake sd-scripts as the configured checkout, this Python as its Python, 4 punks as the dataset."""
-    from bespoke.synthetic import write_dataset
-
-    monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKE_DIR))
-    monkeypatch.setenv("BESPOKE_PYTHON", sys.executable)
-    monkeypatch.setenv("FAKE_TRAINER_STEP_SECONDS", "0.01")
-    record = tmp_path / "seen.jsonl"
-    monkeypatch.setenv("FAKE_TRAINER_RECORD", str(record))
-    write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
-    return record
 
 
 def invoke(*args):
