@@ -184,10 +184,12 @@ def _dataset_count(prepared) -> int:
 
 
 def plan_run(settings, request: PlanRequest, *, extra_manifest: dict | None = None,
-             progress: bool = True) -> RunPlan:
+             progress: bool = True, create: bool = True) -> RunPlan:
     """Create (or find) the run folder for `request`: configs written, validated, launch argv recorded.
 
     `progress=False` silences the dataset preparation's progress bar (for callers with their own output).
+    `create=False` resolves and validates everything (the run id included) but writes no run folder: the
+    returned plan has `created=False` and the manifest that would have been written.
     """
     from bespoke.datasets import prepare_dataset
     from bespoke.layout import LAYOUTS
@@ -264,6 +266,9 @@ def plan_run(settings, request: PlanRequest, *, extra_manifest: dict | None = No
         "versions": _versions(),
         **(extra_manifest or {}),
     }
+    if not create:
+        return RunPlan(run_id=run_id, paths=paths, training=training, dataset_config=dataset_config,
+                       prompts=prompts, argv=argv, env_overrides=env_overrides, created=False, manifest=manifest)
     written = _create_run_folder(paths, training_text, dataset_text, prompts_text, manifest)
     if written is None:  # another process created the same run meanwhile
         return _existing(paths, training, dataset_config, prompts, argv, env_overrides)

@@ -193,15 +193,15 @@ def row_from_manifest(run_dir: Path, manifest: dict) -> SweepRow:
     )
 
 
-def plan_entries(settings, entries: list[SweepEntry], dataset: Path) -> list:
-    """Plan every entry (planning writes or finds each run folder); returns the RunPlans."""
+def plan_entries(settings, entries: list[SweepEntry], dataset: Path, create: bool = True) -> list:
+    """Plan every entry (planning writes or finds each run folder; `create=False` only computes the run ids)."""
     from bespoke.planning import PlanRequest, plan_run
 
     plans = []
     for entry in entries:
         request = PlanRequest(resolution=entry.resolution, dataset=dataset, preset=entry.preset,
                               overrides=tuple(entry.overrides))
-        plans.append(plan_run(settings, request))
+        plans.append(plan_run(settings, request, create=create))
     return plans
 
 
@@ -402,16 +402,20 @@ def run_sweep(settings, console, *, resolutions: str | None = None, preset: str 
     gpu_ids = parse_gpus(gpus)
     shard_spec = parse_shard(shard)
     entries = sweep_entries(parse_resolutions(resolutions) if resolutions else None, preset, overrides, sweep_file)
-    plans = plan_entries(settings, entries, dataset)
-    unique = {plan.run_id: plan for plan in plans}  # two entries with the same config are one run
+    # with a shard, run ids are computed first without writing, so no machine creates another's run folders
+    plans = plan_entries(settings, entries, dataset, create=shard_spec is None)
+    unique = {plan.run_id: (plan, entry) for plan, entry in zip(plans, entries, strict=True)}
     share = set(shard_items(list(unique), shard_spec))
     chosen = [run_id for run_id in unique if run_id in share]  # the sweep's own order, this machine's share
+    if shard_spec is not None:
+        mine = plan_entries(settings, [unique[run_id][1] for run_id in chosen], dataset)
+        unique.update({plan.run_id: (plan, None) for plan in mine})
     if not quiet:
         share = f" (shard {shard_spec[0]}/{shard_spec[1]}: {len(chosen)} of {len(unique)})" if shard_spec else ""
         console.print(f"sweep: {len(chosen)} run(s){share}: {', '.join(chosen) or '-'}")
     runner = SweepRunner(settings, console, quiet=quiet, restart=restart, stop_timeouts=stop_timeouts,
                          base_env=base_env)
-    run_dirs = [unique[run_id].paths.root for run_id in chosen]
+    run_dirs = [unique[run_id][0].paths.root for run_id in chosen]
     try:
         rows = runner.run_parallel(run_dirs, gpu_ids) if gpu_ids else runner.run_sequential(run_dirs)
     except KeyboardInterrupt:

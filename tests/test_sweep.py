@@ -112,6 +112,9 @@ def test_shard_runs_this_machines_share_of_the_planned_runs(fake, isolated_proje
         result = invoke("sweep", "-r", "512,256,128,64", "--shard", f"{i}/3", *TINY)
         assert result.exit_code == 0, result.output
         shares.append(sorted(d.name for d in ran[0]))
+        # a machine creates only its own share's run folders, never the other machines'
+        created = {p.name for p in (isolated_project / "outputs").iterdir() if not p.name.startswith(".")}
+        assert created == {name for share in shares for name in share}
     all_ids = sorted(p.name for p in (isolated_project / "outputs").iterdir() if not p.name.startswith("."))
     assert len(all_ids) == 4
     assert shares == [all_ids[0::3], all_ids[1::3], all_ids[2::3]]
