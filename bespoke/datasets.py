@@ -543,7 +543,7 @@ def _progress(enabled: bool):
     from bespoke.console import console
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not enabled)
+                    console=console, transient=True, disable=not enabled or not console.is_terminal)
 
 
 def prepare_dataset(source: Path, resolution: int, *, cache_dir: Path, layout: str = "stretch",

@@ -66,7 +66,7 @@ def extract(arr: np.ndarray, grid: Grid, *, merge: float | None = None, palette:
         if palette.mode == "k":
             out = pal.kmeans_colors(out, int(palette.k))
         else:
-            out = pal.snap(cells, palette.colors)
+            out = pal.snap(cells, palette.colors, out)
     return out, cells
 
 

@@ -14,6 +14,9 @@ import numpy as np
 from bespoke.errors import UsageError
 
 DEFAULT_MERGE = 4.0  # delta E: below this two cell colours are one colour drawn twice
+MAX_SNAP = 40.0  # RGB distance: a merged colour farther than this from every palette colour stays off-palette
+COLOR_COST = 4.0  # nats (plus ln(palette size) to name the colour): what one more colour must earn
+SIGMA_MIN, SIGMA_MAX = 1.5, 16.0  # clamp of the measured per-channel cell noise
 
 
 @dataclass(frozen=True)
@@ -98,42 +101,127 @@ def merge_near(arr24: np.ndarray, threshold: float = DEFAULT_MERGE) -> np.ndarra
     return colors[target][inverse].reshape(arr24.shape)
 
 
-def snap(arr24: np.ndarray, palette: np.ndarray, correct_cast: bool = True) -> np.ndarray:
-    """Each pixel to a palette colour: nearest in RGB after removing a global colour cast, then a few
-    rounds of MAP assignment where colours this image already uses are preferred over ones it does not
-    (a cell halfway between its image's skin tone and another punk's is that skin tone)."""
+def _sqdist(points: np.ndarray, pal: np.ndarray) -> np.ndarray:
+    """Squared RGB distances, points x palette, without the points x palette x 3 intermediate."""
+    d2 = (points * points).sum(1)[:, None] + (pal * pal).sum(1)[None, :] - 2.0 * points @ pal.T
+    return np.maximum(d2, 0.0)
+
+
+def _noise_sigma(cells: np.ndarray) -> float:
+    """Per-channel noise of the cell colours: in flat areas (most of a punk) a cell's closest 4-neighbour
+    differs from it by noise alone, |difference| ~ sqrt(2) sigma * chi(3) -- median 2.18 sigma."""
+    c = cells.astype(np.float64)
+    big = np.full(cells.shape[:2], np.inf)
+    best = big.copy()
+    for axis in (0, 1):
+        d = np.sqrt(((np.diff(c, axis=axis)) ** 2).sum(axis=2))
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        best[tuple(lo)] = np.minimum(best[tuple(lo)], d)
+        best[tuple(hi)] = np.minimum(best[tuple(hi)], d)
+    return float(np.clip(np.median(best) / 2.18, SIGMA_MIN, SIGMA_MAX))
+
+
+def snap(arr24: np.ndarray, palette: np.ndarray, merged: np.ndarray | None = None, *, correct_cast: bool = True,
+         max_distance: float | None = None) -> np.ndarray:
+    """Snap a candidate's cell colours to a palette without ever adding colours.
+
+    `arr24` are the raw cell colours, `merged` the same cells after merge_near (the `grid` candidate;
+    computed with DEFAULT_MERGE when None). Its colour clusters bound the result: each cluster whose
+    centre lies within `max_distance` (RGB, after the cast) of the palette is "on palette", the others
+    keep their merged colour (they are counted off_palette: forcing them onto an unrelated palette colour
+    would repaint the sample). The on-palette cells then choose a per-image sub-palette: the fewest palette
+    colours that explain them -- greedy facility location where a colour joins only if it lowers the
+    cells' Gaussian cost (noise sigma measured on the image) by more than the cost of one more colour,
+    capped at the number of on-palette clusters -- then a few Lloyd rounds, and each cell takes the
+    nearest sub-palette colour. With a palette of thousands of colours, noise can no longer scatter one
+    drawn colour over its palette neighbours; with a small palette, distinct colours closer than the merge
+    threshold are still told apart. A global colour cast (SD tints whole images) is removed first."""
+    if merged is None:
+        merged = merge_near(arr24)
+    max_distance = MAX_SNAP if max_distance is None else float(max_distance)
     flat = arr24.reshape(-1, 3).astype(np.float64)
     colors, inverse, counts = np.unique(flat, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     pal = palette.astype(np.float64)
-
-    def sqdist(points):
-        return ((points[:, None, :] - pal[None, :, :]) ** 2).sum(axis=2)
-
-    d2 = sqdist(colors)
+    d2 = _sqdist(colors, pal)
     idx = d2.argmin(axis=1)
+    cast = np.zeros(3)
     if correct_cast:
-        cast = np.zeros(3)
         for _ in range(3):
             residual = flat - cast - pal[idx[inverse]]
             step = np.median(residual, axis=0)
             if np.abs(step).max() < 0.5:
                 break
-            trial = sqdist(colors - (cast + step))
+            trial = _sqdist(colors - (cast + step), pal)
             if (trial.min(axis=1) * counts).sum() >= (d2.min(axis=1) * counts).sum():
                 break
             cast, d2, idx = cast + step, trial, trial.argmin(axis=1)
-    # noise scale from the first assignment; median |3-D Gaussian| = 1.54 sigma
-    sigma = max(1.0, float(np.median(np.sqrt(d2.min(axis=1))[inverse])) / 1.54)
-    n = len(flat)
-    for _ in range(3):
-        used = np.bincount(idx, weights=counts, minlength=len(pal))
-        cost = d2 / (2 * sigma**2) - np.log((used + 0.5) / n)[None, :]
-        new = cost.argmin(axis=1)
-        if np.array_equal(new, idx):
+    x = colors - cast
+
+    # the merged clusters: every unique raw colour belongs to exactly one (merge_near maps colour -> colour)
+    mflat = merged.reshape(-1, 3)
+    mcolors, minv = np.unique(mflat, axis=0, return_inverse=True)
+    minv = minv.reshape(-1)
+    cluster_of = np.zeros(len(colors), dtype=np.intp)
+    cluster_of[inverse] = minv
+    weight = np.bincount(cluster_of, weights=counts, minlength=len(mcolors))
+    centres = np.stack([np.bincount(cluster_of, weights=counts * x[:, c], minlength=len(mcolors))
+                        for c in range(3)], axis=1) / np.maximum(weight, 1)[:, None]
+    dc2 = _sqdist(centres, pal)
+    on_cluster = dc2.min(axis=1) <= max_distance**2
+    out_colors = mcolors[cluster_of].astype(np.uint8)  # off-palette cells keep their merged colour
+    on = on_cluster[cluster_of]
+    if on.any():
+        cand = np.unique(np.concatenate([idx[on], dc2[on_cluster].argmin(axis=1)]))
+        sigma = _noise_sigma(arr24)
+        cost = d2[on][:, cand] / (2 * sigma**2)
+        cap = max_distance**2 / (2 * sigma**2)  # a cell farther than this from every colour costs the same
+        cost = np.minimum(cost, cap)
+        w = counts[on]
+        penalty = COLOR_COST + np.log(len(pal))
+        chosen = _facility(cost, w, penalty, int(on_cluster.sum()), cap)
+        pick = cand[chosen][cost[:, chosen].argmin(axis=1)]
+        out_colors[on] = palette[pick]
+    return out_colors[inverse].reshape(arr24.shape)
+
+
+def _facility(cost: np.ndarray, w: np.ndarray, penalty: float, limit: int, cap: float) -> np.ndarray:
+    """Columns of `cost` (cells x candidate colours) to open: greedy, each must save more than `penalty`
+    (at most `limit`, at least one), then Lloyd rounds (each open colour moves to the candidate that best
+    serves its cells) and a pruning pass (a colour whose cells are served almost as well by the others goes)."""
+    cur = np.full(len(w), cap)
+    chosen: list[int] = []
+    while len(chosen) < limit:
+        gain = (w[:, None] * np.maximum(cur[:, None] - cost, 0.0)).sum(axis=0)
+        best = int(gain.argmax())
+        if chosen and gain[best] <= penalty:
             break
-        idx = new
-    return palette[idx][inverse].reshape(arr24.shape)
+        chosen.append(best)
+        cur = np.minimum(cur, cost[:, best])
+    chosen_arr = np.array(chosen, dtype=np.intp)
+    for _ in range(3):
+        label = cost[:, chosen_arr].argmin(axis=1)
+        moved = chosen_arr.copy()
+        for j in range(len(chosen_arr)):
+            member = label == j
+            if member.any():
+                moved[j] = int((w[member, None] * cost[member]).sum(axis=0).argmin())
+        moved = np.unique(moved)
+        if np.array_equal(np.sort(chosen_arr), moved):
+            break
+        chosen_arr = moved
+    # prune: drop the colour whose removal costs least while that is under the penalty
+    while len(chosen_arr) > 1:
+        sub = cost[:, chosen_arr]
+        total = (w * sub.min(axis=1)).sum()
+        losses = [(w * np.delete(sub, j, axis=1).min(axis=1)).sum() - total for j in range(len(chosen_arr))]
+        j = int(np.argmin(losses))
+        if losses[j] >= penalty:
+            break
+        chosen_arr = np.delete(chosen_arr, j)
+    return chosen_arr
 
 
 def kmeans_colors(arr24: np.ndarray, k: int, iterations: int = 12) -> np.ndarray:

@@ -352,7 +352,7 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
     from bespoke.console import console
 
     bar = None
-    if progress:
+    if progress and console.is_terminal:  # a live bar in a log file is only blank lines
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("processing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

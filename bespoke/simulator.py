@@ -241,7 +241,7 @@ def simulate_run(
     # Pillow and numpy release the GIL in the heavy parts (blur, noise, PNG encoding): threads use both cores
     written: list[Path] = []
     workers = max(1, min(4, os.cpu_count() or 1))
-    with Progress(console=console, disable=not progress, transient=True) as bar, \
+    with Progress(console=console, disable=not progress or not console.is_terminal, transient=True) as bar, \
             ThreadPoolExecutor(max_workers=workers) as pool:
         task = bar.add_task(f"simulating {run_dir.name}", total=len(jobs))
         for path, data in pool.map(_render_job, jobs):

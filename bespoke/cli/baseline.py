@@ -88,7 +88,7 @@ def render_compare(rows: list[dict], evaluation: dict, console) -> None:
 @click.option("--via", type=click.Choice(["samples", "generate"]), default="samples", show_default=True,
               help="samples: what sd-scripts drew during training; generate: gen_img.py with N seeds.")
 @click.option("--force", is_flag=True, help="With --via generate: redo generations that differ (old ones kept).")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("--json", "as_json", is_flag=True, help="Print baseline_eval.json on stdout.")
 @click.pass_context
 def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):

@@ -177,7 +177,7 @@ def inspect_cmd(ctx, path, as_json):
 @click.option("--sampler", help="gen_img.py sampler (default: the run's sample_sampler).")
 @click.option("--force", is_flag=True, help="Move an existing, different generation aside and generate again.")
 @click.option("--no-process", is_flag=True, help="Only generate; do not run `process` on the images.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("--json", "as_json", is_flag=True, help="Print generate.json (+ process summary) on stdout.")
 @click.pass_context
 def generate_cmd(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, force, no_process, quiet, as_json):

@@ -49,7 +49,7 @@ def render_table(report: dict) -> None:
               help="Merge cell colours closer than this delta E (default 4; 0 = off).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 def process_cmd(run_or_dir, methods, palette, merge, workers, as_json, quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table."""
     import json
