@@ -397,8 +397,13 @@ class SweepOutcome:
 def run_sweep(settings, console, *, resolutions: str | None = None, preset: str | None = None,
               sweep_file: Path | None = None, dataset: Path, overrides: tuple[str, ...] = (),
               gpus: str | None = None, shard: str | None = None, restart: bool = False, quiet: bool = False,
-              base_env: dict | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0)) -> SweepOutcome:
-    """`bespoke sweep`: plan every entry, keep this machine's shard, run them (one per GPU with `gpus`)."""
+              base_env: dict | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0),
+              process: bool = False) -> SweepOutcome:
+    """`bespoke sweep`: plan every entry, keep this machine's shard, run them (one per GPU with `gpus`).
+
+    With `process`, each finished run's samples are processed (when its report is missing or stale) so the
+    comparison table carries the best epoch and its mean colours.
+    """
     gpu_ids = parse_gpus(gpus)
     shard_spec = parse_shard(shard)
     entries = sweep_entries(parse_resolutions(resolutions) if resolutions else None, preset, overrides, sweep_file)
@@ -428,7 +433,28 @@ def run_sweep(settings, console, *, resolutions: str | None = None, preset: str 
 
         done = {r.run_id for r in rows}
         rows += [row_from_manifest(d, read_manifest(d)) for d in run_dirs if d.name not in done]
+    elif process:
+        process_finished(rows, console, quiet)
     return SweepOutcome(rows, interrupted)
+
+
+def process_finished(rows: list[SweepRow], console, quiet: bool) -> None:
+    """Run `process` on finished runs whose report is missing or older than their samples; fill the rows."""
+    from bespoke.errors import BespokeError
+    from bespoke.process import process_path
+    from bespoke.review import needs_processing
+
+    for row in rows:
+        if row.run_dir is None or row.status not in ("finished", "skipped") or not any(
+                (Path(row.run_dir) / "model" / "sample").glob("*.png")):
+            continue
+        try:
+            if needs_processing(row.run_dir):
+                process_path(row.run_dir, palette="dataset", progress=not quiet)
+        except BespokeError as error:  # the table still shows the run; the reason says why metrics are missing
+            row.reason = f"process: {error}"
+            continue
+        row.best_epoch, row.mean_colors = report_summary(row.run_dir)
 
 
 def runs_overview(outputs_dir: Path) -> list[dict]:

@@ -53,6 +53,11 @@ def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolat
     table = json.loads(result.stdout[result.stdout.index("["):result.stdout.rindex("]") + 1])
     assert [(row["resolution"], row["status"]) for row in table] == [(256, "finished"), (128, "failed"),
                                                                     (64, "finished")]
+    # finished runs were processed: the table carries each one's best epoch and its mean colours
+    for row in table:
+        processed = (runs[row["resolution"]] / "report" / "report.json").is_file()
+        assert processed == (row["status"] == "finished")
+        assert (row["best_epoch"] in (1, 2)) == processed and (row["mean_colors"] is not None) == processed
     assert "sweep results" in result.output and "fake trainer failure" in result.output
 
     monkeypatch.delenv("FAKE_TRAINER_FAIL_RESOLUTION")

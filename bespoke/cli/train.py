@@ -117,10 +117,12 @@ def _train(settings, resolution, preset, dataset, overrides, prompts, run_dir, g
 @click.option("--gpus", help="Run one run per GPU at once, e.g. --gpus 0,1.")
 @click.option("--shard", help="This machine's share i/n of the sweep (runs sorted by id, every n-th from the i-th).")
 @click.option("--restart", is_flag=True, help="Start every selected run over (old outputs kept aside).")
+@click.option("--process/--no-process", "process", default=True, show_default=True,
+              help="Process each finished run's samples (colour metrics, best epoch) for the comparison table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final table.")
 @click.pass_context
-def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, as_json, quiet):
+def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process, as_json, quiet):
     """Train several runs: skip finished ones, continue past failures, end with a comparison table."""
     from bespoke.console import console
     from bespoke.errors import Interrupted, TrainerError
@@ -131,7 +133,8 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
         outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset,
                             sweep_file=Path(sweep_file) if sweep_file else None,
                             dataset=_dataset(settings, dataset),
-                            overrides=tuple(overrides), gpus=gpus, shard=shard, restart=restart, quiet=quiet)
+                            overrides=tuple(overrides), gpus=gpus, shard=shard, restart=restart, quiet=quiet,
+                            process=process)
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
     from bespoke.sweep import comparison_table, rows_to_json
