@@ -4,8 +4,9 @@
 the outer `BORDER` of the cell on each side is ignored (neighbours bleed into it through blur, JPEG and
 the model's soft edges), the rest is sampled on a regular lattice and reduced with a per-channel median
 (robust to noise; with one majority colour it returns that colour). Then near-duplicate colours are merged.
-`grid-palette` adds a palette: the raw cell colours snap to a fixed palette (the dataset's, or a folder's;
-bespoke.palette.snap), or the merged colours are reduced to k.
+`grid-palette` adds a palette: the cells snap to a fixed palette (the dataset's, or a folder's;
+bespoke.palette.snap picks a per-image sub-palette from the merged clusters, so it never has more colours
+than `grid`, even with the thousands of colours of a real dataset), or the merged colours are reduced to k.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """Palette steps on a 24x24 candidate: merge near-duplicate colours, snap to a palette, reduce to k colours.
 
-Distances: merging is perceptual (CIE76 delta E in CIELAB, D65); snapping to a known palette is nearest
-in RGB after removing a global colour cast (SD tints whole images; a shared offset is not a colour choice).
+Distances: merging is perceptual (CIE76 delta E in CIELAB, D65); snapping to a known palette works in RGB
+after removing a global colour cast (SD tints whole images; a shared offset is not a colour choice).
+
+Snapping never adds colours to the merged candidate (a real dataset's union palette has thousands of
+near-duplicate colours; nearest-colour snapping per cell would split what merging joined): each image
+picks a small sub-palette from its merged clusters (see `snap`). A merged colour farther than MAX_SNAP
+from every palette colour is kept as it is and counted off_palette rather than repainted.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from bespoke.errors import UsageError
 DEFAULT_MERGE = 4.0  # delta E: below this two cell colours are one colour drawn twice
 MAX_SNAP = 40.0  # RGB distance: a merged colour farther than this from every palette colour stays off-palette
 COLOR_COST = 4.0  # nats (plus ln(palette size) to name the colour): what one more colour must earn
+CANDIDATES_PER_CLUSTER = 4  # palette colours nearest each cluster centre the sub-palette may use
+CAST_CANDIDATES = 16  # palette colours nearest each cluster centre the cast is measured against
+HUBER = 2.0  # sigmas: beyond this a cell's cost grows linearly (robust to a cluster's minority)
 SIGMA_MIN, SIGMA_MAX = 1.5, 16.0  # clamp of the measured per-channel cell noise
 
 
@@ -120,7 +128,7 @@ def _noise_sigma(cells: np.ndarray) -> float:
         lo[axis], hi[axis] = slice(None, -1), slice(1, None)
         best[tuple(lo)] = np.minimum(best[tuple(lo)], d)
         best[tuple(hi)] = np.minimum(best[tuple(hi)], d)
-    return float(np.clip(np.median(best) / 2.18, SIGMA_MIN, SIGMA_MAX))
+    return float(np.clip(np.median(best) / 1.25, SIGMA_MIN, SIGMA_MAX))
 
 
 def snap(arr24: np.ndarray, palette: np.ndarray, merged: np.ndarray | None = None, *, correct_cast: bool = True,
@@ -128,73 +136,112 @@ def snap(arr24: np.ndarray, palette: np.ndarray, merged: np.ndarray | None = Non
     """Snap a candidate's cell colours to a palette without ever adding colours.
 
     `arr24` are the raw cell colours, `merged` the same cells after merge_near (the `grid` candidate;
-    computed with DEFAULT_MERGE when None). Its colour clusters bound the result: each cluster whose
-    centre lies within `max_distance` (RGB, after the cast) of the palette is "on palette", the others
-    keep their merged colour (they are counted off_palette: forcing them onto an unrelated palette colour
-    would repaint the sample). The on-palette cells then choose a per-image sub-palette: the fewest palette
-    colours that explain them -- greedy facility location where a colour joins only if it lowers the
-    cells' Gaussian cost (noise sigma measured on the image) by more than the cost of one more colour,
-    capped at the number of on-palette clusters -- then a few Lloyd rounds, and each cell takes the
-    nearest sub-palette colour. With a palette of thousands of colours, noise can no longer scatter one
-    drawn colour over its palette neighbours; with a small palette, distinct colours closer than the merge
-    threshold are still told apart. A global colour cast (SD tints whole images) is removed first."""
+    computed with DEFAULT_MERGE when None). A global colour cast is removed first (SD tints whole images;
+    a shared offset is not a colour choice). Then the merged colour clusters bound the result:
+
+    - a cluster whose centre is farther than `max_distance` (RGB, MAX_SNAP by default) from every palette
+      colour keeps its merged colour: forcing it onto an unrelated palette colour would repaint the
+      sample, so it stays and counts as off_palette;
+    - the other clusters choose a per-image sub-palette -- the fewest palette colours that explain them:
+      greedy facility location where a cluster costs the sum over its cells of a robust (Huber) Gaussian
+      cost of their distance to the colour (sigma = the cell noise measured on the image; a few cells of
+      another colour in a cluster do not drag it to their mean) and a colour joins only if it saves more
+      than COLOR_COST + ln(palette size) nats, at most one colour per cluster; then Lloyd rounds and pruning;
+    - each cell takes the sub-palette colour with the best posterior (distance, and a prior for the
+      colours the image uses more), so a cell the greedy merge put in the wrong cluster can leave it.
+
+    The result has at most as many colours as `merged`. With a palette of thousands of colours (a real
+    dataset's union), noise can no longer scatter one drawn colour over its palette neighbours; with a
+    small one, a colour the merge swallowed comes back when another cluster chose it."""
     if merged is None:
         merged = merge_near(arr24)
     max_distance = MAX_SNAP if max_distance is None else float(max_distance)
     flat = arr24.reshape(-1, 3).astype(np.float64)
-    colors, inverse, counts = np.unique(flat, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
     pal = palette.astype(np.float64)
-    d2 = _sqdist(colors, pal)
-    idx = d2.argmin(axis=1)
+    # the merged clusters, their cell counts and mean raw colours
+    mcolors, label0 = np.unique(merged.reshape(-1, 3), axis=0, return_inverse=True)
+    label0 = label0.reshape(-1)
+    weight = np.bincount(label0, minlength=len(mcolors)).astype(np.float64)
+    raw_centres = np.stack([np.bincount(label0, weights=flat[:, c], minlength=len(mcolors)) for c in range(3)],
+                           axis=1) / weight[:, None]
     cast = np.zeros(3)
+    dc2 = _sqdist(raw_centres, pal)
     if correct_cast:
+        # per cell, against the palette colours near the clusters (a cast is a few levels, not a new hue)
+        near = min(CAST_CANDIDATES, len(pal))
+        local = pal[np.unique(np.argpartition(dc2, near - 1, axis=1)[:, :near])]
+        d2 = _sqdist(flat, local)
+        limit2 = max_distance**2  # cells farther than this from the palette say nothing about a cast
         for _ in range(3):
-            residual = flat - cast - pal[idx[inverse]]
-            step = np.median(residual, axis=0)
+            fit = d2.min(axis=1) <= limit2
+            if not fit.any():
+                break
+            step = np.median(flat[fit] - cast - local[d2[fit].argmin(axis=1)], axis=0)
             if np.abs(step).max() < 0.5:
                 break
-            trial = _sqdist(colors - (cast + step), pal)
-            if (trial.min(axis=1) * counts).sum() >= (d2.min(axis=1) * counts).sum():
+            trial = _sqdist(flat - (cast + step), local)
+            if np.minimum(trial.min(axis=1), limit2).sum() >= np.minimum(d2.min(axis=1), limit2).sum():
                 break
-            cast, d2, idx = cast + step, trial, trial.argmin(axis=1)
-    x = colors - cast
-
-    # the merged clusters: every unique raw colour belongs to exactly one (merge_near maps colour -> colour)
-    mflat = merged.reshape(-1, 3)
-    mcolors, minv = np.unique(mflat, axis=0, return_inverse=True)
-    minv = minv.reshape(-1)
-    cluster_of = np.zeros(len(colors), dtype=np.intp)
-    cluster_of[inverse] = minv
-    weight = np.bincount(cluster_of, weights=counts, minlength=len(mcolors))
-    centres = np.stack([np.bincount(cluster_of, weights=counts * x[:, c], minlength=len(mcolors))
-                        for c in range(3)], axis=1) / np.maximum(weight, 1)[:, None]
-    dc2 = _sqdist(centres, pal)
+            cast, d2 = cast + step, trial
+        dc2 = _sqdist(raw_centres - cast, pal)
     on_cluster = dc2.min(axis=1) <= max_distance**2
-    out_colors = mcolors[cluster_of].astype(np.uint8)  # off-palette cells keep their merged colour
-    on = on_cluster[cluster_of]
+    out_colors = mcolors[label0].astype(np.uint8)  # off-palette cells keep their merged colour
+    on = on_cluster[label0]
     if on.any():
-        cand = np.unique(np.concatenate([idx[on], dc2[on_cluster].argmin(axis=1)]))
+        units = np.flatnonzero(on_cluster)
         sigma = _noise_sigma(arr24)
-        cost = d2[on][:, cand] / (2 * sigma**2)
-        cap = max_distance**2 / (2 * sigma**2)  # a cell farther than this from every colour costs the same
-        cost = np.minimum(cost, cap)
-        w = counts[on]
+        # the distinct cell colours of the on-palette clusters, and the cluster (unit) each belongs to
+        colors, inverse, counts = np.unique(flat[on], axis=0, return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+        unit_of = np.zeros(len(colors), dtype=np.intp)
+        unit_of[inverse] = np.searchsorted(units, label0[on])
+        y = colors - cast
+        # candidates: the palette colours nearest each cluster centre and the one nearest each cell colour
+        wide = min(CAST_CANDIDATES, len(pal))
+        nearby = np.argpartition(dc2[units], wide - 1, axis=1)[:, :wide]
+        nearest = np.take_along_axis(nearby, np.argsort(np.take_along_axis(dc2[units], nearby, axis=1), axis=1),
+                                     axis=1)[:, :CANDIDATES_PER_CLUSTER]
+        local = np.unique(nearby)
+        cand = np.unique(np.concatenate([nearest.ravel(), local[_sqdist(y, pal[local]).argmin(axis=1)]]))
+        cost = _robust_cost(_sqdist(y, pal[cand]), sigma, max_distance)
+        # 1. the sub-palette, from the merged clusters: all cells of a cluster on one colour
+        ccost = np.zeros((len(units), len(cand)))
+        np.add.at(ccost, unit_of, counts[:, None] * cost)
+        empty = np.bincount(unit_of, weights=counts, minlength=len(units)) * _robust_cost(
+            np.array(max_distance**2), sigma, max_distance)
         penalty = COLOR_COST + np.log(len(pal))
-        chosen = _facility(cost, w, penalty, int(on_cluster.sum()), cap)
-        pick = cand[chosen][cost[:, chosen].argmin(axis=1)]
-        out_colors[on] = palette[pick]
-    return out_colors[inverse].reshape(arr24.shape)
+        chosen = _facility(ccost, penalty, len(units), empty)
+        # 2. each cell takes one of those colours (so it can leave a cluster the greedy merge put it in);
+        #    MAP: a cell between two of the image's colours goes to the one the image uses more
+        sub = cost[:, chosen]
+        label = sub.argmin(axis=1)
+        for _ in range(3):
+            used = np.bincount(label, weights=counts, minlength=len(chosen))
+            new = (sub - np.log((used + 0.5) / counts.sum())[None, :]).argmin(axis=1)
+            if np.array_equal(new, label):
+                break
+            label = new
+        out_colors[on] = palette[cand[chosen][label]][inverse]
+    return out_colors.reshape(arr24.shape)
 
 
-def _facility(cost: np.ndarray, w: np.ndarray, penalty: float, limit: int, cap: float) -> np.ndarray:
-    """Columns of `cost` (cells x candidate colours) to open: greedy, each must save more than `penalty`
-    (at most `limit`, at least one), then Lloyd rounds (each open colour moves to the candidate that best
-    serves its cells) and a pruning pass (a colour whose cells are served almost as well by the others goes)."""
-    cur = np.full(len(w), cap)
+def _robust_cost(d2: np.ndarray, sigma: float, max_distance: float) -> np.ndarray:
+    """Negative log-likelihood (nats) of a cell at squared distance d2 from a colour: Gaussian up to
+    HUBER sigma, linear beyond (a cluster holding a few cells of another colour keeps its own colour
+    instead of moving to their mean), constant beyond max_distance."""
+    r = np.sqrt(np.minimum(d2, max_distance**2)) / sigma
+    return np.where(r <= HUBER, 0.5 * r * r, HUBER * r - 0.5 * HUBER * HUBER)
+
+
+def _facility(cost: np.ndarray, penalty: float, limit: int, empty: np.ndarray) -> np.ndarray:
+    """Columns of `cost` (units x candidate colours, each unit's total cost on that colour) to open:
+    greedy from `empty` (each unit's cost with no colour), each must save more than `penalty` (at most
+    `limit`, at least one); then Lloyd rounds (each open colour moves to the candidate that best serves
+    its units) and pruning (a colour whose units the others serve almost as well goes)."""
     chosen: list[int] = []
+    cur = empty.astype(np.float64)
     while len(chosen) < limit:
-        gain = (w[:, None] * np.maximum(cur[:, None] - cost, 0.0)).sum(axis=0)
+        gain = np.maximum(cur[:, None] - cost, 0.0).sum(axis=0)
         best = int(gain.argmax())
         if chosen and gain[best] <= penalty:
             break
@@ -203,20 +250,15 @@ def _facility(cost: np.ndarray, w: np.ndarray, penalty: float, limit: int, cap: 
     chosen_arr = np.array(chosen, dtype=np.intp)
     for _ in range(3):
         label = cost[:, chosen_arr].argmin(axis=1)
-        moved = chosen_arr.copy()
-        for j in range(len(chosen_arr)):
-            member = label == j
-            if member.any():
-                moved[j] = int((w[member, None] * cost[member]).sum(axis=0).argmin())
-        moved = np.unique(moved)
+        moved = np.unique([int(cost[label == j].sum(axis=0).argmin()) for j in range(len(chosen_arr))
+                           if (label == j).any()])
         if np.array_equal(np.sort(chosen_arr), moved):
             break
         chosen_arr = moved
-    # prune: drop the colour whose removal costs least while that is under the penalty
     while len(chosen_arr) > 1:
         sub = cost[:, chosen_arr]
-        total = (w * sub.min(axis=1)).sum()
-        losses = [(w * np.delete(sub, j, axis=1).min(axis=1)).sum() - total for j in range(len(chosen_arr))]
+        total = sub.min(axis=1).sum()
+        losses = [np.delete(sub, j, axis=1).min(axis=1).sum() - total for j in range(len(chosen_arr))]
         j = int(np.argmin(losses))
         if losses[j] >= penalty:
             break

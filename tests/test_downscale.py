@@ -39,8 +39,14 @@ def test_exact_stretch_is_recovered_exactly():
         image, _ = degrade(truth, "nearest")
         grid = find_grid(np.asarray(image))
         assert grid.source == "detected" and grid.confidence > 0.5
-        out, _ = extract(np.asarray(image), grid, palette=PALETTE)
+        # without merging every cell colour survives; the palette keeps them all
+        out, _ = extract(np.asarray(image), grid, merge=0, palette=PALETTE)
         assert np.array_equal(out, truth)
+        # with merging, grid-palette may not bring back a colour grid merged away (never more colours than
+        # grid), but it changes nothing else: the cells already are palette colours
+        plain, raw = extract(np.asarray(image), grid)
+        snapped, _ = extract(np.asarray(image), grid, palette=PALETTE, raw=raw)
+        assert np.array_equal(snapped, plain)
 
 
 def test_shifted_jpeg_meets_targets_and_beats_nearest():
@@ -95,3 +101,91 @@ def test_palette_spec_errors(spec, message):
 
     with pytest.raises(UsageError, match=message):
         pal.parse_spec(spec)
+
+
+def _dense_palette(seed=0, per_colour=30, spread=6):
+    """The punks' palette plus `per_colour` random neighbours within +-spread of every colour: thousands of
+    colours, near-duplicates everywhere -- like the union palette of a real dataset (4019 colours)."""
+    rng = np.random.default_rng(seed)
+    base = PALETTE.colors.astype(int)
+    near = base[:, None, :] + rng.integers(-spread, spread + 1, size=(len(base), per_colour, 3))
+    return np.unique(np.clip(np.concatenate([base, near.reshape(-1, 3)]), 0, 255).astype(np.uint8), axis=0)
+
+
+def _ncolors(arr):
+    return len(np.unique(arr.reshape(-1, 3), axis=0))
+
+
+@pytest.mark.parametrize("level", ["soft", "shifted"])
+def test_big_palette_never_adds_colours(level):
+    from bespoke.metrics import off_palette
+
+    big = pal.Palette("dataset", colors=_dense_palette())
+    assert len(big.colors) > 2000
+    plain_counts, snapped_counts, truth_counts = [], [], []
+    for i, truth in enumerate(PUNKS):
+        image, _ = degrade(truth, level, seed=7 + i)
+        arr = np.asarray(image)
+        grid = find_grid(arr)
+        plain, raw = extract(arr, grid)
+        snapped, _ = extract(arr, grid, palette=big, raw=raw)
+        assert _ncolors(snapped) <= _ncolors(plain)
+        assert off_palette(snapped, big.colors) == 0.0
+        assert _dist(snapped, truth).mean() < 6
+        plain_counts.append(_ncolors(plain))
+        snapped_counts.append(_ncolors(snapped))
+        truth_counts.append(_ncolors(truth))
+    # noise no longer scatters a drawn colour over its palette neighbours: about the true count, far below grid
+    assert np.mean(snapped_counts) <= np.mean(truth_counts) + 3
+    assert np.mean(snapped_counts) < 0.7 * np.mean(plain_counts)
+
+
+@pytest.mark.parametrize("merge", [0.0, 4.0, 12.0])
+def test_snap_bound_holds_on_random_cells(merge):
+    rng = np.random.default_rng(int(merge))
+    palette = rng.integers(0, 256, size=(4000, 3)).astype(np.uint8)
+    for _ in range(3):
+        cells = np.clip(rng.normal(128, 60, size=(24, 24, 3)), 0, 255).astype(np.uint8)
+        cells[:8] = rng.integers(0, 256, size=3)  # a flat area, as in a punk's background
+        merged = pal.merge_near(cells, merge)
+        snapped = pal.snap(cells, palette, merged)
+        assert _ncolors(snapped) <= _ncolors(merged)
+
+
+def test_far_colours_stay_off_palette():
+    from bespoke.metrics import off_palette
+
+    cells = np.zeros((24, 24, 3), np.uint8)
+    cells[:, :12] = (101, 99, 100)
+    cells[:, 12:] = (0, 255, 0)  # nothing green in the palette
+    palette = np.array([[100, 100, 100], [96, 104, 100], [255, 0, 0]], np.uint8)
+    snapped = pal.snap(cells, palette)
+    assert set(map(tuple, snapped.reshape(-1, 3))) == {(100, 100, 100), (0, 255, 0)}
+    assert off_palette(snapped, palette) == pytest.approx(0.5)
+    # a bound wide enough makes the green cells snap too (to the nearest palette colour there is)
+    wide = pal.snap(cells, palette, max_distance=400)
+    assert off_palette(wide, palette) == 0.0
+
+
+def test_real_palette_never_adds_colours_on_shared_samples(shared_dir):
+    from PIL import Image
+
+    from bespoke.downscale import cell_colors
+
+    punks, samples = shared_dir / "bespoke_punks", sorted((shared_dir / "samples").glob("*.png"))
+    if not punks.is_dir() or not samples:
+        pytest.skip("shared dataset or samples absent")
+    real = pal.Palette("dataset", colors=pal.palette_from_folder(punks))
+    assert len(real.colors) > 1000
+    plain_counts, snapped_counts = [], []
+    for path in samples:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
+        grid = find_grid(arr)
+        raw = cell_colors(arr, grid)
+        plain, _ = extract(arr, grid, raw=raw)
+        snapped, _ = extract(arr, grid, palette=real, raw=raw)
+        assert _ncolors(snapped) <= _ncolors(plain), path.name
+        plain_counts.append(_ncolors(plain))
+        snapped_counts.append(_ncolors(snapped))
+    assert np.mean(snapped_counts) < np.mean(plain_counts)

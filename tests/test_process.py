@@ -73,12 +73,17 @@ def test_run_folder_report_and_candidates(tmp_path):
                           "background_uniform", "moved_pixels", "mean_move"}
     assert s["candidates"]["grid-palette"]["off_palette"] == 0.0
     assert s["candidates"]["grid"]["colors"] < s["candidates"]["nearest"]["colors"] / 5
-    # epoch 2 is an exact stretch: grid recovers it exactly, so it is clean and best
-    assert [e["epoch"] for e in report["epochs"]] == [1, 2]
-    assert report["best"]["epoch"] == 2 and report["best"]["method"].startswith("grid") and report["best"]["rule"]
     assert load_report(run)["samples"] == report["samples"]
     csv_lines = (run / "report" / "report.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 4 * 6
+    for s in report["samples"]:  # the palette never adds colours to what grid extracted
+        assert s["candidates"]["grid-palette"]["colors"] <= s["candidates"]["grid"]["colors"]
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2]
+    # grid-palette makes even the degraded epoch 1 clean, so it wins on fewer colours
+    assert report["best"]["method"] == "grid-palette" and report["best"]["rule"]
+    # without a palette, epoch 2 (an exact stretch, recovered exactly by grid) is clean and best
+    plain = process_path(run, methods="nearest,grid", workers=1, progress=False)
+    assert plain["best"]["epoch"] == 2 and plain["best"]["method"] == "grid"
 
 
 def test_plain_folder_writes_beside_not_among(tmp_path):
@@ -151,3 +156,29 @@ def test_shared_samples(shared_dir, tmp_path):
         grid, nearest = s["candidates"]["grid"], s["candidates"]["nearest"]
         assert grid["colors"] < nearest["colors"] / 3
     assert sum(s["candidates"]["grid"]["clean"] for s in report["samples"]) >= len(report["samples"]) - 2
+
+
+def test_big_folder_palette_never_adds_colours(tmp_path):
+    # a "dataset" whose union palette has thousands of colours, near-duplicates everywhere (like the
+    # user's 203 punks: 4019 colours): the punks' own colours plus 20 random neighbours of each
+    punks = [make_punk(i).pixels for i in range(3)]
+    base = np.unique(np.concatenate([p.reshape(-1, 3) for p in punks]), axis=0).astype(int)
+    rng = np.random.default_rng(0)
+    near = (base[:, None, :] + rng.integers(-6, 7, size=(len(base), 20, 3))).reshape(-1, 3)
+    colors = np.unique(np.clip(np.concatenate([base, near]), 0, 255).astype(np.uint8), axis=0)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    padded = np.concatenate([colors, np.repeat(colors[:1], -len(colors) % 576, axis=0)])
+    for i, chunk in enumerate(padded.reshape(-1, 24, 24, 3)):
+        Image.fromarray(chunk, "RGB").save(dataset / f"tile{i}.png")
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for i, truth in enumerate(punks):
+        degrade(truth, "shifted", seed=i)[0].save(folder / f"s{i}.png")
+    report = process_path(folder, methods="grid", palette=str(dataset), workers=1, progress=False)
+    assert report["palette"] == {"mode": "folder", "size": len(colors)} and len(colors) > 1000
+    for s in report["samples"]:
+        grid, snapped = s["candidates"]["grid"], s["candidates"]["grid-palette"]
+        assert snapped["colors"] <= grid["colors"] and snapped["off_palette"] == 0.0
+    assert report["epochs"][0]["methods"]["grid-palette"]["colors_mean"] < \
+        0.7 * report["epochs"][0]["methods"]["grid"]["colors_mean"]
