@@ -12,11 +12,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.errors import ProcessError, UsageError, did_you_mean
+from bespoke.fsutil import atomic_write_stream
 from bespoke.layout import GRID, Layout
 
 REPORT_SCHEMA = 1
@@ -259,22 +259,6 @@ def choose_best(samples: list[dict], epochs: list[dict], methods) -> dict | None
     return {"epoch": row["epoch"], "method": method, "rule": BEST_RULE, "score": row["methods"][method]["clean_pct"]}
 
 
-def _atomic_stream(path: Path, write) -> None:
-    """Atomic like bespoke.fsutil (temp file in the same folder, fsync, rename), but `write(handle)` streams
-    the content: a 10 000-sample report is never built as one string in memory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(handle, samples: list[dict]) -> None:
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
@@ -391,9 +375,10 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
         "layout_hint": layout_hint.to_json() if layout_hint is not None else None,
         "samples": samples, "errors": errors, "epochs": epochs, "best": choose_best(samples, epochs, methods),
     }
-    _atomic_stream(report_dir / "report.csv", lambda handle: _write_csv(handle, samples))
-    _atomic_stream(report_dir / "report.json",
-                   lambda handle: (json.dump(report, handle, indent=1, ensure_ascii=False), handle.write("\n")))
+    atomic_write_stream(report_dir / "report.csv", lambda handle: _write_csv(handle, samples), text=True)
+    atomic_write_stream(report_dir / "report.json",
+                        lambda handle: (json.dump(report, handle, indent=1, ensure_ascii=False), handle.write("\n")),
+                        text=True)
     return report
 
 
