@@ -294,6 +294,8 @@ def train(args: argparse.Namespace) -> int:
     num_epochs = int(args.max_train_epochs or math.ceil(int(args.max_train_steps or 1600) / steps_per_epoch))
     args.max_train_epochs = num_epochs
     total_steps = steps_per_epoch * num_epochs
+    # like train_util: max_train_epochs overrides max_train_steps ("override steps. steps for N epochs is ...")
+    args.max_train_steps = total_steps
     print("running training / 学習開始")
     print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {num_images_repeats}")
     print("  num validation images * repeats / 検証画像の数×繰り返し回数: 0")
