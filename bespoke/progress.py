@@ -23,9 +23,6 @@ _SAVE = re.compile(r"saving checkpoint:\s*(.+?)\s*$")
 _TOTAL = re.compile(r"total optimization steps[^:]*:\s*(\d+)")
 _EPOCHS = re.compile(r"num epochs[^:]*:\s*(\d+)")
 _NO_DATA = "No data found"
-_SAMPLE = re.compile(
-    r"^(?:(?P<name>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<step>\d{6,}))_(?P<prompt>\d{2,})_(?P<ts>\d{14})(?:_(?P<seed>\d+))?\.png$"
-)
 
 
 @dataclass(frozen=True)
@@ -96,22 +93,6 @@ def parse_line(line: str) -> Event | None:
     if match := _EPOCHS.search(line):
         return TrainingInfo(num_epochs=int(match.group(1)))
     return None
-
-
-def parse_sample_name(name: str) -> dict | None:
-    """Fields of an sd-scripts sample file name (FACTS §3), or None if it is not one."""
-    match = _SAMPLE.match(name)
-    if not match:
-        return None
-    out = match.groupdict()
-    return {
-        "name": out["name"],
-        "epoch": int(out["epoch"]) if out["epoch"] is not None else None,
-        "step": int(out["step"]) if out["step"] is not None else None,
-        "prompt": int(out["prompt"]),
-        "timestamp": out["ts"],
-        "seed": int(out["seed"]) if out["seed"] is not None else None,
-    }
 
 
 class RunProgress:
@@ -212,7 +193,9 @@ def _fmt_time(seconds: float | None) -> str:
 
 def describe_samples(samples: list[Path]) -> str:
     """'4 samples (epoch 1)' for a batch of new sample files."""
-    epochs = sorted({info["epoch"] for p in samples if (info := parse_sample_name(p.name)) and info["epoch"] is not None})
+    from bespoke.samples import parse_sample_name
+
+    epochs = sorted({info.epoch for p in samples if (info := parse_sample_name(p)).epoch is not None})
     which = f" (epoch {', '.join(str(e) for e in epochs)})" if epochs else ""
     return f"{len(samples)} new sample{'s' if len(samples) != 1 else ''}{which}"
 

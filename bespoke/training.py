@@ -186,19 +186,19 @@ def find_checkpoints(model_dir: Path, output_name: str) -> list[dict]:
     return sorted(out, key=lambda c: (c["epoch"] is None, c["epoch"] or 0, c["final"]))
 
 
-def find_samples(sample_dir: Path) -> dict:
+def sample_counts(sample_dir: Path) -> dict:
     """Sample images by epoch: {"count": n, "by_epoch": {"0": 4, "1": 4}}."""
-    from bespoke.progress import parse_sample_name
+    from bespoke.samples import parse_sample_name
 
     by_epoch: dict[str, int] = {}
     count = 0
     if Path(sample_dir).is_dir():
         for path in Path(sample_dir).glob("*.png"):
-            info = parse_sample_name(path.name)
-            if info is None:
+            info = parse_sample_name(path)
+            if info.prompt_index is None:  # not an sd-scripts sample name
                 continue
             count += 1
-            key = str(info["epoch"]) if info["epoch"] is not None else f"step{info['step']}"
+            key = str(info.epoch) if info.epoch is not None else f"step{info.step}"
             by_epoch[key] = by_epoch.get(key, 0) + 1
     return {"count": count, "by_epoch": dict(sorted(by_epoch.items()))}
 
@@ -415,7 +415,7 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
                 checkpoints = find_checkpoints(model_dir, output_name)
                 snap = progress.snapshot()
                 update_manifest(paths.root, epochs_done=max(snap["epoch"] - 1, _epochs_on_disk(checkpoints), 0),
-                                checkpoints=checkpoints, samples=find_samples(model_dir / "sample"),
+                                checkpoints=checkpoints, samples=sample_counts(model_dir / "sample"),
                                 last_loss=snap["loss"])
             if view is not None:
                 view.refresh(new_ckpts, new_samples)
@@ -457,7 +457,7 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
         progress.status = status
         update_manifest(paths.root, status=status, finished_at=now_iso(), exit_code=result.exit_code,
                         epochs_done=epochs_done, epochs_total=epochs_total, checkpoints=checkpoints,
-                        samples=find_samples(model_dir / "sample"), final_loss=snap["loss"], reason=reason,
+                        samples=sample_counts(model_dir / "sample"), final_loss=snap["loss"], reason=reason,
                         log_tail=tail, duration_s=round(duration, 3), **facts)
         return TrainResult(run_id, paths.root, status, result.exit_code, epochs_done, epochs_total, duration,
                            snap["loss"], reason, resumed_from=str(extra_resume) if extra_resume else None,
