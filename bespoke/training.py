@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -145,17 +144,14 @@ class RunLock:
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    """The `__metadata__` of a safetensors file from its header alone (8-byte length + JSON); {} if unreadable."""
+    """The `__metadata__` of a safetensors file from its header alone; {} if unreadable (e.g. still being
+    written by the trainer: the manifest then falls back to the epoch in the file name)."""
+    from bespoke.weights import WeightsError, read_metadata
+
     try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100_000_000:
-                return {}
-            header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error):
+        return read_metadata(path)
+    except (WeightsError, OSError):
         return {}
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def _int_or_none(value) -> int | None:
