@@ -436,16 +436,11 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
     return out
 
 
-_EXCEPTION = re.compile(r"^\s*([A-Za-z_.]*(Error|Exception|Interrupt)):\s*(.*)$")
-
-
 def _error_line(tail: list[str]) -> str:
     """The child's own exception line from a log tail (accelerate's CalledProcessError wrapper is skipped)."""
-    for line in reversed(tail):
-        match = _EXCEPTION.match(line)
-        if match and "CalledProcessError" not in match.group(1):
-            return line.strip()
-    return tail[-1].strip() if tail else "(empty log)"
+    from bespoke.progress import trainer_error
+
+    return trainer_error(tail) or (tail[-1].strip() if tail else "(empty log)")
 
 
 def _process(outdir: Path, quiet: bool) -> dict:
