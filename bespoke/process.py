@@ -391,7 +391,7 @@ def load_report(run_or_dir) -> dict:
     try:
         data = json.loads(report_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ProcessError(f"{report_path}: unreadable ({exc}); run `bespoke process {path}` again") from exc
+        raise ProcessError(f"{report_path}: unreadable report ({exc}); run `bespoke process {path}` again") from exc
     if data.get("kind") != REPORT_KIND or data.get("schema_version") != REPORT_SCHEMA:
         raise ProcessError(f"{report_path}: not a bespoke process report of schema {REPORT_SCHEMA}; "
                            f"run `bespoke process {path}` again")

@@ -7,7 +7,6 @@ One run -> `<run>/report/index.html`; several -> `<out or common parent>/review-
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,25 +68,15 @@ def needs_processing(run_dir: Path) -> bool:
 
 def read_report(run_dir: Path) -> dict:
     """report/report.json of a processed run, checked for kind and schema version."""
-    path = report_path(run_dir)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ProcessError(f"{path}: no report; run `bespoke process {run_dir}`") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProcessError(f"{path}: unreadable report ({exc}); run `bespoke process {run_dir}` again") from exc
-    if data.get("kind") != REPORT_KIND or data.get("schema_version") != REPORT_SCHEMA:
-        raise ProcessError(f"{path}: not a bespoke process report of schema {REPORT_SCHEMA} "
-                           f"(kind {data.get('kind')!r}, schema {data.get('schema_version')!r}); run `bespoke process` again")
-    return data
+    from bespoke.process import load_report
+
+    return load_report(run_dir)
 
 
 def process_run(run_dir: Path, *, palette: str | None = "dataset", methods=None, progress: bool = True) -> dict:
     """Run bespoke.process on a run (imported lazily: it is the heavy part)."""
-    try:
-        from bespoke.process import process_path
-    except ImportError as exc:  # pragma: no cover - only before the process module exists
-        raise ProcessError(f"{run_dir}: cannot process samples here ({exc}); run `bespoke process` first") from exc
+    from bespoke.process import process_path
+
     kwargs = {"palette": palette, "progress": progress}
     if methods:
         kwargs["methods"] = methods
