@@ -58,11 +58,12 @@ def read_prompt_lines(path: Path) -> list[str]:
     """Prompt texts of a sd-scripts .txt prompt file, in sample-index order (blank and # lines skipped,
     the ` --x value` options cut off). Uses bespoke.prompts when the file is valid for it."""
     path = Path(path)
-    try:
-        from bespoke.prompts import parse_prompt_file
+    from bespoke.errors import BespokeError
+    from bespoke.prompts import parse_prompt_file
 
+    try:
         return [p.prompt for p in parse_prompt_file(path)]
-    except Exception:  # noqa: BLE001 - the linkage is informative only; fall back to the plain reading
+    except BespokeError:  # a hand-edited file bespoke would reject still links its prompt texts
         pass
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
