@@ -128,9 +128,19 @@ def render_sample(
     xs = _axis_map(width, layout, shift_x, stretch)
     base = np.clip(base, 0, 255).astype(np.uint8)
     out = Image.fromarray(np.ascontiguousarray(base[ys][:, xs]), "RGB")
-    radius = cell * (0.35 * (1.0 - q) + 0.03)
+    radius = cell * (0.7 * (1.0 - q) + 0.03)
     if radius >= 0.3:
         out = out.filter(ImageFilter.GaussianBlur(radius))
+
+    # an untrained model paints with soft light and shade, not flat pixel-art colours: a smooth lighting
+    # field across the portrait that fades as it learns (the user's early epochs were gradients, not cells)
+    light = 0.22 * (1.0 - q) ** 1.5
+    if light > 0.005:
+        gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle = rng.uniform(0, 2 * math.pi)
+        ramp = (np.cos(angle) * (gx / width - 0.5) + np.sin(angle) * (gy / height - 0.5)) * 2.0
+        field = 1.0 + light * (ramp + 0.5 * _smooth_noise(rng, width, height, max(2, int(cell * 4)))[..., 0])
+        out = Image.fromarray(np.clip(np.asarray(out, np.float32) * field[..., None], 0, 255).astype(np.uint8), "RGB")
 
     # texture and noise only in patches (SD paints flat areas flat, and textures the rest)
     blobs = _smooth_noise(rng, width, height, max(2, int(cell * 1.5)))
@@ -183,13 +193,9 @@ def _training_value(run_paths: RunPaths, key: str, default=None):
         data = toml.loads(run_paths.training_toml.read_text(encoding="utf-8"))
     except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{run_paths.training_toml}: unreadable ({exc}); re-plan the run") from exc
-    flat = {}  # sd-scripts flattens sections; so do we
-    for name, value in data.items():
-        if isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[name] = value
-    return flat.get(key, default)
+    from bespoke.kohya_config import flatten_training
+
+    return flatten_training(data).get(key, default)
 
 
 def simulate_run(
