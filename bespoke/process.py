@@ -90,6 +90,18 @@ def resolve_palette(spec: str | None, run_dir: Path | None, manifest: dict | Non
     return pal.Palette("dataset", colors=pal.parse_hex(colors, str(report_path)))
 
 
+def default_palette(run_dir: Path) -> str | None:
+    """"dataset" when the run's run.json names a prepared dataset (its training palette), else None.
+
+    What bespoke uses when it processes a run on its own (after train, sweep, review).
+    """
+    from bespoke.runs import is_run_dir, read_manifest
+
+    if not is_run_dir(run_dir):
+        return None
+    return "dataset" if (read_manifest(run_dir).get("dataset") or {}).get("prepared_dir") else None
+
+
 def parse_methods(methods, palette) -> tuple[str, ...]:
     """Validate method names; `grid-palette` is added when a palette is given and only allowed then."""
     if isinstance(methods, str):

@@ -73,11 +73,12 @@ def read_report(run_dir: Path) -> dict:
     return load_report(run_dir)
 
 
-def process_run(run_dir: Path, *, palette: str | None = "dataset", methods=None, progress: bool = True) -> dict:
-    """Run bespoke.process on a run (imported lazily: it is the heavy part)."""
-    from bespoke.process import process_path
+def process_run(run_dir: Path, *, palette: str | None = None, methods=None, progress: bool = True) -> dict:
+    """Run bespoke.process on a run (imported lazily: it is the heavy part); the palette defaults to the
+    run's training palette when it has one."""
+    from bespoke.process import default_palette, process_path
 
-    kwargs = {"palette": palette, "progress": progress}
+    kwargs = {"palette": palette or default_palette(run_dir), "progress": progress}
     if methods:
         kwargs["methods"] = methods
     return process_path(run_dir, **kwargs)
@@ -143,9 +144,7 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
             methods = [*methods, method]
         if methods:  # process adds grid-palette itself when there is a palette
             methods = [m for m in methods if m != "grid-palette"] or None
-        # snap to the training palette when the run knows its prepared dataset (as the demo does)
-        palette = "dataset" if (manifest.get("dataset") or {}).get("prepared_dir") else None
-        process_run(run_dir, palette=palette, methods=methods, progress=progress)
+        process_run(run_dir, methods=methods, progress=progress)  # with the training palette when known
         if processed is not None:
             processed.append(manifest.get("id", run_dir.name))
     report = read_report(run_dir)

@@ -441,7 +441,7 @@ def run_sweep(settings, console, *, resolutions: str | None = None, preset: str 
 def process_finished(rows: list[SweepRow], console, quiet: bool) -> None:
     """Run `process` on finished runs whose report is missing or older than their samples; fill the rows."""
     from bespoke.errors import BespokeError
-    from bespoke.process import process_path
+    from bespoke.process import default_palette, process_path
     from bespoke.review import needs_processing
 
     for row in rows:
@@ -450,7 +450,7 @@ def process_finished(rows: list[SweepRow], console, quiet: bool) -> None:
             continue
         try:
             if needs_processing(row.run_dir):
-                process_path(row.run_dir, palette="dataset", progress=not quiet)
+                process_path(row.run_dir, palette=default_palette(row.run_dir), progress=not quiet)
         except BespokeError as error:  # the table still shows the run; the reason says why metrics are missing
             row.reason = f"process: {error}"
             continue

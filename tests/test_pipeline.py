@@ -31,6 +31,8 @@ def test_train_process_review_runs(isolated_project, monkeypatch):
     (run_dir,) = [p for p in (isolated_project / "outputs").iterdir() if p.is_dir()]
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "finished" and manifest["epochs_done"] == 2
+    # train processed the finished run on its own (the metrics and best epoch are there at once)
+    assert json.loads((run_dir / "report" / "report.json").read_text())["best"]["epoch"] in (1, 2)
 
     processed = runner.invoke(main, ["process", str(run_dir), "--palette", "dataset", "--quiet"],
                               catch_exceptions=False)

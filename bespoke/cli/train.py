@@ -65,9 +65,11 @@ def _finish(result, console, quiet: bool) -> None:
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Resume an interrupted or failed run from its newest *-state folder.")
 @click.option("--restart", is_flag=True, help="Start the run over in its folder (old model/ -> model.prev-N/, log rotated).")
+@click.option("--process/--no-process", "process", default=True, show_default=True,
+              help="After a finished run, process its samples: 24 px candidates, colour metrics, best epoch.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final result.")
 @click.pass_context
-def train(ctx, resolution, preset, dataset, overrides, prompts, run_dir, gpus, resume, restart, quiet):
+def train(ctx, resolution, preset, dataset, overrides, prompts, run_dir, gpus, resume, restart, process, quiet):
     """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current."""
     from bespoke.console import console
     from bespoke.errors import Interrupted
@@ -84,6 +86,26 @@ def train(ctx, resolution, preset, dataset, overrides, prompts, run_dir, gpus, r
     except KeyboardInterrupt:
         raise Interrupted("interrupted; run the same command again to resume") from None
     _finish(result, console, quiet)
+    if process and not result.skipped:
+        _process(result.run_dir, console, quiet)
+
+
+def _process(run_dir: Path, console, quiet: bool) -> None:
+    """`bespoke process RUN --palette dataset` on a run that just finished, with its per-epoch table."""
+    from bespoke.cli.process import render_table
+    from bespoke.errors import BespokeError
+    from bespoke.process import default_palette, process_path
+
+    if not any((run_dir / "model" / "sample").glob("*.png")):
+        return  # sampling was off: nothing to process
+    try:
+        report = process_path(run_dir, palette=default_palette(run_dir), progress=not quiet)
+    except BespokeError as error:  # the training itself finished: say why there are no metrics, exit 0
+        console.print(f"[yellow]training finished, but processing its samples failed:[/] {error}")
+        return
+    if not quiet:
+        render_table(report)
+        console.print(f"next: bespoke review {run_dir}")
 
 
 def _train(settings, resolution, preset, dataset, overrides, prompts, run_dir, gpu_ids, resume, restart, view, say):
