@@ -131,7 +131,13 @@ def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
     run = simulated_run(tmp_path, "64-stale-44444444", resolution=64, prompts=2, epochs=2, process=False)
     review.review_runs([run], progress=False)
     assert [c[0] for c in calls] == ["64-stale-44444444"]
-    assert calls[0][1]["palette"] is None  # this run.json names no prepared dataset to take a palette from
+    from bespoke.process import default_palette
+    from bespoke.runs import update_manifest
+
+    # process_run takes the run's training palette when its run.json names a prepared dataset; this one does not
+    assert "palette" not in calls[0][1] and default_palette(run) is None
+    update_manifest(run, dataset={"prepared_dir": str(tmp_path / "prepared")})
+    assert default_palette(run) == "dataset"
     review.review_runs([run], progress=False)
     assert len(calls) == 1  # fresh report: not processed again
     sample = next(RunPaths(run).sample_dir.glob("*.png"))
