@@ -233,13 +233,7 @@ def gen_launch_spec(settings, script_args: tuple[str, ...]):
     """The LaunchSpec of gen_img.py: the trainer's Python, one process, the user's accelerate settings."""
     from bespoke.launch import LaunchSpec
 
-    if settings.sd_scripts is None:
-        raise ConfigError("no sd-scripts checkout configured: pass --sd-scripts PATH, set BESPOKE_SD_SCRIPTS, "
-                          "or sd_scripts in bespoke.toml")
-    script = Path(settings.sd_scripts) / "gen_img.py"
-    if not script.is_file():
-        raise ConfigError(f"{script}: not found; this sd-scripts checkout has no gen_img.py (update it: "
-                          "git -C <sd-scripts> pull)")
+    script = settings.sd_script("gen_img.py")
     acc = settings.accelerate
     # gen_img.py runs one process and picks its precision from --fp16/--bf16, not from accelerate
     return LaunchSpec(python=settings.trainer_python, script=script, script_args=script_args, num_processes=1,

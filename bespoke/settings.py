@@ -46,6 +46,17 @@ class Settings:
         """A copy with non-None values replaced (used for command-line flags)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def sd_script(self, name: str) -> Path:
+        """`<sd-scripts>/<name>` (e.g. train_network.py), or a ConfigError saying how to set the checkout up."""
+        if self.sd_scripts is None:
+            raise ConfigError("no sd-scripts checkout configured: pass --sd-scripts PATH, set BESPOKE_SD_SCRIPTS, "
+                              "or sd_scripts in bespoke.toml (then `bespoke doctor`)")
+        script = Path(self.sd_scripts) / name
+        if not script.is_file():
+            raise ConfigError(f"{self.sd_scripts}: no {name}; is this an up-to-date kohya-ss sd-scripts checkout? "
+                              "(`git -C <sd-scripts> pull`; `bespoke doctor` checks the setup)")
+        return script
+
     @property
     def trainer_python(self) -> str:
         """The Python that runs sd-scripts: configured, or the checkout's venv, or this interpreter."""

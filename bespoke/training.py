@@ -21,7 +21,7 @@ from pathlib import Path
 
 import toml
 
-from bespoke.errors import ConfigError, RunError
+from bespoke.errors import RunError
 from bespoke.fsutil import atomic_write_text, move_aside
 from bespoke.kohya_config import flatten_training
 from bespoke.launch import (
@@ -29,7 +29,6 @@ from bespoke.launch import (
     LaunchSpec,
     build_launch,
     recordable_env,
-    train_script_args,
     with_resume,
 )
 from bespoke.runs import RunPaths, now_iso, read_manifest, update_manifest
@@ -266,24 +265,10 @@ def trainer_facts(settings, timeout: float = 20.0) -> dict:
 
 
 def launch_spec_for_run(settings, paths: RunPaths, training: dict, gpu_ids: tuple[str, ...] = ()) -> LaunchSpec:
-    """The LaunchSpec of a run folder (planning's `launch_spec_for` when available, same result otherwise)."""
-    try:
-        from bespoke.planning import launch_spec_for
-    except ImportError:
-        launch_spec_for = None
-    if launch_spec_for is not None:
-        return launch_spec_for(settings, paths, training, gpu_ids=tuple(gpu_ids))
-    if settings.sd_scripts is None:
-        raise ConfigError("no sd-scripts checkout configured: pass --sd-scripts PATH or set sd_scripts in bespoke.toml")
-    acc = settings.accelerate
-    return LaunchSpec(
-        python=settings.trainer_python, script=settings.sd_scripts / "train_network.py",
-        script_args=train_script_args(paths.training_toml, paths.dataset_toml),
-        num_processes=acc.num_processes, num_machines=acc.num_machines,
-        mixed_precision=str(training.get("mixed_precision", "no")), dynamo_backend=acc.dynamo_backend,
-        num_cpu_threads_per_process=acc.num_cpu_threads_per_process, gpu_ids=tuple(gpu_ids),
-        extra_accelerate_args=tuple(acc.extra_args), cwd=settings.sd_scripts,
-    )
+    """The LaunchSpec of a run folder: the same one `plan` printed (planning.launch_spec_for)."""
+    from bespoke.planning import launch_spec_for
+
+    return launch_spec_for(settings, paths, training, gpu_ids=tuple(gpu_ids))
 
 
 def neutral_accelerate_config(paths: RunPaths) -> Path:
@@ -340,6 +325,7 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
                            manifest.get("epochs_done", 0), manifest.get("epochs_total"),
                            manifest.get("duration_s", 0.0), manifest.get("final_loss"), skipped=True,
                            reason="already finished")
+    settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
 
     with RunLock(paths, run_id):
         manifest = read_manifest(paths.root)  # may have changed while we waited for the lock

@@ -240,7 +240,7 @@ def test_generate_errors_before_launch(gen_run, tmp_path, monkeypatch):
         generate(load_settings(), run, GenerateRequest(epoch=1), quiet=True)
     empty = tmp_path / "sd"
     empty.mkdir()
-    with pytest.raises(ConfigError, match="has no gen_img.py"):
+    with pytest.raises(ConfigError, match="sd: no gen_img.py; is this an up-to-date kohya-ss sd-scripts checkout"):
         generate(settings.with_overrides(sd_scripts=empty), run, GenerateRequest(epoch=1), quiet=True)
     bad = tmp_path / "bad.txt"
     bad.write_text("pixel art --zz 3\n")

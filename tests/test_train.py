@@ -414,3 +414,21 @@ def test_bad_flags_are_usage_errors_and_create_nothing(isolated_project, args, m
     result = invoke(*args)
     assert result.exit_code == 2 and message in result.output
     assert not (isolated_project / "outputs").exists()
+
+
+@pytest.mark.parametrize("checkout", [None, "empty"])
+def test_train_without_a_checkout_stops_before_launching(isolated_project, tmp_path, checkout):
+    from bespoke.synthetic import write_dataset
+
+    write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
+    args = []
+    if checkout:
+        (tmp_path / checkout).mkdir()
+        args = ["--sd-scripts", str(tmp_path / checkout)]
+    result = CliRunner().invoke(main, [*args, "train", "-r", "64", *TINY])
+    assert result.exit_code == 2
+    expected = "no sd-scripts checkout configured" if checkout is None else f"{checkout}: no train_network.py"
+    assert expected in result.output
+    run = only_run(isolated_project)
+    assert read_manifest(run)["status"] == "planned"  # nothing launched, nothing changed but the plan
+    assert not (run / "model").exists() and not (run / ".lock").exists()
