@@ -208,3 +208,10 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
     assert json.loads(result.stdout) == items
     table = invoke("runs")
     assert "(simulated)" in table.output and "512-a-1" in table.output
+
+
+def test_sweep_without_a_checkout_fails_once_before_planning(isolated_project):
+    result = invoke("sweep", "-r", "128,64", *TINY)
+    assert result.exit_code == 2
+    assert result.output.count("no sd-scripts checkout configured") == 1
+    assert not (isolated_project / "outputs").exists()
