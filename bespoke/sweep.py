@@ -406,8 +406,8 @@ def run_sweep(settings, console, *, resolutions: str | None = None, preset: str 
     """
     gpu_ids = parse_gpus(gpus)
     shard_spec = parse_shard(shard)
-    settings.sd_script("train_network.py")  # once, before any run: not the same error for every run
     entries = sweep_entries(parse_resolutions(resolutions) if resolutions else None, preset, overrides, sweep_file)
+    settings.sd_script("train_network.py")  # once, before any run: not the same error for every run
     # with a shard, run ids are computed first without writing, so no machine creates another's run folders
     plans = plan_entries(settings, entries, dataset, create=shard_spec is None)
     unique = {plan.run_id: (plan, entry) for plan, entry in zip(plans, entries, strict=True)}
