@@ -36,7 +36,12 @@ class Palette:
     k: int | None = None
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "size": int(len(self.colors)) if self.colors is not None else self.k}
+        data = {"mode": self.mode, "size": int(len(self.colors)) if self.colors is not None else self.k}
+        if self.colors is not None:  # which colours, so a report can tell whether it used this very palette
+            import hashlib
+
+            data["sha256"] = hashlib.sha256(np.ascontiguousarray(self.colors, np.uint8).tobytes()).hexdigest()
+        return data
 
 
 def parse_hex(values, where: str) -> np.ndarray:

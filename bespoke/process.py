@@ -319,9 +319,14 @@ def _iterate(items, job: _Job, workers: int):
 
 
 def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = None, merge_threshold: float | None = None,
-                 layout_hint: Layout | None = None, workers: int | None = None, progress: bool = True) -> dict:
+                 layout_hint: Layout | None = None, workers: int | None = None, progress: bool = True,
+                 force: bool = False) -> dict:
     """Process every sample of a run folder or a folder of images; writes candidates and the report and
-    returns the report dict. ProcessError when nothing could be processed."""
+    returns the report dict. ProcessError when nothing could be processed.
+
+    When the existing report was made with the same options from the same samples (none newer than it),
+    it is returned as it is (`"reused": True`) and nothing is rewritten; `force` processes again.
+    """
     from bespoke.runs import is_run_dir, now_iso, read_manifest
     from bespoke.samples import find_samples
 
@@ -336,6 +341,10 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
         layout_hint = _layout_from_json((manifest.get("dataset") or {}).get("layout"))
     infos = find_samples(path)
     candidates_dir, report_dir = output_dirs(path)
+    if not force:
+        reused = _up_to_date_report(path, infos, methods, pal, merge_threshold, layout_hint)
+        if reused is not None:
+            return {**reused, "reused": True}
     created = [d for d in (candidates_dir.parent, candidates_dir, *(candidates_dir / m for m in methods))
                if not d.exists()]
     for method in methods:
@@ -392,6 +401,25 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
                         lambda handle: (json.dump(report, handle, indent=1, ensure_ascii=False), handle.write("\n")),
                         text=True)
     return report
+
+
+def _up_to_date_report(path: Path, infos, methods, pal, merge_threshold, layout_hint) -> dict | None:
+    """The existing report when it answers this very request (same options, same samples, none newer)."""
+    try:
+        report = load_report(path)
+    except ProcessError:
+        return None
+    report_file = output_dirs(path)[1] / "report.json"
+    same_options = (report.get("methods") == list(methods)
+                    and report.get("palette") == (pal.to_json() if pal is not None else None)
+                    and report.get("merge_threshold") == merge_threshold
+                    and report.get("layout_hint") == (layout_hint.to_json() if layout_hint is not None else None))
+    done = {s["file"] for s in report["samples"]} | {e["file"] for e in report["errors"]}
+    files = {_relative(info.path, path) for info in infos}
+    newest = max((info.path.stat().st_mtime for info in infos), default=0.0)
+    candidates = all((path / c["file"]).is_file() for s in report["samples"] for c in s["candidates"].values())
+    fresh = newest <= report_file.stat().st_mtime
+    return report if same_options and done == files and fresh and candidates else None
 
 
 def load_report(run_or_dir) -> dict:

@@ -176,9 +176,38 @@ def test_big_folder_palette_never_adds_colours(tmp_path):
     for i, truth in enumerate(punks):
         degrade(truth, "shifted", seed=i)[0].save(folder / f"s{i}.png")
     report = process_path(folder, methods="grid", palette=str(dataset), workers=1, progress=False)
-    assert report["palette"] == {"mode": "folder", "size": len(colors)} and len(colors) > 1000
+    assert {k: report["palette"][k] for k in ("mode", "size")} == {"mode": "folder", "size": len(colors)} and len(colors) > 1000
     for s in report["samples"]:
         grid, snapped = s["candidates"]["grid"], s["candidates"]["grid-palette"]
         assert snapped["colors"] <= grid["colors"] and snapped["off_palette"] == 0.0
     assert report["epochs"][0]["methods"]["grid-palette"]["colors_mean"] < \
         0.7 * report["epochs"][0]["methods"]["grid"]["colors_mean"]
+
+
+def test_rerun_reuses_an_up_to_date_report_without_rewriting(tmp_path):
+    import os
+
+    run = tmp_path / "run"
+    sample = _make_run(run)
+    first = process_path(run, palette="dataset", progress=False, workers=1)
+    assert "reused" not in first
+    report = run / "report" / "report.json"
+    candidate = next((run / "candidates" / "grid").glob("*.png"))
+    stamps = (report.stat().st_mtime_ns, candidate.stat().st_mtime_ns)
+
+    again = process_path(run, palette="dataset", progress=False, workers=1)
+    assert again["reused"] is True and again["best"] == first["best"]
+    assert (report.stat().st_mtime_ns, candidate.stat().st_mtime_ns) == stamps  # nothing rewritten
+
+    # other options, a newer sample, or --force: processed again
+    assert "reused" not in process_path(run, methods="nearest,grid", palette="dataset", progress=False, workers=1)
+    assert "reused" not in process_path(run, palette="dataset", progress=False, workers=1)
+    assert process_path(run, palette="dataset", progress=False, workers=1)["reused"] is True
+    newest_sample = max(p.stat().st_mtime for p in sample.glob("*.png"))
+    os.utime(report, (newest_sample - 10, newest_sample - 10))  # a sample newer than the report
+    assert "reused" not in process_path(run, palette="dataset", progress=False, workers=1)
+    assert "reused" not in process_path(run, palette="dataset", progress=False, workers=1, force=True)
+
+    result = CliRunner().invoke(__import__("bespoke.cli", fromlist=["main"]).main, ["process", str(run), "--palette",
+                                                                                   "dataset"])
+    assert result.exit_code == 0 and "up to date, nothing rewritten" in result.output

@@ -49,8 +49,9 @@ def render_table(report: dict) -> None:
               help="Merge cell colours closer than this delta E (default 4; 0 = off).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
-def process_cmd(run_or_dir, methods, palette, merge, workers, as_json, quiet):
+def process_cmd(run_or_dir, methods, palette, merge, workers, force, as_json, quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table."""
     import json
     from pathlib import Path
@@ -64,13 +65,14 @@ def process_cmd(run_or_dir, methods, palette, merge, workers, as_json, quiet):
         raise UsageError(f"--workers {workers}: must be 1 or more")
     path = Path(run_or_dir)
     report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, merge_threshold=merge,
-                          workers=workers, progress=not quiet and not as_json)
+                          workers=workers, progress=not quiet and not as_json, force=force)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     if not quiet:
         render_table(report)
-        console.print(f"{len(report['samples'])} samples processed, {len(report['errors'])} skipped; "
+        done = "up to date, nothing rewritten (--force to redo)" if report.get("reused") else "processed"
+        console.print(f"{len(report['samples'])} samples {done}, {len(report['errors'])} skipped; "
                       f"report: {output_dirs(path)[1] / 'report.json'}")
 
 
