@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bespoke import palette as pal  # noqa: E402
-from bespoke.degrade import LEVELS, degrade  # noqa: E402
-from bespoke.downscale import PIL_METHODS, extract, pil_downscale  # noqa: E402
-from bespoke.gridfind import find_grid  # noqa: E402
-from bespoke.metrics import off_palette, unique_colors  # noqa: E402
-from bespoke.synthetic import make_punk  # noqa: E402
+from bespoke.pixels import palette as pal  # noqa: E402
+from bespoke.demo.degrade import LEVELS, degrade  # noqa: E402
+from bespoke.pixels.downscale import PIL_METHODS, extract, pil_downscale  # noqa: E402
+from bespoke.pixels.grid import find_grid  # noqa: E402
+from bespoke.pixels.metrics import off_palette, unique_colors  # noqa: E402
+from bespoke.dataset.synthetic import make_punk  # noqa: E402
 
 METHODS = (*PIL_METHODS, "grid", "grid-palette")
 DEFAULT_REAL = ROOT.parent / "shared" / "bespoke_punks"
@@ -48,7 +48,7 @@ def union_palette(punks: list[np.ndarray]) -> np.ndarray:
 
 def real_punks(folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """The user's punks as `bespoke prepare` sees them (alpha policy applied) and their union palette."""
-    from bespoke.datasets import composite, scan_sources, source_colours
+    from bespoke.dataset.prepare import composite, scan_sources, source_colours
 
     punks, packed = [], set()
     for image in scan_sources(folder):

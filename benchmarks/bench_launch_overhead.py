@@ -40,10 +40,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.run.plan import PlanRequest, plan_run
     from bespoke.settings import load_settings
-    from bespoke.synthetic import write_dataset
-    from bespoke.training import train_run, trainer_facts
+    from bespoke.dataset.synthetic import write_dataset
+    from bespoke.run.train import train_run, trainer_facts
 
     with tempfile.TemporaryDirectory(prefix="bespoke-bench-") as tmp:
         project = Path(tmp)

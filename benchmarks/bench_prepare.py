@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bespoke.datasets import prepare_dataset
-from bespoke.layout import RESOLUTIONS
-from bespoke.synthetic import write_dataset
+from bespoke.dataset.prepare import prepare_dataset
+from bespoke.dataset.layout import RESOLUTIONS
+from bespoke.dataset.synthetic import write_dataset
 
 
 def measure(source: Path, resolution: int, layout: str, repeat: int) -> tuple[float, float]:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image  # noqa: E402
 
-from bespoke.degrade import degrade  # noqa: E402
-from bespoke.synthetic import make_punk  # noqa: E402
+from bespoke.demo.degrade import degrade  # noqa: E402
+from bespoke.dataset.synthetic import make_punk  # noqa: E402
 
 
 def make_samples(folder: Path, count: int) -> list[Path]:
@@ -57,7 +57,7 @@ def cpu_now() -> float:
 
 
 def timed_process(folder: Path, workers: int) -> tuple[dict, float, float]:
-    from bespoke.process import process_path
+    from bespoke.review.process import process_path
 
     start, cpu = time.perf_counter(), cpu_now()
     report = process_path(folder, workers=workers, progress=False)
@@ -66,7 +66,7 @@ def timed_process(folder: Path, workers: int) -> tuple[dict, float, float]:
 
 MEMORY_CHILD = r"""
 import json, resource, sys
-from bespoke.process import process_path
+from bespoke.review.process import process_path
 report = process_path(sys.argv[1], workers=int(sys.argv[2]), progress=False)
 print(json.dumps({"samples": len(report["samples"]),
                   "main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

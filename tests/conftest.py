@@ -37,7 +37,7 @@ def shared_dir() -> Path:
 @pytest.fixture
 def synthetic_dataset(isolated_project) -> Path:
     """A small synthetic punk dataset (PNG + .txt) inside the isolated project."""
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     folder = isolated_project / "datasets" / "synthetic"
     write_dataset(folder, count=8, seed=1)
@@ -50,7 +50,7 @@ def fake(isolated_project, monkeypatch, tmp_path) -> Path:
     dataset. Returns the file where the fake records what it saw (one JSON line per launch)."""
     import sys
 
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKE_DIR))
     monkeypatch.setenv("BESPOKE_PYTHON", sys.executable)

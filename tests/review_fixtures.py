@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from bespoke.fsutil import atomic_write_json
-from bespoke.runs import RunPaths, write_manifest
+from bespoke.run.paths import RunPaths, write_manifest
 
 PROMPTS = [
     "pixel art, 24x24, portrait of bespoke punk lad, brown hair, bright green background",
@@ -49,9 +49,9 @@ _SAMPLE = re.compile(
 
 def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = None) -> dict:
     """Write report.json of the real schema from the samples on disk (NEAREST candidates); returns it."""
-    from bespoke.metrics import colors_nearest, is_clean, nearest24, top10_coverage, unique_colors
-    from bespoke.review import sample_files
-    from bespoke.simulator import read_prompt_file
+    from bespoke.pixels.metrics import colors_nearest, is_clean, nearest24, top10_coverage, unique_colors
+    from bespoke.review.build import sample_files
+    from bespoke.demo.simulator import read_prompt_file
 
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
@@ -115,7 +115,7 @@ def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = N
 def simulated_run(outputs: Path, run_id: str, resolution: int = 64, prompts: int = 3, epochs: int = 3,
                   process: bool = True) -> Path:
     """A planned run, simulated, and (optionally) fake-processed."""
-    from bespoke.simulator import simulate_run
+    from bespoke.demo.simulator import simulate_run
 
     run_dir = make_planned_run(outputs, run_id, resolution, prompts, epochs)
     simulate_run(run_dir, progress=False)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bespoke.baseline import (
+from bespoke.review.baseline import (
     FOOTNOTE,
     compare,
     compare_rows,
@@ -23,8 +23,8 @@ from bespoke.baseline import (
 )
 from bespoke.cli import main
 from bespoke.errors import RunError, UsageError
-from bespoke.metrics import is_clean
-from bespoke.runs import RunPaths, write_manifest
+from bespoke.pixels.metrics import is_clean
+from bespoke.run.paths import RunPaths, write_manifest
 
 FAKES = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
 NAMES = ["green_bg_lad", "brown_eyes_lady", "golden_earrings", "sunglasses_lad", "melon_lady", "cash_lad",
@@ -80,7 +80,7 @@ def test_recorded_data_matches_shared_baseline(shared_dir):
 
 
 def test_recorded_coverage_recomputes_from_the_recovered_images(shared_dir):
-    from bespoke.metrics import colors_nearest, top10_coverage
+    from bespoke.pixels.metrics import colors_nearest, top10_coverage
 
     folder = shared_dir / "baseline" / "caption_fix_eval_24px"
     if not folder.is_dir():
@@ -96,8 +96,8 @@ def test_recorded_coverage_recomputes_from_the_recovered_images(shared_dir):
 
 
 def test_baseline_preset_prompts_are_the_recorded_protocol():
-    from bespoke.generate import prompts_from_file
-    from bespoke.presets import presets_folder
+    from bespoke.run.generate import prompts_from_file
+    from bespoke.kohya.presets import presets_folder
 
     prompts = prompts_from_file(presets_folder() / "prompts-baseline.txt")
     data = recorded_baseline()
@@ -157,7 +157,7 @@ def make_sampled_run(root: Path, colours_by_epoch: dict[int, list[int]], prompts
     """A run folder whose model/sample/ holds sd-scripts-named samples of the baseline prompts."""
     import toml
 
-    from bespoke.presets import presets_folder
+    from bespoke.kohya.presets import presets_folder
 
     run = root / "outputs" / "512-baseline-512-test"
     paths = RunPaths(run)
@@ -213,7 +213,7 @@ def test_compare_evaluates_first_when_needed(isolated_project):
 
 
 def test_evaluate_flags_protocol_deviations_and_bad_runs(isolated_project):
-    from bespoke.presets import presets_folder
+    from bespoke.kohya.presets import presets_folder
 
     text = (presets_folder() / "prompts-baseline.txt").read_text().replace("--w 512 --h 512", "--w 64 --h 64")
     run = make_sampled_run(isolated_project, {1: [50] * 7}, prompts_text=text, sampler="euler_a")
@@ -252,7 +252,7 @@ def test_corrupt_evaluation_file_is_a_clear_error(isolated_project):
 @pytest.mark.slow
 def test_baseline_plan_train_evaluate_compare_end_to_end(synthetic_dataset, monkeypatch, wide_console):
     from bespoke.settings import load_settings
-    from bespoke.training import train_run
+    from bespoke.run.train import train_run
 
     monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKES))
     cli = CliRunner()

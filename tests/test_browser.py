@@ -48,7 +48,7 @@ class _Images(HTMLParser):
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """The demo's sweep, small: four real planned runs, simulated samples, real process, one review."""
-    from bespoke.demo import run_demo
+    from bespoke.demo.demo import run_demo
     from bespoke.settings import load_settings
 
     root = tmp_path_factory.mktemp("browser")

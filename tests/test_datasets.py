@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bespoke import datasets as ds
-from bespoke.captions import approx_clip_tokens, caption_stats, parse_caption
-from bespoke.datasets import (
+from bespoke.dataset import prepare as ds
+from bespoke.dataset.captions import approx_clip_tokens, caption_stats, parse_caption
+from bespoke.dataset.prepare import (
     PrepareInvariantError,
     load_palette,
     load_prepare_report,
@@ -24,7 +24,7 @@ from bespoke.datasets import (
     scan_sources,
 )
 from bespoke.errors import DatasetError, UsageError
-from bespoke.synthetic import make_punk, write_dataset
+from bespoke.dataset.synthetic import make_punk, write_dataset
 
 RESOLUTIONS = (512, 256, 128, 64)
 
@@ -132,7 +132,7 @@ def test_pad_has_integer_cells_centred_and_border_margin(synthetic_dataset, cach
 
 
 def test_colour_invariant_on_many_punks_all_modes_and_layouts():
-    from bespoke.layout import layout_for
+    from bespoke.dataset.layout import layout_for
 
     checked = 0
     for seed in range(60):

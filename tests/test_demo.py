@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bespoke.cli import main
-from bespoke.runs import RunPaths, list_run_dirs, read_manifest
+from bespoke.run.paths import RunPaths, list_run_dirs, read_manifest
 
 # run the demo the way a user does, and prove it never imports torch or accelerate
 _DRIVER = """
@@ -100,8 +100,8 @@ def test_demo_bounds(flag, tmp_path):
 
 
 def test_demo_stops_on_a_half_simulated_run(tmp_path):
-    from bespoke.demo import run_demo
-    from bespoke.runs import update_manifest
+    from bespoke.demo.demo import run_demo
+    from bespoke.run.paths import update_manifest
     from bespoke.settings import load_settings
 
     out = tmp_path / "demo"

@@ -39,9 +39,9 @@ def test_ready_machine_passes_with_warnings_only(isolated_project):
 def test_older_sd_scripts_without_a_key_bespoke_writes_is_an_error(isolated_project, monkeypatch):
     # the default preset's 64 px layer writes resize_interpolation (sd-scripts >= 0.10 only); plan a run first
     # so doctor checks the keys of a real planned training.toml
-    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.run.plan import PlanRequest, plan_run
     from bespoke.settings import load_settings
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     write_dataset(isolated_project / "ds", count=2, seed=1)
     settings = load_settings().with_overrides(sd_scripts=FAKE_DIR, sd_python=sys.executable)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bespoke import palette as pal
-from bespoke.degrade import degrade
-from bespoke.downscale import extract, pil_downscale
-from bespoke.gridfind import find_grid
-from bespoke.layout import layout_for
-from bespoke.synthetic import make_punk
+from bespoke.pixels import palette as pal
+from bespoke.demo.degrade import degrade
+from bespoke.pixels.downscale import extract, pil_downscale
+from bespoke.pixels.grid import find_grid
+from bespoke.dataset.layout import layout_for
+from bespoke.dataset.synthetic import make_punk
 
 PUNKS = [make_punk(100 + i).pixels for i in range(6)]
 PALETTE = pal.Palette("dataset", colors=np.unique(np.concatenate([p.reshape(-1, 3) for p in PUNKS]), axis=0))
@@ -118,7 +118,7 @@ def _ncolors(arr):
 
 @pytest.mark.parametrize("level", ["soft", "shifted"])
 def test_big_palette_never_adds_colours(level):
-    from bespoke.metrics import off_palette
+    from bespoke.pixels.metrics import off_palette
 
     big = pal.Palette("dataset", colors=_dense_palette())
     assert len(big.colors) > 2000
@@ -153,7 +153,7 @@ def test_snap_bound_holds_on_random_cells(merge):
 
 
 def test_far_colours_stay_off_palette():
-    from bespoke.metrics import off_palette
+    from bespoke.pixels.metrics import off_palette
 
     cells = np.zeros((24, 24, 3), np.uint8)
     cells[:, :12] = (101, 99, 100)
@@ -170,7 +170,7 @@ def test_far_colours_stay_off_palette():
 def test_real_palette_never_adds_colours_on_shared_samples(shared_dir):
     from PIL import Image
 
-    from bespoke.downscale import cell_colors
+    from bespoke.pixels.downscale import cell_colors
 
     punks, samples = shared_dir / "bespoke_punks", sorted((shared_dir / "samples").glob("*.png"))
     if not punks.is_dir() or not samples:

@@ -22,7 +22,7 @@ SAMPLE_RE = re.compile(r"^(?:(?P<name>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<step>\d{6,
 
 def write_configs(tmp: Path, images: int = 4, epochs: int = 2, **training) -> tuple[Path, Path, Path]:
     """training.toml (in sections, like bespoke writes it), dataset.toml and prompts.txt for the fake."""
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     image_dir = tmp / "images"
     image_dir.mkdir(parents=True, exist_ok=True)

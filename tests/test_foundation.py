@@ -12,9 +12,9 @@ from PIL import Image
 from bespoke.cli import main
 from bespoke.errors import ConfigError
 from bespoke.fsutil import atomic_write_json
-from bespoke.layout import layout_for
+from bespoke.dataset.layout import layout_for
 from bespoke.settings import DEFAULT_BASE_MODEL, load_settings
-from bespoke.synthetic import count_colors, make_punk
+from bespoke.dataset.synthetic import count_colors, make_punk
 
 
 def test_defaults(isolated_project):

@@ -15,7 +15,7 @@ from test_weights import make_run_with_checkpoints
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError, RunError, TrainerError, UsageError
-from bespoke.generate import (
+from bespoke.run.generate import (
     GenerateRequest,
     GenPrompt,
     baseline_prompts,
@@ -25,7 +25,7 @@ from bespoke.generate import (
     parse_seeds,
     render_gen_prompts,
 )
-from bespoke.metrics import colors_nearest
+from bespoke.pixels.metrics import colors_nearest
 from bespoke.settings import load_settings
 
 FAKES = Path(__file__).resolve().parent / "fakes" / "sd_scripts"

@@ -10,7 +10,7 @@ import pytest
 import toml
 
 from bespoke.errors import ConfigError
-from bespoke.kohya_config import (
+from bespoke.kohya.config import (
     build_dataset_config,
     build_training_config,
     check_consistency,
@@ -21,9 +21,9 @@ from bespoke.kohya_config import (
     validate_training,
     validate_training_toml,
 )
-from bespoke.kohya_options import DATASET_KEYS_FILE, OPTIONS_FILE, build_option_table, train_network_options
-from bespoke.presets import resolve_preset
-from bespoke.runs import RunPaths
+from bespoke.kohya.options import DATASET_KEYS_FILE, OPTIONS_FILE, build_option_table, train_network_options
+from bespoke.kohya.presets import resolve_preset
+from bespoke.run.paths import RunPaths
 from bespoke.settings import DEFAULT_BASE_MODEL
 
 GOLDEN = Path(__file__).parent / "golden"

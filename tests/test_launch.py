@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from bespoke.launch import (
+from bespoke.kohya.launch import (
     LaunchSpec,
     build_launch,
     format_command,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bespoke import metrics
+from bespoke.pixels import metrics
 
 
 def test_caption_fix_eval_counts_exact(shared_dir):
@@ -67,11 +67,11 @@ def test_off_palette_and_background():
 
 
 def test_grid_error_zero_for_exact_stretch():
-    from bespoke.synthetic import make_punk
+    from bespoke.dataset.synthetic import make_punk
 
     punk = make_punk(3).pixels
     big = np.asarray(Image.fromarray(punk).resize((512, 512), Image.NEAREST))
-    from bespoke.layout import layout_for
+    from bespoke.dataset.layout import layout_for
 
     edges = layout_for("stretch", 512).edges
     idx = metrics.upsample_index(edges, 512)
@@ -80,7 +80,7 @@ def test_grid_error_zero_for_exact_stretch():
 
 
 def test_color_stats_matches_parts():
-    from bespoke.synthetic import make_punk
+    from bespoke.dataset.synthetic import make_punk
 
     arr = make_punk(5).pixels
     assert metrics.color_stats(arr) == (metrics.unique_colors(arr), metrics.top10_coverage(arr))

@@ -17,7 +17,7 @@ FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
 
 
 def test_train_process_review_runs(isolated_project, monkeypatch):
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKE_DIR))
     monkeypatch.setenv("BESPOKE_PYTHON", sys.executable)

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError, RunError
-from bespoke.kohya_config import validate_dataset_toml, validate_training_toml
-from bespoke.planning import PlanRequest, RunPlan, launch_spec_for, plan_run, sd_scripts_commit
-from bespoke.prompts import parse_prompt_file
-from bespoke.runs import RunPaths, read_manifest
+from bespoke.kohya.config import validate_dataset_toml, validate_training_toml
+from bespoke.run.plan import PlanRequest, RunPlan, launch_spec_for, plan_run, sd_scripts_commit
+from bespoke.kohya.prompts import parse_prompt_file
+from bespoke.run.paths import RunPaths, read_manifest
 from bespoke.settings import load_settings
 
 RESOLUTIONS = (512, 256, 128, 64)
@@ -170,7 +170,7 @@ def test_bad_prompt_file_leaves_nothing(settings, synthetic_dataset, tmp_path):
 
 
 def test_failure_while_writing_leaves_no_half_folder(settings, synthetic_dataset, monkeypatch):
-    import bespoke.planning as planning
+    import bespoke.run.plan as planning
 
     def boom(run_dir, manifest):
         raise OSError("disk full")
@@ -271,7 +271,7 @@ def test_cli_check_hand_edited_files(synthetic_dataset, settings, tmp_path):
 
 
 def test_replan_reports_hand_edited_configs_without_touching_them(synthetic_dataset, settings):
-    from bespoke.planning import modified_configs
+    from bespoke.run.plan import modified_configs
 
     plan = _plan(settings, synthetic_dataset, 64)
     assert modified_configs(plan) == []

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from bespoke.cli import main
-from bespoke.synthetic import write_dataset
+from bespoke.dataset.synthetic import write_dataset
 
 
 def run(*args):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bespoke.errors import ConfigError
-from bespoke.kohya_config import validate_preset_values
-from bespoke.presets import PRESETS_DIR, list_presets, parse_override, preset_names, resolve_preset
+from bespoke.kohya.config import validate_preset_values
+from bespoke.kohya.presets import PRESETS_DIR, list_presets, parse_override, preset_names, resolve_preset
 
 # baseline.json training keys that bespoke does not copy into the preset, and why
 NOT_COPIED = {
@@ -202,7 +202,7 @@ def test_bad_preset_files(preset_copy, text, fragment):
 
 
 def test_every_shipped_preset_resolves_validates_and_has_its_prompts():
-    from bespoke.prompts import parse_prompt_file
+    from bespoke.kohya.prompts import parse_prompt_file
 
     for name in [None, *preset_names()]:
         for resolution in (512, 256, 128, 64):

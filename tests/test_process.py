@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bespoke.degrade import degrade
+from bespoke.demo.degrade import degrade
 from bespoke.errors import ProcessError, UsageError
-from bespoke.layout import layout_for
-from bespoke.process import load_report, process_path
-from bespoke.synthetic import make_punk
+from bespoke.dataset.layout import layout_for
+from bespoke.review.process import load_report, process_path
+from bespoke.dataset.synthetic import make_punk
 
 METHODS = ("nearest", "box", "bilinear", "lanczos", "grid")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bespoke.errors import ConfigError
-from bespoke.presets import PRESETS_DIR
-from bespoke.prompts import SamplePrompt, for_size, parse_prompt_file, parse_prompt_text, render_prompts
+from bespoke.kohya.presets import PRESETS_DIR
+from bespoke.kohya.prompts import SamplePrompt, for_size, parse_prompt_file, parse_prompt_text, render_prompts
 
 
 def _file(tmp_path: Path, text: str, name: str = "prompts.txt") -> Path:

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from review_fixtures import fake_process, make_planned_run, simulated_run
 
-from bespoke import review
+from bespoke.review import build as review
 from bespoke.cli import main
-from bespoke.html_report import load_baseline
-from bespoke.runs import RunPaths, update_manifest
+from bespoke.review.html import load_baseline
+from bespoke.run.paths import RunPaths, update_manifest
 
 
 class _Refs(HTMLParser):
@@ -131,8 +131,8 @@ def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
     run = simulated_run(tmp_path, "64-stale-44444444", resolution=64, prompts=2, epochs=2, process=False)
     review.review_runs([run], progress=False)
     assert [c[0] for c in calls] == ["64-stale-44444444"]
-    from bespoke.process import default_palette
-    from bespoke.runs import update_manifest
+    from bespoke.review.process import default_palette
+    from bespoke.run.paths import update_manifest
 
     # process_run takes the run's training palette when its run.json names a prepared dataset; this one does not
     assert "palette" not in calls[0][1] and default_palette(run) is None

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bespoke.errors import ProcessError
-from bespoke.samples import find_samples, parse_sample_name
+from bespoke.review.samples import find_samples, parse_sample_name
 
 
 def test_parse_names():

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from review_fixtures import fake_process, simulated_run
 
-from bespoke import sheets
-from bespoke.runs import RunPaths
+from bespoke.review import sheets
+from bespoke.run.paths import RunPaths
 
 
 @pytest.fixture

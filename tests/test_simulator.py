@@ -11,10 +11,10 @@ from PIL import Image
 from review_fixtures import make_planned_run
 
 from bespoke.errors import ConfigError, RunError
-from bespoke.metrics import colors_nearest
-from bespoke.runs import RunPaths, read_manifest, update_manifest
-from bespoke.simulator import quality, render_sample, simulate_run
-from bespoke.synthetic import make_punk
+from bespoke.pixels.metrics import colors_nearest
+from bespoke.run.paths import RunPaths, read_manifest, update_manifest
+from bespoke.demo.simulator import quality, render_sample, simulate_run
+from bespoke.dataset.synthetic import make_punk
 
 # FACTS.md section 3: sd-scripts sample names, parsed from the right
 SD_SAMPLE = re.compile(

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError, UsageError
-from bespoke.runs import read_manifest, write_manifest
-from bespoke.sweep import (
+from bespoke.run.paths import read_manifest, write_manifest
+from bespoke.run.sweep import (
     SweepEntry,
     load_sweep_file,
     parse_gpus,
@@ -107,7 +107,7 @@ def test_gpus_run_one_child_per_gpu_concurrently_and_ctrl_c_stops_them_all(fake,
 
 
 def test_shard_runs_this_machines_share_of_the_planned_runs(fake, isolated_project, monkeypatch):
-    from bespoke import sweep
+    from bespoke.run import sweep
 
     ran = []
     monkeypatch.setattr(sweep.SweepRunner, "run_sequential", lambda self, dirs: ran.append(dirs) or [])
@@ -150,7 +150,7 @@ def test_gpus_and_resolutions_are_checked():
 
 
 def invoke_parse(*args):
-    from bespoke.sweep import parse_resolutions
+    from bespoke.run.sweep import parse_resolutions
 
     return parse_resolutions(args[1])
 

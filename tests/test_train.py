@@ -17,7 +17,7 @@ import toml
 from click.testing import CliRunner
 
 from bespoke.cli import main
-from bespoke.runs import RunPaths, read_manifest, update_manifest, write_manifest
+from bespoke.run.paths import RunPaths, read_manifest, update_manifest, write_manifest
 
 TINY = ("--set", "max_train_epochs=2", "--set", "mixed_precision=no")
 
@@ -125,7 +125,7 @@ def _wait_for(predicate, timeout=60.0):
 
 
 def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, isolated_project):
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     images = isolated_project / "imgs"
     write_dataset(images, count=4, seed=2)
@@ -175,7 +175,7 @@ def _alive(pid: int) -> bool:
 
 def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work(fake, isolated_project,
                                                                                   monkeypatch):
-    from bespoke import training
+    from bespoke.run import train as training
 
     run = hand_run(isolated_project, isolated_project / "imgs")
     model = run / "model"
@@ -226,7 +226,7 @@ def test_concurrent_invocation_is_refused_while_the_pid_lives(fake, isolated_pro
 def test_a_dead_pids_lock_is_stale_and_taken_over(isolated_project):
     import socket
 
-    from bespoke.training import RunLock
+    from bespoke.run.train import RunLock
 
     paths = RunPaths(isolated_project / "r")
     paths.root.mkdir()
@@ -242,7 +242,7 @@ def test_a_dead_pids_lock_is_stale_and_taken_over(isolated_project):
 
 def test_a_lock_from_another_host_is_never_taken(isolated_project):
     from bespoke.errors import RunError
-    from bespoke.training import RunLock
+    from bespoke.run.train import RunLock
 
     paths = RunPaths(isolated_project / "r")
     paths.root.mkdir()
@@ -266,7 +266,7 @@ sys.stdout.buffer.write(b"\xff tail without newline")
 
 
 def test_runner_logs_every_byte_and_splits_lines_on_cr_and_lf(tmp_path):
-    from bespoke.process_runner import rotate_log, run_logged
+    from bespoke.run.runner import rotate_log, run_logged
 
     log = tmp_path / "logs" / "train.log"
     log.parent.mkdir()
@@ -301,7 +301,7 @@ time.sleep(60)
 def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
     import threading
 
-    from bespoke.process_runner import run_logged
+    from bespoke.run.runner import run_logged
 
     stop = threading.Event()
     pids = []
@@ -321,7 +321,7 @@ def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
 
 
 def test_parse_trainer_lines():
-    from bespoke.progress import CheckpointSaved, EpochStarted, NoData, StepProgress, TrainingInfo, parse_line
+    from bespoke.run.progress import CheckpointSaved, EpochStarted, NoData, StepProgress, TrainingInfo, parse_line
 
     step = parse_line("steps:  42%|████▏     | 5/12 [00:03<00:04,  1.60it/s, avr_loss=0.123]")
     assert step == StepProgress(5, 12, 3.0, 4.0, 0.123)
@@ -335,7 +335,7 @@ def test_parse_trainer_lines():
 
 
 def test_log_tail_collapses_tqdm_redraws(tmp_path):
-    from bespoke.progress import log_tail
+    from bespoke.run.progress import log_tail
 
     log = tmp_path / "train.log"
     log.write_bytes(b"[bespoke] $ cmd\nline one\r\nsteps: 1/3\rsteps: 2/3\rsteps: 3/3\nTraceback\n" +
@@ -350,7 +350,7 @@ def test_plain_view_logs_lines_and_quiet_prints_nothing():
 
     from rich.console import Console
 
-    from bespoke.progress import ProgressView, RunProgress
+    from bespoke.run.progress import ProgressView, RunProgress
 
     for quiet in (False, True):
         buffer = io.StringIO()
@@ -372,7 +372,7 @@ def test_plain_view_logs_lines_and_quiet_prints_nothing():
 
 
 def test_trainer_error_skips_accelerates_wrapper():
-    from bespoke.progress import trainer_error
+    from bespoke.run.progress import trainer_error
 
     tail = ["Traceback (most recent call last):", "RuntimeError: fake trainer failure at step 3",
             "Traceback (most recent call last):", "    raise subprocess.CalledProcessError(returncode=1, cmd=cmd)",
@@ -387,7 +387,7 @@ def test_live_view_on_a_terminal_draws_the_bar_and_messages():
 
     from rich.console import Console
 
-    from bespoke.progress import ProgressView, RunProgress
+    from bespoke.run.progress import ProgressView, RunProgress
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=120, highlight=False)
@@ -420,7 +420,7 @@ def test_bad_flags_are_usage_errors_and_create_nothing(isolated_project, args, m
 
 @pytest.mark.parametrize("checkout", [None, "empty"])
 def test_train_without_a_checkout_stops_before_launching(isolated_project, tmp_path, checkout):
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
     args = []

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from bespoke.cli import main
-from bespoke.runs import write_manifest
-from bespoke.weights import WeightsError, check_against_run, inspect_path, read_metadata, summarize
+from bespoke.run.paths import write_manifest
+from bespoke.kohya.metadata import WeightsError, check_against_run, inspect_path, read_metadata, summarize
 
 TAGS = {"10_bespoke_baby": {"pixel art": 203, "24x24": 203, "portrait of bespoke punk lad": 120,
                             "portrait of bespoke punk lady": 83, "brown hair": 40, "blue solid background": 31}}

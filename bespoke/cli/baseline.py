@@ -58,7 +58,7 @@ def render_compare(rows: list[dict], evaluation: dict, console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from bespoke.baseline import FOOTNOTE, INSIDE_RULE
+    from bespoke.review.baseline import FOOTNOTE, INSIDE_RULE
 
     table = Table(title=escape(f"{evaluation['run_id']} vs the recorded 512 px baseline (colors_nearest, "
                                "mean over the 7 prompts)"), title_justify="left")
@@ -95,7 +95,7 @@ def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):
     """The 7-prompt baseline protocol on every epoch of RUN; writes RUN/report/baseline_eval.json."""
     import json
 
-    from bespoke.baseline import evaluate_run
+    from bespoke.review.baseline import evaluate_run
     from bespoke.cli import get_settings
     from bespoke.cli.inspect import resolve_run_arg
     from bespoke.console import console
@@ -119,7 +119,7 @@ def compare_cmd(ctx, run, as_json):
     """RUN vs the recorded baseline, epoch by epoch (evaluates RUN's training samples first if needed)."""
     import json
 
-    from bespoke.baseline import compare
+    from bespoke.review.baseline import compare
     from bespoke.cli import get_settings
     from bespoke.cli.inspect import resolve_run_arg
     from bespoke.console import console

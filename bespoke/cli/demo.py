@@ -29,8 +29,8 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
 
     from bespoke.cli import get_settings
     from bespoke.console import console
-    from bespoke.demo import run_demo
-    from bespoke.review import best_rules, epoch_table
+    from bespoke.demo.demo import run_demo
+    from bespoke.review.build import best_rules, epoch_table
 
     settings = get_settings(ctx)
     console.print("[bold]bespoke demo[/] — [bold white on red] SIMULATED TRAINING [/] the configs and commands are "

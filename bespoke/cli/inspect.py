@@ -13,7 +13,7 @@ def resolve_run_arg(arg: str, settings):
     from pathlib import Path
 
     from bespoke.errors import RunError, did_you_mean
-    from bespoke.runs import is_run_dir, list_run_dirs
+    from bespoke.run.paths import is_run_dir, list_run_dirs
 
     path = Path(arg).expanduser()
     if path.is_dir() and is_run_dir(path):
@@ -151,7 +151,7 @@ def inspect_cmd(ctx, path, as_json):
     import json
 
     from bespoke.console import console
-    from bespoke.weights import inspect_path
+    from bespoke.kohya.metadata import inspect_path
 
     result = inspect_path(path)
     if as_json:
@@ -190,7 +190,7 @@ def generate_cmd(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sample
 
     from bespoke.cli import get_settings
     from bespoke.console import console
-    from bespoke.generate import GenerateRequest, generate, parse_seeds
+    from bespoke.run.generate import GenerateRequest, generate, parse_seeds
 
     settings = get_settings(ctx)
     run_dir = resolve_run_arg(run, settings)

@@ -43,7 +43,7 @@ def _dataset_path(dataset: str | None, settings):
 
 
 def _modified(plan) -> list[str]:
-    from bespoke.planning import modified_configs
+    from bespoke.run.plan import modified_configs
 
     return modified_configs(plan)
 
@@ -80,7 +80,7 @@ def render_plan(plan, console, sd_scripts=None) -> None:
     state = "[green]new run folder[/green]" if plan.created else "[yellow]existing run folder (unchanged)[/yellow]"
     console.print(f"{state}: [bold]{escape(str(plan.paths.root))}[/bold]")
     if not plan.created:
-        from bespoke.planning import modified_configs
+        from bespoke.run.plan import modified_configs
 
         console.print(f"  status {plan.manifest.get('status')}; the same config always finds this folder")
         changed = modified_configs(plan)
@@ -128,7 +128,7 @@ def plan_cmd(ctx, resolution, preset, dataset, overrides, prompts, layout, backg
 
     from bespoke.cli import get_settings
     from bespoke.console import console
-    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.run.plan import PlanRequest, plan_run
 
     settings = get_settings(ctx)
     request = PlanRequest(
@@ -158,7 +158,7 @@ def presets_cmd(as_json):
     from rich.table import Table
 
     from bespoke.console import console
-    from bespoke.presets import list_presets, presets_folder
+    from bespoke.kohya.presets import list_presets, presets_folder
 
     rows = list_presets()
     if as_json:
@@ -185,7 +185,7 @@ def check_cmd(files):
 
     from bespoke.console import console
     from bespoke.errors import BespokeError, ConfigError
-    from bespoke.kohya_config import check_file
+    from bespoke.kohya.config import check_file
 
     failed = []
     for name in files:

@@ -116,7 +116,7 @@ def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, qui
 
     from bespoke.cli import get_settings
     from bespoke.console import console
-    from bespoke.datasets import prepare_dataset
+    from bespoke.dataset.prepare import prepare_dataset
     from bespoke.errors import DatasetError
 
     settings = get_settings(ctx)

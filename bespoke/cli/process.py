@@ -10,7 +10,7 @@ def render_table(report: dict) -> None:
     from rich.table import Table
 
     from bespoke.console import console
-    from bespoke.process import best_method
+    from bespoke.review.process import best_method
 
     best = report.get("best") or {}
     method = best.get("method") or best_method(report["samples"], report["methods"])
@@ -57,7 +57,7 @@ def process_cmd(run_or_dir, methods, palette, merge, workers, force, as_json, qu
     from pathlib import Path
 
     from bespoke.console import console
-    from bespoke.process import DEFAULT_METHODS, output_dirs, process_path
+    from bespoke.review.process import DEFAULT_METHODS, output_dirs, process_path
 
     if workers is not None and workers < 1:
         from bespoke.errors import UsageError

@@ -28,7 +28,7 @@ def review(ctx, runs, out_dir, method, open_browser, no_process, as_json, quiet)
 
     from bespoke.cli import get_settings
     from bespoke.console import console
-    from bespoke.review import best_rules, epoch_table, resolve_run, review_runs, summary
+    from bespoke.review.build import best_rules, epoch_table, resolve_run, review_runs, summary
 
     settings = get_settings(ctx)
     run_dirs = [resolve_run(arg, settings.outputs_dir) for arg in runs]

@@ -42,7 +42,7 @@ def _finish(result, console, quiet: bool) -> None:
         raise Interrupted(f"run {result.run_id} interrupted after {result.epochs_done} epoch(s); "
                           "run the same command again to resume")
     if result.log_tail:
-        from bespoke.progress import trainer_error
+        from bespoke.run.progress import trainer_error
 
         console.print(f"[red]last lines of {where / 'logs' / 'train.log'}:[/]")
         for line in result.log_tail[-15:]:
@@ -73,8 +73,8 @@ def train(ctx, resolution, preset, dataset, overrides, prompts, run_dir, gpus, r
     """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current."""
     from bespoke.console import console
     from bespoke.errors import Interrupted
-    from bespoke.progress import ProgressView
-    from bespoke.sweep import parse_gpus
+    from bespoke.run.progress import ProgressView
+    from bespoke.run.sweep import parse_gpus
 
     settings = get_settings(ctx)
     gpu_ids = parse_gpus(gpus)
@@ -94,7 +94,7 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
     """`bespoke process RUN --palette dataset` on a run that just finished, with its per-epoch table."""
     from bespoke.cli.process import render_table
     from bespoke.errors import BespokeError
-    from bespoke.process import default_palette, process_path
+    from bespoke.review.process import default_palette, process_path
 
     if not any((run_dir / "model" / "sample").glob("*.png")):
         return  # sampling was off: nothing to process
@@ -110,8 +110,8 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
 
 def _train(settings, resolution, preset, dataset, overrides, prompts, run_dir, gpu_ids, resume, restart, view, say):
     from bespoke.errors import RunError, UsageError
-    from bespoke.runs import read_manifest
-    from bespoke.training import train_request, train_run
+    from bespoke.run.paths import read_manifest
+    from bespoke.run.train import train_request, train_run
 
     if run_dir:
         if resolution or preset or overrides or prompts or dataset:
@@ -148,7 +148,7 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
     """Train several runs: skip finished ones, continue past failures, end with a comparison table."""
     from bespoke.console import console
     from bespoke.errors import Interrupted, TrainerError
-    from bespoke.sweep import run_sweep
+    from bespoke.run.sweep import run_sweep
 
     settings = get_settings(ctx)
     try:
@@ -159,7 +159,7 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
                             process=process)
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
-    from bespoke.sweep import comparison_table, rows_to_json
+    from bespoke.run.sweep import comparison_table, rows_to_json
 
     if as_json:
         click.echo(json.dumps(rows_to_json(outcome.rows), indent=2))
@@ -180,7 +180,7 @@ def runs(ctx, as_json):
     from rich.table import Table
 
     from bespoke.console import console
-    from bespoke.sweep import runs_overview
+    from bespoke.run.sweep import runs_overview
 
     settings = get_settings(ctx)
     items = runs_overview(settings.outputs_dir)
@@ -209,7 +209,7 @@ def runs(ctx, as_json):
 def doctor(ctx, as_json):
     """Is this machine ready to train? Checks sd-scripts, its Python, accelerate, torch/GPU, base model, disk, keys."""
     from bespoke.console import console
-    from bespoke.doctor import run_checks
+    from bespoke.run.doctor import run_checks
     from bespoke.errors import BespokeError
 
     settings = get_settings(ctx)

@@ -129,7 +129,7 @@ def draw(prompt: str, seed: int, epoch: float, size: tuple[int, int]):
     import numpy as np
     from PIL import Image
 
-    from bespoke.synthetic import make_punk
+    from bespoke.dataset.synthetic import make_punk
 
     punk_seed = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) % 100_000
     base = make_punk(punk_seed).image().resize(size, Image.NEAREST)

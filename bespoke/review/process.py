@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bespoke.errors import ProcessError, UsageError, did_you_mean
 from bespoke.fsutil import atomic_write_stream
-from bespoke.layout import GRID, Layout
+from bespoke.dataset.layout import GRID, Layout
 
 REPORT_SCHEMA = 1
 REPORT_KIND = "bespoke.process"
@@ -66,7 +66,7 @@ def _read_json(path: Path, what: str) -> dict:
 
 def resolve_palette(spec: str | None, run_dir: Path | None, manifest: dict | None):
     """The `--palette` request as a bespoke.palette.Palette (None without one)."""
-    from bespoke import palette as pal
+    from bespoke.pixels import palette as pal
 
     parsed = pal.parse_spec(spec)
     if parsed is None:
@@ -95,7 +95,7 @@ def default_palette(run_dir: Path) -> str | None:
 
     What bespoke uses when it processes a run on its own (after train, sweep, review).
     """
-    from bespoke.runs import is_run_dir, read_manifest
+    from bespoke.run.paths import is_run_dir, read_manifest
 
     if not is_run_dir(run_dir):
         return None
@@ -155,9 +155,9 @@ def process_sample(item: tuple[str, str]) -> dict:
     """Process one sample (path, candidate stem) with the worker's job; returns its report entry or an error."""
     import numpy as np
 
-    from bespoke import metrics as m
-    from bespoke.downscale import PIL_METHODS, extract, moved, pil_downscale
-    from bespoke.gridfind import find_grid
+    from bespoke.pixels import metrics as m
+    from bespoke.pixels.downscale import PIL_METHODS, extract, moved, pil_downscale
+    from bespoke.pixels.grid import find_grid
 
     job = _JOB
     path, stem = Path(item[0]), item[1]
@@ -286,7 +286,7 @@ def _write_csv(handle, samples: list[dict]) -> None:
 
 def output_dirs(path: Path) -> tuple[Path, Path]:
     """(candidates dir, report dir) for a run folder or a plain folder."""
-    from bespoke.runs import RunPaths, is_run_dir
+    from bespoke.run.paths import RunPaths, is_run_dir
 
     if is_run_dir(path):
         paths = RunPaths(path)
@@ -309,9 +309,9 @@ def _iterate(items, job: _Job, workers: int):
     import multiprocessing
 
     # import the heavy modules once here, so forked workers start with them instead of each importing
-    import bespoke.downscale
-    import bespoke.gridfind
-    import bespoke.metrics  # noqa: F401
+    import bespoke.pixels.downscale
+    import bespoke.pixels.grid
+    import bespoke.pixels.metrics  # noqa: F401
 
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
@@ -327,8 +327,8 @@ def process_path(path: Path, *, methods=DEFAULT_METHODS, palette: str | None = N
     When the existing report was made with the same options from the same samples (none newer than it),
     it is returned as it is (`"reused": True`) and nothing is rewritten; `force` processes again.
     """
-    from bespoke.runs import is_run_dir, now_iso, read_manifest
-    from bespoke.samples import find_samples
+    from bespoke.run.paths import is_run_dir, now_iso, read_manifest
+    from bespoke.review.samples import find_samples
 
     path = Path(path).expanduser()
     run_dir = path if is_run_dir(path) else None

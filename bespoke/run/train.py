@@ -23,15 +23,15 @@ import toml
 
 from bespoke.errors import RunError
 from bespoke.fsutil import atomic_write_text, move_aside
-from bespoke.kohya_config import flatten_training
-from bespoke.launch import (
+from bespoke.kohya.config import flatten_training
+from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
     LaunchSpec,
     build_launch,
     recordable_env,
     with_resume,
 )
-from bespoke.runs import RunPaths, now_iso, read_manifest, update_manifest
+from bespoke.run.paths import RunPaths, now_iso, read_manifest, update_manifest
 
 LOG_TAIL_LINES = 30
 _VERSIONS_CODE = (
@@ -145,7 +145,7 @@ class RunLock:
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
     """The `__metadata__` of a safetensors file from its header alone; {} if unreadable (e.g. still being
     written by the trainer: the manifest then falls back to the epoch in the file name)."""
-    from bespoke.weights import WeightsError, read_metadata
+    from bespoke.kohya.metadata import WeightsError, read_metadata
 
     try:
         return read_metadata(path)
@@ -183,7 +183,7 @@ def find_checkpoints(model_dir: Path, output_name: str) -> list[dict]:
 
 def sample_counts(sample_dir: Path) -> dict:
     """Sample images by epoch: {"count": n, "by_epoch": {"0": 4, "1": 4}}."""
-    from bespoke.samples import parse_sample_name
+    from bespoke.review.samples import parse_sample_name
 
     by_epoch: dict[str, int] = {}
     count = 0
@@ -237,7 +237,7 @@ def trainer_facts(settings, timeout: float = 20.0) -> dict:
 
     Three quick helper commands, run concurrently; any failure becomes "unknown".
     """
-    from bespoke.process_runner import run_capture
+    from bespoke.run.runner import run_capture
 
     def commit():
         if settings.sd_scripts is None:
@@ -266,7 +266,7 @@ def trainer_facts(settings, timeout: float = 20.0) -> dict:
 
 def launch_spec_for_run(settings, paths: RunPaths, training: dict, gpu_ids: tuple[str, ...] = ()) -> LaunchSpec:
     """The LaunchSpec of a run folder: the same one `plan` printed (planning.launch_spec_for)."""
-    from bespoke.planning import launch_spec_for
+    from bespoke.run.plan import launch_spec_for
 
     return launch_spec_for(settings, paths, training, gpu_ids=tuple(gpu_ids))
 
@@ -307,9 +307,9 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
     `on_spawn(pid)` is called right after the trainer process started.
     Raises RunError when the run is locked, or cannot be resumed without `restart`.
     """
-    from bespoke.launch import pin_to_gpu
-    from bespoke.process_runner import rotate_log, run_logged
-    from bespoke.progress import ModelWatcher, RunProgress, log_tail
+    from bespoke.kohya.launch import pin_to_gpu
+    from bespoke.run.runner import rotate_log, run_logged
+    from bespoke.run.progress import ModelWatcher, RunProgress, log_tail
 
     paths = RunPaths(Path(run_dir))
     manifest = read_manifest(paths.root)
@@ -450,7 +450,7 @@ def train_request(settings, *, resolution: int, dataset: Path, preset: str | Non
                   prompts: Path | None = None, restart: bool = False, resume: bool = True,
                   gpu_ids: tuple[str, ...] = (), view=None, on_message=None) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
-    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.run.plan import PlanRequest, plan_run
 
     plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=Path(dataset), preset=preset,
                                           overrides=tuple(overrides), prompts=prompts))

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from bespoke.degrade import jpeg
+from bespoke.demo.degrade import jpeg
 from bespoke.errors import ConfigError, RunError
 from bespoke.fsutil import atomic_write_bytes
-from bespoke.layout import GRID, layout_for
-from bespoke.runs import RunPaths, now_iso, read_manifest, update_manifest
-from bespoke.synthetic import make_punk
+from bespoke.dataset.layout import GRID, layout_for
+from bespoke.run.paths import RunPaths, now_iso, read_manifest, update_manifest
+from bespoke.dataset.synthetic import make_punk
 
 SIMULATOR_VERSION = 1
 NOTE = "samples are synthetic images made by bespoke.simulator from generated punks; no model was trained"
@@ -57,7 +57,7 @@ class SimulationResult:
 
 def read_prompt_file(path: Path) -> list[SimPrompt]:
     """The prompts of a run's prompt file (bespoke.prompts parses it), with sd-scripts' default size."""
-    from bespoke.prompts import parse_prompt_file
+    from bespoke.kohya.prompts import parse_prompt_file
 
     path = Path(path)
     if not path.is_file():
@@ -193,7 +193,7 @@ def _training_value(run_paths: RunPaths, key: str, default=None):
         data = toml.loads(run_paths.training_toml.read_text(encoding="utf-8"))
     except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{run_paths.training_toml}: unreadable ({exc}); re-plan the run") from exc
-    from bespoke.kohya_config import flatten_training
+    from bespoke.kohya.config import flatten_training
 
     return flatten_training(data).get(key, default)
 

@@ -64,7 +64,7 @@ def keys_bespoke_writes(settings) -> tuple[list[str], str]:
     """Training keys to check: those of the newest planned training.toml, else of the resolved default preset."""
     import toml
 
-    from bespoke.runs import RunPaths, list_run_dirs
+    from bespoke.run.paths import RunPaths, list_run_dirs
 
     runs = [RunPaths(d) for d in list_run_dirs(settings.outputs_dir)]
     runs = [p for p in runs if p.training_toml.is_file()]
@@ -78,14 +78,14 @@ def keys_bespoke_writes(settings) -> tuple[list[str], str]:
             return sorted(keys), str(newest.training_toml)
         except (OSError, toml.TomlDecodeError):
             pass
-    from bespoke.presets import resolve_preset
+    from bespoke.kohya.presets import resolve_preset
 
     preset = resolve_preset(512, None)
     return sorted(set(preset.training) | set(_FILLED_KEYS)), "the default preset (base + res-512)"
 
 
 def _probe(settings) -> tuple[dict | None, str]:
-    from bespoke.process_runner import run_capture
+    from bespoke.run.runner import run_capture
 
     done = run_capture([settings.trainer_python, "-c", PROBE, str(settings.sd_scripts or ".")], timeout=180)
     for line in reversed(done.stdout.splitlines()):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
-from bespoke.runs import RunPaths, is_run_dir, list_run_dirs, now_iso, read_manifest
+from bespoke.run.paths import RunPaths, is_run_dir, list_run_dirs, now_iso, read_manifest
 
 REPORT_KIND = "bespoke.process"
 REPORT_SCHEMA = 1
@@ -68,7 +68,7 @@ def needs_processing(run_dir: Path) -> bool:
 
 def read_report(run_dir: Path) -> dict:
     """report/report.json of a processed run, checked for kind and schema version."""
-    from bespoke.process import load_report
+    from bespoke.review.process import load_report
 
     return load_report(run_dir)
 
@@ -76,7 +76,7 @@ def read_report(run_dir: Path) -> dict:
 def process_run(run_dir: Path, *, palette: str | None = None, methods=None, progress: bool = True) -> dict:
     """Run bespoke.process on a run (imported lazily: it is the heavy part); the palette defaults to the
     run's training palette when it has one."""
-    from bespoke.process import default_palette, process_path
+    from bespoke.review.process import default_palette, process_path
 
     kwargs = {"palette": palette or default_palette(run_dir), "progress": progress}
     if methods:
@@ -123,8 +123,8 @@ def _training_toml(run_dir: Path) -> str | None:
 def load_view(run_dir: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
               processed: list | None = None):
     """A RunView of one run: processes it first when its report is missing or stale."""
-    from bespoke.html_report import RunView
-    from bespoke.sheets import pick_method
+    from bespoke.review.html import RunView
+    from bespoke.review.sheets import pick_method
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -173,8 +173,8 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
 def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: str | None = None,
                 outputs_dir: Path | None = None, process: bool = True, progress: bool = True) -> ReviewResult:
     """Build contact sheets for each run and one HTML page for all of them."""
-    from bespoke.html_report import build_html
-    from bespoke.sheets import build_contact_sheets
+    from bespoke.review.html import build_html
+    from bespoke.review.sheets import build_contact_sheets
 
     if not run_dirs:
         raise UsageError("review: give at least one run folder or run id")

@@ -54,7 +54,7 @@ class SweepRow:
 
 def parse_resolutions(text: str) -> tuple[int, ...]:
     """'512,256' -> (512, 256), with a clear error for anything else."""
-    from bespoke.layout import RESOLUTIONS
+    from bespoke.dataset.layout import RESOLUTIONS
 
     out = []
     for part in (p.strip() for p in str(text).split(",")):
@@ -138,7 +138,7 @@ def load_sweep_file(path: Path) -> list[SweepEntry]:
         resolution = run.get("resolution")
         if not isinstance(resolution, int) or isinstance(resolution, bool):
             raise ConfigError(f"{where}: resolution must be an integer like 512")
-        from bespoke.layout import RESOLUTIONS
+        from bespoke.dataset.layout import RESOLUTIONS
 
         if resolution not in RESOLUTIONS:
             raise ConfigError(f"{where}: resolution {resolution} is not one of {', '.join(map(str, RESOLUTIONS))}")
@@ -195,7 +195,7 @@ def row_from_manifest(run_dir: Path, manifest: dict) -> SweepRow:
 
 def plan_entries(settings, entries: list[SweepEntry], dataset: Path, create: bool = True) -> list:
     """Plan every entry (planning writes or finds each run folder; `create=False` only computes the run ids)."""
-    from bespoke.planning import PlanRequest, plan_run
+    from bespoke.run.plan import PlanRequest, plan_run
 
     plans = []
     for entry in entries:
@@ -220,8 +220,8 @@ class SweepRunner:
 
     def _one(self, run_dir: Path, gpu: str | None, progress, view) -> SweepRow:
         from bespoke.errors import BespokeError
-        from bespoke.runs import read_manifest
-        from bespoke.training import train_run
+        from bespoke.run.paths import read_manifest
+        from bespoke.run.train import train_run
 
         try:
             result = train_run(self.settings, run_dir, restart=self.restart, pin_gpu=gpu, progress=progress,
@@ -239,7 +239,7 @@ class SweepRunner:
 
     def run_sequential(self, run_dirs: list[Path]) -> list[SweepRow]:
         """One run after another; stops early only when the user interrupts."""
-        from bespoke.progress import ProgressView, RunProgress
+        from bespoke.run.progress import ProgressView, RunProgress
 
         rows = []
         for index, run_dir in enumerate(run_dirs, 1):
@@ -264,7 +264,7 @@ class SweepRunner:
         self.console.print(f"[{style}]{row.run_id}: {row.status}{skipped}{extra}" if style else
                            f"{row.run_id}: {row.status}{extra}")
         if row.status == "failed" and row.log_tail:
-            from bespoke.progress import trainer_error
+            from bespoke.run.progress import trainer_error
 
             error = trainer_error(row.log_tail)
             if error:
@@ -274,7 +274,7 @@ class SweepRunner:
 
     def run_parallel(self, run_dirs: list[Path], gpus: tuple[str, ...]) -> list[SweepRow]:
         """One worker thread per GPU, each driving one trainer at a time pinned to its GPU; a live table."""
-        from bespoke.progress import RunProgress
+        from bespoke.run.progress import RunProgress
 
         todo: queue.Queue = queue.Queue()
         for run_dir in run_dirs:
@@ -302,7 +302,7 @@ class SweepRunner:
                    for gpu in gpus]
         for thread in threads:
             thread.start()
-        from bespoke.process_runner import SigtermAsInterrupt
+        from bespoke.run.runner import SigtermAsInterrupt
 
         try:
             with SigtermAsInterrupt():
@@ -430,7 +430,7 @@ def run_sweep(settings, console, *, resolutions: str | None = None, preset: str 
     interrupted = runner.stop.is_set()
     if interrupted:
         # rows for runs never started, so the table says what is left
-        from bespoke.runs import read_manifest
+        from bespoke.run.paths import read_manifest
 
         done = {r.run_id for r in rows}
         rows += [row_from_manifest(d, read_manifest(d)) for d in run_dirs if d.name not in done]
@@ -442,8 +442,8 @@ def run_sweep(settings, console, *, resolutions: str | None = None, preset: str 
 def process_finished(rows: list[SweepRow], console, quiet: bool) -> None:
     """Run `process` on finished runs whose report is missing or older than their samples; fill the rows."""
     from bespoke.errors import BespokeError
-    from bespoke.process import default_palette, process_path
-    from bespoke.review import needs_processing
+    from bespoke.review.process import default_palette, process_path
+    from bespoke.review.build import needs_processing
 
     for row in rows:
         if row.run_dir is None or row.status not in ("finished", "skipped") or not any(
@@ -460,7 +460,7 @@ def process_finished(rows: list[SweepRow], console, quiet: bool) -> None:
 
 def runs_overview(outputs_dir: Path) -> list[dict]:
     """`bespoke runs`: one dict per run folder (id, status, resolution, preset, epochs, best epoch, path)."""
-    from bespoke.runs import list_run_dirs, read_manifest
+    from bespoke.run.paths import list_run_dirs, read_manifest
 
     out = []
     for run_dir in list_run_dirs(outputs_dir):

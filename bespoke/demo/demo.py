@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bespoke.errors import RunError, UsageError
-from bespoke.layout import RESOLUTIONS
+from bespoke.dataset.layout import RESOLUTIONS
 
 DEFAULT_OUT = "bespoke_demo"
 DATASET_NAME = "synthetic_punks"
@@ -56,7 +56,7 @@ class DemoResult:
 def demo_prompts(count: int, seed: int) -> str:
     """A prompt file of `count` prompts: the captions of the dataset's own punks, each with that punk's seed
     (so the simulator draws the punk the prompt describes). No --w/--h: the preset's sample size applies."""
-    from bespoke.synthetic import make_punk
+    from bespoke.dataset.synthetic import make_punk
 
     lines = [f"# bespoke demo prompts: captions of the synthetic dataset (seed {seed}), fixed seeds", ""]
     for index in range(count):
@@ -69,7 +69,7 @@ def demo_prompts(count: int, seed: int) -> str:
 
 def _ensure_dataset(folder: Path, seed: int) -> bool:
     """Write the synthetic dataset unless the folder already has images (never overwrite); True if written."""
-    from bespoke.synthetic import write_dataset
+    from bespoke.dataset.synthetic import write_dataset
 
     if folder.is_dir() and any(folder.glob("*.png")):
         return False
@@ -94,10 +94,10 @@ def run_demo(
     echo: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the demo into `out` (default ./bespoke_demo) and return where the review is."""
-    from bespoke.planning import PlanRequest, plan_run
-    from bespoke.review import needs_processing, process_run, review_runs, sample_files
-    from bespoke.runs import read_manifest
-    from bespoke.simulator import simulate_run
+    from bespoke.run.plan import PlanRequest, plan_run
+    from bespoke.review.build import needs_processing, process_run, review_runs, sample_files
+    from bespoke.run.paths import read_manifest
+    from bespoke.demo.simulator import simulate_run
 
     say = echo or (lambda _msg: None)
     epochs = int(epochs if epochs is not None else (4 if quick else 10))

@@ -15,7 +15,7 @@ from pathlib import Path
 import toml
 
 from bespoke.errors import ConfigError, did_you_mean
-from bespoke.kohya_options import (
+from bespoke.kohya.options import (
     dataset_levels,
     lr_scheduler_names,
     optimizer_names,
@@ -242,7 +242,7 @@ def _check_special(source: str, values: dict) -> None:
                               f"({', '.join(names)}, adafactor:<lr>){did_you_mean(scheduler, names)}")
     optimizer = values.get("optimizer_type")
     if optimizer:
-        from bespoke.kohya_options import _load_options_file
+        from bespoke.kohya.options import _load_options_file
 
         known = {name.lower(): name for name in optimizer_names()}
         torch_names = _load_options_file().get("torch_optim_names", [])
@@ -462,7 +462,7 @@ def validate_preset_values(preset) -> None:
 
 def check_file(path: Path) -> tuple[str, str]:
     """Validate a hand-edited sd-scripts file, guessing its kind: returns (kind, one-line summary)."""
-    from bespoke.prompts import parse_prompt_file
+    from bespoke.kohya.prompts import parse_prompt_file
 
     path = Path(path)
     suffix = path.suffix.lower()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.fsutil import move_aside
-from bespoke.launch import format_command
+from bespoke.kohya.launch import format_command
 
 LineCallback = Callable[[str, str], None]  # (stream name "stdout"/"stderr", line without terminator)
 _SPLIT = re.compile(r"\r\n|\r|\n")

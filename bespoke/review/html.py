@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bespoke.fsutil import atomic_write_text
-from bespoke.sheets import arrange, prompt_label
-from bespoke.svgchart import PALETTE, RefLine, Series, legend, line_chart
+from bespoke.review.sheets import arrange, prompt_label
+from bespoke.review.charts import PALETTE, RefLine, Series, legend, line_chart
 
 BASELINE_FALLBACK = {
     "epoch": 8,
@@ -56,7 +56,7 @@ class RunView:
 
 def load_baseline() -> dict:
     """The recorded 512 px baseline: bespoke/data/baseline_recorded.json if present, else the constant."""
-    path = Path(__file__).resolve().parent / "data" / "baseline_recorded.json"
+    path = Path(__file__).resolve().parent.parent / "data" / "baseline_recorded.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         head = data["headline"]

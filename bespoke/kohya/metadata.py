@@ -425,7 +425,7 @@ def _name_vs_epoch(summary: LoraSummary) -> list[str]:
 
 def _run_of(path: Path) -> Path | None:
     """The run folder a checkpoint lives in (<run>/model/x.safetensors), or None."""
-    from bespoke.runs import is_run_dir
+    from bespoke.run.paths import is_run_dir
 
     for parent in list(Path(path).resolve().parents)[:3]:
         if is_run_dir(parent):
@@ -435,8 +435,8 @@ def _run_of(path: Path) -> Path | None:
 
 def _training_of(run: Path) -> dict | None:
     from bespoke.errors import RunError
-    from bespoke.runs import RunPaths
-    from bespoke.training import load_training
+    from bespoke.run.paths import RunPaths
+    from bespoke.run.train import load_training
 
     try:
         return load_training(RunPaths(run))
@@ -458,7 +458,7 @@ def inspect_path(path: Path) -> dict:
         mismatches = check_against_run(summary, training) if training is not None else []
         return {"kind": "file", "run": str(run) if run else None, "file": path.name, "path": str(path),
                 "summary": summary, "mismatches": mismatches}
-    from bespoke.runs import is_run_dir
+    from bespoke.run.paths import is_run_dir
 
     run = path if is_run_dir(path) else None
     training = _training_of(run) if run else None

@@ -193,7 +193,7 @@ def _fmt_time(seconds: float | None) -> str:
 
 def describe_samples(samples: list[Path]) -> str:
     """'4 samples (epoch 1)' for a batch of new sample files."""
-    from bespoke.samples import parse_sample_name
+    from bespoke.review.samples import parse_sample_name
 
     epochs = sorted({info.epoch for p in samples if (info := parse_sample_name(p)).epoch is not None})
     which = f" (epoch {', '.join(str(e) for e in epochs)})" if epochs else ""

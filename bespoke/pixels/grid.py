@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bespoke.layout import GRID, Layout, layout_for
+from bespoke.dataset.layout import GRID, Layout, layout_for
 
 MIN_CONFIDENCE = 0.05
 BOX = 0  # width of the step's pixel windows; 0 = a quarter of the nominal cell

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bespoke.errors import RunError, UsageError
 from bespoke.fsutil import atomic_write_json
-from bespoke.runs import RunPaths, now_iso, read_manifest
+from bespoke.run.paths import RunPaths, now_iso, read_manifest
 
 SCHEMA_VERSION = 1
 VIAS = ("samples", "generate")
@@ -133,7 +133,7 @@ def measure(path: Path) -> dict:
     """colors_nearest, top10_coverage and clean of one image (bespoke.metrics, Pillow NEAREST to 24 px)."""
     from PIL import Image
 
-    from bespoke.metrics import colors_nearest, is_clean, nearest24, top10_coverage
+    from bespoke.pixels.metrics import colors_nearest, is_clean, nearest24, top10_coverage
 
     with Image.open(path) as img:
         img.load()
@@ -145,7 +145,7 @@ def measure(path: Path) -> dict:
 
 def _baseline_prompt_map(prompts_file: Path) -> tuple[dict[int, str], list[str]]:
     """{prompt index in the run's prompts.txt: baseline name} by prompt text, and protocol deviations found."""
-    from bespoke.prompts import parse_prompt_file
+    from bespoke.kohya.prompts import parse_prompt_file
 
     data = recorded_baseline()
     proto = data["protocol"]
@@ -168,7 +168,7 @@ def _baseline_prompt_map(prompts_file: Path) -> tuple[dict[int, str], list[str]]
 
 
 def _images_from_samples(run_dir: Path, training: dict) -> tuple[dict[int, list[dict]], list[str], dict]:
-    from bespoke.samples import parse_sample_name
+    from bespoke.review.samples import parse_sample_name
 
     paths = RunPaths(run_dir)
     if not paths.prompts_txt.is_file():
@@ -206,7 +206,7 @@ def _images_from_samples(run_dir: Path, training: dict) -> tuple[dict[int, list[
 
 def _images_from_generate(settings, run_dir: Path, training: dict, seeds_per_prompt: int, force: bool,
                           quiet: bool) -> dict[int, list[dict]]:
-    from bespoke.generate import GenerateRequest, generate, run_checkpoints
+    from bespoke.run.generate import GenerateRequest, generate, run_checkpoints
 
     checkpoints = run_checkpoints(run_dir, training)
     if not checkpoints:
@@ -235,7 +235,7 @@ def evaluate_run(settings, run_dir: Path, seeds_per_prompt: int = 4, via: str = 
         raise UsageError(f"--via {via!r}: choose samples or generate")
     if seeds_per_prompt < 1:
         raise UsageError(f"--seeds-per-prompt {seeds_per_prompt}: must be at least 1")
-    from bespoke.generate import run_training
+    from bespoke.run.generate import run_training
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

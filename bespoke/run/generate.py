@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bespoke.errors import ConfigError, RunError, TrainerError, UsageError
 from bespoke.fsutil import atomic_write_json, atomic_write_text, move_aside, sha256_file
-from bespoke.runs import RunPaths, now_iso, read_manifest
+from bespoke.run.paths import RunPaths, now_iso, read_manifest
 
 SCHEMA_VERSION = 1
 DEFAULT_SEEDS = (1, 2, 3, 4)
@@ -102,7 +102,7 @@ def safe_name(text: str) -> str:
 
 def baseline_prompts() -> list[GenPrompt]:
     """The 7 prompts of the recorded baseline protocol (negative prompt, 512x512, 30 steps, CFG 7.5)."""
-    from bespoke.baseline import recorded_baseline
+    from bespoke.review.baseline import recorded_baseline
 
     data = recorded_baseline()
     proto = data["protocol"]
@@ -112,7 +112,7 @@ def baseline_prompts() -> list[GenPrompt]:
 
 def prompts_from_file(path: Path) -> list[GenPrompt]:
     """Prompts of an sd-scripts prompt file (.txt/.toml/.json); unnamed ones become p00, p01, ..."""
-    from bespoke.prompts import parse_prompt_file
+    from bespoke.kohya.prompts import parse_prompt_file
 
     out: list[GenPrompt] = []
     seen: set[str] = set()
@@ -153,7 +153,7 @@ def render_gen_prompts(prompts: list[GenPrompt], seeds: tuple[int, ...]) -> str:
 
 def run_training(run_dir: Path) -> dict:
     """The run's flattened training config (config/training.toml)."""
-    from bespoke.training import load_training
+    from bespoke.run.train import load_training
 
     return load_training(RunPaths(Path(run_dir)))
 
@@ -161,7 +161,7 @@ def run_training(run_dir: Path) -> dict:
 def run_checkpoints(run_dir: Path, training: dict | None = None) -> dict[int, Path]:
     """{epoch: checkpoint path} of a run: `{name}-{N:06d}.safetensors` is epoch N; the final
     `{name}.safetensors` is the epoch its `ss_epoch` says (the last one; FACTS.md §4)."""
-    from bespoke.weights import WeightsError, epoch_from_filename, read_metadata
+    from bespoke.kohya.metadata import WeightsError, epoch_from_filename, read_metadata
 
     paths = RunPaths(Path(run_dir))
     training = run_training(run_dir) if training is None else training
@@ -231,7 +231,7 @@ def gen_img_args(*, base_model: str, outdir: Path, prompt_file: Path, checkpoint
 
 def gen_launch_spec(settings, script_args: tuple[str, ...]):
     """The LaunchSpec of gen_img.py: the trainer's Python, one process, the user's accelerate settings."""
-    from bespoke.launch import LaunchSpec
+    from bespoke.kohya.launch import LaunchSpec
 
     script = settings.sd_script("gen_img.py")
     acc = settings.accelerate
@@ -328,9 +328,9 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
     (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped).
     """
     from bespoke.console import console
-    from bespoke.launch import build_launch, recordable_env
-    from bespoke.process_runner import rotate_log, run_logged
-    from bespoke.progress import log_tail
+    from bespoke.kohya.launch import build_launch, recordable_env
+    from bespoke.run.runner import rotate_log, run_logged
+    from bespoke.run.progress import log_tail
 
     say = say or (lambda text: None if quiet else console.print(text))
     run_dir = Path(run_dir)
@@ -432,14 +432,14 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
 
 def _error_line(tail: list[str]) -> str:
     """The child's own exception line from a log tail (accelerate's CalledProcessError wrapper is skipped)."""
-    from bespoke.progress import trainer_error
+    from bespoke.run.progress import trainer_error
 
     return trainer_error(tail) or (tail[-1].strip() if tail else "(empty log)")
 
 
 def _process(outdir: Path, quiet: bool) -> dict:
     """`process` on the generated folder (its candidates and report go to <outdir>/bespoke_process/)."""
-    from bespoke.process import output_dirs, process_path
+    from bespoke.review.process import output_dirs, process_path
 
     report = process_path(outdir, progress=not quiet)
     return {"report": str(output_dirs(outdir)[1] / "report.json"), "samples": len(report["samples"]),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 OPTIONS_FILE = DATA_DIR / "train_network_options.json"
 DATASET_KEYS_FILE = DATA_DIR / "dataset_config_keys.json"
 

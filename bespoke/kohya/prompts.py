@@ -45,7 +45,7 @@ class SamplePrompt:
 
 
 def _samplers() -> tuple[str, ...]:
-    from bespoke.kohya_options import train_network_options
+    from bespoke.kohya.options import train_network_options
 
     return tuple(train_network_options()["sample_sampler"].choices)
 

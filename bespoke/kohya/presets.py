@@ -15,9 +15,8 @@ import toml
 
 from bespoke.errors import ConfigError, did_you_mean
 
+# bespoke/kohya_configs links to the repository's kohya_configs/ (and is a real copy inside an installed wheel)
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "kohya_configs"
-if not PRESETS_DIR.is_dir():  # installed as a package: the symlinked copy inside bespoke/
-    PRESETS_DIR = Path(__file__).resolve().parent / "kohya_configs"
 
 TABLES = ("training", "dataset", "bespoke")
 # bespoke-only keys and their types
@@ -156,7 +155,7 @@ def _check_table_keys(tables: dict, source: str) -> None:
 
 def parse_override(text: str) -> tuple[str, str, object]:
     """Parse one `--set key=value` into (table, key, value); value is TOML, a bare word is a string."""
-    from bespoke.kohya_options import dataset_keys, train_network_options
+    from bespoke.kohya.options import dataset_keys, train_network_options
 
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set network_dim=8")

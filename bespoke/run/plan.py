@@ -19,7 +19,7 @@ from pathlib import Path
 import toml
 
 from bespoke.errors import ConfigError, RunError
-from bespoke.kohya_config import (
+from bespoke.kohya.config import (
     build_dataset_config,
     build_training_config,
     check_consistency,
@@ -30,10 +30,10 @@ from bespoke.kohya_config import (
     validate_preset_values,
     validate_training,
 )
-from bespoke.launch import NEUTRAL_ACCELERATE_CONFIG, LaunchSpec, build_launch, train_script_args
-from bespoke.presets import ResolvedPreset, resolve_preset
-from bespoke.prompts import SamplePrompt, for_size, parse_prompt_file, render_prompts
-from bespoke.runs import RunPaths, is_run_dir, now_iso, read_manifest, write_manifest
+from bespoke.kohya.launch import NEUTRAL_ACCELERATE_CONFIG, LaunchSpec, build_launch, train_script_args
+from bespoke.kohya.presets import ResolvedPreset, resolve_preset
+from bespoke.kohya.prompts import SamplePrompt, for_size, parse_prompt_file, render_prompts
+from bespoke.run.paths import RunPaths, is_run_dir, now_iso, read_manifest, write_manifest
 
 __all__ = ["PlanRequest", "RunPlan", "resolve_preset", "plan_run", "launch_spec_for", "ResolvedPreset"]
 
@@ -164,7 +164,7 @@ def _versions() -> dict:
     import platform
 
     from bespoke import __version__
-    from bespoke.kohya_options import options_source
+    from bespoke.kohya.options import options_source
 
     return {"bespoke": __version__, "python": platform.python_version(),
             "option_table_sd_scripts_commit": options_source()["source_commit"]}
@@ -191,8 +191,8 @@ def plan_run(settings, request: PlanRequest, *, extra_manifest: dict | None = No
     `create=False` resolves and validates everything (the run id included) but writes no run folder: the
     returned plan has `created=False` and the manifest that would have been written.
     """
-    from bespoke.datasets import prepare_dataset
-    from bespoke.layout import LAYOUTS
+    from bespoke.dataset.prepare import prepare_dataset
+    from bespoke.dataset.layout import LAYOUTS
 
     preset = resolve_preset(request.resolution, request.preset, request.overrides)
     validate_preset_values(preset)

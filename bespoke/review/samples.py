@@ -59,7 +59,7 @@ def read_prompt_lines(path: Path) -> list[str]:
     the ` --x value` options cut off). Uses bespoke.prompts when the file is valid for it."""
     path = Path(path)
     from bespoke.errors import BespokeError
-    from bespoke.prompts import parse_prompt_file
+    from bespoke.kohya.prompts import parse_prompt_file
 
     try:
         return [p.prompt for p in parse_prompt_file(path)]
@@ -75,7 +75,7 @@ def read_prompt_lines(path: Path) -> list[str]:
 
 def sample_folder(run_or_dir: Path) -> tuple[Path, Path | None]:
     """(folder holding the images, run folder or None)."""
-    from bespoke.runs import RunPaths, is_run_dir
+    from bespoke.run.paths import RunPaths, is_run_dir
 
     root = Path(run_or_dir)
     if is_run_dir(root):
@@ -104,7 +104,7 @@ def find_samples(run_or_dir) -> list[SampleInfo]:
         raise ProcessError(f"{where}: no sample images (.png/.jpg/.webp){others}")
     prompts: list[str] = []
     if run is not None:
-        from bespoke.runs import RunPaths
+        from bespoke.run.paths import RunPaths
 
         prompts_txt = RunPaths(run).prompts_txt
         if prompts_txt.is_file():

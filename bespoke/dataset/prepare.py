@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bespoke.captions import (
+from bespoke.dataset.captions import (
     Caption,
     CaptionProblem,
     caption_stats,
@@ -38,7 +38,7 @@ from bespoke.captions import (
 )
 from bespoke.errors import DatasetError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
-from bespoke.layout import GRID, RESOLUTIONS, Layout, layout_for
+from bespoke.dataset.layout import GRID, RESOLUTIONS, Layout, layout_for
 
 PREPARE_VERSION = 1  # bump when the produced bytes change: it is part of the cache key
 SCHEMA_VERSION = 1
@@ -554,7 +554,7 @@ def prepare_dataset(source: Path, resolution: int, *, cache_dir: Path, layout: s
     The result lives in `<cache_dir>/prepared/<hash16>/`: `<name>.png` (R x R RGB) + `<name>.txt` +
     `prepare.json`. The same inputs and options return the finished folder without decoding anything.
     """
-    from bespoke.runs import now_iso
+    from bespoke.run.paths import now_iso
 
     started = time.perf_counter()
     source = Path(source).expanduser().resolve()

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from bespoke import palette as pal
-from bespoke.gridfind import Grid
-from bespoke.layout import GRID
+from bespoke.pixels import palette as pal
+from bespoke.pixels.grid import Grid
+from bespoke.dataset.layout import GRID
 
 PIL_METHODS = {"nearest": Image.NEAREST, "box": Image.BOX, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS}
 GRID_METHODS = ("grid", "grid-palette")

@@ -1,0 +1,1 @@
+"""Source punks -> training images: validation, captions, cell layout, synthetic punks."""

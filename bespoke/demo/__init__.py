@@ -1,0 +1,1 @@
+"""The no-GPU demo: synthetic data, the training simulator, degradations."""

@@ -1,0 +1,1 @@
+"""Pixel art from samples: grid finding, cell colours, palette, downscale methods, metrics. Knows nothing of runs."""

@@ -1,0 +1,1 @@
+"""Run folders: manifest, paths and argument resolution, planning, lock, the process runner, train, sweep."""
