@@ -48,7 +48,8 @@ def union_palette(punks: list[np.ndarray]) -> np.ndarray:
 
 def real_punks(folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """The user's punks as `bespoke prepare` sees them (alpha policy applied) and their union palette."""
-    from bespoke.dataset.prepare import composite, scan_sources, source_colours
+    from bespoke.dataset.prepare import composite, source_colours
+    from bespoke.dataset.sources import scan_sources
 
     punks, packed = [], set()
     for image in scan_sources(folder):

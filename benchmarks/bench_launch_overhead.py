@@ -43,7 +43,8 @@ def main() -> None:
     from bespoke.run.plan import PlanRequest, plan_run
     from bespoke.settings import load_settings
     from bespoke.dataset.synthetic import write_dataset
-    from bespoke.run.train import train_run, trainer_facts
+    from bespoke.run.facts import trainer_facts
+    from bespoke.run.train import train_run
 
     with tempfile.TemporaryDirectory(prefix="bespoke-bench-") as tmp:
         project = Path(tmp)

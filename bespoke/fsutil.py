@@ -45,6 +45,16 @@ def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def read_json(path: Path) -> dict | None:
+    """A JSON object from `path`, or None when it is missing, unreadable or not an object (for derived files
+    bespoke can rebuild; its own records are read with their own strict loaders)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

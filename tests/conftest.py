@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
+from locations import FAKE_DIR, SHARED
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+from manifest_helpers import write_run_json
 from PIL import Image
 
 from bespoke.fsutil import atomic_write_json
-from bespoke.run.paths import RunPaths, write_manifest
+from bespoke.run.paths import RunPaths
 
 PROMPTS = [
     "pixel art, 24x24, portrait of bespoke punk lad, brown hair, bright green background",
@@ -34,7 +35,7 @@ def make_planned_run(outputs: Path, run_id: str, resolution: int = 64, prompts: 
     paths.prompts_txt.write_text("\n".join(lines) + "\n", encoding="utf-8")
     paths.training_toml.write_text(f'output_name = "{run_id}"\nmax_train_epochs = {epochs}\n'
                                    f'resolution = "{resolution},{resolution}"\n', encoding="utf-8")
-    write_manifest(run_dir, {
+    write_run_json(run_dir, **{
         "id": run_id, "status": "planned", "resolution": resolution, "preset": None, "layout": "stretch",
         "output_name": run_id, "num_epochs": epochs, "argv": ["accelerate", "launch", "train_network.py"],
         "env_overrides": {}, "sd_scripts_commit": None, "dataset": {"name": "synthetic"},
@@ -49,9 +50,9 @@ _SAMPLE = re.compile(
 
 def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = None) -> dict:
     """Write report.json of the real schema from the samples on disk (NEAREST candidates); returns it."""
+    from bespoke.demo.simulator import read_prompt_file
     from bespoke.pixels.metrics import colors_nearest, is_clean, nearest24, top10_coverage, unique_colors
     from bespoke.review.build import sample_files
-    from bespoke.demo.simulator import read_prompt_file
 
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)

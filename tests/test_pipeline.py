@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from click.testing import CliRunner
+from locations import FAKE_DIR
 from PIL import Image
 
 from bespoke.cli import main
-
-FAKE_DIR = Path(__file__).resolve().parent / "fakes" / "sd_scripts"
 
 
 def test_train_process_review_runs(isolated_project, monkeypatch):

@@ -3,23 +3,26 @@ evaluation on any run, and a comparison with the recorded figures."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
+from bespoke.cli.common import get_settings, run_argument
+from bespoke.cli.plan import plan
 
-@click.group("baseline")
-def baseline_group():
+
+@click.group()
+def baseline():
     """The 512 px epoch-8 baseline (216.6 mean colours): plan it, evaluate a run with its protocol, compare."""
 
 
-@baseline_group.command("plan")
+@baseline.command("plan")
 @click.option("--dataset", help="Source punks folder (default: <datasets_dir>/bespoke_punks).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.pass_context
-def plan_cmd(ctx, dataset, overrides, as_json):
+def baseline_plan(ctx, dataset, overrides, as_json):
     """The baseline run, ready to train: the same as `bespoke plan -r 512 --preset baseline-512`."""
-    from bespoke.cli.plan import plan_cmd as plan
-
     ctx.invoke(plan, resolution=512, preset="baseline-512", dataset=dataset, overrides=overrides, prompts=None,
                layout=None, background=None, trigger=None, as_json=as_json)
 
@@ -81,7 +84,7 @@ def render_compare(rows: list[dict], evaluation: dict, console) -> None:
         console.print(f"note: {escape(line)}")
 
 
-@baseline_group.command("evaluate")
+@baseline.command("evaluate")
 @click.argument("run")
 @click.option("--seeds-per-prompt", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Fixed seeds per prompt and epoch (with --via generate).")
@@ -93,15 +96,11 @@ def render_compare(rows: list[dict], evaluation: dict, console) -> None:
 @click.pass_context
 def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):
     """The 7-prompt baseline protocol on every epoch of RUN; writes RUN/report/baseline_eval.json."""
-    import json
-
-    from bespoke.review.baseline import evaluate_run
-    from bespoke.cli import get_settings
-    from bespoke.cli.inspect import resolve_run_arg
     from bespoke.console import console
+    from bespoke.review.baseline import evaluate_run
 
     settings = get_settings(ctx)
-    run_dir = resolve_run_arg(run, settings)
+    run_dir = run_argument(ctx, run)
     result = evaluate_run(settings, run_dir, seeds_per_prompt=seeds_per_prompt, via=via, force=force,
                           quiet=quiet or as_json)
     if as_json:
@@ -111,21 +110,17 @@ def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):
     console.print(f"written: {run_dir / 'report' / 'baseline_eval.json'}")
 
 
-@baseline_group.command("compare")
+@baseline.command("compare")
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
 @click.pass_context
 def compare_cmd(ctx, run, as_json):
     """RUN vs the recorded baseline, epoch by epoch (evaluates RUN's training samples first if needed)."""
-    import json
-
-    from bespoke.review.baseline import compare
-    from bespoke.cli import get_settings
-    from bespoke.cli.inspect import resolve_run_arg
     from bespoke.console import console
+    from bespoke.review.baseline import compare
 
     settings = get_settings(ctx)
-    run_dir = resolve_run_arg(run, settings)
+    run_dir = run_argument(ctx, run)
     result = compare(run_dir, settings)
     evaluation, rows = result["evaluation"], result["rows"]
     if as_json:
@@ -136,7 +131,3 @@ def compare_cmd(ctx, run, as_json):
     if result["evaluated_now"]:
         console.print("no baseline_eval.json yet: evaluated the run's training samples first")
     render_compare(rows, evaluation, console)
-
-
-def register(main) -> None:
-    main.add_command(baseline_group)

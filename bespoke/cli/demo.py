@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import webbrowser
+
 import click
 
+from bespoke.cli.common import get_settings
+from bespoke.cli.review import epoch_table
 
-@click.command("demo")
+
+@click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str),
               help="Demo folder (default: ./bespoke_demo). Re-running reuses what is there.")
 @click.option("--epochs", type=click.IntRange(1, 100), help="Epochs per run (default 10; 4 with --quick).")
@@ -22,15 +28,11 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
     (validated as for training; the launch commands are printed but never run), makes per-epoch samples
     with a SIMULATOR instead of training, processes them into 24 px candidates and builds the review.
     """
-    import time
-    import webbrowser
-
     from rich.markup import escape
 
-    from bespoke.cli import get_settings
     from bespoke.console import console
     from bespoke.demo.demo import run_demo
-    from bespoke.review.build import best_rules, epoch_table
+    from bespoke.review.build import best_rules
 
     settings = get_settings(ctx)
     console.print("[bold]bespoke demo[/] — [bold white on red] SIMULATED TRAINING [/] the configs and commands are "
@@ -56,7 +58,3 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
     console.print(f"[bold]report:[/] {escape(str(result.html))}", soft_wrap=True)
     if open_browser:
         webbrowser.open(result.html.resolve().as_uri())
-
-
-def register(main):
-    main.add_command(demo)

@@ -1,31 +1,15 @@
-"""`bespoke inspect PATH`: a LoRA's settings read back from its safetensors metadata (no torch).
-`bespoke generate RUN`: images from a run's checkpoint through sd-scripts gen_img.py, then `process`."""
+"""`bespoke inspect PATH`: a LoRA's settings read back from its safetensors metadata (no torch)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import click
 
-
-def resolve_run_arg(arg: str, settings):
-    """A run folder from a path or a run id under outputs_dir."""
-    from pathlib import Path
-
-    from bespoke.errors import RunError, did_you_mean
-    from bespoke.run.paths import is_run_dir, list_run_dirs
-
-    path = Path(arg).expanduser()
-    if path.is_dir() and is_run_dir(path):
-        return path.resolve()
-    candidate = settings.outputs_dir / arg
-    if candidate.is_dir() and is_run_dir(candidate):
-        return candidate.resolve()
-    if path.is_dir():
-        raise RunError(f"{path}: not a bespoke run folder (no run.json); see `bespoke runs`")
-    known = [p.name for p in list_run_dirs(settings.outputs_dir)]
-    raise RunError(f"{arg}: no such run folder nor a run id in {settings.outputs_dir}"
-                   f"{did_you_mean(arg, known)}; see `bespoke runs`")
+from bespoke.cli.common import get_settings
+from bespoke.run.paths import find_run
 
 
 def _fmt_size(size: int) -> str:
@@ -138,22 +122,23 @@ def render_folder(result: dict, console) -> None:
     console.print(table)
 
 
-@click.command("inspect")
-@click.argument("path", type=click.Path(path_type=str))
+@click.command()
+@click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_context
-def inspect_cmd(ctx, path, as_json):
+def inspect(ctx, path, as_json):
     """A LoRA's settings read back from its safetensors metadata (no torch).
 
-    PATH is a .safetensors file (full summary) or a run folder / folder of checkpoints (one line per
-    checkpoint). Inside a run, each checkpoint is checked against the run's training config.
+    PATH is a .safetensors file (full summary), a run (folder, run id or unique id prefix) or a folder of
+    checkpoints (one line per checkpoint). Inside a run, each checkpoint is checked against the run's config.
     """
-    import json
-
     from bespoke.console import console
-    from bespoke.kohya.metadata import inspect_path
+    from bespoke.run.inspect import inspect_path
 
-    result = inspect_path(path)
+    target = Path(path).expanduser()
+    if not target.exists():
+        target = find_run(path, get_settings(ctx).outputs_dir) or target
+    result = inspect_path(target)
     if as_json:
         click.echo(json.dumps(_to_json(result), indent=2, ensure_ascii=False))
     elif result["kind"] == "file":
@@ -163,55 +148,3 @@ def inspect_cmd(ctx, path, as_json):
     bad = [e for e in ([result] if result["kind"] == "file" else result["checkpoints"]) if e.get("mismatches")]
     if bad and not as_json:
         console.print(f"[yellow]{len(bad)} checkpoint(s) disagree with the run's config[/yellow]")
-
-
-@click.command("generate")
-@click.argument("run")
-@click.option("--epoch", type=int, help="Checkpoint epoch (default: the last one on disk).")
-@click.option("--prompts", "prompts_file", type=click.Path(path_type=str),
-              help="sd-scripts prompt file (.txt/.toml/.json); default: the 7 baseline prompts.")
-@click.option("--seeds", default="1-4", show_default=True, help="Fixed seeds for every prompt: 1-8, 1,2,5, or mixed.")
-@click.option("--mul", type=float, default=1.0, show_default=True, help="LoRA multiplier (--network_mul).")
-@click.option("--steps", type=click.IntRange(1, 1000), help="Sampling steps for every prompt (default: per prompt).")
-@click.option("--scale", type=float, help="CFG scale for every prompt (default: per prompt).")
-@click.option("--sampler", help="gen_img.py sampler (default: the run's sample_sampler).")
-@click.option("--force", is_flag=True, help="Move an existing, different generation aside and generate again.")
-@click.option("--no-process", is_flag=True, help="Only generate; do not run `process` on the images.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
-@click.option("--json", "as_json", is_flag=True, help="Print generate.json (+ process summary) on stdout.")
-@click.pass_context
-def generate_cmd(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, force, no_process, quiet, as_json):
-    """Images from RUN's LoRA checkpoint via sd-scripts gen_img.py, named <prompt>_s<seed>.png in
-    RUN/generated/e<epoch>/ with generate.json beside them, then `process` on that folder."""
-    import json
-    from pathlib import Path
-
-    from rich.markup import escape
-
-    from bespoke.cli import get_settings
-    from bespoke.console import console
-    from bespoke.run.generate import GenerateRequest, generate, parse_seeds
-
-    settings = get_settings(ctx)
-    run_dir = resolve_run_arg(run, settings)
-    request = GenerateRequest(epoch=epoch, prompts_file=Path(prompts_file) if prompts_file else None,
-                              seeds=parse_seeds(seeds), mul=mul, steps=steps, scale=scale, sampler=sampler,
-                              force=force, process=not no_process)
-    result = generate(settings, run_dir, request, quiet=quiet or as_json)
-    if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
-        return
-    console.print(f"epoch {result['epoch']}: {len(result['images'])} images "
-                  f"({len(result['prompts'])} prompts x {len(result['seeds'])} seeds) in {escape(result['outdir'])}"
-                  + (" (reused)" if result.get("reused") else ""))
-    report = result.get("report")
-    if report:
-        for row in report["epochs"]:
-            console.print(f"  processed {row['samples']} images: colors_nearest mean "
-                          f"{row['colors_nearest_mean']:.1f}, clean {row['clean_pct']:.0f} %; "
-                          f"report {escape(report['report'])}")
-
-
-def register(main) -> None:
-    main.add_command(inspect_cmd)
-    main.add_command(generate_cmd)

@@ -1,9 +1,14 @@
-"""`bespoke plan -r R [--preset P]`: write and validate a run folder's configs, print the launch command.
-`bespoke presets`: the presets in kohya_configs/ with what they are for."""
+"""`bespoke plan -r R [--preset P]`: write and validate a run folder's configs, print the launch command."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
+
 import click
+
+from bespoke.cli.common import dataset_argument, get_settings
 
 KEY_SETTINGS = (
     ("network", lambda t, d: f"{t.get('network_module')} dim {t.get('network_dim')} / alpha {t.get('network_alpha')}"),
@@ -25,42 +30,20 @@ KEY_SETTINGS = (
 )
 
 
-def _dataset_path(dataset: str | None, settings):
-    from pathlib import Path
-
-    from bespoke.errors import DatasetError
-
-    if dataset is None:
-        default = settings.datasets_dir / "bespoke_punks"
-        if not default.is_dir():
-            raise DatasetError(f"no --dataset given and the default {default} does not exist; "
-                               f"pass --dataset PATH (a folder of 24x24 PNGs + .txt captions)")
-        return default
-    path = Path(dataset).expanduser()
-    if not path.exists() and len(path.parts) == 1 and (settings.datasets_dir / dataset).is_dir():
-        return settings.datasets_dir / dataset
-    return path
-
-
-def _modified(plan) -> list[str]:
-    from bespoke.run.plan import modified_configs
-
-    return modified_configs(plan)
-
-
 def plan_summary(plan) -> dict:
     """The JSON form of a RunPlan (what `plan --json` prints)."""
-    import shlex
+    from bespoke.run.plan import modified_configs
 
     return {
         "run_id": plan.run_id,
         "run_dir": str(plan.paths.root),
         "created": plan.created,
-        "modified_configs": [] if plan.created else _modified(plan),
-        "status": plan.manifest.get("status"),
+        "modified_configs": [] if plan.created else modified_configs(plan.paths, plan.manifest),
+        "status": plan.manifest.status,
         "training_toml": str(plan.paths.training_toml),
         "dataset_toml": str(plan.paths.dataset_toml),
         "prompts_txt": str(plan.paths.prompts_txt),
+        "cwd": str(plan.paths.root),
         "argv": plan.argv,
         "command": shlex.join(plan.argv),
         "env_overrides": plan.env_overrides,
@@ -72,18 +55,17 @@ def plan_summary(plan) -> dict:
 
 def render_plan(plan, console, sd_scripts=None) -> None:
     """Human summary of a plan on the console (stderr)."""
-    import shlex
-
     from rich.markup import escape
     from rich.table import Table
+
+    from bespoke.kohya.launch import format_command
+    from bespoke.run.plan import modified_configs
 
     state = "[green]new run folder[/green]" if plan.created else "[yellow]existing run folder (unchanged)[/yellow]"
     console.print(f"{state}: [bold]{escape(str(plan.paths.root))}[/bold]")
     if not plan.created:
-        from bespoke.run.plan import modified_configs
-
-        console.print(f"  status {plan.manifest.get('status')}; the same config always finds this folder")
-        changed = modified_configs(plan)
+        console.print(f"  status {plan.manifest.status}; the same config always finds this folder")
+        changed = modified_configs(plan.paths, plan.manifest)
         if changed:
             console.print(f"[yellow]warning:[/yellow] {', '.join(changed)} changed since planning (edited by hand?); "
                           f"the trainer reads the files as they are now — check them with `bespoke check`")
@@ -100,15 +82,15 @@ def render_plan(plan, console, sd_scripts=None) -> None:
     sizes = sorted({(p.width, p.height) for p in plan.prompts}, key=str)
     table.add_row("samples", f"{len(plan.prompts)} prompts at " + ", ".join(f"{w}x{h}" for w, h in sizes))
     console.print(table)
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env_overrides.items()))
-    console.print("launch command:")
-    console.print(escape(f"{env} {shlex.join(plan.argv)}".strip()), soft_wrap=True, highlight=False)
+    console.print("launch command: (it starts in the run folder; the configs' paths are relative to it)")
+    console.print(escape(format_command(plan.argv, plan.env_overrides, cwd=plan.paths.root)), soft_wrap=True,
+                  highlight=False)
     if sd_scripts is None:
         console.print("[yellow]note:[/yellow] no sd-scripts checkout configured (the command assumes ./sd-scripts); "
                       "set --sd-scripts, BESPOKE_SD_SCRIPTS or sd_scripts in bespoke.toml before `bespoke train`")
 
 
-@click.command("plan")
+@click.command()
 @click.option("-r", "--resolution", type=int, required=True, help="Training resolution: 512, 256, 128 or 64.")
 @click.option("--preset", help="Named preset in kohya_configs/ (e.g. baseline-512); see `bespoke presets`.")
 @click.option("--dataset", help="Source punks folder (default: <datasets_dir>/bespoke_punks).")
@@ -120,20 +102,16 @@ def render_plan(plan, console, sd_scripts=None) -> None:
 @click.option("--trigger", help="Trigger phrase prepended to every caption (passed to prepare).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.pass_context
-def plan_cmd(ctx, resolution, preset, dataset, overrides, prompts, layout, background, trigger, as_json):
+def plan(ctx, resolution, preset, dataset, overrides, prompts, layout, background, trigger, as_json):
     """Write outputs/<run-id>/ with validated training.toml, dataset.toml, prompts.txt and run.json
     (status planned), and print the exact launch command. Nothing is trained."""
-    import json
-    from pathlib import Path
-
-    from bespoke.cli import get_settings
     from bespoke.console import console
     from bespoke.run.plan import PlanRequest, plan_run
 
     settings = get_settings(ctx)
     request = PlanRequest(
         resolution=resolution,
-        dataset=_dataset_path(dataset, settings),
+        dataset=dataset_argument(ctx, dataset),
         preset=preset,
         overrides=tuple(overrides),
         prompts=Path(prompts) if prompts else None,
@@ -141,66 +119,8 @@ def plan_cmd(ctx, resolution, preset, dataset, overrides, prompts, layout, backg
         background=background,
         trigger=trigger,
     )
-    plan = plan_run(settings, request)
+    planned = plan_run(settings, request)
     if as_json:
-        click.echo(json.dumps(plan_summary(plan), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(plan_summary(planned), indent=2, ensure_ascii=False))
     else:
-        render_plan(plan, console, settings.sd_scripts)
-
-
-@click.command("presets")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
-def presets_cmd(as_json):
-    """List the presets in kohya_configs/ (base, per resolution, named) with their descriptions."""
-    import json
-
-    from rich.markup import escape
-    from rich.table import Table
-
-    from bespoke.console import console
-    from bespoke.kohya.presets import list_presets, presets_folder
-
-    rows = list_presets()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    table = Table(title=f"presets in {presets_folder()}", title_justify="left")
-    table.add_column("name", style="bold")
-    table.add_column("role")
-    table.add_column("description")
-    for row in rows:
-        table.add_row(row["name"], row["role"], escape(row["description"]))
-    console.print(table)
-    console.print("layers: base <- res-R <- --preset NAME <- --set key=value")
-
-
-@click.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
-def check_cmd(files):
-    """Validate sd-scripts files you edited by hand (training TOML, dataset TOML, sample prompts) the way
-    `plan` validates its own: every key, type and choice, with "did you mean"."""
-    from pathlib import Path
-
-    from rich.markup import escape
-
-    from bespoke.console import console
-    from bespoke.errors import BespokeError, ConfigError
-    from bespoke.kohya.config import check_file
-
-    failed = []
-    for name in files:
-        try:
-            kind, summary = check_file(Path(name))
-        except BespokeError as error:
-            failed.append(name)
-            console.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
-            continue
-        console.print(f"[green]ok[/green]    {escape(name)}: {kind}, {summary}", soft_wrap=True)
-    if failed:
-        raise ConfigError(f"{len(failed)} of {len(files)} file(s) failed the check")
-
-
-def register(main) -> None:
-    main.add_command(plan_cmd)
-    main.add_command(presets_cmd)
-    main.add_command(check_cmd)
+        render_plan(planned, console, settings.sd_scripts)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import click
+
+from bespoke.cli.common import dataset_argument, get_settings
 
 
 def _parse_resolutions(values: tuple[str, ...]) -> list[int]:
@@ -20,25 +24,6 @@ def _parse_resolutions(values: tuple[str, ...]) -> list[int]:
             if number not in out:
                 out.append(number)
     return out or [512]
-
-
-def resolve_dataset(dataset: str, datasets_dir):
-    """DATASET is a path, or a bare name looked up under settings.datasets_dir."""
-    from pathlib import Path
-
-    from bespoke.errors import DatasetError, did_you_mean
-
-    path = Path(dataset).expanduser()
-    if path.exists() or path.is_absolute() or len(path.parts) > 1:
-        return path
-    candidate = Path(datasets_dir) / dataset
-    if candidate.exists():
-        return candidate
-    known = sorted(p.name for p in Path(datasets_dir).iterdir() if p.is_dir()) if Path(datasets_dir).is_dir() else []
-    listing = f"; datasets there: {', '.join(known)}" if known else ""
-    raise DatasetError(
-        f"{dataset}: no such folder here or in {datasets_dir}{did_you_mean(dataset, known)}{listing}"
-    )
 
 
 def _summary(prepared) -> dict:
@@ -112,16 +97,13 @@ def _render(prepared_list, console) -> None:
 @click.pass_context
 def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, quiet):
     """Validate DATASET (a folder or a name under datasets/) and cache its training images at R px."""
-    import json
-
-    from bespoke.cli import get_settings
     from bespoke.console import console
     from bespoke.dataset.prepare import prepare_dataset
     from bespoke.errors import DatasetError
 
     settings = get_settings(ctx)
     sizes = _parse_resolutions(resolutions)
-    source = resolve_dataset(dataset, settings.datasets_dir)
+    source = dataset_argument(ctx, dataset)
     done = []
     for size in sizes:
         try:
@@ -137,7 +119,3 @@ def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, qui
         click.echo(json.dumps({"source": str(done[0].source), "prepared": [_summary(p) for p in done]}, indent=2))
     elif not quiet:
         _render(done, console)
-
-
-def register(main) -> None:
-    main.add_command(prepare)

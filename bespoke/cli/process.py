@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
+
+from bespoke.cli.common import run_argument
+from bespoke.errors import UsageError
 
 
 def render_table(report: dict) -> None:
@@ -10,7 +16,7 @@ def render_table(report: dict) -> None:
     from rich.table import Table
 
     from bespoke.console import console
-    from bespoke.review.process import best_method
+    from bespoke.review.selection import best_method
 
     best = report.get("best") or {}
     method = best.get("method") or best_method(report["samples"], report["methods"])
@@ -40,8 +46,8 @@ def render_table(report: dict) -> None:
         console.print(f"[yellow]skipped[/] {error['file']}: {error['error']}")
 
 
-@click.command("process")
-@click.argument("run_or_dir", type=click.Path(path_type=str))
+@click.command()
+@click.argument("run_or_dir")
 @click.option("--methods", default=None, help="Comma list of nearest,box,bilinear,lanczos,grid,grid-palette "
               "(default: all but grid-palette, which is added when --palette is given).")
 @click.option("--palette", default=None, help="dataset (the run's training palette), k:<N>, or a folder of 24 px PNGs.")
@@ -51,19 +57,19 @@ def render_table(report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
-def process_cmd(run_or_dir, methods, palette, merge, workers, force, as_json, quiet):
-    """24 px candidates per sample and method, report.json + report.csv, per-epoch table."""
-    import json
-    from pathlib import Path
+@click.pass_context
+def process(ctx, run_or_dir, methods, palette, merge, workers, force, as_json, quiet):
+    """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
+    RUN_OR_DIR is a run (folder, run id or unique id prefix) or any folder of sample images."""
     from bespoke.console import console
-    from bespoke.review.process import DEFAULT_METHODS, output_dirs, process_path
+    from bespoke.review.process import DEFAULT_METHODS, process_path
+    from bespoke.review.report import output_dirs
 
     if workers is not None and workers < 1:
-        from bespoke.errors import UsageError
-
         raise UsageError(f"--workers {workers}: must be 1 or more")
-    path = Path(run_or_dir)
+    folder = Path(run_or_dir).expanduser()
+    path = folder if folder.is_dir() else run_argument(ctx, run_or_dir)
     report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, merge_threshold=merge,
                           workers=workers, progress=not quiet and not as_json, force=force)
     if as_json:
@@ -74,7 +80,3 @@ def process_cmd(run_or_dir, methods, palette, merge, workers, force, as_json, qu
         done = "up to date, nothing rewritten (--force to redo)" if report.get("reused") else "processed"
         console.print(f"{len(report['samples'])} samples {done}, {len(report['errors'])} skipped; "
                       f"report: {output_dirs(path)[1] / 'report.json'}")
-
-
-def register(main) -> None:
-    main.add_command(process_cmd)

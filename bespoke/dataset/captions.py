@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 CLIP_WINDOW = 75
 MAX_TOKEN_LENGTH = 225
@@ -40,14 +41,17 @@ class Caption:
 
     @property
     def chars(self) -> int:
+        """Characters of the trained text."""
         return len(self.text)
 
     @property
     def tags(self) -> int:
+        """Comma-separated tags of the trained text."""
         return count_tags(self.text)
 
     @property
     def tokens(self) -> int:
+        """Approximate CLIP tokens of the trained text."""
         return approx_clip_tokens(self.text)
 
 
@@ -109,13 +113,13 @@ def parse_caption(raw: bytes, trigger: str | None = None) -> Caption:
     return Caption(raw=out, text=first, extra_lines=extra, has_bom=has_bom, trigger_added=added)
 
 
-def _spread(values: list[int]) -> dict:
+def _spread(values: list[int]) -> dict[str, Any]:
     if not values:
         return {"min": 0, "mean": 0.0, "max": 0}
     return {"min": min(values), "mean": round(statistics.fmean(values), 1), "max": max(values)}
 
 
-def caption_stats(captions: list[Caption]) -> dict:
+def caption_stats(captions: list[Caption]) -> dict[str, Any]:
     """Count, min/mean/max of characters, tags and approximate CLIP tokens, and how many are long."""
     tokens = [c.tokens for c in captions]
     return {
@@ -131,7 +135,7 @@ def caption_stats(captions: list[Caption]) -> dict:
     }
 
 
-def caption_warnings(stats: dict, names_multi_line: list[str], names_bom: list[str]) -> list[str]:
+def caption_warnings(stats: dict[str, Any], names_multi_line: list[str], names_bom: list[str]) -> list[str]:
     """Human warnings derived from the stats (long captions hurt in the user's notes)."""
     warnings = []
     count = stats["count"] or 1

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
+
+from PIL import Image
 
 from bespoke.errors import UsageError
 
@@ -28,19 +31,23 @@ class Layout:
 
     @property
     def cell_sizes(self) -> tuple[int, ...]:
+        """Width in px of every cell, in order."""
         return tuple(b - a for a, b in zip(self.edges, self.edges[1:], strict=False))
 
     @property
     def offset(self) -> int:
+        """The margin in px before the first cell (0 for stretch)."""
         return self.edges[0]
 
     def describe(self) -> str:
+        """One line for people, e.g. 'pad: 24->512 px, cells of 21 px, margin 4 px'."""
         sizes = sorted(set(self.cell_sizes))
         cells = "/".join(str(s) for s in sizes)
         margin = f", margin {self.offset} px" if self.offset else ""
         return f"{self.name}: {self.grid}->{self.resolution} px, cells of {cells} px{margin}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """The layout as JSON (the `layout` of prepare.json), with the distinct cell sizes."""
         data = asdict(self)
         data["edges"] = list(self.edges)
         data["cell_sizes"] = sorted(set(self.cell_sizes))
@@ -50,10 +57,8 @@ class Layout:
 @lru_cache(maxsize=64)
 def _stretch_edges(resolution: int, grid: int) -> tuple[int, ...]:
     # Ask Pillow itself which source column every output column takes: exact by construction.
-    from PIL import Image
-
     row = Image.frombytes("L", (grid, 1), bytes(range(grid)))
-    columns = list(row.resize((resolution, 1), Image.NEAREST).tobytes())
+    columns = list(row.resize((resolution, 1), Image.Resampling.NEAREST).tobytes())
     edges = [0] + [x for x in range(1, resolution) if columns[x] != columns[x - 1]] + [resolution]
     return tuple(edges)
 

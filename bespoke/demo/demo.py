@@ -8,14 +8,22 @@ terminal, run.json and the report) -> process -> one review of the sweep. Re-run
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bespoke.errors import RunError, UsageError
 from bespoke.dataset.layout import RESOLUTIONS
+from bespoke.dataset.synthetic import make_punk, write_dataset
+from bespoke.demo.simulator import simulate_run
+from bespoke.errors import RunError, UsageError
+from bespoke.fsutil import atomic_write_text
+from bespoke.kohya.launch import format_command
+from bespoke.review.build import needs_processing, review_runs, sample_files
+from bespoke.review.process import process_run
+from bespoke.run.manifest import load_manifest
+from bespoke.run.plan import PlanRequest, plan_run
+from bespoke.settings import Settings
 
 DEFAULT_OUT = "bespoke_demo"
 DATASET_NAME = "synthetic_punks"
@@ -56,8 +64,6 @@ class DemoResult:
 def demo_prompts(count: int, seed: int) -> str:
     """A prompt file of `count` prompts: the captions of the dataset's own punks, each with that punk's seed
     (so the simulator draws the punk the prompt describes). No --w/--h: the preset's sample size applies."""
-    from bespoke.dataset.synthetic import make_punk
-
     lines = [f"# bespoke demo prompts: captions of the synthetic dataset (seed {seed}), fixed seeds", ""]
     for index in range(count):
         punk_seed = seed * 10_000 + index  # the seed write_dataset gives punk `index`
@@ -69,8 +75,6 @@ def demo_prompts(count: int, seed: int) -> str:
 
 def _ensure_dataset(folder: Path, seed: int) -> bool:
     """Write the synthetic dataset unless the folder already has images (never overwrite); True if written."""
-    from bespoke.dataset.synthetic import write_dataset
-
     if folder.is_dir() and any(folder.glob("*.png")):
         return False
     write_dataset(folder, count=DATASET_SIZE, seed=seed)
@@ -78,8 +82,6 @@ def _ensure_dataset(folder: Path, seed: int) -> bool:
 
 
 def _ensure_prompts(path: Path, text: str) -> None:
-    from bespoke.fsutil import atomic_write_text
-
     if path.exists():
         if path.read_text(encoding="utf-8") != text:
             raise RunError(f"{path}: exists with other content; bespoke demo never overwrites it "
@@ -89,16 +91,11 @@ def _ensure_prompts(path: Path, text: str) -> None:
 
 
 def run_demo(
-    settings, out: Path | str | None = None, *, epochs: int | None = None, prompts: int | None = None,
+    settings: Settings, out: Path | str | None = None, *, epochs: int | None = None, prompts: int | None = None,
     quick: bool = False, resolutions: tuple[int, ...] = RESOLUTIONS, seed: int = 0, progress: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the demo into `out` (default ./bespoke_demo) and return where the review is."""
-    from bespoke.run.plan import PlanRequest, plan_run
-    from bespoke.review.build import needs_processing, process_run, review_runs, sample_files
-    from bespoke.run.paths import read_manifest
-    from bespoke.demo.simulator import simulate_run
-
     say = echo or (lambda _msg: None)
     epochs = int(epochs if epochs is not None else (4 if quick else 10))
     prompts = int(prompts if prompts is not None else (4 if quick else 8))
@@ -130,27 +127,28 @@ def run_demo(
     for resolution in resolutions:
         request = PlanRequest(resolution=resolution, dataset=dataset, overrides=(f"max_train_epochs={epochs}",),
                               prompts=prompts_file)
-        plan = plan_run(demo_settings, request, extra_manifest={"demo": True}, progress=progress)
+        plan = plan_run(demo_settings, request, demo=True, progress=progress)
         runs.append(DemoRun(resolution, plan.paths.root, plan.run_id, list(plan.argv), plan.created))
-        say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {shlex.join(plan.argv)}")
+        command = format_command(plan.argv, plan.env_overrides, cwd=plan.paths.root)
+        say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {command}")
     timings["plan"] = time.perf_counter() - started
 
     started = time.perf_counter()
     for run in runs:
-        manifest = read_manifest(run.run_dir)
-        if manifest.get("status") == "planned" and not sample_files(run.run_dir):
+        manifest = load_manifest(run.run_dir)
+        if manifest.status == "planned" and not sample_files(run.run_dir):
             simulate_run(run.run_dir, seed=seed, progress=progress)
             run.simulated_now = True
             say(f"SIMULATED samples for {run.run_id} (no model trained)")
-        elif manifest.get("simulated") and manifest.get("status") != "finished":
+        elif manifest.simulated and manifest.status != "finished":
             raise RunError(f"{run.run_dir}: an earlier demo stopped while simulating (status "
-                           f"{manifest.get('status')!r}); move that folder away and run the demo again")
+                           f"{manifest.status!r}); move that folder away and run the demo again")
     timings["simulate"] = time.perf_counter() - started
 
     started = time.perf_counter()
     for run in runs:
         if needs_processing(run.run_dir):
-            process_run(run.run_dir, palette="dataset", methods=DEMO_METHODS, progress=progress)
+            process_run(run.run_dir, methods=DEMO_METHODS, progress=progress)
             run.processed_now = True
     timings["process"] = time.perf_counter() - started
 

@@ -20,13 +20,18 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+from rich.progress import Progress
 
+from bespoke.clock import now_iso
+from bespoke.console import console
+from bespoke.dataset.layout import GRID, layout_for
+from bespoke.dataset.synthetic import Punk, make_punk
 from bespoke.demo.degrade import jpeg
 from bespoke.errors import ConfigError, RunError
 from bespoke.fsutil import atomic_write_bytes
-from bespoke.dataset.layout import GRID, layout_for
-from bespoke.run.paths import RunPaths, now_iso, read_manifest, update_manifest
-from bespoke.dataset.synthetic import make_punk
+from bespoke.kohya.prompts import SamplePrompt, parse_prompt_file
+from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
+from bespoke.run.paths import RunPaths, read_training
 
 SIMULATOR_VERSION = 1
 NOTE = "samples are synthetic images made by bespoke.simulator from generated punks; no model was trained"
@@ -57,8 +62,6 @@ class SimulationResult:
 
 def read_prompt_file(path: Path) -> list[SimPrompt]:
     """The prompts of a run's prompt file (bespoke.prompts parses it), with sd-scripts' default size."""
-    from bespoke.kohya.prompts import parse_prompt_file
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no prompt file; plan the run first (`bespoke plan`)")
@@ -184,55 +187,19 @@ def _loss_history(seed: int, epochs: int, steps_per_epoch: int) -> list[dict]:
     return history
 
 
-def _training_value(run_paths: RunPaths, key: str, default=None):
-    import toml
-
-    if not run_paths.training_toml.is_file():
-        return default
-    try:
-        data = toml.loads(run_paths.training_toml.read_text(encoding="utf-8"))
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{run_paths.training_toml}: unreadable ({exc}); re-plan the run") from exc
-    from bespoke.kohya.config import flatten_training
-
-    return flatten_training(data).get(key, default)
-
-
-def simulate_run(
-    run_dir: Path, prompts=None, *, seed: int = 0, epochs: int | None = None, progress: bool = True,
-) -> SimulationResult:
-    """Write simulated per-epoch samples into `<run>/model/sample/` of a planned run and mark it finished
-    and `simulated: true` in run.json. Refuses a run that already has samples or is a real run."""
-    run_dir = Path(run_dir)
-    paths = RunPaths(run_dir)
-    manifest = read_manifest(run_dir)
+def _check_fillable(paths: RunPaths, manifest: RunManifest) -> None:
     existing = sorted(paths.sample_dir.glob("*.png")) if paths.sample_dir.is_dir() else []
     if existing:
         raise RunError(f"{paths.sample_dir}: already holds {len(existing)} samples; the simulator never overwrites them")
-    if manifest.get("status") != "planned" and not manifest.get("simulated"):
-        raise RunError(
-            f"{paths.run_json}: status {manifest.get('status')!r}; the simulator only fills planned runs (real runs stay real)"
-        )
-    prompts = as_sim_prompts(prompts) if prompts is not None else read_prompt_file(paths.prompts_txt)
-    if not prompts:
-        raise ConfigError(f"{run_dir}: no sample prompts to simulate")
-    epochs = int(epochs or manifest.get("num_epochs") or _training_value(paths, "max_train_epochs", 10))
-    output_name = manifest.get("output_name") or _training_value(paths, "output_name") or "last"
-    at_first = bool(_training_value(paths, "sample_at_first", False))
-    layout = manifest.get("layout") or "stretch"
-    layout = layout if isinstance(layout, str) else layout.get("name", "stretch")
+    if manifest.status != "planned" and not manifest.simulated:
+        raise RunError(f"{paths.run_json}: status {manifest.status!r}; the simulator only fills planned runs "
+                       "(real runs stay real)")
 
-    # one punk per prompt: the prompt's own seed when it has one, so a prompt keeps its subject
-    punks = [make_punk((p.seed if p.seed is not None else seed * 1000 + p.index) % (2**31)) for p in prompts]
-    epoch_list = list(range(0 if at_first else 1, epochs + 1))
+
+def _jobs(paths: RunPaths, prompts: list[SimPrompt], punks: list[Punk], epoch_list: list[int], epochs: int,
+          seed: int, output_name: str, layout: str) -> list[tuple]:
+    """One render job per (epoch, prompt), named as sd-scripts names its samples."""
     started = _dt.datetime.now().replace(microsecond=0)
-    start_iso = now_iso()
-    update_manifest(run_dir, status="running", simulated=True, started_at=start_iso)
-
-    from rich.progress import Progress
-
-    from bespoke.console import console
-
     jobs = []
     for epoch in epoch_list:
         bad = _bad_prompts(seed, epoch, len(prompts))
@@ -243,31 +210,56 @@ def simulate_run(
             image_seed = (seed * 1_000_003 + epoch * 1009 + prompt.index * 31 + 7) % (2**32)
             jobs.append((path, punk.pixels, prompt.width, prompt.height, epoch, epochs, image_seed, layout,
                          prompt.index in bad))
+    return jobs
 
+
+def _render_all(jobs: list[tuple], label: str, progress: bool) -> list[Path]:
     # Pillow and numpy release the GIL in the heavy parts (blur, noise, PNG encoding): threads use both cores
     written: list[Path] = []
     workers = max(1, min(4, os.cpu_count() or 1))
     with Progress(console=console, disable=not progress or not console.is_terminal, transient=True) as bar, \
             ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task(f"simulating {run_dir.name}", total=len(jobs))
+        task = bar.add_task(f"simulating {label}", total=len(jobs))
         for path, data in pool.map(_render_job, jobs):
             atomic_write_bytes(path, data)
             written.append(path)
             bar.advance(task)
+    return written
 
-    sizes = sorted({(p.width, p.height) for p in prompts})
+
+def simulate_run(
+    run_dir: Path, prompts: list[SamplePrompt] | list[SimPrompt] | None = None, *, seed: int = 0,
+    epochs: int | None = None, progress: bool = True,
+) -> SimulationResult:
+    """Write simulated per-epoch samples into `<run>/model/sample/` of a planned run and mark it finished
+    and `simulated: true` in run.json. Refuses a run that already has samples or is a real run."""
+    run_dir = Path(run_dir)
+    paths = RunPaths(run_dir)
+    manifest = load_manifest(run_dir)
+    _check_fillable(paths, manifest)
+    sim_prompts = as_sim_prompts(prompts) if prompts is not None else read_prompt_file(paths.prompts_txt)
+    if not sim_prompts:
+        raise ConfigError(f"{run_dir}: no sample prompts to simulate")
+    training = read_training(paths) if paths.training_toml.is_file() else {}
+    epochs = int(epochs or manifest.num_epochs or training.get("max_train_epochs", 10))
+    output_name = manifest.output_name or training.get("output_name") or "last"
+    epoch_list = list(range(0 if training.get("sample_at_first") else 1, epochs + 1))
+    # one punk per prompt: the prompt's own seed when it has one, so a prompt keeps its subject
+    punks = [make_punk((p.seed if p.seed is not None else seed * 1000 + p.index) % (2**31)) for p in sim_prompts]
+    manifest.status, manifest.simulated = "running", True
+    manifest.new_attempt(argv=[], host=None)
+    save_manifest(run_dir, manifest)
+    jobs = _jobs(paths, sim_prompts, punks, epoch_list, epochs, seed, output_name, manifest.layout or "stretch")
+    written = _render_all(jobs, run_dir.name, progress)
+    sizes = sorted({(p.width, p.height) for p in sim_prompts})
     simulator = {
-        "version": SIMULATOR_VERSION,
-        "seed": seed,
-        "epochs": epochs,
-        "prompts": len(prompts),
+        "version": SIMULATOR_VERSION, "seed": seed, "epochs": epochs, "prompts": len(sim_prompts),
         "sample_sizes": [list(s) for s in sizes],
-        "quality_per_epoch": {str(e): round(quality(e, epochs), 3) for e in epoch_list},
-        "note": NOTE,
+        "quality_per_epoch": {str(e): round(quality(e, epochs), 3) for e in epoch_list}, "note": NOTE,
     }
-    update_manifest(
-        run_dir, status="finished", simulated=True, simulator=simulator, epochs_done=epochs,
-        finished_at=now_iso(),
-        loss_history=_loss_history(seed + int(manifest.get("resolution") or 0), epochs, steps_per_epoch=20), loss_history_simulated=True,
-    )
-    return SimulationResult(run_dir, written, epochs, len(prompts), sizes[0], simulator)
+    manifest.status, manifest.simulator, manifest.epochs_done = "finished", simulator, epochs
+    manifest.loss_history = _loss_history(seed + int(manifest.resolution or 0), epochs, steps_per_epoch=20)
+    assert manifest.attempt is not None
+    manifest.attempt.finished_at = now_iso()
+    save_manifest(run_dir, manifest)
+    return SimulationResult(run_dir, written, epochs, len(sim_prompts), sizes[0], simulator)

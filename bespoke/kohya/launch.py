@@ -77,7 +77,7 @@ def build_launch(spec: LaunchSpec, base_env: dict[str, str]) -> tuple[list[str],
     return argv, env, overrides
 
 
-def train_script_args(training_toml: Path, dataset_toml: Path) -> tuple[str, ...]:
+def train_script_args(training_toml: str | Path, dataset_toml: str | Path) -> tuple[str, ...]:
     """Arguments for train_network.py: the two config files, nothing else (the TOML holds the rest)."""
     return ("--config_file", str(training_toml), "--dataset_config", str(dataset_toml))
 
@@ -87,7 +87,7 @@ def pin_to_gpu(spec: LaunchSpec, gpu_id: str) -> LaunchSpec:
     return replace(spec, pinned_device=str(gpu_id), gpu_ids=(), num_processes=1)
 
 
-def with_resume(spec: LaunchSpec, state_dir: Path) -> LaunchSpec:
+def with_resume(spec: LaunchSpec, state_dir: str | Path) -> LaunchSpec:
     """Append `--resume <state dir>` after the config files (sd-scripts: the CLI overrides the TOML)."""
     return replace(spec, extra_script_args=(*spec.extra_script_args, "--resume", str(state_dir)))
 
@@ -97,7 +97,8 @@ def recordable_env(overrides: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in overrides.items() if not _SECRET.search(k)}
 
 
-def format_command(argv: list[str], env_overrides: dict[str, str] | None = None) -> str:
-    """A shell line that re-runs `argv` by hand (env overrides first, every word quoted)."""
-    prefix = [f"{k}={shlex.quote(v)}" for k, v in (env_overrides or {}).items()]
-    return " ".join([*prefix, shlex.join([str(a) for a in argv])])
+def format_command(argv: list[str], env_overrides: dict[str, str] | None = None, cwd: str | Path | None = None) -> str:
+    """A shell line that re-runs `argv` by hand: `cd` to its working directory, env overrides, every word quoted."""
+    prefix = [f"{k}={shlex.quote(v)}" for k, v in sorted((env_overrides or {}).items())]
+    line = " ".join([*prefix, shlex.join([str(a) for a in argv])])
+    return f"cd {shlex.quote(str(cwd))} && {line}" if cwd is not None else line

@@ -16,7 +16,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from safetensors import safe_open
+
 from bespoke.errors import UsageError
+from bespoke.kohya.naming import epoch_from_filename
 
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors itself refuses headers above 100 MB
 
@@ -161,8 +164,6 @@ def _tensor_alpha(path: Path, tensors: dict[str, dict]) -> float | None:
     if not names:
         return None
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="np") as handle:
             return float(handle.get_tensor(names[0]))
     except Exception:  # noqa: BLE001 - an odd dtype (bf16) must not stop the summary; metadata still has alpha
@@ -400,15 +401,6 @@ def _disagree(key: str, want: float, sources) -> list[str]:
     return [f"{key} {value} in {' and '.join(where)}, {want:g} in the run's config" for value, where in wrong.items()]
 
 
-def epoch_from_filename(path: Path, output_name: str | None) -> int | None:
-    """Epoch encoded in `{name}-{epoch:06d}.safetensors`; None for other names (final, step files)."""
-    stem = Path(path).stem
-    head, sep, tail = stem.rpartition("-")
-    if sep and tail.isdigit() and len(tail) >= 6 and (output_name is None or head == output_name):
-        return int(tail)
-    return None
-
-
 def _name_vs_epoch(summary: LoraSummary) -> list[str]:
     if summary.epoch is None:
         return []
@@ -418,62 +410,3 @@ def _name_vs_epoch(summary: LoraSummary) -> list[str]:
     if summary.is_final_name and summary.num_epochs is not None and summary.epoch != summary.num_epochs:
         return [f"final file but ss_epoch {summary.epoch} of {summary.num_epochs} (training stopped early?)"]
     return []
-
-
-# ---------------------------------------------------------------- a file or a folder of checkpoints
-
-
-def _run_of(path: Path) -> Path | None:
-    """The run folder a checkpoint lives in (<run>/model/x.safetensors), or None."""
-    from bespoke.run.paths import is_run_dir
-
-    for parent in list(Path(path).resolve().parents)[:3]:
-        if is_run_dir(parent):
-            return parent
-    return None
-
-
-def _training_of(run: Path) -> dict | None:
-    from bespoke.errors import RunError
-    from bespoke.run.paths import RunPaths
-    from bespoke.run.train import load_training
-
-    try:
-        return load_training(RunPaths(run))
-    except RunError:
-        return None
-
-
-def inspect_path(path: Path) -> dict:
-    """What `bespoke inspect` shows. A file: {"kind": "file", "summary", "mismatches", "run"}; a run folder or a
-    folder of checkpoints: {"kind": "folder", "checkpoints": [{file, summary | error, mismatches}]}.
-    Inside a run folder every checkpoint is checked against the run's training config."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise WeightsError(f"{path}: no such file or folder")
-    if path.is_file():
-        summary = summarize(path)
-        run = _run_of(path)
-        training = _training_of(run) if run else None
-        mismatches = check_against_run(summary, training) if training is not None else []
-        return {"kind": "file", "run": str(run) if run else None, "file": path.name, "path": str(path),
-                "summary": summary, "mismatches": mismatches}
-    from bespoke.run.paths import is_run_dir
-
-    run = path if is_run_dir(path) else None
-    training = _training_of(run) if run else None
-    folder = Path((training or {}).get("output_dir") or path / "model") if run else path
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    if not files:
-        raise WeightsError(f"{folder}: no .safetensors checkpoints here")
-    entries = []
-    for file in files:
-        try:
-            summary = summarize(file)
-        except WeightsError as exc:
-            entries.append({"file": file.name, "path": str(file), "error": str(exc), "mismatches": []})
-            continue
-        entries.append({"file": file.name, "path": str(file), "summary": summary,
-                        "mismatches": check_against_run(summary, training) if training is not None else []})
-    entries.sort(key=lambda e: ("summary" not in e, getattr(e.get("summary"), "epoch", None) or 0, e["file"]))
-    return {"kind": "folder", "run": str(run) if run else None, "folder": str(folder), "checkpoints": entries}

@@ -87,6 +87,11 @@ def optimizer_names() -> tuple[str, ...]:
     return tuple(_load_options_file()["optimizers"])
 
 
+def torch_optim_names() -> tuple[str, ...]:
+    """`torch.optim` class names sd-scripts accepts as an optimizer_type (it imports them by name)."""
+    return tuple(_load_options_file().get("torch_optim_names", []))
+
+
 def options_source() -> dict:
     """Where the option table came from (repo, commit)."""
     data = _load_options_file()

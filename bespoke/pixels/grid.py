@@ -16,10 +16,15 @@ and the source says "prior".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
 
 from bespoke.dataset.layout import GRID, Layout, layout_for
+
+Profile = NDArray[np.float64]  # edge energy at each pixel boundary along one axis
 
 MIN_CONFIDENCE = 0.05
 BOX = 0  # width of the step's pixel windows; 0 = a quarter of the nominal cell
@@ -37,14 +42,16 @@ class Grid:
 
     @property
     def cell_w(self) -> float:
+        """Mean cell width in sample pixels."""
         return (self.xs[-1] - self.xs[0]) / GRID
 
     @property
     def cell_h(self) -> float:
+        """Mean cell height in sample pixels."""
         return (self.ys[-1] - self.ys[0]) / GRID
 
-    def to_json(self) -> dict:
-        """The report's "grid" entry."""
+    def to_json(self) -> dict[str, Any]:
+        """The report's "grid" entry: cell size and phase (px, rounded), cell counts, confidence, source."""
         return {
             "cell_w": round(self.cell_w, 3), "cell_h": round(self.cell_h, 3),
             "phase_x": round(self.xs[0], 2), "phase_y": round(self.ys[0], 2),
@@ -53,10 +60,11 @@ class Grid:
         }
 
 
-def _axis_profile(a: np.ndarray, box: int) -> np.ndarray:
+def _axis_profile(a: NDArray[np.uint8], box: int) -> tuple[Profile, Profile]:
     """Edge energy at every boundary 1..W-1 between the columns of `a` (rows already block-averaged:
     noise falls, vertical edges stay): |mean of `box` px right - mean of `box` px left| summed over
-    channels (blurred edges are ramps), the noise floor removed, summed over rows."""
+    channels (blurred edges are ramps), the noise floor removed, summed over rows; and the same with the
+    noise floor kept."""
     w = a.shape[1]
     # channels first: every reduction below then runs over long contiguous rows
     planes = np.pad(a.transpose(2, 0, 1).astype(np.int32), ((0, 0), (0, 0), (box + 1, box)), mode="edge")
@@ -76,10 +84,9 @@ def _axis_profile(a: np.ndarray, box: int) -> np.ndarray:
     return profile, raw
 
 
-def _profiles(arr: np.ndarray, box: int | None = None):
+def _profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[tuple[Profile, Profile],
+                                                                        tuple[Profile, Profile]]:
     """((x profile, x raw profile), (y profile, y raw profile)); raw keeps the noise floor."""
-    from PIL import Image
-
     h, w = arr.shape[:2]
     block = max(1, h // 32)
     if box is None:
@@ -91,19 +98,22 @@ def _profiles(arr: np.ndarray, box: int | None = None):
     return _axis_profile(rows, box), _axis_profile(cols, box)
 
 
-def profiles(arr: np.ndarray, box: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Edge-energy profiles along x and y; entry i is the boundary at i + 1, the noise floor removed."""
+def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, Profile]:
+    """Edge-energy profiles along x and y of an HxWx3 uint8 sample (float64, W-1 and H-1 entries); entry i
+    is the boundary at pixel i + 1, in RGB levels summed over channels and rows, the noise floor removed.
+    `box` is the step's window in px (a quarter of the nominal cell when None)."""
     (px, _), (py, _) = _profiles(arr, box)
     return px, py
 
 
-def _comb_scores(profile: np.ndarray, pitches: np.ndarray, phases: np.ndarray) -> np.ndarray:
+def _comb_scores(profile: Profile, pitches: NDArray[np.float64],
+                 phases: NDArray[np.float64]) -> NDArray[np.float64]:
     """Mean profile on the edges of every comb (pitches[p], phases[p, f]) over the whole axis."""
     n = len(profile) + 1  # boundaries live at 1..n-1
     k = np.arange(-1, int(n / pitches.min()) + 2)
     pos = phases[:, :, None] + pitches[:, None, None] * k[None, None, :]  # (P, F, K)
     valid = (pos >= 1) & (pos <= n - 1)
-    # linear interpolation of the profile at boundary position t (index t - 1)
+    # teeth fall between pixel boundaries: interpolate the profile linearly (boundary t is index t - 1)
     t = np.clip(pos, 1, n - 1) - 1
     lo = np.floor(t).astype(np.int64)
     hi = np.minimum(lo + 1, len(profile) - 1)
@@ -114,11 +124,13 @@ def _comb_scores(profile: np.ndarray, pitches: np.ndarray, phases: np.ndarray) -
     return (values * valid).sum(axis=2) / ((n - 1) / pitches)[:, None]
 
 
-def _pitch_prior(pitches: np.ndarray, nominal: float) -> np.ndarray:
+def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.float64]:
+    """Gaussian weight (0-1) of each pitch's relative deviation from `nominal` (sigma PITCH_SIGMA)."""
     return np.exp(-0.5 * ((pitches / nominal - 1.0) / PITCH_SIGMA) ** 2)
 
 
-def _detect_axis(profile: np.ndarray, raw: np.ndarray, size: int, prior: np.ndarray) -> tuple[np.ndarray, float]:
+def _detect_axis(profile: Profile, raw: Profile, size: int,
+                 prior: NDArray[np.float64]) -> tuple[NDArray[np.floating[Any]], float]:
     """Best 25 edges along one axis of `size` px and the comb contrast (confidence)."""
     smooth = profile
     nominal = (prior[-1] - prior[0]) / GRID
@@ -127,7 +139,7 @@ def _detect_axis(profile: np.ndarray, raw: np.ndarray, size: int, prior: np.ndar
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
     scores = _comb_scores(smooth, pitches, phases) * _pitch_prior(pitches, nominal)[:, None]
     best = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    # refine pitch and phase finely around the winner
+    # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
     fine_p = pitches[best[0]] + np.linspace(-0.0025, 0.0025, 11) * nominal
     fine_ph = phases[best] + np.linspace(-0.5, 0.5, 11)
     fine = _comb_scores(smooth, fine_p, np.broadcast_to(fine_ph, (11, 11)).copy())
@@ -140,7 +152,7 @@ def _detect_axis(profile: np.ndarray, raw: np.ndarray, size: int, prior: np.ndar
     return _refine(edges, smooth, pitch), _confidence(raw, phase, pitch)
 
 
-def _confidence(raw: np.ndarray, phase: float, pitch: float) -> float:
+def _confidence(raw: Profile, phase: float, pitch: float) -> float:
     """1 - median/best of the comb at the found pitch slid over all phases, on the profile that keeps
     the noise floor: a sharp grid has nothing between its edges (near 1), noise or a plain image is
     the same at every phase (near 0), a blurry grid is in between."""
@@ -152,7 +164,7 @@ def _confidence(raw: np.ndarray, phase: float, pitch: float) -> float:
     return float(np.clip(1.0 - float(np.median(scores)) / best, 0.0, 1.0))
 
 
-def _refine(edges: np.ndarray, smooth: np.ndarray, pitch: float) -> np.ndarray:
+def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> NDArray[np.floating[Any]]:
     """Move each inner edge to a clear local profile peak within pitch/5 (SD grids drift a little)."""
     n = len(smooth) + 1
     radius = max(1, int(pitch / 5))
@@ -175,15 +187,17 @@ def _refine(edges: np.ndarray, smooth: np.ndarray, pitch: float) -> np.ndarray:
     return out
 
 
-def prior_edges(size: int, layout: Layout | None) -> np.ndarray:
-    """The layout's cell edges scaled to a `size` px sample (stretch at `size` when no layout is known)."""
+def prior_edges(size: int, layout: Layout | None) -> NDArray[np.float64]:
+    """The layout's GRID + 1 cell edges (px, float64) scaled to a `size` px sample (the stretch layout at
+    `size` when no layout is known)."""
     if layout is None:
         return np.array(layout_for("stretch", size).edges, dtype=np.float64)
     return np.array(layout.edges, dtype=np.float64) * (size / layout.resolution)
 
 
-def find_grid(arr: np.ndarray, layout: Layout | None = None) -> Grid:
-    """Detect the grid of an HxWx3 uint8 sample (square, >= 24 px); falls back to the layout prior."""
+def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None) -> Grid:
+    """Detect the grid of an HxWx3 uint8 sample (square, >= 24 px); falls back to the layout prior (source
+    "prior") below 48 px or when the confidence is under MIN_CONFIDENCE."""
     h, w = arr.shape[:2]
     prior_x, prior_y = prior_edges(w, layout), prior_edges(h, layout)
     if w < 2 * GRID:  # too few pixels per cell to see edges: the prior is all we have

@@ -1,32 +1,37 @@
 """The colour metrics every report uses (DESIGN.md "Metrics").
 
 `colors_nearest` is the user's historical metric and must stay Pillow's own NEAREST: it reproduces the
-70 recorded counts of the CAPTION_FIX evaluation exactly (tests/test_metrics.py).
+70 recorded counts of the CAPTION_FIX evaluation exactly (tests/pixels/test_metrics.py).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
-GRID = 24
+from bespoke.dataset.layout import GRID
+
 CLEAN_MAX_COLORS = 50
 CLEAN_MIN_COVERAGE = 0.70
 
 
-def _codes(arr: np.ndarray) -> np.ndarray:
+def _codes(arr: ArrayLike) -> NDArray[np.integer[Any]]:
+    """One uint32 per pixel (0xRRGGBB) of an ...x3 (or ...x4, alpha ignored) array."""
     a = np.asarray(arr).reshape(-1, np.asarray(arr).shape[-1])[:, :3].astype(np.uint32)
     return (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
 
 
-def unique_colors(arr: np.ndarray) -> int:
+def unique_colors(arr: NDArray[Any]) -> int:
     """Number of distinct RGB triplets in an HxWx3 (or Nx3) array."""
     return int(len(np.unique(_codes(arr))))
 
 
-def nearest24(img: Image.Image) -> np.ndarray:
+def nearest24(img: Image.Image) -> NDArray[np.uint8]:
     """The historical 24 px image: Pillow NEAREST of the RGB sample, as a 24x24x3 uint8 array."""
-    return np.asarray(img.convert("RGB").resize((GRID, GRID), Image.NEAREST))
+    return np.asarray(img.convert("RGB").resize((GRID, GRID), Image.Resampling.NEAREST))
 
 
 def colors_nearest(img: Image.Image) -> int:
@@ -34,14 +39,14 @@ def colors_nearest(img: Image.Image) -> int:
     return unique_colors(nearest24(img))
 
 
-def top10_coverage(arr24: np.ndarray) -> float:
-    """Share of the pixels covered by the 10 most frequent colours."""
+def top10_coverage(arr24: NDArray[Any]) -> float:
+    """Share (0-1) of the pixels covered by the 10 most frequent colours."""
     codes = _codes(arr24)
     _, counts = np.unique(codes, return_counts=True)
     return float(np.sort(counts)[::-1][:10].sum() / len(codes))
 
 
-def color_stats(arr24: np.ndarray) -> tuple[int, float]:
+def color_stats(arr24: NDArray[Any]) -> tuple[int, float]:
     """(unique_colors, top10_coverage) with one pass over the pixels."""
     codes = _codes(arr24)
     _, counts = np.unique(codes, return_counts=True)
@@ -53,14 +58,14 @@ def is_clean(colors: int, coverage: float) -> bool:
     return colors <= CLEAN_MAX_COLORS and coverage >= CLEAN_MIN_COVERAGE
 
 
-def off_palette(arr24: np.ndarray, palette: np.ndarray | None) -> float | None:
-    """Share of pixels whose colour is not in `palette` (Nx3); None without a palette."""
+def off_palette(arr24: NDArray[Any], palette: NDArray[Any] | None) -> float | None:
+    """Share (0-1) of pixels whose RGB colour is not exactly in `palette` (Nx3); None without a palette."""
     if palette is None:
         return None
     return float(1.0 - np.isin(_codes(arr24), _codes(palette)).mean())
 
 
-def background_uniform(arr24: np.ndarray, share: float = 0.9) -> bool:
+def background_uniform(arr24: NDArray[Any], share: float = 0.9) -> bool:
     """True when the border -- top row, left and right columns; not the bottom row, where the shoulders
     are -- is one colour: the most common border colour covers at least `share` of those pixels."""
     border = np.concatenate([arr24[0], arr24[1:, 0], arr24[1:, -1]])
@@ -68,13 +73,14 @@ def background_uniform(arr24: np.ndarray, share: float = 0.9) -> bool:
     return bool(counts.max() / len(border) >= share)
 
 
-def upsample_index(edges, size: int) -> np.ndarray:
+def upsample_index(edges: ArrayLike, size: int) -> NDArray[np.intp]:
     """For each of `size` pixel positions, the index of the cell (by its edges) whose span holds its centre."""
     centres = np.arange(size) + 0.5
     return np.clip(np.searchsorted(np.asarray(edges, dtype=np.float64), centres, side="right") - 1, 0, GRID - 1)
 
 
-def grid_error(sample: np.ndarray, arr24: np.ndarray, ix: np.ndarray, iy: np.ndarray) -> float:
+def grid_error(sample: NDArray[np.uint8], arr24: NDArray[np.uint8], ix: NDArray[np.intp],
+               iy: NDArray[np.intp]) -> float:
     """Mean absolute difference (0-255) between the sample and the candidate drawn back on its grid.
 
     `ix`/`iy` map the sample's columns/rows to cells (upsample_index). Computed on a lattice of at most

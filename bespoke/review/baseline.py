@@ -13,11 +13,20 @@ import copy
 import json
 import math
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
+from PIL import Image
+
+from bespoke.clock import now_iso
 from bespoke.errors import RunError, UsageError
 from bespoke.fsutil import atomic_write_json
-from bespoke.run.paths import RunPaths, now_iso, read_manifest
+from bespoke.kohya.naming import parse_sample_name
+from bespoke.kohya.prompts import parse_prompt_file
+from bespoke.pixels.metrics import colors_nearest, is_clean, nearest24, top10_coverage
+from bespoke.run.generate import GenerateRequest, generate, run_checkpoints
+from bespoke.run.manifest import load_manifest
+from bespoke.run.paths import RunPaths, read_training
 
 SCHEMA_VERSION = 1
 VIAS = ("samples", "generate")
@@ -34,8 +43,6 @@ FOOTNOTE = ("recorded: 7 unseeded images per epoch (one per prompt), diffusers o
 
 @lru_cache(maxsize=1)
 def _load() -> dict:
-    from importlib import resources
-
     text = (resources.files("bespoke") / "data" / "baseline_recorded.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -131,10 +138,6 @@ def summarize_epoch(images: list[dict], prompt_names: list[str], recorded: dict 
 
 def measure(path: Path) -> dict:
     """colors_nearest, top10_coverage and clean of one image (bespoke.metrics, Pillow NEAREST to 24 px)."""
-    from PIL import Image
-
-    from bespoke.pixels.metrics import colors_nearest, is_clean, nearest24, top10_coverage
-
     with Image.open(path) as img:
         img.load()
         rgb = img.convert("RGB")
@@ -145,8 +148,6 @@ def measure(path: Path) -> dict:
 
 def _baseline_prompt_map(prompts_file: Path) -> tuple[dict[int, str], list[str]]:
     """{prompt index in the run's prompts.txt: baseline name} by prompt text, and protocol deviations found."""
-    from bespoke.kohya.prompts import parse_prompt_file
-
     data = recorded_baseline()
     proto = data["protocol"]
     by_text = {_normalize(p["prompt"]): p["name"] for p in data["prompts"]}
@@ -168,8 +169,6 @@ def _baseline_prompt_map(prompts_file: Path) -> tuple[dict[int, str], list[str]]
 
 
 def _images_from_samples(run_dir: Path, training: dict) -> tuple[dict[int, list[dict]], list[str], dict]:
-    from bespoke.review.samples import parse_sample_name
-
     paths = RunPaths(run_dir)
     if not paths.prompts_txt.is_file():
         raise RunError(f"{paths.prompts_txt}: missing; this run has no sample prompts to evaluate (use --via generate)")
@@ -177,8 +176,7 @@ def _images_from_samples(run_dir: Path, training: dict) -> tuple[dict[int, list[
     if not mapping:
         raise RunError(f"{paths.prompts_txt}: none of its prompts is one of the 7 baseline prompts; plan the run with "
                        "--preset baseline-512, or evaluate with --via generate")
-    model_dir = Path(training.get("output_dir") or paths.model_dir)
-    sample_dir = model_dir / "sample"
+    sample_dir = paths.sample_dir
     by_epoch: dict[int, list[dict]] = {}
     skipped = {"step_samples": 0, "other_prompts": 0, "unreadable": 0}
     files = sorted(sample_dir.glob("*.png")) if sample_dir.is_dir() else []
@@ -206,15 +204,13 @@ def _images_from_samples(run_dir: Path, training: dict) -> tuple[dict[int, list[
 
 def _images_from_generate(settings, run_dir: Path, training: dict, seeds_per_prompt: int, force: bool,
                           quiet: bool) -> dict[int, list[dict]]:
-    from bespoke.run.generate import GenerateRequest, generate, run_checkpoints
-
     checkpoints = run_checkpoints(run_dir, training)
     if not checkpoints:
         raise RunError(f"{run_dir}: no checkpoints yet; train the run first (bespoke train)")
     seeds = tuple(range(1, seeds_per_prompt + 1))
     by_epoch: dict[int, list[dict]] = {}
     for epoch in checkpoints:
-        request = GenerateRequest(epoch=epoch, seeds=seeds, sampler=PROTOCOL_SAMPLER, force=force, process=False)
+        request = GenerateRequest(epoch=epoch, seeds=seeds, sampler=PROTOCOL_SAMPLER, force=force)
         record = generate(settings, run_dir, request, quiet=quiet)
         outdir = Path(record["outdir"])
         by_epoch[epoch] = [{"file": str((outdir / i["file"]).relative_to(run_dir)), "prompt": i["prompt"],
@@ -235,11 +231,9 @@ def evaluate_run(settings, run_dir: Path, seeds_per_prompt: int = 4, via: str = 
         raise UsageError(f"--via {via!r}: choose samples or generate")
     if seeds_per_prompt < 1:
         raise UsageError(f"--seeds-per-prompt {seeds_per_prompt}: must be at least 1")
-    from bespoke.run.generate import run_training
-
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    training = run_training(run_dir)
+    manifest = load_manifest(run_dir)
+    training = read_training(RunPaths(run_dir))
     deviations: list[str] = []
     skipped: dict = {}
     if via == "samples":
@@ -266,7 +260,7 @@ def evaluate_run(settings, run_dir: Path, seeds_per_prompt: int = 4, via: str = 
         "schema_version": SCHEMA_VERSION,
         "kind": "bespoke-baseline-eval",
         "run": str(run_dir),
-        "run_id": manifest.get("id", run_dir.name),
+        "run_id": manifest.id,
         "created": now_iso(),
         "via": via,
         "seeds_per_prompt": seeds_per_prompt if via == "generate" else max(seeds_seen, default=0),

@@ -7,18 +7,19 @@ One run -> `<run>/report/index.html`; several -> `<out or common parent>/review-
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bespoke.clock import now_iso
 from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
-from bespoke.run.paths import RunPaths, is_run_dir, list_run_dirs, now_iso, read_manifest
-
-REPORT_KIND = "bespoke.process"
-REPORT_SCHEMA = 1
-_AVR_LOSS = re.compile(r"\|\s*(\d+)/(\d+)\s*\[[^\]]*?avr_loss=([-+0-9.eE]+)")
-_EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+)\s*$")
+from bespoke.kohya.output import loss_points
+from bespoke.review.html import RunView, build_html
+from bespoke.review.process import process_run
+from bespoke.review.report import load_report, output_dirs
+from bespoke.review.sheets import build_contact_sheets, pick_method
+from bespoke.run.manifest import RunManifest, load_manifest
+from bespoke.run.paths import RunPaths
 
 
 @dataclass
@@ -31,21 +32,6 @@ class ReviewResult:
     processed: list[str] = field(default_factory=list)
 
 
-def resolve_run(arg: str | Path, outputs_dir: Path | None = None) -> Path:
-    """A run folder from a path or a run id under `outputs_dir`; a clear error otherwise."""
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        if is_run_dir(path):
-            return path.resolve()
-        raise RunError(f"{path}: not a bespoke run folder (no run.json); review takes run folders or run ids "
-                       "(see `bespoke runs`); for a plain folder of images use `bespoke process`")
-    if outputs_dir is not None and (Path(outputs_dir) / str(arg)).is_dir() and is_run_dir(Path(outputs_dir) / str(arg)):
-        return (Path(outputs_dir) / str(arg)).resolve()
-    known = [p.name for p in list_run_dirs(Path(outputs_dir))] if outputs_dir else []
-    where = f" nor a run id in {outputs_dir}" if outputs_dir else ""
-    raise RunError(f"{arg}: no such run folder{where}{did_you_mean(str(arg), known)}; see `bespoke runs`")
-
-
 def sample_files(run_dir: Path) -> list[Path]:
     """The PNG samples sd-scripts (or the simulator) wrote for a run."""
     folder = RunPaths(Path(run_dir)).sample_dir
@@ -53,7 +39,8 @@ def sample_files(run_dir: Path) -> list[Path]:
 
 
 def report_path(run_dir: Path) -> Path:
-    return RunPaths(Path(run_dir)).report_dir / "report.json"
+    """The run's report/report.json."""
+    return output_dirs(Path(run_dir))[1] / "report.json"
 
 
 def needs_processing(run_dir: Path) -> bool:
@@ -66,50 +53,15 @@ def needs_processing(run_dir: Path) -> bool:
     return report.stat().st_mtime < newest
 
 
-def read_report(run_dir: Path) -> dict:
-    """report/report.json of a processed run, checked for kind and schema version."""
-    from bespoke.review.process import load_report
-
-    return load_report(run_dir)
-
-
-def process_run(run_dir: Path, *, palette: str | None = None, methods=None, progress: bool = True) -> dict:
-    """Run bespoke.process on a run (imported lazily: it is the heavy part); the palette defaults to the
-    run's training palette when it has one."""
-    from bespoke.review.process import default_palette, process_path
-
-    kwargs = {"palette": palette or default_palette(run_dir), "progress": progress}
-    if methods:
-        kwargs["methods"] = methods
-    return process_path(run_dir, **kwargs)
-
-
-def loss_history(run_dir: Path, manifest: dict) -> list[dict]:
-    """Training loss points: run.json `loss_history`, else the tqdm `avr_loss` values in logs/train.log."""
-    history = manifest.get("loss_history")
-    if isinstance(history, list) and history:
-        return [h for h in history if isinstance(h, dict) and h.get("loss") is not None]
-    log = RunPaths(Path(run_dir)).train_log
-    if not log.is_file():
-        return []
-    points: dict[tuple[int, int], float] = {}
-    epoch = 1
+def loss_history(run_dir: Path, manifest: RunManifest) -> list[dict]:
+    """Training loss points: run.json `loss_history` (simulated runs), else the trainer log's `avr_loss` values."""
+    if manifest.loss_history:
+        return [h for h in manifest.loss_history if isinstance(h, dict) and h.get("loss") is not None]
     try:
-        text = log.read_text(encoding="utf-8", errors="replace")
+        text = RunPaths(Path(run_dir)).train_log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
-    for line in re.split(r"[\r\n]+", text):
-        match = _EPOCH_LINE.match(line)
-        if match:
-            epoch = int(match.group(1))
-            continue
-        match = _AVR_LOSS.search(line)
-        if match:
-            try:
-                points[(epoch, int(match.group(1)))] = float(match.group(3))
-            except ValueError:
-                continue
-    return [{"epoch": e, "step": s, "loss": v} for (e, s), v in sorted(points.items())]
+    return loss_points(text)
 
 
 def _training_toml(run_dir: Path) -> str | None:
@@ -123,21 +75,18 @@ def _training_toml(run_dir: Path) -> str | None:
 def load_view(run_dir: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
               processed: list | None = None):
     """A RunView of one run: processes it first when its report is missing or stale."""
-    from bespoke.review.html import RunView
-    from bespoke.review.sheets import pick_method
-
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = load_manifest(run_dir)
     samples = sample_files(run_dir)
     has_report = report_path(run_dir).is_file()
     if not samples and not has_report:
-        raise RunError(f"{RunPaths(run_dir).sample_dir}: no samples (run status {manifest.get('status')!r}); "
+        raise RunError(f"{RunPaths(run_dir).sample_dir}: no samples (run status {manifest.status!r}); "
                        "train the run first, or try `bespoke demo`")
     if process and samples and needs_processing(run_dir):
         methods = None
         if has_report:
             try:
-                methods = read_report(run_dir).get("methods")
+                methods = load_report(run_dir).get("methods")
             except ProcessError:
                 methods = None
         if method and methods and method not in methods:
@@ -146,8 +95,8 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
             methods = [m for m in methods if m != "grid-palette"] or None
         process_run(run_dir, methods=methods, progress=progress)  # with the training palette when known
         if processed is not None:
-            processed.append(manifest.get("id", run_dir.name))
-    report = read_report(run_dir)
+            processed.append(manifest.id)
+    report = load_report(run_dir)
     if not report.get("samples"):
         raise RunError(f"{report_path(run_dir)}: the report has no samples; check {RunPaths(run_dir).sample_dir}")
     methods = list(report.get("methods") or [])
@@ -155,7 +104,7 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
         raise UsageError(f"--method {method}: {report_path(run_dir)} has {', '.join(methods) or 'no methods'}"
                          f"{did_you_mean(method, methods)}; run `bespoke process {run_dir} --methods {method}`")
     return RunView(
-        run_dir=run_dir, run_id=str(manifest.get("id") or run_dir.name), manifest=manifest, report=report,
+        run_dir=run_dir, run_id=manifest.id, manifest=manifest.to_json(), report=report,
         method=pick_method(report, method), training_toml=_training_toml(run_dir),
         loss=loss_history(run_dir, manifest),
     )
@@ -173,9 +122,6 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
 def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: str | None = None,
                 outputs_dir: Path | None = None, process: bool = True, progress: bool = True) -> ReviewResult:
     """Build contact sheets for each run and one HTML page for all of them."""
-    from bespoke.review.html import build_html
-    from bespoke.review.sheets import build_contact_sheets
-
     if not run_dirs:
         raise UsageError("review: give at least one run folder or run id")
     run_dirs = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))
@@ -197,37 +143,6 @@ def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: st
     title = f"bespoke review — {views[0].run_id}" if len(views) == 1 else f"bespoke review — {len(views)} runs"
     build_html(views, html, title=title, generated=now_iso())
     return ReviewResult(html=html, sheets=sheets, views=views, processed=processed)
-
-
-def epoch_table(view):
-    """A rich table of the per-epoch numbers of one run (best epoch marked)."""
-    from rich.table import Table
-
-    method = view.method or "-"
-    best = (view.report.get("best") or {}).get("epoch")
-    sim = " [bold white on red] SIMULATED [/]" if view.simulated else ""
-    table = Table(title=f"{view.run_id}{sim}  candidates: {method}", title_justify="left")
-    for name in ("epoch", "samples", "colours", "clean %", "cand colours", "cand clean %", "off-palette",
-                 "grid err"):
-        table.add_column(name, justify="right")
-
-    def fmt(value, spec="{:.1f}"):
-        return "-" if value is None else spec.format(value)
-
-    for stats in view.report.get("epochs") or []:
-        ms = ((stats.get("methods") or {}).get(view.method) or {}) if view.method else {}
-        is_best = best is not None and stats.get("epoch") == best
-        table.add_row(
-            f"{stats.get('epoch', '?')}{' *' if is_best else ''}", str(stats.get("samples", "-")),
-            fmt(stats.get("colors_nearest_mean")), fmt(stats.get("clean_pct"), "{:.0f}"),
-            fmt(ms.get("colors_mean")), fmt(ms.get("clean_pct"), "{:.0f}"),
-            fmt(ms.get("off_palette_mean"), "{:.1%}"), fmt(ms.get("grid_error_mean")),
-            style="bold" if is_best else None,
-        )
-    if best is not None:
-        table.caption = f"* best epoch {best} ({method}); colours = colors_nearest of the samples"
-        table.caption_justify = "left"
-    return table
 
 
 def best_rules(views) -> list[str]:

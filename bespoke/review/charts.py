@@ -7,6 +7,7 @@ legend. Values are placed in a fixed viewBox so the chart scales with the page.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -36,8 +37,43 @@ class RefLine:
     dash: str = "6 4"
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area inside the viewBox (margins for the title, ticks and labels) and the data range it shows."""
+
+    width: int
+    height: int
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    left: int = 56
+    right: int = 16
+    top: int = 30
+    bottom: int = 40
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top - self.bottom
+
+    @property
+    def base(self) -> int:
+        """The y of the x axis."""
+        return self.top + self.plot_h
+
+    def px(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.plot_w
+
+    def py(self, y: float) -> float:
+        return self.top + self.plot_h - (y - self.y0) / (self.y1 - self.y0) * self.plot_h
+
+
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
+    """About `count` round tick values from at or below `low` up to `high` (the last may stop short of it)."""
     if high <= low:
         high = low + 1.0
     raw = (high - low) / max(1, count)
@@ -60,12 +96,39 @@ def _fmt(value: float) -> str:
 
 def line_chart(
     series: list[Series], *, title: str, x_label: str, y_label: str, x_domain: tuple[float, float] | None = None,
-    y_domain: tuple[float, float] | None = None, refs: list[RefLine] = (), width: int = 640, height: int = 300,
+    y_domain: tuple[float, float] | None = None, refs: Sequence[RefLine] = (), width: int = 640, height: int = 300,
     integer_x: bool = True, css_class: str = "chart", chart_id: str = "",
 ) -> str:
-    """An inline <svg> line chart. Empty series are skipped; a chart with no data says so."""
-    left, right, top, bottom = 56, 16, 30, 40
-    plot_w, plot_h = width - left - right, height - top - bottom
+    """An inline <svg> line chart. Empty series are skipped; a chart with no data says so.
+
+    Without `x_domain` the x axis spans the data; without `y_domain` the y axis runs from 0 to 8 % above the
+    highest point or reference line. `integer_x` puts x ticks on whole numbers (epochs).
+    """
+    (x0, x1), y_domain = _domains(series, refs, x_domain, y_domain)
+    y_ticks = nice_ticks(y_domain[0], y_domain[1])
+    frame = _Frame(width, height, x0, x1, y_ticks[0], max(y_ticks[-1], y_domain[1]))
+    out = [
+        f'<svg class="{css_class}" data-chart="{escape(chart_id)}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<text class="title" x="{frame.left}" y="18">{escape(title)}</text>',
+    ]
+    out += _y_ticks(frame, y_ticks)
+    out += _x_ticks(frame, integer_x)
+    out += _axes(frame, x_label, y_label)
+    out += _ref_lines(frame, refs)
+    drawn = [s for s in series if s.points]
+    for s in drawn:
+        out += _series(frame, s)
+    if not drawn:
+        out.append(f'<text class="empty" x="{frame.left + frame.plot_w / 2:.1f}" '
+                   f'y="{frame.top + frame.plot_h / 2:.1f}" text-anchor="middle">no data</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _domains(series: list[Series], refs: Sequence[RefLine], x_domain: tuple[float, float] | None,
+             y_domain: tuple[float, float] | None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The x and y ranges: the given ones, else the data's; a single x value gets half a unit either side."""
     xs = [x for s in series for x, _ in s.points]
     ys = [y for s in series for _, y in s.points] + [r.y for r in refs]
     if x_domain is None:
@@ -75,74 +138,82 @@ def line_chart(
     x0, x1 = x_domain
     if x1 <= x0:
         x0, x1 = x0 - 0.5, x1 + 0.5
-    y_ticks = nice_ticks(y_domain[0], y_domain[1])
-    y0, y1 = y_ticks[0], max(y_ticks[-1], y_domain[1])
+    return (x0, x1), y_domain
 
-    def px(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * plot_w
 
-    def py(y: float) -> float:
-        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
+def _y_ticks(frame: _Frame, ticks: list[float]) -> list[str]:
+    """A grid line and a label per y tick."""
+    out = []
+    for tick in ticks:
+        y = frame.py(tick)
+        out.append(f'<line class="grid" x1="{frame.left}" x2="{frame.left + frame.plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text class="tick" x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
+    return out
 
-    out = [
-        f'<svg class="{css_class}" data-chart="{escape(chart_id)}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-        f'<text class="title" x="{left}" y="18">{escape(title)}</text>',
-    ]
-    for tick in y_ticks:
-        y = py(tick)
-        out.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        out.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(tick)}</text>')
+
+def _x_ticks(frame: _Frame, integer_x: bool) -> list[str]:
+    """A tick mark and a label per x tick inside the range: at most ~12 whole numbers, or round values."""
+    ticks: list[float]
     if integer_x:
-        step = max(1, math.ceil((x1 - x0) / 12))
-        x_ticks = list(range(math.ceil(x0), math.floor(x1) + 1, step))
+        step = max(1, math.ceil((frame.x1 - frame.x0) / 12))
+        ticks = list(range(math.ceil(frame.x0), math.floor(frame.x1) + 1, step))
     else:
-        x_ticks = nice_ticks(x0, x1, 8)
-    for tick in x_ticks:
-        if x0 - 1e-9 <= tick <= x1 + 1e-9:
-            x = px(tick)
-            out.append(f'<line class="axis-tick" x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
-            out.append(f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{_fmt(tick)}</text>')
-    out.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
-    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
-    out.append(f'<text class="label" x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">'
-               f'{escape(x_label)}</text>')
-    out.append(f'<text class="label" transform="translate(13 {top + plot_h / 2:.1f}) rotate(-90)" '
-               f'text-anchor="middle">{escape(y_label)}</text>')
+        ticks = nice_ticks(frame.x0, frame.x1, 8)
+    out = []
+    for tick in ticks:
+        if frame.x0 - 1e-9 <= tick <= frame.x1 + 1e-9:
+            x = frame.px(tick)
+            out.append(f'<line class="axis-tick" x1="{x:.1f}" x2="{x:.1f}" y1="{frame.base}" y2="{frame.base + 4}"/>')
+            out.append(f'<text class="tick" x="{x:.1f}" y="{frame.base + 17}" text-anchor="middle">{_fmt(tick)}</text>')
+    return out
+
+
+def _axes(frame: _Frame, x_label: str, y_label: str) -> list[str]:
+    """The two axis lines and their labels."""
+    left, top, plot_w, plot_h = frame.left, frame.top, frame.plot_w, frame.plot_h
+    return [
+        f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{frame.base}" y2="{frame.base}"/>',
+        f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{frame.base}"/>',
+        f'<text class="label" x="{left + plot_w / 2:.1f}" y="{frame.height - 4}" text-anchor="middle">'
+        f'{escape(x_label)}</text>',
+        f'<text class="label" transform="translate(13 {top + plot_h / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(y_label)}</text>',
+    ]
+
+
+def _ref_lines(frame: _Frame, refs: Sequence[RefLine]) -> list[str]:
+    """Each reference line inside the y range, labelled just above it."""
+    out = []
     for ref in refs:
-        if y0 <= ref.y <= y1:
-            y = py(ref.y)
-            out.append(f'<line class="ref" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
-                       f'stroke="{ref.color}" stroke-dasharray="{ref.dash}"/>')
-            out.append(f'<text class="ref-label" x="{left + 6}" y="{y - 5:.1f}" text-anchor="start" '
+        if frame.y0 <= ref.y <= frame.y1:
+            y = frame.py(ref.y)
+            out.append(f'<line class="ref" x1="{frame.left}" x2="{frame.left + frame.plot_w}" y1="{y:.1f}" '
+                       f'y2="{y:.1f}" stroke="{ref.color}" stroke-dasharray="{ref.dash}"/>')
+            out.append(f'<text class="ref-label" x="{frame.left + 6}" y="{y - 5:.1f}" text-anchor="start" '
                        f'fill="{ref.color}">{escape(ref.label)}</text>')
-    drawn = 0
-    for s in series:
-        if not s.points:
-            continue
-        pts = sorted(s.points)
-        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        out.append(f'<polyline class="series" data-series="{escape(s.name)}" points="{coords}" fill="none" '
-                   f'stroke="{s.color}" stroke-width="{s.width}"{dash}/>')
-        if s.dots:
-            for x, y in pts:
-                out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.8" fill="{s.color}">'
-                           f'<title>{escape(s.name)}: {_fmt(x)} → {y:.1f}</title></circle>')
-        for mark in s.marks:
-            for x, y in pts:
-                if x == mark:
-                    out.append(f'<circle class="mark" cx="{px(x):.1f}" cy="{py(y):.1f}" r="7" fill="none" '
-                               f'stroke="{s.color}" stroke-width="2"><title>best: {_fmt(x)}</title></circle>')
-        drawn += 1
-    if not drawn:
-        out.append(f'<text class="empty" x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '
-                   f'text-anchor="middle">no data</text>')
-    out.append("</svg>")
-    return "\n".join(out)
+    return out
 
 
-def legend(items: list[tuple[str, str, str | None]]) -> str:
+def _series(frame: _Frame, s: Series) -> list[str]:
+    """One series: its polyline, a dot with a tooltip per point, and a ring around each marked x."""
+    pts = sorted(s.points)
+    coords = " ".join(f"{frame.px(x):.1f},{frame.py(y):.1f}" for x, y in pts)
+    dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+    out = [f'<polyline class="series" data-series="{escape(s.name)}" points="{coords}" fill="none" '
+           f'stroke="{s.color}" stroke-width="{s.width}"{dash}/>']
+    if s.dots:
+        for x, y in pts:
+            out.append(f'<circle cx="{frame.px(x):.1f}" cy="{frame.py(y):.1f}" r="2.8" fill="{s.color}">'
+                       f'<title>{escape(s.name)}: {_fmt(x)} → {y:.1f}</title></circle>')
+    for mark in s.marks:
+        for x, y in pts:
+            if x == mark:
+                out.append(f'<circle class="mark" cx="{frame.px(x):.1f}" cy="{frame.py(y):.1f}" r="7" fill="none" '
+                           f'stroke="{s.color}" stroke-width="2"><title>best: {_fmt(x)}</title></circle>')
+    return out
+
+
+def legend(items: Sequence[tuple[str, str, str | None]]) -> str:
     """HTML legend: (label, colour, dasharray or None) per line."""
     parts = ['<div class="legend">']
     for label, color, dash in items:

@@ -1,66 +1,25 @@
-"""Sample images: find them (a run's model/sample/ or any folder) and read epoch, step, prompt and seed
-from sd-scripts' file names (kohya/FACTS.md §3).
-
-`{output_name}_e{epoch:06d}_{prompt:02d}_{YYYYmmddHHMMSS}[_{seed}].png`; `e000000` is before training;
-a bare 6-digit number instead of `e…` is a global step. Any other name is still a sample, epoch unknown.
+"""Sample images to process: a run's model/sample/ or any folder of images, each with what its sd-scripts
+file name says (epoch, step, prompt index, seed: bespoke.kohya.naming) and the text of its prompt.
+Any other name is still a sample, epoch unknown.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from bespoke.errors import ProcessError
+from bespoke.errors import BespokeError, ProcessError
+from bespoke.kohya.naming import SampleInfo, parse_sample_name
+from bespoke.kohya.prompts import parse_prompt_file
+from bespoke.run.paths import RunPaths, is_run_dir
 
-SAMPLE_NAME = re.compile(
-    r"^(?:(?P<name>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<step>\d{6,}))_(?P<prompt>\d{2,})_(?P<ts>\d{14})(?:_(?P<seed>\d+))?\.png$"
-)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-
-
-@dataclass(frozen=True)
-class SampleInfo:
-    """One sample image and what its name says about it (None = unknown)."""
-
-    path: Path
-    name: str  # file stem
-    output_name: str | None
-    epoch: int | None
-    step: int | None
-    prompt_index: int | None
-    timestamp: str | None  # YYYYmmddHHMMSS, local time of the trainer
-    seed: int | None
-    prompt: str | None = None
-
-    def sort_key(self):
-        return (self.epoch is None, self.epoch or 0, self.step is None, self.step or 0,
-                self.prompt_index if self.prompt_index is not None else 1 << 30, self.name)
-
-
-def parse_sample_name(filename) -> SampleInfo:
-    """Parse an sd-scripts sample file name; unknown names give a SampleInfo with everything None."""
-    path = Path(filename)
-    match = SAMPLE_NAME.match(path.name)
-    if not match:
-        return SampleInfo(path, path.stem, None, None, None, None, None, None)
-    g = match.groupdict()
-    return SampleInfo(
-        path=path, name=path.stem, output_name=g["name"],
-        epoch=int(g["epoch"]) if g["epoch"] is not None else None,
-        step=int(g["step"]) if g["step"] is not None else None,
-        prompt_index=int(g["prompt"]), timestamp=g["ts"],
-        seed=int(g["seed"]) if g["seed"] is not None else None,
-    )
 
 
 def read_prompt_lines(path: Path) -> list[str]:
     """Prompt texts of a sd-scripts .txt prompt file, in sample-index order (blank and # lines skipped,
-    the ` --x value` options cut off). Uses bespoke.prompts when the file is valid for it."""
+    the ` --x value` options cut off). Uses bespoke.kohya.prompts when the file is valid for it."""
     path = Path(path)
-    from bespoke.errors import BespokeError
-    from bespoke.kohya.prompts import parse_prompt_file
-
     try:
         return [p.prompt for p in parse_prompt_file(path)]
     except BespokeError:  # a hand-edited file bespoke would reject still links its prompt texts
@@ -75,8 +34,6 @@ def read_prompt_lines(path: Path) -> list[str]:
 
 def sample_folder(run_or_dir: Path) -> tuple[Path, Path | None]:
     """(folder holding the images, run folder or None)."""
-    from bespoke.run.paths import RunPaths, is_run_dir
-
     root = Path(run_or_dir)
     if is_run_dir(root):
         return RunPaths(root).sample_dir, root
@@ -104,8 +61,6 @@ def find_samples(run_or_dir) -> list[SampleInfo]:
         raise ProcessError(f"{where}: no sample images (.png/.jpg/.webp){others}")
     prompts: list[str] = []
     if run is not None:
-        from bespoke.run.paths import RunPaths
-
         prompts_txt = RunPaths(run).prompts_txt
         if prompts_txt.is_file():
             prompts = read_prompt_lines(prompts_txt)

@@ -29,6 +29,10 @@ BANNER_H = 26
 COLHEAD_H = 34
 MAX_WIDTH = 2000
 MAX_ROWS = 14
+CAND_PX = 24 * SCALE
+CELL_W = PAD + THUMB + GAP + CAND_PX + PAD
+CELL_H = PAD + max(THUMB, CAND_PX) + TEXT_H + PAD
+MIN_SHEET_W = 560  # room for the title and the SIMULATED banner text
 
 BG = (250, 250, 248)
 ROW_ALT = (241, 242, 244)
@@ -40,29 +44,64 @@ CLEAN = (20, 130, 60)
 BANNER = (200, 30, 40)
 MISSING = (200, 200, 204)
 
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+GridKey = tuple[tuple[int, int], int]  # (row key, column)
+
 
 @dataclass(frozen=True)
 class Row:
-    """One sheet row: its label ('e8', 'step 120', '?') and the epoch it stands for (None if not an epoch)."""
+    """One sheet row: its sort key, its label ('e8', 'step 120', '?') and its epoch (None if not an epoch)."""
 
-    key: tuple
+    key: tuple[int, int]
     label: str
     epoch: int | None
 
 
 @dataclass
 class ContactSheet:
-    """One written sheet and where things are on it (for tests and for the HTML report)."""
+    """One written sheet and where things are on it (for tests and for the HTML report).
+
+    `row_boxes` maps each row label to its (y0, y1) on the image; `best_label` is the best epoch's row label
+    when that row is on this sheet.
+    """
 
     path: Path
     size: tuple[int, int]
     rows: list[Row]
     columns: list[int]
-    row_boxes: dict = field(default_factory=dict)  # row label -> (y0, y1)
+    row_boxes: dict[str, tuple[int, int]] = field(default_factory=dict)
     best_label: str | None = None
 
 
-def _font(size: int):
+@dataclass(frozen=True)
+class _Fonts:
+    title: Font
+    label: Font
+    text: Font
+    small: Font
+
+    @classmethod
+    def load(cls) -> _Fonts:
+        return cls(_font(16), _font(15), _font(13), _font(11))
+
+
+@dataclass(frozen=True)
+class _RunSheets:
+    """What every sheet (part) of one run shares: the run's grid, its decoded images and its numbers."""
+
+    run_id: str
+    method: str | None
+    simulated: bool
+    best: int | None
+    rows: list[Row]
+    grid: dict[GridKey, dict]
+    images: dict[str, Image.Image | None]
+    epoch_stats: dict[int | None, dict]
+    fonts: _Fonts
+    parts: int
+
+
+def _font(size: int) -> Font:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: bitmap font, one size
@@ -78,10 +117,13 @@ def row_key(sample: dict) -> Row:
     return Row((2, 0), "?", None)
 
 
-def arrange(samples: list[dict]) -> tuple[list[Row], list[int], dict]:
-    """Rows (sorted), columns (prompt indexes) and {(row key, column): sample}; the last file wins a tie."""
-    rows: dict[tuple, Row] = {}
-    grid: dict[tuple, dict] = {}
+def arrange(samples: list[dict]) -> tuple[list[Row], list[int], dict[GridKey, dict]]:
+    """Rows (sorted), columns (prompt indexes) and {(row key, column): sample}; the last file wins a tie.
+
+    Samples without a prompt index get a column each, numbered from 1000.
+    """
+    rows: dict[tuple[int, int], Row] = {}
+    grid: dict[GridKey, dict] = {}
     unknown_col = 0
     for sample in sorted(samples, key=lambda s: s.get("file", "")):
         row = row_key(sample)
@@ -119,7 +161,13 @@ def prompt_label(sample: dict | None, column: int) -> str:
     return f"#{column} {text}".strip()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+def best_epoch(report: dict) -> int | None:
+    """The report's best epoch, None when it has none."""
+    best = report.get("best") or {}
+    return best.get("epoch")
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -127,14 +175,15 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "..."
 
 
-def _load(path: Path, size: tuple[int, int], resample) -> Image.Image | None:
+def _load(path: Path, size: tuple[int, int], resample: Image.Resampling) -> Image.Image | None:
+    """The image as RGB: NEAREST-resized to `size` (candidates), else shrunk to fit it; None when unreadable."""
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            if resample == Image.NEAREST:
-                return img.resize(size, Image.NEAREST)
-            img.thumbnail(size, Image.BOX, reducing_gap=2.0)
-            return img
+            rgb = img.convert("RGB")
+            if resample == Image.Resampling.NEAREST:
+                return rgb.resize(size, Image.Resampling.NEAREST)
+            rgb.thumbnail(size, Image.Resampling.BOX, reducing_gap=2.0)
+            return rgb
     except (OSError, ValueError):
         return None
 
@@ -153,138 +202,161 @@ def _chunks(items: list, limit: int) -> list[list]:
     return chunks
 
 
-def best_epoch(report: dict) -> int | None:
-    best = report.get("best") or {}
-    return best.get("epoch")
-
-
 def build_contact_sheets(
     run_dir: Path, report: dict, *, out_dir: Path | None = None, method: str | None = None,
     run_id: str | None = None, simulated: bool | None = None, max_width: int = MAX_WIDTH, max_rows: int = MAX_ROWS,
 ) -> list[ContactSheet]:
     """Write the contact sheet(s) of one processed run into `out_dir` (default `<run>/report/sheets/`).
 
-    Paths in `report` are relative to `run_dir`. Returns the sheets written, in reading order.
+    Paths in `report` are relative to `run_dir`. A run wider than `max_width` px or longer than `max_rows`
+    rows is split into balanced parts. Returns the sheets written, in reading order.
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "report" / "sheets"
     method = pick_method(report, method)
-    run_id = run_id or report.get("run_id") or run_dir.name
-    simulated = bool(report.get("simulated")) if simulated is None else simulated
     rows, columns, grid = arrange(report.get("samples") or [])
-    images = _preload(run_dir, list(grid.values()), method)
-    best = best_epoch(report)
-    epoch_stats = {e.get("epoch"): e for e in report.get("epochs") or []}
-    cand_px = 24 * SCALE
-    cell_w = PAD + THUMB + GAP + cand_px + PAD
-    cell_h = PAD + max(THUMB, cand_px) + TEXT_H + PAD
-    per_sheet_cols = max(1, (max_width - LABEL_W) // cell_w)
-    col_chunks = _chunks(columns, per_sheet_cols)
+    col_chunks = _chunks(columns, max(1, (max_width - LABEL_W) // CELL_W))
     row_chunks = _chunks(rows, max_rows)
-    parts = len(col_chunks) * len(row_chunks)
-    title_font, label_font, text_font, small_font = _font(16), _font(15), _font(13), _font(11)
+    run = _RunSheets(
+        run_id=run_id or report.get("run_id") or run_dir.name,
+        method=method,
+        simulated=bool(report.get("simulated")) if simulated is None else simulated,
+        best=best_epoch(report),
+        rows=rows,
+        grid=grid,
+        images=_preload(run_dir, list(grid.values()), method),
+        epoch_stats={e.get("epoch"): e for e in report.get("epochs") or []},
+        fonts=_Fonts.load(),
+        parts=len(col_chunks) * len(row_chunks),
+    )
     sheets = []
     for r_index, row_chunk in enumerate(row_chunks):
         for c_index, col_chunk in enumerate(col_chunks):
             part = r_index * len(col_chunks) + c_index + 1
-            width = LABEL_W + cell_w * len(col_chunk)
-            top = TITLE_H + (BANNER_H if simulated else 0) + COLHEAD_H
-            height = top + cell_h * len(row_chunk)
-            sheet = Image.new("RGB", (max(width, 560), height), BG)
-            draw = ImageDraw.Draw(sheet)
-            title = f"{run_id}  ·  candidates: {method or 'none'}"
-            if best is not None:
-                title += f"  ·  best epoch {best}"
-            if parts > 1:
-                title += f"  ·  part {part}/{parts}"
-            draw.text((PAD, 9), _fit(draw, title, title_font, sheet.width - 2 * PAD), fill=INK, font=title_font)
-            y = TITLE_H
-            if simulated:
-                draw.rectangle((0, y, sheet.width, y + BANNER_H - 1), fill=BANNER)
-                draw.text((PAD, y + 5), "SIMULATED - not real training: samples made by bespoke.simulator, no model",
-                          fill=(255, 255, 255), font=label_font)
-                y += BANNER_H
-            for i, col in enumerate(col_chunk):
-                x = LABEL_W + i * cell_w
-                sample = next((grid[(row.key, col)] for row in rows if (row.key, col) in grid), None)
-                draw.text((x + PAD, y + 10), _fit(draw, prompt_label(sample, col), text_font, cell_w - 2 * PAD),
-                          fill=INK, font=text_font)
-            boxes = {}
-            for j, row in enumerate(row_chunk):
-                y0 = top + j * cell_h
-                is_best = best is not None and row.epoch == best
-                fill = HIGHLIGHT if is_best else (ROW_ALT if j % 2 else BG)
-                draw.rectangle((0, y0, sheet.width, y0 + cell_h - 1), fill=fill)
-                if is_best:
-                    draw.rectangle((0, y0, 5, y0 + cell_h - 1), fill=HIGHLIGHT_BAR)
-                boxes[row.label] = (y0, y0 + cell_h)
-                draw.text((12, y0 + PAD + 4), row.label, fill=INK, font=title_font)
-                stats = epoch_stats.get(row.epoch) if row.epoch is not None else None
-                if stats:
-                    mean = stats.get("colors_nearest_mean")
-                    if mean is not None:
-                        draw.text((12, y0 + PAD + 28), f"mean {mean:.0f}", fill=MUTED, font=small_font)
-                    m_stats = (stats.get("methods") or {}).get(method) or {}
-                    if m_stats.get("clean_pct") is not None:
-                        draw.text((12, y0 + PAD + 44), f"{m_stats['clean_pct']:.0f}% clean", fill=MUTED,
-                                  font=small_font)
-                if is_best:
-                    draw.text((12, y0 + PAD + 64), "BEST", fill=HIGHLIGHT_BAR, font=label_font)
-                for i, col in enumerate(col_chunk):
-                    sample = grid.get((row.key, col))
-                    if sample is not None:
-                        _draw_cell(sheet, draw, images, sample, method, LABEL_W + i * cell_w, y0,
-                                   text_font, small_font)
-            name = f"contact_{method or 'samples'}" + (f"_part{part}" if parts > 1 else "") + ".png"
-            path = out_dir / name
-            buffer = io.BytesIO()
-            sheet.save(buffer, "PNG", compress_level=3)
-            atomic_write_bytes(path, buffer.getvalue())
-            best_label = next((r.label for r in row_chunk if best is not None and r.epoch == best), None)
-            sheets.append(ContactSheet(path, sheet.size, list(row_chunk), list(col_chunk), boxes, best_label))
+            sheets.append(_write_sheet(run, out_dir, part, row_chunk, col_chunk))
     return sheets
 
 
-def _preload(run_dir: Path, samples: list[dict], method: str | None) -> dict:
+def _preload(run_dir: Path, samples: list[dict], method: str | None) -> dict[str, Image.Image | None]:
     """Thumbnails and scaled candidates of all samples, decoded on all cores (Pillow releases the GIL)."""
-    cand_px = 24 * SCALE
-    jobs = []
+    jobs: list[tuple[str, tuple[int, int], Image.Resampling]] = []
     for sample in samples:
-        jobs.append((sample["file"], (THUMB, THUMB), Image.BOX))
+        jobs.append((sample["file"], (THUMB, THUMB), Image.Resampling.BOX))
         candidate = (sample.get("candidates") or {}).get(method) if method else None
         if candidate:
-            jobs.append((candidate["file"], (cand_px, cand_px), Image.NEAREST))
+            jobs.append((candidate["file"], (CAND_PX, CAND_PX), Image.Resampling.NEAREST))
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         loaded = pool.map(lambda job: _load(run_dir / job[0], job[1], job[2]), jobs)
         return {job[0]: image for job, image in zip(jobs, loaded, strict=True)}
 
 
-def _draw_cell(sheet, draw, images: dict, sample: dict, method, x: int, y: int, text_font, small_font) -> None:
-    cand_px = 24 * SCALE
-    thumb = images.get(sample["file"])
+def _write_sheet(run: _RunSheets, out_dir: Path, part: int, rows: list[Row], columns: list[int]) -> ContactSheet:
+    """Draw and write one part: `rows` x `columns` of the run's grid."""
+    sheet, boxes = _draw_sheet(run, part, rows, columns)
+    name = f"contact_{run.method or 'samples'}" + (f"_part{part}" if run.parts > 1 else "") + ".png"
+    path = out_dir / name
+    buffer = io.BytesIO()
+    sheet.save(buffer, "PNG", compress_level=3)
+    atomic_write_bytes(path, buffer.getvalue())
+    best_label = next((r.label for r in rows if run.best is not None and r.epoch == run.best), None)
+    return ContactSheet(path, sheet.size, list(rows), list(columns), boxes, best_label)
+
+
+def _draw_sheet(run: _RunSheets, part: int, rows: list[Row],
+                columns: list[int]) -> tuple[Image.Image, dict[str, tuple[int, int]]]:
+    """One part's image and each row's (y0, y1) on it."""
+    top = TITLE_H + (BANNER_H if run.simulated else 0) + COLHEAD_H
+    width = LABEL_W + CELL_W * len(columns)
+    sheet = Image.new("RGB", (max(width, MIN_SHEET_W), top + CELL_H * len(rows)), BG)
+    draw = ImageDraw.Draw(sheet)
+    _draw_title(draw, run, part, sheet.width)
+    y = TITLE_H
+    if run.simulated:
+        draw.rectangle((0, y, sheet.width, y + BANNER_H - 1), fill=BANNER)
+        draw.text((PAD, y + 5), "SIMULATED - not real training: samples made by bespoke.simulator, no model",
+                  fill=(255, 255, 255), font=run.fonts.label)
+        y += BANNER_H
+    for i, col in enumerate(columns):
+        sample = next((run.grid[(row.key, col)] for row in run.rows if (row.key, col) in run.grid), None)
+        draw.text((LABEL_W + i * CELL_W + PAD, y + 10),
+                  _fit(draw, prompt_label(sample, col), run.fonts.text, CELL_W - 2 * PAD),
+                  fill=INK, font=run.fonts.text)
+    boxes = {}
+    for j, row in enumerate(rows):
+        y0 = top + j * CELL_H
+        _draw_row(sheet, draw, run, row, j, y0, columns)
+        boxes[row.label] = (y0, y0 + CELL_H)
+    return sheet, boxes
+
+
+def _draw_title(draw: ImageDraw.ImageDraw, run: _RunSheets, part: int, width: int) -> None:
+    title = f"{run.run_id}  ·  candidates: {run.method or 'none'}"
+    if run.best is not None:
+        title += f"  ·  best epoch {run.best}"
+    if run.parts > 1:
+        title += f"  ·  part {part}/{run.parts}"
+    draw.text((PAD, 9), _fit(draw, title, run.fonts.title, width - 2 * PAD), fill=INK, font=run.fonts.title)
+
+
+def _draw_row(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, row: Row, index: int, y0: int,
+              columns: list[int]) -> None:
+    """One row: its band (alternating; highlighted with a bar when it is the best epoch), label and cells."""
+    is_best = run.best is not None and row.epoch == run.best
+    fill = HIGHLIGHT if is_best else (ROW_ALT if index % 2 else BG)
+    draw.rectangle((0, y0, sheet.width, y0 + CELL_H - 1), fill=fill)
+    if is_best:
+        draw.rectangle((0, y0, 5, y0 + CELL_H - 1), fill=HIGHLIGHT_BAR)
+    _draw_row_label(draw, run, row, y0, is_best)
+    for i, col in enumerate(columns):
+        sample = run.grid.get((row.key, col))
+        if sample is not None:
+            _draw_cell(sheet, draw, run, sample, LABEL_W + i * CELL_W, y0)
+
+
+def _draw_row_label(draw: ImageDraw.ImageDraw, run: _RunSheets, row: Row, y0: int, is_best: bool) -> None:
+    """The label column: row label, the epoch's mean colours and % clean, and BEST."""
+    fonts = run.fonts
+    draw.text((12, y0 + PAD + 4), row.label, fill=INK, font=fonts.title)
+    stats = run.epoch_stats.get(row.epoch) if row.epoch is not None else None
+    if stats:
+        mean = stats.get("colors_nearest_mean")
+        if mean is not None:
+            draw.text((12, y0 + PAD + 28), f"mean {mean:.0f}", fill=MUTED, font=fonts.small)
+        m_stats = (stats.get("methods") or {}).get(run.method) or {}
+        if m_stats.get("clean_pct") is not None:
+            draw.text((12, y0 + PAD + 44), f"{m_stats['clean_pct']:.0f}% clean", fill=MUTED, font=fonts.small)
+    if is_best:
+        draw.text((12, y0 + PAD + 64), "BEST", fill=HIGHLIGHT_BAR, font=fonts.label)
+
+
+def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, sample: dict, x: int,
+               y: int) -> None:
+    """One cell at (x, y): the sample thumbnail, its candidate, and their numbers below."""
+    fonts, method = run.fonts, run.method
+    thumb = run.images.get(sample["file"])
     if thumb is None:
         draw.rectangle((x + PAD, y + PAD, x + PAD + THUMB - 1, y + PAD + THUMB - 1), fill=MISSING)
-        draw.text((x + PAD + 6, y + PAD + 50), "unreadable", fill=INK, font=small_font)
+        draw.text((x + PAD + 6, y + PAD + 50), "unreadable", fill=INK, font=fonts.small)
     else:
         sheet.paste(thumb, (x + PAD + (THUMB - thumb.width) // 2, y + PAD + (THUMB - thumb.height) // 2))
     cx = x + PAD + THUMB + GAP
     candidate = (sample.get("candidates") or {}).get(method) if method else None
-    cand = images.get(candidate["file"]) if candidate else None
+    cand = run.images.get(candidate["file"]) if candidate else None
     if cand is None:
-        draw.rectangle((cx, y + PAD, cx + cand_px - 1, y + PAD + cand_px - 1), fill=MISSING)
-        draw.text((cx + 6, y + PAD + 40), "no candidate", fill=INK, font=small_font)
+        draw.rectangle((cx, y + PAD, cx + CAND_PX - 1, y + PAD + CAND_PX - 1), fill=MISSING)
+        draw.text((cx + 6, y + PAD + 40), "no candidate", fill=INK, font=fonts.small)
     else:
         sheet.paste(cand, (cx, y + PAD))
     ty = y + PAD + THUMB + 3
     colors = sample.get("colors_nearest")
-    draw.text((x + PAD, ty), f"{colors} colours" if colors is not None else "-", fill=INK, font=text_font)
+    draw.text((x + PAD, ty), f"{colors} colours" if colors is not None else "-", fill=INK, font=fonts.text)
     coverage = sample.get("top10_coverage")
     if coverage is not None:
-        draw.text((x + PAD, ty + 16), f"top10 {coverage:.0%}", fill=MUTED, font=small_font)
+        draw.text((x + PAD, ty + 16), f"top10 {coverage:.0%}", fill=MUTED, font=fonts.small)
     if candidate:
         clean = bool(candidate.get("clean"))
-        draw.text((cx, ty), f"{method} {candidate.get('colors')}", fill=CLEAN if clean else INK, font=text_font)
+        draw.text((cx, ty), f"{method} {candidate.get('colors')}", fill=CLEAN if clean else INK, font=fonts.text)
         if clean:
-            draw.text((cx, ty + 16), "clean", fill=CLEAN, font=small_font)
+            draw.text((cx, ty + 16), "clean", fill=CLEAN, font=fonts.small)
         elif candidate.get("grid_error") is not None:
-            draw.text((cx, ty + 16), f"grid err {candidate['grid_error']:.0f}", fill=MUTED, font=small_font)
+            draw.text((cx, ty + 16), f"grid err {candidate['grid_error']:.0f}", fill=MUTED, font=fonts.small)

@@ -12,6 +12,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bespoke.errors import ConfigError
+from bespoke.kohya.config import load_toml
+from bespoke.kohya.presets import resolve_preset
+from bespoke.run.paths import RunPaths, list_run_dirs
+from bespoke.run.runner import run_capture
+from bespoke.settings import Settings
+
 # Runs inside the trainer's Python with the sd-scripts checkout as argv[1]. Prints one JSON line.
 PROBE = r"""
 import json, os, sys
@@ -60,33 +67,25 @@ class Check:
         return asdict(self)
 
 
-def keys_bespoke_writes(settings) -> tuple[list[str], str]:
+def keys_bespoke_writes(settings: Settings) -> tuple[list[str], str]:
     """Training keys to check: those of the newest planned training.toml, else of the resolved default preset."""
-    import toml
-
-    from bespoke.run.paths import RunPaths, list_run_dirs
-
     runs = [RunPaths(d) for d in list_run_dirs(settings.outputs_dir)]
     runs = [p for p in runs if p.training_toml.is_file()]
     if runs:
         newest = max(runs, key=lambda p: p.training_toml.stat().st_mtime)
         try:
-            data = toml.load(newest.training_toml)
-            keys = set()
+            data = load_toml(newest.training_toml)
+            keys: set[str] = set()
             for key, value in data.items():
                 keys |= set(value) if isinstance(value, dict) else {key}
             return sorted(keys), str(newest.training_toml)
-        except (OSError, toml.TomlDecodeError):
+        except ConfigError:
             pass
-    from bespoke.kohya.presets import resolve_preset
-
     preset = resolve_preset(512, None)
     return sorted(set(preset.training) | set(_FILLED_KEYS)), "the default preset (base + res-512)"
 
 
-def _probe(settings) -> tuple[dict | None, str]:
-    from bespoke.run.runner import run_capture
-
+def _probe(settings: Settings) -> tuple[dict | None, str]:
     done = run_capture([settings.trainer_python, "-c", PROBE, str(settings.sd_scripts or ".")], timeout=180)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
@@ -124,69 +123,75 @@ def _base_model_checks(base_model: str) -> list[Check]:
                   "), or set base_model to a local .safetensors file")]
 
 
-def run_checks(settings) -> list[Check]:
-    """Every readiness check, in order; each problem carries its fix."""
-    checks: list[Check] = []
+def _checkout_checks(settings: Settings) -> tuple[list[Check], Path | None]:
+    """The sd-scripts checkout: configured, present, holding train_network.py. Returns it when usable."""
     sd = settings.sd_scripts
     if sd is None:
-        checks.append(Check("sd-scripts", "error", "no sd-scripts checkout configured",
-                            "pass --sd-scripts PATH, set BESPOKE_SD_SCRIPTS, or add sd_scripts = \"...\" to bespoke.toml"))
-    elif not Path(sd).is_dir():
-        checks.append(Check("sd-scripts", "error", f"{sd} does not exist",
-                            "git clone https://github.com/kohya-ss/sd-scripts there, or fix the configured path"))
-        sd = None
-    elif not (Path(sd) / "train_network.py").is_file():
-        checks.append(Check("sd-scripts", "error", f"{sd} has no train_network.py",
-                            "point sd_scripts at the root of a kohya-ss/sd-scripts checkout"))
-        sd = None
-    else:
-        checks.append(Check("sd-scripts", "ok", f"{sd} (train_network.py found)"))
+        return [Check("sd-scripts", "error", "no sd-scripts checkout configured",
+                      "pass --sd-scripts PATH, set BESPOKE_SD_SCRIPTS, or add sd_scripts = \"...\" to bespoke.toml")], None
+    if not Path(sd).is_dir():
+        return [Check("sd-scripts", "error", f"{sd} does not exist",
+                      "git clone https://github.com/kohya-ss/sd-scripts there, or fix the configured path")], None
+    if not (Path(sd) / "train_network.py").is_file():
+        return [Check("sd-scripts", "error", f"{sd} has no train_network.py",
+                      "point sd_scripts at the root of a kohya-ss/sd-scripts checkout")], None
+    return [Check("sd-scripts", "ok", f"{sd} (train_network.py found)")], Path(sd)
 
+
+def _python_checks(python: str, info: dict | None, detail: str) -> list[Check]:
+    """What the probe in the trainer's Python found: the interpreter, accelerate, torch and the GPU."""
+    if info is None:
+        return [Check("trainer python", "error", f"{python} did not run the probe ({detail})",
+                      "set --python / BESPOKE_PYTHON / sd_python to the Python of your sd-scripts venv")]
+    checks = [Check("trainer python", "ok", f"{python} (Python {info['python']})")]
+    if "accelerate" in info:
+        checks.append(Check("accelerate", "ok", f"accelerate {info['accelerate']}"))
+    else:
+        checks.append(Check("accelerate", "error", f"accelerate does not import: {info.get('accelerate_error')}",
+                            f"{python} -m pip install -r requirements.txt (in the sd-scripts checkout)"))
+    if "torch" not in info:
+        checks.append(Check("torch", "error", f"torch does not import: {info.get('torch_error')}",
+                            f"install torch in that venv ({python} -m pip install torch torchvision)"))
+    elif info.get("cuda"):
+        checks.append(Check("torch", "ok", f"torch {info['torch']}, CUDA: {', '.join(info['gpus'])}"))
+    else:
+        checks.append(Check("torch", "warning", f"torch {info['torch']} sees no CUDA GPU: training runs on CPU "
+                            "(hours per epoch at 512 px)", "install a CUDA build of torch and check nvidia-smi"))
+    return checks
+
+
+def _disk_check(outputs_dir: Path) -> Check:
+    free = _free_gb(outputs_dir)
+    level = "error" if free < MIN_DISK_GB else "warning" if free < LOW_DISK_GB else "ok"
+    return Check("disk", level, f"{free:.1f} GB free for {outputs_dir}",
+                 "free some space or point --outputs elsewhere (a run needs ~1-5 GB)" if level != "ok" else "")
+
+
+def _options_check(settings: Settings, sd: Path, python: str, info: dict) -> Check:
+    """Every training key bespoke writes must be an option of the installed train_network.py."""
+    if "options" not in info:
+        return Check("sd-scripts options", "error",
+                     f"could not read train_network.setup_parser(): {info.get('parser_error')}",
+                     f"install sd-scripts' requirements in {python}'s venv (pip install -r requirements.txt in the "
+                     "checkout)")
+    keys, origin = keys_bespoke_writes(settings)
+    missing = [k for k in keys if k not in set(info["options"])]
+    if missing:
+        return Check("sd-scripts options", "error",
+                     f"this sd-scripts does not know {', '.join(missing)} (keys from {origin}); it would silently "
+                     "ignore them", f"update sd-scripts (git -C {sd} pull), or remove these keys from your preset / "
+                     "--set")
+    return Check("sd-scripts options", "ok", f"all {len(keys)} training keys bespoke writes are options of this sd-scripts")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every readiness check, in order; each problem carries its fix."""
+    checks, sd = _checkout_checks(settings)
     python = settings.trainer_python
     info, detail = _probe(settings)
-    if info is None:
-        checks.append(Check("trainer python", "error", f"{python} did not run the probe ({detail})",
-                            "set --python / BESPOKE_PYTHON / sd_python to the Python of your sd-scripts venv"))
-    else:
-        checks.append(Check("trainer python", "ok", f"{python} (Python {info['python']})"))
-        if "accelerate" in info:
-            checks.append(Check("accelerate", "ok", f"accelerate {info['accelerate']}"))
-        else:
-            checks.append(Check("accelerate", "error", f"accelerate does not import: {info.get('accelerate_error')}",
-                                f"{python} -m pip install -r requirements.txt (in the sd-scripts checkout)"))
-        if "torch" not in info:
-            checks.append(Check("torch", "error", f"torch does not import: {info.get('torch_error')}",
-                                f"install torch in that venv ({python} -m pip install torch torchvision)"))
-        elif info.get("cuda"):
-            checks.append(Check("torch", "ok", f"torch {info['torch']}, CUDA: {', '.join(info['gpus'])}"))
-        else:
-            checks.append(Check("torch", "warning", f"torch {info['torch']} sees no CUDA GPU: training runs on CPU "
-                                "(hours per epoch at 512 px)", "install a CUDA build of torch and check nvidia-smi"))
-
+    checks += _python_checks(python, info, detail)
     checks += _base_model_checks(settings.base_model)
-
-    free = _free_gb(settings.outputs_dir)
-    level = "error" if free < MIN_DISK_GB else "warning" if free < LOW_DISK_GB else "ok"
-    checks.append(Check("disk", level, f"{free:.1f} GB free for {settings.outputs_dir}",
-                        "free some space or point --outputs elsewhere (a run needs ~1-5 GB)" if level != "ok" else ""))
-
+    checks.append(_disk_check(settings.outputs_dir))
     if sd is not None and info is not None:
-        if "options" in info:
-            keys, origin = keys_bespoke_writes(settings)
-            options = set(info["options"])
-            missing = [k for k in keys if k not in options]
-            if missing:
-                checks.append(Check(
-                    "sd-scripts options", "error",
-                    f"this sd-scripts does not know {', '.join(missing)} (keys from {origin}); it would silently "
-                    "ignore them", "update sd-scripts (git -C " + str(sd) + " pull), or remove these keys from "
-                    "your preset / --set"))
-            else:
-                checks.append(Check("sd-scripts options", "ok",
-                                    f"all {len(keys)} training keys bespoke writes are options of this sd-scripts"))
-        else:
-            checks.append(Check("sd-scripts options", "error",
-                                f"could not read train_network.setup_parser(): {info.get('parser_error')}",
-                                f"install sd-scripts' requirements in {python}'s venv "
-                                "(pip install -r requirements.txt in the checkout)"))
+        checks.append(_options_check(settings, sd, python, info))
     return checks

@@ -1,51 +1,53 @@
-"""Images from a run's LoRA checkpoint with sd-scripts `gen_img.py`, then `process` on them.
+"""Images from a run's LoRA checkpoint with sd-scripts `gen_img.py` (arguments and prompt file:
+`bespoke.kohya.gen_img`).
 
 The launch goes through the same machinery as training: a `LaunchSpec` -> `build_launch` (every accelerate
-value explicit) -> `process_runner.run_logged` (own process group, whole output in a log, Ctrl-C stops the
-group). gen_img.py names its outputs by batch index, not by prompt, so bespoke writes a per-generation
-prompt file with one line per (prompt, seed), each with `--d <seed>` and `--f <name>_s<seed>.png` (the
-per-prompt file-name option; gen_img.py appends no extension, so bespoke writes it). The result folder
-`<run>/generated/e{NNNNNN}/` gets `generate.json` (argv, env overrides, checkpoint + sha256, seeds, prompts,
-times, exit code), `prompts.txt` and `generate.log`. Nothing there is overwritten: a finished generation
-with the same request is reused, a different one needs `force`, which moves the old folder aside.
+value explicit) -> `run_logged` (own process group, whole output in a log, Ctrl-C stops the group). The result
+folder `<run>/generated/e{NNNNNN}/` gets `generate.json` (argv, env overrides, checkpoint + sha256, seeds,
+prompts, times, exit code), `prompts.txt` and `generate.log`. Nothing there is overwritten: a finished
+generation with the same request is reused, a different one needs `force`, which moves the old folder aside.
+Processing the images is the caller's (`bespoke.pipeline`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bespoke.errors import ConfigError, RunError, TrainerError, UsageError
-from bespoke.fsutil import atomic_write_json, atomic_write_text, move_aside, sha256_file
-from bespoke.run.paths import RunPaths, now_iso, read_manifest
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bespoke.clock import now_iso
+from bespoke.console import console
+from bespoke.errors import Interrupted, RunError, TrainerError, UsageError, did_you_mean
+from bespoke.fsutil import atomic_write_json, atomic_write_text, move_aside, read_json, sha256_file
+from bespoke.kohya.checkpoints import by_epoch, find_checkpoints
+from bespoke.kohya.gen_img import (
+    SAMPLERS,
+    GenPrompt,
+    baseline_prompts,
+    gen_img_args,
+    image_name,
+    prompts_from_file,
+    render_gen_prompts,
+)
+from bespoke.kohya.launch import LaunchSpec, build_launch, recordable_env
+from bespoke.kohya.output import log_tail, trainer_error
+from bespoke.run.manifest import load_manifest
+from bespoke.run.paths import RunPaths, read_training
+from bespoke.run.plan import base_model_argument
+from bespoke.run.runner import ProcessResult, rotate_log, run_logged
+from bespoke.settings import Settings
 
 SCHEMA_VERSION = 1
+Say = Callable[[str], None]
 DEFAULT_SEEDS = (1, 2, 3, 4)
 MAX_SEEDS = 1000
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-# gen_img.py --sampler choices (gen_img.py setup_parser; the same list as train_network.py --sample_sampler)
-SAMPLERS = ("ddim", "pndm", "lms", "euler", "euler_a", "heun", "dpm_2", "dpm_2_a", "dpmsolver", "dpmsolver++",
-            "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a")
-
-
-@dataclass(frozen=True)
-class GenPrompt:
-    """One prompt of a generation: a file-safe name and everything gen_img.py needs per line."""
-
-    name: str
-    prompt: str
-    negative: str = ""
-    width: int = 512
-    height: int = 512
-    steps: int = 30
-    scale: float = 7.5
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,6 @@ class GenerateRequest:
     scale: float | None = None
     sampler: str | None = None
     force: bool = False
-    process: bool = True
-
-
-# ---------------------------------------------------------------- small parsers
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -95,91 +93,17 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(unique)
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe prompt name."""
-    return _SAFE.sub("_", text).strip("._") or "prompt"
-
-
-def baseline_prompts() -> list[GenPrompt]:
-    """The 7 prompts of the recorded baseline protocol (negative prompt, 512x512, 30 steps, CFG 7.5)."""
-    from bespoke.review.baseline import recorded_baseline
-
-    data = recorded_baseline()
-    proto = data["protocol"]
-    return [GenPrompt(p["name"], p["prompt"], data["negative_prompt"], proto["width"], proto["height"],
-                      proto["steps"], float(proto["guidance_scale"])) for p in data["prompts"]]
-
-
-def prompts_from_file(path: Path) -> list[GenPrompt]:
-    """Prompts of an sd-scripts prompt file (.txt/.toml/.json); unnamed ones become p00, p01, ..."""
-    from bespoke.kohya.prompts import parse_prompt_file
-
-    out: list[GenPrompt] = []
-    seen: set[str] = set()
-    for p in parse_prompt_file(Path(path)):
-        name = safe_name(p.name) if p.name else f"p{p.index:02d}"
-        while name in seen:
-            name += "_"
-        seen.add(name)
-        out.append(GenPrompt(name, p.prompt, p.negative or "", p.width or 512, p.height or 512,
-                             p.steps or 30, float(p.scale) if p.scale is not None else 7.5))
-    return out
-
-
-def image_name(prompt: GenPrompt, seed: int) -> str:
-    return f"{prompt.name}_s{seed}.png"
-
-
-def render_gen_prompts(prompts: list[GenPrompt], seeds: tuple[int, ...]) -> str:
-    """gen_img.py prompt file: one line per (prompt, seed), with the seed and the output file name."""
-    lines = ["# bespoke generate: one line per (prompt, seed); --f names the output file"]
-    for p in prompts:
-        for text, what in ((p.prompt, "prompt"), (p.negative, "negative prompt")):
-            if " --" in text or "\n" in text or "\r" in text:
-                raise ConfigError(f"prompt {p.name}: the {what} cannot contain ' --' or a line break "
-                                  f"(gen_img.py's line syntax): {text[:60]!r}")
-        for seed in seeds:
-            line = p.prompt
-            if p.negative:
-                line += f" --n {p.negative}"
-            line += (f" --w {p.width} --h {p.height} --s {p.steps} --l {p.scale:g} --d {seed}"
-                     f" --f {image_name(p, seed)}")
-            lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- the run's checkpoints
-
-
-def run_training(run_dir: Path) -> dict:
-    """The run's flattened training config (config/training.toml)."""
-    from bespoke.run.train import load_training
-
-    return load_training(RunPaths(Path(run_dir)))
-
-
 def run_checkpoints(run_dir: Path, training: dict | None = None) -> dict[int, Path]:
-    """{epoch: checkpoint path} of a run: `{name}-{N:06d}.safetensors` is epoch N; the final
-    `{name}.safetensors` is the epoch its `ss_epoch` says (the last one; FACTS.md §4)."""
-    from bespoke.kohya.metadata import WeightsError, epoch_from_filename, read_metadata
-
+    """{epoch: checkpoint path} of a run's model/ (bespoke.kohya.checkpoints); a final file whose metadata
+    cannot be read counts as the last epoch of the config."""
     paths = RunPaths(Path(run_dir))
-    training = run_training(run_dir) if training is None else training
-    output_name = str(training.get("output_name") or "last")
-    model_dir = Path(training.get("output_dir") or paths.model_dir)
-    found: dict[int, Path] = {}
-    final = model_dir / f"{output_name}.safetensors"
-    for path in sorted(model_dir.glob(f"{output_name}-*.safetensors")) if model_dir.is_dir() else []:
-        epoch = epoch_from_filename(path, output_name)
-        if epoch is not None:
-            found[epoch] = path
-    if final.is_file():
-        try:
-            epoch = int(read_metadata(final).get("ss_epoch", ""))
-        except (WeightsError, ValueError):
-            epoch = int(training.get("max_train_epochs") or 0) or None
-        if epoch is not None:
-            found.setdefault(epoch, final)  # an epoch file of the same epoch is the same weights
+    training = read_training(paths) if training is None else training
+    checkpoints = find_checkpoints(paths.model_dir, str(training.get("output_name") or "last"))
+    found = {epoch: c.path for epoch, c in by_epoch(checkpoints).items()}
+    last = int(training.get("max_train_epochs") or 0) or None
+    for c in checkpoints:
+        if c.final and c.epoch is None and last is not None:
+            found.setdefault(last, c.path)
     return dict(sorted(found.items()))
 
 
@@ -187,7 +111,7 @@ def checkpoint_for_epoch(run_dir: Path, epoch: int | None, training: dict | None
     """(epoch, path) of the checkpoint for `epoch` (None = the last one); a clear error listing what exists."""
     checkpoints = run_checkpoints(run_dir, training)
     if not checkpoints:
-        raise RunError(f"{Path(run_dir) / 'model'}: no checkpoints yet; train the run first (bespoke train)")
+        raise RunError(f"{RunPaths(Path(run_dir)).model_dir}: no checkpoints yet; train the run first (bespoke train)")
     if epoch is None:
         epoch = max(checkpoints)
     if epoch not in checkpoints:
@@ -196,62 +120,21 @@ def checkpoint_for_epoch(run_dir: Path, epoch: int | None, training: dict | None
     return epoch, checkpoints[epoch]
 
 
-# ---------------------------------------------------------------- the launch
-
-
-def _precision_flag(training: dict) -> str | None:
-    precision = str(training.get("mixed_precision") or "no").lower()
-    return {"fp16": "--fp16", "bf16": "--bf16"}.get(precision)
-
-
-def gen_img_args(*, base_model: str, outdir: Path, prompt_file: Path, checkpoint: Path, prompts: list[GenPrompt],
-                 training: dict, mul: float, sampler: str) -> tuple[str, ...]:
-    """gen_img.py arguments (FACTS.md §7); per-line options in the prompt file override --W/--H/--steps/--scale."""
-    first = prompts[0]
-    args = ["--ckpt", str(base_model), "--outdir", str(outdir), "--from_file", str(prompt_file),
-            "--W", str(first.width), "--H", str(first.height), "--steps", str(first.steps),
-            "--scale", f"{first.scale:g}", "--sampler", sampler,
-            "--network_module", "networks.lora", "--network_weights", str(checkpoint), "--network_mul", f"{mul:g}",
-            "--images_per_prompt", "1", "--batch_size", "1"]
-    flag = _precision_flag(training)
-    if flag:
-        args.append(flag)
-    if training.get("xformers"):
-        args.append("--xformers")
-    elif training.get("sdpa"):
-        args.append("--sdpa")
-    if training.get("clip_skip"):
-        args += ["--clip_skip", str(training["clip_skip"])]
-    if training.get("v2"):
-        args.append("--v2")
-    if training.get("v_parameterization"):
-        args.append("--v_parameterization")
-    return tuple(args)
-
-
-def gen_launch_spec(settings, script_args: tuple[str, ...]):
+def gen_launch_spec(settings: Settings, script_args: tuple[str, ...], cwd: Path) -> LaunchSpec:
     """The LaunchSpec of gen_img.py: the trainer's Python, one process, the user's accelerate settings."""
-    from bespoke.kohya.launch import LaunchSpec
-
     script = settings.sd_script("gen_img.py")
     acc = settings.accelerate
     # gen_img.py runs one process and picks its precision from --fp16/--bf16, not from accelerate
     return LaunchSpec(python=settings.trainer_python, script=script, script_args=script_args, num_processes=1,
                       num_machines=1, mixed_precision="no", dynamo_backend=acc.dynamo_backend,
                       num_cpu_threads_per_process=acc.num_cpu_threads_per_process,
-                      extra_accelerate_args=tuple(acc.extra_args), cwd=Path(settings.sd_scripts))
+                      extra_accelerate_args=tuple(acc.extra_args), cwd=cwd)
 
 
-def _request_key(checkpoint_sha: str, prompts: list[GenPrompt], seeds, mul: float, sampler: str, base_model: str):
+def _request_key(checkpoint_sha: str, prompts: list[GenPrompt], seeds: tuple[int, ...], mul: float, sampler: str,
+                 base_model: str) -> dict:
     return {"checkpoint_sha256": checkpoint_sha, "prompts": [p.to_json() for p in prompts], "seeds": list(seeds),
             "mul": mul, "sampler": sampler, "base_model": str(base_model)}
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _set_aside(outdir: Path) -> Path:
@@ -259,7 +142,7 @@ def _set_aside(outdir: Path) -> Path:
     return move_aside(outdir, lambda n: f"{outdir.name}.{stamp}" + (f"-{n - 1}" if n > 1 else ""))
 
 
-def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say) -> dict | None:
+def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say: Say) -> dict | None:
     """Make `outdir` free for a new generation, or return its finished record when it already holds this one.
 
     A finished generation of another request needs `force`; a failed/interrupted one is moved aside
@@ -267,7 +150,7 @@ def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say
     """
     if not outdir.exists() or not any(outdir.iterdir()):
         return None
-    old = _read_json(outdir / "generate.json")
+    old = read_json(outdir / "generate.json")
     same = old is not None and old.get("request") == key
     finished = old is not None and old.get("status") == "finished"
     if same and finished and all((outdir / n).is_file() for n in expected) and not force:
@@ -285,17 +168,15 @@ def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say
 class _GenView:
     """images done / total: a rich bar on a terminal, a line per image otherwise, nothing when quiet."""
 
-    def __init__(self, console, total: int, label: str, quiet: bool):
+    def __init__(self, console: Console, total: int, label: str, quiet: bool):
         self.console, self.total, self.label = console, total, label
         self.mode = "quiet" if quiet else ("live" if console.is_terminal else "plain")
         self.done = 0
-        self.progress = None
+        self.progress: Progress | None = None
         self.last_plain = time.monotonic()
 
     def start(self) -> None:
         if self.mode == "live":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("images"), TimeRemainingColumn(), console=self.console,
                                      transient=True)
@@ -318,25 +199,21 @@ class _GenView:
             self.progress = None
 
 
-def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest(), *, quiet: bool = False,
-             base_env: dict[str, str] | None = None, say=None, stop=None) -> dict:
-    """Generate `request` from a run's checkpoint into `<run>/generated/e{NNNNNN}/`, then `process` it.
+@dataclass(frozen=True)
+class _Resolved:
+    """A request made concrete for one run: which checkpoint, prompts, sampler and base model."""
 
-    Returns the generate.json manifest plus "outdir", "reused" and (when processed) "report".
-    Raises RunError (no such epoch, folder holds a different generation), ConfigError (no sd-scripts,
-    bad prompt file), TrainerError (gen_img.py failed or wrote fewer images than asked) or Interrupted
-    (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped).
-    """
-    from bespoke.console import console
-    from bespoke.kohya.launch import build_launch, recordable_env
-    from bespoke.run.runner import rotate_log, run_logged
-    from bespoke.run.progress import log_tail
+    epoch: int
+    checkpoint: Path
+    prompts: list[GenPrompt]
+    sampler: str
+    base_model: str
+    training: dict
 
-    say = say or (lambda text: None if quiet else console.print(text))
-    run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    gen_launch_spec(settings, ())  # no sd-scripts / no gen_img.py: say so before anything is written
-    training = run_training(run_dir)
+
+def _resolve(settings: Settings, run_dir: Path, request: GenerateRequest) -> _Resolved:
+    manifest = load_manifest(run_dir)
+    training = read_training(RunPaths(run_dir))
     epoch, checkpoint = checkpoint_for_epoch(run_dir, request.epoch, training)
     prompts = prompts_from_file(request.prompts_file) if request.prompts_file else baseline_prompts()
     if request.steps is not None or request.scale is not None:
@@ -347,53 +224,70 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
         raise UsageError(f"--scale {request.scale}: the CFG scale must be a positive number")
     sampler = str(request.sampler or training.get("sample_sampler") or "ddim").lower()
     if sampler not in SAMPLERS:
-        from bespoke.errors import did_you_mean
-
         raise UsageError(f"--sampler {sampler!r}: gen_img.py knows {', '.join(SAMPLERS)}"
                          f"{did_you_mean(sampler, SAMPLERS)}")
-    base_model = str(training.get("pretrained_model_name_or_path") or manifest.get("base_model")
-                     or settings.base_model)
-    if Path(base_model).exists():
-        base_model = str(Path(base_model).resolve())  # gen_img.py runs in the sd-scripts folder
-
+    base_model = base_model_argument(str(training.get("pretrained_model_name_or_path") or manifest.base_model
+                                         or settings.base_model))
     render_gen_prompts(prompts, request.seeds)  # bad prompt text: fail before touching the folder
-    outdir = RunPaths(run_dir).root / "generated" / f"e{epoch:06d}"
-    checkpoint_sha = sha256_file(checkpoint)
-    key = _request_key(checkpoint_sha, prompts, request.seeds, request.mul, sampler, base_model)
-    expected = [image_name(p, s) for p in prompts for s in request.seeds]
+    return _Resolved(epoch, checkpoint, prompts, sampler, base_model, training)
+
+
+def generate(settings: Settings, run_dir: Path, request: GenerateRequest = GenerateRequest(), *, quiet: bool = False,
+             base_env: dict[str, str] | None = None, say: Say | None = None,
+             stop: threading.Event | None = None) -> dict:
+    """Generate `request` from a run's checkpoint into `<run>/generated/e{NNNNNN}/`.
+
+    Returns the generate.json manifest plus "outdir" and "reused".
+    Raises RunError (no such epoch, folder holds a different generation), ConfigError (no sd-scripts,
+    bad prompt file), TrainerError (gen_img.py failed or wrote fewer images than asked) or Interrupted
+    (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped).
+    """
+    say = say or (lambda text: None if quiet else console.print(text))
+    run_dir = Path(run_dir)
+    settings.sd_script("gen_img.py")  # no sd-scripts / no gen_img.py: say so before anything is written
+    job = _resolve(settings, run_dir, request)
+    outdir = RunPaths(run_dir).generated_dir / f"e{job.epoch:06d}"
+    checkpoint_sha = sha256_file(job.checkpoint)
+    key = _request_key(checkpoint_sha, job.prompts, request.seeds, request.mul, job.sampler, job.base_model)
+    expected = [image_name(p, s) for p in job.prompts for s in request.seeds]
     reusable = _claim_outdir(outdir, key, expected, request.force, say)
     if reusable is not None:
-        result = {**reusable, "outdir": str(outdir), "reused": True}
-        if request.process:
-            result["report"] = _process(outdir, quiet)
-        return result
+        return {**reusable, "outdir": str(outdir), "reused": True}
+    record = _launch(settings, run_dir, request, job, outdir, key, expected, quiet, base_env, stop)
+    say(f"generated {len(expected)} images from epoch {job.epoch} into {outdir}")
+    return {**record, "outdir": str(outdir), "reused": False}
 
-    prompt_text = render_gen_prompts(prompts, request.seeds)
+
+def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _Resolved, outdir: Path, key: dict,
+            expected: list[str], quiet: bool, base_env: dict[str, str] | None,
+            stop: threading.Event | None) -> dict:
+    """Run gen_img.py into `outdir`, keeping generate.json current; returns the finished record or raises."""
     outdir.mkdir(parents=True, exist_ok=True)
     prompt_file = outdir / "prompts.txt"
-    atomic_write_text(prompt_file, prompt_text)
-    script_args = gen_img_args(base_model=base_model, outdir=outdir, prompt_file=prompt_file, checkpoint=checkpoint,
-                               prompts=prompts, training=training, mul=request.mul, sampler=sampler)
-    spec = gen_launch_spec(settings, script_args)
+    atomic_write_text(prompt_file, render_gen_prompts(job.prompts, request.seeds))
+    script_args = gen_img_args(base_model=job.base_model, outdir=outdir, prompt_file=prompt_file,
+                               checkpoint=job.checkpoint, prompts=job.prompts, training=job.training,
+                               mul=request.mul, sampler=job.sampler)
+    spec = gen_launch_spec(settings, script_args, cwd=run_dir)
     argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
     log_path = outdir / "generate.log"
     rotate_log(log_path)
     record = {
         "schema_version": SCHEMA_VERSION, "kind": "bespoke-generate", "run": str(run_dir),
-        "run_id": manifest.get("id", run_dir.name), "epoch": epoch,
-        "checkpoint": {"path": str(checkpoint), "sha256": checkpoint_sha, "size": checkpoint.stat().st_size},
-        "base_model": str(base_model), "request": key, "seeds": list(request.seeds), "mul": request.mul,
-        "sampler": sampler, "prompts": [p.to_json() for p in prompts], "prompt_file": prompt_file.name,
-        "images": [{"file": image_name(p, s), "prompt": p.name, "seed": s} for p in prompts for s in request.seeds],
+        "run_id": load_manifest(run_dir).id, "epoch": job.epoch,
+        "checkpoint": {"path": str(job.checkpoint), "sha256": key["checkpoint_sha256"],
+                       "size": job.checkpoint.stat().st_size},
+        "base_model": job.base_model, "request": key, "seeds": list(request.seeds), "mul": request.mul,
+        "sampler": job.sampler, "prompts": [p.to_json() for p in job.prompts], "prompt_file": prompt_file.name,
+        "images": [{"file": image_name(p, s), "prompt": p.name, "seed": s} for p in job.prompts for s in request.seeds],
         "argv": argv, "env_overrides": recordable_env(overrides), "cwd": str(spec.cwd) if spec.cwd else None,
         "log": log_path.name, "status": "running", "started": now_iso(), "finished": None, "exit_code": None,
     }
     atomic_write_json(outdir / "generate.json", record)
-
-    view = _GenView(console, len(expected), f"generate e{epoch:06d}", quiet)
+    view = _GenView(console, len(expected), f"generate e{job.epoch:06d}", quiet)
     last = [0.0]
 
-    def on_tick():
+    def on_tick() -> None:
         if time.monotonic() - last[0] >= 0.3:
             last[0] = time.monotonic()
             view.update(sum(1 for n in expected if (outdir / n).is_file()))
@@ -404,6 +298,10 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
                             env_overrides=recordable_env(overrides))
     finally:
         view.stop()
+    return _record_outcome(record, result, outdir, expected, log_path)
+
+
+def _record_outcome(record: dict, result: ProcessResult, outdir: Path, expected: list[str], log_path: Path) -> dict:
     missing = [n for n in expected if not (outdir / n).is_file()]
     if result.interrupted:
         status, reason = "interrupted", "stopped by the user (Ctrl-C / SIGTERM)"
@@ -418,29 +316,9 @@ def generate(settings, run_dir: Path, request: GenerateRequest = GenerateRequest
                   log_tail=log_tail(log_path, 20) if status != "finished" else None)
     atomic_write_json(outdir / "generate.json", record)
     if status == "interrupted":
-        from bespoke.errors import Interrupted
-
         raise Interrupted(f"generate stopped; partial images and the log are in {outdir}")
     if status != "finished":
-        raise TrainerError(f"{reason}: {_error_line(record['log_tail'] or [])[:200]} (full log: {log_path})")
-    say(f"generated {len(expected)} images from epoch {epoch} into {outdir}")
-    out = {**record, "outdir": str(outdir), "reused": False}
-    if request.process:
-        out["report"] = _process(outdir, quiet)
-    return out
-
-
-def _error_line(tail: list[str]) -> str:
-    """The child's own exception line from a log tail (accelerate's CalledProcessError wrapper is skipped)."""
-    from bespoke.run.progress import trainer_error
-
-    return trainer_error(tail) or (tail[-1].strip() if tail else "(empty log)")
-
-
-def _process(outdir: Path, quiet: bool) -> dict:
-    """`process` on the generated folder (its candidates and report go to <outdir>/bespoke_process/)."""
-    from bespoke.review.process import output_dirs, process_path
-
-    report = process_path(outdir, progress=not quiet)
-    return {"report": str(output_dirs(outdir)[1] / "report.json"), "samples": len(report["samples"]),
-            "errors": len(report["errors"]), "epochs": report["epochs"], "best": report["best"]}
+        tail = record["log_tail"] or []
+        error = trainer_error(tail) or (tail[-1].strip() if tail else "(empty log)")
+        raise TrainerError(f"{reason}: {error[:200]} (full log: {log_path})")
+    return record

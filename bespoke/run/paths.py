@@ -1,25 +1,20 @@
-"""Run folders under outputs/: their layout and their manifest, run.json.
+"""Where things are: the files of a run folder, and what a user's run or dataset argument names.
 
-run.json is written atomically, carries a schema_version, and is the single record of a run's state.
+Everything of a run lives below its folder (`model/` is the trainer's output_dir, read from the folder itself,
+never from a config), so a run folder can be moved or copied to another machine. One resolver turns a run
+argument (a path, a run id, or a unique prefix of one) into a run folder; one turns a dataset argument (a path
+or a name under the datasets folder) into a folder.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bespoke.errors import RunError
-from bespoke.fsutil import atomic_write_json
+from bespoke.errors import ConfigError, DatasetError, RunError, did_you_mean
+from bespoke.kohya.config import flatten_training, load_toml
 
-SCHEMA_VERSION = 1
-STATUSES = ("planned", "running", "finished", "failed", "interrupted")
-
-
-def now_iso() -> str:
-    """Local time with offset, seconds precision."""
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+DEFAULT_DATASET = "bespoke_punks"
 
 
 @dataclass(frozen=True)
@@ -49,6 +44,10 @@ class RunPaths:
         return self.config_dir / "prompts.txt"
 
     @property
+    def accelerate_yaml(self) -> Path:
+        return self.config_dir / "accelerate.yaml"
+
+    @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
@@ -57,12 +56,20 @@ class RunPaths:
         return self.logs_dir / "train.log"
 
     @property
+    def tensorboard_dir(self) -> Path:
+        return self.logs_dir / "tensorboard"
+
+    @property
     def model_dir(self) -> Path:
         return self.root / "model"
 
     @property
     def sample_dir(self) -> Path:
         return self.model_dir / "sample"
+
+    @property
+    def generated_dir(self) -> Path:
+        return self.root / "generated"
 
     @property
     def candidates_dir(self) -> Path:
@@ -76,39 +83,21 @@ class RunPaths:
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
+    def relative(self, path: Path) -> str:
+        """`path` as the trainer sees it from the run folder (its working directory): `model`, `config/…`."""
+        return Path(path).relative_to(self.root).as_posix()
 
-def read_manifest(run_dir: Path) -> dict:
-    """Load run.json of a run folder; a clear error when it is missing or unreadable."""
-    path = RunPaths(Path(run_dir)).run_json
-    if not path.exists():
-        raise RunError(f"{path}: no run.json here; is {run_dir} a bespoke run folder? (see `bespoke runs`)")
+
+def read_training(paths: RunPaths) -> dict:
+    """The run's config/training.toml, flattened the way sd-scripts reads it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: unreadable run.json ({exc}); restore it from the log or re-plan the run") from exc
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RunError(f"{path}: schema_version {version!r}, this bespoke reads {SCHEMA_VERSION}")
-    return data
-
-
-def write_manifest(run_dir: Path, manifest: dict) -> dict:
-    """Write run.json atomically (stamps schema_version and updated_at)."""
-    manifest = {"schema_version": SCHEMA_VERSION, **manifest, "updated_at": now_iso()}
-    if manifest.get("status") not in STATUSES:
-        raise ValueError(f"bad run status {manifest.get('status')!r}")
-    atomic_write_json(RunPaths(Path(run_dir)).run_json, manifest)
-    return manifest
-
-
-def update_manifest(run_dir: Path, **fields) -> dict:
-    """Read, merge `fields`, write back atomically; returns the new manifest."""
-    manifest = read_manifest(run_dir)
-    manifest.update(fields)
-    return write_manifest(run_dir, manifest)
+        return flatten_training(load_toml(paths.training_toml))
+    except ConfigError as exc:
+        raise RunError(f"cannot read the run's training config: {exc}; re-plan the run") from exc
 
 
 def is_run_dir(path: Path) -> bool:
+    """True for a folder holding a run.json."""
     return RunPaths(Path(path)).run_json.is_file()
 
 
@@ -118,3 +107,59 @@ def list_run_dirs(outputs_dir: Path) -> list[Path]:
     if not outputs_dir.is_dir():
         return []
     return sorted(p for p in outputs_dir.iterdir() if p.is_dir() and is_run_dir(p))
+
+
+def find_run(arg: str | Path, outputs_dir: Path) -> Path | None:
+    """The run folder `arg` names, or None: a path to a run folder, a run id in `outputs_dir`, or a prefix of
+    exactly one run id there. Several runs sharing the prefix is an error that lists them."""
+    path = Path(arg).expanduser()
+    if path.is_dir() and is_run_dir(path):
+        return path.resolve()
+    text = str(arg)
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
+        return None
+    exact = Path(outputs_dir) / text
+    if exact.is_dir() and is_run_dir(exact):
+        return exact.resolve()
+    matches = [p for p in list_run_dirs(outputs_dir) if p.name.startswith(text)]
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches[:8]) + (", …" if len(matches) > 8 else "")
+        raise RunError(f"{text}: {len(matches)} runs start with it ({names}); give more of the run id")
+    return matches[0].resolve() if matches else None
+
+
+def resolve_run(arg: str | Path, outputs_dir: Path) -> Path:
+    """A run folder from a path, a run id or a unique run id prefix; a one-line error with a "did you mean"
+    (and what to do) otherwise."""
+    found = find_run(arg, outputs_dir)
+    if found is not None:
+        return found
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        raise RunError(f"{path}: not a bespoke run folder (no run.json); see `bespoke runs`")
+    known = [p.name for p in list_run_dirs(outputs_dir)]
+    raise RunError(f"{arg}: no such run folder nor a run id in {outputs_dir}"
+                   f"{did_you_mean(str(arg), known)}; see `bespoke runs`")
+
+
+def resolve_dataset(arg: str | Path | None, datasets_dir: Path) -> Path:
+    """A source dataset folder: `arg` as a path when it exists (or is clearly a path), else a name under
+    `datasets_dir`; no `arg` means `<datasets_dir>/bespoke_punks`. The folder must exist."""
+    datasets_dir = Path(datasets_dir)
+    if arg is None:
+        default = datasets_dir / DEFAULT_DATASET
+        if not default.is_dir():
+            raise DatasetError(f"no --dataset given and the default {default} does not exist; pass --dataset PATH "
+                               "(a folder of 24x24 PNGs + .txt captions) or a dataset name in that folder")
+        return default.resolve()
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    named = datasets_dir / str(arg)
+    if not path.is_absolute() and len(path.parts) == 1 and named.is_dir():
+        return named.resolve()
+    if path.exists():
+        raise DatasetError(f"{path}: is a file; a dataset is a folder of 24x24 PNGs with .txt captions")
+    known = sorted(p.name for p in datasets_dir.iterdir() if p.is_dir()) if datasets_dir.is_dir() else []
+    listing = f"; datasets there: {', '.join(known)}" if known else ""
+    raise DatasetError(f"{arg}: no such folder here or in {datasets_dir}{did_you_mean(str(arg), known)}{listing}")

@@ -170,7 +170,7 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Pat
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log_path, "ab") as log:
-        log.write(f"[bespoke] $ {format_command(argv, env_overrides)}\n".encode())
+        log.write(f"[bespoke] $ {format_command(argv, env_overrides, cwd)}\n".encode())
         log.flush()
         proc = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

@@ -1,4 +1,4 @@
-"""Train one planned run folder: lock, launch through accelerate, live progress, run.json, resume.
+"""Train one planned run folder: lock, launch through accelerate in the run folder, live progress, run.json, resume.
 
 Success is what exists on disk, not the exit code (sd-scripts exits 0 on "No data found"): a run is
 `finished` only when `{output_name}.safetensors` exists and its `ss_epoch` is the last epoch.
@@ -8,43 +8,38 @@ Work is never lost: a finished run is skipped, an interrupted or failed one resu
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import toml
-
+from bespoke.clock import now_iso
 from bespoke.errors import RunError
 from bespoke.fsutil import atomic_write_text, move_aside
-from bespoke.kohya.config import flatten_training
+from bespoke.kohya.checkpoints import Checkpoint, epochs_done, find_checkpoints, newest_state_dir
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
-    LaunchSpec,
     build_launch,
+    pin_to_gpu,
     recordable_env,
     with_resume,
 )
-from bespoke.run.paths import RunPaths, now_iso, read_manifest, update_manifest
+from bespoke.kohya.naming import parse_sample_name
+from bespoke.kohya.output import log_tail
+from bespoke.run.facts import trainer_facts
+from bespoke.run.lock import RunLock
+from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
+from bespoke.run.paths import RunPaths, read_training
+from bespoke.run.plan import PlanRequest, launch_spec_for, plan_run
+from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
+from bespoke.run.runner import ProcessResult, rotate_log, run_logged
+from bespoke.settings import Settings
 
 LOG_TAIL_LINES = 30
-_VERSIONS_CODE = (
-    "import json, sys\n"
-    "from importlib import metadata\n"
-    "out = {'python': sys.version.split()[0]}\n"
-    "for name in ('torch', 'accelerate'):\n"
-    "    try:\n"
-    "        out[name] = metadata.version(name)\n"
-    "    except Exception:\n"
-    "        out[name] = 'not installed'\n"
-    "print(json.dumps(out))\n"
-)
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -66,125 +61,8 @@ class TrainResult:
     argv: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- lock
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class RunLock:
-    """`<run>/.lock` created with O_EXCL holding pid, hostname and start time. A dead pid's lock is taken over."""
-
-    def __init__(self, paths: RunPaths, run_id: str):
-        self.path = paths.lock_file
-        self.run_id = run_id
-        self.content = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()})
-
-    def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.content)
-        return True
-
-    def acquire(self) -> RunLock:
-        if self._create():
-            return self
-        try:
-            held = json.loads(self.path.read_text(encoding="utf-8"))
-            pid, host = int(held["pid"]), str(held["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            # half-written by a process that died at once; give a live writer a moment
-            held, pid, host = {}, None, socket.gethostname()
-            if time.time() - self.path.stat().st_mtime < 5:
-                raise RunError(f"run {self.run_id} is being started by another bespoke; try again") from None
-        if host != socket.gethostname():
-            raise RunError(f"run {self.run_id} is in use by pid {pid} on {host} (since {held.get('started_at')}); "
-                           f"if that machine is no longer running it, delete {self.path}")
-        if pid is not None and _pid_alive(pid):
-            raise RunError(f"run {self.run_id} is in use by pid {pid} (since {held.get('started_at')}); "
-                           "wait for it to finish or stop that process")
-        # stale: move it aside (only one taker wins the rename), then create ours
-        stale = self.path.with_name(f".lock.stale-{pid}-{os.getpid()}")
-        try:
-            os.rename(self.path, stale)
-            stale.unlink()
-        except FileNotFoundError:
-            pass
-        if not self._create():
-            raise RunError(f"run {self.run_id} was just taken by another bespoke; see {self.path}")
-        return self
-
-    def release(self) -> None:
-        try:
-            if self.path.read_text(encoding="utf-8") == self.content:
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-        return False
-
-
-# ---------------------------------------------------------------- what is on disk
-
-
-def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    """The `__metadata__` of a safetensors file from its header alone; {} if unreadable (e.g. still being
-    written by the trainer: the manifest then falls back to the epoch in the file name)."""
-    from bespoke.kohya.metadata import WeightsError, read_metadata
-
-    try:
-        return read_metadata(path)
-    except (WeightsError, OSError):
-        return {}
-
-
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def find_checkpoints(model_dir: Path, output_name: str) -> list[dict]:
-    """Checkpoints of `output_name` in model/: file, epoch (ss_epoch, else from the name), steps, final flag."""
-    model_dir = Path(model_dir)
-    out = []
-    if not model_dir.is_dir():
-        return out
-    for path in sorted(model_dir.glob(f"{output_name}*.safetensors")):
-        stem = path.stem
-        final = stem == output_name
-        suffix = stem[len(output_name) + 1:] if stem.startswith(output_name + "-") else None
-        if not final and not (suffix and suffix.isdigit()):
-            continue
-        meta = read_safetensors_metadata(path)
-        epoch = _int_or_none(meta.get("ss_epoch"))
-        if epoch is None and suffix:
-            epoch = int(suffix)
-        out.append({"file": str(path.relative_to(model_dir.parent)), "epoch": epoch,
-                    "steps": _int_or_none(meta.get("ss_steps")), "final": final})
-    return sorted(out, key=lambda c: (c["epoch"] is None, c["epoch"] or 0, c["final"]))
-
-
 def sample_counts(sample_dir: Path) -> dict:
     """Sample images by epoch: {"count": n, "by_epoch": {"0": 4, "1": 4}}."""
-    from bespoke.review.samples import parse_sample_name
-
     by_epoch: dict[str, int] = {}
     count = 0
     if Path(sample_dir).is_dir():
@@ -198,107 +76,129 @@ def sample_counts(sample_dir: Path) -> dict:
     return {"count": count, "by_epoch": dict(sorted(by_epoch.items()))}
 
 
-def newest_state_dir(model_dir: Path) -> Path | None:
-    """The `*-state` folder (sd-scripts --save_state) with the highest step, or None."""
-    best, best_key = None, None
-    if not Path(model_dir).is_dir():
-        return None
-    for path in Path(model_dir).glob("*-state"):
-        state_file = path / "train_state.json"
-        if not state_file.is_file():
-            continue
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            key = (int(state.get("current_step", 0)), int(state.get("current_epoch", 0)), path.stat().st_mtime)
-        except (OSError, ValueError, TypeError):
-            continue
-        if best_key is None or key > best_key:
-            best, best_key = path, key
-    return best
-
-
-def _has_outputs(model_dir: Path) -> bool:
-    return Path(model_dir).is_dir() and any(Path(model_dir).iterdir())
-
-
 def set_aside_model_dir(model_dir: Path) -> Path | None:
     """Move a non-empty model/ to the next free model.prev-N/ (nothing is deleted); return where it went."""
     model_dir = Path(model_dir)
-    if not _has_outputs(model_dir):
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
         return None
     return move_aside(model_dir, lambda n: f"{model_dir.name}.prev-{n}")
 
 
-# ---------------------------------------------------------------- environment facts
-
-
-def trainer_facts(settings, timeout: float = 20.0) -> dict:
-    """sd-scripts commit, python/torch/accelerate versions as the trainer's Python reports them, GPU name.
-
-    Three quick helper commands, run concurrently; any failure becomes "unknown".
-    """
-    from bespoke.run.runner import run_capture
-
-    def commit():
-        if settings.sd_scripts is None:
-            return "unknown"
-        done = run_capture(["git", "-C", str(settings.sd_scripts), "rev-parse", "HEAD"], timeout=timeout)
-        return done.stdout.strip() if done.exit_code == 0 and done.stdout.strip() else "unknown"
-
-    def versions():
-        done = run_capture([settings.trainer_python, "-c", _VERSIONS_CODE], timeout=timeout)
-        try:
-            return json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return {"python": "unknown", "torch": "unknown", "accelerate": "unknown"}
-
-    def gpu():
-        if shutil.which("nvidia-smi") is None:
-            return None
-        done = run_capture(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout=timeout)
-        names = [n.strip() for n in done.stdout.splitlines() if n.strip()] if done.exit_code == 0 else []
-        return ", ".join(names) or None
-
-    with ThreadPoolExecutor(3) as pool:
-        jobs = pool.submit(commit), pool.submit(versions), pool.submit(gpu)
-        return {"sd_scripts_commit": jobs[0].result(), "versions": jobs[1].result(), "gpu": jobs[2].result()}
-
-
-def launch_spec_for_run(settings, paths: RunPaths, training: dict, gpu_ids: tuple[str, ...] = ()) -> LaunchSpec:
-    """The LaunchSpec of a run folder: the same one `plan` printed (planning.launch_spec_for)."""
-    from bespoke.run.plan import launch_spec_for
-
-    return launch_spec_for(settings, paths, training, gpu_ids=tuple(gpu_ids))
-
-
 def neutral_accelerate_config(paths: RunPaths) -> Path:
     """`config/accelerate.yaml` of the run (created once, never rewritten): the file given to --config_file."""
-    path = paths.config_dir / "accelerate.yaml"
-    if not path.exists():
-        atomic_write_text(path, NEUTRAL_ACCELERATE_CONFIG)
-    return path
+    if not paths.accelerate_yaml.exists():
+        atomic_write_text(paths.accelerate_yaml, NEUTRAL_ACCELERATE_CONFIG)
+    return paths.accelerate_yaml
 
 
-def load_training(paths: RunPaths) -> dict:
-    """The run's config/training.toml, flattened the way sd-scripts reads it."""
-    try:
-        data = toml.load(paths.training_toml)
-    except (OSError, toml.TomlDecodeError) as exc:
-        raise RunError(f"{paths.training_toml}: cannot read the run's training config ({exc}); re-plan the run") from exc
-    return flatten_training(data)
+def _checkpoints_json(paths: RunPaths, checkpoints: list[Checkpoint]) -> list[dict]:
+    return [c.to_json(paths.root) for c in checkpoints]
 
 
-# ---------------------------------------------------------------- the run
+def _prepare_folder(paths: RunPaths, manifest: RunManifest, output_name: str, restart: bool, say: Say) -> Path | None:
+    """Make model/ and the log ready for this attempt; returns the state folder to resume from, if any."""
+    run_id, status = manifest.id, manifest.status
+    if restart:
+        moved, rotated = set_aside_model_dir(paths.model_dir), rotate_log(paths.train_log)
+        if moved or rotated:
+            say(f"{run_id}: starting over; old model/ kept in {moved.name if moved else '-'}, "
+                f"old log in {rotated.name if rotated else '-'}")
+        return None
+    resume = None
+    if status in ("running", "interrupted", "failed"):
+        resume = newest_state_dir(paths.model_dir)
+        checkpoints = find_checkpoints(paths.model_dir, output_name)
+        if resume is not None:
+            say(f"{run_id}: resuming from {resume.name} (was {status})")
+        elif checkpoints:
+            raise RunError(
+                f"run {run_id} was {status} after {epochs_done(checkpoints)} epoch(s) and has no *-state folder to "
+                "resume from (save_state was off); re-run with --restart to start over in the same folder "
+                "(the old model/ is kept as model.prev-N, the old log rotated)")
+        elif moved := set_aside_model_dir(paths.model_dir):
+            # no checkpoint yet: start over in place, keeping e.g. the samples drawn before training
+            say(f"{run_id}: starting over (was {status}, no checkpoint yet); old model/ kept in {moved.name}")
+    elif moved := set_aside_model_dir(paths.model_dir):  # "planned" yet model/ has files: keep them, never mix
+        say(f"{run_id}: model/ already had files; kept them in {moved.name}")
+    rotate_log(paths.train_log)
+    return resume
 
 
-def _epochs_on_disk(checkpoints: list[dict]) -> int:
-    return max((c["epoch"] or 0 for c in checkpoints), default=0)
+class _Supervision:
+    """The calling thread's view of a running trainer: writes run.json as epochs complete, feeds the display."""
+
+    def __init__(self, paths: RunPaths, manifest: RunManifest, output_name: str, progress: RunProgress,
+                 view: ProgressView | None, facts_thread: threading.Thread, facts: dict):
+        self.paths, self.manifest, self.output_name = paths, manifest, output_name
+        self.progress, self.view = progress, view
+        self.facts_thread, self.facts = facts_thread, facts
+        self.facts_written = False
+        self.watcher = ModelWatcher(paths.model_dir)
+        self.last_poll = 0.0
+
+    def tick(self) -> None:
+        """Called every quarter second while the trainer runs."""
+        changed = False
+        if not self.facts_written and not self.facts_thread.is_alive():
+            self.facts_written = changed = True
+            if self.manifest.attempt is not None:
+                self.manifest.attempt.trainer = dict(self.facts)
+        new_ckpts: list[Path] = []
+        new_samples: list[Path] = []
+        if time.monotonic() - self.last_poll >= 0.5:
+            self.last_poll = time.monotonic()
+            new_ckpts, new_samples = self.watcher.poll()
+        if self.progress.take_epoch_changed() or new_ckpts:
+            checkpoints = find_checkpoints(self.paths.model_dir, self.output_name)
+            snap = self.progress.snapshot()
+            self.manifest.epochs_done = max(snap["epoch"] - 1, epochs_done(checkpoints), 0)
+            self.manifest.checkpoints = _checkpoints_json(self.paths, checkpoints)
+            self.manifest.samples = sample_counts(self.paths.sample_dir)
+            self.manifest.last_loss = snap["loss"]
+            changed = True
+        if changed:
+            save_manifest(self.paths.root, self.manifest)
+        if self.view is not None:
+            self.view.refresh(new_ckpts, new_samples)
 
 
-def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[str, ...] = (),
-              pin_gpu: str | None = None, progress=None, view=None, stop: threading.Event | None = None,
-              base_env: dict[str, str] | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0),
-              on_message: Callable[[str], None] | None = None,
+def _outcome(result: ProcessResult, final: Checkpoint | None, progress: RunProgress, output_name: str,
+             epochs_total: int | None) -> tuple[str, str | None]:
+    """(status, reason) of an attempt, decided from what is on disk."""
+    if result.interrupted:
+        return "interrupted", "stopped by the user (Ctrl-C / SIGTERM)"
+    if result.exit_code != 0:
+        return "failed", f"trainer exited with code {result.exit_code}"
+    if final is None:
+        return "failed", (f"trainer exited 0 but wrote no checkpoint: {progress.no_data}" if progress.no_data else
+                          f"trainer exited 0 but wrote no {output_name}.safetensors")
+    if epochs_total and final.epoch != epochs_total:
+        return "failed", f"{output_name}.safetensors is epoch {final.epoch}, expected the last epoch {epochs_total}"
+    return "finished", None
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How to launch one run: GPUs, outside stop, environment, and callbacks (for sweeps and tests)."""
+
+    gpu_ids: tuple[str, ...] = ()
+    pin_gpu: str | None = None  # one GPU for this run via CUDA_VISIBLE_DEVICES (sweep --gpus)
+    stop: threading.Event | None = None
+    base_env: dict[str, str] | None = None
+    stop_timeouts: tuple[float, float] = (10.0, 5.0)
+    on_spawn: Callable[[int], None] | None = None
+
+
+def _skipped(manifest: RunManifest, paths: RunPaths) -> TrainResult:
+    exit_code = manifest.attempt.exit_code if manifest.attempt is not None else None
+    return TrainResult(manifest.id, paths.root, "finished", exit_code, manifest.epochs_done, manifest.epochs_total,
+                       manifest.duration_s, manifest.final_loss, skipped=True, reason="already finished")
+
+
+def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[str, ...] = (),
+              pin_gpu: str | None = None, progress: RunProgress | None = None, view: ProgressView | None = None,
+              stop: threading.Event | None = None, base_env: dict[str, str] | None = None,
+              stop_timeouts: tuple[float, float] = (10.0, 5.0), on_message: Say | None = None,
               on_spawn: Callable[[int], None] | None = None) -> TrainResult:
     """Train the planned run in `run_dir` and return how it ended (see the module docstring for the rules).
 
@@ -307,156 +207,95 @@ def train_run(settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[
     `on_spawn(pid)` is called right after the trainer process started.
     Raises RunError when the run is locked, or cannot be resumed without `restart`.
     """
-    from bespoke.kohya.launch import pin_to_gpu
-    from bespoke.run.runner import rotate_log, run_logged
-    from bespoke.run.progress import ModelWatcher, RunProgress, log_tail
-
     paths = RunPaths(Path(run_dir))
-    manifest = read_manifest(paths.root)
-    run_id = manifest.get("id", paths.root.name)
-    say = on_message or (lambda text: None)
-    training = load_training(paths)
-    output_name = str(training.get("output_name") or "last")
-    model_dir = Path(training.get("output_dir") or paths.model_dir)
-    total_epochs = _int_or_none(training.get("max_train_epochs"))
-
-    if manifest.get("status") == "finished" and not restart:
-        return TrainResult(run_id, paths.root, "finished", manifest.get("exit_code"),
-                           manifest.get("epochs_done", 0), manifest.get("epochs_total"),
-                           manifest.get("duration_s", 0.0), manifest.get("final_loss"), skipped=True,
-                           reason="already finished")
+    manifest = load_manifest(paths.root)
+    if manifest.status == "finished" and not restart:
+        return _skipped(manifest, paths)
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
+    options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn)
+    with RunLock(paths, manifest.id):
+        return _train_locked(settings, paths, restart, options, progress, view, on_message or (lambda text: None))
 
-    with RunLock(paths, run_id):
-        manifest = read_manifest(paths.root)  # may have changed while we waited for the lock
-        status = manifest.get("status")
-        extra_resume = None
-        if restart:
-            moved = set_aside_model_dir(model_dir)
-            rotated = rotate_log(paths.train_log)
-            if moved or rotated:
-                say(f"{run_id}: starting over; old model/ kept in {moved.name if moved else '-'}, "
-                    f"old log in {rotated.name if rotated else '-'}")
-        elif status in ("running", "interrupted", "failed"):
-            state = newest_state_dir(model_dir)
-            if state is not None:
-                extra_resume = state
-                say(f"{run_id}: resuming from {state.name} (was {status})")
-            elif find_checkpoints(model_dir, output_name):
-                done = _epochs_on_disk(find_checkpoints(model_dir, output_name))
-                raise RunError(
-                    f"run {run_id} was {status} after {done} epoch(s) and has no *-state folder to resume from "
-                    "(save_state was off); re-run with --restart to start over in the same folder "
-                    "(the old model/ is kept as model.prev-N, the old log rotated)")
-            else:
-                # no checkpoint yet: start over in place; anything already there (e.g. the samples drawn
-                # before training) is kept in model.prev-N
-                moved = set_aside_model_dir(model_dir)
-                if moved:
-                    say(f"{run_id}: starting over (was {status}, no checkpoint yet); old model/ kept in {moved.name}")
-            rotate_log(paths.train_log)
-        else:
-            moved = set_aside_model_dir(model_dir)  # "planned" yet model/ has files: keep them, never mix
-            if moved:
-                say(f"{run_id}: model/ already had files; kept them in {moved.name}")
-            rotate_log(paths.train_log)
 
-        spec = launch_spec_for_run(settings, paths, training, gpu_ids=tuple(gpu_ids))
-        spec = replace(spec, accelerate_config=neutral_accelerate_config(paths))
-        if pin_gpu is not None:
-            spec = pin_to_gpu(spec, pin_gpu)
-        if extra_resume is not None:
-            spec = with_resume(spec, extra_resume)
-        argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
-        # versions/commit/GPU take ~0.2 s of helper processes: gather them while the trainer starts
-        facts: dict = {}
-        facts_thread = threading.Thread(target=lambda: facts.update(trainer_facts(settings)), daemon=True)
-        facts_thread.start()
-        facts_written = [False]
-        started_at = now_iso()
-        update_manifest(paths.root, status="running", started_at=started_at, finished_at=None, exit_code=None,
-                        argv=argv, env_overrides=recordable_env(overrides),
-                        cwd=str(spec.cwd) if spec.cwd else None, resumed_from=str(extra_resume) if extra_resume
-                        else None, reason=None, log_tail=None, epochs_total=total_epochs, host=socket.gethostname())
-
-        progress = progress or RunProgress(run_id, total_epochs)
-        progress.status = "training"
-        watcher = ModelWatcher(model_dir)
-        last_poll = [0.0]
-
-        def on_tick():
-            now = time.monotonic()
-            if not facts_written[0] and not facts_thread.is_alive():
-                facts_written[0] = True
-                update_manifest(paths.root, **facts)
-            new_ckpts, new_samples = ((), ())
-            if now - last_poll[0] >= 0.5:
-                last_poll[0] = now
-                new_ckpts, new_samples = watcher.poll()
-            if progress.take_epoch_changed() or new_ckpts:
-                checkpoints = find_checkpoints(model_dir, output_name)
-                snap = progress.snapshot()
-                update_manifest(paths.root, epochs_done=max(snap["epoch"] - 1, _epochs_on_disk(checkpoints), 0),
-                                checkpoints=checkpoints, samples=sample_counts(model_dir / "sample"),
-                                last_loss=snap["loss"])
-            if view is not None:
-                view.refresh(new_ckpts, new_samples)
-
+def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: LaunchOptions,
+                  progress: RunProgress | None, view: ProgressView | None, say: Say) -> TrainResult:
+    manifest = load_manifest(paths.root)  # may have changed while we waited for the lock
+    training = read_training(paths)
+    output_name = str(training.get("output_name") or "last")
+    total_epochs = _int_or_none(training.get("max_train_epochs"))
+    resume = _prepare_folder(paths, manifest, output_name, restart, say)
+    spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
+                   accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
+    if options.pin_gpu is not None:
+        spec = pin_to_gpu(spec, options.pin_gpu)
+    if resume is not None:
+        spec = with_resume(spec, paths.relative(resume))
+    argv, env, overrides = build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
+    facts: dict = {}  # versions/commit/GPU take ~0.2 s of helper processes: gathered while the trainer starts
+    facts_thread = threading.Thread(target=lambda: facts.update(trainer_facts(settings)), daemon=True)
+    facts_thread.start()
+    manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
+                         host=socket.gethostname(), resumed_from=resume.name if resume is not None else None)
+    manifest.status, manifest.epochs_total = "running", total_epochs
+    save_manifest(paths.root, manifest)
+    progress = progress or RunProgress(manifest.id, total_epochs)
+    progress.status = "training"
+    supervision = _Supervision(paths, manifest, output_name, progress, view, facts_thread, facts)
+    if view is not None:
+        view.start(progress)
+    try:
+        result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=progress.feed,
+                            on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
+                            env_overrides=recordable_env(overrides), on_start=options.on_spawn)
+    finally:
         if view is not None:
-            view.start(progress)
-        try:
-            result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=progress.feed, on_tick=on_tick,
-                                stop=stop, stop_timeouts=stop_timeouts, env_overrides=recordable_env(overrides),
-                                on_start=on_spawn)
-        finally:
-            if view is not None:
-                view.stop()
-
-        facts_thread.join()
-        checkpoints = find_checkpoints(model_dir, output_name)
-        final = next((c for c in checkpoints if c["final"]), None)
-        snap = progress.snapshot()
-        epochs_total = snap["total_epochs"] or total_epochs
-        epochs_done = _epochs_on_disk(checkpoints)
-        reason = None
-        if result.interrupted:
-            status = "interrupted"
-            reason = "stopped by the user (Ctrl-C / SIGTERM)"
-        elif result.exit_code != 0:
-            status = "failed"
-            reason = f"trainer exited with code {result.exit_code}"
-        elif final is None:
-            status = "failed"
-            reason = (f"trainer exited 0 but wrote no checkpoint: {progress.no_data}" if progress.no_data else
-                      f"trainer exited 0 but wrote no {output_name}.safetensors")
-        elif epochs_total and final["epoch"] != epochs_total:
-            status = "failed"
-            reason = f"{output_name}.safetensors is epoch {final['epoch']}, expected the last epoch {epochs_total}"
-        else:
-            status = "finished"
-        tail = log_tail(paths.train_log, LOG_TAIL_LINES) if status != "finished" else None
-        duration = float(manifest.get("duration_s") or 0.0) + result.duration if extra_resume else result.duration
-        progress.status = status
-        update_manifest(paths.root, status=status, finished_at=now_iso(), exit_code=result.exit_code,
-                        epochs_done=epochs_done, epochs_total=epochs_total, checkpoints=checkpoints,
-                        samples=sample_counts(model_dir / "sample"), final_loss=snap["loss"], reason=reason,
-                        log_tail=tail, duration_s=round(duration, 3), **facts)
-        return TrainResult(run_id, paths.root, status, result.exit_code, epochs_done, epochs_total, duration,
-                           snap["loss"], reason, resumed_from=str(extra_resume) if extra_resume else None,
-                           log_tail=tail or [], argv=argv)
+            view.stop()
+    facts_thread.join()
+    return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, facts)
 
 
-def train_request(settings, *, resolution: int, dataset: Path, preset: str | None = None, overrides=(),
-                  prompts: Path | None = None, restart: bool = False, resume: bool = True,
-                  gpu_ids: tuple[str, ...] = (), view=None, on_message=None) -> TrainResult:
+def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress, output_name: str,
+            total_epochs: int | None, resume: Path | None, facts: dict) -> TrainResult:
+    """Record how the attempt ended in run.json and return it."""
+    checkpoints = find_checkpoints(paths.model_dir, output_name)
+    final = next((c for c in checkpoints if c.final), None)
+    snap = progress.snapshot()
+    epochs_total = snap["total_epochs"] or total_epochs
+    status, reason = _outcome(result, final, progress, output_name, epochs_total)
+    tail = log_tail(paths.train_log, LOG_TAIL_LINES) if status != "finished" else None
+    duration = manifest.duration_s + result.duration if resume is not None else result.duration
+    progress.status = status
+    attempt = manifest.attempt
+    assert attempt is not None  # set by _train_locked before the launch
+    attempt.finished_at, attempt.exit_code, attempt.reason = now_iso(), result.exit_code, reason
+    attempt.log_tail, attempt.duration_s, attempt.trainer = tail, round(result.duration, 3), dict(facts)
+    manifest.status, manifest.epochs_done, manifest.epochs_total = status, epochs_done(checkpoints), epochs_total
+    manifest.checkpoints = _checkpoints_json(paths, checkpoints)
+    manifest.samples = sample_counts(paths.sample_dir)
+    manifest.final_loss, manifest.duration_s = snap["loss"], round(duration, 3)
+    save_manifest(paths.root, manifest)
+    return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
+                       snap["loss"], reason, resumed_from=str(resume) if resume is not None else None,
+                       log_tail=tail or [], argv=attempt.argv)
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,
+                  overrides: tuple[str, ...] = (), prompts: Path | None = None, restart: bool = False,
+                  resume: bool = True, gpu_ids: tuple[str, ...] = (), view: ProgressView | None = None,
+                  on_message: Say | None = None) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
-    from bespoke.run.plan import PlanRequest, plan_run
-
     plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=Path(dataset), preset=preset,
                                           overrides=tuple(overrides), prompts=prompts))
     if on_message is not None:
-        on_message(f"run {plan.run_id} ({'new' if plan.created else plan.manifest.get('status', '?')}): {plan.paths.root}")
-    if not resume and not restart and plan.manifest.get("status") in ("interrupted", "failed"):
-        raise RunError(f"run {plan.run_id} is {plan.manifest['status']}; drop --no-resume to resume it, "
+        on_message(f"run {plan.run_id} ({'new' if plan.created else plan.manifest.status}): {plan.paths.root}")
+    if not resume and not restart and plan.manifest.status in ("interrupted", "failed"):
+        raise RunError(f"run {plan.run_id} is {plan.manifest.status}; drop --no-resume to resume it, "
                        "or use --restart to start over")
     return train_run(settings, plan.paths.root, restart=restart, gpu_ids=gpu_ids, view=view, on_message=on_message)

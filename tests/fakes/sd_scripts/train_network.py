@@ -263,7 +263,8 @@ def train(args: argparse.Namespace) -> int:
         seen = {"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items()
                                             if k.startswith("ACCELERATE_") or k in ("CUDA_VISIBLE_DEVICES",
                                                                                     "PYTHONUNBUFFERED")},
-                "mixed_precision": args.mixed_precision, "resume": args.resume, "pid": os.getpid()}
+                "mixed_precision": args.mixed_precision, "resume": args.resume, "pid": os.getpid(),
+                "cwd": os.getcwd()}
         with open(record, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(seen) + "\n")
 

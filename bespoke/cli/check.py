@@ -1,0 +1,31 @@
+"""`bespoke check FILE…`: validate sd-scripts files edited by hand, the way `plan` validates its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+def check(files):
+    """Validate sd-scripts files you edited by hand (training TOML, dataset TOML, sample prompts) the way
+    `plan` validates its own: every key, type and choice, with "did you mean"."""
+    from rich.markup import escape
+
+    from bespoke.console import console
+    from bespoke.errors import BespokeError, ConfigError
+    from bespoke.kohya.validate import check_file
+
+    failed = []
+    for name in files:
+        try:
+            kind, summary = check_file(Path(name))
+        except BespokeError as error:
+            failed.append(name)
+            console.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
+            continue
+        console.print(f"[green]ok[/green]    {escape(name)}: {kind}, {summary}", soft_wrap=True)
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(files)} file(s) failed the check")

@@ -1,0 +1,66 @@
+"""What every command shares: the settings of this invocation, the one-line error for domain exceptions, and
+the resolution of run and dataset arguments (one resolver each: bespoke.run.paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bespoke.errors import BespokeError
+from bespoke.run.paths import resolve_dataset, resolve_run
+from bespoke.settings import Settings, load_settings
+
+RES_HELP = "Training resolution (512, 256, 128 or 64)."
+
+
+class BespokeClickError(click.ClickException):
+    """A BespokeError shown as `Error: <message>` with the domain exit code."""
+
+    def __init__(self, error: BespokeError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class BespokeGroup(click.Group):
+    """Turns every BespokeError raised by a command into a clean one-line error (the one place this happens)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except BespokeError as error:
+            raise BespokeClickError(error) from error
+
+
+def get_settings(ctx: click.Context) -> Settings:
+    """Settings of this invocation, resolved once: flags over BESPOKE_* env over bespoke.toml over defaults."""
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        flags = obj["flags"]
+        changes: dict[str, object] = {}
+        for key in ("outputs_dir", "sd_scripts"):
+            if flags.get(key):
+                changes[key] = Path(flags[key]).expanduser().resolve()
+        for key in ("sd_python", "base_model"):
+            if flags.get(key):
+                changes[key] = flags[key]
+        obj["settings"] = load_settings().with_overrides(**changes)
+    return obj["settings"]
+
+
+def run_argument(ctx: click.Context, arg: str) -> Path:
+    """A RUN argument: a run folder, a run id in the outputs folder, or a unique prefix of one."""
+    return resolve_run(arg, get_settings(ctx).outputs_dir)
+
+
+def dataset_argument(ctx: click.Context, arg: str | None) -> Path:
+    """A --dataset / DATASET argument: a folder, or a name in the datasets folder (default bespoke_punks)."""
+    return resolve_dataset(arg, get_settings(ctx).datasets_dir)
+
+
+def short_path(path: Path | str) -> str:
+    """A folder relative to the current directory when it is below it (with a trailing slash)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve())) + "/"
+    except ValueError:
+        return str(path)

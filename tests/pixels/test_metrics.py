@@ -1,0 +1,82 @@
+"""The colour metrics: the historical colors_nearest reproduces the user's 70 recorded counts exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bespoke.dataset.layout import layout_for
+from bespoke.dataset.synthetic import make_punk
+from bespoke.pixels import metrics
+
+
+def test_caption_fix_eval_counts_exact(shared_dir):
+    folder = shared_dir / "baseline" / "caption_fix_eval_24px"
+    if not folder.is_dir():
+        pytest.skip("caption_fix_eval_24px is not present")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    by_epoch: dict[str, list[int]] = {}
+    for entry in manifest["images"]:
+        with Image.open(folder / entry["file"]) as img:
+            assert metrics.colors_nearest(img) == entry["unique_colors"], entry["file"]
+        by_epoch.setdefault(entry["file"][:3], []).append(entry["unique_colors"])
+    assert len(manifest["images"]) == 70
+    assert round(sum(by_epoch["e08"]) / len(by_epoch["e08"]), 1) == 216.6
+
+
+def test_colors_nearest_uses_pillow_nearest_rows():
+    # a 512 px image whose every column/row is distinct: the count depends on exactly which ones NEAREST picks
+    x = np.arange(512)
+    arr = np.zeros((512, 512, 3), np.uint8)
+    arr[..., 0] = (x[None, :] * 7) % 256
+    arr[..., 1] = (x[:, None] * 13) % 256
+    img = Image.fromarray(arr)
+    small = np.asarray(img.resize((24, 24), Image.NEAREST))
+    assert metrics.colors_nearest(img) == len({tuple(p) for p in small.reshape(-1, 3)})
+    # Pillow samples column 10 first (not the naive int(0.5 * 512 / 24) = 10) and column 96 is not sampled
+    assert small[0, 0, 0] == (10 * 7) % 256
+    assert small[0, 4, 0] == (95 * 7) % 256
+
+
+def test_top10_and_clean_definition():
+    arr = np.zeros((24, 24, 3), np.uint8)
+    arr[:12] = (255, 0, 0)
+    for i in range(40):  # 40 single-pixel colours in the bottom half
+        arr[12 + i // 24, i % 24] = (i, i + 1, 200)
+    colors = metrics.unique_colors(arr)
+    cov = metrics.top10_coverage(arr)
+    assert colors == 42
+    # red 288 + black (rest of bottom half) 248 + 8 singles = 544 of 576
+    assert cov == pytest.approx((288 + 248 + 8) / 576)
+    assert metrics.is_clean(colors, cov)
+    assert not metrics.is_clean(51, 0.9)
+    assert not metrics.is_clean(50, 0.69)
+    assert metrics.is_clean(50, 0.70)
+
+
+def test_off_palette_and_background():
+    arr = np.full((24, 24, 3), 10, np.uint8)
+    arr[20:, 5:19] = (200, 0, 0)  # shoulders reach the bottom row: still a uniform background
+    assert metrics.background_uniform(arr)
+    arr[0, :8] = (0, 0, 255)  # 8 of the 70 border pixels: under 90 % share one colour
+    assert not metrics.background_uniform(arr)
+    palette = np.array([[10, 10, 10], [200, 0, 0]], np.uint8)
+    assert metrics.off_palette(arr, palette) == pytest.approx(8 / 576)
+    assert metrics.off_palette(arr, None) is None
+
+
+def test_grid_error_zero_for_exact_stretch():
+    punk = make_punk(3).pixels
+    big = np.asarray(Image.fromarray(punk).resize((512, 512), Image.NEAREST))
+    edges = layout_for("stretch", 512).edges
+    idx = metrics.upsample_index(edges, 512)
+    assert metrics.grid_error(big, punk, idx, idx) == 0.0
+    assert metrics.grid_error(big, np.zeros_like(punk), idx, idx) > 20
+
+
+def test_color_stats_matches_parts():
+    arr = make_punk(5).pixels
+    assert metrics.color_stats(arr) == (metrics.unique_colors(arr), metrics.top10_coverage(arr))

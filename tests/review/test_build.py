@@ -1,0 +1,273 @@
+"""`bespoke review`: the HTML page (every image referenced and on disk), tables, CLI, staleness, bad input."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from click.testing import CliRunner
+from manifest_helpers import change_manifest
+from review_fixtures import fake_process, make_planned_run, simulated_run
+
+from bespoke.cli import main
+from bespoke.review import build as review
+from bespoke.review.html import load_baseline
+from bespoke.run.manifest import load_manifest
+from bespoke.run.paths import RunPaths
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.hrefs, self.polylines, self.refs = [], [], [], []
+        self.chart = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img" and attrs.get("src"):
+            self.srcs.append(attrs["src"])
+        if tag == "a" and attrs.get("href") and not attrs["href"].startswith("#"):
+            self.hrefs.append(attrs["href"])
+        if tag == "svg" and attrs.get("data-chart") is not None:
+            self.chart = attrs["data-chart"]
+        if tag == "polyline":
+            self.polylines.append({**attrs, "chart": self.chart})
+        if tag == "line" and attrs.get("class") == "ref":
+            self.refs.append(attrs)
+
+
+def parse(html_path: Path) -> _Refs:
+    refs = _Refs()
+    refs.feed(html_path.read_text(encoding="utf-8"))
+    return refs
+
+
+def assert_every_image_on_disk(html_path: Path, reports: list[tuple[Path, dict]]):
+    refs = parse(html_path)
+    local = [u for u in refs.srcs + refs.hrefs if not u.startswith("data:")]
+    assert local
+    for url in local:
+        assert (html_path.parent / unquote(url)).is_file(), url
+    resolved = {(html_path.parent / unquote(u)).resolve() for u in local}
+    inlined = sum(u.startswith("data:image/png;base64,") for u in refs.srcs)
+    total = 0
+    for run, report in reports:
+        for sample in report["samples"]:
+            total += 1
+            assert (run / sample["file"]).resolve() in resolved
+            for cand in sample["candidates"].values():
+                if (run / cand["file"]).resolve() in resolved:
+                    break
+            else:
+                raise AssertionError(f"no candidate link for {sample['file']}")
+    assert inlined == total  # every shown candidate is inlined as a data URI
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    outputs = tmp_path / "outputs"
+    a = simulated_run(outputs, "64-a-11111111", resolution=64, prompts=3, epochs=3)
+    b = simulated_run(outputs, "128-a-22222222", resolution=128, prompts=2, epochs=4)
+    return outputs, a, b
+
+
+def test_single_run_review_writes_html_and_sheets(two_runs):
+    _, run, _ = two_runs
+    result = review.review_runs([run], progress=False)
+    assert result.html == RunPaths(run).report_dir / "index.html"
+    assert result.processed == []  # the report was fresh
+    report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
+    assert_every_image_on_disk(result.html, [(run, report)])
+    text = result.html.read_text()
+    assert "SIMULATED — not real training" in text and 'data-simulated="true"' in text
+    assert report["best"]["rule"] in text
+    assert "accelerate launch train_network.py" in text  # the argv
+    assert all(p.is_file() for p in result.sheets["64-a-11111111"])
+    assert "<script src" not in text and "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_sweep_review_shares_axes_and_draws_the_baseline(two_runs):
+    outputs, a, b = two_runs
+    result = review.review_runs([a, b], outputs_dir=outputs, progress=False)
+    assert result.html.parent.parent == outputs and result.html.parent.name.startswith("review-")
+    reports = [(r, json.loads((RunPaths(r).report_dir / "report.json").read_text())) for r in (a, b)]
+    assert_every_image_on_disk(result.html, reports)
+    refs = parse(result.html)
+    colour_lines = {p["data-series"]: p for p in refs.polylines if p["chart"] == "colours"}
+    assert set(colour_lines) == {"64 px (simulated)", "128 px (simulated)", "recorded 512 px run"}
+    last_x = {name: float(p["points"].split()[-1].split(",")[0]) for name, p in colour_lines.items()}
+    first_x = {name: float(p["points"].split()[0].split(",")[0]) for name, p in colour_lines.items()}
+    # shared x axis: both runs start at epoch 1 at the same x; the 3-epoch run ends left of the 4-epoch one
+    assert first_x["64 px (simulated)"] == first_x["128 px (simulated)"]
+    assert last_x["64 px (simulated)"] < last_x["128 px (simulated)"]
+    assert {p["chart"] for p in refs.polylines} == {"colours", "clean", "loss"}
+    baseline = load_baseline()
+    assert baseline["mean_colors_nearest"] == 216.6
+    assert any(r.get("stroke-dasharray") for r in refs.refs)
+    assert "216.6" in result.html.read_text()
+    # same order -> same folder; the review never lands inside a run
+    again = review.review_runs([b, a], outputs_dir=outputs, progress=False)
+    assert again.html == result.html
+
+
+def test_non_simulated_run_has_no_banner(tmp_path):
+    run = simulated_run(tmp_path, "64-real-33333333", resolution=64, prompts=2, epochs=2, process=False)
+    change_manifest(run, simulated=False)
+    fake_process(run)
+    result = review.review_runs([run], progress=False)
+    text = result.html.read_text()
+    assert "SIMULATED" not in text and 'data-simulated="false"' in text
+
+
+def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(run_dir, **kwargs):
+        calls.append((Path(run_dir).name, kwargs))
+        return fake_process(run_dir)
+
+    monkeypatch.setattr(review, "process_run", fake)
+    run = simulated_run(tmp_path, "64-stale-44444444", resolution=64, prompts=2, epochs=2, process=False)
+    review.review_runs([run], progress=False)
+    assert [c[0] for c in calls] == ["64-stale-44444444"]
+    from manifest_helpers import change_manifest
+
+    from bespoke.review.process import default_palette
+
+    # process_run takes the run's training palette when its run.json names a prepared dataset; this one does not
+    assert "palette" not in calls[0][1] and default_palette(run) is None
+    change_manifest(run, dataset={"prepared_dir": str(tmp_path / "prepared")})
+    assert default_palette(run) is None  # named, but not on this machine: no palette rather than an error
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "prepare.json").write_text('{"schema_version": 1, "palette": ["#000000"]}')
+    assert default_palette(run) == "dataset"
+    review.review_runs([run], progress=False)
+    assert len(calls) == 1  # fresh report: not processed again
+    sample = next(RunPaths(run).sample_dir.glob("*.png"))
+    import os
+    import time
+
+    later = time.time() + 5
+    os.utime(sample, (later, later))
+    review.review_runs([run], progress=False)
+    assert len(calls) == 2
+    review.review_runs([run], progress=False, process=False)
+    assert len(calls) == 2
+
+
+def test_review_runs_the_real_process_when_no_report(tmp_path):
+    pytest.importorskip("bespoke.process")
+    run = simulated_run(tmp_path, "64-real-process", resolution=64, prompts=2, epochs=2, process=False)
+    result = review.review_runs([run], progress=False)
+    assert result.processed == ["64-real-process"]
+    report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
+    assert report["kind"] == "bespoke.process" and len(report["samples"]) == 4
+    assert_every_image_on_disk(result.html, [(run, report)])
+
+
+def test_cli_review_one_and_two_runs(two_runs):
+    outputs, a, b = two_runs
+    runner = CliRunner()
+    one = runner.invoke(main, ["review", str(a)])
+    assert one.exit_code == 0, one.output
+    assert (RunPaths(a).report_dir / "index.html").is_file()
+    assert "64-a-11111111" in one.output and "mean colours" in one.output and "SIMULATED" in one.output
+
+    two = runner.invoke(main, ["--outputs", str(outputs), "review", "64-a-11111111", "128-a-22222222", "--json",
+                               "--quiet", "--out", str(outputs.parent / "sweep")])
+    assert two.exit_code == 0, two.output
+    data = json.loads(two.stdout)
+    assert data["html"] == str(outputs.parent / "sweep" / "index.html")
+    assert [r["run_id"] for r in data["runs"]] == ["64-a-11111111", "128-a-22222222"]
+    assert all(r["simulated"] and r["best"]["epoch"] for r in data["runs"])
+    assert Path(data["html"]).is_file()
+
+
+def test_cli_open_uses_a_file_url(two_runs, monkeypatch):
+    _, a, _ = two_runs
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url))
+    result = CliRunner().invoke(main, ["review", str(a), "--open", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert opened == [(RunPaths(a).report_dir / "index.html").resolve().as_uri()]
+
+
+def test_folder_that_is_not_a_run(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(b"")
+    result = CliRunner().invoke(main, ["review", str(folder)])
+    assert result.exit_code == 4
+    assert "not a bespoke run folder (no run.json)" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["x.png"]  # nothing written
+
+
+def test_unknown_run_id_suggests_a_close_one(two_runs):
+    outputs, _, _ = two_runs
+    result = CliRunner().invoke(main, ["--outputs", str(outputs), "review", "64-a-11111112"])
+    assert result.exit_code == 4
+    assert 'did you mean "64-a-11111111"' in result.output
+
+
+def test_run_without_samples(tmp_path):
+    run = make_planned_run(tmp_path, "64-empty-55555555", resolution=64, prompts=2, epochs=2)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    result = CliRunner().invoke(main, ["review", str(run)])
+    assert result.exit_code == 4
+    assert "no samples" in result.output and "status 'planned'" in result.output
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_unknown_method_is_a_usage_error(two_runs):
+    _, a, _ = two_runs
+    result = CliRunner().invoke(main, ["review", str(a), "--method", "gird"])
+    assert result.exit_code == 2
+    assert 'did you mean "grid"' in result.output
+
+
+def test_unreadable_report(two_runs):
+    _, a, _ = two_runs
+    path = RunPaths(a).report_dir / "report.json"
+    path.write_text("{ nope")
+    result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
+    assert result.exit_code == 6
+    assert "unreadable report" in result.output
+    assert path.read_text() == "{ nope"
+
+
+def test_loss_history_falls_back_to_the_train_log(tmp_path):
+    run = make_planned_run(tmp_path, "64-log", resolution=64)
+    log = RunPaths(run).train_log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        "epoch 1/2\n"
+        "steps:  25%|##5       | 1/4 [00:01<00:03, 1.0it/s, avr_loss=0.2]\r"
+        "steps:  50%|#####     | 2/4 [00:02<00:02, 1.0it/s, avr_loss=0.15]\n"
+        "epoch 2/2\n"
+        "steps:  75%|#######5  | 3/4 [00:03<00:01, 1.0it/s, avr_loss=0.125]\n"
+        "steps: 100%|##########| 4/4 [00:04<00:00, 1.0it/s, avr_loss=0.1]\n"
+    )
+    manifest = load_manifest(run)
+    assert review.loss_history(run, manifest) == [
+        {"epoch": 1, "step": 1, "loss": 0.2}, {"epoch": 1, "step": 2, "loss": 0.15},
+        {"epoch": 2, "step": 3, "loss": 0.125}, {"epoch": 2, "step": 4, "loss": 0.1},
+    ]
+    recorded = [{"step": 1, "epoch": 1, "loss": 0.3}]
+    manifest.loss_history = recorded  # a simulated run's curve wins over any log
+    assert review.loss_history(run, manifest) == recorded
+
+
+def test_report_of_another_kind_is_refused(two_runs):
+    _, a, _ = two_runs
+    path = RunPaths(a).report_dir / "report.json"
+    data = json.loads(path.read_text())
+    data["schema_version"] = 99
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
+    assert result.exit_code == 6
+    assert "not a bespoke process report of schema 1" in result.output
+    assert json.loads(path.read_text())["schema_version"] == 99
+    assert not (RunPaths(a).report_dir / "index.html").exists()

@@ -1,0 +1,215 @@
+"""bespoke process end to end: run folders, plain folders, bad input, report schema, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bespoke.dataset.layout import layout_for
+from bespoke.dataset.synthetic import make_punk
+from bespoke.demo.degrade import degrade
+from bespoke.errors import DatasetError, ProcessError, UsageError
+from bespoke.review.process import process_path
+from bespoke.review.report import load_report
+
+METHODS = ("nearest", "box", "bilinear", "lanczos", "grid")
+
+
+def _make_run(root, epochs=(1, 2), prompts=2, palette=True):
+    sample = root / "model" / "sample"
+    sample.mkdir(parents=True)
+    (root / "config").mkdir()
+    (root / "config" / "prompts.txt").write_text("a punk --d 1\nanother punk --d 2\n")
+    prepared = root.parent / f"{root.name}-prepared"
+    prepared.mkdir()
+    punks = [make_punk(i).pixels for i in range(prompts)]
+    colors = np.unique(np.concatenate([p.reshape(-1, 3) for p in punks]), axis=0)
+    if palette:
+        palette = ["#" + bytes(int(v) for v in c).hex() for c in colors]
+        (prepared / "prepare.json").write_text(json.dumps({"schema_version": 1, "palette": palette}))
+    manifest = {"schema_version": 1, "id": "run-512", "status": "finished", "simulated": True,
+                "dataset": {"prepared_dir": str(prepared), "layout": layout_for("stretch", 512).to_json()}}
+    (root / "run.json").write_text(json.dumps(manifest))
+    for epoch in epochs:
+        for p, truth in enumerate(punks):
+            level = "nearest" if epoch == epochs[-1] else "shifted"
+            image, _ = degrade(truth, level, seed=epoch * 10 + p)
+            image.save(sample / f"lora_e{epoch:06d}_{p:02d}_20261122023155_{p + 1}.png")
+    return sample
+
+
+def test_run_folder_report_and_candidates(tmp_path):
+    run = tmp_path / "run"
+    sample = _make_run(run)
+    (sample / "notes.txt").write_text("ignored: not an image suffix")
+    (sample / "broken.png").write_bytes(b"this is not a png")
+    good = sample / "lora_e000001_00_20261122023155_1.png"
+    (sample / "truncated.png").write_bytes(good.read_bytes()[:2000])
+    Image.new("RGB", (16, 16)).save(sample / "tiny.png")
+    Image.new("RGB", (64, 48)).save(sample / "wide.png")
+    before = sorted(p.name for p in sample.iterdir())
+
+    report = process_path(run, palette="dataset", workers=2, progress=False)
+
+    assert sorted(p.name for p in sample.iterdir()) == before  # nothing written among the samples
+    assert report["kind"] == "bespoke.process" and report["schema_version"] == 1
+    assert report["run_id"] == "run-512" and report["simulated"] is True
+    assert report["methods"] == [*METHODS, "grid-palette"]
+    assert report["palette"]["mode"] == "dataset" and report["layout_hint"]["name"] == "stretch"
+    errors = {e["file"].split("/")[-1]: e["error"] for e in report["errors"]}
+    assert "not an image" in errors["broken.png"]
+    assert "truncated" in errors["truncated.png"]
+    assert "too small" in errors["tiny.png"] and "not square" in errors["wide.png"]
+    assert len(report["samples"]) == 4
+    s = report["samples"][0]
+    assert (s["epoch"], s["prompt_index"], s["seed"], s["prompt"]) == (1, 0, 1, "a punk")
+    assert s["grid"]["source"] == "detected" and set(s["candidates"]) == {*METHODS, "grid-palette"}
+    for c in s["candidates"].values():
+        with Image.open(run / c["file"]) as img:
+            assert img.size == (24, 24) and img.mode == "RGB"
+        assert set(c) == {"file", "colors", "top10_coverage", "clean", "off_palette", "grid_error",
+                          "background_uniform", "moved_pixels", "mean_move"}
+    assert s["candidates"]["grid-palette"]["off_palette"] == 0.0
+    assert s["candidates"]["grid"]["colors"] < s["candidates"]["nearest"]["colors"] / 5
+    assert load_report(run)["samples"] == report["samples"]
+    csv_lines = (run / "report" / "report.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 4 * 6
+    for s in report["samples"]:  # the palette never adds colours to what grid extracted
+        assert s["candidates"]["grid-palette"]["colors"] <= s["candidates"]["grid"]["colors"]
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2]
+    # grid-palette makes even the degraded epoch 1 clean, so it wins on fewer colours
+    assert report["best"]["method"] == "grid-palette" and report["best"]["rule"]
+    # without a palette, epoch 2 (an exact stretch, recovered exactly by grid) is clean and best
+    plain = process_path(run, methods="nearest,grid", workers=1, progress=False)
+    assert plain["best"]["epoch"] == 2 and plain["best"]["method"] == "grid"
+
+
+def test_plain_folder_writes_beside_not_among(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        degrade(make_punk(i).pixels, "soft", seed=i)[0].save(folder / f"p{i}.png")
+    report = process_path(folder, methods="nearest,grid", palette="k:8", workers=1, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["bespoke_process", "p0.png", "p1.png"]
+    assert report["run_id"] is None and report["epochs"][0]["epoch"] is None and report["best"] is None
+    assert (folder / "bespoke_process" / "candidates" / "grid-palette" / "p0.png").is_file()
+    assert report["samples"][0]["candidates"]["grid-palette"]["colors"] <= 8
+
+
+def test_all_bad_raises_and_writes_no_report(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"nope")
+    with pytest.raises(ProcessError, match="none of 1 samples could be processed.*not an image"):
+        process_path(folder, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png"]  # no empty output folders left behind
+
+
+def test_usage_errors(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (48, 48)).save(folder / "a.png")
+    with pytest.raises(UsageError, match="needs a run folder"):
+        process_path(folder, palette="dataset", progress=False)
+    with pytest.raises(UsageError, match='did you mean "grid"'):
+        process_path(folder, methods="gird", progress=False)
+    with pytest.raises(UsageError, match="needs --palette"):
+        process_path(folder, methods="grid-palette", progress=False)
+    run = tmp_path / "run"
+    _make_run(run, epochs=(1,), prompts=1, palette=False)
+    with pytest.raises(DatasetError, match="not a prepared dataset \\(no prepare.json\\)"):
+        process_path(run, palette="dataset", progress=False)
+
+
+def test_cli_json_and_table(tmp_path):
+    from bespoke.cli import main
+
+    run = tmp_path / "run"
+    _make_run(run, epochs=(1, 2), prompts=1)
+    result = CliRunner().invoke(main, ["process", str(run), "--methods", "nearest,grid", "--json", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["methods"] == ["nearest", "grid"]
+    result = CliRunner().invoke(main, ["process", str(run), "--palette", "dataset", "--quiet"])
+    assert result.exit_code == 0
+    result = CliRunner().invoke(main, ["process", str(tmp_path / "missing")])
+    assert result.exit_code == 4 and "no such run folder nor a run id" in result.output
+
+
+def test_shared_samples(shared_dir, tmp_path):
+    import shutil
+
+    source = shared_dir / "samples"
+    if not source.is_dir():
+        pytest.skip("shared samples absent")
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for path in sorted(source.glob("*.png")):
+        shutil.copy(path, folder / path.name)
+    report = process_path(folder, workers=2, progress=False)
+    assert not report["errors"] and len(report["samples"]) == len(list(source.glob("*.png")))
+    for s in report["samples"]:
+        assert s["grid"]["source"] == "detected"
+        assert abs(s["grid"]["cell_w"] - 512 / 24) < 0.5
+        grid, nearest = s["candidates"]["grid"], s["candidates"]["nearest"]
+        assert grid["colors"] < nearest["colors"] / 3
+    assert sum(s["candidates"]["grid"]["clean"] for s in report["samples"]) >= len(report["samples"]) - 2
+
+
+def test_big_folder_palette_never_adds_colours(tmp_path):
+    # a "dataset" whose union palette has thousands of colours, near-duplicates everywhere (like the
+    # user's 203 punks: 4019 colours): the punks' own colours plus 20 random neighbours of each
+    punks = [make_punk(i).pixels for i in range(3)]
+    base = np.unique(np.concatenate([p.reshape(-1, 3) for p in punks]), axis=0).astype(int)
+    rng = np.random.default_rng(0)
+    near = (base[:, None, :] + rng.integers(-6, 7, size=(len(base), 20, 3))).reshape(-1, 3)
+    colors = np.unique(np.clip(np.concatenate([base, near]), 0, 255).astype(np.uint8), axis=0)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    padded = np.concatenate([colors, np.repeat(colors[:1], -len(colors) % 576, axis=0)])
+    for i, chunk in enumerate(padded.reshape(-1, 24, 24, 3)):
+        Image.fromarray(chunk, "RGB").save(dataset / f"tile{i}.png")
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for i, truth in enumerate(punks):
+        degrade(truth, "shifted", seed=i)[0].save(folder / f"s{i}.png")
+    report = process_path(folder, methods="grid", palette=str(dataset), workers=1, progress=False)
+    assert {k: report["palette"][k] for k in ("mode", "size")} == {"mode": "folder", "size": len(colors)} and len(colors) > 1000
+    for s in report["samples"]:
+        grid, snapped = s["candidates"]["grid"], s["candidates"]["grid-palette"]
+        assert snapped["colors"] <= grid["colors"] and snapped["off_palette"] == 0.0
+    assert report["epochs"][0]["methods"]["grid-palette"]["colors_mean"] < \
+        0.7 * report["epochs"][0]["methods"]["grid"]["colors_mean"]
+
+
+def test_rerun_reuses_an_up_to_date_report_without_rewriting(tmp_path):
+    import os
+
+    run = tmp_path / "run"
+    sample = _make_run(run)
+    first = process_path(run, palette="dataset", progress=False, workers=1)
+    assert "reused" not in first
+    report = run / "report" / "report.json"
+    candidate = next((run / "candidates" / "grid").glob("*.png"))
+    stamps = (report.stat().st_mtime_ns, candidate.stat().st_mtime_ns)
+
+    again = process_path(run, palette="dataset", progress=False, workers=1)
+    assert again["reused"] is True and again["best"] == first["best"]
+    assert (report.stat().st_mtime_ns, candidate.stat().st_mtime_ns) == stamps  # nothing rewritten
+
+    # other options, a newer sample, or --force: processed again
+    assert "reused" not in process_path(run, methods="nearest,grid", palette="dataset", progress=False, workers=1)
+    assert "reused" not in process_path(run, palette="dataset", progress=False, workers=1)
+    assert process_path(run, palette="dataset", progress=False, workers=1)["reused"] is True
+    newest_sample = max(p.stat().st_mtime for p in sample.glob("*.png"))
+    os.utime(report, (newest_sample - 10, newest_sample - 10))  # a sample newer than the report
+    assert "reused" not in process_path(run, palette="dataset", progress=False, workers=1)
+    assert "reused" not in process_path(run, palette="dataset", progress=False, workers=1, force=True)
+
+    result = CliRunner().invoke(__import__("bespoke.cli", fromlist=["main"]).main, ["process", str(run), "--palette",
+                                                                                   "dataset"])
+    assert result.exit_code == 0 and "up to date, nothing rewritten" in result.output
