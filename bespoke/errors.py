@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class BespokeError(Exception):
     """Base class: a problem the user can fix. `str(err)` is the one-line message."""
@@ -51,9 +54,7 @@ class Interrupted(BespokeError):
     exit_code = 130
 
 
-def did_you_mean(word: str, choices, cutoff: float = 0.6) -> str:
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
-    import difflib
-
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f' (did you mean "{close[0]}"?)' if close else ""

@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 
-def atomic_write_stream(path: Path, write, *, text: bool = False) -> None:
+def atomic_write_stream(path: Path, write: Callable[[IO[Any]], object], *, text: bool = False) -> None:
     """Atomically write `path` by calling `write(handle)`: temp file in the same folder, fsync, `os.replace`.
 
     Streaming writers (a 10 000-sample CSV) never build the whole content in memory. `text=True` opens the
@@ -19,8 +21,8 @@ def atomic_write_stream(path: Path, write, *, text: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        mode = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
-        with os.fdopen(fd, **mode) as handle:
+        handle: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
+        with handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -7,6 +7,8 @@ errors with a "did you mean".
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -67,8 +69,6 @@ class Settings:
                 path = self.sd_scripts / candidate
                 if path.exists():
                     return str(path)
-        import sys
-
         return sys.executable
 
 
@@ -131,19 +131,19 @@ def _accelerate_from(values: dict, source: str) -> AccelerateSettings:
     return AccelerateSettings(**kwargs)
 
 
-def load_settings(root: Path | None = None, env: dict | None = None) -> Settings:
+def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Resolve settings from env and bespoke.toml over defaults (flags are applied by the caller)."""
     root = Path(root) if root else project_root()
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     file_path = root / SETTINGS_FILE
     values = _read_file(file_path)
     accelerate = _accelerate_from(values.pop("accelerate", {}), str(file_path))
     for var, key in _ENV.items():
-        if env.get(var):
-            values[key] = env[var]
-    if env.get("BESPOKE_NUM_CPU_THREADS"):
+        if environ.get(var):
+            values[key] = environ[var]
+    if environ.get("BESPOKE_NUM_CPU_THREADS"):
         try:
-            accelerate = replace(accelerate, num_cpu_threads_per_process=int(env["BESPOKE_NUM_CPU_THREADS"]))
+            accelerate = replace(accelerate, num_cpu_threads_per_process=int(environ["BESPOKE_NUM_CPU_THREADS"]))
         except ValueError as exc:
             raise ConfigError("BESPOKE_NUM_CPU_THREADS must be an integer") from exc
 

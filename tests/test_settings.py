@@ -103,10 +103,10 @@ def test_help_lists_group():
 
 
 def test_cli_import_stays_light():
-    """`bespoke --help` must not pay for torch, accelerate or numpy (the CLI never imports torch at all)."""
+    """`bespoke --help` must not pay for torch, accelerate, numpy or Pillow (the CLI never imports torch at all)."""
     import subprocess
     import sys
 
-    code = "import sys, bespoke.cli; print(sorted(m for m in ('torch', 'accelerate', 'numpy') if m in sys.modules))"
+    code = "import sys, bespoke.cli; print(sorted(m for m in ('torch', 'accelerate', 'numpy', 'PIL') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

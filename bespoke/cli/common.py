@@ -4,6 +4,7 @@ the resolution of run and dataset arguments (one resolver each: bespoke.run.path
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,13 +20,15 @@ class BespokeClickError(click.ClickException):
 
     def __init__(self, error: BespokeError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        # click annotates exit_code as ClassVar[int] but only ever reads it from the raised instance
+        # (`e.exit_code` in Command.main), so a per-error code set here is what click acts on.
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
 
 class BespokeGroup(click.Group):
     """Turns every BespokeError raised by a command into a clean one-line error (the one place this happens)."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BespokeError as error:

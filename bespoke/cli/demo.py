@@ -49,9 +49,10 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
         console.print("[yellow]No sd-scripts checkout configured:[/] the commands above point at ./sd-scripts as a "
                       "placeholder. Set it with --sd-scripts, BESPOKE_SD_SCRIPTS or bespoke.toml to train for real.")
     if not quiet:
-        for view in result.review.views:
+        review = result.review
+        for view in review.views:
             console.print(epoch_table(view))
-        for rule in best_rules(result.review.views):
+        for rule in best_rules(review.views):
             console.print(f"[dim]best-epoch rule: {rule}[/]")
         stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
         console.print(f"time: {stages}; total {time.perf_counter() - started:.1f}s")

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from bespoke.cli.common import get_settings
+from bespoke.cli.common import get_settings, run_argument
 from bespoke.run.paths import find_run
 
 
-def _fmt_size(size: int) -> str:
+def _fmt_size(size_bytes: int) -> str:
+    size = float(size_bytes)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -135,9 +136,9 @@ def inspect(ctx, path, as_json):
     from bespoke.console import console
     from bespoke.run.inspect import inspect_path
 
-    target = Path(path).expanduser()
-    if not target.exists():
-        target = find_run(path, get_settings(ctx).outputs_dir) or target
+    target = find_run(path, get_settings(ctx).outputs_dir) or Path(path).expanduser().resolve()
+    if not target.exists() and target.suffix != ".safetensors":
+        target = run_argument(ctx, path)  # not a file: it was meant as a run; say which runs there are
     result = inspect_path(target)
     if as_json:
         click.echo(json.dumps(_to_json(result), indent=2, ensure_ascii=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -18,8 +19,10 @@ def comparison_table(rows):
 
     table = Table(title="sweep results")
     table.add_column("run", no_wrap=True)
-    for column, justify in (("status", "left"), ("epochs", "right"), ("time", "right"), ("loss", "right"),
-                            ("best", "right"), ("colours", "right")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("status", "left"), ("epochs", "right"), ("time", "right"), ("loss", "right"), ("best", "right"),
+        ("colours", "right"))
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for row in rows:
         table.add_row(

@@ -22,7 +22,7 @@ LEVELS = ("nearest", "soft", "shifted")
 
 def stretch_nearest(pixels: np.ndarray, size: int = 512) -> Image.Image:
     """Pillow NEAREST upscale of a 24x24 RGB array to size x size."""
-    return Image.fromarray(np.ascontiguousarray(pixels), "RGB").resize((size, size), Image.NEAREST)
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGB").resize((size, size), Image.Resampling.NEAREST)
 
 
 def soften(pixels: np.ndarray, rng: np.random.Generator, size: int = 512, *, blur: float = 1.5,
@@ -32,7 +32,7 @@ def soften(pixels: np.ndarray, rng: np.random.Generator, size: int = 512, *, blu
     grid = grid + rng.uniform(-cast, cast, size=(1, 1, 3)).astype(np.float32)
     grid = grid + rng.normal(0.0, cell_jitter, size=grid.shape).astype(np.float32)
     small = Image.fromarray(np.clip(np.rint(grid), 0, 255).astype(np.uint8), "RGB")
-    big = small.resize((size, size), Image.BICUBIC)
+    big = small.resize((size, size), Image.Resampling.BICUBIC)
     if blur > 0:
         big = big.filter(ImageFilter.GaussianBlur(blur))
     arr = np.asarray(big, dtype=np.float32)

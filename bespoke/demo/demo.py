@@ -19,7 +19,7 @@ from bespoke.demo.simulator import simulate_run
 from bespoke.errors import RunError, UsageError
 from bespoke.fsutil import atomic_write_text
 from bespoke.kohya.launch import format_command
-from bespoke.review.build import needs_processing, review_runs, sample_files
+from bespoke.review.build import ReviewResult, needs_processing, review_runs, sample_files
 from bespoke.review.process import process_run
 from bespoke.run.manifest import load_manifest
 from bespoke.run.plan import PlanRequest, plan_run
@@ -57,8 +57,8 @@ class DemoResult:
     runs: list[DemoRun]
     html: Path
     sd_scripts_placeholder: bool
+    review: ReviewResult
     timings: dict = field(default_factory=dict)
-    review: object = None
 
 
 def demo_prompts(count: int, seed: int) -> str:
@@ -90,15 +90,7 @@ def _ensure_prompts(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def run_demo(
-    settings: Settings, out: Path | str | None = None, *, epochs: int | None = None, prompts: int | None = None,
-    quick: bool = False, resolutions: tuple[int, ...] = RESOLUTIONS, seed: int = 0, progress: bool = True,
-    echo: Callable[[str], None] | None = None,
-) -> DemoResult:
-    """Run the demo into `out` (default ./bespoke_demo) and return where the review is."""
-    say = echo or (lambda _msg: None)
-    epochs = int(epochs if epochs is not None else (4 if quick else 10))
-    prompts = int(prompts if prompts is not None else (4 if quick else 8))
+def _check_sizes(epochs: int, prompts: int, resolutions: tuple[int, ...]) -> None:
     if not 1 <= epochs <= 100:
         raise UsageError(f"--epochs {epochs}: choose 1..100")
     if not 1 <= prompts <= 64:
@@ -107,33 +99,22 @@ def run_demo(
     if bad or not resolutions:
         raise UsageError(f"demo resolutions {bad or '(none)'}: choose from {', '.join(map(str, RESOLUTIONS))}")
 
-    out = Path(out or Path.cwd() / DEFAULT_OUT).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, not a folder")
-    demo_settings = settings.with_overrides(outputs_dir=out / "outputs", datasets_dir=out / "datasets",
-                                            cache_dir=out / ".cache")
-    timings: dict[str, float] = {}
 
-    started = time.perf_counter()
-    dataset = out / "datasets" / (DATASET_NAME if seed == 0 else f"{DATASET_NAME}_seed{seed}")
-    written = _ensure_dataset(dataset, seed)
-    say(f"dataset: {dataset} ({'generated ' + str(DATASET_SIZE) + ' synthetic punks' if written else 'reused'})")
-    prompts_file = out / "datasets" / f"demo_prompts_{prompts}_seed{seed}.txt"
-    _ensure_prompts(prompts_file, demo_prompts(prompts, seed))
-    timings["dataset"] = time.perf_counter() - started
-
-    started = time.perf_counter()
+def _plan_runs(settings: Settings, dataset: Path, prompts_file: Path, epochs: int, resolutions: tuple[int, ...],
+               progress: bool, say: Callable[[str], None]) -> list[DemoRun]:
+    """The four real run configs, planned and validated exactly as for training (never launched)."""
     runs: list[DemoRun] = []
     for resolution in resolutions:
         request = PlanRequest(resolution=resolution, dataset=dataset, overrides=(f"max_train_epochs={epochs}",),
                               prompts=prompts_file)
-        plan = plan_run(demo_settings, request, demo=True, progress=progress)
+        plan = plan_run(settings, request, demo=True, progress=progress)
         runs.append(DemoRun(resolution, plan.paths.root, plan.run_id, list(plan.argv), plan.created))
         command = format_command(plan.argv, plan.env_overrides, cwd=plan.paths.root)
         say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {command}")
-    timings["plan"] = time.perf_counter() - started
+    return runs
 
-    started = time.perf_counter()
+
+def _simulate(runs: list[DemoRun], seed: int, progress: bool, say: Callable[[str], None]) -> None:
     for run in runs:
         manifest = load_manifest(run.run_dir)
         if manifest.status == "planned" and not sample_files(run.run_dir):
@@ -143,18 +124,58 @@ def run_demo(
         elif manifest.simulated and manifest.status != "finished":
             raise RunError(f"{run.run_dir}: an earlier demo stopped while simulating (status "
                            f"{manifest.status!r}); move that folder away and run the demo again")
-    timings["simulate"] = time.perf_counter() - started
 
-    started = time.perf_counter()
+
+def _process(runs: list[DemoRun], progress: bool) -> None:
     for run in runs:
         if needs_processing(run.run_dir):
             process_run(run.run_dir, methods=DEMO_METHODS, progress=progress)
             run.processed_now = True
-    timings["process"] = time.perf_counter() - started
 
-    started = time.perf_counter()
+
+class _Stopwatch:
+    """Seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self.started
+        self.started = now
+
+
+def run_demo(
+    settings: Settings, out: Path | str | None = None, *, epochs: int | None = None, prompts: int | None = None,
+    quick: bool = False, resolutions: tuple[int, ...] = RESOLUTIONS, seed: int = 0, progress: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the demo into `out` (default ./bespoke_demo) and return where the review is."""
+    say = echo or (lambda _msg: None)
+    epochs = int(epochs if epochs is not None else (4 if quick else 10))
+    prompts = int(prompts if prompts is not None else (4 if quick else 8))
+    _check_sizes(epochs, prompts, resolutions)
+    out = Path(out or Path.cwd() / DEFAULT_OUT).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    demo_settings = settings.with_overrides(outputs_dir=out / "outputs", datasets_dir=out / "datasets",
+                                            cache_dir=out / ".cache")
+    clock = _Stopwatch()
+    dataset = out / "datasets" / (DATASET_NAME if seed == 0 else f"{DATASET_NAME}_seed{seed}")
+    written = _ensure_dataset(dataset, seed)
+    say(f"dataset: {dataset} ({'generated ' + str(DATASET_SIZE) + ' synthetic punks' if written else 'reused'})")
+    prompts_file = out / "datasets" / f"demo_prompts_{prompts}_seed{seed}.txt"
+    _ensure_prompts(prompts_file, demo_prompts(prompts, seed))
+    clock.lap("dataset")
+    runs = _plan_runs(demo_settings, dataset, prompts_file, epochs, resolutions, progress, say)
+    clock.lap("plan")
+    _simulate(runs, seed, progress, say)
+    clock.lap("simulate")
+    _process(runs, progress)
+    clock.lap("process")
     result = review_runs([r.run_dir for r in runs], outputs_dir=demo_settings.outputs_dir, process=False,
                          progress=progress)
-    timings["review"] = time.perf_counter() - started
+    clock.lap("review")
     return DemoResult(out=out, dataset=dataset, prompts_file=prompts_file, runs=runs, html=result.html,
-                      sd_scripts_placeholder=settings.sd_scripts is None, timings=timings, review=result)
+                      sd_scripts_placeholder=settings.sd_scripts is None, timings=clock.timings, review=result)

@@ -102,7 +102,7 @@ def _smooth_noise(rng: np.random.Generator, width: int, height: int, scale: int)
     """Low-frequency colour texture (what SD paints inside flat areas), zero mean, about unit std."""
     small = rng.standard_normal((max(2, height // scale), max(2, width // scale), 3)).astype(np.float32)
     img = Image.fromarray(np.clip(small * 40 + 128, 0, 255).astype(np.uint8), "RGB")
-    big = np.asarray(img.resize((width, height), Image.BICUBIC), dtype=np.float32)
+    big = np.asarray(img.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
     return (big - 128.0) / 40.0
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from safetensors import safe_open
 
 from bespoke.errors import UsageError
-from bespoke.kohya.naming import epoch_from_filename
 
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors itself refuses headers above 100 MB
 
@@ -85,25 +84,28 @@ def _none(value):
     return None if value in (None, "", "None", "null", "(unknown)") else value
 
 
-def _int(value):
+def as_int(value: object) -> int | None:
+    """An int from a metadata string ('10', '10.0'); None for 'None', '' or junk."""
     value = _none(value)
-    if value is None:
+    if not isinstance(value, (str, int, float)):
         return None
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "1e999" (corrupt metadata)
         return None
 
 
-def _float(value):
+def as_float(value: object) -> float | None:
     """A float from '1e-4', '[5e-05]' (text_encoder_lr is nargs=* in newer sd-scripts) or None."""
     value = _none(value)
-    if value is None:
+    if not isinstance(value, (str, int, float)):
         return None
     try:
         return float(value)
     except (TypeError, ValueError):
         pass
+    if not isinstance(value, str):
+        return None
     try:
         parsed = json.loads(value)
     except (TypeError, ValueError):
@@ -145,7 +147,7 @@ def _resolution(value) -> tuple[int, int] | None:
 
 
 def _timestamp(value) -> str | None:
-    seconds = _float(value)
+    seconds = as_float(value)
     if seconds is None:
         return None
     return _dt.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
@@ -243,18 +245,32 @@ class LoraSummary:
         return bool(self.output_name) and Path(self.path).stem == self.output_name
 
 
+def _subset_images(subsets: list[dict]) -> int | None:
+    """Training images counted with their repeats over the non-reg subsets; None unless every subset
+    states img_count and num_repeats (sd-scripts: num_train_images = img_count x num_repeats)."""
+    total = 0
+    for subset in subsets:
+        count, repeats = as_int(subset.get("img_count")), as_int(subset.get("num_repeats"))
+        if count is None or repeats is None:
+            return None
+        if not subset.get("is_reg"):
+            total += count * repeats
+    return total if subsets else None
+
+
 def _dataset_summary(meta: dict[str, str]) -> DatasetSummary:
-    summary = DatasetSummary(images=_int(meta.get("ss_num_train_images")),
-                             reg_images=_int(meta.get("ss_num_reg_images")),
-                             batches_per_epoch=_int(meta.get("ss_num_batches_per_epoch")))
+    summary = DatasetSummary(images=as_int(meta.get("ss_num_train_images")),
+                             reg_images=as_int(meta.get("ss_num_reg_images")),
+                             batches_per_epoch=as_int(meta.get("ss_num_batches_per_epoch")))
     datasets = _json(meta.get("ss_datasets"), [])
     if isinstance(datasets, list) and datasets:
         first = datasets[0] if isinstance(datasets[0], dict) else {}
-        summary.batch_size = _int(first.get("batch_size_per_device"))
+        summary.batch_size = as_int(first.get("batch_size_per_device"))
         summary.resolution = _resolution(first.get("resolution"))
         if summary.images is None:
-            counts = [_int(d.get("num_train_images")) for d in datasets if isinstance(d, dict)]
-            summary.images = sum(counts) if counts and None not in counts else None
+            counts = [as_int(d.get("num_train_images")) for d in datasets if isinstance(d, dict)]
+            known = [c for c in counts if c is not None]
+            summary.images = sum(known) if counts and len(known) == len(counts) else None
         for dataset in datasets:
             if not isinstance(dataset, dict):
                 continue
@@ -266,15 +282,11 @@ def _dataset_summary(meta: dict[str, str]) -> DatasetSummary:
                     summary.subsets.append({k: subset.get(k) for k in (
                         "image_dir", "num_repeats", "img_count", "keep_tokens", "shuffle_caption",
                         "flip_aug", "color_aug", "random_crop", "class_tokens", "is_reg") if k in subset})
-        if summary.images is None and summary.subsets and all(
-                _int(x.get("img_count")) is not None and _int(x.get("num_repeats")) is not None
-                for x in summary.subsets):
-            # sd-scripts counts images with their repeats (num_train_images = img_count x num_repeats)
-            summary.images = sum(_int(x["img_count"]) * _int(x["num_repeats"]) for x in summary.subsets
-                                 if not x.get("is_reg"))
+        if summary.images is None:
+            summary.images = _subset_images(summary.subsets)
         return summary
     # no dataset config: the legacy top-level keys (FACTS.md §4)
-    summary.batch_size = _int(meta.get("ss_batch_size_per_device"))
+    summary.batch_size = as_int(meta.get("ss_batch_size_per_device"))
     summary.resolution = _resolution(meta.get("ss_resolution"))
     buckets = (_json(meta.get("ss_bucket_info"), {}) or {}).get("buckets") or {}
     for bucket in buckets.values() if isinstance(buckets, dict) else []:
@@ -319,24 +331,24 @@ def summarize(path: Path, top_tags: int = 15) -> LoraSummary:
         metadata_keys=len(meta),
         title=_none(meta.get("modelspec.title")),
         output_name=_none(meta.get("ss_output_name")),
-        epoch=_int(meta.get("ss_epoch")),
-        num_epochs=_int(meta.get("ss_num_epochs")),
-        steps=_int(meta.get("ss_steps")),
-        max_train_steps=_int(meta.get("ss_max_train_steps")),
+        epoch=as_int(meta.get("ss_epoch")),
+        num_epochs=as_int(meta.get("ss_num_epochs")),
+        steps=as_int(meta.get("ss_steps")),
+        max_train_steps=as_int(meta.get("ss_max_train_steps")),
         network_module=_none(meta.get("ss_network_module")),
-        dim=_int(meta.get("ss_network_dim")),
-        alpha=_float(meta.get("ss_network_alpha")),
+        dim=as_int(meta.get("ss_network_dim")),
+        alpha=as_float(meta.get("ss_network_alpha")),
         tensor_dim=_tensor_rank(header.tensors),
         tensor_alpha=_tensor_alpha(path, header.tensors),
         network_args=network_args if isinstance(network_args, dict) else None,
-        learning_rate=_float(meta.get("ss_learning_rate")),
-        unet_lr=_float(meta.get("ss_unet_lr")),
-        text_encoder_lr=_float(meta.get("ss_text_encoder_lr")),
+        learning_rate=as_float(meta.get("ss_learning_rate")),
+        unet_lr=as_float(meta.get("ss_unet_lr")),
+        text_encoder_lr=as_float(meta.get("ss_text_encoder_lr")),
         lr_scheduler=_none(meta.get("ss_lr_scheduler")),
-        lr_warmup_steps=_int(meta.get("ss_lr_warmup_steps")),
+        lr_warmup_steps=as_int(meta.get("ss_lr_warmup_steps")),
         optimizer=_none(meta.get("ss_optimizer")),
         mixed_precision=_none(meta.get("ss_mixed_precision")),
-        seed=_int(meta.get("ss_seed")),
+        seed=as_int(meta.get("ss_seed")),
         base_model_name=_none(meta.get("ss_sd_model_name")),
         base_model_hash=_none(meta.get("ss_new_sd_model_hash")),
         base_model_legacy_hash=_none(meta.get("ss_sd_model_hash")),
@@ -350,63 +362,3 @@ def summarize(path: Path, top_tags: int = 15) -> LoraSummary:
         training_finished_at=_timestamp(meta.get("ss_training_finished_at")),
         session_id=_none(meta.get("ss_session_id")),
     )
-
-
-# ---------------------------------------------------------------- consistency with a run's config
-
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-9 + 1e-6 * max(abs(a), abs(b))
-
-
-def check_against_run(summary: LoraSummary, training: dict) -> list[str]:
-    """Mismatches between a checkpoint and the run's training config (flattened training.toml keys).
-
-    Checks dim, alpha (metadata and tensors), learning rates, scheduler, epoch count, output name, and
-    that the file name matches its `ss_epoch` (the last epoch is only `{output_name}.safetensors`).
-    """
-    problems: list[str] = []
-    dim = _int(training.get("network_dim"))
-    if dim is not None:
-        problems += _disagree("network_dim", dim, (("metadata", summary.dim), ("tensors", summary.tensor_dim)))
-    elif summary.dim is not None and summary.tensor_dim is not None and summary.dim != summary.tensor_dim:
-        problems.append(f"network_dim {summary.dim} in metadata but the tensors have rank {summary.tensor_dim}")
-    alpha = _float(training.get("network_alpha"))
-    if alpha is not None:
-        problems += _disagree("network_alpha", alpha, (("metadata", summary.alpha),
-                                                       ("tensors", summary.tensor_alpha)))
-    for key, have in (("learning_rate", summary.learning_rate), ("unet_lr", summary.unet_lr),
-                      ("text_encoder_lr", summary.text_encoder_lr)):
-        want = _float(json.dumps(training[key]) if isinstance(training.get(key), list) else training.get(key))
-        if want is not None and have is not None and not _close(have, want):
-            problems.append(f"{key} {have:g} in metadata, {want:g} in the run's config")
-    scheduler = training.get("lr_scheduler")
-    if scheduler and summary.lr_scheduler and str(scheduler) != summary.lr_scheduler:
-        problems.append(f"lr_scheduler {summary.lr_scheduler} in metadata, {scheduler} in the run's config")
-    epochs = _int(training.get("max_train_epochs"))
-    if epochs is not None and summary.num_epochs is not None and summary.num_epochs != epochs:
-        problems.append(f"num_epochs {summary.num_epochs} in metadata, max_train_epochs {epochs} in the run's config")
-    name = training.get("output_name")
-    if name and summary.output_name and summary.output_name != name:
-        problems.append(f"output_name {summary.output_name} in metadata, {name} in the run's config")
-    problems += _name_vs_epoch(summary)
-    return problems
-
-
-def _disagree(key: str, want: float, sources) -> list[str]:
-    """'network_dim 8 in metadata and tensors, 4 in the run's config' (sources that disagree, grouped by value)."""
-    wrong: dict[str, list[str]] = {}
-    for where, have in sources:
-        if have is not None and not _close(float(have), float(want)):
-            wrong.setdefault(f"{have:g}", []).append(where)
-    return [f"{key} {value} in {' and '.join(where)}, {want:g} in the run's config" for value, where in wrong.items()]
-
-
-def _name_vs_epoch(summary: LoraSummary) -> list[str]:
-    if summary.epoch is None:
-        return []
-    from_name = epoch_from_filename(Path(summary.path), summary.output_name)
-    if from_name is not None and from_name != summary.epoch:
-        return [f"file name says epoch {from_name} but ss_epoch is {summary.epoch}"]
-    if summary.is_final_name and summary.num_epochs is not None and summary.epoch != summary.num_epochs:
-        return [f"final file but ss_epoch {summary.epoch} of {summary.num_epochs} (training stopped early?)"]
-    return []

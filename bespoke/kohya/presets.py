@@ -14,6 +14,7 @@ from pathlib import Path
 import toml
 
 from bespoke.errors import ConfigError, did_you_mean
+from bespoke.kohya.options import dataset_keys, train_network_options
 
 # bespoke/kohya_configs links to the repository's kohya_configs/ (and is a real copy inside an installed wheel)
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "kohya_configs"
@@ -97,7 +98,7 @@ def preset_names(directory: Path | None = None) -> list[str]:
 def list_presets(directory: Path | None = None) -> list[dict]:
     """Every preset file with its role and description, for `bespoke presets`."""
     folder = presets_folder(directory)
-    rows = []
+    keyed: list[tuple[tuple[int, int, str], dict[str, str]]] = []  # (sort key, row)
     order = {"base": 0, "resolution": 1, "preset": 2, "sweep": 3}
     for path in folder.glob("*.toml"):
         if _SWEEP_NAME.match(path.stem):
@@ -110,10 +111,10 @@ def list_presets(directory: Path | None = None) -> list[dict]:
             role = "base" if path.stem == "base" else "resolution" if _RES_NAME.match(path.stem) else "preset"
             description = load_preset_file(path)["bespoke"].get("description", "")
         number = int(path.stem[4:]) if role == "resolution" else 0
-        rows.append({"name": path.stem, "role": role, "description": description, "path": str(path),
-                     "_key": (order[role], -number, path.stem)})
-    rows.sort(key=lambda row: row.pop("_key"))
-    return rows
+        keyed.append(((order[role], -number, path.stem),
+                      {"name": path.stem, "role": role, "description": description, "path": str(path)}))
+    keyed.sort(key=lambda pair: pair[0])
+    return [row for _, row in keyed]
 
 
 def load_preset_file(path: Path) -> dict:
@@ -155,8 +156,6 @@ def _check_table_keys(tables: dict, source: str) -> None:
 
 def parse_override(text: str) -> tuple[str, str, object]:
     """Parse one `--set key=value` into (table, key, value); value is TOML, a bare word is a string."""
-    from bespoke.kohya.options import dataset_keys, train_network_options
-
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set network_dim=8")
     key, raw = (part.strip() for part in text.split("=", 1))
@@ -220,7 +219,7 @@ def resolve_preset(resolution: int, preset: str | None, overrides=(), presets_di
                               f"available: {', '.join(preset_names(folder)) or 'none'}")
         files.append(path)
         preset = name
-    layered = {table: {} for table in TABLES}
+    layered: dict[str, dict[str, object]] = {table: {} for table in TABLES}
     origins = {}
     for path in files:
         data = load_preset_file(path)

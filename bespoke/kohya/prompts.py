@@ -15,7 +15,10 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import toml
+
 from bespoke.errors import ConfigError, did_you_mean
+from bespoke.kohya.options import train_network_options
 
 OPTIONS = {"n": "negative", "w": "width", "h": "height", "d": "seed", "s": "steps", "l": "scale", "ss": "sampler"}
 OTHER_ARCH = ("g", "cn", "ctr", "rcfg", "fs")  # sd-scripts options for other model families
@@ -41,33 +44,34 @@ class SamplePrompt:
     line: int | None = None
 
     def to_json(self) -> dict:
+        """The manifest form (the source line number left out)."""
         return {k: v for k, v in self.__dict__.items() if k != "line"}
 
 
 def _samplers() -> tuple[str, ...]:
-    from bespoke.kohya.options import train_network_options
+    choices = train_network_options()["sample_sampler"].choices
+    assert choices is not None, "sample_sampler is a choices option in train_network_options.json"
+    return tuple(choices)
 
-    return tuple(train_network_options()["sample_sampler"].choices)
 
-
-def _convert(where: str, field: str, raw, letter: str):
+def _convert(where: str, field: str, raw, letter: str) -> str | int | float:
     """Check one option value; `where` is 'file:line'."""
     if field in ("negative",):
         return str(raw)
     if field == "sampler":
-        value = str(raw).strip().lower()
-        if value not in _samplers():
+        sampler = str(raw).strip().lower()
+        if sampler not in _samplers():
             raise ConfigError(f"{where}: --{letter} {raw!r} is not a sampler sd-scripts knows "
-                              f"({', '.join(_samplers())}){did_you_mean(value, _samplers())}")
-        return value
+                              f"({', '.join(_samplers())}){did_you_mean(sampler, _samplers())}")
+        return sampler
     if field == "scale":
         try:
-            value = float(raw)
+            scale = float(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: --{letter} needs a number (CFG scale), got {raw!r}") from None
-        if value != value or value <= 0:
+        if scale != scale or scale <= 0:
             raise ConfigError(f"{where}: --{letter} must be a positive number, got {raw!r}")
-        return value
+        return scale
     try:
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError
@@ -135,7 +139,7 @@ def _from_dict(path: Path, entry, index: int) -> SamplePrompt:
         return parse_prompt_line(entry, where, index)
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a string or a table, got {entry!r}")
-    fields = {}
+    fields: dict = {}  # SamplePrompt keyword arguments of mixed types
     letters = {v: k for k, v in OPTIONS.items()}
     for key, value in entry.items():
         if key not in _DICT_KEYS:
@@ -153,8 +157,6 @@ def parse_prompt_text(text: str, path: Path) -> list[SamplePrompt]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        import toml
-
         try:
             data = toml.loads(text)
         except (toml.TomlDecodeError, IndexError, ValueError) as exc:

@@ -102,6 +102,7 @@ def _check_special(source: str, values: dict) -> None:
 def _resolution_pair(value) -> tuple[int, int]:
     if isinstance(value, str):
         match = _RESOLUTION.match(value)
+        assert match is not None, f"resolution {value!r} is checked by validate_training first"
         width = int(match.group(1))
         return width, int(match.group(2) or width)
     if isinstance(value, list):
@@ -167,6 +168,7 @@ def _check_dataset_value(source: str, where: str, key: str, kind, value) -> None
         raise ConfigError(f"{source}: {where}: key {key!r} must be {wanted}, got {_describe(value)}{hint}")
     if key == "resize_interpolation":
         choices = train_network_options()["resize_interpolation"].choices
+        assert choices is not None, "resize_interpolation is a choices option in train_network_options.json"
         if value not in choices:
             raise ConfigError(f"{source}: {where}: key 'resize_interpolation' = {value!r} is not one of "
                               f"{', '.join(choices)}{did_you_mean(value, choices)}")

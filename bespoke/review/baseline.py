@@ -91,7 +91,9 @@ def summarize_epoch(images: list[dict], prompt_names: list[str], recorded: dict 
     sets = min((len(by_prompt[name]) for name in present), default=0) if len(present) == len(prompt_names) else 0
     ordered = {name: sorted(by_prompt[name], key=lambda i: (i["seed"] is None, i["seed"] or 0, i["file"]))
                for name in present}
-    set_means = [_mean(ordered[name][k]["colors_nearest"] for name in prompt_names) for k in range(sets)]
+    # sets > 0 only when every prompt is present, so each set holds one image per prompt (never empty)
+    set_colors = [[ordered[name][k]["colors_nearest"] for name in prompt_names] for k in range(sets)]
+    set_means = [sum(values) / len(values) for values in set_colors]
     colors = [i["colors_nearest"] for i in images]
     mean = _mean(set_means) if set_means else _mean(colors)
     sd = _sd(set_means)
@@ -185,7 +187,7 @@ def _images_from_samples(run_dir: Path, training: dict) -> tuple[dict[int, list[
         if info.epoch is None:
             skipped["step_samples"] += 1
             continue
-        name = mapping.get(info.prompt_index)
+        name = mapping.get(info.prompt_index) if info.prompt_index is not None else None
         if name is None:
             skipped["other_prompts"] += 1
             continue

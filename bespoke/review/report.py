@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import IO
 
 from bespoke.errors import ProcessError
 from bespoke.fsutil import atomic_write_stream
@@ -67,7 +68,7 @@ def epoch_table(samples: list[dict], methods) -> list[dict]:
     return rows
 
 
-def _write_csv(handle, samples: list[dict]) -> None:
+def _write_csv(handle: IO[str], samples: list[dict]) -> None:
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for s in samples:
@@ -80,13 +81,16 @@ def _write_csv(handle, samples: list[dict]) -> None:
                                     c["grid_error"], c["background_uniform"], c["moved_pixels"], c["mean_move"]])
 
 
+def _write_json(handle: IO[str], report: dict) -> None:
+    json.dump(report, handle, indent=1, ensure_ascii=False)
+    handle.write("\n")
+
+
 def write_report(report_dir: Path, report: dict) -> None:
     """report.csv and report.json, each written atomically (streamed: thousands of samples)."""
     samples = report["samples"]
     atomic_write_stream(report_dir / "report.csv", lambda handle: _write_csv(handle, samples), text=True)
-    atomic_write_stream(report_dir / "report.json",
-                        lambda handle: (json.dump(report, handle, indent=1, ensure_ascii=False), handle.write("\n")),
-                        text=True)
+    atomic_write_stream(report_dir / "report.json", lambda handle: _write_json(handle, report), text=True)
 
 
 def load_report(run_or_dir) -> dict:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bespoke.errors import RunError
 from bespoke.kohya.checkpoints import find_checkpoints
-from bespoke.kohya.metadata import WeightsError, check_against_run, summarize
+from bespoke.kohya.lora_check import check_against_run
+from bespoke.kohya.metadata import WeightsError, summarize
 from bespoke.kohya.naming import CHECKPOINT_SUFFIX
 from bespoke.run.paths import RunPaths, is_run_dir, read_training
 
@@ -54,7 +55,7 @@ def inspect_path(path: Path) -> dict:
     files = _files(folder, training if run else None)
     if not files:
         raise WeightsError(f"{folder}: no .safetensors checkpoints here")
-    entries = []
+    entries: list[dict[str, object]] = []
     for file in files:
         try:
             summary = summarize(file)

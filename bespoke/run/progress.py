@@ -12,7 +12,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from bespoke.kohya.naming import parse_sample_name
 from bespoke.kohya.output import (
@@ -134,8 +134,8 @@ class ProgressView:
     def __init__(self, console, mode: str | None = None, quiet: bool = False):
         self.console = console
         self.mode = "quiet" if quiet else (mode or ("live" if console.is_terminal else "plain"))
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.last_plain = 0.0
 
     @classmethod
@@ -180,6 +180,7 @@ class ProgressView:
             self.message(f"{snap['run_id']}: {describe_samples(list(new_samples))}")
         loss = f"{snap['loss']:.4f}" if snap["loss"] is not None else "-"
         if self.progress is not None:
+            assert self.task is not None  # start() adds the task right after creating the bar
             epochs = f"epoch {snap['epoch']}/{snap['total_epochs'] or '?'}"
             self.progress.update(self.task, description=f"{snap['run_id']} {epochs}", completed=snap["step"],
                                  total=snap["total_steps"], loss=loss, eta=_fmt_time(snap["remaining"]),

@@ -22,7 +22,7 @@ from pathlib import Path
 from bespoke.fsutil import move_aside
 from bespoke.kohya.launch import format_command
 
-LineCallback = Callable[[str, str], None]  # (stream name "stdout"/"stderr", line without terminator)
+LineCallback = Callable[[str, str], object]  # (stream name "stdout"/"stderr", line without terminator); result ignored
 _SPLIT = re.compile(r"\r\n|\r|\n")
 
 
@@ -174,11 +174,13 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Pat
         log.flush()
         proc = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        stdout, stderr = proc.stdout, proc.stderr
+        assert stdout is not None and stderr is not None  # both are PIPEs
         if on_start is not None:
             on_start(proc.pid)
         lock = threading.Lock()
         readers = [threading.Thread(target=_pump, args=(s, n, log, lock, on_line), daemon=True)
-                   for s, n in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
+                   for s, n in ((stdout, "stdout"), (stderr, "stderr"))]
         for reader in readers:
             reader.start()
         interrupted = False
@@ -200,8 +202,8 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Pat
                 stop_group(proc, stop_timeouts)
         for reader in readers:
             reader.join(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stdout.close()
+        stderr.close()
         code = proc.returncode
         with lock:
             log.write(f"\n[bespoke] exit code {code}{' (stopped by bespoke)' if interrupted else ''}\n".encode())

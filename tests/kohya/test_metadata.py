@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from lora_fixtures import make_run_with_checkpoints, write_lora
 
 from bespoke.cli import main
-from bespoke.kohya.metadata import WeightsError, check_against_run, read_metadata, summarize
+from bespoke.kohya.lora_check import check_against_run
+from bespoke.kohya.metadata import WeightsError, read_metadata, summarize
 from bespoke.run.inspect import inspect_path
 
 

@@ -159,7 +159,6 @@ def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
 
 
 def test_review_runs_the_real_process_when_no_report(tmp_path):
-    pytest.importorskip("bespoke.process")
     run = simulated_run(tmp_path, "64-real-process", resolution=64, prompts=2, epochs=2, process=False)
     result = review.review_runs([run], progress=False)
     assert result.processed == ["64-real-process"]
