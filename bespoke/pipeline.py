@@ -11,25 +11,20 @@ from pathlib import Path
 from rich.console import Console
 
 from bespoke.errors import BespokeError
-from bespoke.review.build import needs_processing
+from bespoke.review.build import needs_processing, sample_files
 from bespoke.review.process import process_path, process_run
 from bespoke.review.report import output_dirs, report_summary
 from bespoke.run.generate import GenerateRequest, generate
 from bespoke.run.manifest import load_manifest
-from bespoke.run.paths import RunPaths, list_run_dirs
+from bespoke.run.paths import list_run_dirs
 from bespoke.run.sweep import SweepRow
 from bespoke.settings import Settings
-
-
-def has_samples(run_dir: Path) -> bool:
-    """True when the run's model/sample/ holds at least one PNG."""
-    return any(RunPaths(Path(run_dir)).sample_dir.glob("*.png"))
 
 
 def process_sweep_rows(rows: list[SweepRow], console: Console, quiet: bool) -> None:
     """Process finished runs whose report is missing or older than their samples; fill best epoch and colours."""
     for row in rows:
-        if row.run_dir is None or row.status not in ("finished", "skipped") or not has_samples(row.run_dir):
+        if row.run_dir is None or row.status not in ("finished", "skipped") or not sample_files(row.run_dir):
             continue
         try:
             if needs_processing(row.run_dir):

@@ -42,10 +42,10 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
     """`bespoke process RUN` on a run that just finished, with its per-epoch table."""
     from bespoke.cli.process import render_table
     from bespoke.errors import BespokeError
-    from bespoke.pipeline import has_samples
+    from bespoke.review.build import sample_files
     from bespoke.review.process import process_run
 
-    if not has_samples(run_dir):
+    if not sample_files(run_dir):
         return  # sampling was off: nothing to process
     try:
         report = process_run(run_dir, progress=not quiet)
