@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bespoke.pixels import palette as pal  # noqa: E402
+from bespoke.dataset.synthetic import make_punk  # noqa: E402
 from bespoke.demo.degrade import LEVELS, degrade  # noqa: E402
+from bespoke.pixels import palette as pal  # noqa: E402
 from bespoke.pixels.downscale import PIL_METHODS, extract, pil_downscale  # noqa: E402
 from bespoke.pixels.grid import find_grid  # noqa: E402
 from bespoke.pixels.metrics import off_palette, unique_colors  # noqa: E402
-from bespoke.dataset.synthetic import make_punk  # noqa: E402
 
 METHODS = (*PIL_METHODS, "grid", "grid-palette")
 DEFAULT_REAL = ROOT.parent / "shared" / "bespoke_punks"

@@ -3,7 +3,7 @@
 Measured in one run, in a throwaway project (synthetic 4-punk dataset, the fake sd-scripts checkout):
 - bare spawn: `python -c pass`, start to exit (the floor for starting any Python program);
 - plan_run for a new run folder (dataset already prepared and cached), and for an existing one;
-- trainer facts (git rev-parse + one `python -c` reporting versions, run concurrently);
+- trainer facts (the sd-scripts commit read from its .git + one `python -c` reporting versions, concurrently);
 - train_run up to the moment the trainer's Popen returned: lock, run.json, facts, argv, spawn;
 - for scale: `accelerate launch` of the fake until its first output line (the trainer's own start-up).
 
@@ -40,11 +40,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from bespoke.run.plan import PlanRequest, plan_run
-    from bespoke.settings import load_settings
     from bespoke.dataset.synthetic import write_dataset
     from bespoke.run.facts import trainer_facts
+    from bespoke.run.plan import PlanRequest, plan_run
     from bespoke.run.train import train_run
+    from bespoke.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="bespoke-bench-") as tmp:
         project = Path(tmp)

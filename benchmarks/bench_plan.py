@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bespoke.dataset.synthetic import write_dataset  # noqa: E402
 from bespoke.kohya.validate import validate_dataset_toml, validate_training_toml  # noqa: E402
 from bespoke.run.plan import PlanRequest, plan_run  # noqa: E402
 from bespoke.settings import load_settings  # noqa: E402
-from bespoke.dataset.synthetic import write_dataset  # noqa: E402
 
 
 def main() -> None:

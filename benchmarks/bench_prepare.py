@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bespoke.dataset.prepare import prepare_dataset
 from bespoke.dataset.layout import RESOLUTIONS
+from bespoke.dataset.prepare import prepare_dataset
 from bespoke.dataset.synthetic import write_dataset
 
 

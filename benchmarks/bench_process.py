@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image  # noqa: E402
 
-from bespoke.demo.degrade import degrade  # noqa: E402
 from bespoke.dataset.synthetic import make_punk  # noqa: E402
+from bespoke.demo.degrade import degrade  # noqa: E402
 
 
 def make_samples(folder: Path, count: int) -> list[Path]:

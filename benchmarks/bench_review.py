@@ -56,16 +56,16 @@ def run(args, root: Path) -> None:
     from rich.table import Table
 
     from bespoke.console import console
-    from bespoke.demo.demo import DATASET_NAME, demo_prompts
-    from bespoke.review.html import build_html
     from bespoke.dataset.layout import RESOLUTIONS
-    from bespoke.run.plan import PlanRequest, plan_run
-    from bespoke.review.process import process_path
-    from bespoke.review.build import load_view
-    from bespoke.settings import load_settings
-    from bespoke.review.sheets import build_contact_sheets
-    from bespoke.demo.simulator import simulate_run
     from bespoke.dataset.synthetic import write_dataset
+    from bespoke.demo.demo import DATASET_NAME, demo_prompts
+    from bespoke.demo.simulator import simulate_run
+    from bespoke.review.build import load_view
+    from bespoke.review.html import build_html
+    from bespoke.review.process import process_path
+    from bespoke.review.sheets import build_contact_sheets
+    from bespoke.run.plan import PlanRequest, plan_run
+    from bespoke.settings import load_settings
 
     settings = load_settings().with_overrides(outputs_dir=root / "outputs", datasets_dir=root / "datasets",
                                               cache_dir=root / "cache")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bespoke.kohya.metadata import WeightsError, read_metadata
+from bespoke.kohya.metadata import WeightsError, as_int, read_metadata
 from bespoke.kohya.naming import CHECKPOINT_SUFFIX, STATE_SUFFIX, epoch_from_filename, final_checkpoint_name
 
 
@@ -28,13 +28,6 @@ class Checkpoint:
         """The manifest form: the file relative to `base` (the run folder)."""
         return {"file": self.path.relative_to(base).as_posix(), "epoch": self.epoch, "steps": self.steps,
                 "final": self.final}
-
-
-def _int_or_none(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def _metadata(path: Path) -> dict[str, str]:
@@ -59,8 +52,8 @@ def find_checkpoints(model_dir: Path, output_name: str) -> list[Checkpoint]:
         if not final and from_name is None:
             continue
         meta = _metadata(path)
-        epoch = _int_or_none(meta.get("ss_epoch"))
-        found.append(Checkpoint(path, epoch if epoch is not None else from_name, _int_or_none(meta.get("ss_steps")),
+        epoch = as_int(meta.get("ss_epoch"))
+        found.append(Checkpoint(path, epoch if epoch is not None else from_name, as_int(meta.get("ss_steps")),
                                 final))
     return sorted(found, key=lambda c: (c.epoch is None, c.epoch or 0, c.final, c.path.name))
 

@@ -47,7 +47,7 @@ except BaseException as exc:
 sys.stdout.write("\n" + json.dumps(out) + "\n")
 """
 
-# Keys bespoke writes into every training.toml besides the preset's own (kohya_config.build_training_config).
+# Keys bespoke writes into every training.toml besides the preset's own (kohya.config.build_training_config).
 _FILLED_KEYS = ("pretrained_model_name_or_path", "resolution", "output_dir", "output_name", "logging_dir",
                 "sample_prompts")
 LOW_DISK_GB = 10.0

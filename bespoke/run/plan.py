@@ -39,12 +39,11 @@ from bespoke.kohya.validate import (
     validate_preset_values,
     validate_training,
 )
+from bespoke.run.facts import sd_scripts_commit
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, is_run_dir
 from bespoke.settings import Settings
 
-# Keys whose values name places in (or around) the run folder: left out of the run id hash.
-_PATH_KEYS = RUN_LOCAL_KEYS
 CONFIG_FILES = ("training.toml", "dataset.toml", "prompts.txt")
 
 
@@ -116,36 +115,6 @@ def launch_spec_for(settings: Settings, paths: RunPaths, training: dict, gpu_ids
     )
 
 
-def sd_scripts_commit(checkout: Path | None) -> str | None:
-    """The git commit of an sd-scripts checkout, read from .git without running git (None if unknown)."""
-    if not checkout:
-        return None
-    git = Path(checkout) / ".git"
-    try:
-        if git.is_file():  # worktree / submodule: "gitdir: <path>"
-            target = git.read_text(encoding="utf-8").strip().removeprefix("gitdir:").strip()
-            git = (Path(checkout) / target).resolve()
-        head = (git / "HEAD").read_text(encoding="utf-8").strip()
-        if not head.startswith("ref:"):
-            return head
-        return _ref_commit(git, head[4:].strip())
-    except OSError:
-        return None
-
-
-def _ref_commit(git: Path, ref: str) -> str | None:
-    ref_file = git / ref
-    if ref_file.is_file():
-        return ref_file.read_text(encoding="utf-8").strip()
-    packed = git / "packed-refs"
-    if packed.is_file():
-        for line in packed.read_text(encoding="utf-8").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1] == ref:
-                return parts[0]
-    return None
-
-
 def base_model_argument(base_model: str) -> str:
     """A base model that names an existing local file or folder, made absolute (the trainer runs in the run
     folder, not where the user typed the path); a hub id as it is."""
@@ -170,8 +139,8 @@ def _run_hash(training: dict, dataset_config: dict, dataset_sha: str, prompts_te
     for dataset in dataset_values["datasets"]:
         for subset in dataset["subsets"]:
             subset.pop("image_dir", None)
-    payload = {
-        "training": {k: v for k, v in training.items() if k not in _PATH_KEYS},
+    payload = {  # where the run folder is never decides its id
+        "training": {k: v for k, v in training.items() if k not in RUN_LOCAL_KEYS},
         "dataset": dataset_values,
         "dataset_sha256": dataset_sha,
         "prompts": prompts_text,

@@ -27,6 +27,7 @@ from bespoke.kohya.launch import (
     recordable_env,
     with_resume,
 )
+from bespoke.kohya.metadata import as_int
 from bespoke.kohya.naming import parse_sample_name
 from bespoke.kohya.output import log_tail
 from bespoke.run.facts import trainer_facts
@@ -222,7 +223,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     manifest = load_manifest(paths.root)  # may have changed while we waited for the lock
     training = read_training(paths)
     output_name = str(training.get("output_name") or "last")
-    total_epochs = _int_or_none(training.get("max_train_epochs"))
+    total_epochs = as_int(training.get("max_train_epochs"))
     resume = _prepare_folder(paths, manifest, output_name, restart, say)
     spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
                    accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
@@ -277,13 +278,6 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
                        snap["loss"], reason, resumed_from=str(resume) if resume is not None else None,
                        log_tail=tail or [], argv=attempt.argv)
-
-
-def _int_or_none(value: object) -> int | None:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,

@@ -14,8 +14,9 @@ from bespoke.cli import main
 from bespoke.errors import ConfigError, RunError
 from bespoke.kohya.prompts import parse_prompt_file
 from bespoke.kohya.validate import validate_dataset_toml, validate_training_toml
+from bespoke.run.facts import sd_scripts_commit
 from bespoke.run.paths import RunPaths
-from bespoke.run.plan import PlanRequest, RunPlan, launch_spec_for, plan_run, sd_scripts_commit
+from bespoke.run.plan import PlanRequest, RunPlan, launch_spec_for, plan_run
 from bespoke.settings import load_settings
 
 RESOLUTIONS = (512, 256, 128, 64)
