@@ -39,6 +39,7 @@ def test_resolution_presets_fit(resolution, batch):
     for key in ("min_bucket_reso", "max_bucket_reso"):
         assert data[key] % data["bucket_reso_steps"] == 0
     assert resolution % data["bucket_reso_steps"] == 0
+    assert data["bucket_reso_steps"] % 64 == 0  # SD 1.x: sd-scripts asserts it (FACTS §10)
     assert data["resize_interpolation"] == "nearest"
     assert data["caption_extension"] == ".txt"
     assert preset.sample_size == resolution
