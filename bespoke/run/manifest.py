@@ -20,7 +20,8 @@ from bespoke.errors import RunError
 from bespoke.fsutil import atomic_write_json
 from bespoke.run.paths import RunPaths
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)  # 2 -> 3 only added optional fields (name, slurm)
 STATUSES = ("planned", "running", "finished", "failed", "interrupted")
 
 
@@ -54,6 +55,7 @@ class RunManifest:
     # decided by plan
     id: str
     status: str = "planned"
+    name: str | None = None  # the user's label (--name, a sweep entry's name); the id stays the config hash
     created_at: str = ""
     resolution: int | None = None
     preset: str | None = None
@@ -87,6 +89,7 @@ class RunManifest:
     simulator: dict[str, Any] | None = None
     loss_history: list[dict] | None = None
     demo: bool = False  # planned by `bespoke demo`
+    slurm: dict[str, Any] | None = None  # job/array task ids when submitted through `sweep --slurm`
     updated_at: str | None = None
 
     def to_json(self) -> dict:
@@ -100,8 +103,8 @@ class RunManifest:
         version = data.pop("schema_version", None)
         if version == 1:
             data = _upgrade_v1(data)
-        elif version != SCHEMA_VERSION:
-            raise RunError(f"{source}: schema_version {version!r}, this bespoke reads {SCHEMA_VERSION} (and 1); "
+        elif version not in READABLE_VERSIONS:
+            raise RunError(f"{source}: schema_version {version!r}, this bespoke reads {SCHEMA_VERSION} (and 1, 2); "
                            "was it written by a newer bespoke?")
         values = _known(cls, data, source)
         if values.get("attempt") is not None:
