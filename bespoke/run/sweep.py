@@ -24,7 +24,7 @@ from bespoke.run.paths import resolve_dataset
 from bespoke.run.plan import PlanRequest, RunPlan, plan_run
 from bespoke.run.progress import ProgressView, RunProgress
 from bespoke.run.runner import SigtermAsInterrupt
-from bespoke.run.slurm import SlurmRequest
+from bespoke.run.slurm import SlurmRequest, require_slurm
 from bespoke.run.slurm_sweep import SlurmSubmission, submit_sweep
 from bespoke.run.sweep_file import (
     SweepEntry,
@@ -276,6 +276,7 @@ def submit_to_slurm(settings: Settings, *, request: SlurmRequest, resolutions: s
                     overrides: tuple[str, ...] = ()) -> SlurmSubmission:
     """`bespoke sweep --slurm`: plan every run on the shared filesystem here, then submit the ones not finished,
     queued or running as one job array (bespoke.run.slurm_sweep.submit_sweep)."""
+    require_slurm()  # before anything is planned
     entries = sweep_entries(parse_resolutions(resolutions) if resolutions else None, preset, overrides, sweep_file)
     settings.sd_script("train_network.py")
     source = resolve_dataset(dataset, settings.datasets_dir)
