@@ -218,8 +218,8 @@ def script_text(sweep_id: str, sweep_dir: Path, run_dirs: list[Path], request: S
         'run=${runs[$SLURM_ARRAY_TASK_ID]}',
         'mkdir -p "$run/logs"',
         'exec >>"$run/logs/slurm.log" 2>&1',
-        'echo "$(date -Is) slurm task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname)'
-        ' (restart ${SLURM_RESTART_COUNT:-0}): bespoke train --run $run"',
+        'echo "$(date +%Y-%m-%dT%H:%M:%S.%N%:z) slurm task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}'
+        ' on $(hostname) (restart ${SLURM_RESTART_COUNT:-0}): bespoke train --run $run"',
         f"export BESPOKE_PROJECT={shlex.quote(str(project_root))}",
         f'exec {shlex.join(command)} train --run "$run" --quiet',
     ]

@@ -47,10 +47,16 @@ def _why_no_slurm() -> str | None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
-    """A one-node Slurm for the session; yields its slurm.conf. Skips with the reason when it cannot run."""
+    """A one-node Slurm for the session: the one CI started (BESPOKE_TEST_SLURM, see .ci/run) when it is up,
+    else one of our own from scripts/slurm-local.sh; yields its slurm.conf. Skips with the reason when Slurm
+    cannot run here."""
     reason = _why_no_slurm()
     if reason:
         pytest.skip(reason)
+    shared = os.environ.get("BESPOKE_TEST_SLURM")
+    if shared and subprocess.run([str(SCRIPT), "status", shared], capture_output=True, timeout=60).returncode == 0:
+        yield Path(shared) / "slurm.conf"
+        return
     folder = tmp_path_factory.mktemp("slurm")
     started = subprocess.run([str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=120)
     if started.returncode != 0:
