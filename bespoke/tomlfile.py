@@ -16,7 +16,7 @@ from bespoke.errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found]
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 _WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 TOMLDecodeError = tomllib.TOMLDecodeError

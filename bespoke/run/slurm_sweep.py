@@ -21,9 +21,10 @@ from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, RunError, did_you_mean
 from bespoke.fsutil import atomic_write_json, atomic_write_text, sha256_bytes
 from bespoke.run import slurm
+from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.names import name_labels
-from bespoke.run.paths import list_run_dirs, resolve_run
+from bespoke.run.paths import RunPaths, list_run_dirs, resolve_run
 from bespoke.run.plan import RunPlan
 from bespoke.settings import Settings
 
@@ -212,20 +213,27 @@ def cancel_runs(settings: Settings, arg: str, *, wait: float = 120.0, say: Say |
 
 def _after_cancel(run_dir: Path, before: RunManifest, state: slurm.TaskState | None) -> SlurmRow:
     """Record a cancel in run.json; a run still recorded as running whose Slurm task is over (cancelled now, or
-    killed earlier without bespoke recording it) is marked interrupted: resumable."""
-    manifest = load_manifest(run_dir)
+    killed earlier without bespoke recording it) is marked interrupted: resumable. Done under the run's lock,
+    so a run someone trains outside Slurm meanwhile is left alone."""
     cancelled = state is not None and state.active
-    stale = (manifest.status == "running" and isinstance(manifest.slurm, dict) and not cancelled)
-    if (cancelled or stale) and isinstance(manifest.slurm, dict):
-        if cancelled:
-            manifest.slurm["cancelled_at"] = now_iso()
-        if manifest.status == "running":  # stopped before bespoke could record it
-            manifest.status = "interrupted"
-            if manifest.attempt is not None:
-                manifest.attempt.reason = ("cancelled through Slurm (bespoke cancel)" if cancelled else
-                                           "its Slurm task ended without bespoke recording it (killed?)")
-        save_manifest(run_dir, manifest)
-    action = "cancelled" if cancelled else "marked interrupted (task gone)" if stale else "not queued or running"
+    action = "cancelled" if cancelled else "not queued or running"
+    try:
+        with RunLock(RunPaths(run_dir), before.id):
+            manifest = load_manifest(run_dir)
+            stale = manifest.status == "running" and not cancelled
+            if (cancelled or stale) and isinstance(manifest.slurm, dict):
+                if cancelled:
+                    manifest.slurm["cancelled_at"] = now_iso()
+                if manifest.status == "running":  # stopped before bespoke could record it
+                    manifest.status = "interrupted"
+                    if manifest.attempt is not None:
+                        manifest.attempt.reason = ("cancelled through Slurm (bespoke cancel)" if cancelled else
+                                                   "its Slurm task ended without bespoke recording it (killed?)")
+                    action = action if cancelled else "marked interrupted (its task is gone)"
+                save_manifest(run_dir, manifest)
+    except RunError as error:  # trained by someone else right now (e.g. `bespoke train --run` by hand)
+        manifest = load_manifest(run_dir)
+        action = f"{action}; not marked: {error}"
     return SlurmRow(manifest.id, run_dir, manifest.name, manifest.status, -1, state, action)
 
 

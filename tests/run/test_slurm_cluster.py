@@ -185,6 +185,11 @@ def test_a_killed_task_resumes_and_cancel_leaves_resumable_runs(cluster, isolate
                                                           text=True).stdout, what="the killed task to leave")
     assert manifest_of(run_dirs(isolated_project)[victim])["status"] == "running"  # nobody could record it
 
+    one = invoke("cancel", runs[1])  # one run: only its task goes
+    assert one.exit_code == 0, one.output
+    queued = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert f"{first['job_id']}_1" not in queued and f"{first['job_id']}_2" in queued
+    assert manifest_of(run_dirs(isolated_project)[runs[1]])["slurm"]["cancelled_at"]
     cancelled = invoke("cancel", first["sweep"])
     assert cancelled.exit_code == 0, cancelled.output
     after = statuses(isolated_project)
