@@ -150,3 +150,7 @@ def test_a_sweep_carries_entry_names_into_run_json_and_its_table(fake, isolated_
     assert "name 'dim' is shared by 2 runs: network_dim 4 vs 8" in result.output
     listed = json.loads(invoke("runs", "--json").stdout)
     assert sorted(r["label"] for r in listed) == ["dim · network_dim 4", "dim · network_dim 8"]
+    review = invoke("review", *(row["run"] for row in rows), "--json", "-q")  # the legends name the runs
+    assert review.exit_code == 0, review.output
+    html = Path(json.loads(review.stdout)["html"]).read_text()
+    assert "dim · network_dim 4" in html and "dim · network_dim 8" in html
