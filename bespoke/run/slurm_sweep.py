@@ -279,7 +279,8 @@ def _slurm_info(manifest: RunManifest, state: slurm.TaskState | None) -> dict:
     assert manifest.slurm is not None
     attempt = manifest.attempt
     if state is not None:
-        word, node, elapsed = state.shown, state.node, short_elapsed(state.elapsed)
+        word, node = state.shown, state.node
+        elapsed = short_elapsed(state.elapsed) if state.state != "PENDING" else None  # "0:00" says nothing
     else:
         word = "cancelled" if manifest.slurm.get("cancelled_at") else "ended"
         node = attempt.host if attempt else None
