@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import toml
-
 from bespoke.errors import ConfigError, did_you_mean
+from bespoke.tomlfile import read_toml
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SETTINGS_FILE = "bespoke.toml"
@@ -32,6 +31,26 @@ class AccelerateSettings:
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    """`[slurm]` in bespoke.toml: how `bespoke sweep --slurm` asks for resources (flags override each)."""
+
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None  # a Slurm time limit per run, e.g. "04:00:00" or "1-00:00:00"
+    gres: str | None = None  # GPUs per run, e.g. "gpu:1"
+    max_concurrent: int | None = None  # how many runs of a sweep run at once (the array's %N)
+    cpus_per_task: int | None = None
+    mem: str | None = None  # memory per run, e.g. "32G"
+    extra: tuple[str, ...] = ()  # more `#SBATCH` lines, verbatim (e.g. "--qos=low", "--constraint=a100")
+
+
+# [slurm] key in bespoke.toml -> (field, type)
+_SLURM_KEYS = {"partition": ("partition", str), "account": ("account", str), "time": ("time", str),
+               "gres": ("gres", str), "max-concurrent": ("max_concurrent", int),
+               "cpus-per-task": ("cpus_per_task", int), "mem": ("mem", str), "extra": ("extra", list)}
+
+
+@dataclass(frozen=True)
 class Settings:
     """Resolved settings. Paths are absolute."""
 
@@ -43,6 +62,8 @@ class Settings:
     sd_python: str | None = None
     base_model: str = DEFAULT_BASE_MODEL
     accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
+    presets_dir: Path | None = None  # the user's own presets folder (default: ./kohya_configs when it exists)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     def with_overrides(self, **changes) -> Settings:
         """A copy with non-None values replaced (used for command-line flags)."""
@@ -80,7 +101,9 @@ _KEYS = {
     "sd_scripts": "path",
     "sd_python": "str",
     "base_model": "str",
+    "presets_dir": "path",
 }
+_TABLES = ("accelerate", "slurm")
 _ACCELERATE_KEYS = {f.name: f for f in fields(AccelerateSettings)}
 _ENV = {
     "BESPOKE_OUTPUTS": "outputs_dir",
@@ -100,21 +123,36 @@ def project_root() -> Path:
 def _read_file(path: Path) -> dict:
     if not path.exists():
         return {}
-    try:
-        data = toml.load(path)
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from exc
-    accelerate = data.pop("accelerate", {})
+    data = read_toml(path, "settings file")
+    tables = {name: data.pop(name, {}) for name in _TABLES}
     for key in data:
         if key not in _KEYS:
-            raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, list(_KEYS) + ['accelerate'])}")
-    if not isinstance(accelerate, dict):
-        raise ConfigError(f"{path}: [accelerate] must be a table")
-    for key in accelerate:
-        if key not in _ACCELERATE_KEYS:
-            raise ConfigError(f"{path}: unknown key accelerate.{key}{did_you_mean(key, _ACCELERATE_KEYS)}")
-    data["accelerate"] = accelerate
+            raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, list(_KEYS) + list(_TABLES))}")
+    known: dict[str, list[str]] = {"accelerate": list(_ACCELERATE_KEYS), "slurm": list(_SLURM_KEYS)}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        for key in table:
+            if key not in known[name]:
+                raise ConfigError(f"{path}: unknown key {name}.{key}{did_you_mean(key, known[name])}")
+    data.update(tables)
     return data
+
+
+def _slurm_from(values: dict, source: str) -> SlurmSettings:
+    kwargs: dict[str, object] = {}
+    for key, value in values.items():
+        name, kind = _SLURM_KEYS[key]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: slurm.{key} must be a list of strings, e.g. [\"--qos=low\"]")
+            value = tuple(v if v.startswith("-") else f"--{v}" for v in value)
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{source}: slurm.{key} must be {kind.__name__}, got {value!r}")
+        elif isinstance(value, int) and value < 1:
+            raise ConfigError(f"{source}: slurm.{key} must be at least 1, got {value}")
+        kwargs[name] = value
+    return SlurmSettings(**kwargs)  # type: ignore[arg-type]
 
 
 def _accelerate_from(values: dict, source: str) -> AccelerateSettings:
@@ -131,6 +169,16 @@ def _accelerate_from(values: dict, source: str) -> AccelerateSettings:
     return AccelerateSettings(**kwargs)
 
 
+def _presets_dir(root: Path, named: Path | None, source: Path) -> Path | None:
+    """The user's presets folder: the one bespoke.toml names (it must exist), else ./kohya_configs if present."""
+    if named is not None:
+        if not named.is_dir():
+            raise ConfigError(f"{source}: presets_dir {named} is not a folder; create it or remove the key")
+        return named
+    local = root / "kohya_configs"
+    return local.resolve() if local.is_dir() else None
+
+
 def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Resolve settings from env and bespoke.toml over defaults (flags are applied by the caller)."""
     root = Path(root) if root else project_root()
@@ -138,6 +186,7 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
     file_path = root / SETTINGS_FILE
     values = _read_file(file_path)
     accelerate = _accelerate_from(values.pop("accelerate", {}), str(file_path))
+    slurm = _slurm_from(values.pop("slurm", {}), str(file_path))
     for var, key in _ENV.items():
         if environ.get(var):
             values[key] = environ[var]
@@ -166,4 +215,6 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
         sd_python=values.get("sd_python"),
         base_model=values.get("base_model", DEFAULT_BASE_MODEL),
         accelerate=accelerate,
+        presets_dir=_presets_dir(root, path_of("presets_dir", "") if values.get("presets_dir") else None, file_path),
+        slurm=slurm,
     )

@@ -56,7 +56,7 @@ def test_settings_error_is_one_line_exit_2(isolated_project):
     if result is None:
         pytest.skip("no command that reads settings is registered yet")
     assert result.exit_code == 2
-    assert "bespoke.toml: not valid TOML" in result.output
+    assert "bespoke.toml, line 1, column 5: not valid TOML" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("resolution", [512, 256, 128, 64])

@@ -11,6 +11,7 @@ import click
 
 from bespoke import __version__
 from bespoke.cli.baseline import baseline
+from bespoke.cli.cancel import cancel
 from bespoke.cli.check import check
 from bespoke.cli.common import BespokeGroup
 from bespoke.cli.demo import demo
@@ -57,6 +58,6 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
                          "base_model": base_model}}
 
 
-for _command in (prepare, plan, presets, check, train, sweep, runs, doctor, process, review, generate, inspect,
-                 baseline, demo):
+for _command in (prepare, plan, presets, check, train, sweep, cancel, runs, doctor, process, review, generate,
+                 inspect, baseline, demo):
     main.add_command(_command)

@@ -36,6 +36,7 @@ def plan_summary(plan) -> dict:
 
     return {
         "run_id": plan.run_id,
+        "name": plan.manifest.name,
         "run_dir": str(plan.paths.root),
         "created": plan.created,
         "modified_configs": [] if plan.created else modified_configs(plan.paths, plan.manifest),
@@ -73,6 +74,8 @@ def render_plan(plan, console, sd_scripts=None) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("run id", plan.run_id)
+    if plan.manifest.name:
+        table.add_row("name", escape(plan.manifest.name))
     for label, value in KEY_SETTINGS:
         try:
             text = str(value(plan.training, plan.dataset_config))
@@ -92,7 +95,8 @@ def render_plan(plan, console, sd_scripts=None) -> None:
 
 @click.command()
 @click.option("-r", "--resolution", type=int, required=True, help="Training resolution: 512, 256, 128 or 64.")
-@click.option("--preset", help="Named preset in kohya_configs/ (e.g. baseline-512); see `bespoke presets`.")
+@click.option("--preset", help="A preset name (see `bespoke presets`) or a preset TOML file of yours.")
+@click.option("--name", help="Your label for the run, shown by `runs`, sweeps and review (the id stays the hash).")
 @click.option("--dataset", help="Source punks folder (default: <datasets_dir>/bespoke_punks).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a preset value (TOML syntax), e.g. --set network_dim=8. Repeatable.")
@@ -102,7 +106,7 @@ def render_plan(plan, console, sd_scripts=None) -> None:
 @click.option("--trigger", help="Trigger phrase prepended to every caption (passed to prepare).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.pass_context
-def plan(ctx, resolution, preset, dataset, overrides, prompts, layout, background, trigger, as_json):
+def plan(ctx, resolution, preset, name, dataset, overrides, prompts, layout, background, trigger, as_json):
     """Write outputs/<run-id>/ with validated training.toml, dataset.toml, prompts.txt and run.json
     (status planned), and print the exact launch command. Nothing is trained."""
     from bespoke.console import console
@@ -118,6 +122,7 @@ def plan(ctx, resolution, preset, dataset, overrides, prompts, layout, backgroun
         layout=layout,
         background=background,
         trigger=trigger,
+        name=name,
     )
     planned = plan_run(settings, request)
     if as_json:

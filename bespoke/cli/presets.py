@@ -1,4 +1,5 @@
-"""`bespoke presets`: the presets in kohya_configs/ with what they are for."""
+"""`bespoke presets`: every preset bespoke can use, where it comes from (your project's folder or bespoke's
+own), and what it is for."""
 
 from __future__ import annotations
 
@@ -6,26 +7,38 @@ import json
 
 import click
 
+from bespoke.cli.common import get_settings
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
-def presets(as_json):
-    """List the presets in kohya_configs/ (base, per resolution, named) with their descriptions."""
+@click.pass_context
+def presets(ctx, as_json):
+    """List the presets (base, per resolution, named, sweeps): your kohya_configs/ (or bespoke.toml's
+    presets_dir) first, then bespoke's own; a name in your folder replaces bespoke's."""
     from rich.markup import escape
     from rich.table import Table
 
     from bespoke.console import console
-    from bespoke.kohya.presets import list_presets, presets_folder
+    from bespoke.kohya.presets import list_presets, search_path
 
-    rows = list_presets()
+    settings = get_settings(ctx)
+    rows = list_presets(user_dir=settings.presets_dir)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"presets in {presets_folder()}", title_justify="left")
+    folders = search_path(settings.presets_dir)
+    table = Table(title="presets", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("role")
+    table.add_column("from")
     table.add_column("description")
     for row in rows:
-        table.add_row(row["name"], row["role"], escape(row["description"]))
+        source = row["source"] + (" [dim](replaced by project's)[/]" if row["shadowed_by"] else "")
+        table.add_row(row["name"], row["role"], source, escape(row["description"]))
     console.print(table)
-    console.print("layers: base <- res-R <- --preset NAME <- --set key=value")
+    for folder in folders:
+        console.print(f"  {'project' if len(folders) > 1 and folder == folders[0] else 'bespoke'}: "
+                      f"{escape(str(folder))}", highlight=False)
+    console.print("layers: base <- res-R <- --preset NAME|FILE <- --set key=value; "
+                  "a kohya_configs/ folder in the project is searched first")

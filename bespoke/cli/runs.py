@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -18,9 +19,13 @@ def runs(ctx, as_json):
 
     from bespoke.console import console
     from bespoke.pipeline import runs_overview
+    from bespoke.run.slurm_sweep import slurm_columns
 
     settings = get_settings(ctx)
     items = runs_overview(settings.outputs_dir)
+    extra = slurm_columns([Path(item["path"]) for item in items])  # name, and Slurm's view of submitted runs
+    for item in items:
+        item.update(extra.get(item["id"], {"name": None, "label": None, "slurm": None}))
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
@@ -30,11 +35,16 @@ def runs(ctx, as_json):
     table = Table(title=f"runs in {short_path(settings.outputs_dir)}")
     # every run folder is <outputs>/<run id> (the title says where); --json has the full paths
     table.add_column("run", no_wrap=True)
-    for column in ("status", "res", "preset", "epochs", "best"):
+    named, on_slurm = any(i["name"] for i in items), any(i["slurm"] for i in items)
+    for column in ("name",) * named + ("status",) + ("slurm",) * on_slurm + (
+            "res", "preset", "epochs", "best"):
         table.add_column(column)
     for item in items:
         status = item["status"] + (" [magenta](simulated)[/]" if item["simulated"] else "")
-        table.add_row(item["id"], status, str(item["resolution"] or "-"), item["preset"] or "-",
+        slurm = item["slurm"]
+        where = " ".join(v for v in (slurm["state"], slurm["node"], slurm["elapsed"]) if v) if slurm else "-"
+        table.add_row(item["id"], *[item["label"] or "-"] * named, status, *[where] * on_slurm,
+                      str(item["resolution"] or "-"), item["preset"] or "-",
                       f"{item['epochs_done']}/{item['epochs_total'] or '?'}",
                       str(item["best_epoch"]) if item["best_epoch"] is not None else "-")
     console.print(table)

@@ -1,5 +1,5 @@
-"""`bespoke sweep`: several runs (a resolution list or a sweep TOML), one after another or one per GPU; skips
-finished runs, continues past failures, ends with a comparison table."""
+"""`bespoke sweep`: several runs (a resolution list or a sweep TOML), one after another, one per GPU, or as a
+Slurm job array (`--slurm`); skips finished runs, continues past failures, ends with a comparison table."""
 
 from __future__ import annotations
 
@@ -10,23 +10,29 @@ from typing import Literal
 import click
 
 from bespoke.cli.common import get_settings
-from bespoke.errors import Interrupted, TrainerError
+from bespoke.errors import Interrupted, TrainerError, UsageError
 
 
-def comparison_table(rows):
-    """The end-of-sweep table: run, status, epochs, time, final loss, best epoch and mean colours."""
+def comparison_table(rows, labels: dict | None = None):
+    """The end-of-sweep table: run (and its name), status, epochs, time, final loss, best epoch, mean colours.
+    `labels` maps run ids to the name to show (bespoke.run.names.name_labels)."""
     from rich.table import Table
 
+    labels = labels or {}
     table = Table(title="sweep results")
     table.add_column("run", no_wrap=True)
+    named = any(labels.get(r.run_id) or r.name for r in rows)
+    if named:
+        table.add_column("name")
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("status", "left"), ("epochs", "right"), ("time", "right"), ("loss", "right"), ("best", "right"),
         ("colours", "right"))
     for column, justify in columns:
         table.add_column(column, justify=justify)
     for row in rows:
+        name = [labels.get(row.run_id) or row.name or "-"] if named else []
         table.add_row(
-            row.run_id, "skipped" if row.skipped else row.status,
+            row.run_id, *name, "skipped" if row.skipped else row.status,
             f"{row.epochs_done}/{row.epochs_total or '?'}",
             f"{row.duration:.1f}s" if row.duration is not None else "-",
             f"{row.final_loss:.4f}" if row.final_loss is not None else "-",
@@ -38,47 +44,134 @@ def comparison_table(rows):
 
 def rows_to_json(rows) -> list[dict]:
     """Rows as plain JSON data (for --json)."""
-    return [{"run": r.run_id, "path": str(r.run_dir) if r.run_dir else None, "status": r.status,
+    return [{"run": r.run_id, "name": r.name, "path": str(r.run_dir) if r.run_dir else None, "status": r.status,
              "skipped": r.skipped, "resolution": r.resolution, "preset": r.preset, "epochs_done": r.epochs_done,
              "epochs_total": r.epochs_total, "duration_s": r.duration, "final_loss": r.final_loss,
              "best_epoch": r.best_epoch, "mean_colors": r.mean_colors, "reason": r.reason, "gpu": r.gpu}
             for r in rows]
 
 
+def row_labels(rows) -> tuple[dict, list[str]]:
+    """Names to show for the rows' runs, and a note per name that several runs share (what differs)."""
+    from bespoke.errors import BespokeError
+    from bespoke.run.manifest import load_manifest
+    from bespoke.run.names import name_labels, shared_name_notes
+
+    manifests, folders = [], {}
+    for row in rows:
+        try:
+            manifests.append(load_manifest(row.run_dir))
+        except (BespokeError, TypeError):
+            continue
+        folders[row.run_id] = row.run_dir
+    return name_labels(manifests, folders), shared_name_notes(manifests, folders)
+
+
+def slurm_table(submission):
+    """What `sweep --slurm` did, one row per run: name, bespoke's status, Slurm's view, and the action."""
+    from rich.table import Table
+
+    table = Table(title=f"sweep {submission.sweep_id} on Slurm")
+    for column in ("task", "run", "name", "status", "slurm", "action"):
+        table.add_column(column, no_wrap=column == "run")
+    for row in submission.rows:
+        state = f"{row.slurm.shown} {row.slurm.node or ''}".strip() if row.slurm else "-"
+        table.add_row(str(row.task), row.run_id, row.name or "-", row.status, state, row.action)
+    return table
+
+
+def _render_slurm(submission, console, as_json: bool) -> None:
+    from rich.markup import escape
+
+    if as_json:
+        click.echo(json.dumps({"sweep": submission.sweep_id, "folder": str(submission.sweep_dir),
+                               "script": str(submission.script), "job_id": submission.job_id,
+                               "runs": [{"task": r.task, "run": r.run_id, "name": r.name, "status": r.status,
+                                         "slurm": r.slurm.shown if r.slurm else None, "action": r.action}
+                                        for r in submission.rows]}, indent=2))
+    console.print(slurm_table(submission))
+    console.print(f"job-array script: {escape(str(submission.script))}", highlight=False)
+    if submission.job_id:
+        console.print(f"submitted array job {submission.job_id}; follow it with `bespoke runs` "
+                      f"(or `squeue -j {submission.job_id}`), stop it with `bespoke cancel {submission.sweep_id}`")
+    elif submission.all_finished:
+        ids = " ".join(r.run_id for r in submission.rows)
+        console.print(f"every run is finished: `bespoke sweep` without --slurm prints the comparison table, "
+                      f"`bespoke review {ids}` compares them")
+    else:
+        console.print("nothing to submit: every unfinished run is already queued or running")
+
+
 @click.command()
 @click.option("-r", "--resolutions", help="Comma-separated resolutions (default 512,256,128,64).")
-@click.option("--preset", help="Preset for runs that do not name one.")
+@click.option("--preset", help="Preset for runs that do not name one (a name or a TOML file).")
 @click.option("--sweep", "sweep_file", type=click.Path(path_type=str),
               help="Sweep TOML listing [[run]] tables (e.g. kohya_configs/sweep-resolutions.toml).")
 @click.option("--dataset", help="Source punks folder or a dataset name (default: datasets/bespoke_punks).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override for every run (TOML syntax).")
 @click.option("--gpus", help="Run one run per GPU at once, e.g. --gpus 0,1.")
 @click.option("--shard", help="This machine's share i/n of the sweep (runs sorted by id, every n-th from the i-th).")
+@click.option("--slurm", "use_slurm", is_flag=True,
+              help="Submit the runs as one Slurm job array (sbatch) instead of training here.")
+@click.option("--partition", help="--slurm: partition (default: bespoke.toml [slurm] partition).")
+@click.option("--account", help="--slurm: account to charge.")
+@click.option("--time", "time_limit", help="--slurm: time limit per run, e.g. 04:00:00.")
+@click.option("--gres", help="--slurm: generic resources per run, e.g. gpu:1.")
+@click.option("--max-concurrent", type=int, help="--slurm: how many runs of the sweep run at once.")
 @click.option("--restart", is_flag=True, help="Start every selected run over (old outputs kept aside).")
 @click.option("--process/--no-process", "process", default=True, show_default=True,
               help="Process each finished run's samples (colour metrics, best epoch) for the comparison table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final table.")
 @click.pass_context
-def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process, as_json, quiet):
-    """Train several runs: skip finished ones, continue past failures, end with a comparison table."""
+def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, use_slurm, partition, account,
+          time_limit, gres, max_concurrent, restart, process, as_json, quiet):
+    """Train several runs: skip finished ones, continue past failures, end with a comparison table.
+
+    Here, one after another; with --gpus, one run per GPU of this machine at once; with --shard i/n, this
+    machine's share of runs on a shared folder; with --slurm, as a Slurm job array (see README)."""
     from bespoke.console import console
+
+    settings = get_settings(ctx)
+    file = Path(sweep_file) if sweep_file else None
+    if use_slurm:
+        from bespoke.run.slurm import slurm_request
+        from bespoke.run.sweep import submit_to_slurm
+
+        if gpus or shard or restart:
+            raise UsageError("--slurm lets Slurm place the runs: drop --gpus/--shard (ask for GPUs with --gres); "
+                             "--restart a run with `bespoke train --run RUN --restart`")
+        request = slurm_request(settings.slurm, partition=partition, account=account, time=time_limit, gres=gres,
+                                max_concurrent=max_concurrent)
+        submission = submit_to_slurm(settings, request=request, resolutions=resolutions, preset=preset,
+                                     sweep_file=file, dataset=dataset, overrides=tuple(overrides))
+        _render_slurm(submission, console, as_json)
+        return
+    if partition or account or time_limit or gres or max_concurrent:
+        raise UsageError("--partition/--account/--time/--gres/--max-concurrent are for --slurm")
+    _local(settings, console, resolutions, preset, file, dataset, tuple(overrides), gpus, shard, restart, process,
+           as_json, quiet)
+
+
+def _local(settings, console, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process,
+           as_json, quiet) -> None:
     from bespoke.pipeline import process_sweep_rows
     from bespoke.run.sweep import run_sweep
 
-    settings = get_settings(ctx)
     try:
-        outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset,
-                            sweep_file=Path(sweep_file) if sweep_file else None,
-                            dataset=dataset, overrides=tuple(overrides), gpus=gpus,
-                            shard=shard, restart=restart, quiet=quiet)
+        outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset, sweep_file=sweep_file,
+                            dataset=dataset, overrides=overrides, gpus=gpus, shard=shard, restart=restart,
+                            quiet=quiet)
         if process and not outcome.interrupted:
             process_sweep_rows(outcome.rows, console, quiet)
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
     if as_json:
         click.echo(json.dumps(rows_to_json(outcome.rows), indent=2))
-    console.print(comparison_table(outcome.rows))
+    labels, notes = row_labels(outcome.rows)
+    console.print(comparison_table(outcome.rows, labels))
+    for note in notes:
+        console.print(note, highlight=False)
     if outcome.interrupted:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped")
     bad = [r.run_id for r in outcome.rows if r.status not in ("finished",)]

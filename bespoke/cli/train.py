@@ -59,7 +59,8 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
 
 @click.command()
 @click.option("-r", "--resolution", type=int, help=RES_HELP)
-@click.option("--preset", help="Named preset in kohya_configs (e.g. baseline-512).")
+@click.option("--preset", help="A preset name (e.g. baseline-512, see `bespoke presets`) or a preset TOML file.")
+@click.option("--name", help="Your label for the run (shown by `runs`, sweeps and review; the id stays the hash).")
 @click.option("--dataset", help="Source punks folder or a dataset name (default: datasets/bespoke_punks).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a preset value (TOML syntax).")
 @click.option("--prompts", type=click.Path(path_type=str, exists=True, dir_okay=False), help="Your sample prompt file.")
@@ -72,7 +73,7 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
               help="After a finished run, process its samples: 24 px candidates, colour metrics, best epoch.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final result.")
 @click.pass_context
-def train(ctx, resolution, preset, dataset, overrides, prompts, run, gpus, resume, restart, process, quiet):
+def train(ctx, resolution, preset, name, dataset, overrides, prompts, run, gpus, resume, restart, process, quiet):
     """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current."""
     from bespoke.console import console
     from bespoke.run.manifest import load_manifest
@@ -86,8 +87,9 @@ def train(ctx, resolution, preset, dataset, overrides, prompts, run, gpus, resum
     say = None if quiet else console.print
     try:
         if run:
-            if resolution or preset or overrides or prompts or dataset:
-                raise UsageError("--run trains an existing run folder; -r/--preset/--set/--prompts/--dataset plan a new one")
+            if resolution or preset or overrides or prompts or dataset or name:
+                raise UsageError("--run trains an existing run folder; -r/--preset/--set/--prompts/--dataset/--name "
+                                 "plan a new one")
             folder = run_argument(ctx, run)
             status = load_manifest(folder).status
             if not resume and not restart and status in ("interrupted", "failed"):
@@ -97,7 +99,7 @@ def train(ctx, resolution, preset, dataset, overrides, prompts, run, gpus, resum
             if resolution is None:
                 raise UsageError("give -r RESOLUTION (512, 256, 128 or 64), or --run RUN")
             result = train_request(settings, resolution=resolution, dataset=dataset_argument(ctx, dataset),
-                                   preset=preset, overrides=tuple(overrides),
+                                   preset=preset, overrides=tuple(overrides), name=name,
                                    prompts=Path(prompts) if prompts else None, restart=restart, resume=resume,
                                    gpu_ids=gpu_ids, view=view, on_message=say)
     except KeyboardInterrupt:

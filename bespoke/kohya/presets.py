@@ -1,6 +1,9 @@
 """Presets in kohya_configs/: layered TOML (base <- res-R <- named preset <- --set overrides).
 
-Each preset file has up to three tables: [training] (train_network.py options), [dataset] (dataset TOML
+Preset files are looked up along a search path: the user's own folder first (`kohya_configs/` in the project,
+or the `presets_dir` bespoke.toml names), then the presets packaged with bespoke; the first folder holding a
+name wins, so a user's `res-512.toml` or `base.toml` replaces the packaged one. `--preset PATH` takes a TOML
+file directly. Each preset file has up to three tables: [training] (train_network.py options), [dataset] (dataset TOML
 keys) and [bespoke] (bespoke's own keys, never passed to sd-scripts). The notes at the top of
 kohya_configs/base.toml are the user-facing description of this.
 """
@@ -8,6 +11,7 @@ kohya_configs/base.toml are the user-facing description of this.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import toml
 
 from bespoke.errors import ConfigError, did_you_mean
 from bespoke.kohya.options import dataset_keys, train_network_options
+from bespoke.tomlfile import read_toml
 
 # bespoke/kohya_configs links to the repository's kohya_configs/ (and is a real copy inside an installed wheel)
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "kohya_configs"
@@ -62,11 +67,17 @@ class ResolvedPreset:
     sources: tuple[Path, ...] = field(default_factory=tuple)
     overrides: tuple[str, ...] = ()
     origins: dict = field(default_factory=dict)  # "table.key" -> the file (or "--set ...") that set it last
+    search: tuple[Path, ...] = ()  # the preset folders, user's first
 
     @property
     def prompts_file(self) -> Path:
-        """The prompt set named by the preset (a file in the presets folder)."""
-        return self.sources[0].parent / self.bespoke.get("prompts", "prompts-default.txt")
+        """The prompt set named by the preset: next to the preset file that named it, else the first folder of
+        the search path that has it."""
+        name = self.bespoke.get("prompts", "prompts-default.txt")
+        origin = self.origins.get("bespoke.prompts", "")
+        folders = [Path(origin).parent] if origin and not origin.startswith("--set") else []
+        folders += list(self.search or (self.sources[0].parent,))
+        return next((f / name for f in folders if (f / name).is_file()), folders[0] / name)
 
     @property
     def layout(self) -> str:
@@ -82,37 +93,63 @@ class ResolvedPreset:
 
 
 def presets_folder(path: Path | None = None) -> Path:
-    """The folder holding the preset TOMLs (kohya_configs/ unless given)."""
+    """The folder of the packaged preset TOMLs (or `path` when given)."""
     return Path(path) if path else PRESETS_DIR
 
 
-def preset_names(directory: Path | None = None) -> list[str]:
-    """Named presets a user can pass to --preset (every TOML except base and res-R)."""
-    folder = presets_folder(directory)
-    return sorted(
-        p.stem for p in folder.glob("*.toml")
-        if p.stem != "base" and not _RES_NAME.match(p.stem) and not _SWEEP_NAME.match(p.stem)
-    )
+def search_path(user_dir: Path | None = None, presets_dir: Path | None = None) -> tuple[Path, ...]:
+    """The preset folders in lookup order: `presets_dir` alone when given (tests), else the user's folder
+    (when it exists) before the packaged one; the same folder twice counts once."""
+    if presets_dir is not None:
+        return (Path(presets_dir),)
+    folders: list[Path] = []
+    for folder in (user_dir, PRESETS_DIR):
+        if folder is not None and Path(folder).is_dir() and Path(folder).resolve() not in folders:
+            folders.append(Path(folder).resolve())
+    return tuple(folders)
 
 
-def list_presets(directory: Path | None = None) -> list[dict]:
-    """Every preset file with its role and description, for `bespoke presets`."""
-    folder = presets_folder(directory)
-    keyed: list[tuple[tuple[int, int, str], dict[str, str]]] = []  # (sort key, row)
+def _role(stem: str) -> str:
+    if _SWEEP_NAME.match(stem):
+        return "sweep"
+    return "base" if stem == "base" else "resolution" if _RES_NAME.match(stem) else "preset"
+
+
+def _find(file_name: str, search: Sequence[Path]) -> Path | None:
+    return next((folder / file_name for folder in search if (folder / file_name).is_file()), None)
+
+
+def preset_names(directory: Path | None = None, user_dir: Path | None = None) -> list[str]:
+    """Named presets a user can pass to --preset (every TOML except base, res-R and sweep-*), all folders."""
+    return sorted({p.stem for folder in search_path(user_dir, directory) for p in folder.glob("*.toml")
+                   if _role(p.stem) == "preset"})
+
+
+def _describe(path: Path, role: str) -> str:
+    if role != "sweep":
+        return str(load_preset_file(path)["bespoke"].get("description", ""))
+    try:
+        return str(read_toml(path, "sweep file").get("description", ""))
+    except ConfigError:
+        return "(unreadable sweep file)"
+
+
+def list_presets(directory: Path | None = None, user_dir: Path | None = None) -> list[dict]:
+    """Every preset file of the search path with its role, description and where it comes from
+    ("project" for the user's folder, "bespoke" for the packaged one); a name hidden by an earlier folder is
+    listed with `shadowed_by`."""
+    search = search_path(user_dir, directory)
+    keyed: list[tuple[tuple[int, int, str, int], dict]] = []
     order = {"base": 0, "resolution": 1, "preset": 2, "sweep": 3}
-    for path in folder.glob("*.toml"):
-        if _SWEEP_NAME.match(path.stem):
-            role = "sweep"
-            try:
-                description = str(toml.load(path).get("description", ""))
-            except (toml.TomlDecodeError, UnicodeDecodeError, OSError):
-                description = "(unreadable sweep file)"
-        else:
-            role = "base" if path.stem == "base" else "resolution" if _RES_NAME.match(path.stem) else "preset"
-            description = load_preset_file(path)["bespoke"].get("description", "")
-        number = int(path.stem[4:]) if role == "resolution" else 0
-        keyed.append(((order[role], -number, path.stem),
-                      {"name": path.stem, "role": role, "description": description, "path": str(path)}))
+    for rank, folder in enumerate(search):
+        source = "bespoke" if folder == PRESETS_DIR.resolve() and directory is None else "project"
+        for path in folder.glob("*.toml"):
+            role = _role(path.stem)
+            winner = _find(path.name, search)
+            row = {"name": path.stem, "role": role, "description": _describe(path, role), "path": str(path),
+                   "source": source, "shadowed_by": str(winner) if winner and winner != path else None}
+            number = int(path.stem[4:]) if role == "resolution" else 0
+            keyed.append(((order[role], -number, path.stem, rank), row))
     keyed.sort(key=lambda pair: pair[0])
     return [row for _, row in keyed]
 
@@ -120,12 +157,7 @@ def list_presets(directory: Path | None = None) -> list[dict]:
 def load_preset_file(path: Path) -> dict:
     """Read one preset TOML: returns {'training': {...}, 'dataset': {...}, 'bespoke': {...}}."""
     path = Path(path)
-    try:
-        data = toml.load(path)
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read preset ({exc.strerror})") from exc
+    data = read_toml(path, "preset")
     for key, value in data.items():
         if key not in TABLES:
             raise ConfigError(
@@ -198,27 +230,46 @@ def parse_override(text: str) -> tuple[str, str, object]:
     return table, key, value
 
 
-def resolve_preset(resolution: int, preset: str | None, overrides=(), presets_dir=None) -> ResolvedPreset:
-    """Layer base <- res-R <- preset <- overrides; values are checked later by kohya_config validation."""
-    folder = presets_folder(presets_dir)
-    res_file = folder / f"res-{resolution}.toml"
-    if not res_file.is_file():
-        available = sorted(int(p.stem[4:]) for p in folder.glob("res-*.toml") if _RES_NAME.match(p.stem))
-        raise ConfigError(f"no preset for resolution {resolution} ({res_file} is missing); "
-                          f"resolutions with a preset: {', '.join(map(str, available))}")
-    files = [folder / "base.toml", res_file]
+def _preset_file(preset: str, search: Sequence[Path]) -> tuple[str, Path]:
+    """(name, file) for --preset: a path to a TOML file, or a name looked up along the search path."""
+    given = Path(preset).expanduser()
+    if "/" in preset or "\\" in preset or (preset.endswith(".toml") and given.is_file()):
+        if not given.is_file():
+            raise ConfigError(f"--preset {preset}: no such preset file")
+        return given.stem, given.resolve()
+    name = preset[:-5] if preset.endswith(".toml") else preset
+    names = preset_names(directory=search[0]) if len(search) == 1 else sorted(
+        {p.stem for folder in search for p in folder.glob("*.toml") if _role(p.stem) == "preset"})
+    if _role(name) != "preset":
+        raise ConfigError(f"--preset {preset!r}: base and res-R are always applied and sweep-* files are for "
+                          f"`bespoke sweep --sweep`; choose a named preset: {', '.join(names) or 'none'}")
+    path = _find(f"{name}.toml", search)
+    if path is None:
+        where = " or ".join(str(folder) for folder in search)
+        raise ConfigError(f"unknown preset {preset!r} in {where}{did_you_mean(name, names)}; "
+                          f"available: {', '.join(names) or 'none'} (or give a path: --preset ./my-preset.toml)")
+    return name, path
+
+
+def resolve_preset(resolution: int, preset: str | None, overrides=(), presets_dir=None,
+                   user_dir: Path | None = None) -> ResolvedPreset:
+    """Layer base <- res-R <- preset <- overrides; values are checked later by kohya_config validation.
+
+    Files are found along `search_path(user_dir, presets_dir)`; `preset` is a name or a path to a TOML file."""
+    search = search_path(user_dir, presets_dir)
+    res_file = _find(f"res-{resolution}.toml", search)
+    base_file = _find("base.toml", search)
+    if res_file is None or base_file is None:
+        available = sorted({int(p.stem[4:]) for folder in search for p in folder.glob("res-*.toml")
+                            if _RES_NAME.match(p.stem)})
+        missing = f"res-{resolution}.toml" if res_file is None else "base.toml"
+        raise ConfigError(f"no preset for resolution {resolution} ({missing} is in none of "
+                          f"{', '.join(map(str, search))}); resolutions with a preset: "
+                          f"{', '.join(map(str, available))}")
+    files = [base_file, res_file]
     if preset:
-        name = preset[:-5] if preset.endswith(".toml") else preset
-        path = folder / f"{name}.toml"
-        if name == "base" or _RES_NAME.match(name) or _SWEEP_NAME.match(name):
-            raise ConfigError(f"--preset {preset!r}: base and res-R are always applied and sweep-* files are for "
-                              f"`bespoke sweep --sweep`; choose a named preset: "
-                              f"{', '.join(preset_names(folder)) or 'none'}")
-        if not path.is_file():
-            raise ConfigError(f"unknown preset {preset!r} in {folder}{did_you_mean(name, preset_names(folder))}; "
-                              f"available: {', '.join(preset_names(folder)) or 'none'}")
+        preset, path = _preset_file(preset, search)
         files.append(path)
-        preset = name
     layered: dict[str, dict[str, object]] = {table: {} for table in TABLES}
     origins = {}
     for path in files:
@@ -243,4 +294,5 @@ def resolve_preset(resolution: int, preset: str | None, overrides=(), presets_di
         sources=tuple(files),
         overrides=tuple(overrides),
         origins=origins,
+        search=search,
     )

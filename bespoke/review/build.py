@@ -19,6 +19,7 @@ from bespoke.review.process import process_run
 from bespoke.review.report import load_report, output_dirs
 from bespoke.review.sheets import build_contact_sheets, pick_method
 from bespoke.run.manifest import RunManifest, load_manifest
+from bespoke.run.names import name_labels
 from bespoke.run.paths import RunPaths
 
 
@@ -128,6 +129,9 @@ def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: st
     processed: list[str] = []
     views = [load_view(p, method=method, process=process, progress=progress, processed=processed)
              for p in run_dirs]
+    labels = name_labels([RunManifest.from_json(v.manifest) for v in views], {v.run_id: v.run_dir for v in views})
+    for view in views:
+        view.name_label = labels.get(view.run_id)
     sheets = {}
     for view in views:
         written = build_contact_sheets(view.run_dir, view.report, method=view.method, run_id=view.run_id,

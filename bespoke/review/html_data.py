@@ -31,6 +31,7 @@ class RunView:
     training_toml: str | None = None
     loss: list[dict] = field(default_factory=list)
     sheets: list[Path] = field(default_factory=list)
+    name_label: str | None = None  # the run's name, with what differs from runs sharing it (bespoke.run.names)
 
     @property
     def simulated(self) -> bool:
@@ -39,9 +40,10 @@ class RunView:
 
     @property
     def label(self) -> str:
-        """The run's name in legends: its resolution ('512 px'), else its id; '(simulated)' when simulated."""
+        """The run's name in legends: its user-given name (with the settings that tell runs sharing it apart),
+        else its resolution ('512 px'), else its id; '(simulated)' when simulated."""
         resolution = self.manifest.get("resolution")
-        name = f"{resolution} px" if resolution else self.run_id
+        name = self.name_label or (f"{resolution} px" if resolution else self.run_id)
         return name + (" (simulated)" if self.simulated else "")
 
 

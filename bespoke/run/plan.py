@@ -59,6 +59,7 @@ class PlanRequest:
     layout: str | None = None  # None -> preset's or "stretch"
     background: str | None = None  # alpha background, passed to prepare
     trigger: str | None = None  # caption trigger phrase, passed to prepare
+    name: str | None = None  # the user's label for the run (not part of the run id)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,8 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
     returned plan has `created=False` and the manifest that would have been written. `demo` marks a run
     planned by `bespoke demo` (its samples come from the simulator).
     """
-    preset = resolve_preset(request.resolution, request.preset, request.overrides)
+    name = check_name(request.name)
+    preset = resolve_preset(request.resolution, request.preset, request.overrides, user_dir=settings.presets_dir)
     validate_preset_values(preset)
     layout = request.layout or preset.layout
     if layout not in LAYOUTS:
@@ -231,13 +233,13 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
     rendered = _render(preset, base_model, prepared, paths, run_id, prompts)
     argv, _env, env_overrides = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
     if paths.root.exists():
-        return _existing(paths, rendered, argv, env_overrides)
+        return _existing(paths, rendered, argv, env_overrides, name if create else None)
     manifest = _manifest_for(settings, request, preset, prepared, run_id, layout, rendered, argv, env_overrides)
-    manifest.demo = demo
+    manifest.demo, manifest.name = demo, name
     if not create:
         return _plan(run_id, paths, rendered, argv, env_overrides, False, manifest)
     if not _create_run_folder(paths, rendered, manifest):  # another process created the same run meanwhile
-        return _existing(paths, rendered, argv, env_overrides)
+        return _existing(paths, rendered, argv, env_overrides, name)
     return _plan(run_id, paths, rendered, argv, env_overrides, True, manifest)
 
 
@@ -248,10 +250,25 @@ def _plan(run_id: str, paths: RunPaths, rendered: _Rendered, argv: list[str], en
                    created=created, manifest=manifest)
 
 
-def _existing(paths: RunPaths, rendered: _Rendered, argv: list[str], env_overrides: dict) -> RunPlan:
+def check_name(name: str | None) -> str | None:
+    """A run name: one printable line of at most 80 characters (None or "" means no name)."""
+    if not name:
+        return None
+    if len(name) > 80 or not name.isprintable() or name != name.strip():
+        raise ConfigError(f"run name {name!r}: use one printable line of at most 80 characters, "
+                          "without leading or trailing spaces")
+    return name
+
+
+def _existing(paths: RunPaths, rendered: _Rendered, argv: list[str], env_overrides: dict,
+              name: str | None = None) -> RunPlan:
     if not is_run_dir(paths.root):
         raise RunError(f"{paths.root} exists but has no run.json; move it away (bespoke never overwrites it)")
     manifest = load_manifest(paths.root)
+    if name is not None and name != manifest.name and manifest.status != "running":
+        # a name is a label, not part of what trains: the same config under a new name renames the run
+        manifest.name = name
+        save_manifest(paths.root, manifest)
     return _plan(paths.root.name, paths, rendered, list(manifest.argv or argv),
                  dict(manifest.env_overrides or env_overrides), False, manifest)
 

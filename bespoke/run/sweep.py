@@ -1,5 +1,6 @@
-"""Several runs from data (`bespoke.run.sweep_file`): one after another, one per GPU at once (`gpus`), or this
-machine's deterministic share of them (`shard` i/n: sorted by run id, every n-th starting at the i-th).
+"""Several runs from data (`bespoke.run.sweep_file`): one after another, one per GPU at once (`gpus`), this
+machine's deterministic share of them (`shard` i/n: sorted by run id, every n-th starting at the i-th), or
+submitted to a Slurm cluster as one job array (`submit_to_slurm`, bespoke.run.slurm_sweep).
 A failed run never stops the sweep; a finished run is skipped; Ctrl-C stops everything and marks the running
 runs interrupted.
 """
@@ -23,6 +24,8 @@ from bespoke.run.paths import resolve_dataset
 from bespoke.run.plan import PlanRequest, RunPlan, plan_run
 from bespoke.run.progress import ProgressView, RunProgress
 from bespoke.run.runner import SigtermAsInterrupt
+from bespoke.run.slurm import SlurmRequest, require_slurm
+from bespoke.run.slurm_sweep import SlurmSubmission, submit_sweep
 from bespoke.run.sweep_file import (
     SweepEntry,
     parse_gpus,
@@ -42,6 +45,7 @@ class SweepRow:
     run_id: str
     run_dir: Path | None
     resolution: int | None
+    name: str | None
     preset: str | None
     status: str
     epochs_done: int = 0
@@ -60,7 +64,8 @@ def row_from_manifest(run_dir: Path, manifest: RunManifest) -> SweepRow:
     """A table row from a run's run.json."""
     reason = manifest.attempt.reason if manifest.attempt is not None else None
     return SweepRow(
-        run_id=manifest.id, run_dir=Path(run_dir), resolution=manifest.resolution, preset=manifest.preset,
+        run_id=manifest.id, run_dir=Path(run_dir), resolution=manifest.resolution, name=manifest.name,
+        preset=manifest.preset,
         status=manifest.status, epochs_done=manifest.epochs_done, epochs_total=manifest.epochs_total,
         duration=manifest.duration_s, final_loss=manifest.final_loss, reason=reason,
     )
@@ -69,7 +74,8 @@ def row_from_manifest(run_dir: Path, manifest: RunManifest) -> SweepRow:
 def plan_entries(settings: Settings, entries: list[SweepEntry], dataset: Path, create: bool = True) -> list[RunPlan]:
     """Plan every entry (planning writes or finds each run folder; `create=False` only computes the run ids)."""
     return [plan_run(settings, PlanRequest(resolution=entry.resolution, dataset=dataset, preset=entry.preset,
-                                           overrides=tuple(entry.overrides)), create=create)
+                                           overrides=tuple(entry.overrides), name=entry.name),
+                     create=create)
             for entry in entries]
 
 
@@ -257,3 +263,26 @@ def _plan_share(settings: Settings, entries: list[SweepEntry], dataset: Path, sh
         note = f" (shard {shard_spec[0]}/{shard_spec[1]}: {len(chosen)} of {len(unique)})" if shard_spec else ""
         console.print(f"sweep: {len(chosen)} run(s){note}: {', '.join(chosen) or '-'}")
     return [unique[run_id][0].paths.root for run_id in chosen]
+
+
+def preflight(settings: Settings, plans: list[RunPlan]) -> None:
+    """Checks made once on the submit host before a Slurm sweep is queued. Today: the sd-scripts checkout is
+    configured (`settings.sd_script`); the trainer preflight of `bespoke sweep` (helper i10b's) goes here."""
+    settings.sd_script("train_network.py")
+
+
+def submit_to_slurm(settings: Settings, *, request: SlurmRequest, resolutions: str | None = None,
+                    preset: str | None = None, sweep_file: Path | None = None, dataset: str | Path | None = None,
+                    overrides: tuple[str, ...] = ()) -> SlurmSubmission:
+    """`bespoke sweep --slurm`: plan every run on the shared filesystem here, then submit the ones not finished,
+    queued or running as one job array (bespoke.run.slurm_sweep.submit_sweep)."""
+    require_slurm()  # before anything is planned
+    entries = sweep_entries(parse_resolutions(resolutions) if resolutions else None, preset, overrides, sweep_file)
+    settings.sd_script("train_network.py")
+    source = resolve_dataset(dataset, settings.datasets_dir)
+    unique: dict[str, RunPlan] = {}
+    for plan in plan_entries(settings, entries, source):
+        unique.setdefault(plan.run_id, plan)
+    label = Path(sweep_file).stem if sweep_file is not None else None
+    return submit_sweep(settings, list(unique.values()), request, label=label,
+                        preflight=lambda plans: preflight(settings, plans))

@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import toml
-
 from bespoke.dataset.layout import RESOLUTIONS
 from bespoke.errors import ConfigError, UsageError, did_you_mean
 from bespoke.kohya.tomlwriter import toml_value
+from bespoke.tomlfile import read_toml
 
 _RUN_KEYS = ("resolution", "preset", "overrides", "name")
 _TOP_KEYS = ("description", "preset", "overrides", "run")
@@ -88,10 +87,7 @@ def load_sweep_file(path: Path) -> list[SweepEntry]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: sweep file not found (see kohya_configs/sweep-*.toml for examples)")
-    try:
-        data = toml.load(path)
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path, "sweep file")  # a syntax error names the file and line
     for key in data:
         if key not in _TOP_KEYS:
             raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, _TOP_KEYS)}")
@@ -103,6 +99,8 @@ def load_sweep_file(path: Path) -> list[SweepEntry]:
     entries = []
     for index, run in enumerate(runs, 1):
         where = f"{path}: [[run]] #{index}"
+        if not isinstance(run, dict):
+            raise ConfigError(f"{where}: each run is a [[run]] table with resolution = 512")
         for key in run:
             if key not in _RUN_KEYS:
                 raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, _RUN_KEYS)}")
@@ -114,8 +112,11 @@ def load_sweep_file(path: Path) -> list[SweepEntry]:
         preset = run.get("preset", default_preset)
         if preset is not None and not isinstance(preset, str):
             raise ConfigError(f"{where}: preset must be a preset name string")
+        name = run.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigError(f"{where}: name must be a non-empty string, e.g. name = \"dim4\"")
         entries.append(SweepEntry(resolution, preset, shared + _overrides(run.get("overrides"), where),
-                                  run.get("name")))
+                                  name))
     return entries
 
 

@@ -283,10 +283,10 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
 def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,
                   overrides: tuple[str, ...] = (), prompts: Path | None = None, restart: bool = False,
                   resume: bool = True, gpu_ids: tuple[str, ...] = (), view: ProgressView | None = None,
-                  on_message: Say | None = None) -> TrainResult:
+                  on_message: Say | None = None, name: str | None = None) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
     plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=Path(dataset), preset=preset,
-                                          overrides=tuple(overrides), prompts=prompts))
+                                          overrides=tuple(overrides), prompts=prompts, name=name))
     if on_message is not None:
         on_message(f"run {plan.run_id} ({'new' if plan.created else plan.manifest.status}): {plan.paths.root}")
     if not resume and not restart and plan.manifest.status in ("interrupted", "failed"):

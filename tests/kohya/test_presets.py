@@ -214,3 +214,54 @@ def test_every_shipped_preset_resolves_validates_and_has_its_prompts():
                 continue
             validate_preset_values(preset)
             assert parse_prompt_file(preset.prompts_file)
+
+
+def test_a_project_presets_folder_comes_first_and_a_preset_file_works(isolated_project, tmp_path):
+    from bespoke.kohya.presets import search_path
+    from bespoke.settings import load_settings
+
+    mine = isolated_project / "kohya_configs"
+    mine.mkdir()
+    (mine / "tiny.toml").write_text('[bespoke]\ndescription = "my tiny preset"\n[training]\nnetwork_dim = 2\n')
+    (mine / "res-64.toml").write_text((PRESETS_DIR / "res-64.toml").read_text() + "\n[training]\nseed = 7\n")
+    settings = load_settings(isolated_project)
+    assert settings.presets_dir == mine.resolve()
+    assert search_path(settings.presets_dir) == (mine.resolve(), PRESETS_DIR.resolve())
+    preset = resolve_preset(64, "tiny", user_dir=settings.presets_dir)
+    assert preset.training["network_dim"] == 2 and preset.training["seed"] == 7  # the project's res-64 wins
+    assert preset.sources[1] == mine.resolve() / "res-64.toml" and preset.prompts_file.is_file()
+    with pytest.raises(ConfigError, match='unknown preset \'tinny\'.*did you mean "tiny"'):
+        resolve_preset(64, "tinny", user_dir=settings.presets_dir)
+    assert "baseline-512" in preset_names(user_dir=settings.presets_dir)  # the packaged ones stay available
+    loose = tmp_path / "elsewhere" / "my-preset.toml"
+    loose.parent.mkdir()
+    loose.write_text("[training]\nnetwork_dim = 3\n")
+    by_path = resolve_preset(64, str(loose))
+    assert by_path.name == "my-preset" and by_path.training["network_dim"] == 3
+    with pytest.raises(ConfigError, match="no such preset file"):
+        resolve_preset(64, str(tmp_path / "missing" / "x.toml"))
+    rows = list_presets(user_dir=settings.presets_dir)
+    by_source = {(row["name"], row["source"]): row for row in rows}
+    assert by_source[("tiny", "project")]["description"] == "my tiny preset"
+    assert by_source[("res-64", "bespoke")]["shadowed_by"] == str(mine.resolve() / "res-64.toml")
+    assert by_source[("res-64", "project")]["shadowed_by"] is None
+
+
+def test_plan_with_a_preset_file_and_the_presets_listing(isolated_project, synthetic_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from bespoke.cli import main
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[bespoke]\ndescription = "mine"\n[training]\nnetwork_dim = 2\n')
+    result = CliRunner().invoke(main, ["plan", "-r", "64", "--dataset", str(synthetic_dataset), "--preset", str(mine),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["run_id"].startswith("64-mine-") and plan["training"]["network_dim"] == 2
+    (isolated_project / "bespoke.toml").write_text(f'presets_dir = "{tmp_path}"\n')
+    listing = CliRunner().invoke(main, ["presets", "--json"])
+    rows = json.loads(listing.stdout)
+    assert {"name": "mine", "source": "project"}.items() <= next(r for r in rows if r["name"] == "mine").items()
+    table = CliRunner().invoke(main, ["presets"], env={"COLUMNS": "200"})
+    assert "mine" in table.output and "project" in table.output and "bespoke" in table.output

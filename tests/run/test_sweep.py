@@ -206,8 +206,8 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
     items = runs_overview(outputs)
     assert [(i["id"], i["best_epoch"], i["simulated"], i["epochs_total"]) for i in items] == [
         ("512-a-1", 8, False, 10), ("64-demo-2", None, True, 4)]
-    result = invoke("runs", "--json")
-    assert json.loads(result.stdout) == items
+    result = invoke("runs", "--json")  # plus each run's name and Slurm view (none here)
+    assert json.loads(result.stdout) == [{**i, "name": None, "label": None, "slurm": None} for i in items]
     table = invoke("runs")
     assert "(simulated)" in table.output and "512-a-1" in table.output
 
@@ -217,3 +217,31 @@ def test_sweep_without_a_checkout_fails_once_before_planning(isolated_project):
     assert result.exit_code == 2
     assert result.output.count("no sd-scripts checkout configured") == 1
     assert not (isolated_project / "outputs").exists()
+
+
+def test_a_sweep_file_with_a_syntax_error_is_one_line_naming_file_and_line(isolated_project):
+    path = isolated_project / "sweep-bad.toml"
+    path.write_text('description = "x"\n[[run]\nresolution = 64\n')
+    with pytest.raises(ConfigError, match=r"sweep-bad.toml, line 2, column \d+: not valid TOML"):
+        load_sweep_file(path)
+    result = CliRunner().invoke(main, ["sweep", "--sweep", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: {path}, line 2")
+    path.write_text("run = [1, 2]\n")
+    with pytest.raises(ConfigError, match="each run is a \\[\\[run\\]\\] table"):
+        load_sweep_file(path)
+    path.write_bytes(b'description = "\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_sweep_file(path)
+
+
+def test_sweep_overrides_keep_windows_paths_exactly(isolated_project):
+    from bespoke.kohya.presets import parse_override
+
+    path = isolated_project / "sweep-win.toml"
+    path.write_text("[[run]]\nresolution = 64\nname = 'win'\n"
+                    "overrides = { output_name = 'C:\\new\\table\\x', tokenizer_cache_dir = \"D:\\\\cache\\\\tok\" }\n")
+    entry = load_sweep_file(path)[0]
+    assert entry.name == "win"
+    values = {key: value for _table, key, value in map(parse_override, entry.overrides)}
+    assert values == {"output_name": "C:\\new\\table\\x", "tokenizer_cache_dir": "D:\\cache\\tok"}
