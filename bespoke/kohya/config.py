@@ -6,6 +6,7 @@ Rendering them as text is `bespoke.kohya.tomlwriter`; checking them is `bespoke.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import toml
@@ -67,8 +68,38 @@ def load_toml(path: Path) -> dict:
         return toml.load(path)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
-    except (toml.TomlDecodeError, UnicodeDecodeError, IndexError, ValueError) as exc:
+    except toml.TomlDecodeError as exc:
+        mixed = mixed_arrays(path.read_text(encoding="utf-8")) if "homogeneous" in str(exc) else []
+        if mixed:
+            raise ConfigError(f"{path}: key {mixed[0]!r} is an array of mixed types, which the toml 0.10.2 parser "
+                              f"of sd-scripts refuses ('Not a homogeneous array'): give every item one type "
+                              f"(all strings, or all floats: 1.0 not 1)") from exc
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except (UnicodeDecodeError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def mixed_arrays(text: str) -> list[str]:
+    """Dotted keys of arrays that mix value types (int and float count as two), found with the TOML 1.0
+    parser (tomllib accepts them; toml 0.10.2, which sd-scripts uses, does not). [] if it cannot parse."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    found: list[str] = []
+
+    def walk(value, key: str) -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key}.{name}" if key else name)
+        elif isinstance(value, list):
+            if len({type(item) for item in value}) > 1:
+                found.append(key)
+            for item in value:
+                walk(item, key)
+
+    walk(data, "")
+    return found
 
 
 def flatten_training(data: dict) -> dict:
