@@ -6,7 +6,7 @@ Rendering them as text is `bespoke.kohya.tomlwriter`; checking them is `bespoke.
 
 from __future__ import annotations
 
-import tomllib
+import re
 from pathlib import Path
 
 import toml
@@ -80,25 +80,23 @@ def load_toml(path: Path) -> dict:
 
 
 def mixed_arrays(text: str) -> list[str]:
-    """Dotted keys of arrays that mix value types (int and float count as two), found with the TOML 1.0
-    parser (tomllib accepts them; toml 0.10.2, which sd-scripts uses, does not). [] if it cannot parse."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return []
-    found: list[str] = []
-
-    def walk(value, key: str) -> None:
-        if isinstance(value, dict):
-            for name, item in value.items():
-                walk(item, f"{key}.{name}" if key else name)
-        elif isinstance(value, list):
-            if len({type(item) for item in value}) > 1:
-                found.append(key)
-            for item in value:
-                walk(item, key)
-
-    walk(data, "")
+    """Dotted keys of one-line arrays that mix value types (int and float count as two), which toml 0.10.2,
+    the parser sd-scripts uses, refuses with a message that names no key. Each `key = [...]` line is parsed
+    alone; a multi-line array is not found (the caller then reports toml's own message)."""
+    found, section = [], ""
+    for line in text.splitlines():
+        header = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$", line)
+        if header:
+            section = header.group(1)
+            continue
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*\[", line)
+        if not match:
+            continue
+        try:
+            toml.loads(line.strip())
+        except toml.TomlDecodeError as exc:
+            if "homogeneous" in str(exc):
+                found.append(f"{section}.{match.group(1)}" if section else match.group(1))
     return found
 
 

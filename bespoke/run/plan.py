@@ -31,8 +31,8 @@ from bespoke.kohya.config import RUN_LOCAL_KEYS, build_dataset_config, build_tra
 from bespoke.kohya.launch import NEUTRAL_ACCELERATE_CONFIG, LaunchSpec, build_launch, train_script_args
 from bespoke.kohya.options import options_source
 from bespoke.kohya.presets import ResolvedPreset, resolve_preset
-from bespoke.kohya.rules import check_image_dirs, check_network_weights
 from bespoke.kohya.prompts import SamplePrompt, for_size, parse_prompt_file, render_prompts
+from bespoke.kohya.rules import check_image_dirs, check_network_weights
 from bespoke.kohya.tomlwriter import render_dataset_toml, render_training_toml
 from bespoke.kohya.validate import (
     check_consistency,

@@ -249,7 +249,6 @@ def _tqdm(step: int, total: int, started: float, loss: float) -> str:
 
 def train(args: argparse.Namespace) -> int:
     """The fake training loop; returns the process exit code."""
-    import toml
 
     record = os.environ.get("FAKE_TRAINER_RECORD")
     if record:
