@@ -16,6 +16,7 @@ Each error is one line: the file, the key, and the fix as a `--set key=value`.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,6 +134,29 @@ def check_training_rules(training: dict, source: str) -> None:
     for key, ok, needs, fix in requires:
         if training.get(key) not in (None, False) and not ok(training):
             raise ConfigError(f"{source}: {key} needs {needs} (sd-scripts refuses it otherwise); {fix}")
+    _check_key_value_args(training, source)
+
+
+def _check_key_value_args(training: dict, source: str) -> None:
+    """network_args / optimizer_args items are "key=value"; sd-scripts splits them only after the model load
+    (optimizer values must be Python literals: it runs ast.literal_eval on them)."""
+    for key in ("network_args", "optimizer_args"):
+        items = training.get(key) or []
+        for item in items if isinstance(items, list) else [items]:
+            name, equals, value = str(item).partition("=")
+            problem = None
+            if not equals or not name.strip():
+                problem = "is not key=value"
+            elif key == "optimizer_args":
+                if "=" in value:
+                    problem = "has more than one '=' (sd-scripts splits on every '=')"
+                else:
+                    try:
+                        ast.literal_eval(value)
+                    except (ValueError, SyntaxError):
+                        problem = "has a value that is not a Python literal (quote strings: key=\"'text'\")"
+            if problem:
+                raise ConfigError(f"{source}: {key} item {item!r} {problem}; e.g. --set {key}='[\"{name.strip() or 'key'}=1\"]'")
 
 
 def _training_fallbacks(training: dict) -> dict:

@@ -113,6 +113,8 @@ def test_training_types_are_checked_like_the_argparse_sanitizer():
     assert fake_rules.check_training({"mixed_precision": "fp32"}) == [
         "ValueError: Unknown mixed_precision mode: fp32. Choose between ['no', 'fp8', 'fp16', 'bf16']"]
     assert fake_rules.check_training({"persistent_data_loader_workers": True}) == []  # 8 workers by default
+    assert fake_rules.check_training({"network_args": ["conv_dim=4", "x"], "optimizer_args": "a=1=2"}) == [
+        "ValueError: not enough values to unpack (expected 2, got 1)", "ValueError: too many values to unpack (expected 2)"]
     assert fake_rules.check_training({"persistent_data_loader_workers": True, "max_data_loader_n_workers": 0}) == [
         fake_rules.PERSISTENT_WORKERS]
 

@@ -60,7 +60,7 @@ PLANNABLE = ("bucket_steps_32", "min_bucket_above_resolution", "persistent_worke
              "num_repeats_zero", "num_repeats_float", "validation_split_int_in_dataset",
              "validation_split_int_in_training", "face_crop_ints", "mixed_type_array", "batch_size_zero",
              "seed_negative", "adaptive_noise_without_offset", "color_aug_with_cache_latents",
-             "mixed_precision_unknown")
+             "mixed_precision_unknown", "network_args_without_equals")
 
 
 @pytest.mark.parametrize("name", PLANNABLE)
@@ -105,6 +105,9 @@ def test_every_shipped_preset_passes_the_rules(isolated_project, settings, synth
     ({"fp8_base": True, "mixed_precision": "no"}, "fp8_base needs mixed_precision fp16 or bf16"),
     ({"scale_v_pred_loss_like_noise_pred": True}, "scale_v_pred_loss_like_noise_pred needs v_parameterization"),
     ({"v_pred_like_loss": 0.1, "v_parameterization": True}, "v_pred_like_loss needs v_parameterization off"),
+    ({"network_args": ["conv_dim=4", "conv_alpha"]}, "network_args item 'conv_alpha' is not key=value"),
+    ({"optimizer_args": ["weight_decay=0.01", "betas=0.9=0.99"]}, "has more than one '='"),
+    ({"optimizer_args": "decouple=yes"}, "not a Python literal"),
     ({"enable_bucket": True, "resolution": "64,64", "min_bucket_reso": 64, "bucket_reso_steps": 32,
       "max_bucket_reso": 128}, "training: bucket_reso_steps = 32: SD 1.x needs a multiple of 64"),
 ])
@@ -121,6 +124,7 @@ def test_training_rules(values, fragment):
     {"full_fp16": True, "mixed_precision": "fp16"},
     {"adaptive_noise_scale": 0.1, "noise_offset": 0.05},
     {"validation_split": 0.1},
+    {"network_args": ["conv_dim=4", "algo=lora"], "optimizer_args": ["weight_decay=0.01", "betas=(0.9,0.99)"]},
 ])
 def test_training_values_the_trainer_accepts(values):
     check_training_rules(values, "t.toml")

@@ -177,6 +177,12 @@ def early_training_errors(args: dict) -> list[str]:
     return errors
 
 
+def _items(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def accelerator_errors(args: dict) -> list[str]:
     """What `prepare_accelerator` refuses (after the dataset build, before the model load)."""
     precision = args.get("mixed_precision") or "no"
@@ -189,6 +195,14 @@ def late_training_errors(args: dict) -> list[str]:
     """What the trainer refuses only after loading the model (minutes on a real GPU box)."""
     errors = []
     precision = args.get("mixed_precision") or "no"
+    for item in _items(args.get("network_args")):  # train_network.py: key, value = net_arg.split("=", 1)
+        if "=" not in str(item):
+            errors.append("ValueError: not enough values to unpack (expected 2, got 1)")
+    for item in _items(args.get("optimizer_args")):  # train_util.get_optimizer: key, value = arg.split("=")
+        count = str(item).count("=")
+        if count != 1:
+            errors.append("ValueError: not enough values to unpack (expected 2, got 1)" if count == 0 else
+                          "ValueError: too many values to unpack (expected 2)")
     if args.get("persistent_data_loader_workers") and args.get("max_data_loader_n_workers", 8) == 0:
         errors.append(PERSISTENT_WORKERS)
     if args.get("full_fp16") and precision != "fp16":
