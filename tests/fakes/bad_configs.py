@@ -32,6 +32,11 @@ class BadConfig:
     bespoke_message: str = ""
     slow: bool = False  # the real trainer fails only after loading the model (about a minute on CPU)
 
+    @property
+    def trains_nothing(self) -> bool:
+        """The trainer writes no checkpoint ("No data found" or an error); max_train_epochs < 0 writes one."""
+        return "override steps" not in self.trainer_message
+
 
 BAD_CONFIGS: tuple[BadConfig, ...] = (
     BadConfig("bucket_steps_32", dataset={"bucket_reso_steps": 32},
@@ -52,6 +57,13 @@ BAD_CONFIGS: tuple[BadConfig, ...] = (
     BadConfig("network_args_without_equals", training={"network_args": ["conv_dim"]},
               trainer_message="ValueError: not enough values to unpack (expected 2, got 1)",
               bespoke_message="network_args item 'conv_dim' is not key=value", slow=True),
+    BadConfig("network_dim_zero", training={"network_dim": 0},
+              trainer_message="ValueError: optimizer got an empty parameter list",
+              bespoke_message="network_dim = 0 makes no sense", slow=True),
+    # not refused: the real trainer "trains" 0 steps and saves an untrained LoRA as the final model, exit 0
+    BadConfig("max_train_epochs_negative", training={"max_train_epochs": -3, "sample_at_first": False},
+              trainer_message="override steps. steps for -3 epochs is / 指定エポックまでのステップ数: -6",
+              trainer_exit_zero=True, bespoke_message="max_train_epochs = -3 makes no sense", slow=True),
     BadConfig("image_dir_empty", image_dir="empty", trainer_message="No data found.", trainer_exit_zero=True,
               bespoke_message="has no images"),
     BadConfig("image_dir_missing", image_dir="missing", trainer_message="No data found.", trainer_exit_zero=True,

@@ -60,7 +60,8 @@ PLANNABLE = ("bucket_steps_32", "min_bucket_above_resolution", "persistent_worke
              "num_repeats_zero", "num_repeats_float", "validation_split_int_in_dataset",
              "validation_split_int_in_training", "face_crop_ints", "mixed_type_array", "batch_size_zero",
              "seed_negative", "adaptive_noise_without_offset", "color_aug_with_cache_latents",
-             "mixed_precision_unknown", "network_args_without_equals")
+             "mixed_precision_unknown", "network_args_without_equals",
+             "max_train_epochs_negative", "network_dim_zero")
 
 
 @pytest.mark.parametrize("name", PLANNABLE)

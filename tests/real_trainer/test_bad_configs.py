@@ -77,5 +77,5 @@ def test_the_real_trainer_refuses_each_bad_config(isolated_project, bad: BadConf
     done = launch(run_dir)
     assert done.returncode == (0 if bad.trainer_exit_zero else 1), done.stdout[-3000:]
     assert bad.trainer_message in done.stdout, done.stdout[-3000:]
-    model = run_dir / "model"
-    assert not model.exists() or not any(model.glob("*.safetensors"))
+    if bad.trains_nothing:
+        assert not any((run_dir / "model").glob("*.safetensors"))

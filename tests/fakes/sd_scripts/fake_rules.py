@@ -198,6 +198,8 @@ def late_training_errors(args: dict) -> list[str]:
     for item in _items(args.get("network_args")):  # train_network.py: key, value = net_arg.split("=", 1)
         if "=" not in str(item):
             errors.append("ValueError: not enough values to unpack (expected 2, got 1)")
+    if args.get("network_dim") == 0:  # networks.lora: a LoRA of rank 0 has no parameters for the optimizer
+        errors.append("ValueError: optimizer got an empty parameter list")
     for item in _items(args.get("optimizer_args")):  # train_util.get_optimizer: key, value = arg.split("=")
         count = str(item).count("=")
         if count != 1:

@@ -218,7 +218,7 @@ def _save_model(path: Path, args, metadata: dict, epoch: int) -> None:
     from safetensors.numpy import save_file
 
     dim = int(args.network_dim or 4)
-    rng = np.random.default_rng(epoch)
+    rng = np.random.default_rng(max(epoch, 0))
     tensors = {
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": rng.normal(size=(dim, 8)).astype(np.float16),
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((8, dim), np.float16),
@@ -288,10 +288,14 @@ def train(args: argparse.Namespace) -> int:
         return 0
 
     steps_per_epoch = max(math.ceil(num_images_repeats / batch_size), 1)
-    num_epochs = int(args.max_train_epochs or math.ceil(int(args.max_train_steps or 1600) / steps_per_epoch))
+    if args.max_train_epochs is not None:  # like train_network.py: max_train_epochs overrides max_train_steps
+        num_epochs = int(args.max_train_epochs)
+        print(f"override steps. steps for {num_epochs} epochs is / 指定エポックまでのステップ数: "
+              f"{steps_per_epoch * num_epochs}")
+    else:
+        num_epochs = math.ceil(int(args.max_train_steps or 1600) / steps_per_epoch)
     args.max_train_epochs = num_epochs
     total_steps = steps_per_epoch * num_epochs
-    # like train_util: max_train_epochs overrides max_train_steps ("override steps. steps for N epochs is ...")
     args.max_train_steps = total_steps
     print("running training / 学習開始")
     print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {num_images_repeats}")
