@@ -57,7 +57,7 @@ RANGES: dict[str, tuple[Callable, str, str]] = {
     "network_dim": (_positive, "at least 1", "16"),
     "network_alpha": (_not_negative, "0 or more", "8"),
     "network_dropout": (_below_one, "in [0, 1)", "0.1"),
-    "learning_rate": (_positive, "greater than 0", "1e-4"),
+    "learning_rate": (_not_negative, "0 or more", "1e-4"),
     "unet_lr": (_not_negative, "0 or more", "1e-4"),
     "text_encoder_lr": (_not_negative, "0 or more (0 leaves the text encoder untrained)", "5e-5"),
     "train_batch_size": (_positive, "at least 1", "2"),
@@ -135,6 +135,23 @@ def check_training_rules(training: dict, source: str) -> None:
         if training.get(key) not in (None, False) and not ok(training):
             raise ConfigError(f"{source}: {key} needs {needs} (sd-scripts refuses it otherwise); {fix}")
     _check_key_value_args(training, source)
+    _check_something_trains(training, source)
+
+
+def _check_something_trains(training: dict, source: str) -> None:
+    """networks.lora skips a parameter group whose learning rate is 0 (text encoder: text_encoder_lr, U-Net:
+    unet_lr, both falling back to learning_rate); with none left the optimizer has no parameters."""
+    default = training.get("learning_rate", 2e-6)
+    te_lr = training.get("text_encoder_lr")
+    te_lr = (te_lr[0] if te_lr else None) if isinstance(te_lr, list) else te_lr
+    te_lr = default if te_lr is None else te_lr
+    unet_lr = default if training.get("unet_lr") is None else training["unet_lr"]
+    text_encoder = not training.get("network_train_unet_only") and te_lr != 0
+    unet = not training.get("network_train_text_encoder_only") and unet_lr != 0
+    if not (text_encoder or unet):
+        raise ConfigError(f"{source}: nothing would train: the learning rates of the U-Net (unet_lr, else "
+                          f"learning_rate = {default!r}) and of the text encoder (text_encoder_lr, else learning_rate) "
+                          f"are 0 or off (sd-scripts: 'optimizer got an empty parameter list'); --set learning_rate=1e-4")
 
 
 def _check_key_value_args(training: dict, source: str) -> None:

@@ -57,9 +57,18 @@ BAD_CONFIGS: tuple[BadConfig, ...] = (
     BadConfig("network_args_without_equals", training={"network_args": ["conv_dim"]},
               trainer_message="ValueError: not enough values to unpack (expected 2, got 1)",
               bespoke_message="network_args item 'conv_dim' is not key=value", slow=True),
+    BadConfig("network_weights_missing", training={"network_weights": "nowhere.safetensors"},
+              trainer_message='FileNotFoundError: No such file or directory: "nowhere.safetensors"',
+              bespoke_message="network_weights nowhere.safetensors is not a file", slow=True),
     BadConfig("network_dim_zero", training={"network_dim": 0},
               trainer_message="ValueError: optimizer got an empty parameter list",
               bespoke_message="network_dim = 0 makes no sense", slow=True),
+    BadConfig("learning_rate_zero", training={"learning_rate": 0.0},
+              trainer_message="ValueError: optimizer got an empty parameter list",
+              bespoke_message="nothing would train", slow=True),
+    BadConfig("save_every_zero_epochs", training={"save_every_n_epochs": 0, "sample_at_first": False},
+              trainer_message="ZeroDivisionError: integer modulo by zero",  # after a whole epoch of training
+              bespoke_message="save_every_n_epochs = 0 makes no sense", slow=True),
     # not refused: the real trainer "trains" 0 steps and saves an untrained LoRA as the final model, exit 0
     BadConfig("max_train_epochs_negative", training={"max_train_epochs": -3, "sample_at_first": False},
               trainer_message="override steps. steps for -3 epochs is / 指定エポックまでのステップ数: -6",

@@ -61,7 +61,8 @@ PLANNABLE = ("bucket_steps_32", "min_bucket_above_resolution", "persistent_worke
              "validation_split_int_in_training", "face_crop_ints", "mixed_type_array", "batch_size_zero",
              "seed_negative", "adaptive_noise_without_offset", "color_aug_with_cache_latents",
              "mixed_precision_unknown", "network_args_without_equals",
-             "max_train_epochs_negative", "network_dim_zero")
+             "max_train_epochs_negative", "network_dim_zero", "network_weights_missing", "learning_rate_zero",
+             "save_every_zero_epochs")
 
 
 @pytest.mark.parametrize("name", PLANNABLE)
@@ -90,7 +91,10 @@ def test_every_shipped_preset_passes_the_rules(isolated_project, settings, synth
     ({"max_train_steps": 0}, "max_train_steps = 0 makes no sense"),
     ({"network_dim": 0}, "network_dim = 0 makes no sense: it must be at least 1; e.g. --set network_dim=16"),
     ({"network_alpha": -1.0}, "network_alpha = -1.0 makes no sense"),
-    ({"learning_rate": 0.0}, "learning_rate = 0.0 makes no sense: it must be greater than 0"),
+    ({"learning_rate": 0.0}, "nothing would train: the learning rates of the U-Net"),
+    ({"learning_rate": -1e-4}, "learning_rate = -0.0001 makes no sense: it must be 0 or more"),
+    ({"unet_lr": 0.0, "network_train_unet_only": True}, "nothing would train"),
+    ({"learning_rate": 1e-4, "unet_lr": 0.0, "text_encoder_lr": [0.0]}, "nothing would train"),
     ({"text_encoder_lr": [5e-5, -1.0]}, "text_encoder_lr = -1.0 makes no sense"),
     ({"train_batch_size": 0}, "train_batch_size = 0 makes no sense"),
     ({"save_every_n_epochs": 0}, "save_every_n_epochs = 0 makes no sense: it must be at least 1 (sd-scripts "
@@ -122,6 +126,7 @@ def test_training_rules(values, fragment):
     {"persistent_data_loader_workers": True},  # 8 workers by default
     {"persistent_data_loader_workers": True, "max_data_loader_n_workers": 2},
     {"text_encoder_lr": 0.0, "unet_lr": 1e-4, "network_alpha": 0.0, "seed": 0},  # 0 = TE not trained; alpha 0 = dim
+    {"learning_rate": 0.0, "unet_lr": 1e-4},  # the text encoder is not trained, the U-Net is
     {"full_fp16": True, "mixed_precision": "fp16"},
     {"adaptive_noise_scale": 0.1, "noise_offset": 0.05},
     {"validation_split": 0.1},

@@ -183,6 +183,19 @@ def _items(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _trains_something(args: dict) -> bool:
+    """LoRANetwork.prepare_optimizer_params: the text encoder takes text_encoder_lr (its first item), the U-Net
+    unet_lr, each falling back to learning_rate; a group whose rate is 0 or None is skipped."""
+    default = args.get("learning_rate", 2e-6)
+    te_lr = args.get("text_encoder_lr")
+    te_lr = (te_lr[0] if te_lr else None) if isinstance(te_lr, list) else te_lr
+    te_lr = default if te_lr is None else te_lr
+    unet_lr = default if args.get("unet_lr") is None else args.get("unet_lr")
+    text_encoder = not args.get("network_train_unet_only") and te_lr not in (0, None)
+    unet = not args.get("network_train_text_encoder_only") and unet_lr not in (0, None)
+    return text_encoder or unet
+
+
 def accelerator_errors(args: dict) -> list[str]:
     """What `prepare_accelerator` refuses (after the dataset build, before the model load)."""
     precision = args.get("mixed_precision") or "no"
@@ -198,7 +211,12 @@ def late_training_errors(args: dict) -> list[str]:
     for item in _items(args.get("network_args")):  # train_network.py: key, value = net_arg.split("=", 1)
         if "=" not in str(item):
             errors.append("ValueError: not enough values to unpack (expected 2, got 1)")
-    if args.get("network_dim") == 0:  # networks.lora: a LoRA of rank 0 has no parameters for the optimizer
+    weights = args.get("network_weights")
+    if weights and not os.path.isfile(weights):  # LoRANetwork.load_weights, relative to the working directory
+        errors.append(f'FileNotFoundError: No such file or directory: "{weights}"' if weights.endswith(".safetensors")
+                      else f"FileNotFoundError: [Errno 2] No such file or directory: '{weights}'")
+    if args.get("network_dim") == 0 or not _trains_something(args):
+        # networks.lora: a rank-0 LoRA has no parameters; a learning rate of 0 skips its group ("NO LR skipping!")
         errors.append("ValueError: optimizer got an empty parameter list")
     for item in _items(args.get("optimizer_args")):  # train_util.get_optimizer: key, value = arg.split("=")
         count = str(item).count("=")

@@ -323,7 +323,7 @@ def train(args: argparse.Namespace) -> int:
     name = args.output_name or "last"
     prompts = _prompts(args.sample_prompts)
     started = time.time()
-    every = int(args.save_every_n_epochs or 0)
+    every = args.save_every_n_epochs  # as train_network.py: 0 is a ZeroDivisionError after the first epoch
     sample_every = int(args.sample_every_n_epochs or 0)
     if args.sample_at_first and prompts and first_epoch == 0:
         _write_sample(args, 0, prompts, images)
@@ -346,7 +346,7 @@ def train(args: argparse.Namespace) -> int:
             sys.stderr.write(_tqdm(step, total_steps, started, loss))
             sys.stderr.flush()
         done = epoch + 1
-        if every and done % every == 0 and done < num_epochs:
+        if every is not None and done % int(every) == 0 and done < num_epochs:
             path = output_dir / f"{name}-{done:06d}.safetensors"
             _save_model(path, args, _metadata(args, done, step, datasets_meta, num_epochs, started), done)
             if args.save_state:
