@@ -136,6 +136,31 @@ def check_training_rules(training: dict, source: str) -> None:
             raise ConfigError(f"{source}: {key} needs {needs} (sd-scripts refuses it otherwise); {fix}")
     _check_key_value_args(training, source)
     _check_something_trains(training, source)
+    _check_strings(training, source)
+
+
+def _check_strings(training: dict, source: str) -> None:
+    """Training strings sd-scripts parses itself: face_crop_aug_range "lo,hi" (prepare_dataset_args asserts two
+    floats, lo <= hi) and the sample prompt file (sampling without one is a TypeError at the first sample; a
+    suffix other than .txt/.toml/.json an UnboundLocalError)."""
+    crop = training.get("face_crop_aug_range")
+    if isinstance(crop, str):
+        try:
+            low, high = (float(part) for part in crop.split(","))
+        except ValueError:
+            low, high = 1.0, 0.0
+        if low > high:
+            raise ConfigError(f"{source}: face_crop_aug_range = {crop!r} must be \"lo,hi\" with lo <= hi "
+                              f"(sd-scripts asserts it); e.g. --set face_crop_aug_range='\"2.0,4.0\"'")
+    sampling = training.get("sample_at_first") or training.get("sample_every_n_epochs") or \
+        training.get("sample_every_n_steps")
+    prompts = training.get("sample_prompts")
+    if sampling and not prompts:
+        raise ConfigError(f"{source}: sampling is on but sample_prompts is not set (sd-scripts fails at the first "
+                          f"sample); set sample_prompts or --set sample_every_n_epochs=0")
+    if prompts and Path(prompts).suffix.lower() not in (".txt", ".toml", ".json"):
+        raise ConfigError(f"{source}: sample_prompts {prompts} must be a .txt, .toml or .json file (sd-scripts "
+                          f"reads nothing else)")
 
 
 def _check_something_trains(training: dict, source: str) -> None:

@@ -24,6 +24,7 @@ from bespoke.kohya.rules import (
     check_dataset_rules,
     check_image_dirs,
     check_network_weights,
+    check_ranges,
     check_training_rules,
     resolution_pair,
 )
@@ -103,15 +104,19 @@ def _check_special(source: str, values: dict) -> None:
                               f"dotted module.Class path){did_you_mean(optimizer, list(known.values()) + torch_names)}")
 
 
-def validate_training(values: dict, source: str = "training.toml") -> dict:
-    """Check every key is a train_network.py option with the right type and choice. Returns `values`."""
+def validate_training(values: dict, source: str = "training.toml", rules: bool = True) -> dict:
+    """Check every key is a train_network.py option with the right type and choice, then (with `rules`) the
+    trainer's rules across the keys (bespoke.kohya.rules). Returns `values`."""
     options = train_network_options()
     for key, value in values.items():
         if key not in options:
             raise ConfigError(f"{source}: key {key!r} is not a train_network.py option{did_you_mean(key, options)}")
         _check_option(source, key, value, options[key])
     _check_special(source, values)
-    check_training_rules(values, source)
+    if rules:
+        check_training_rules(values, source)
+    else:
+        check_ranges(values, source)
     return values
 
 
@@ -248,7 +253,7 @@ def validate_preset_values(preset: ResolvedPreset) -> None:
         source = preset.origins.get(f"training.{key}", "preset")
         if key not in options:
             raise ConfigError(f"{source}: key {key!r} is not a train_network.py option{did_you_mean(key, options)}")
-        validate_training({key: value}, source)
+        validate_training({key: value}, source, rules=False)  # one key: the cross-key rules run on the whole
     for key, value in preset.dataset.items():
         source = preset.origins.get(f"dataset.{key}", "preset")
         level = "datasets" if key in per_dataset else "subsets"

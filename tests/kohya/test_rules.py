@@ -113,6 +113,10 @@ def test_every_shipped_preset_passes_the_rules(isolated_project, settings, synth
     ({"network_args": ["conv_dim=4", "conv_alpha"]}, "network_args item 'conv_alpha' is not key=value"),
     ({"optimizer_args": ["weight_decay=0.01", "betas=0.9=0.99"]}, "has more than one '='"),
     ({"optimizer_args": "decouple=yes"}, "not a Python literal"),
+    ({"face_crop_aug_range": "4.0,2.0"}, "face_crop_aug_range = '4.0,2.0' must be \"lo,hi\" with lo <= hi"),
+    ({"face_crop_aug_range": "2.0"}, "face_crop_aug_range = '2.0' must be"),
+    ({"sample_at_first": True}, "sampling is on but sample_prompts is not set"),
+    ({"sample_every_n_epochs": 1, "sample_prompts": "p.md"}, "sample_prompts p.md must be a .txt, .toml or .json"),
     ({"enable_bucket": True, "resolution": "64,64", "min_bucket_reso": 64, "bucket_reso_steps": 32,
       "max_bucket_reso": 128}, "training: bucket_reso_steps = 32: SD 1.x needs a multiple of 64"),
 ])
@@ -127,6 +131,7 @@ def test_training_rules(values, fragment):
     {"persistent_data_loader_workers": True, "max_data_loader_n_workers": 2},
     {"text_encoder_lr": 0.0, "unet_lr": 1e-4, "network_alpha": 0.0, "seed": 0},  # 0 = TE not trained; alpha 0 = dim
     {"learning_rate": 0.0, "unet_lr": 1e-4},  # the text encoder is not trained, the U-Net is
+    {"face_crop_aug_range": "2.0,4.0", "sample_every_n_epochs": 1, "sample_prompts": "config/prompts.TXT"},
     {"full_fp16": True, "mixed_precision": "fp16"},
     {"adaptive_noise_scale": 0.1, "noise_offset": 0.05},
     {"validation_split": 0.1},
