@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bespoke.errors import ConfigError
+from bespoke.kohya.options import dataset_keys
 
 # sd-scripts' library/train_util.py IMAGE_EXTENSIONS (glob is case-sensitive: ".Png" is not an image to it)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP")
@@ -89,8 +90,14 @@ def _numbers(value) -> list:
     return [item for item in items if isinstance(item, (int, float)) and not isinstance(item, bool)]
 
 
-def check_ranges(values: dict, source: str, where: str = "") -> None:
-    """Every numeric value of `values` (one TOML level, or flat training options) within sensible bounds."""
+def set_key(key: str, training: bool) -> str:
+    """How `--set` names a key of this table (it looks in the dataset table first)."""
+    return f"training.{key}" if training and key in dataset_keys() else key
+
+
+def check_ranges(values: dict, source: str, where: str = "", training: bool = False) -> None:
+    """Every numeric value of `values` (one dataset TOML level, or the flat training options when `training`)
+    within sensible bounds."""
     prefix = f"{source}: {where}: " if where else f"{source}: "
     for key, value in values.items():
         if key not in RANGES:
@@ -99,12 +106,12 @@ def check_ranges(values: dict, source: str, where: str = "") -> None:
         for number in _numbers(value):
             if not test(number):
                 raise ConfigError(f"{prefix}{key} = {number!r} makes no sense: it must be {wanted}; "
-                                  f"e.g. --set {key}={example}")
+                                  f"e.g. --set {set_key(key, training)}={example}")
 
 
 def check_training_rules(training: dict, source: str) -> None:
     """The trainer's own rules on the flat training options (after the config file is flattened)."""
-    check_ranges(training, source)
+    check_ranges(training, source, training=True)
     if training.get("enable_bucket") and isinstance(training.get("resolution"), str):
         # without a dataset TOML (or one that leaves them unset) the training values are the dataset's
         fallbacks = _training_fallbacks(training)
@@ -117,7 +124,7 @@ def check_training_rules(training: dict, source: str) -> None:
     split = training.get("validation_split")
     if split is not None and not isinstance(split, float):
         raise ConfigError(f"{source}: validation_split = {split!r} must be a float (sd-scripts' dataset sanitizer "
-                          f"refuses an int: 'expected float'); --set validation_split={float(split)}")
+                          f"refuses an int: 'expected float'); --set training.validation_split={float(split)}")
     requires = (
         ("adaptive_noise_scale", lambda t: t.get("noise_offset") is not None, "noise_offset", "--set noise_offset=0.05"),
         ("scale_v_pred_loss_like_noise_pred", lambda t: t.get("v_parameterization"), "v_parameterization = true",

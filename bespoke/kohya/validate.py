@@ -116,7 +116,7 @@ def validate_training(values: dict, source: str = "training.toml", rules: bool =
     if rules:
         check_training_rules(values, source)
     else:
-        check_ranges(values, source)
+        check_ranges(values, source, training=True)
     return values
 
 

@@ -105,6 +105,7 @@ def test_every_shipped_preset_passes_the_rules(isolated_project, settings, synth
     ({"persistent_data_loader_workers": True, "max_data_loader_n_workers": 0},
      "--set persistent_data_loader_workers=false or --set max_data_loader_n_workers=2"),
     ({"validation_split": 1}, "validation_split = 1 must be a float"),
+    ({"keep_tokens": -1}, "keep_tokens = -1 makes no sense: it must be 0 or more; e.g. --set training.keep_tokens=0"),
     ({"full_fp16": True, "mixed_precision": "bf16"}, "full_fp16 needs mixed_precision = \"fp16\""),
     ({"full_bf16": True}, "full_bf16 needs mixed_precision = \"bf16\""),
     ({"fp8_base": True, "mixed_precision": "no"}, "fp8_base needs mixed_precision fp16 or bf16"),
