@@ -4,8 +4,10 @@ checked against the trainer they stand in for.
 
 Each case plans a 64 px run on 4 synthetic punks (configs validated by bespoke), edits its TOMLs by hand as a
 user could (bypassing bespoke's validation), and launches the run's own argv (run.json) through
-`accelerate launch` in the run folder. Most fail in about 10 s, before the model load; the `slow` ones fail
-only after it (about a minute on an idle 2-core CPU box, several when shared).
+`accelerate launch` in the run folder. Most fail before the model load, the `slow` ones (marked) only after
+it. Measured 2026-12-01 on the shared 2-core box (load average 8-17): the 21 fast cases 15-27 s each, 7.4 min
+in all; the 7 slow ones 68-113 s each, 290-310 s for learning_rate_zero and save_every_zero_epochs (the latter
+trains a whole epoch first), 16.8 min in all.
 
 Needs BESPOKE_TEST_SD_SCRIPTS, BESPOKE_TEST_SD_PYTHON, BESPOKE_TEST_BASE_MODEL and
 BESPOKE_TEST_TOKENIZER_CACHE (`source <harness>/env.sh`, see ../shared/kohya/harness/setup.sh); skipped otherwise.
