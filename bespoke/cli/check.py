@@ -1,4 +1,5 @@
-"""`bespoke check FILE…`: validate sd-scripts files edited by hand, the way `plan` validates its own."""
+"""`bespoke check FILE|RUN…`: validate sd-scripts files edited by hand (or a run folder's), the way `plan`
+validates its own."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import click
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 def check(files):
-    """Validate sd-scripts files you edited by hand (training TOML, dataset TOML, sample prompts) the way
-    `plan` validates its own: every key, type and choice, with "did you mean"."""
+    """Validate sd-scripts files you edited by hand (training TOML, dataset TOML, sample prompts) or a whole run
+    folder the way `plan` validates its own: every key, type and choice, with "did you mean", and the rules the
+    trainer enforces across keys and files (bucket steps and bounds, workers, ranges, images and captions in
+    image_dir, network_weights). A file inside a run folder is checked together with its sibling config."""
     from rich.markup import escape
 
     from bespoke.console import console

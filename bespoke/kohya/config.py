@@ -6,6 +6,7 @@ Rendering them as text is `bespoke.kohya.tomlwriter`; checking them is `bespoke.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import toml
@@ -67,8 +68,36 @@ def load_toml(path: Path) -> dict:
         return toml.load(path)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
-    except (toml.TomlDecodeError, UnicodeDecodeError, IndexError, ValueError) as exc:
+    except toml.TomlDecodeError as exc:
+        mixed = mixed_arrays(path.read_text(encoding="utf-8")) if "homogeneous" in str(exc) else []
+        if mixed:
+            raise ConfigError(f"{path}: key {mixed[0]!r} is an array of mixed types, which the toml 0.10.2 parser "
+                              f"of sd-scripts refuses ('Not a homogeneous array'): give every item one type "
+                              f"(all strings, or all floats: 1.0 not 1)") from exc
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except (UnicodeDecodeError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def mixed_arrays(text: str) -> list[str]:
+    """Dotted keys of one-line arrays that mix value types (int and float count as two), which toml 0.10.2,
+    the parser sd-scripts uses, refuses with a message that names no key. Each `key = [...]` line is parsed
+    alone; a multi-line array is not found (the caller then reports toml's own message)."""
+    found, section = [], ""
+    for line in text.splitlines():
+        header = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$", line)
+        if header:
+            section = header.group(1)
+            continue
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*\[", line)
+        if not match:
+            continue
+        try:
+            toml.loads(line.strip())
+        except toml.TomlDecodeError as exc:
+            if "homogeneous" in str(exc):
+                found.append(f"{section}.{match.group(1)}" if section else match.group(1))
+    return found
 
 
 def flatten_training(data: dict) -> dict:

@@ -222,6 +222,9 @@ def parse_override(text: str) -> tuple[str, str, object]:
             raise ValueError("unbalanced brackets")
         value = toml.loads(f"v = {raw}")["v"]
     except (toml.TomlDecodeError, IndexError, ValueError) as exc:
+        if "homogeneous" in str(exc):
+            raise ConfigError(f"--set {text!r}: the value is an array of mixed types, which the toml 0.10.2 "
+                              f"parser of sd-scripts refuses: give every item one type") from exc
         if re.fullmatch(r"[A-Za-z0-9_./:+~-]+", raw):
             value = raw
         else:

@@ -20,8 +20,15 @@ from bespoke.kohya.options import (
 )
 from bespoke.kohya.presets import ResolvedPreset
 from bespoke.kohya.prompts import parse_prompt_file
+from bespoke.kohya.rules import (
+    check_dataset_rules,
+    check_image_dirs,
+    check_network_weights,
+    check_ranges,
+    check_training_rules,
+    resolution_pair,
+)
 
-_DATASET_DEFAULTS = {"enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 1024, "bucket_reso_steps": 64}
 _RESOLUTION = re.compile(r"^\s*(\d+)\s*(?:,\s*(\d+)\s*)?$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
@@ -95,46 +102,21 @@ def _check_special(source: str, values: dict) -> None:
             raise ConfigError(f"{source}: key 'optimizer_type' = {optimizer!r} is not an optimizer sd-scripts knows "
                               f"(case-insensitive: {', '.join(optimizer_names())}; or a torch.optim class or a "
                               f"dotted module.Class path){did_you_mean(optimizer, list(known.values()) + torch_names)}")
-    if values.get("enable_bucket") and "resolution" in values:
-        _check_buckets(source, "training", values, _resolution_pair(values["resolution"]))
 
 
-def _resolution_pair(value) -> tuple[int, int]:
-    if isinstance(value, str):
-        match = _RESOLUTION.match(value)
-        assert match is not None, f"resolution {value!r} is checked by validate_training first"
-        width = int(match.group(1))
-        return width, int(match.group(2) or width)
-    if isinstance(value, list):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
-
-def _check_buckets(source: str, where: str, values: dict, resolution: tuple[int, int]) -> None:
-    get = lambda key: values.get(key, _DATASET_DEFAULTS[key])  # noqa: E731
-    low, high, steps = get("min_bucket_reso"), get("max_bucket_reso"), get("bucket_reso_steps")
-    for side in resolution:
-        if low > side:
-            raise ConfigError(f"{source}: {where}: min_bucket_reso {low} > resolution {side}; sd-scripts asserts "
-                              f"min_bucket_reso <= resolution (set min_bucket_reso to {side} or less)")
-        if high < side:
-            raise ConfigError(f"{source}: {where}: max_bucket_reso {high} < resolution {side}; set it to {side} or more")
-    if steps <= 0 or steps % 8:
-        raise ConfigError(f"{source}: {where}: bucket_reso_steps {steps} must be a positive multiple of 8")
-    for key, value in (("min_bucket_reso", low), ("max_bucket_reso", high)):
-        if value % steps:
-            raise ConfigError(f"{source}: {where}: {key} {value} is not a multiple of bucket_reso_steps {steps} "
-                              f"(sd-scripts would silently change it)")
-
-
-def validate_training(values: dict, source: str = "training.toml") -> dict:
-    """Check every key is a train_network.py option with the right type and choice. Returns `values`."""
+def validate_training(values: dict, source: str = "training.toml", rules: bool = True) -> dict:
+    """Check every key is a train_network.py option with the right type and choice, then (with `rules`) the
+    trainer's rules across the keys (bespoke.kohya.rules). Returns `values`."""
     options = train_network_options()
     for key, value in values.items():
         if key not in options:
             raise ConfigError(f"{source}: key {key!r} is not a train_network.py option{did_you_mean(key, options)}")
         _check_option(source, key, value, options[key])
     _check_special(source, values)
+    if rules:
+        check_training_rules(values, source)
+    else:
+        check_ranges(values, source, training=True)
     return values
 
 
@@ -154,8 +136,8 @@ def _check_dataset_value(source: str, where: str, key: str, kind, value) -> None
             ok = isinstance(value, dict)
         elif one == "int or [int, int]":
             ok = _is_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(_is_int, value)))
-        elif one == "[float, float]":
-            ok = isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+        elif one == "[float, float]":  # voluptuous: an int is not a float
+            ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value)
         if ok:
             break
     if not ok:
@@ -191,8 +173,10 @@ def _check_dataset_table(source: str, where: str, table, level: str, extra: tupl
         _check_dataset_value(source, where, key, allowed[key]["type"], value)
 
 
-def validate_dataset(config: dict, source: str = "dataset.toml") -> dict:
-    """Check the dataset TOML like sd-scripts' ConfigSanitizer (DreamBooth subsets), with clear messages."""
+def validate_dataset(config: dict, source: str = "dataset.toml", training: dict | None = None) -> dict:
+    """Check the dataset TOML like sd-scripts' ConfigSanitizer (DreamBooth subsets), with clear messages, then
+    the trainer's rules on each dataset (buckets, ranges, latent caching) with the `training` options it falls
+    back to (sd-scripts' argparse defaults when None)."""
     for key in config:
         if key not in ("general", "datasets"):
             raise ConfigError(f"{source}: top-level key {key!r} is not allowed (only [general] and [[datasets]])"
@@ -213,9 +197,7 @@ def validate_dataset(config: dict, source: str = "dataset.toml") -> dict:
             _check_dataset_table(source, sub_where, subset, "subsets")
             if not subset.get("image_dir"):
                 raise ConfigError(f"{source}: {sub_where}: key 'image_dir' is required (the folder of images + captions)")
-        merged = {**general, **{k: v for k, v in dataset.items() if k != "subsets"}}
-        if merged.get("enable_bucket") and "resolution" in merged:
-            _check_buckets(source, where, merged, _resolution_pair(merged["resolution"]))
+    check_dataset_rules(config, training or {}, source)
     return config
 
 
@@ -232,20 +214,14 @@ def check_consistency(training: dict, dataset_config: dict, source: str) -> None
                     continue
                 other = effective[other_key]
                 if key == "resolution":
-                    same = _resolution_pair(value) == _resolution_pair(other)
+                    same = resolution_pair(value) == resolution_pair(other)
                 else:
                     same = value == other and type(value) is type(other)
                 if not same:
                     raise ConfigError(f"{source}: datasets[{i}].subsets[{j}]: {other_key} = {other!r} overrides the "
                                       f"training value {key} = {value!r} (sd-scripts uses the dataset value); "
                                       f"set it in one place")
-    if training.get("cache_latents"):
-        for i, dataset in enumerate(dataset_config.get("datasets", [])):
-            for j, subset in enumerate(dataset.get("subsets", [])):
-                for key in ("color_aug", "random_crop"):
-                    if subset.get(key, dataset_config.get("general", {}).get(key)):
-                        raise ConfigError(f"{source}: datasets[{i}].subsets[{j}]: {key} = true cannot be used with "
-                                          f"cache_latents (sd-scripts refuses it); turn one of them off")
+    check_dataset_rules(dataset_config, training, source)
 
 
 def validate_training_toml(path: Path) -> dict:
@@ -262,9 +238,10 @@ def validate_training_toml(path: Path) -> dict:
     return validate_training(flatten_training(data), str(path))
 
 
-def validate_dataset_toml(path: Path) -> dict:
-    """Load a dataset TOML with toml.load and validate it; returns the parsed config."""
-    return validate_dataset(load_toml(path), str(path))
+def validate_dataset_toml(path: Path, training: dict | None = None) -> dict:
+    """Load a dataset TOML with toml.load and validate it (with the training options it falls back to);
+    returns the parsed config."""
+    return validate_dataset(load_toml(path), str(path), training)
 
 
 def validate_preset_values(preset: ResolvedPreset) -> None:
@@ -276,7 +253,7 @@ def validate_preset_values(preset: ResolvedPreset) -> None:
         source = preset.origins.get(f"training.{key}", "preset")
         if key not in options:
             raise ConfigError(f"{source}: key {key!r} is not a train_network.py option{did_you_mean(key, options)}")
-        validate_training({key: value}, source)
+        validate_training({key: value}, source, rules=False)  # one key: the cross-key rules run on the whole
     for key, value in preset.dataset.items():
         source = preset.origins.get(f"dataset.{key}", "preset")
         level = "datasets" if key in per_dataset else "subsets"
@@ -286,9 +263,39 @@ def validate_preset_values(preset: ResolvedPreset) -> None:
         _check_dataset_table(source, "[dataset]", {key: value}, level)
 
 
+def validate_run_configs(training_toml: Path, dataset_toml: Path, base: Path | None = None) -> tuple[dict, dict]:
+    """Both files the trainer reads, together: keys, types, the trainer's cross-key rules and the files they
+    name (images, captions, network_weights; relative paths from `base`, the trainer's working directory)."""
+    training = validate_training_toml(training_toml)
+    dataset_config = validate_dataset_toml(dataset_toml, training)
+    check_consistency(training, dataset_config, str(dataset_toml))
+    check_image_dirs(dataset_config, training, str(dataset_toml), base)
+    check_network_weights(training, str(training_toml), base)
+    return training, dataset_config
+
+
+def _run_root(path: Path) -> Path | None:
+    """The run folder a config file (or the folder itself) belongs to, or None."""
+    for folder in (path, path.parent.parent):
+        if (folder / "run.json").is_file() and (folder / "config" / "training.toml").is_file():
+            return folder
+    return None
+
+
 def check_file(path: Path) -> tuple[str, str]:
-    """Validate a hand-edited sd-scripts file, guessing its kind: returns (kind, one-line summary)."""
+    """Validate a hand-edited sd-scripts file, or a run folder, guessing its kind: returns (kind, summary).
+
+    A file inside a run folder's config/ is checked together with its sibling (the trainer reads both)."""
     path = Path(path)
+    root = _run_root(path)
+    if path.is_dir():
+        if root is None:
+            raise ConfigError(f"{path}: not a run folder (no run.json + config/training.toml) nor a config file")
+        training, dataset_config = validate_run_configs(root / "config" / "training.toml",
+                                                        root / "config" / "dataset.toml", root)
+        prompts = parse_prompt_file(root / "config" / "prompts.txt")
+        return "run folder", (f"{len(training)} training options, {len(dataset_config['datasets'])} dataset(s), "
+                              f"{len(prompts)} prompts")
     suffix = path.suffix.lower()
     data = load_toml(path) if suffix == ".toml" else None
     if suffix in (".txt", ".json") or (data is not None and "prompt" in data):
@@ -296,9 +303,13 @@ def check_file(path: Path) -> tuple[str, str]:
         return "sample prompts", f"{len(prompts)} prompts"
     if data is None:
         raise ConfigError(f"{path}: not a .toml config or a .txt/.toml/.json prompt file")
+    if root is not None:
+        validate_run_configs(root / "config" / "training.toml", root / "config" / "dataset.toml", root)
     if "datasets" in data or "general" in data:
         config = validate_dataset(data, str(path))
+        check_image_dirs(config, {}, str(path), root)
         subsets = sum(len(d.get("subsets", [])) for d in config["datasets"])
         return "dataset config", f"{len(config['datasets'])} dataset(s), {subsets} subset(s)"
     values = validate_training_toml(path)
+    check_network_weights(values, str(path), root)
     return "training config", f"{len(values)} train_network.py options"

@@ -32,6 +32,7 @@ from bespoke.kohya.launch import NEUTRAL_ACCELERATE_CONFIG, LaunchSpec, build_la
 from bespoke.kohya.options import options_source
 from bespoke.kohya.presets import ResolvedPreset, resolve_preset
 from bespoke.kohya.prompts import SamplePrompt, for_size, parse_prompt_file, render_prompts
+from bespoke.kohya.rules import check_image_dirs, check_network_weights
 from bespoke.kohya.tomlwriter import render_dataset_toml, render_training_toml
 from bespoke.kohya.validate import (
     check_consistency,
@@ -180,7 +181,7 @@ def _render(preset: ResolvedPreset, base_model: str, prepared: PreparedDataset, 
     training_text = render_training_toml(training, _header("Training config (--config_file)", run_id, preset))
     dataset_text = render_dataset_toml(dataset_config, _header("Dataset config (--dataset_config)", run_id, preset))
     validate_training(flatten_training(toml.loads(training_text)), str(paths.training_toml))
-    validate_dataset(toml.loads(dataset_text), str(paths.dataset_toml))
+    validate_dataset(toml.loads(dataset_text), str(paths.dataset_toml), training)
     check_consistency(training, dataset_config, str(paths.dataset_toml))
     return _Rendered(training, dataset_config, training_text, dataset_text, *prompts)
 
@@ -231,6 +232,9 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
         probe.training, probe.dataset_config, prepared.sha256, probe.prompts_text, layout)
     paths = RunPaths(Path(settings.outputs_dir) / run_id)
     rendered = _render(preset, base_model, prepared, paths, run_id, prompts)
+    # the files the trainer opens, from its working directory (the run folder)
+    check_image_dirs(rendered.dataset_config, rendered.training, str(paths.dataset_toml), paths.root)
+    check_network_weights(rendered.training, str(paths.training_toml), paths.root)
     argv, _env, env_overrides = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
     if paths.root.exists():
         return _existing(paths, rendered, argv, env_overrides, name if create else None)

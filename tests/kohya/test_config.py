@@ -201,9 +201,9 @@ caption_extension = ".txt"
 resolution = 64
 batch_size = 2
 enable_bucket = true
-min_bucket_reso = 32
+min_bucket_reso = 64
 max_bucket_reso = 128
-bucket_reso_steps = 16
+bucket_reso_steps = 64
 
   [[datasets.subsets]]
   image_dir = "/data/images"
@@ -231,10 +231,11 @@ def test_good_dataset_passes(tmp_path):
     ("resolution = 64", 'resolution = "64"', "key 'resolution' must be int or [int, int], got string '64'"),
     ("batch_size = 2", "batch_size = 2\nvalidation_split = 0",
      "key 'validation_split' must be float, got integer 0 (ints are not floats here: write 0.0)"),
-    ("min_bucket_reso = 32", "min_bucket_reso = 256",
-     "datasets[0]: min_bucket_reso 256 > resolution 64; sd-scripts asserts min_bucket_reso <= resolution"),
+    ("min_bucket_reso = 64", "min_bucket_reso = 256",
+     "datasets[0]: min_bucket_reso 256 > resolution 64 (sd-scripts asserts min_bucket_reso <= resolution)"),
     ("max_bucket_reso = 128", "max_bucket_reso = 48", "max_bucket_reso 48 < resolution 64"),
-    ("bucket_reso_steps = 16", "bucket_reso_steps = 12", "bucket_reso_steps 12 must be a positive multiple of 8"),
+    ("bucket_reso_steps = 64", "bucket_reso_steps = 32",
+     "datasets[0]: bucket_reso_steps = 32: SD 1.x needs a multiple of 64"),
     ("num_repeats = 2", 'num_repeats = 2\n  resize_interpolation = "nearst"', 'did you mean "nearest"'),
     ("enable_bucket = true", 'enable_bucket = "yes"', "key 'enable_bucket' must be bool"),
 ])

@@ -32,7 +32,6 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _FALLBACK_OPTIONS = [  # used only when no option table is found
     ("pretrained_model_name_or_path", "str"), ("output_dir", "str"), ("output_name", "str"),
     ("max_train_epochs", "int"), ("max_train_steps", "int"), ("save_every_n_epochs", "int"),
@@ -109,20 +108,14 @@ def read_config_from_file(args: argparse.Namespace, parser: argparse.ArgumentPar
     return args
 
 
-def _subsets(dataset_config: dict) -> list[tuple[dict, dict]]:
-    general = dataset_config.get("general", {})
-    out = []
-    for dataset in dataset_config.get("datasets", []):
-        for subset in dataset.get("subsets", []):
-            out.append(({**general, **{k: v for k, v in dataset.items() if k != "subsets"}}, subset))
-    return out
-
-
-def _images(image_dir: str) -> list[Path]:
-    folder = Path(image_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def _warn_missing_captions(images: list[Path], extension: str) -> None:
+    """Like DreamBoothDataset: a missing caption file is only a warning; the image trains with no caption."""
+    missing = [p for p in images if not p.with_suffix(extension).is_file()]
+    if missing:
+        print(f"WARNING  No caption file found for {len(missing)} images. Training will continue without captions "
+              f"for these images. If class token exists, it will be used.", file=sys.stderr)
+        for path in missing[:5]:
+            print(f"WARNING  {path}", file=sys.stderr)
 
 
 def _prompts(path: str | None) -> list[dict]:
@@ -225,7 +218,7 @@ def _save_model(path: Path, args, metadata: dict, epoch: int) -> None:
     from safetensors.numpy import save_file
 
     dim = int(args.network_dim or 4)
-    rng = np.random.default_rng(epoch)
+    rng = np.random.default_rng(max(epoch, 0))
     tensors = {
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": rng.normal(size=(dim, 8)).astype(np.float16),
         "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((8, dim), np.float16),
@@ -256,7 +249,6 @@ def _tqdm(step: int, total: int, started: float, loss: float) -> str:
 
 def train(args: argparse.Namespace) -> int:
     """The fake training loop; returns the process exit code."""
-    import toml
 
     record = os.environ.get("FAKE_TRAINER_RECORD")
     if record:
@@ -268,34 +260,42 @@ def train(args: argparse.Namespace) -> int:
         with open(record, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(seen) + "\n")
 
-    dataset_config = toml.load(str(args.dataset_config))
-    subsets = _subsets(dataset_config)
+    import fake_rules
+
+    dataset_config = _load_dataset_config(args.dataset_config)
     images: list[Path] = []
     datasets_meta = []
     num_images_repeats = 0
     batch_size = int(args.train_batch_size or 1)
     resolution = None
-    for dataset, subset in subsets:
-        found = _images(subset.get("image_dir", ""))
-        repeats = int(subset.get("num_repeats", dataset.get("num_repeats", 1)))
-        images += found
-        num_images_repeats += len(found) * repeats
-        batch_size = int(dataset.get("batch_size", batch_size))
-        resolution = dataset.get("resolution", resolution)
+    for values, subsets in fake_rules.resolved_datasets(dataset_config, vars(args)):
+        batch_size = int(values["batch_size"])
+        resolution = list(values["resolution"])
+        metas = []
+        for subset in subsets:
+            found = [Path(p) for p in fake_rules.images_of(subset.get("image_dir"))]
+            repeats = int(subset["num_repeats"])
+            _warn_missing_captions(found, subset["caption_extension"])
+            images += found
+            num_images_repeats += len(found) * repeats
+            metas.append({"img_count": len(found), "num_repeats": repeats,
+                          "image_dir": os.path.basename(str(subset.get("image_dir", "")))})
         datasets_meta.append({"is_dreambooth": True, "batch_size_per_device": batch_size,
-                              "resolution": [resolution, resolution] if isinstance(resolution, int) else resolution,
-                              "subsets": [{"img_count": len(found), "num_repeats": repeats,
-                                           "image_dir": os.path.basename(str(subset.get("image_dir", "")))}]})
-    if not images:
+                              "resolution": resolution, "subsets": metas})
+    if not images:  # checked_launch stops first; kept for callers of train() alone
         print("ERROR    No data found. Please verify arguments (train_data_dir must be the parent of folders "
               "with images) / 画像がありません。", file=sys.stderr)
         return 0
 
     steps_per_epoch = max(math.ceil(num_images_repeats / batch_size), 1)
-    num_epochs = int(args.max_train_epochs or math.ceil(int(args.max_train_steps or 1600) / steps_per_epoch))
+    if args.max_train_epochs is not None:  # like train_network.py: max_train_epochs overrides max_train_steps
+        num_epochs = int(args.max_train_epochs)
+        print(f"override steps. steps for {num_epochs} epochs is / 指定エポックまでのステップ数: "
+              f"{steps_per_epoch * num_epochs}")
+    else:
+        num_epochs = math.ceil(int(args.max_train_steps or 1600) / steps_per_epoch)
     args.max_train_epochs = num_epochs
     total_steps = steps_per_epoch * num_epochs
-    # like train_util: max_train_epochs overrides max_train_steps ("override steps. steps for N epochs is ...")
     args.max_train_steps = total_steps
     print("running training / 学習開始")
     print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {num_images_repeats}")
@@ -314,7 +314,7 @@ def train(args: argparse.Namespace) -> int:
         print(f"resume training from state: {args.resume}, epoch {first_epoch}")
 
     fail_at = int(os.environ.get("FAKE_TRAINER_FAIL_AT_STEP", "0") or 0)
-    if str(resolution) == os.environ.get("FAKE_TRAINER_FAIL_RESOLUTION", "") and resolution is not None:
+    if resolution is not None and str(resolution[0]) == os.environ.get("FAKE_TRAINER_FAIL_RESOLUTION", ""):
         fail_at = first_epoch * steps_per_epoch + 1
     hang_at = int(os.environ.get("FAKE_TRAINER_HANG_AT_STEP", "0") or 0)
     step_seconds = float(os.environ.get("FAKE_TRAINER_STEP_SECONDS", "0.02"))
@@ -323,7 +323,7 @@ def train(args: argparse.Namespace) -> int:
     name = args.output_name or "last"
     prompts = _prompts(args.sample_prompts)
     started = time.time()
-    every = int(args.save_every_n_epochs or 0)
+    every = args.save_every_n_epochs  # as train_network.py: 0 is a ZeroDivisionError after the first epoch
     sample_every = int(args.sample_every_n_epochs or 0)
     if args.sample_at_first and prompts and first_epoch == 0:
         _write_sample(args, 0, prompts, images)
@@ -346,7 +346,7 @@ def train(args: argparse.Namespace) -> int:
             sys.stderr.write(_tqdm(step, total_steps, started, loss))
             sys.stderr.flush()
         done = epoch + 1
-        if every and done % every == 0 and done < num_epochs:
+        if every is not None and done % int(every) == 0 and done < num_epochs:
             path = output_dir / f"{name}-{done:06d}.safetensors"
             _save_model(path, args, _metadata(args, done, step, datasets_meta, num_epochs, started), done)
             if args.save_state:
@@ -363,6 +363,55 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _die(message: str, logged: str | None = None) -> int:
+    """Fail like the real script: an optional ERROR log line, then a traceback ending in `message`, exit 1."""
+    if logged:
+        print(f"ERROR    {logged}", file=sys.stderr)
+    print("Traceback (most recent call last):\n  File \"train_network.py\", line 1, in <module> (fake)\n"
+          + message, file=sys.stderr)
+    return 1
+
+
+def _load_dataset_config(path) -> dict:
+    """config_util.load_user_config: .toml or .json by suffix, a missing file is a ValueError."""
+    import toml
+
+    name = str(path)
+    if not os.path.exists(name):
+        raise ValueError(f"file not found: {name}")
+    if name.lower().endswith(".json"):
+        return json.loads(Path(name).read_text(encoding="utf-8"))
+    if name.lower().endswith(".toml"):
+        return toml.load(name)
+    raise ValueError(f"not supported config file format / 対応していない設定ファイルの形式です: {name}")
+
+
+def checked_launch(args: argparse.Namespace) -> int | None:
+    """The real trainer's checks in its order, with its messages (fake_rules): before the dataset, the dataset
+    build ("No data found" exits 0), the accelerator, the model load, then what fails after it.
+    None when training may start, else the exit code."""
+    import fake_rules
+
+    options = vars(args)
+    for message in fake_rules.early_training_errors(options):
+        return _die(message)
+    user_config = _load_dataset_config(args.dataset_config)
+    for message in fake_rules.check_dataset(user_config, options):
+        if message == fake_rules.NO_DATA:
+            print(f"ERROR    {message}", file=sys.stderr)
+            return 0
+        invalid = message.startswith("voluptuous")
+        schema = "Invalid user config / ユーザ設定の形式が正しくないようです"
+        return _die(message, schema if invalid and "object value" not in message else
+                    "Invalid cmdline parsed arguments. This should be a bug." if invalid else None)
+    for message in fake_rules.accelerator_errors(options):
+        return _die(message)
+    print("INFO     load StableDiffusion checkpoint (fake: no model)", file=sys.stderr)
+    for message in fake_rules.late_training_errors(options):
+        return _die(message)
+    return None
+
+
 def main() -> int:
     parser = setup_parser()
     args = parser.parse_args()
@@ -374,6 +423,9 @@ def main() -> int:
                 "save_state_on_train_end", "output_name", "max_train_epochs"):
         if not hasattr(args, key):
             setattr(args, key, None)
+    stopped = checked_launch(args)
+    if stopped is not None:
+        return stopped
     if not args.output_dir:
         raise TypeError("expected str, bytes or os.PathLike object, not NoneType (output_dir is not set)")
     return train(args)
