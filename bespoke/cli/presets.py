@@ -14,7 +14,7 @@ def presets(as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from bespoke.console import console
+    from bespoke.console import out
     from bespoke.kohya.presets import list_presets, presets_folder
 
     rows = list_presets()
@@ -27,5 +27,5 @@ def presets(as_json):
     table.add_column("description")
     for row in rows:
         table.add_row(row["name"], row["role"], escape(row["description"]))
-    console.print(table)
-    console.print("layers: base <- res-R <- --preset NAME <- --set key=value")
+    out.print(table)
+    out.print("layers: base <- res-R <- --preset NAME <- --set key=value")

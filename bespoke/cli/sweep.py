@@ -62,7 +62,7 @@ def rows_to_json(rows) -> list[dict]:
 @click.pass_context
 def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process, as_json, quiet):
     """Train several runs: skip finished ones, continue past failures, end with a comparison table."""
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.pipeline import process_sweep_rows
     from bespoke.run.sweep import run_sweep
 
@@ -78,7 +78,7 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
     if as_json:
         click.echo(json.dumps(rows_to_json(outcome.rows), indent=2))
-    console.print(comparison_table(outcome.rows))
+    (console if as_json else out).print(comparison_table(outcome.rows))  # stdout: the JSON alone
     if outcome.interrupted:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped")
     bad = [r.run_id for r in outcome.rows if r.status not in ("finished",)]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
+from bespoke.review.assets import RunAssets, safe_name
 from bespoke.review.baseline import recorded_baseline, recorded_epochs
 
 
@@ -29,8 +30,23 @@ class RunView:
     report: dict
     method: str | None
     training_toml: str | None = None
-    loss: list[dict] = field(default_factory=list)
+    loss: dict[int, float] = field(default_factory=dict)  # per-epoch training loss
+    loss_source: str = ""  # where `loss` came from (TensorBoard, the trainer log, the simulator)
     sheets: list[Path] = field(default_factory=list)
+    assets: RunAssets = field(default_factory=RunAssets)
+    plain: bool = False  # a folder of images, not a run
+    label_override: str | None = None  # set by label_views when several runs share a label
+
+    @property
+    def key(self) -> str:
+        """The run's folder name inside the review's img/ and sheets/ folders."""
+        return safe_name(self.run_id)
+
+    @property
+    def name(self) -> str | None:
+        """The user's label of the run (run.json `name`), None when it has none."""
+        name = self.manifest.get("name")
+        return str(name) if name else None
 
     @property
     def simulated(self) -> bool:
@@ -38,11 +54,50 @@ class RunView:
         return bool(self.manifest.get("simulated") or self.report.get("simulated"))
 
     @property
-    def label(self) -> str:
-        """The run's name in legends: its resolution ('512 px'), else its id; '(simulated)' when simulated."""
+    def base_label(self) -> str:
+        """The user's name of the run, else its resolution ('512 px'), else its id."""
         resolution = self.manifest.get("resolution")
-        name = f"{resolution} px" if resolution else self.run_id
-        return name + (" (simulated)" if self.simulated else "")
+        return self.name or (f"{resolution} px" if resolution else self.run_id)
+
+    @property
+    def label(self) -> str:
+        """The run's name in legends (unique among the reviewed runs once label_views ran); '(simulated)'
+        when simulated."""
+        return (self.label_override or self.base_label) + (" (simulated)" if self.simulated else "")
+
+
+def _facts(view: RunView) -> dict[str, str]:
+    """What can tell runs apart: preset, resolution, layout and each --set override (key -> value)."""
+    m = view.manifest
+    facts = {"preset": str(m.get("preset") or "default"), "resolution": f"{m.get('resolution')} px",
+             "layout": str(m.get("layout") or "stretch")}
+    for override in m.get("overrides") or []:
+        key, _, value = str(override).partition("=")
+        facts[key.strip()] = value.strip()
+    return facts
+
+
+def differences(views: list[RunView]) -> dict[str, list[str]]:
+    """Per run id, the facts (preset, resolution, layout, overrides) that are not the same in every run;
+    empty lists for a single run."""
+    facts = {v.run_id: _facts(v) for v in views}
+    keys = list(dict.fromkeys(k for f in facts.values() for k in f))
+    varying = [k for k in keys if len({f.get(k) for f in facts.values()}) > 1]
+    return {rid: [f"{k}={f[k]}" if k not in ("preset", "resolution", "layout") else f[k]
+                  for k in varying if k in f] for rid, f in facts.items()}
+
+
+def label_views(views: list[RunView]) -> None:
+    """Make every run's label unique: runs that share a name (or have none and share a resolution) get what
+    differs between them appended, else their id."""
+    diffs = differences(views)
+    counts: dict[str, int] = {}
+    for view in views:
+        counts[view.base_label] = counts.get(view.base_label, 0) + 1
+    for view in views:
+        if counts[view.base_label] > 1:
+            extra = ", ".join(d for d in diffs[view.run_id] if not d.endswith(" px")) or view.run_id
+            view.label_override = f"{view.base_label} · {extra}"
 
 
 def load_baseline() -> Baseline:
@@ -60,6 +115,11 @@ def load_baseline() -> Baseline:
         "per_epoch": {number: float(e["mean"]) for number, e in recorded_epochs().items()},
         "source": f"recorded CAPTION_FIX evaluation ({resolution} px, epoch {epoch})",
     }
+
+
+def baseline_applies(view: RunView, baseline: Baseline) -> bool:
+    """The recorded baseline is a comparison only for runs at its resolution (512 px)."""
+    return view.manifest.get("resolution") == baseline["resolution"]
 
 
 def method_stat(stats: dict, method: str | None, key: str) -> Any:

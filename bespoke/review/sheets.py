@@ -352,7 +352,8 @@ def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, s
     draw.text((x + PAD, ty), f"{colors} colours" if colors is not None else "-", fill=INK, font=fonts.text)
     coverage = sample.get("top10_coverage")
     if coverage is not None:
-        draw.text((x + PAD, ty + 16), f"top10 {coverage:.0%}", fill=MUTED, font=fonts.small)
+        # "top10 2%" read as "top 102%": say what the share is of, with a space before %
+        draw.text((x + PAD, ty + 16), f"top-10 share {100 * coverage:.0f} %", fill=MUTED, font=fonts.small)
     if candidate:
         clean = bool(candidate.get("clean"))
         draw.text((cx, ty), f"{method} {candidate.get('colors')}", fill=CLEAN if clean else INK, font=fonts.text)
