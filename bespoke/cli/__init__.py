@@ -15,6 +15,7 @@ from bespoke.cli.check import check
 from bespoke.cli.common import BespokeGroup
 from bespoke.cli.demo import demo
 from bespoke.cli.doctor import doctor
+from bespoke.cli.export import export
 from bespoke.cli.generate import generate
 from bespoke.cli.inspect import inspect
 from bespoke.cli.plan import plan
@@ -58,5 +59,5 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
 
 
 for _command in (prepare, plan, presets, check, train, sweep, runs, doctor, process, review, generate, inspect,
-                 baseline, demo):
+                 export, baseline, demo):
     main.add_command(_command)

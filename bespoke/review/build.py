@@ -192,7 +192,9 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
     return base / f"review-{digest}"
 
 
-def _load(path: Path, method: str | None, process: bool, progress: bool, processed: list) -> RunView:
+def view_of(path: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
+            processed: list | None = None) -> RunView:
+    """The RunView of a run folder or of a plain folder of samples (processed first when stale)."""
     folder = plain_folder(path)
     if folder is not None:
         return load_plain_view(folder, method=method, process=process, progress=progress, processed=processed)
@@ -217,7 +219,7 @@ def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: st
         raise UsageError("review: give at least one run folder, run id or folder of samples")
     run_dirs = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))
     processed: list[str] = []
-    views = [_load(p, method, process, progress, processed) for p in run_dirs]
+    views = [view_of(p, method=method, process=process, progress=progress, processed=processed) for p in run_dirs]
     html = _page_path(views, run_dirs, out_dir, outputs_dir)
     sheets = {}
     for view in views:
