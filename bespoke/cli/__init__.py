@@ -17,6 +17,7 @@ from bespoke.cli.demo import demo
 from bespoke.cli.doctor import doctor
 from bespoke.cli.export import export
 from bespoke.cli.generate import generate
+from bespoke.cli.import_ import import_
 from bespoke.cli.inspect import inspect
 from bespoke.cli.plan import plan
 from bespoke.cli.prepare import prepare
@@ -59,5 +60,5 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
 
 
 for _command in (prepare, plan, presets, check, train, sweep, runs, doctor, process, review, generate, inspect,
-                 export, baseline, demo):
+                 export, import_, baseline, demo):
     main.add_command(_command)
