@@ -188,10 +188,35 @@ def test_cli_review_one_and_two_runs(two_runs):
 def test_cli_open_uses_a_file_url(two_runs, monkeypatch):
     _, a, _ = two_runs
     opened = []
-    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url))
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
     result = CliRunner().invoke(main, ["review", str(a), "--open", "--quiet"])
     assert result.exit_code == 0, result.output
     assert opened == [(RunPaths(a).report_dir / "index.html").resolve().as_uri()]
+    assert "no web browser" not in result.stderr
+
+
+def test_cli_open_on_a_headless_box_says_where_the_report_is(two_runs, monkeypatch):
+    _, a, _ = two_runs
+    monkeypatch.setattr("webbrowser.open", lambda url: False)  # what webbrowser does without a browser
+    result = CliRunner().invoke(main, ["review", str(a), "--open", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = RunPaths(a).report_dir
+    assert f"no web browser here: copy {report} to a machine with one and open index.html" in result.stderr
+    assert result.stdout.strip() == f"report: {report / 'index.html'}"  # the result alone on stdout
+
+
+def test_piped_output_is_never_wrapped_or_cut(two_runs, tmp_path):
+    import subprocess
+    import sys
+
+    _, a, _ = two_runs
+    deep = tmp_path / ("a-very-long-folder-name-that-would-wrap-at-eighty-columns-" * 3) / "sweep"
+    done = subprocess.run([sys.executable, "-m", "bespoke", "review", str(a), "--out", str(deep)],
+                          capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                             "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"report: {deep / 'index.html'}" in done.stdout.splitlines()  # one line, whole
+    assert "…" not in done.stdout and "\x1b[" not in done.stdout  # no truncated cells, no colour codes
 
 
 def test_a_folder_of_images_that_cannot_be_read(tmp_path):
@@ -270,9 +295,16 @@ def test_loss_history_falls_back_to_the_train_log(tmp_path):
         {"epoch": 1, "step": 1, "loss": 0.2}, {"epoch": 1, "step": 2, "loss": 0.15},
         {"epoch": 2, "step": 3, "loss": 0.125}, {"epoch": 2, "step": 4, "loss": 0.1},
     ]
-    recorded = [{"step": 1, "epoch": 1, "loss": 0.3}]
+    # per epoch: the running average at each epoch's last step (what sd-scripts logs as loss/epoch_average)
+    assert review.epoch_loss(run, manifest) == ({1: 0.15, 2: 0.1}, "the trainer log's avr_loss at the last step "
+                                                "of each epoch")
+    recorded = [{"step": 1, "epoch": 1, "loss": 0.3}, {"step": 2, "epoch": 1, "loss": 0.1}]
     manifest.loss_history = recorded  # a simulated run's curve wins over any log
     assert review.loss_history(run, manifest) == recorded
+    assert review.epoch_loss(run, manifest)[0] == {1: pytest.approx(0.2)}  # per-step losses: their mean
+    shutil.copytree(Path(__file__).parent / "data" / "tensorboard", RunPaths(run).tensorboard_dir)
+    losses, source = review.epoch_loss(run, manifest)  # the trainer's own event files win
+    assert {e: round(v, 3) for e, v in losses.items()} == {1: 0.13, 2: 0.11, 3: 0.09} and "TensorBoard" in source
 
 
 def test_report_of_another_kind_is_refused(two_runs):
