@@ -17,7 +17,8 @@ def epoch_table(view):
     method = view.method or "-"
     best = (view.report.get("best") or {}).get("epoch")
     sim = " [bold white on red] SIMULATED [/]" if view.simulated else ""
-    table = Table(title=f"{view.run_id}{sim}  candidates: {method}", title_justify="left")
+    name = f" ({view.name})" if getattr(view, "name", None) else ""
+    table = Table(title=f"{view.run_id}{name}{sim}  candidates: {method}", title_justify="left")
     for name in ("epoch", "samples", "colours", "clean %", "cand colours", "cand clean %", "off-palette",
                  "grid err"):
         table.add_column(name, justify="right")

@@ -246,7 +246,8 @@ def summary(result: ReviewResult) -> dict:
         "processed": result.processed,
         "runs": [
             {
-                "run_id": v.run_id, "run_dir": str(v.run_dir), "simulated": v.simulated, "method": v.method,
+                "run_id": v.run_id, "name": v.name, "label": v.label, "run_dir": str(v.run_dir),
+                "simulated": v.simulated, "method": v.method,
                 "best": v.report.get("best"), "epochs": v.report.get("epochs"),
                 "sheets": [str(p) for p in result.sheets.get(v.run_id, [])],
             }

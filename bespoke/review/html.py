@@ -199,9 +199,14 @@ def _run_section(view: RunView, page_dir: Path) -> list[str]:
                    + "</details>")
     errors = view.report.get("errors") or []
     if errors:
+        hint = ""
+        if any("not square" in str(e.get("error")) for e in errors):
+            hint = ('<p class="muted">bespoke finds the 24-cell grid on a square picture and does not guess which '
+                    "part of a wider or taller image is the portrait: crop these to the square art and review "
+                    "again.</p>")
         out.append('<div class="card"><h3>Samples that could not be processed</h3><ul>' + "".join(
             f"<li><code>{escape(Path(str(e.get('file'))).name)}</code>: {escape(str(e.get('error')))}</li>"
-            for e in errors) + "</ul></div>")
+            for e in errors) + "</ul>" + hint + "</div>")
     out.append(f"<h3>Samples and {escape(view.method or 'no')} candidates ({CAND_PX} px; click one to compare "
                "it with the nearest training image)</h3>")
     out.append(samples_html(view))

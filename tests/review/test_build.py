@@ -318,3 +318,16 @@ def test_report_of_another_kind_is_refused(two_runs):
     assert "not a bespoke process report of schema 1" in result.output
     assert json.loads(path.read_text())["schema_version"] == 99
     assert not (RunPaths(a).report_dir / "index.html").exists()
+
+
+def test_non_square_samples_are_listed_with_why(two_runs, tmp_path):
+    from PIL import Image
+
+    _, run, _ = two_runs
+    folder = tmp_path / "mixed"
+    shutil.copytree(RunPaths(run).sample_dir, folder)
+    Image.new("RGB", (96, 64), (200, 10, 10)).save(folder / "wide.png")
+    result = CliRunner().invoke(main, ["review", str(folder)])
+    assert result.exit_code == 0, result.output
+    text = (folder / "bespoke_process" / "report" / "index.html").read_text()
+    assert "<code>wide.png</code>: not square (96x64)" in text and "crop these to the square art" in text
