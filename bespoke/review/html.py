@@ -52,7 +52,8 @@ pre{background:#f4f5f7;border:1px solid var(--line);border-radius:4px;padding:8p
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 .grid-wrap{overflow-x:auto}table.samples td{vertical-align:top;text-align:left;padding:4px}
 table.samples th{font-weight:500;font-size:12px;min-width:300px;max-width:300px;text-align:left;vertical-align:bottom;white-space:normal;overflow-wrap:normal;word-break:normal}
-table.samples td.ep{vertical-align:middle;text-align:center}
+table.samples th:first-child{min-width:0;width:56px}table.samples td.ep{vertical-align:middle;text-align:center;width:56px}
+table.summary td:first-child{white-space:nowrap}
 .cell{width:300px;border:2px solid transparent;border-radius:4px;padding:2px}.cell:hover{border-color:#9ab}
 .cell.near-copy{border-color:#e08a00}.cell.degenerate{border-color:#c81e28;border-style:dashed}
 button.cmp{display:flex;gap:4px;padding:0;border:0;background:none;cursor:zoom-in}
@@ -91,6 +92,8 @@ JS = """
     document.getElementById('cmp-tc').textContent=c.dataset.tcap||''; cmp.classList.add('open');
   });
   cmp.addEventListener('click',function(){cmp.classList.remove('open');});
+  var m=/^#compare=(\\d+)$/.exec(location.hash);  /* a link to one comparison: index.html#compare=N */
+  if(m){var bs=document.querySelectorAll('button.cmp'); if(bs[+m[1]]) bs[+m[1]].click();}
   document.addEventListener('keydown',function(e){if(e.key==='Escape'){box.classList.remove('open');cmp.classList.remove('open');}});
   window.addEventListener('load',function(){
     var ok=0,bad=0; Array.prototype.forEach.call(document.images,function(i){
