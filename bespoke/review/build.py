@@ -210,6 +210,14 @@ def _page_path(views: list[RunView], run_dirs: list[Path], out_dir: Path | None,
     return review_dir_for(run_dirs, outputs_dir) / "index.html"
 
 
+def _prune_sheets(folder: Path, keep: set[Path]) -> None:
+    """Remove contact sheets of earlier reviews from the review folder (it is copied as a whole)."""
+    if folder.is_dir():
+        for path in folder.rglob("*.png"):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+
+
 def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: str | None = None,
                 outputs_dir: Path | None = None, process: bool = True, progress: bool = True,
                 single_file: bool = False) -> ReviewResult:
@@ -227,6 +235,7 @@ def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: st
                                        simulated=view.simulated, out_dir=html.parent / "sheets" / view.key)
         view.sheets = [s.path for s in written]
         sheets[view.run_id] = view.sheets
+    _prune_sheets(html.parent / "sheets", {p for paths in sheets.values() for p in paths})
     title = f"bespoke review — {views[0].run_id}" if len(views) == 1 else f"bespoke review — {len(views)} runs"
     build_html(views, html, title=title, generated=now_iso(), single_file=single_file)
     return ReviewResult(html=html, sheets=sheets, views=views, processed=processed,
