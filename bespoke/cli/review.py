@@ -30,7 +30,7 @@ def epoch_table(view):
         ms = ((stats.get("methods") or {}).get(view.method) or {}) if view.method else {}
         is_best = best is not None and stats.get("epoch") == best
         table.add_row(
-            f"{stats.get('epoch', '?')}{' *' if is_best else ''}", str(stats.get("samples", "-")),
+            f"{'?' if stats.get('epoch') is None else stats['epoch']}{' *' if is_best else ''}", str(stats.get("samples", "-")),
             fmt(stats.get("colors_nearest_mean")), fmt(stats.get("clean_pct"), "{:.0f}"),
             fmt(ms.get("colors_mean")), fmt(ms.get("clean_pct"), "{:.0f}"),
             fmt(ms.get("off_palette_mean"), "{:.1%}"), fmt(ms.get("grid_error_mean")),

@@ -176,7 +176,11 @@ def _page(views: list[RunView], page_dir: Path, *, baseline: Baseline | None, ti
     if generated:
         body.append(f'<p class="muted">Generated {escape(generated)} by bespoke review.</p>')
     body.append('<h2>Which epoch, which run</h2><div class="card">' + summary_table(views, baseline) + "</div>")
-    body.append("<h2>Per epoch</h2>" + charts_html(views, baseline))
+    if any(e.get("epoch") is not None for v in views for e in v.report.get("epochs") or []):
+        body.append("<h2>Per epoch</h2>" + charts_html(views, baseline))
+    else:  # a folder of images that are no sd-scripts samples: nothing to plot against epochs
+        body.append('<p class="muted">No per-epoch charts: the file names carry no epoch (sd-scripts names its '
+                    "samples <code>&lt;name&gt;_e000008_00_&lt;time&gt;_&lt;seed&gt;.png</code>).</p>")
     for view in views:
         body += _run_section(view, page_dir)
     body.append("</main>")

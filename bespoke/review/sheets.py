@@ -151,8 +151,8 @@ def pick_method(report: dict, method: str | None = None) -> str | None:
 
 def prompt_label(sample: dict | None, column: int) -> str:
     """A short column title: the prompt without the shared caption prefix."""
-    if column >= 1000:
-        return "(no prompt index)"
+    if column >= 1000:  # a file that is no sd-scripts sample: its own name says what it is
+        return str((sample or {}).get("name") or "(no prompt index)")
     text = (sample or {}).get("prompt") or ""
     for prefix in ("pixel art, 24x24, portrait of bespoke punk ", "pixel art, 24x24, "):
         if text.startswith(prefix):
