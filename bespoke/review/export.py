@@ -191,6 +191,8 @@ def export_epoch(folder: Path, report: dict, *, epoch: int, method: str, out_dir
                 "epoch": epoch, "method": method, "scale": scale, "cell": CELL, "columns": columns,
                 "palette_colours": len(palette), "images": entries, "left_out": left_out, "files": files}
     atomic_write_json(out_dir / "manifest.json", manifest)
+    for name in ("palette.gpl", "palette.hex", "manifest.json"):  # readable like the PNGs beside them
+        (out_dir / name).chmod(0o644)
     return ExportResult(out_dir, epoch, method, len(entries), len(palette), manifest)
 
 

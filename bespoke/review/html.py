@@ -145,8 +145,12 @@ def build_html(views: list[RunView], out_path: Path, *, baseline: Baseline | Non
     out_path = Path(out_path)
     page = _page(views, out_path.parent, baseline=baseline, title=title, generated=generated)
     atomic_write_text(out_path, page)
+    written = [out_path]
     if single_file:
         atomic_write_text(single_file_path(out_path), _inline(page, out_path.parent))
+        written.append(single_file_path(out_path))
+    for path in written:  # readable like the images beside it (the atomic temp file is owner-only)
+        path.chmod(0o644)
     return out_path
 
 
