@@ -168,11 +168,16 @@ def best_epoch(report: dict) -> int | None:
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
+    """`text`, or as many whole words of it as fit with "…" (a cut word reads as another word)."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > width:
+    words = text.split(" ")
+    while len(words) > 1 and draw.textlength(" ".join(words) + "…", font=font) > width:
+        words.pop()
+    text = " ".join(words).rstrip(",;:")
+    while text and draw.textlength(text + "…", font=font) > width:  # one long word: cut it after all
         text = text[:-1]
-    return text + "..."
+    return text + "…"
 
 
 def _load(path: Path, size: tuple[int, int], resample: Image.Resampling) -> Image.Image | None:
