@@ -71,3 +71,21 @@ def test_prompt_headers_end_at_a_word():
     label = header_label(text, 60)
     assert label.endswith("…") and text.startswith(label[:-1]) and text[len(label) - 1] in " ,"
     assert header_label("short", 60) == "short"
+
+
+def test_images_are_reused_and_stale_ones_removed(tmp_path):
+    run = simulated_run(tmp_path, "64-cache-11111111", resolution=64, prompts=1, epochs=1)
+    report = json.loads((run / "report/report.json").read_text())
+    page = tmp_path / "out" / "index.html"
+    html.build_html([_view(run, report, tmp_path)], page)
+    thumbs = sorted((page.parent / "img").rglob("*.webp"))
+    assert len(thumbs) == len(report["samples"])
+    with Image.open(thumbs[0]) as img:
+        assert max(img.size) <= 288
+    before = {p: p.stat().st_mtime_ns for p in thumbs}
+    stale = page.parent / "img" / "old-run" / "s" / "x.webp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    html.build_html([_view(run, report, tmp_path)], page)
+    assert {p: p.stat().st_mtime_ns for p in thumbs} == before  # up to date: not rewritten
+    assert not stale.exists()  # a copied folder carries only what the page shows
