@@ -3,9 +3,14 @@
     .venv/bin/python benchmarks/bench_review.py [--epochs 10] [--prompts 8] [--keep DIR]
 
 Stages, each timed on its own: plan (prepare + configs, the four real runs), simulate (the samples),
-process (every method + metrics, bespoke.process), sheets (contact sheets PNG), html (the page). Wall
-seconds and CPU seconds (this process + its children: process uses a worker pool) are both shown: on a
-busy machine wall time grows, CPU time does not. The target is "seconds" for sheets + html.
+process (every method + metrics, bespoke.process), then the review itself as `bespoke review` builds it
+(reports loaded, contact sheets, thumbnails and candidate copies into the review folder, the page), a second
+review (images up to date: only the page is rewritten) and `--single-file`. Wall seconds and CPU seconds
+(this process + its children: process uses a worker pool) are both shown: on a busy machine wall time grows,
+CPU time does not.
+
+Targets (issue 14): the review of 4 runs x 10 epochs x 8 prompts builds in < 10 s on a 2-core box, and
+index.html stays under 1 MB (the images are files beside it; the whole folder and the single file are shown).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TARGET_SECONDS = 10.0
+TARGET_PAGE_MB = 1.0
 
 
 def _cpu() -> float:
@@ -55,15 +63,13 @@ def run(args, root: Path) -> None:
     """Build the sweep in `root` and print the timings."""
     from rich.table import Table
 
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.dataset.layout import RESOLUTIONS
     from bespoke.dataset.synthetic import write_dataset
     from bespoke.demo.demo import DATASET_NAME, demo_prompts
     from bespoke.demo.simulator import simulate_run
-    from bespoke.review.build import load_view
-    from bespoke.review.html import build_html
+    from bespoke.review.build import review_runs
     from bespoke.review.process import process_path
-    from bespoke.review.sheets import build_contact_sheets
     from bespoke.run.plan import PlanRequest, plan_run
     from bespoke.settings import load_settings
 
@@ -94,16 +100,14 @@ def run(args, root: Path) -> None:
     for run, resolution in zip(runs, RESOLUTIONS, strict=True):
         timer.run(f"process {resolution} px", per_run * args.prompts,
                   lambda run=run: process_path(run, palette="dataset", progress=False))
-    views = timer.run("load reports", len(runs), lambda: [load_view(r, process=False) for r in runs])
-
-    def sheets():
-        for view in views:
-            view.sheets = [s.path for s in build_contact_sheets(view.run_dir, view.report, method=view.method,
-                                                                 run_id=view.run_id, simulated=view.simulated)]
-
-    timer.run("sheets (4 runs)", samples, sheets)
-    html = root / "outputs" / "review-bench" / "index.html"
-    timer.run("html (1 page)", samples, lambda: build_html(views, html))
+    review_dir = root / "outputs" / "review-bench"
+    timer.run("review (sheets + images + page)", samples,
+              lambda: review_runs(runs, out_dir=review_dir, process=False, progress=False))
+    timer.run("review again (images cached)", samples,
+              lambda: review_runs(runs, out_dir=review_dir, process=False, progress=False))
+    single = timer.run("review --single-file", samples,
+                       lambda: review_runs(runs, out_dir=review_dir, process=False, progress=False,
+                                           single_file=True)).single_file
 
     table = Table(title=f"review benchmark: {len(runs)} runs x {args.epochs} epochs (+e0) x {args.prompts} prompts "
                         f"= {samples} samples", title_justify="left")
@@ -113,12 +117,24 @@ def run(args, root: Path) -> None:
     for name, wall, cpu, items in timer.rows:
         table.add_row(name, str(items), f"{wall:.2f}", f"{cpu:.2f}", f"{1000 * wall / max(1, items):.1f}",
                       f"{wall / total:.0%}")
-    review = sum(r[1] for r in timer.rows if r[0].startswith(("load", "sheets", "html")))
+    review = next(r[1] for r in timer.rows if r[0].startswith("review ("))
     table.add_row("total", str(samples), f"{total:.2f}", f"{sum(r[2] for r in timer.rows):.2f}", "", "100%",
                   style="bold")
-    console.print(table)
-    console.print(f"review itself (load + sheets + html): {review:.2f} s wall = {review / total:.0%} of the pipeline; "
-                  f"page {html.stat().st_size / 1e6:.2f} MB", soft_wrap=True)
+    out.print(table)
+    page = (review_dir / "index.html").stat().st_size
+    sizes = Table(title="review folder", title_justify="left")
+    for name in ("part", "files", "MB"):
+        sizes.add_column(name, justify="right" if name != "part" else "left")
+    for part in ("img", "sheets"):
+        files = [p for p in (review_dir / part).rglob("*") if p.is_file()]
+        sizes.add_row(f"{part}/", str(len(files)), f"{sum(p.stat().st_size for p in files) / 1e6:.2f}")
+    sizes.add_row("index.html", "1", f"{page / 1e6:.2f}")
+    sizes.add_row("review.html (--single-file)", "1", f"{single.stat().st_size / 1e6:.2f}")
+    out.print(sizes)
+    out.print(f"review build: {review:.2f} s wall (target < {TARGET_SECONDS:.0f} s: "
+              f"{'met' if review < TARGET_SECONDS else 'MISSED'}); index.html {page / 1e6:.2f} MB "
+              f"(target < {TARGET_PAGE_MB:.0f} MB: {'met' if page / 1e6 < TARGET_PAGE_MB else 'MISSED'})",
+              soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from bespoke.cli.check import check
 from bespoke.cli.common import BespokeGroup
 from bespoke.cli.demo import demo
 from bespoke.cli.doctor import doctor
+from bespoke.cli.export import export
 from bespoke.cli.generate import generate
+from bespoke.cli.import_ import import_
 from bespoke.cli.inspect import inspect
 from bespoke.cli.plan import plan
 from bespoke.cli.prepare import prepare
@@ -59,5 +61,5 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
 
 
 for _command in (prepare, plan, presets, check, train, sweep, cancel, runs, doctor, process, review, generate,
-                 inspect, baseline, demo):
+                 inspect, export, import_, baseline, demo):
     main.add_command(_command)

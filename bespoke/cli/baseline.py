@@ -96,7 +96,7 @@ def render_compare(rows: list[dict], evaluation: dict, console) -> None:
 @click.pass_context
 def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):
     """The 7-prompt baseline protocol on every epoch of RUN; writes RUN/report/baseline_eval.json."""
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.review.baseline import evaluate_run
 
     settings = get_settings(ctx)
@@ -106,7 +106,7 @@ def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    render_evaluation(result, console)
+    render_evaluation(result, out)
     console.print(f"written: {run_dir / 'report' / 'baseline_eval.json'}")
 
 
@@ -116,7 +116,7 @@ def evaluate_cmd(ctx, run, seeds_per_prompt, via, force, quiet, as_json):
 @click.pass_context
 def compare_cmd(ctx, run, as_json):
     """RUN vs the recorded baseline, epoch by epoch (evaluates RUN's training samples first if needed)."""
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.review.baseline import compare
 
     settings = get_settings(ctx)
@@ -130,4 +130,4 @@ def compare_cmd(ctx, run, as_json):
         return
     if result["evaluated_now"]:
         console.print("no baseline_eval.json yet: evaluated the run's training samples first")
-    render_compare(rows, evaluation, console)
+    render_compare(rows, evaluation, out)

@@ -17,7 +17,7 @@ def check(files):
     image_dir, network_weights). A file inside a run folder is checked together with its sibling config."""
     from rich.markup import escape
 
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.errors import BespokeError, ConfigError
     from bespoke.kohya.validate import check_file
 
@@ -29,6 +29,6 @@ def check(files):
             failed.append(name)
             console.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
             continue
-        console.print(f"[green]ok[/green]    {escape(name)}: {kind}, {summary}", soft_wrap=True)
+        out.print(f"[green]ok[/green]    {escape(name)}: {kind}, {summary}", soft_wrap=True)
     if failed:
         raise ConfigError(f"{len(failed)} of {len(files)} file(s) failed the check")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-import webbrowser
 
 import click
 
 from bespoke.cli.common import get_settings
-from bespoke.cli.review import epoch_table
+from bespoke.cli.review import epoch_table, open_report
 
 
 @click.command()
@@ -30,7 +29,7 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
     """
     from rich.markup import escape
 
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.demo.demo import run_demo
     from bespoke.review.build import best_rules
 
@@ -51,11 +50,11 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
     if not quiet:
         review = result.review
         for view in review.views:
-            console.print(epoch_table(view))
+            out.print(epoch_table(view))
         for rule in best_rules(review.views):
             console.print(f"[dim]best-epoch rule: {rule}[/]")
         stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
         console.print(f"time: {stages}; total {time.perf_counter() - started:.1f}s")
-    console.print(f"[bold]report:[/] {escape(str(result.html))}", soft_wrap=True)
+    out.print(f"[bold]report:[/] {escape(str(result.html))}", soft_wrap=True)
     if open_browser:
-        webbrowser.open(result.html.resolve().as_uri())
+        open_report(result.html, lambda text: console.print(escape(text), soft_wrap=True))

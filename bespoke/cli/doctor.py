@@ -15,20 +15,21 @@ from bespoke.errors import BespokeError
 @click.pass_context
 def doctor(ctx, as_json):
     """Is this machine ready to train? Checks sd-scripts, its Python, accelerate, torch/GPU, base model, disk, keys."""
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.run.doctor import run_checks
 
     checks = run_checks(get_settings(ctx))
     if as_json:
         click.echo(json.dumps([c.to_json() for c in checks], indent=2))
+    report = console if as_json else out  # with --json, stdout carries the JSON alone
     style = {"ok": "green", "warning": "yellow", "error": "red", "info": "cyan"}
     for check in checks:
-        console.print(f"[{style[check.level]}]{check.level:>7}[/] {check.name}: {check.message}", highlight=False)
+        report.print(f"[{style[check.level]}]{check.level:>7}[/] {check.name}: {check.message}", highlight=False)
         if check.fix and check.level in ("warning", "error"):
-            console.print(f"          fix: {check.fix}", highlight=False, markup=False)
+            report.print(f"          fix: {check.fix}", highlight=False, markup=False)
     errors = [c for c in checks if c.level == "error"]
     if errors:
         error = BespokeError(f"doctor found {len(errors)} problem(s); fix them as shown above")
         error.exit_code = 1
         raise error
-    console.print("[green]ready to train[/]")
+    report.print("[green]ready to train[/]")

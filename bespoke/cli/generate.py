@@ -30,7 +30,7 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     RUN/generated/e<epoch>/ with generate.json beside them, then `process` on that folder."""
     from rich.markup import escape
 
-    from bespoke.console import console
+    from bespoke.console import out
     from bespoke.pipeline import generate_and_process
     from bespoke.run.generate import GenerateRequest, parse_seeds
 
@@ -43,12 +43,12 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    console.print(f"epoch {result['epoch']}: {len(result['images'])} images "
+    out.print(f"epoch {result['epoch']}: {len(result['images'])} images "
                   f"({len(result['prompts'])} prompts x {len(result['seeds'])} seeds) in {escape(result['outdir'])}"
                   + (" (reused)" if result.get("reused") else ""))
     report = result.get("report")
     if report:
         for row in report["epochs"]:
-            console.print(f"  processed {row['samples']} images: colors_nearest mean "
+            out.print(f"  processed {row['samples']} images: colors_nearest mean "
                           f"{row['colors_nearest_mean']:.1f}, clean {row['clean_pct']:.0f} %; "
                           f"report {escape(report['report'])}")

@@ -82,7 +82,7 @@ def render_summary(entry: dict, console) -> None:
         mismatches = entry.get("mismatches") or []
         table.add_row("vs run config", "[green]agrees[/green]" if not mismatches else
                       "[red]" + escape("; ".join(mismatches)) + "[/red]")
-    console.print(Panel(table, title=escape(entry["file"]), title_align="left"))
+    console.print(Panel(table, title=escape(entry["file"]), title_align="left", expand=False))
 
 
 def _short(name: str, prefix: str) -> str:
@@ -133,7 +133,7 @@ def inspect(ctx, path, as_json):
     PATH is a .safetensors file (full summary), a run (folder, run id or unique id prefix) or a folder of
     checkpoints (one line per checkpoint). Inside a run, each checkpoint is checked against the run's config.
     """
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.run.inspect import inspect_path
 
     target = find_run(path, get_settings(ctx).outputs_dir) or Path(path).expanduser().resolve()
@@ -143,9 +143,9 @@ def inspect(ctx, path, as_json):
     if as_json:
         click.echo(json.dumps(_to_json(result), indent=2, ensure_ascii=False))
     elif result["kind"] == "file":
-        render_summary(result, console)
+        render_summary(result, out)
     else:
-        render_folder(result, console)
+        render_folder(result, out)
     bad = [e for e in ([result] if result["kind"] == "file" else result["checkpoints"]) if e.get("mismatches")]
     if bad and not as_json:
         console.print(f"[yellow]{len(bad)} checkpoint(s) disagree with the run's config[/yellow]")

@@ -55,7 +55,7 @@ def plan_summary(plan) -> dict:
 
 
 def render_plan(plan, console, sd_scripts=None) -> None:
-    """Human summary of a plan on the console (stderr)."""
+    """Human summary of a plan on `console` (the plan command passes stdout: it is the command's result)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -109,7 +109,7 @@ def render_plan(plan, console, sd_scripts=None) -> None:
 def plan(ctx, resolution, preset, name, dataset, overrides, prompts, layout, background, trigger, as_json):
     """Write outputs/<run-id>/ with validated training.toml, dataset.toml, prompts.txt and run.json
     (status planned), and print the exact launch command. Nothing is trained."""
-    from bespoke.console import console
+    from bespoke.console import out
     from bespoke.run.plan import PlanRequest, plan_run
 
     settings = get_settings(ctx)
@@ -128,4 +128,4 @@ def plan(ctx, resolution, preset, name, dataset, overrides, prompts, layout, bac
     if as_json:
         click.echo(json.dumps(plan_summary(planned), indent=2, ensure_ascii=False))
     else:
-        render_plan(planned, console, settings.sd_scripts)
+        render_plan(planned, out, settings.sd_scripts)

@@ -97,7 +97,7 @@ def _render(prepared_list, console) -> None:
 @click.pass_context
 def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, quiet):
     """Validate DATASET (a folder or a name under datasets/) and cache its training images at R px."""
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.dataset.prepare import prepare_dataset
     from bespoke.errors import DatasetError
 
@@ -118,4 +118,4 @@ def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, qui
     if as_json:
         click.echo(json.dumps({"source": str(done[0].source), "prepared": [_summary(p) for p in done]}, indent=2))
     elif not quiet:
-        _render(done, console)
+        _render(done, out)

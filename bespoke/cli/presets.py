@@ -19,7 +19,7 @@ def presets(ctx, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from bespoke.console import console
+    from bespoke.console import out
     from bespoke.kohya.presets import list_presets, search_path
 
     settings = get_settings(ctx)
@@ -36,9 +36,9 @@ def presets(ctx, as_json):
     for row in rows:
         source = row["source"] + (" [dim](replaced by project's)[/]" if row["shadowed_by"] else "")
         table.add_row(row["name"], row["role"], source, escape(row["description"]))
-    console.print(table)
+    out.print(table)
     for folder in folders:
-        console.print(f"  {'project' if len(folders) > 1 and folder == folders[0] else 'bespoke'}: "
+        out.print(f"  {'project' if len(folders) > 1 and folder == folders[0] else 'bespoke'}: "
                       f"{escape(str(folder))}", highlight=False)
-    console.print("layers: base <- res-R <- --preset NAME|FILE <- --set key=value; "
+    out.print("layers: base <- res-R <- --preset NAME|FILE <- --set key=value; "
                   "a kohya_configs/ folder in the project is searched first")

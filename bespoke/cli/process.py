@@ -15,7 +15,7 @@ def render_table(report: dict) -> None:
     """The per-epoch table: samples, mean colors_nearest, % clean, the same for the best method; best marked."""
     from rich.table import Table
 
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.review.selection import best_method
 
     best = report.get("best") or {}
@@ -38,9 +38,9 @@ def render_table(report: dict) -> None:
             cells += [f"{stats.get('colors_mean') or 0:.1f}", f"{stats.get('clean_pct') or 0:.0f}"]
         cells.append("best" if best and epoch == best.get("epoch") else "")
         table.add_row(*cells, style="bold green" if cells[-1] else None)
-    console.print(table)
+    out.print(table)
     if best:
-        console.print(f"best: epoch {best['epoch']} with {best['method']} ({best['score']:.0f} % clean). "
+        out.print(f"best: epoch {best['epoch']} with {best['method']} ({best['score']:.0f} % clean). "
                       f"Rule: {best['rule']}")
     for error in report["errors"]:
         console.print(f"[yellow]skipped[/] {error['file']}: {error['error']}")
@@ -62,7 +62,7 @@ def process(ctx, run_or_dir, methods, palette, merge, workers, force, as_json, q
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
     RUN_OR_DIR is a run (folder, run id or unique id prefix) or any folder of sample images."""
-    from bespoke.console import console
+    from bespoke.console import out
     from bespoke.review.process import DEFAULT_METHODS, process_path
     from bespoke.review.report import output_dirs
 
@@ -78,5 +78,7 @@ def process(ctx, run_or_dir, methods, palette, merge, workers, force, as_json, q
     if not quiet:
         render_table(report)
         done = "up to date, nothing rewritten (--force to redo)" if report.get("reused") else "processed"
-        console.print(f"{len(report['samples'])} samples {done}, {len(report['errors'])} skipped; "
-                      f"report: {output_dirs(path)[1] / 'report.json'}")
+        where = output_dirs(path)
+        out.print(f"{len(report['samples'])} samples {done}, {len(report['errors'])} skipped; "
+                  f"report: {where[1] / 'report.json'}; candidates: {where[0]}", soft_wrap=True)
+        out.print(f"next: bespoke review {path}", soft_wrap=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import webbrowser
 from pathlib import Path
 
 import click
@@ -18,7 +17,8 @@ def epoch_table(view):
     method = view.method or "-"
     best = (view.report.get("best") or {}).get("epoch")
     sim = " [bold white on red] SIMULATED [/]" if view.simulated else ""
-    table = Table(title=f"{view.run_id}{sim}  candidates: {method}", title_justify="left")
+    name = f" ({view.name})" if getattr(view, "name", None) else ""
+    table = Table(title=f"{view.run_id}{name}{sim}  candidates: {method}", title_justify="left")
     for name in ("epoch", "samples", "colours", "clean %", "cand colours", "cand clean %", "off-palette",
                  "grid err"):
         table.add_column(name, justify="right")
@@ -30,7 +30,7 @@ def epoch_table(view):
         ms = ((stats.get("methods") or {}).get(view.method) or {}) if view.method else {}
         is_best = best is not None and stats.get("epoch") == best
         table.add_row(
-            f"{stats.get('epoch', '?')}{' *' if is_best else ''}", str(stats.get("samples", "-")),
+            f"{'?' if stats.get('epoch') is None else stats['epoch']}{' *' if is_best else ''}", str(stats.get("samples", "-")),
             fmt(stats.get("colors_nearest_mean")), fmt(stats.get("clean_pct"), "{:.0f}"),
             fmt(ms.get("colors_mean")), fmt(ms.get("clean_pct"), "{:.0f}"),
             fmt(ms.get("off_palette_mean"), "{:.1%}"), fmt(ms.get("grid_error_mean")),
@@ -42,42 +42,72 @@ def epoch_table(view):
     return table
 
 
+def review_argument(ctx, arg: str) -> Path:
+    """A REVIEW argument: a folder of sample images (or its bespoke_process/ output) as it is, else a run."""
+    from bespoke.review.build import plain_folder
+
+    folder = Path(arg).expanduser()
+    if plain_folder(folder) is not None:
+        return folder
+    return run_argument(ctx, arg)
+
+
+def open_report(html: Path, echo) -> None:
+    """Open the report in a browser; say where it is when this machine has none (a headless box)."""
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(html.resolve().as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        echo(f"no web browser here: copy {html.parent} to a machine with one and open {html.name} "
+             f"(e.g. scp -r host:{html.parent} .)")
+
+
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str),
-              help="Folder for index.html (default: <run>/report/ for one run, review-<hash>/ beside several).")
+              help="Folder for index.html and its images (default: <run>/report/ for one run, "
+                   "<folder>/bespoke_process/report/ for a folder of samples, review-<hash>/ beside several).")
 @click.option("--method", help="Candidate method to show (default: the report's best, else grid).")
+@click.option("--single-file", is_flag=True, help="Also inline every image into one review.html to mail or attach.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the report in your web browser.")
 @click.option("--no-process", is_flag=True, help="Use existing reports as they are; never run `process` first.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (and nothing else there).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or tables.")
 @click.pass_context
-def review(ctx, runs, out_dir, method, open_browser, no_process, as_json, quiet):
-    """Review runs: RUN is a run folder, a run id or a unique prefix of one.
+def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as_json, quiet):
+    """Review runs: RUN is a run folder, a run id, a unique prefix of one, or any folder of sample images.
 
-    Runs whose report is missing or older than their samples are processed first.
+    Runs (and folders) whose report is missing or older than their samples are processed first. The report
+    folder holds the page and every image it shows: copy it alone.
     """
     from rich.markup import escape
 
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.review.build import best_rules, review_runs, summary
 
     settings = get_settings(ctx)
-    run_dirs = [run_argument(ctx, arg) for arg in runs]
+    run_dirs = [review_argument(ctx, arg) for arg in runs]
     result = review_runs(run_dirs, out_dir=Path(out_dir) if out_dir else None, method=method,
-                         outputs_dir=settings.outputs_dir, process=not no_process, progress=not quiet)
+                         outputs_dir=settings.outputs_dir, process=not no_process, progress=not quiet,
+                         single_file=single_file)
+    results = console if as_json else out  # with --json, stdout carries the JSON alone
     if not quiet:
         for view in result.views:
-            console.print(epoch_table(view))
+            results.print(epoch_table(view))
         for rule in best_rules(result.views):
-            console.print(f"[dim]best-epoch rule: {rule}[/]")
+            console.print(f"[dim]best-epoch rule: {escape(rule)}[/]")
         if any(v.simulated for v in result.views):
             console.print("[bold white on red] SIMULATED [/] samples made by bespoke's simulator; no model was trained.")
         for run_id, sheets in result.sheets.items():
             for sheet in sheets:
                 console.print(escape(f"contact sheet ({run_id}): {sheet}"), soft_wrap=True)
-    console.print(f"[bold]report:[/] {escape(str(result.html))}", soft_wrap=True)
+    results.print(f"[bold]report:[/] {escape(str(result.html))}", soft_wrap=True)
+    if result.single_file:
+        results.print(f"[bold]single file:[/] {escape(str(result.single_file))}", soft_wrap=True)
     if as_json:
         click.echo(json.dumps(summary(result), indent=2))
     if open_browser:
-        webbrowser.open(result.html.resolve().as_uri())
+        open_report(result.html, lambda text: console.print(escape(text), soft_wrap=True))

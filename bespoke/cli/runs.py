@@ -17,7 +17,7 @@ def runs(ctx, as_json):
     """Every run folder: status, resolution, preset, epochs, best epoch, path."""
     from rich.table import Table
 
-    from bespoke.console import console
+    from bespoke.console import console, out
     from bespoke.pipeline import runs_overview
     from bespoke.run.slurm_sweep import slurm_columns
 
@@ -47,4 +47,4 @@ def runs(ctx, as_json):
                       str(item["resolution"] or "-"), item["preset"] or "-",
                       f"{item['epochs_done']}/{item['epochs_total'] or '?'}",
                       str(item["best_epoch"]) if item["best_epoch"] is not None else "-")
-    console.print(table)
+    out.print(table)

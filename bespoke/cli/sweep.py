@@ -83,13 +83,15 @@ def slurm_table(submission):
 def _render_slurm(submission, console, as_json: bool) -> None:
     from rich.markup import escape
 
+    from bespoke.console import out
+
     if as_json:
         click.echo(json.dumps({"sweep": submission.sweep_id, "folder": str(submission.sweep_dir),
                                "script": str(submission.script), "job_id": submission.job_id,
                                "runs": [{"task": r.task, "run": r.run_id, "name": r.name, "status": r.status,
                                          "slurm": r.slurm.shown if r.slurm else None, "action": r.action}
                                         for r in submission.rows]}, indent=2))
-    console.print(slurm_table(submission))
+    (console if as_json else out).print(slurm_table(submission))  # stdout: the JSON alone
     console.print(f"job-array script: {escape(str(submission.script))}", highlight=False)
     if submission.job_id:
         console.print(f"submitted array job {submission.job_id}; follow it with `bespoke runs` "
@@ -155,6 +157,7 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
 
 def _local(settings, console, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process,
            as_json, quiet) -> None:
+    from bespoke.console import out
     from bespoke.pipeline import process_sweep_rows
     from bespoke.run.sweep import run_sweep
 
@@ -169,7 +172,7 @@ def _local(settings, console, resolutions, preset, sweep_file, dataset, override
     if as_json:
         click.echo(json.dumps(rows_to_json(outcome.rows), indent=2))
     labels, notes = row_labels(outcome.rows)
-    console.print(comparison_table(outcome.rows, labels))
+    (console if as_json else out).print(comparison_table(outcome.rows, labels))  # stdout: the JSON alone
     for note in notes:
         console.print(note, highlight=False)
     if outcome.interrupted:

@@ -13,6 +13,7 @@ from bespoke.errors import Interrupted, RunError, TrainerError, UsageError
 
 def render_outcome(result, console) -> None:
     """Render how a run ended; raise the matching error for anything but finished."""
+    from bespoke.console import out
     from bespoke.kohya.output import trainer_error
 
     where = result.run_dir
@@ -22,7 +23,7 @@ def render_outcome(result, console) -> None:
         return
     if result.status == "finished":
         loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
-        console.print(f"[green]run {result.run_id} finished[/]: {result.epochs_done} epochs in "
+        out.print(f"[green]run {result.run_id} finished[/]: {result.epochs_done} epochs in "
                       f"{result.duration:.1f}s{loss}; checkpoints in {where / 'model'}")
         return
     if result.status == "interrupted":

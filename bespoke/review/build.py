@@ -1,8 +1,10 @@
-"""`bespoke review`: load runs and their process reports, build contact sheets and the HTML page,
-and show the per-epoch numbers in the terminal.
+"""`bespoke review`: load runs (or plain folders of samples) and their process reports, build contact sheets
+and the HTML page, and show the per-epoch numbers in the terminal.
 
-A run whose report is missing or older than its newest sample is processed first (bespoke.process).
-One run -> `<run>/report/index.html`; several -> `<out or common parent>/review-<hash>/index.html`.
+A run whose report is missing or older than its newest sample is processed first (bespoke.process); so is a
+plain folder of images (its report goes to `<folder>/bespoke_process/`). One run ->
+`<run>/report/index.html`; one folder -> `<folder>/bespoke_process/report/index.html`; several ->
+`<out or common parent>/review-<hash>/index.html`. The page's folder holds every image the page shows.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from bespoke.clock import now_iso
 from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
-from bespoke.review.html import RunView, build_html
-from bespoke.review.process import process_run
-from bespoke.review.report import load_report, output_dirs
+from bespoke.review.html import RunView, build_html, single_file_path
+from bespoke.review.process import DEFAULT_METHODS, process_path, process_run
+from bespoke.review.report import PLAIN_OUTPUT, load_report, output_dirs
+from bespoke.review.samples import IMAGE_SUFFIXES
 from bespoke.review.sheets import build_contact_sheets, pick_method
+from bespoke.review.tb_events import epoch_losses
 from bespoke.run.manifest import RunManifest, load_manifest
-from bespoke.run.names import name_labels
-from bespoke.run.paths import RunPaths
+from bespoke.run.paths import RunPaths, is_run_dir
 
 
 @dataclass
@@ -31,12 +34,26 @@ class ReviewResult:
     sheets: dict[str, list[Path]]
     views: list = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
+    single_file: Path | None = None  # review.html with every image inlined (--single-file)
 
 
 def sample_files(run_dir: Path) -> list[Path]:
     """The PNG samples sd-scripts (or the simulator) wrote for a run."""
     folder = RunPaths(Path(run_dir)).sample_dir
     return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def plain_folder(path: Path) -> Path | None:
+    """The folder of sample images `path` names when it is not a run: the folder itself (when it holds images
+    or a process report), or the parent of its `bespoke_process/` output; None otherwise."""
+    path = Path(path)
+    if not path.is_dir() or is_run_dir(path):
+        return None
+    if path.name == PLAIN_OUTPUT and not is_run_dir(path.parent):
+        return path.parent
+    if (path / PLAIN_OUTPUT).is_dir() or _plain_images(path):
+        return path
+    return None
 
 
 def report_path(run_dir: Path) -> Path:
@@ -52,6 +69,25 @@ def needs_processing(run_dir: Path) -> bool:
         return True
     newest = max((p.stat().st_mtime for p in samples), default=0.0)
     return report.stat().st_mtime < newest
+
+
+def epoch_loss(run_dir: Path, manifest: RunManifest) -> tuple[dict[int, float], str]:
+    """({epoch: training loss}, where it came from): sd-scripts' TensorBoard `loss/epoch_average`, else the
+    trainer log's running average at each epoch's last step (the same number), else the mean of a simulated
+    run's per-step losses."""
+    paths = RunPaths(Path(run_dir))
+    logged = epoch_losses(paths.tensorboard_dir)
+    if logged:
+        return logged, "TensorBoard loss/epoch_average (logs/tensorboard)"
+    points = loss_history(run_dir, manifest)
+    by_epoch: dict[int, list[dict]] = {}
+    for point in points:
+        by_epoch.setdefault(int(point.get("epoch") or 1), []).append(point)
+    if manifest.loss_history:
+        return ({e: sum(float(p["loss"]) for p in pts) / len(pts) for e, pts in sorted(by_epoch.items())},
+                "run.json loss_history (per step), averaged per epoch")
+    last = {e: float(max(pts, key=lambda p: p.get("step") or 0)["loss"]) for e, pts in sorted(by_epoch.items())}
+    return last, "the trainer log's avr_loss at the last step of each epoch" if last else ""
 
 
 def loss_history(run_dir: Path, manifest: RunManifest) -> list[dict]:
@@ -100,15 +136,51 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
     report = load_report(run_dir)
     if not report.get("samples"):
         raise RunError(f"{report_path(run_dir)}: the report has no samples; check {RunPaths(run_dir).sample_dir}")
-    methods = list(report.get("methods") or [])
-    if method and method not in methods:
-        raise UsageError(f"--method {method}: {report_path(run_dir)} has {', '.join(methods) or 'no methods'}"
-                         f"{did_you_mean(method, methods)}; run `bespoke process {run_dir} --methods {method}`")
+    _check_method(report, method, run_dir)
+    loss, source = epoch_loss(run_dir, manifest)
     return RunView(
         run_dir=run_dir, run_id=manifest.id, manifest=manifest.to_json(), report=report,
         method=pick_method(report, method), training_toml=_training_toml(run_dir),
-        loss=loss_history(run_dir, manifest),
+        loss=loss, loss_source=source,
     )
+
+
+def _check_method(report: dict, method: str | None, folder: Path) -> None:
+    methods = list(report.get("methods") or [])
+    if method and method not in methods:
+        where = output_dirs(folder)[1] / "report.json"
+        raise UsageError(f"--method {method}: {where} has {', '.join(methods) or 'no methods'}"
+                         f"{did_you_mean(method, methods)}; run `bespoke process {folder} --methods {method}`")
+
+
+def _plain_images(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def load_plain_view(folder: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
+                    processed: list | None = None) -> RunView:
+    """A RunView of a plain folder of samples (no run): processed first when its report is missing or older
+    than its images (with the methods it was made with)."""
+    folder = Path(folder)
+    report_file = output_dirs(folder)[1] / "report.json"
+    newest = max((p.stat().st_mtime for p in _plain_images(folder)), default=0.0)
+    if process and (not report_file.is_file() or report_file.stat().st_mtime < newest):
+        methods = [m for m in (_old_methods(folder) or DEFAULT_METHODS) if m != "grid-palette"]
+        process_path(folder, methods=methods, progress=progress)
+        if processed is not None:
+            processed.append(folder.name)
+    report = load_report(folder)
+    _check_method(report, method, folder)
+    manifest = {"id": folder.name, "status": "folder of samples", "simulated": False}
+    return RunView(run_dir=folder, run_id=folder.name, manifest=manifest, report=report,
+                   method=pick_method(report, method), plain=True)
+
+
+def _old_methods(folder: Path) -> list[str] | None:
+    try:
+        return list(load_report(folder).get("methods") or []) or None
+    except ProcessError:
+        return None
 
 
 def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
@@ -120,33 +192,54 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
     return base / f"review-{digest}"
 
 
+def view_of(path: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
+            processed: list | None = None) -> RunView:
+    """The RunView of a run folder or of a plain folder of samples (processed first when stale)."""
+    folder = plain_folder(path)
+    if folder is not None:
+        return load_plain_view(folder, method=method, process=process, progress=progress, processed=processed)
+    return load_view(path, method=method, process=process, progress=progress, processed=processed)
+
+
+def _page_path(views: list[RunView], run_dirs: list[Path], out_dir: Path | None,
+               outputs_dir: Path | None) -> Path:
+    if out_dir is not None:
+        return Path(out_dir) / "index.html"
+    if len(views) == 1:
+        return output_dirs(views[0].run_dir)[1] / "index.html"
+    return review_dir_for(run_dirs, outputs_dir) / "index.html"
+
+
+def _prune_sheets(folder: Path, keep: set[Path]) -> None:
+    """Remove contact sheets of earlier reviews from the review folder (it is copied as a whole)."""
+    if folder.is_dir():
+        for path in folder.rglob("*.png"):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+
+
 def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: str | None = None,
-                outputs_dir: Path | None = None, process: bool = True, progress: bool = True) -> ReviewResult:
-    """Build contact sheets for each run and one HTML page for all of them."""
+                outputs_dir: Path | None = None, process: bool = True, progress: bool = True,
+                single_file: bool = False) -> ReviewResult:
+    """Build contact sheets for each run (or plain folder of samples) and one HTML page for all of them, in a
+    folder that holds every image the page shows. `single_file` also writes review.html with them inlined."""
     if not run_dirs:
-        raise UsageError("review: give at least one run folder or run id")
+        raise UsageError("review: give at least one run folder, run id or folder of samples")
     run_dirs = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))
     processed: list[str] = []
-    views = [load_view(p, method=method, process=process, progress=progress, processed=processed)
-             for p in run_dirs]
-    labels = name_labels([RunManifest.from_json(v.manifest) for v in views], {v.run_id: v.run_dir for v in views})
-    for view in views:
-        view.name_label = labels.get(view.run_id)
+    views = [view_of(p, method=method, process=process, progress=progress, processed=processed) for p in run_dirs]
+    html = _page_path(views, run_dirs, out_dir, outputs_dir)
     sheets = {}
     for view in views:
         written = build_contact_sheets(view.run_dir, view.report, method=view.method, run_id=view.run_id,
-                                       simulated=view.simulated)
+                                       simulated=view.simulated, out_dir=html.parent / "sheets" / view.key)
         view.sheets = [s.path for s in written]
         sheets[view.run_id] = view.sheets
-    if out_dir is not None:
-        html = Path(out_dir) / "index.html"
-    elif len(views) == 1:
-        html = RunPaths(views[0].run_dir).report_dir / "index.html"
-    else:
-        html = review_dir_for(run_dirs, outputs_dir) / "index.html"
+    _prune_sheets(html.parent / "sheets", {p for paths in sheets.values() for p in paths})
     title = f"bespoke review — {views[0].run_id}" if len(views) == 1 else f"bespoke review — {len(views)} runs"
-    build_html(views, html, title=title, generated=now_iso())
-    return ReviewResult(html=html, sheets=sheets, views=views, processed=processed)
+    build_html(views, html, title=title, generated=now_iso(), single_file=single_file)
+    return ReviewResult(html=html, sheets=sheets, views=views, processed=processed,
+                        single_file=single_file_path(html) if single_file else None)
 
 
 def best_rules(views) -> list[str]:
@@ -158,11 +251,12 @@ def best_rules(views) -> list[str]:
 def summary(result: ReviewResult) -> dict:
     """The --json form of a review."""
     return {
-        "html": str(result.html),
+        "html": str(result.html), "single_file": str(result.single_file) if result.single_file else None,
         "processed": result.processed,
         "runs": [
             {
-                "run_id": v.run_id, "run_dir": str(v.run_dir), "simulated": v.simulated, "method": v.method,
+                "run_id": v.run_id, "name": v.name, "label": v.label, "run_dir": str(v.run_dir),
+                "simulated": v.simulated, "method": v.method,
                 "best": v.report.get("best"), "epochs": v.report.get("epochs"),
                 "sheets": [str(p) for p in result.sheets.get(v.run_id, [])],
             }

@@ -1,55 +1,102 @@
-"""The review page's "Per epoch" charts: mean colours, % clean and training loss of every run on shared axes,
-with the recorded baseline drawn as a reference."""
+"""The review page's "Per epoch" charts, each with its own legend: the best-epoch score (when the report has
+one), raw mean colours (with the recorded 512 px baseline only when a 512 px run is shown), % clean, and the
+training loss per epoch."""
 
 from __future__ import annotations
 
 from html import escape
 
 from bespoke.review.charts import PALETTE, RefLine, Series, legend, line_chart
-from bespoke.review.html_data import Baseline, RunView, method_stat
+from bespoke.review.html_data import Baseline, RunView, baseline_applies, method_stat
 from bespoke.review.sheets import best_epoch
 
-BASELINE_GREY = "#9aa0a8"
+BASELINE_GREY = "#8a9099"
+BASELINE_DASH = "1 3"
+REF_DASH = "6 4"
+LegendItem = tuple[str, str, str | None]
+
+
+def _box(svg: str, items: list[LegendItem], note: str = "") -> str:
+    """A chart with its legend (and a note) under it."""
+    foot = f'<p class="muted chart-note">{escape(note)}</p>' if note else ""
+    return f'<figure class="chart-box">{svg}{legend(items)}{foot}</figure>'
 
 
 def charts_html(views: list[RunView], baseline: Baseline) -> str:
-    """The colour, clean and loss charts on shared axes, with the recorded baseline as a reference."""
+    """Every per-epoch chart of the runs on one shared epoch axis."""
     colors = {v.run_id: PALETTE[i % len(PALETTE)] for i, v in enumerate(views)}
     epochs = [e.get("epoch") for v in views for e in v.report.get("epochs") or [] if e.get("epoch") is not None]
     x_domain = (min(epochs + [1]), max(epochs + [1]))
-    parts = ['<div class="charts">', f"<div>{_colour_chart(views, colors, baseline, x_domain)}</div>",
-             f"<div>{_clean_chart(views, colors, x_domain)}</div>"]
-    loss = _loss_chart(views, colors, x_domain[1])
+    parts = ['<div class="charts">']
+    score = _score_chart(views, colors, x_domain)
+    if score:
+        parts.append(score)
+    parts += [_colour_chart(views, colors, baseline, x_domain), _clean_chart(views, colors, x_domain)]
+    loss = _loss_chart(views, colors, x_domain)
     if loss:
-        parts.append(f"<div>{loss}</div>")
+        parts.append(loss)
     parts.append("</div>")
-    items: list[tuple[str, str, str | None]] = [(v.label, colors[v.run_id], None) for v in views]
-    parts.append(legend(items + [("recorded baseline (dashed: e8 mean, dotted: per epoch)", "#444", "6 4")]))
-    parts.append(f'<p class="muted">Recorded baseline: {escape(str(baseline.get("source")))}.</p>')
     return "\n".join(parts)
+
+
+def _runs_legend(views: list[RunView], colors: dict[str, str]) -> list[LegendItem]:
+    return [(v.label, colors[v.run_id], None) for v in views]
+
+
+def _score_points(view: RunView) -> list[tuple[float, float]]:
+    points = []
+    for stats in view.report.get("epochs") or []:
+        score = stats.get("score")
+        total = score.get("total") if isinstance(score, dict) else score
+        if stats.get("epoch") is not None and isinstance(total, (int, float)):
+            points.append((float(stats["epoch"]), float(total)))
+    return points
+
+
+def _score_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[int, int]) -> str | None:
+    """The best-epoch rule's score per epoch (None when no report has per-epoch scores)."""
+    series = [Series(v.label, _score_points(v), colors[v.run_id], marks=_best_marks(v)) for v in views]
+    if not any(s.points for s in series):
+        return None
+    ys = [y for s in series for _, y in s.points]
+    low = min(0.0, min(ys))
+    svg = line_chart(series, title="Best-epoch score per epoch (higher is better)", x_label="epoch",
+                     y_label="score", x_domain=x_domain, y_domain=(low, max(ys) * 1.08 if max(ys) > 0 else 1.0),
+                     chart_id="score")
+    return _box(svg, _runs_legend(views, colors), "The score of the best-epoch rule; its terms are in each run's "
+                "table. Rings mark each run's best epoch.")
 
 
 def _colour_chart(views: list[RunView], colors: dict[str, str], baseline: Baseline,
                   x_domain: tuple[int, int]) -> str:
-    """Mean colours per epoch, the best epoch ringed, with the recorded run per epoch and its headline mean."""
+    """Raw mean colours per epoch; the recorded 512 px run and its headline mean only beside a 512 px run."""
     series = [Series(v.label, _epoch_points(v, "colors_nearest_mean"), colors[v.run_id], marks=_best_marks(v))
               for v in views]
-    resolution = baseline.get("resolution", 512)
-    per_epoch = baseline.get("per_epoch") or {}
-    series.append(Series(f"recorded {resolution} px run", sorted(
-        (float(e), float(v)) for e, v in per_epoch.items() if x_domain[0] <= e <= x_domain[1]
-    ), BASELINE_GREY, dash="1 3", width=1.5, dots=False))
-    ref = RefLine(float(baseline["mean_colors_nearest"]),
-                  f"recorded baseline {resolution} px e{baseline.get('epoch')}: {baseline['mean_colors_nearest']:.1f}")
-    all_y = [y for s in series for _, y in s.points] + [ref.y]
-    return line_chart(series, title="Mean colours per epoch (colors_nearest; lower is cleaner)",
-                      x_label="epoch", y_label="mean colours", x_domain=x_domain,
-                      y_domain=(0.0, max(all_y) * 1.08), refs=[ref], chart_id="colours")
+    items = _runs_legend(views, colors)
+    refs: list[RefLine] = []
+    note = ("Raw colours: distinct colours after a plain NEAREST downscale of the sample to 24 px. Rings mark "
+            "each run's best epoch.")
+    if any(baseline_applies(v, baseline) for v in views):
+        resolution, epoch = baseline["resolution"], baseline["epoch"]
+        per_epoch = baseline.get("per_epoch") or {}
+        series.append(Series(f"recorded {resolution} px run", sorted(
+            (float(e), float(y)) for e, y in per_epoch.items() if x_domain[0] <= e <= x_domain[1]
+        ), BASELINE_GREY, dash=BASELINE_DASH, width=1.5, dots=False))
+        mean = float(baseline["mean_colors_nearest"])
+        refs.append(RefLine(mean, f"recorded baseline, {resolution} px epoch {epoch}: {mean:.1f}", dash=REF_DASH))
+        items += [(f"recorded {resolution} px run, per epoch", BASELINE_GREY, BASELINE_DASH),
+                  (f"recorded baseline: {resolution} px epoch {epoch} mean {mean:.1f}", "#444", REF_DASH)]
+        note += f" The recorded baseline ({baseline['source']}) applies to {resolution} px runs only."
+    all_y = [y for s in series for _, y in s.points] + [r.y for r in refs] + [1.0]
+    svg = line_chart(series, title="Raw mean colours per epoch (lower is cleaner)", x_label="epoch",
+                     y_label="mean colours", x_domain=x_domain, y_domain=(0.0, max(all_y) * 1.08), refs=refs,
+                     chart_id="colours")
+    return _box(svg, items, note)
 
 
 def _clean_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[int, int]) -> str:
     """% clean per epoch: each run's candidates (solid) and its raw samples (dotted)."""
-    series = []
+    series: list[Series] = []
     for view in views:
         color = colors[view.run_id]
         if view.method:
@@ -57,22 +104,28 @@ def _clean_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
                                  color, marks=_best_marks(view)))
         series.append(Series(f"{view.label} samples", _epoch_points(view, "clean_pct"), color, dash="2 3",
                              width=1.4, dots=False))
-    method_names = sorted({v.method for v in views if v.method})
-    return line_chart(series, title=f"% clean per epoch ({', '.join(method_names) or 'no'} candidates solid, "
-                      "samples dotted)", x_label="epoch", y_label="% clean", x_domain=x_domain,
-                      y_domain=(0.0, 100.0), chart_id="clean")
+    methods = ", ".join(sorted({v.method for v in views if v.method})) or "no"
+    items = _runs_legend(views, colors) + [(f"solid: {methods} candidates", "#444", None),
+                                           ("dotted: raw samples", "#444", "2 3")]
+    svg = line_chart(series, title="% clean per epoch", x_label="epoch", y_label="% clean", x_domain=x_domain,
+                     y_domain=(0.0, 100.0), chart_id="clean")
+    return _box(svg, items, "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it.")
 
 
-def _loss_chart(views: list[RunView], colors: dict[str, str], last_epoch: int) -> str | None:
-    """Training loss by (fractional) epoch of the runs that have a loss history; None when none has."""
-    series = [Series(v.label, _loss_points(v.loss), colors[v.run_id], dots=False, width=1.6) for v in views if v.loss]
-    if not series:
+def _loss_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[int, int]) -> str | None:
+    """Training loss per epoch of the runs that have one; None when none has."""
+    with_loss = [v for v in views if v.loss]
+    if not with_loss:
         return None
-    simulated = any(v.simulated and v.manifest.get("loss_history_simulated") for v in views if v.loss)
-    title = "Training loss" + (" (SIMULATED)" if simulated else "") + " by epoch"
+    series = [Series(v.label, [(float(e), y) for e, y in sorted(v.loss.items())], colors[v.run_id])
+              for v in with_loss]
+    simulated = any(v.simulated for v in with_loss)
     ys = [y for s in series for _, y in s.points]
-    return line_chart(series, title=title, x_label="epoch", y_label="loss", x_domain=(0.0, last_epoch),
-                      y_domain=(0.0, max(ys) * 1.1), chart_id="loss")
+    svg = line_chart(series, title="Training loss per epoch" + (" (SIMULATED)" if simulated else ""),
+                     x_label="epoch", y_label="loss", x_domain=(min(x_domain[0], 1), x_domain[1]),
+                     y_domain=(0.0, max(ys) * 1.1 if max(ys) > 0 else 1.0), chart_id="loss")
+    sources = sorted({v.loss_source for v in with_loss if v.loss_source})
+    return _box(svg, [(v.label, colors[v.run_id], None) for v in with_loss], "Source: " + "; ".join(sources) + ".")
 
 
 def _best_marks(view: RunView) -> list[float]:
@@ -90,19 +143,4 @@ def _epoch_points(view: RunView, key: str, method: str | None = None) -> list[tu
         value = method_stat(stats, method, key) if method else stats.get(key)
         if value is not None:
             points.append((float(stats["epoch"]), float(value)))
-    return points
-
-
-def _loss_points(loss: list[dict]) -> list[tuple[float, float]]:
-    """(fractional epoch, loss): entries inside epoch k spread over (k-1, k]."""
-    by_epoch: dict[int, list[dict]] = {}
-    for entry in loss:
-        if entry.get("loss") is None:
-            continue
-        by_epoch.setdefault(int(entry.get("epoch") or 1), []).append(entry)
-    points = []
-    for epoch, entries in sorted(by_epoch.items()):
-        entries.sort(key=lambda e: e.get("step") or 0)
-        for i, entry in enumerate(entries):
-            points.append((epoch - 1 + (i + 1) / len(entries), float(entry["loss"])))
     return points

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
+from bespoke.review.assets import RunAssets, safe_name
 from bespoke.review.baseline import recorded_baseline, recorded_epochs
+from bespoke.run.manifest import RunManifest
+from bespoke.run.names import differences as run_differences
 
 
 class Baseline(TypedDict):
@@ -29,9 +32,23 @@ class RunView:
     report: dict
     method: str | None
     training_toml: str | None = None
-    loss: list[dict] = field(default_factory=list)
+    loss: dict[int, float] = field(default_factory=dict)  # per-epoch training loss
+    loss_source: str = ""  # where `loss` came from (TensorBoard, the trainer log, the simulator)
     sheets: list[Path] = field(default_factory=list)
-    name_label: str | None = None  # the run's name, with what differs from runs sharing it (bespoke.run.names)
+    assets: RunAssets = field(default_factory=RunAssets)
+    plain: bool = False  # a folder of images, not a run
+    label_override: str | None = None  # set by label_views when several runs share a label
+
+    @property
+    def key(self) -> str:
+        """The run's folder name inside the review's img/ and sheets/ folders."""
+        return safe_name(self.run_id)
+
+    @property
+    def name(self) -> str | None:
+        """The user's label of the run (run.json `name`), None when it has none."""
+        name = self.manifest.get("name")
+        return str(name) if name else None
 
     @property
     def simulated(self) -> bool:
@@ -39,12 +56,40 @@ class RunView:
         return bool(self.manifest.get("simulated") or self.report.get("simulated"))
 
     @property
-    def label(self) -> str:
-        """The run's name in legends: its user-given name (with the settings that tell runs sharing it apart),
-        else its resolution ('512 px'), else its id; '(simulated)' when simulated."""
+    def base_label(self) -> str:
+        """The user's name of the run, else its resolution ('512 px'), else its id."""
         resolution = self.manifest.get("resolution")
-        name = self.name_label or (f"{resolution} px" if resolution else self.run_id)
-        return name + (" (simulated)" if self.simulated else "")
+        return self.name or (f"{resolution} px" if resolution else self.run_id)
+
+    @property
+    def label(self) -> str:
+        """The run's name in legends (unique among the reviewed runs once label_views ran); '(simulated)'
+        when simulated."""
+        return (self.label_override or self.base_label) + (" (simulated)" if self.simulated else "")
+
+
+def differences(views: list[RunView]) -> dict[str, list[str]]:
+    """Per run id, the settings (resolution, preset, each --set key) whose values are not the same in every
+    reviewed run, as "key value" (bespoke.run.names.differences); empty lists for a single run or a plain
+    folder of samples."""
+    runs = [v for v in views if not v.plain]
+    manifests = [RunManifest(id=v.run_id, resolution=v.manifest.get("resolution"), preset=v.manifest.get("preset"),
+                             overrides=list(v.manifest.get("overrides") or [])) for v in runs]
+    table = run_differences(manifests, {v.run_id: v.run_dir for v in runs})
+    return {v.run_id: [f"{k} {value}" for k, value in table.get(v.run_id, {}).items()] for v in views}
+
+
+def label_views(views: list[RunView]) -> None:
+    """Make every run's label unique: runs that share a name (or have none and share a resolution) get what
+    differs between them appended, else their id."""
+    diffs = differences(views)
+    counts: dict[str, int] = {}
+    for view in views:
+        counts[view.base_label] = counts.get(view.base_label, 0) + 1
+    for view in views:
+        if counts[view.base_label] > 1:
+            extra = ", ".join(d for d in diffs[view.run_id] if not d.startswith("resolution ")) or view.run_id
+            view.label_override = f"{view.base_label} · {extra}"
 
 
 def load_baseline() -> Baseline:
@@ -62,6 +107,11 @@ def load_baseline() -> Baseline:
         "per_epoch": {number: float(e["mean"]) for number, e in recorded_epochs().items()},
         "source": f"recorded CAPTION_FIX evaluation ({resolution} px, epoch {epoch})",
     }
+
+
+def baseline_applies(view: RunView, baseline: Baseline) -> bool:
+    """The recorded baseline is a comparison only for runs at its resolution (512 px)."""
+    return view.manifest.get("resolution") == baseline["resolution"]
 
 
 def method_stat(stats: dict, method: str | None, key: str) -> Any:

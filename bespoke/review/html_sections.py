@@ -3,7 +3,6 @@ line, the run settings, and the samples grid (each sample beside its 24 px candi
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shlex
@@ -11,21 +10,14 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from bespoke.review.html_data import Baseline, RunView, method_stat
-from bespoke.review.sheets import arrange, best_epoch, prompt_label
+from bespoke.review.html_data import Baseline, RunView, baseline_applies, differences, method_stat
+from bespoke.review.sheets import best_epoch
 
 
 def rel_url(path: Path, base_dir: Path) -> str:
     """A relative URL from the page's folder to `path` (works from file://)."""
     rel = os.path.relpath(Path(path).resolve(), Path(base_dir).resolve())
     return quote(rel.replace(os.sep, "/"))
-
-
-def _data_uri(path: Path) -> str | None:
-    try:
-        return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    except OSError:
-        return None
 
 
 def _num(value: object, fmt: str = "{:.1f}", none: str = "—") -> str:
@@ -44,51 +36,85 @@ def _best_stats(view: RunView) -> dict:
     return next((e for e in view.report.get("epochs") or [] if best is not None and e.get("epoch") == best), {})
 
 
+def _terms(terms: object) -> str:
+    """A score's terms as 'name value' pairs, in the report's order."""
+    if not isinstance(terms, dict) or not terms:
+        return ""
+    return ", ".join(f"{escape(str(k))} {_num(v, '{:.3g}')}" for k, v in terms.items())
+
+
 def summary_table(views: list[RunView], baseline: Baseline) -> str:
-    """One row per run: best epoch, its numbers, and the difference to the recorded baseline."""
+    """Which epoch of which run: one row per run with its label, what differs from the other runs, the chosen
+    epoch and its score with each term, and the raw downscale colours (vs the recorded baseline at 512 px)."""
     ref = float(baseline["mean_colors_nearest"])
-    rows = ['<table><tr><th class="l">run</th><th>resolution</th><th class="l">status</th><th>epochs</th>'
-            '<th>samples</th><th>best epoch</th><th>method</th><th>mean colours at best</th>'
-            f'<th>vs baseline {ref:.1f}</th><th>% clean (method) at best</th></tr>']
+    diffs = differences(views)
+    rows = ['<table class="summary"><tr><th class="l">run</th><th class="l">differs by</th><th class="l">status</th>'
+            '<th>epochs</th><th>samples</th><th>best epoch</th><th class="l">method</th><th>score</th>'
+            '<th class="l">why (score terms)</th><th>near-copies at best</th>'
+            '<th title="colors_nearest: colours after a plain NEAREST downscale to 24 px">raw colours at best</th>'
+            f'<th title="only for {baseline["resolution"]} px runs">vs recorded {baseline["resolution"]} px '
+            f'baseline {ref:.1f}</th><th>% clean at best</th></tr>']
     for view in views:
         best = view.report.get("best") or {}
-        stats: dict = next((e for e in view.report.get("epochs") or [] if best and e.get("epoch") == best.get("epoch")), {})
+        stats = _best_stats(view)
         mean = stats.get("colors_nearest_mean")
-        delta = f"{mean - ref:+.1f}" if mean is not None else "—"
+        delta = (f"{mean - ref:+.1f}" if mean is not None else "—") if baseline_applies(view, baseline) else \
+            '<span class="muted">n/a</span>'
         status = escape(str(view.manifest.get("status", "—")))
         if view.simulated:
             status += ' <span class="sim-tag">SIMULATED</span>'
+        ident = f'<br><span class="muted">{escape(view.run_id)}</span>' if view.label != view.run_id else ""
+        score = best.get("score")
         rows.append(
-            f'<tr><td class="l"><a href="#run-{escape(view.run_id)}">{escape(view.run_id)}</a></td>'
-            f'<td>{_num(view.manifest.get("resolution"), "{}")}</td><td class="l">{status}</td>'
-            f'<td>{_num(view.manifest.get("epochs_done"), "{}")}</td><td>{len(view.report.get("samples") or [])}</td>'
-            f'<td>{_num(best.get("epoch"), "{}")}</td><td>{escape(str(best.get("method") or view.method or "—"))}</td>'
-            f'<td>{_num(mean)}</td><td>{delta}</td>'
+            f'<tr><td class="l"><a href="#run-{escape(view.key)}"><b>{escape(view.label)}</b></a>{ident}</td>'
+            f'<td class="l">{escape(", ".join(diffs.get(view.run_id) or []) or "—")}</td>'
+            f'<td class="l">{status}</td><td>{_num(view.manifest.get("epochs_done"), "{}")}</td>'
+            f'<td>{len(view.report.get("samples") or [])}</td><td><b>{_num(best.get("epoch"), "{}")}</b></td>'
+            f'<td class="l">{escape(str(best.get("method") or view.method or "—"))}</td>'
+            f'<td>{_num(score, "{:.3g}")}</td><td class="l terms">{_terms(best.get("terms")) or "—"}</td>'
+            f'<td>{_num(stats.get("near_copy_pct"), "{:.0f} %")}</td><td>{_num(mean)}</td><td>{delta}</td>'
             f'<td>{_num(method_stat(stats, view.method, "clean_pct"), "{:.0f} %")}</td></tr>'
         )
     rows.append("</table>")
     return "\n".join(rows)
 
 
+def _score_cell(stats: dict) -> str:
+    score = stats.get("score")
+    if isinstance(score, dict):
+        title = "; ".join(f"{k} {v}" for k, v in (score.get("terms") or {}).items())
+        return f'<td title="{escape(title)}">{_num(score.get("total"), "{:.3g}")}</td>'
+    return f"<td>{_num(score, '{:.3g}')}</td>"
+
+
 def epoch_table(view: RunView) -> str:
-    """The per-epoch numbers of one run, the best epoch highlighted."""
+    """The per-epoch numbers of one run, the best epoch highlighted; score, near-copies and diversity when
+    the report has them."""
     m = view.method or "—"
     best = best_epoch(view.report)
-    head = ("<tr><th>epoch</th><th>samples</th><th>mean colours</th><th>% clean</th><th>top-10 cover</th>"
+    epochs = view.report.get("epochs") or []
+    scored = any(e.get("score") is not None for e in epochs)
+    novelty = any(e.get("near_copy_pct") is not None or e.get("diversity") is not None for e in epochs)
+    head = ("<tr><th>epoch</th>" + ("<th>score</th>" if scored else "") + "<th>samples</th>"
+            '<th title="colors_nearest: colours after a plain NEAREST downscale to 24 px">raw colours</th>'
+            "<th>% clean (raw)</th><th>top-10 colour share</th>"
             f"<th>{escape(m)} colours</th><th>{escape(m)} % clean</th><th>off-palette</th><th>grid error</th>"
-            "<th>uniform bg</th></tr>")
+            "<th>uniform bg</th>" + ("<th>near-copies</th><th>diversity</th>" if novelty else "") + "</tr>")
     rows = ["<table>", head]
-    for stats in view.report.get("epochs") or []:
+    for stats in epochs:
         ms = ((stats.get("methods") or {}).get(view.method) or {}) if view.method else {}
         cls = ' class="best"' if best is not None and stats.get("epoch") == best else ""
         rows.append(
             f'<tr{cls}><td>{_num(stats.get("epoch"), "{}", "?")}{" ★" if cls else ""}</td>'
-            f'<td>{_num(stats.get("samples"), "{}")}</td><td>{_num(stats.get("colors_nearest_mean"))}</td>'
+            + (_score_cell(stats) if scored else "")
+            + f'<td>{_num(stats.get("samples"), "{}")}</td><td>{_num(stats.get("colors_nearest_mean"))}</td>'
             f'<td>{_num(stats.get("clean_pct"), "{:.0f} %")}</td>'
-            f'<td>{_num(stats.get("top10_coverage_mean"), "{:.3f}")}</td>'
+            f'<td>{_num(stats.get("top10_coverage_mean"), "{:.0%}")}</td>'
             f'<td>{_num(ms.get("colors_mean"))}</td><td>{_num(ms.get("clean_pct"), "{:.0f} %")}</td>'
             f'<td>{_num(ms.get("off_palette_mean"), "{:.1%}")}</td><td>{_num(ms.get("grid_error_mean"))}</td>'
-            f'<td>{_num(ms.get("background_uniform_pct"), "{:.0f} %")}</td></tr>'
+            f'<td>{_num(ms.get("background_uniform_pct"), "{:.0f} %")}</td>'
+            + (f'<td>{_num(stats.get("near_copy_pct"), "{:.0f} %")}</td><td>{_num(stats.get("diversity"), "{:.3g}")}'
+               "</td>" if novelty else "") + "</tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)
@@ -121,15 +147,20 @@ def methods_html(view: RunView) -> str:
 
 
 def best_html(view: RunView) -> str:
-    """The best-epoch line: epoch, method, score and the rule that picked it."""
+    """The chosen epoch and why: method, score, each term of the score, and the rule that picked it."""
     best = view.report.get("best")
     if not best:
         return '<p class="best-choice muted">No best epoch: no epoch-numbered samples were processed.</p>'
     score = best.get("score")
     score_text = f", score {score:.3g}" if isinstance(score, (int, float)) else ""
+    terms = best.get("terms")
+    why = ""
+    if isinstance(terms, dict) and terms:
+        why = '<ul class="terms">' + "".join(f"<li>{escape(str(k))}: <b>{_num(v, '{:.3g}')}</b></li>"
+                                              for k, v in terms.items()) + "</ul>"
     return (f'<p class="best-choice">Best epoch: <b>{escape(str(best.get("epoch")))}</b> '
-            f'(method {escape(str(best.get("method")))}{score_text}). '
-            f'<span class="muted">Rule: {escape(str(best.get("rule") or "not stated"))}</span></p>')
+            f'(method {escape(str(best.get("method")))}{score_text}).</p>{why}'
+            f'<p class="muted">Rule: {escape(str(best.get("rule") or "not stated"))}</p>')
 
 
 def settings_html(view: RunView, page_dir: Path) -> str:
@@ -158,13 +189,14 @@ def _settings_items(view: RunView, page_dir: Path) -> list[tuple[str, str]]:
     dataset = m.get("dataset") or {}
     layout = m.get("layout")
     items = [
-        ("run folder", f'<code>{escape(str(view.run_dir))}</code>'),
+        ("run", f'<code>{escape(view.run_id)}</code>' + (f" ({escape(view.name)})" if view.name else "")),
         ("status", escape(str(m.get("status", "—")))),
         ("resolution", escape(str(m.get("resolution", "—")))),
         ("preset", escape(str(m.get("preset") or "—"))),
+        ("overrides", escape(" ".join(str(o) for o in m.get("overrides") or []) or "—")),
         ("layout", escape(json.dumps(layout) if isinstance(layout, dict) else str(layout or "—"))),
-        ("dataset", escape(", ".join(f"{k}: {v}" for k, v in dataset.items() if not isinstance(v, (dict, list)))
-                           or "—")),
+        ("dataset", escape(", ".join(f"{k}: {v}" for k, v in dataset.items()
+                                     if k in ("name", "images", "sha256", "palette_size", "trigger")) or "—")),
         ("sd-scripts commit", escape(str(m.get("sd_scripts_commit") or "—"))),
         ("config sha256", f'<code>{escape(str(m.get("config_sha256") or "—"))}</code>'),
         ("epochs done", escape(str(m.get("epochs_done", "—")))),
@@ -178,51 +210,3 @@ def _settings_items(view: RunView, page_dir: Path) -> list[tuple[str, str]]:
         links = " · ".join(f'<a href="{rel_url(p, page_dir)}">{escape(p.name)}</a>' for p in view.sheets)
         items.append(("contact sheets", links))
     return items
-
-
-def samples_html(view: RunView, page_dir: Path, inline_candidates: bool = True) -> str:
-    """The grid: epochs as rows, prompts as columns; each cell the sample and its candidate."""
-    rows, columns, grid = arrange(view.report.get("samples") or [])
-    if not rows:
-        return '<p class="muted">No samples.</p>'
-    best = best_epoch(view.report)
-    out = ['<div class="grid-wrap"><table class="samples"><tr><th>epoch</th>']
-    for col in columns:
-        sample = next((grid[(r.key, col)] for r in rows if (r.key, col) in grid), None)
-        label = prompt_label(sample, col)
-        out.append(f'<th title="{escape((sample or {}).get("prompt") or "")}">{escape(label[:64])}</th>')
-    out.append("</tr>")
-    for row in rows:
-        cls = ' class="best-row"' if best is not None and row.epoch == best else ""
-        out.append(f'<tr{cls}><td><b>{escape(row.label)}</b>{"<br>★ best" if cls else ""}</td>')
-        for col in columns:
-            sample = grid.get((row.key, col))
-            out.append("<td>" + (_cell(view, sample, page_dir, inline_candidates) if sample else "") + "</td>")
-        out.append("</tr>")
-    out.append("</table></div>")
-    return "\n".join(out)
-
-
-def _cell(view: RunView, sample: dict, page_dir: Path, inline: bool) -> str:
-    """One grid cell: the sample and its candidate (inlined as a data URI when `inline`), each a zoom link,
-    and their colour counts."""
-    src = rel_url(view.run_dir / sample["file"], page_dir)
-    caption = f'{sample.get("file")} · {sample.get("colors_nearest")} colours'
-    parts = ['<div class="pair">', f'<a class="zoom" href="{src}" data-caption="{escape(caption)}">'
-             f'<img src="{src}" alt="sample {escape(sample.get("file", ""))}"></a>']
-    method = view.method
-    candidate = (sample.get("candidates") or {}).get(method) if method else None
-    if method and candidate:
-        cand_path = view.run_dir / candidate["file"]
-        href = rel_url(cand_path, page_dir)
-        data = _data_uri(cand_path) if inline else None
-        cap = f'{method} candidate · {candidate.get("colors")} colours'
-        parts.append(f'<a class="zoom" href="{href}" data-caption="{escape(cap)}"><img class="cand" '
-                     f'src="{data or href}" alt="{escape(method)} candidate"></a>')
-    parts.append("</div>")
-    nums = f'<div class="nums"><b>{_num(sample.get("colors_nearest"), "{}")}</b> col'
-    if method and candidate:
-        clean = ' <span class="ok">clean</span>' if candidate.get("clean") else ""
-        nums += f' · {escape(method)} <b>{_num(candidate.get("colors"), "{}")}</b>{clean}'
-    parts.append(nums + "</div>")
-    return "".join(parts)

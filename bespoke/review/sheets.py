@@ -151,8 +151,8 @@ def pick_method(report: dict, method: str | None = None) -> str | None:
 
 def prompt_label(sample: dict | None, column: int) -> str:
     """A short column title: the prompt without the shared caption prefix."""
-    if column >= 1000:
-        return "(no prompt index)"
+    if column >= 1000:  # a file that is no sd-scripts sample: its own name says what it is
+        return str((sample or {}).get("name") or "(no prompt index)")
     text = (sample or {}).get("prompt") or ""
     for prefix in ("pixel art, 24x24, portrait of bespoke punk ", "pixel art, 24x24, "):
         if text.startswith(prefix):
@@ -168,11 +168,16 @@ def best_epoch(report: dict) -> int | None:
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
+    """`text`, or as many whole words of it as fit with "…" (a cut word reads as another word)."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > width:
+    words = text.split(" ")
+    while len(words) > 1 and draw.textlength(" ".join(words) + "…", font=font) > width:
+        words.pop()
+    text = " ".join(words).rstrip(",;:")
+    while text and draw.textlength(text + "…", font=font) > width:  # one long word: cut it after all
         text = text[:-1]
-    return text + "..."
+    return text + "…"
 
 
 def _load(path: Path, size: tuple[int, int], resample: Image.Resampling) -> Image.Image | None:
@@ -352,7 +357,8 @@ def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, s
     draw.text((x + PAD, ty), f"{colors} colours" if colors is not None else "-", fill=INK, font=fonts.text)
     coverage = sample.get("top10_coverage")
     if coverage is not None:
-        draw.text((x + PAD, ty + 16), f"top10 {coverage:.0%}", fill=MUTED, font=fonts.small)
+        # "top10 2%" read as "top 102%": say what the share is of, with a space before %
+        draw.text((x + PAD, ty + 16), f"top-10 share {100 * coverage:.0f} %", fill=MUTED, font=fonts.small)
     if candidate:
         clean = bool(candidate.get("clean"))
         draw.text((cx, ty), f"{method} {candidate.get('colors')}", fill=CLEAN if clean else INK, font=fonts.text)

@@ -29,16 +29,16 @@ def test_prepare_by_name_json_then_cached(synthetic_dataset, isolated_project):
     assert [p["dir"] for p in again["prepared"]] == [p["dir"] for p in data["prepared"]]
 
 
-def test_table_report_on_stderr(synthetic_dataset):
+def test_table_report_on_stdout(synthetic_dataset):
     result = run("prepare", str(synthetic_dataset), "-r", "512", "--layout", "pad", "--trigger", "bspk")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == ""
-    text = " ".join(result.stderr.split())
+    assert result.stderr == ""  # the table is the result: stdout (streams that script well)
+    text = " ".join(result.stdout.split())
     assert "8 (RGB 8)" in text
     assert "pad: 24->512 px, cells of 21 px, margin 4 px" in text
     assert "(new)" in text and "trigger 'bspk' added to 8" in text
     assert "cached" in " ".join(run("prepare", str(synthetic_dataset), "-r", "512", "--layout", "pad",
-                                    "--trigger", "bspk").stderr.split())
+                                    "--trigger", "bspk").stdout.split())
 
 
 def test_quiet_prints_nothing(synthetic_dataset):

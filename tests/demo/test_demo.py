@@ -41,7 +41,7 @@ def test_demo_end_to_end_then_reuses_everything(isolated_project, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     assert "HEAVY:\n" in first.stderr or first.stderr.rstrip().endswith("HEAVY:")
     assert "SIMULATED" in first.stderr
-    report_line = [line for line in first.stderr.splitlines() if line.startswith("report:")][-1]
+    report_line = [line for line in first.stdout.splitlines() if line.startswith("report:")][-1]
     html = Path(report_line.split("report:", 1)[1].strip())
     assert html.is_file() and html.parent.parent == out / "outputs"
 
@@ -60,7 +60,7 @@ def test_demo_end_to_end_then_reuses_everything(isolated_project, tmp_path):
         assert len(report["samples"]) == 2 * 3  # e0 (sample_at_first) + 2 epochs, 2 prompts
         size = manifest["resolution"]
         assert {(s["width"], s["height"]) for s in report["samples"]} == {(size, size)}
-        assert list((RunPaths(run).report_dir / "sheets").glob("*.png"))
+        assert list((html.parent / "sheets" / run.name).glob("*.png"))  # the review folder holds its sheets
     text = html.read_text()
     assert "SIMULATED — not real training" in text
     assert (out / "datasets" / "synthetic_punks").is_dir()

@@ -57,10 +57,18 @@ def sweep(tmp_path_factory):
     return run_demo(settings, root / "demo", epochs=4, prompts=3, progress=False)
 
 
-def test_review_page_renders_every_image_and_chart(sweep, tmp_path):
-    html = sweep.html
+def _copy_alone(sweep, dest: Path) -> Path:
+    """The review folder copied by itself (no run folders beside it), as a user copies it home."""
+    shutil.copytree(sweep.html.parent, dest)
+    return dest / sweep.html.name
+
+
+def test_review_folder_copied_alone_renders_every_image_and_chart(sweep, tmp_path):
+    html = _copy_alone(sweep, tmp_path / "copied" / "review")
+    text = html.read_text(encoding="utf-8")
+    assert "../" not in text and "file:" not in text  # relative links inside the folder only
     parser = _Images()
-    parser.feed(html.read_text(encoding="utf-8"))
+    parser.feed(text)
     assert parser.count == 4 * (4 + 1) * 3 * 2  # runs x (e0 + 4 epochs) x prompts x (sample + candidate)
 
     dom = _chromium(html.as_uri(), tmp_path / "profile", "--dump-dom")
@@ -86,13 +94,26 @@ def test_review_page_renders_every_image_and_chart(sweep, tmp_path):
         assert top[0] > 150 and top[1] < 80  # the red SIMULATED banner across the top
 
 
+def test_single_file_page_renders_alone(sweep, tmp_path):
+    from bespoke.review.build import review_runs
+
+    result = review_runs([r.run_dir for r in sweep.runs], out_dir=tmp_path / "built", process=False,
+                         progress=False, single_file=True)
+    assert result.single_file == result.html.with_name("review.html")
+    alone = tmp_path / "mail" / "review.html"
+    alone.parent.mkdir()
+    shutil.copyfile(result.single_file, alone)
+    text = alone.read_text(encoding="utf-8")
+    assert 'src="img/' not in text and 'href="sheets/' not in text
+    dom = _chromium(alone.as_uri(), tmp_path / "profile", "--dump-dom")
+    attrs = _body_attrs(dom.stdout)
+    assert attrs.get("data-images-failed") == "0" and int(attrs["data-images-loaded"]) == 4 * 5 * 3 * 2, attrs
+    assert attrs.get("data-chart") == "ok", attrs
+
+
 def test_the_browser_check_catches_a_missing_image(sweep, tmp_path):
-    # copy the page next to a copy of one run so that deleting a file cannot harm the shared sweep
-    page = tmp_path / "page"
-    shutil.copytree(sweep.html.parent.parent, page / "outputs",
-                    ignore=shutil.ignore_patterns("candidates"))  # candidates are inlined; samples are files
-    html = page / "outputs" / sweep.html.parent.name / "index.html"
-    victim = next((page / "outputs" / sweep.runs[0].run_id / "model" / "sample").glob("*.png"))
+    html = _copy_alone(sweep, tmp_path / "copied")
+    victim = next((html.parent / "img").rglob("*.webp"))
     victim.unlink()
     dom = _chromium(html.as_uri(), tmp_path / "profile", "--dump-dom")
     attrs = _body_attrs(dom.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -14,7 +15,6 @@ from review_fixtures import fake_process, make_planned_run, simulated_run
 
 from bespoke.cli import main
 from bespoke.review import build as review
-from bespoke.review.html import load_baseline
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths
 
@@ -46,24 +46,23 @@ def parse(html_path: Path) -> _Refs:
 
 
 def assert_every_image_on_disk(html_path: Path, reports: list[tuple[Path, dict]]):
+    """Every image URL is relative, inside the page's folder and on disk; every sample has its thumbnail
+    and its shown candidate (a copy of the candidate file, byte for byte)."""
     refs = parse(html_path)
     local = [u for u in refs.srcs + refs.hrefs if not u.startswith("data:")]
     assert local
+    folder = html_path.parent.resolve()
     for url in local:
-        assert (html_path.parent / unquote(url)).is_file(), url
-    resolved = {(html_path.parent / unquote(u)).resolve() for u in local}
-    inlined = sum(u.startswith("data:image/png;base64,") for u in refs.srcs)
-    total = 0
+        target = (html_path.parent / unquote(url)).resolve()
+        assert target.is_file(), url
+        assert target.is_relative_to(folder), url  # nothing outside the review folder
+    thumbs = [u for u in refs.srcs if "/s/" in u]
+    cands = {(html_path.parent / unquote(u)).read_bytes() for u in refs.srcs if "/c/" in u}
+    assert len(thumbs) == sum(len(r["samples"]) for _, r in reports)
     for run, report in reports:
+        method = report["best"]["method"] if report.get("best") else report["methods"][0]
         for sample in report["samples"]:
-            total += 1
-            assert (run / sample["file"]).resolve() in resolved
-            for cand in sample["candidates"].values():
-                if (run / cand["file"]).resolve() in resolved:
-                    break
-            else:
-                raise AssertionError(f"no candidate link for {sample['file']}")
-    assert inlined == total  # every shown candidate is inlined as a data URI
+            assert (run / sample["candidates"][method]["file"]).read_bytes() in cands
 
 
 @pytest.fixture
@@ -97,17 +96,18 @@ def test_sweep_review_shares_axes_and_draws_the_baseline(two_runs):
     assert_every_image_on_disk(result.html, reports)
     refs = parse(result.html)
     colour_lines = {p["data-series"]: p for p in refs.polylines if p["chart"] == "colours"}
-    assert set(colour_lines) == {"64 px (simulated)", "128 px (simulated)", "recorded 512 px run"}
+    # the recorded baseline is a 512 px run: not drawn beside 64 and 128 px runs
+    assert set(colour_lines) == {"64 px (simulated)", "128 px (simulated)"}
     last_x = {name: float(p["points"].split()[-1].split(",")[0]) for name, p in colour_lines.items()}
     first_x = {name: float(p["points"].split()[0].split(",")[0]) for name, p in colour_lines.items()}
     # shared x axis: both runs start at epoch 1 at the same x; the 3-epoch run ends left of the 4-epoch one
     assert first_x["64 px (simulated)"] == first_x["128 px (simulated)"]
     assert last_x["64 px (simulated)"] < last_x["128 px (simulated)"]
     assert {p["chart"] for p in refs.polylines} == {"colours", "clean", "loss"}
-    baseline = load_baseline()
-    assert baseline["mean_colors_nearest"] == 216.6
-    assert any(r.get("stroke-dasharray") for r in refs.refs)
-    assert "216.6" in result.html.read_text()
+    assert not refs.refs
+    text = result.html.read_text()
+    assert "vs recorded 512 px baseline 216.6" in text and "n/a" in text  # the column says it does not apply
+    assert (result.html.parent / "sheets" / "64-a-11111111").is_dir()  # the sheets live in the review folder
     # same order -> same folder; the review never lands inside a run
     again = review.review_runs([b, a], outputs_dir=outputs, progress=False)
     assert again.html == result.html
@@ -188,20 +188,61 @@ def test_cli_review_one_and_two_runs(two_runs):
 def test_cli_open_uses_a_file_url(two_runs, monkeypatch):
     _, a, _ = two_runs
     opened = []
-    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url))
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
     result = CliRunner().invoke(main, ["review", str(a), "--open", "--quiet"])
     assert result.exit_code == 0, result.output
     assert opened == [(RunPaths(a).report_dir / "index.html").resolve().as_uri()]
+    assert "no web browser" not in result.stderr
 
 
-def test_folder_that_is_not_a_run(tmp_path):
+def test_cli_open_on_a_headless_box_says_where_the_report_is(two_runs, monkeypatch):
+    _, a, _ = two_runs
+    monkeypatch.setattr("webbrowser.open", lambda url: False)  # what webbrowser does without a browser
+    result = CliRunner().invoke(main, ["review", str(a), "--open", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = RunPaths(a).report_dir
+    assert f"no web browser here: copy {report} to a machine with one and open index.html" in result.stderr
+    assert result.stdout.strip() == f"report: {report / 'index.html'}"  # the result alone on stdout
+
+
+def test_piped_output_is_never_wrapped_or_cut(two_runs, tmp_path):
+    import subprocess
+    import sys
+
+    _, a, _ = two_runs
+    deep = tmp_path / ("a-very-long-folder-name-that-would-wrap-at-eighty-columns-" * 3) / "sweep"
+    done = subprocess.run([sys.executable, "-m", "bespoke", "review", str(a), "--out", str(deep)],
+                          capture_output=True, text=True, timeout=120, env={**__import__("os").environ,
+                                                                             "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"report: {deep / 'index.html'}" in done.stdout.splitlines()  # one line, whole
+    assert "…" not in done.stdout and "\x1b[" not in done.stdout  # no truncated cells, no colour codes
+
+
+def test_a_folder_of_images_that_cannot_be_read(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()
     (folder / "x.png").write_bytes(b"")
     result = CliRunner().invoke(main, ["review", str(folder)])
-    assert result.exit_code == 4
-    assert "not a bespoke run folder (no run.json)" in result.output
+    assert result.exit_code == 6
+    assert "none of 1 samples could be processed" in result.output
     assert sorted(p.name for p in folder.iterdir()) == ["x.png"]  # nothing written
+
+
+def test_review_of_a_plain_folder_of_samples(two_runs, tmp_path):
+    _, run, _ = two_runs
+    folder = tmp_path / "my samples"
+    shutil.copytree(RunPaths(run).sample_dir, folder)
+    result = CliRunner().invoke(main, ["review", str(folder)])
+    assert result.exit_code == 0, result.output
+    page = folder / "bespoke_process" / "report" / "index.html"
+    assert page.is_file() and f"report: {page}" in result.stdout
+    report = json.loads((folder / "bespoke_process" / "report" / "report.json").read_text())
+    assert_every_image_on_disk(page, [(folder, report)])
+    assert "Run settings" not in page.read_text()  # no run: no run.json facts to show
+    again = CliRunner().invoke(main, ["review", str(folder / "bespoke_process"), "--no-process"])
+    assert again.exit_code == 0, again.output
+    assert f"report: {page}" in again.stdout
 
 
 def test_unknown_run_id_suggests_a_close_one(two_runs):
@@ -254,9 +295,16 @@ def test_loss_history_falls_back_to_the_train_log(tmp_path):
         {"epoch": 1, "step": 1, "loss": 0.2}, {"epoch": 1, "step": 2, "loss": 0.15},
         {"epoch": 2, "step": 3, "loss": 0.125}, {"epoch": 2, "step": 4, "loss": 0.1},
     ]
-    recorded = [{"step": 1, "epoch": 1, "loss": 0.3}]
+    # per epoch: the running average at each epoch's last step (what sd-scripts logs as loss/epoch_average)
+    assert review.epoch_loss(run, manifest) == ({1: 0.15, 2: 0.1}, "the trainer log's avr_loss at the last step "
+                                                "of each epoch")
+    recorded = [{"step": 1, "epoch": 1, "loss": 0.3}, {"step": 2, "epoch": 1, "loss": 0.1}]
     manifest.loss_history = recorded  # a simulated run's curve wins over any log
     assert review.loss_history(run, manifest) == recorded
+    assert review.epoch_loss(run, manifest)[0] == {1: pytest.approx(0.2)}  # per-step losses: their mean
+    shutil.copytree(Path(__file__).parent / "data" / "tensorboard", RunPaths(run).tensorboard_dir)
+    losses, source = review.epoch_loss(run, manifest)  # the trainer's own event files win
+    assert {e: round(v, 3) for e, v in losses.items()} == {1: 0.13, 2: 0.11, 3: 0.09} and "TensorBoard" in source
 
 
 def test_report_of_another_kind_is_refused(two_runs):
@@ -270,3 +318,16 @@ def test_report_of_another_kind_is_refused(two_runs):
     assert "not a bespoke process report of schema 1" in result.output
     assert json.loads(path.read_text())["schema_version"] == 99
     assert not (RunPaths(a).report_dir / "index.html").exists()
+
+
+def test_non_square_samples_are_listed_with_why(two_runs, tmp_path):
+    from PIL import Image
+
+    _, run, _ = two_runs
+    folder = tmp_path / "mixed"
+    shutil.copytree(RunPaths(run).sample_dir, folder)
+    Image.new("RGB", (96, 64), (200, 10, 10)).save(folder / "wide.png")
+    result = CliRunner().invoke(main, ["review", str(folder)])
+    assert result.exit_code == 0, result.output
+    text = (folder / "bespoke_process" / "report" / "index.html").read_text()
+    assert "<code>wide.png</code>: not square (96x64)" in text and "crop these to the square art" in text

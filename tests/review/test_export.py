@@ -1,0 +1,99 @@
+"""`bespoke export`: PNG x1 and xS, GIMP/hex palettes, a sprite sheet and a manifest; bad input refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from review_fixtures import fake_process, simulated_run
+
+from bespoke.cli import main
+from bespoke.errors import UsageError
+from bespoke.review.export import export_run, gpl_text, hex_text, palette_of
+from bespoke.run.paths import RunPaths
+
+
+@pytest.fixture
+def run(tmp_path):
+    return simulated_run(tmp_path / "outputs", "64-exp-11111111", resolution=64, prompts=3, epochs=3)
+
+
+def test_export_of_the_best_epoch(run):
+    report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
+    best = report["best"]["epoch"]
+    result = export_run(run, scale=8, progress=False)
+    out = result.out_dir
+    assert out == run / "export" / f"e{best:03d}_grid"
+    manifest = json.loads((out / "manifest.json").read_text())
+    samples = {s["file"].split("/")[-1]: s for s in report["samples"] if s["epoch"] == best}
+    assert len(manifest["images"]) == len(samples) == 3
+    pixels = []
+    for entry in manifest["images"]:
+        sample = samples[entry["sample"]]
+        assert entry["prompt"] == sample["prompt"] and entry["seed"] == sample["seed"]
+        cand = np.asarray(Image.open(run / sample["candidates"]["grid"]["file"]).convert("RGB"))
+        small = np.asarray(Image.open(out / entry["png"]).convert("RGB"))
+        big = np.asarray(Image.open(out / entry["png_x8"]).convert("RGB"))
+        assert small.shape == (24, 24, 3) and (small == cand).all()  # x1 is the candidate, exactly
+        assert big.shape == (192, 192, 3) and (big[::8, ::8] == cand).all() and (big[7::8, 7::8] == cand).all()
+        sheet = np.asarray(Image.open(out / "sheet.png").convert("RGB"))
+        f = entry["frame"]
+        assert (sheet[f["y"]:f["y"] + 24, f["x"]:f["x"] + 24] == cand).all()
+        pixels.append(cand)
+    colours = {tuple(int(v) for v in c) for img in pixels for c in img.reshape(-1, 3)}
+    hex_lines = (out / "palette.hex").read_text().split()
+    assert len(hex_lines) == len(colours) == manifest["palette_colours"]
+    assert {tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in hex_lines} == colours
+    gpl = (out / "palette.gpl").read_text().splitlines()
+    assert gpl[0] == "GIMP Palette" and len(gpl) == 4 + len(colours)
+    assert Image.open(out / "sheet_x8.png").size == tuple(8 * s for s in Image.open(out / "sheet.png").size)
+
+
+def test_palette_most_used_first():
+    img = np.zeros((2, 2, 3), dtype=np.uint8)
+    img[0, 0] = (255, 0, 0)
+    palette = palette_of([img])
+    assert palette == [((0, 0, 0), 3), ((255, 0, 0), 1)]
+    assert hex_text(palette) == "000000\nff0000\n"
+    assert gpl_text(palette, "x").splitlines()[4] == "  0   0   0\t#000000 (3 px)"
+
+
+def test_degenerate_samples_are_left_out_and_named(run):
+    report = fake_process(run)
+    target = next(s for s in report["samples"] if s["epoch"] == 2)
+    target["degenerate"] = "nan-black"
+    (RunPaths(run).report_dir / "report.json").write_text(json.dumps(report))
+    result = export_run(run, epoch=2, progress=False, process=False)
+    assert len(result.manifest["images"]) == 2
+    assert result.manifest["left_out"] == [{"sample": target["file"], "reason": "degenerate (nan-black)"}]
+
+
+def test_bad_input(run, tmp_path):
+    with pytest.raises(UsageError, match="--epoch 9: .* has samples of epochs 1, 2, 3"):
+        export_run(run, epoch=9, progress=False)
+    with pytest.raises(UsageError, match="--scale 0"):
+        export_run(run, scale=0, progress=False)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="not empty and not a bespoke export"):
+        export_run(run, out_dir=busy, progress=False)
+    assert [p.name for p in busy.iterdir()] == ["mine.txt"]
+
+
+def test_cli_export_twice_replaces_its_own_files(run, tmp_path):
+    out = tmp_path / "exp"
+    first = CliRunner().invoke(main, ["export", str(run), "--epoch", "1", "--out", str(out), "--scale", "4"])
+    assert first.exit_code == 0, first.output
+    assert f"export: {out}" in first.stdout
+    assert (out / "png_x4").is_dir()
+    again = CliRunner().invoke(main, ["export", str(run), "--epoch", "1", "--out", str(out), "--scale", "2",
+                                      "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["scale"] == 2
+    assert not list((out / "png_x4").glob("*.png")) and len(list((out / "png_x2").glob("*.png"))) == 3
+    bad = CliRunner().invoke(main, ["export", str(run), "--epoch", "7"])
+    assert bad.exit_code == 2 and "--epoch 7" in bad.output
