@@ -153,7 +153,8 @@ def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, iso
     assert _wait_for(lambda: not _alive(trainer_pid), 10), "the trainer outlived bespoke"
     manifest = manifest_of(run)
     assert manifest["status"] == "interrupted" and manifest["epochs_done"] == 2
-    assert not (run / ".lock").exists()
+    assert manifest["attempt"]["signal"] == "SIGINT"
+    assert not (run / ".lock.json").exists()  # the holder's record goes with the OS lock
 
     result = invoke("train", "--run", str(run))  # no hang now: resumes from the epoch-2 state
     assert result.exit_code == 0, result.output
@@ -212,14 +213,22 @@ def training_settings():
     return load_settings()
 
 
-def test_concurrent_invocation_is_refused_while_the_pid_lives(fake, isolated_project):
-    run = hand_run(isolated_project, isolated_project / "imgs")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        import socket
+HOLDER = r"""
+import sys, time
+from pathlib import Path
+from bespoke.run.lock import RunLock
+from bespoke.run.paths import RunPaths
+with RunLock(RunPaths(Path(sys.argv[1])), "hand"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
-        (run / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                               "started_at": "2026-01-01T00:00:00"}))
+
+def test_concurrent_invocation_is_refused_while_the_holder_lives(fake, isolated_project):
+    run = hand_run(isolated_project, isolated_project / "imgs")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
         before = (run / "run.json").read_bytes()
         result = invoke("train", "--run", str(run))
         assert result.exit_code == 4
@@ -228,35 +237,64 @@ def test_concurrent_invocation_is_refused_while_the_pid_lives(fake, isolated_pro
     finally:
         holder.kill()
         holder.wait()
+    # the OS released the lock with its dead holder: no takeover step, the next one simply gets it
+    from bespoke.run.lock import RunLock
+
+    with RunLock(RunPaths(run), "hand") as lock:
+        assert lock.previous["pid"] == holder.pid
 
 
-def test_a_dead_pids_lock_is_stale_and_taken_over(isolated_project):
+def test_a_dead_holders_record_is_replaced_and_the_lock_is_exclusive(isolated_project):
     import socket
 
-    from bespoke.run.lock import RunLock
+    from bespoke.run.lock import RunLock, record_path
 
     paths = RunPaths(isolated_project / "r")
     paths.root.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    paths.lock_file.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started_at": "x"}))
+    record_path(paths).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started_at": "x",
+                                              "trainer_pid": dead.pid}))
     with RunLock(paths, "r"):
-        assert json.loads(paths.lock_file.read_text())["pid"] == os.getpid()
+        assert json.loads(record_path(paths).read_text())["pid"] == os.getpid()
         with pytest.raises(Exception, match=f"in use by pid {os.getpid()}"):
             RunLock(paths, "r").acquire()
-    assert not paths.lock_file.exists()
+    assert not record_path(paths).exists()
+
+
+def test_no_takeover_while_the_previous_trainer_lives(isolated_project):
+    import socket
+
+    from bespoke.errors import RunError
+    from bespoke.run.lock import RunLock, record_path
+    from bespoke.run.proctree import start_time
+
+    paths = RunPaths(isolated_project / "r")
+    paths.root.mkdir()
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record_path(paths).write_text(json.dumps({"pid": 999999, "host": socket.gethostname(), "started_at": "x",
+                                                  "trainer_pid": orphan.pid,
+                                                  "trainer_started": start_time(orphan.pid)}))
+        with pytest.raises(RunError, match=f"previous attempt \\(pid {orphan.pid}\\) is still running"):
+            RunLock(paths, "r", orphan_wait=0.3).acquire()
+    finally:
+        orphan.kill()
+        orphan.wait()
+    with RunLock(paths, "r", orphan_wait=0.3):
+        pass
 
 
 def test_a_lock_from_another_host_is_never_taken(isolated_project):
     from bespoke.errors import RunError
-    from bespoke.run.lock import RunLock
+    from bespoke.run.lock import RunLock, record_path
 
     paths = RunPaths(isolated_project / "r")
     paths.root.mkdir()
-    paths.lock_file.write_text(json.dumps({"pid": 1, "host": "other-machine", "started_at": "x"}))
+    record_path(paths).write_text(json.dumps({"pid": 1, "host": "other-machine", "started_at": "x"}))
     with pytest.raises(RunError, match="on other-machine"):
         RunLock(paths, "r").acquire()
-    assert "other-machine" in paths.lock_file.read_text()
+    assert "other-machine" in record_path(paths).read_text()
 
 
 # ---------------------------------------------------------------- process runner
