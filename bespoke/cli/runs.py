@@ -1,4 +1,5 @@
-"""`bespoke runs`: every run folder with its status, resolution, preset, epochs and best epoch."""
+"""`bespoke runs`: every run folder with its status, resolution, preset, epochs and best epoch. A run.json
+that says `running` while no bespoke holds the run shows as `stale` with the epochs on disk."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ def runs(ctx, as_json):
 
     from bespoke.console import console
     from bespoke.pipeline import runs_overview
+    from bespoke.run.manifest import load_manifest
+    from bespoke.run.resume import live_status
 
     settings = get_settings(ctx)
     items = runs_overview(settings.outputs_dir)
+    for item in items:  # a run whose bespoke is gone is `stale` (with its epochs on disk), never `running`
+        if item["status"] == "running":
+            item["status"], item["epochs_done"] = live_status(item["path"], load_manifest(item["path"]))
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return

@@ -114,9 +114,8 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.release()
-        return False
 
 
 def try_lock(paths: RunPaths, run_id: str) -> RunLock | None:

@@ -20,8 +20,9 @@ from bespoke.clock import now_iso
 from bespoke.errors import RunError
 from bespoke.fsutil import move_aside
 from bespoke.kohya.checkpoints import Checkpoint, epochs_done, find_checkpoints, newest_state_dir
+from bespoke.kohya.metadata import WeightsError, read_header
 from bespoke.kohya.naming import parse_sample_name
-from bespoke.run.lock import try_lock
+from bespoke.run.lock import holder, holder_alive, try_lock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths
 
@@ -34,6 +35,19 @@ def set_aside_model_dir(model_dir: Path) -> Path | None:
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         return None
     return move_aside(model_dir, lambda n: f"{model_dir.name}.prev-{n}")
+
+
+def whole_checkpoints(model_dir: Path, output_name: str) -> list[Checkpoint]:
+    """The run's checkpoints that are whole: a file the trainer was writing when it was stopped (sd-scripts
+    writes in place) is not work done, and is overwritten when that epoch is trained again."""
+    out = []
+    for checkpoint in find_checkpoints(model_dir, output_name):
+        try:
+            read_header(checkpoint.path)
+        except (WeightsError, OSError):
+            continue
+        out.append(checkpoint)
+    return out
 
 
 def complete_final(checkpoints: list[Checkpoint], epochs_total: int | None) -> Checkpoint | None:
@@ -63,7 +77,7 @@ def prepare_folder(paths: RunPaths, manifest: RunManifest, output_name: str, res
         return None
     if status in ("running", "interrupted", "failed"):
         resume = newest_state_dir(paths.model_dir)
-        checkpoints = find_checkpoints(paths.model_dir, output_name)
+        checkpoints = whole_checkpoints(paths.model_dir, output_name)
         if resume is not None:
             say(f"{run_id}: resuming from {resume.name} (was {status})")
             return resume
@@ -107,7 +121,7 @@ class ResumeSamples:
 
 def outcome_from_disk(paths: RunPaths, manifest: RunManifest) -> tuple[str, list[Checkpoint]]:
     """'finished' when the final checkpoint is whole and the last epoch, else 'interrupted'; and the checkpoints."""
-    checkpoints = find_checkpoints(paths.model_dir, manifest.output_name or "last")
+    checkpoints = whole_checkpoints(paths.model_dir, manifest.output_name or "last")
     total = manifest.epochs_total or manifest.num_epochs
     return ("finished" if complete_final(checkpoints, total) else "interrupted"), checkpoints
 
@@ -132,3 +146,12 @@ def settle_run(run_dir: Path, reason: str) -> str | None:
         return status
     finally:
         lock.release()
+
+
+def live_status(run_dir: Path, manifest: RunManifest) -> tuple[str, int]:
+    """(status, epochs) for display: a run.json that says `running` while no bespoke holds the run is `stale`,
+    with the epochs whose checkpoints are whole on disk (what a re-run resumes from)."""
+    if manifest.status != "running" or holder_alive(holder(RunPaths(Path(run_dir)))):
+        return manifest.status, manifest.epochs_done
+    on_disk = whole_checkpoints(RunPaths(Path(run_dir)).model_dir, manifest.output_name or "last")
+    return "stale", epochs_done(on_disk)

@@ -160,13 +160,12 @@ class StopSignals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self._depth -= 1
         if self._depth == 0:
             for sig, previous in self._previous.items():
                 signal.signal(sig, previous)  # type: ignore[arg-type]
             self._previous.clear()
-        return False
 
     @property
     def exit_code(self) -> int | None:
@@ -200,7 +199,7 @@ def start_reaper(trainer_pid: int, run_dir: Path | None) -> subprocess.Popen | N
         argv.append(str(run_dir))
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, **_NEW_GROUP)  # type: ignore[call-overload]
+                                stderr=subprocess.DEVNULL, **_NEW_GROUP)
     except OSError:
         return None
 
@@ -263,7 +262,7 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Pat
         log.flush()
         proc = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                **_NEW_GROUP)  # type: ignore[call-overload]
+                                **_NEW_GROUP)
         tree = ProcessTree(proc.pid)
         reaper = start_reaper(proc.pid, run_dir)
         lock = threading.Lock()

@@ -23,7 +23,7 @@ from bespoke import __version__
 from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.fsutil import atomic_write_text, sha256_file
-from bespoke.kohya.checkpoints import Checkpoint, epochs_done, find_checkpoints
+from bespoke.kohya.checkpoints import Checkpoint, epochs_done
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
     build_launch,
@@ -42,7 +42,13 @@ from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
 from bespoke.run.proctree import DEFAULT_GRACE
 from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
-from bespoke.run.resume import ResumeSamples, complete_final, outcome_from_disk, prepare_folder
+from bespoke.run.resume import (
+    ResumeSamples,
+    complete_final,
+    outcome_from_disk,
+    prepare_folder,
+    whole_checkpoints,
+)
 from bespoke.run.runner import ProcessResult, StopSignals, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
@@ -150,7 +156,7 @@ class _Supervision:
             self.firsts.collect()
             new_ckpts, new_samples = self.watcher.poll()
         if self.progress.take_epoch_changed() or new_ckpts:
-            checkpoints = find_checkpoints(self.paths.model_dir, self.output_name)
+            checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
             snap = self.progress.snapshot()
             self.manifest.epochs_done = max(snap["epoch"] - 1, epochs_done(checkpoints), 0)
             self.manifest.checkpoints = _checkpoints_json(self.paths, checkpoints)
@@ -257,7 +263,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     training = read_training(paths)
     output_name = str(training.get("output_name") or "last")
     total_epochs = as_int(training.get("max_train_epochs"))
-    if not restart and complete_final(find_checkpoints(paths.model_dir, output_name), total_epochs):
+    if not restart and complete_final(whole_checkpoints(paths.model_dir, output_name), total_epochs):
         if manifest.status != "finished":  # e.g. the signal came after the last checkpoint, or bespoke died
             manifest.status, manifest.epochs_done = "finished", total_epochs or manifest.epochs_done
             save_manifest(paths.root, manifest)
@@ -267,13 +273,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     rotated = rotate_log(paths.train_log)
     if restart and rotated:
         display.say(f"{manifest.id}: old log kept in {rotated.name}")
-    spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
-                   accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
-    if options.pin_gpu is not None:
-        spec = pin_to_gpu(spec, options.pin_gpu)
-    if resume is not None:
-        spec = with_resume(spec, paths.relative(resume))
-    argv, env, overrides = build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
+    spec, (argv, env, overrides) = _launch(settings, paths, training, options, resume)
     if signals.signum is not None:  # stopped before anything was launched: nothing changed
         return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
                            signum=signals.signum)
@@ -318,6 +318,17 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
 
 
+def _launch(settings: Settings, paths: RunPaths, training: dict, options: LaunchOptions, resume: Path | None):
+    """The launch spec of this attempt and its (argv, env, env overrides)."""
+    spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
+                   accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
+    if options.pin_gpu is not None:
+        spec = pin_to_gpu(spec, options.pin_gpu)
+    if resume is not None:
+        spec = with_resume(spec, paths.relative(resume))
+    return spec, build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
+
+
 def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) -> None:
     """Mark the run interrupted after an exception in bespoke (best effort: the disk may be what failed)."""
     status, checkpoints = outcome_from_disk(paths, manifest)
@@ -335,7 +346,7 @@ def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) 
 def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress, output_name: str,
             total_epochs: int | None, resume: Path | None, facts: dict) -> TrainResult:
     """Record how the attempt ended in run.json and return it."""
-    checkpoints = find_checkpoints(paths.model_dir, output_name)
+    checkpoints = whole_checkpoints(paths.model_dir, output_name)
     snap = progress.snapshot()
     epochs_total = snap["total_epochs"] or total_epochs
     status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total)

@@ -1,0 +1,156 @@
+"""SIGINT, SIGTERM and SIGHUP at startup, mid-epoch, during a checkpoint save and during sampling; kill -9 of
+bespoke. For each: the exit code, what is on disk afterwards, no process of the trainer left, and the same
+command run again continues to a finished run without losing an epoch.
+
+The twelve signal cases run four at a time (each in its own folder) so the suite stays quick on two cores.
+Set BESPOKE_FAULT_TABLE=path to get the measured table as Markdown (conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from faultkit import (
+    EPOCHS,
+    PROMPTS,
+    deliver,
+    disk_state,
+    launch,
+    log_text,
+    make_run,
+    seen,
+    trainers,
+    wait_for,
+)
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
+
+
+def _hanging(where: str):
+    return lambda run: f"fake trainer: hanging in {where}" in log_text(run)
+
+
+# where -> (fake trainer knobs, "the moment has come", the run resumes from a state folder afterwards)
+MOMENTS = {
+    "startup": ({"FAKE_TRAINER_HANG_IN": "startup"}, _hanging("startup"), False),
+    "mid-epoch": ({"FAKE_TRAINER_HANG_AT_STEP": "3"},
+                  lambda run: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), True),
+    "checkpoint save": ({"FAKE_TRAINER_HANG_IN": "save"}, _hanging("save"), False),
+    "sampling": ({"FAKE_TRAINER_HANG_IN": "sample"}, _hanging("sample"), True),
+}
+CASES = [(s, w) for w in MOMENTS for s in SIGNALS]
+
+
+def _signal_case(base: Path, sig_name: str, where: str) -> dict:
+    root = base / f"{sig_name}-{where.replace(' ', '-')}"
+    root.mkdir()
+    run = make_run(root)
+    knobs, ready, _ = MOMENTS[where]
+    proc = launch(root, run, **knobs)
+    try:
+        assert wait_for(lambda: ready(run), 90), f"never reached {where}: {log_text(run)[-800:]}"
+        sent = time.monotonic()
+        deliver(proc, SIGNALS[sig_name])
+        _out, err = proc.communicate(timeout=60)
+        stop_seconds = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    row = {"exit": proc.returncode, "stop_s": stop_seconds, "stderr": err.decode(errors="replace"),
+           "after": disk_state(run), "orphans": [p.pid for p in trainers(run)]}
+    again = launch(root, run)
+    out, err = again.communicate(timeout=120)
+    row.update(rerun_exit=again.returncode, rerun_out=(out + err).decode(errors="replace"), final=disk_state(run),
+               final_orphans=[p.pid for p in trainers(run)], launches=len(seen(root)))
+    return row
+
+
+@pytest.fixture(scope="module")
+def signal_rows(tmp_path_factory, fault_table) -> dict:
+    base = tmp_path_factory.mktemp("signals")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {case: pool.submit(_signal_case, base, *case) for case in CASES}
+        rows = {case: future.result() for case, future in futures.items()}
+    for (sig_name, where), row in rows.items():
+        fault_table.append(f"| {sig_name} at {where} | {row['after'].describe()} | {row['exit']} | {row['stop_s']:.2f} s | "
+                     f"{row['rerun_exit']}: {row['final'].describe()} |")
+    return rows
+
+
+@pytest.mark.parametrize("sig_name,where", CASES)
+def test_signal_stops_the_tree_marks_interrupted_and_the_rerun_continues(signal_rows, sig_name, where):
+    row = signal_rows[(sig_name, where)]
+    after, final = row["after"], row["final"]
+    assert row["exit"] == 128 + SIGNALS[sig_name], row["stderr"]
+    assert f"stopped by {sig_name}" in row["stderr"] and "Traceback" not in row["stderr"]
+    assert row["stop_s"] < 10, "the fake unwinds on SIGINT at once: no grace period should be needed"
+    assert after.status == "interrupted" and after.attempt["signal"] == sig_name
+    assert not row["orphans"], "a process of the trainer outlived bespoke"
+    assert not after.lock_record
+    assert all(after.checkpoints.values()) or where == "checkpoint save"
+    # the same command continues: finished, every epoch's checkpoint whole, the untrained samples kept
+    assert row["rerun_exit"] == 0, row["rerun_out"]
+    assert final.status == "finished" and final.epochs_done == EPOCHS and not row["final_orphans"]
+    assert final.checkpoints == {"hand-000001.safetensors": True, "hand-000002.safetensors": True,
+                                 "hand.safetensors": True}
+    assert final.states == ["hand-000002-state", "hand-state"]  # save_last_n_epochs_state = 1: bounded disk
+    assert final.samples["0"] == PROMPTS and final.samples["2"] == final.samples["3"] == PROMPTS
+    resumed = MOMENTS[where][2]
+    assert (final.attempt["resumed_from"] == "hand-000001-state") == resumed, row["rerun_out"]
+    # a resumed sd-scripts redraws "before training" with the resumed LoRA: moved aside, never counted as epoch 0
+    assert final.resume_samples == (PROMPTS if resumed else 0)
+    # sampling stopped after its first image: that epoch keeps 1 of its samples (the trainer never redraws it)
+    assert final.samples["1"] == (1 if where == "sampling" else PROMPTS)
+    if where == "checkpoint save":  # the half-written file was not work: started over, the old folder kept
+        assert after.checkpoints == {"hand-000001.safetensors": False} and after.epochs_done == 0
+        assert (Path(row["final"].attempt["cwd"]) / "model.prev-1" / "hand-000001.safetensors").exists()
+
+
+def test_kill_9_of_bespoke_then_the_same_command_continues(tmp_path, fault_table):
+    run = make_run(tmp_path)
+    proc = launch(tmp_path, run, FAKE_TRAINER_HANG_AT_STEP="3")
+    try:
+        assert wait_for(lambda: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), 90)
+        trainer = seen(tmp_path)[0]["pid"]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed = time.monotonic()
+        # the reaper stops the trainer's tree and settles run.json from disk
+        assert wait_for(lambda: not trainers(run), 20), "the trainer outlived a kill -9 of bespoke"
+        reaped = time.monotonic() - killed
+        assert wait_for(lambda: disk_state(run).status == "interrupted", 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    after = disk_state(run)
+    assert "died" in after.attempt["reason"] and after.epochs_done == 1 and trainer not in [p.pid for p in
+                                                                                          trainers(run)]
+    again = launch(tmp_path, run)
+    out, err = again.communicate(timeout=120)
+    final = disk_state(run)
+    fault_table.append(f"| kill -9 of bespoke mid-epoch | {after.describe()} (reaper: trainer gone after {reaped:.2f} s) "
+                 f"| -9 | - | {again.returncode}: {final.describe()} |")
+    assert again.returncode == 0, (out + err).decode()
+    assert final.status == "finished" and final.attempt["resumed_from"] == "hand-000001-state"
+    assert not trainers(run)
+
+
+def test_kill_9_and_an_immediate_rerun_waits_for_the_old_trainer_then_continues(tmp_path, fault_table):
+    run = make_run(tmp_path)
+    proc = launch(tmp_path, run, FAKE_TRAINER_HANG_AT_STEP="3")
+    assert wait_for(lambda: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), 90)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    again = launch(tmp_path, run)  # at once: the old trainer may still be running
+    out, err = again.communicate(timeout=120)
+    final = disk_state(run)
+    fault_table.append(f"| kill -9 of bespoke, re-run at once | (lock free, old trainer still stopping) | -9 | - | "
+                 f"{again.returncode}: {final.describe()} |")
+    assert again.returncode == 0, (out + err).decode()
+    assert final.status == "finished" and final.epochs_done == EPOCHS and not trainers(run)
+    assert len({s["pid"] for s in seen(tmp_path)}) == 2  # never two trainers at once: the first was gone
