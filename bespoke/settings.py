@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import toml
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 from bespoke.errors import ConfigError, did_you_mean
 
@@ -101,9 +104,10 @@ def _read_file(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        data = toml.load(path)
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from exc
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # the message names the line and column
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the file or remove it") from exc
     accelerate = data.pop("accelerate", {})
     for key in data:
         if key not in _KEYS:

@@ -8,10 +8,16 @@ kohya_configs/base.toml are the user-facing description of this.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 from bespoke.errors import ConfigError, did_you_mean
 from bespoke.kohya.options import dataset_keys, train_network_options
@@ -104,8 +110,8 @@ def list_presets(directory: Path | None = None) -> list[dict]:
         if _SWEEP_NAME.match(path.stem):
             role = "sweep"
             try:
-                description = str(toml.load(path).get("description", ""))
-            except (toml.TomlDecodeError, UnicodeDecodeError, OSError):
+                description = str(tomllib.loads(path.read_text(encoding="utf-8")).get("description", ""))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
                 description = "(unreadable sweep file)"
         else:
             role = "base" if path.stem == "base" else "resolution" if _RES_NAME.match(path.stem) else "preset"
@@ -121,9 +127,9 @@ def load_preset_file(path: Path) -> dict:
     """Read one preset TOML: returns {'training': {...}, 'dataset': {...}, 'bespoke': {...}}."""
     path = Path(path)
     try:
-        data = toml.load(path)
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # the message names the line and column
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read preset ({exc.strerror})") from exc
     for key, value in data.items():
