@@ -240,7 +240,11 @@ def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_i
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
     options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn)
     with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
-        return _train_locked(settings, paths, restart, options, _Display(progress, view, on_message), lock, signals)
+        result = _train_locked(settings, paths, restart, options, _Display(progress, view, on_message), lock,
+                               signals)
+    if result.signum is None and signals.signum is not None:  # it came while run.json was being written
+        result.signum = signals.signum
+    return result
 
 
 @dataclass
