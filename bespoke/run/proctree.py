@@ -113,7 +113,8 @@ class ProcessTree:
         return "kill"
 
     def kill(self) -> None:
-        """Kill whatever of the tree still runs, and wait (briefly) for it to be gone."""
+        """Kill whatever of the tree still runs, and wait (briefly) for it to be gone. Never `wait()`s: reaping
+        the root here would take its exit status away from the Popen that started it."""
         self.refresh()
         self._send("kill")
-        psutil.wait_procs(self.alive(), timeout=5)
+        self._wait(5.0, lambda: False)

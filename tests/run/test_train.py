@@ -188,14 +188,19 @@ def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work
     run = hand_run(isolated_project, isolated_project / "imgs")
     model = run / "model"
     model.mkdir()
-    (model / "hand-000001.safetensors").write_bytes(b"old work")
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, "float32")}, str(model / "hand-000001.safetensors"),
+              metadata={"ss_epoch": "1", "ss_steps": "2"})
+    old_work = (model / "hand-000001.safetensors").read_bytes()
     (run / "logs").mkdir()
     (run / "logs" / "train.log").write_text("old log\n")
     change_manifest(run, status="interrupted")
     result = invoke("train", "--run", str(run))
     assert result.exit_code == 4
     assert "no *-state folder to resume from" in result.output and "--restart" in result.output
-    assert (model / "hand-000001.safetensors").read_bytes() == b"old work"
+    assert (model / "hand-000001.safetensors").read_bytes() == old_work
     assert manifest_of(run)["status"] == "interrupted"
 
     calls = []
@@ -203,7 +208,7 @@ def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work
         RuntimeError("stop before launching")))
     with pytest.raises(RuntimeError, match="stop before launching"):
         training.train_run(training_settings(), run, restart=True)
-    assert (run / "model.prev-1" / "hand-000001.safetensors").read_bytes() == b"old work"
+    assert (run / "model.prev-1" / "hand-000001.safetensors").read_bytes() == old_work
     assert (run / "logs" / "train.1.log").read_text() == "old log\n"
 
 
@@ -359,7 +364,7 @@ def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
     result = run_logged([sys.executable, "-c", STUBBORN], dict(os.environ), tmp_path / "t.log", on_line=on_line,
                         stop=stop, stop_timeouts=(0.3, 0.3))
     assert result.interrupted and result.exit_code == -signal.SIGKILL
-    assert _wait_for(lambda: not _alive(pids[0]), 5), "grandchild survived"
+    assert _wait_for(lambda: not _alive(pids[0]), 30), "grandchild survived"
 
 
 # ---------------------------------------------------------------- progress parsing

@@ -70,7 +70,7 @@ def test_two_whole_train_commands_racing_train_once(tmp_path, fault_table):
         codes = []
         outputs = []
         for proc in (first, second):
-            out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=300)
             codes.append(proc.returncode)
             outputs.append((out + err).decode(errors="replace"))
         final = disk_state(run)

@@ -53,18 +53,18 @@ def _signal_case(base: Path, sig_name: str, where: str) -> dict:
     knobs, ready, _ = MOMENTS[where]
     proc = launch(root, run, **knobs)
     try:
-        assert wait_for(lambda: ready(run), 90), f"never reached {where}: {log_text(run)[-800:]}"
+        assert wait_for(lambda: ready(run), 240), f"never reached {where}: {log_text(run)[-800:]}"
         sent = time.monotonic()
         deliver(proc, SIGNALS[sig_name])
-        _out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=300)
         stop_seconds = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
-    row = {"exit": proc.returncode, "stop_s": stop_seconds, "stderr": err.decode(errors="replace"),
+    row = {"exit": proc.returncode, "stop_s": stop_seconds, "stderr": err.decode(errors="replace"), "log": log_text(run),
            "after": disk_state(run), "orphans": [p.pid for p in trainers(run)]}
     again = launch(root, run)
-    out, err = again.communicate(timeout=120)
+    out, err = again.communicate(timeout=300)
     row.update(rerun_exit=again.returncode, rerun_out=(out + err).decode(errors="replace"), final=disk_state(run),
                final_orphans=[p.pid for p in trainers(run)], launches=len(seen(root)))
     return row
@@ -88,7 +88,8 @@ def test_signal_stops_the_tree_marks_interrupted_and_the_rerun_continues(signal_
     after, final = row["after"], row["final"]
     assert row["exit"] == 128 + SIGNALS[sig_name], row["stderr"]
     assert f"stopped by {sig_name}" in row["stderr"] and "Traceback" not in row["stderr"]
-    assert row["stop_s"] < 10, "the fake unwinds on SIGINT at once: no grace period should be needed"
+    # the fake unwinds on the graceful SIGINT (the launcher's exit code says so): no escalation was needed
+    assert "[bespoke] exit code -2 (stopped by bespoke" in row["log"] and row["stop_s"] < 30
     assert after.status == "interrupted" and after.attempt["signal"] == sig_name
     assert not row["orphans"], "a process of the trainer outlived bespoke"
     assert not after.lock_record
@@ -115,15 +116,15 @@ def test_kill_9_of_bespoke_then_the_same_command_continues(tmp_path, fault_table
     run = make_run(tmp_path)
     proc = launch(tmp_path, run, FAKE_TRAINER_HANG_AT_STEP="3")
     try:
-        assert wait_for(lambda: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), 90)
+        assert wait_for(lambda: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), 240)
         trainer = seen(tmp_path)[0]["pid"]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         killed = time.monotonic()
         # the reaper stops the trainer's tree and settles run.json from disk
-        assert wait_for(lambda: not trainers(run), 20), "the trainer outlived a kill -9 of bespoke"
+        assert wait_for(lambda: not trainers(run), 60), "the trainer outlived a kill -9 of bespoke"
         reaped = time.monotonic() - killed
-        assert wait_for(lambda: disk_state(run).status == "interrupted", 10)
+        assert wait_for(lambda: disk_state(run).status == "interrupted", 60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -131,7 +132,7 @@ def test_kill_9_of_bespoke_then_the_same_command_continues(tmp_path, fault_table
     assert "died" in after.attempt["reason"] and after.epochs_done == 1 and trainer not in [p.pid for p in
                                                                                           trainers(run)]
     again = launch(tmp_path, run)
-    out, err = again.communicate(timeout=120)
+    out, err = again.communicate(timeout=300)
     final = disk_state(run)
     fault_table.append(f"| kill -9 of bespoke mid-epoch | {after.describe()} (reaper: trainer gone after {reaped:.2f} s) "
                  f"| -9 | - | {again.returncode}: {final.describe()} |")
@@ -143,11 +144,11 @@ def test_kill_9_of_bespoke_then_the_same_command_continues(tmp_path, fault_table
 def test_kill_9_and_an_immediate_rerun_waits_for_the_old_trainer_then_continues(tmp_path, fault_table):
     run = make_run(tmp_path)
     proc = launch(tmp_path, run, FAKE_TRAINER_HANG_AT_STEP="3")
-    assert wait_for(lambda: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), 90)
+    assert wait_for(lambda: "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir(), 240)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     again = launch(tmp_path, run)  # at once: the old trainer may still be running
-    out, err = again.communicate(timeout=120)
+    out, err = again.communicate(timeout=300)
     final = disk_state(run)
     fault_table.append(f"| kill -9 of bespoke, re-run at once | (lock free, old trainer still stopping) | -9 | - | "
                  f"{again.returncode}: {final.describe()} |")

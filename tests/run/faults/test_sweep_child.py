@@ -38,10 +38,10 @@ def test_a_killed_sweep_child_fails_alone_and_the_same_sweep_resumes_it(tmp_path
             runs = _runs(tmp_path)
             return 128 in runs and list((runs[128] / "model").glob("*-000001-state")) and len(seen(tmp_path)) == 2
 
-        assert wait_for(victim_ready, 120), proc.stderr.read1().decode() if proc.poll() is not None else "slow"
+        assert wait_for(victim_ready, 240), proc.stderr.read1().decode() if proc.poll() is not None else "slow"
         victim = next(s for s in seen(tmp_path) if s["cwd"] == str(_runs(tmp_path)[128]))
         os.kill(victim["pid"], signal.SIGKILL)  # the OOM killer / a crashed CUDA driver takes one trainer
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -51,7 +51,7 @@ def test_a_killed_sweep_child_fails_alone_and_the_same_sweep_resumes_it(tmp_path
     assert after[128].status == "failed" and after[64].status == "finished"
     assert not trainers(runs[128]) and not trainers(runs[64]), "a process outlived the sweep"
     again = _sweep(tmp_path)
-    out2, err2 = again.communicate(timeout=120)
+    out2, err2 = again.communicate(timeout=300)
     final = {res: disk_state(run) for res, run in runs.items()}
     fault_table.append(f"| sweep --gpus 0,1: trainer of the 128 px run killed (-9) mid-run | 128: "
                        f"{after[128].describe()}; 64: {after[64].status} | {proc.returncode} | - | "
