@@ -1,9 +1,11 @@
 """A process and every process it started, stopped as one: graceful first, forced after a stated grace period.
 
 Through psutil, so it works the same on Linux, macOS and Windows. Descendants are remembered as they are seen
-(`refresh` is called while the trainer runs), so a grandchild whose parent already died — and which the OS
-re-parented away from the tree — is still stopped. psutil identifies a process by pid *and* start time, so a
-recycled pid is never signalled.
+(`refresh` is called while the trainer runs), and the trainer is started with a token in its environment
+(`TOKEN_VARIABLE`), which every process it starts inherits: before stopping, every process carrying the token
+is found too, so a grandchild whose parent already died — re-parented away from the tree before any refresh
+saw it — is still stopped. psutil identifies a process by pid *and* start time, so a recycled pid is never
+signalled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import psutil
 GRACEFUL = signal.SIGINT if os.name == "posix" else getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM)
 # (graceful signal -> wait, terminate -> wait, then kill): the stated grace period, 15 s in all
 DEFAULT_GRACE = (10.0, 5.0)
+TOKEN_VARIABLE = "BESPOKE_TREE_TOKEN"
 
 
 def process_alive(pid: int | None, started: float | None = None) -> bool:
@@ -46,8 +49,9 @@ def start_time(pid: int) -> float | None:
 class ProcessTree:
     """A root process and every descendant seen so far."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, token: str | None = None):
         self.pid = pid
+        self.token = token
         self.known: dict[int, psutil.Process] = {}
         try:
             self.known[pid] = psutil.Process(pid)
@@ -62,6 +66,20 @@ class ProcessTree:
                 for child in process.children(recursive=True):
                     self.known.setdefault(child.pid, child)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+
+    def find_token(self) -> None:
+        """Remember every process whose environment carries this tree's token (one scan of the process table:
+        done before a stop, not every tick)."""
+        if not self.token:
+            return
+        for process in psutil.process_iter():
+            if process.pid in self.known:
+                continue
+            try:
+                if process.environ().get(TOKEN_VARIABLE) == self.token:
+                    self.known[process.pid] = process
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
                 continue
 
     def alive(self) -> list[psutil.Process]:
@@ -103,6 +121,7 @@ class ProcessTree:
         """Stop every process of the tree: graceful signal, wait grace[0]; terminate, wait grace[1]; kill.
         `hurry()` (e.g. a second Ctrl-C) skips straight to kill. Returns how it ended: graceful/terminate/kill."""
         self.refresh()
+        self.find_token()
         for how, seconds in (("graceful", grace[0]), ("terminate", grace[1])):
             self._send(how)
             if self._wait(seconds, hurry):
@@ -116,5 +135,6 @@ class ProcessTree:
         """Kill whatever of the tree still runs, and wait (briefly) for it to be gone. Never `wait()`s: reaping
         the root here would take its exit status away from the Popen that started it."""
         self.refresh()
+        self.find_token()
         self._send("kill")
         self._wait(5.0, lambda: False)

@@ -1,4 +1,5 @@
-"""The watchdog of one trainer: `python -m bespoke.run.reaper BESPOKE_PID BESPOKE_START TRAINER_PID TRAINER_START [RUN]`.
+"""The watchdog of one trainer: `python -m bespoke.run.reaper BESPOKE_PID BESPOKE_START TRAINER_PID TRAINER_START
+TOKEN [RUN]` (TOKEN: the tree token in the trainer's environment, bespoke.run.proctree).
 
 `bespoke.run.runner` starts it next to every trainer, in a session of its own. It exits as soon as the trainer
 is gone while bespoke lives (bespoke then does its own bookkeeping). If bespoke dies first — kill -9, the OOM
@@ -24,9 +25,9 @@ def _number(text: str) -> float | None:
 
 
 def watch(bespoke_pid: int, bespoke_started: float | None, trainer_pid: int, trainer_started: float | None,
-          run_dir: Path | None) -> int:
+          token: str | None, run_dir: Path | None) -> int:
     """Watch until the trainer ends (0) or bespoke dies (stop the tree, settle run.json; 1)."""
-    tree = ProcessTree(trainer_pid)
+    tree = ProcessTree(trainer_pid, token)
     polls = 0
     while process_alive(bespoke_pid, bespoke_started):
         if not process_alive(trainer_pid, trainer_started) and not tree.alive():
@@ -42,9 +43,10 @@ def watch(bespoke_pid: int, bespoke_started: float | None, trainer_pid: int, tra
 
 
 def main(argv: list[str]) -> int:
-    bespoke_pid, bespoke_started, trainer_pid, trainer_started = argv[:4]
-    run_dir = Path(argv[4]) if len(argv) > 4 else None
-    return watch(int(bespoke_pid), _number(bespoke_started), int(trainer_pid), _number(trainer_started), run_dir)
+    bespoke_pid, bespoke_started, trainer_pid, trainer_started, token = argv[:5]
+    run_dir = Path(argv[5]) if len(argv) > 5 else None
+    return watch(int(bespoke_pid), _number(bespoke_started), int(trainer_pid), _number(trainer_started), token,
+                 run_dir)
 
 
 if __name__ == "__main__":

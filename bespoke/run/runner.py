@@ -21,13 +21,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.fsutil import move_aside
 from bespoke.kohya.launch import format_command
-from bespoke.run.proctree import DEFAULT_GRACE, ProcessTree, start_time
+from bespoke.run.proctree import DEFAULT_GRACE, TOKEN_VARIABLE, ProcessTree, start_time
 
 LineCallback = Callable[[str, str], object]  # (stream name "stdout"/"stderr", line without terminator); result ignored
 _SPLIT = re.compile(r"\r\n|\r|\n")
@@ -190,11 +191,11 @@ class SigtermAsInterrupt:
         return False
 
 
-def start_reaper(trainer_pid: int, run_dir: Path | None) -> subprocess.Popen | None:
+def start_reaper(trainer_pid: int, run_dir: Path | None, token: str) -> subprocess.Popen | None:
     """The watchdog that stops the trainer's tree (and settles run.json) if this bespoke dies without doing it
     (kill -9, OOM killer). It runs in its own session, so the signals meant for bespoke never reach it."""
     argv = [sys.executable, "-m", "bespoke.run.reaper", str(os.getpid()), str(start_time(os.getpid())),
-            str(trainer_pid), str(start_time(trainer_pid))]
+            str(trainer_pid), str(start_time(trainer_pid)), token]
     if run_dir is not None:
         argv.append(str(run_dir))
     try:
@@ -260,11 +261,12 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Pat
     with watch.signals, open(log_path, "ab") as log:
         log.write(f"[bespoke] $ {format_command(argv, env_overrides, cwd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        token = uuid.uuid4().hex  # inherited by everything the trainer starts: how its tree is found
+        proc = subprocess.Popen([str(a) for a in argv], env={**env, TOKEN_VARIABLE: token}, cwd=cwd,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 **_NEW_GROUP)
-        tree = ProcessTree(proc.pid)
-        reaper = start_reaper(proc.pid, run_dir)
+        tree = ProcessTree(proc.pid, token)
+        reaper = start_reaper(proc.pid, run_dir, token)
         lock = threading.Lock()
         readers = [threading.Thread(target=_pump, args=(s, n, log, lock, on_line), daemon=True)
                    for s, n in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]

@@ -96,6 +96,7 @@ def test_a_hand_edited_config_is_checked_then_used_and_recorded_or_refused(fake,
     assert used.exit_code == 0 and "config/training.toml was edited by hand since plan" in used.output
     attempt = manifest_of(run)["attempt"]
     assert attempt["edited_configs"] == {"training.toml": sha256_file(training)}
+    assert attempt["bespoke_version"] and attempt["trainer"]["versions"]  # both versions, per attempt
     assert manifest_of(run)["epochs_done"] == 2
 
 
