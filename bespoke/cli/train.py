@@ -11,10 +11,29 @@ from bespoke.cli.common import RES_HELP, dataset_argument, get_settings, run_arg
 from bespoke.errors import Interrupted, RunError, TrainerError, UsageError
 
 
+def _detach_from_a_hung_up_terminal(signum) -> None:
+    """After SIGHUP from a closed terminal every write to it fails (EIO), which would turn exit 129 into a
+    traceback and exit 1: the last words go to /dev/null instead (train.log and run.json have them)."""
+    import os
+    import signal
+    import stat
+
+    if signum == getattr(signal, "SIGHUP", None):
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            try:  # a hung-up terminal is still a character device, though isatty() may say no by now
+                if stat.S_ISCHR(os.fstat(fd).st_mode):
+                    os.dup2(null, fd)
+            except OSError:
+                os.dup2(null, fd)
+
+
 def render_outcome(result, console) -> None:
     """Render how a run ended; raise the matching error for anything but finished."""
     from bespoke.kohya.output import trainer_error
     from bespoke.run.runner import signal_name
+
+    _detach_from_a_hung_up_terminal(result.signum)
 
     where = result.run_dir
     if result.skipped:

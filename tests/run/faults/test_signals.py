@@ -166,3 +166,39 @@ def test_kill_9_and_an_immediate_rerun_waits_for_the_old_trainer_then_continues(
     assert again.returncode == 0, (out + err).decode()
     assert final.status == "finished" and final.epochs_done == EPOCHS and not trainers(run)
     assert len({s["pid"] for s in seen(tmp_path)}) == 2  # never two trainers at once: the first was gone
+
+
+def test_a_closed_terminal_sends_sighup_and_bespoke_exits_129_with_the_run_resumable(tmp_path, fault_table):
+    import pty
+    import select
+    import sys
+
+    from faultkit import make_env
+
+    run = make_run(tmp_path)
+    env = make_env(tmp_path, FAKE_TRAINER_HANG_AT_STEP="3")
+    pid, terminal = pty.fork()  # bespoke on a real terminal: its live progress bar draws there
+    if pid == 0:
+        try:
+            os.chdir(tmp_path)
+            os.execve(sys.executable, [sys.executable, "-m", "bespoke", "train", "--run", str(run)], env)
+        finally:
+            os._exit(127)  # never run the rest of pytest in the child
+
+    def ready() -> bool:
+        while select.select([terminal], [], [], 0)[0]:  # keep the terminal drained, as a terminal does
+            os.read(terminal, 65536)
+        return "epoch 2/3" in log_text(run) and (run / "model" / "hand-000001-state").is_dir()
+
+    assert wait_for(ready, 240)
+    closed = time.monotonic()
+    os.close(terminal)  # the SSH session drops: the kernel hangs up bespoke's session (SIGHUP)
+    _, status = os.waitpid(pid, 0)
+    seconds = time.monotonic() - closed
+    after = disk_state(run)
+    fault_table.append(f"| terminal closed (real pty hang-up) mid-epoch | {after.describe()} | "
+                       f"{os.waitstatus_to_exitcode(status)} | {seconds:.2f} s | (same folder as SIGHUP mid-epoch) |")
+    # every write to the dead terminal fails (EIO): that must not turn exit 129 into a traceback and exit 1
+    assert os.waitstatus_to_exitcode(status) == 129
+    assert after.status == "interrupted" and after.attempt["signal"] == "SIGHUP" and not trainers(run)
+    assert after.checkpoints == {"hand-000001.safetensors": True} and after.states == ["hand-000001-state"]
