@@ -65,3 +65,26 @@ def test_a_tree_remembers_a_grandchild_whose_parent_exited(tmp_path):
     assert process_alive(grandchild)  # re-parented, no longer a descendant of anything we started
     assert tree.stop((0.5, 0.5)) == "graceful"
     assert not process_alive(grandchild)
+
+
+IGNORES_SIGINT_AND_SIGTERM = r"""
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_ctrl_c_skips_the_grace_period(tmp_path):
+    import threading
+
+    def ctrl_c_twice(stream, line):
+        if line == "ready":
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    started = time.monotonic()
+    result = run_logged([sys.executable, "-c", IGNORES_SIGINT_AND_SIGTERM], dict(os.environ), tmp_path / "t.log",
+                        on_line=ctrl_c_twice, stop_timeouts=(30.0, 30.0))
+    assert result.interrupted and result.signum == signal.SIGINT and result.exit_code == -signal.SIGKILL
+    assert time.monotonic() - started < 15  # not the 60 s of grace it would get after one Ctrl-C
