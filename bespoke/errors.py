@@ -49,9 +49,15 @@ class ProcessError(BespokeError):
 
 
 class Interrupted(BespokeError):
-    """The user pressed Ctrl-C; the run was marked interrupted."""
+    """A signal stopped bespoke (Ctrl-C, SIGTERM, SIGHUP); the run was marked interrupted. The exit code is the
+    conventional 128 + signal number: 130 for SIGINT (the default), 143 for SIGTERM, 129 for SIGHUP."""
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        if signum is not None:
+            self.exit_code = 128 + int(signum)
 
 
 def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:

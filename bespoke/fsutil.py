@@ -1,14 +1,49 @@
-"""Atomic writes and content hashes. Every file bespoke writes goes through here."""
+"""Atomic writes and content hashes. Every file bespoke writes goes through here.
+
+Files and folders honour the umask like `open()` and `mkdir()` do (0644 / 0755 under the usual 022):
+`tempfile` creates its files 0600 and its folders 0700 whatever the umask, so they are widened here.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc on Linux; elsewhere set and restored under a lock)."""
+    if sys.platform.startswith("linux"):
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+        except (OSError, ValueError, IndexError):
+            pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from `open()`: 0666 minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+def make_temp_dir(parent: Path, prefix: str, suffix: str = "") -> Path:
+    """`tempfile.mkdtemp` in `parent`, widened to what `mkdir` gives under the umask (0755 by default)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
 
 
 def atomic_write_stream(path: Path, write: Callable[[IO[Any]], object], *, text: bool = False) -> None:
@@ -21,6 +56,10 @@ def atomic_write_stream(path: Path, write: Callable[[IO[Any]], object], *, text:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
+        else:  # Windows: only the read-only bit exists
+            os.chmod(tmp, file_mode())
         handle: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
         with handle:
             write(handle)

@@ -38,7 +38,8 @@ Exit codes:
   4    a run folder is missing, locked or in the wrong state
   5    the trainer (sd-scripts) failed or produced nothing
   6    process: no sample could be processed
-  130  interrupted (Ctrl-C / SIGTERM); run the same command again to resume
+  129  stopped by SIGHUP (terminal closed), 130 by Ctrl-C, 143 by SIGTERM: the trainer was
+       stopped and the run marked interrupted; run the same command again to resume
 """
 
 

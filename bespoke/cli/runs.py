@@ -1,4 +1,5 @@
-"""`bespoke runs`: every run folder with its status, resolution, preset, epochs and best epoch."""
+"""`bespoke runs`: every run folder with its status, resolution, preset, epochs and best epoch. A run.json
+that says `running` while no bespoke holds the run shows as `stale` with the epochs on disk."""
 
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ def runs(ctx, as_json):
 
     from bespoke.console import console, out
     from bespoke.pipeline import runs_overview
+    from bespoke.run.manifest import load_manifest
+    from bespoke.run.resume import live_status
     from bespoke.run.slurm_sweep import slurm_columns
 
     settings = get_settings(ctx)
     items = runs_overview(settings.outputs_dir)
+    for item in items:  # a run whose bespoke is gone is `stale` (with its epochs on disk), never `running`
+        if item["status"] == "running":
+            item["status"], item["epochs_done"] = live_status(item["path"], load_manifest(item["path"]))
     extra = slurm_columns([Path(item["path"]) for item in items])  # name, and Slurm's view of submitted runs
     for item in items:
         item.update(extra.get(item["id"], {"name": None, "label": None, "slurm": None}))

@@ -11,24 +11,47 @@ from bespoke.cli.common import RES_HELP, dataset_argument, get_settings, run_arg
 from bespoke.errors import Interrupted, RunError, TrainerError, UsageError
 
 
+def _detach_from_a_hung_up_terminal(signum) -> None:
+    """After SIGHUP from a closed terminal every write to it fails (EIO), which would turn exit 129 into a
+    traceback and exit 1: the last words go to /dev/null instead (train.log and run.json have them)."""
+    import os
+    import signal
+    import stat
+
+    if signum == getattr(signal, "SIGHUP", None):
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            try:  # a hung-up terminal is still a character device, though isatty() may say no by now
+                if stat.S_ISCHR(os.fstat(fd).st_mode):
+                    os.dup2(null, fd)
+            except OSError:
+                os.dup2(null, fd)
+
+
 def render_outcome(result, console) -> None:
     """Render how a run ended; raise the matching error for anything but finished."""
     from bespoke.console import out
     from bespoke.kohya.output import trainer_error
+    from bespoke.run.runner import signal_name
+
+    _detach_from_a_hung_up_terminal(result.signum)
 
     where = result.run_dir
     if result.skipped:
-        console.print(f"run {result.run_id} is already finished ({result.epochs_done} epochs) in {where}; "
+        console.print(f"run {result.run_id} is {result.reason} ({result.epochs_done} epochs) in {where}; "
                       "nothing to do (use --restart to train it again)")
         return
     if result.status == "finished":
         loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
         out.print(f"[green]run {result.run_id} finished[/]: {result.epochs_done} epochs in "
                       f"{result.duration:.1f}s{loss}; checkpoints in {where / 'model'}")
+        if result.signum is not None:  # every epoch is on disk, but bespoke was asked to stop: no processing
+            raise Interrupted(f"{signal_name(result.signum)} arrived after the last checkpoint; not processing the "
+                              f"samples (run `bespoke process {where}`)", result.signum)
         return
-    if result.status == "interrupted":
-        raise Interrupted(f"run {result.run_id} interrupted after {result.epochs_done} epoch(s); "
-                          "run the same command again to resume")
+    if result.status == "interrupted" or result.signum is not None:
+        raise Interrupted(f"run {result.run_id} stopped by {signal_name(result.signum)} after {result.epochs_done} "
+                          "epoch(s) and marked interrupted; run the same command again to resume", result.signum)
     if result.log_tail:
         console.print(f"[red]last lines of {where / 'logs' / 'train.log'}:[/]")
         for line in result.log_tail[-15:]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from bespoke.dataset.sources import SourceFile
+from bespoke.fsutil import make_temp_dir
 
 PREPARE_VERSION = 1  # bump when the produced bytes change: it is part of the cache key
 PREPARED_SUBDIR = "prepared"
@@ -41,7 +41,7 @@ def prepared_folder(root: Path, key: str) -> Path:
 
 def make_tmp_folder(root: Path, key: str) -> Path:
     """A fresh `.tmp-<hash16>-*` folder inside `root` to build a dataset in before it is renamed into place."""
-    return Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=root))
+    return make_temp_dir(root, prefix=f".tmp-{key[:16]}-")
 
 
 def clean_stale_tmp(root: Path) -> None:

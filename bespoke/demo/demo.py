@@ -3,7 +3,8 @@
 Synthetic punks -> prepare + plan the four real runs (512/256/128/64, validated exactly as for training,
 with the argv that would launch them) -> per-epoch samples from the SIMULATOR (labelled as such in the
 terminal, run.json and the report) -> process -> one review of the sweep. Re-running reuses what is there
-(the same config finds the same run folder); nothing the user made is deleted or overwritten.
+(the same config finds the same run folder); nothing the user made is deleted or overwritten. A demo stopped
+while simulating (Ctrl-C) resumes: the partial run's samples are kept aside and it is simulated again.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from bespoke.fsutil import atomic_write_text
 from bespoke.kohya.launch import format_command
 from bespoke.review.build import ReviewResult, needs_processing, review_runs, sample_files
 from bespoke.review.process import process_run
-from bespoke.run.manifest import load_manifest
+from bespoke.run.manifest import load_manifest, save_manifest
+from bespoke.run.paths import RunPaths
 from bespoke.run.plan import PlanRequest, plan_run
+from bespoke.run.resume import set_aside_model_dir
 from bespoke.settings import Settings
 
 DEFAULT_OUT = "bespoke_demo"
@@ -117,13 +120,20 @@ def _plan_runs(settings: Settings, dataset: Path, prompts_file: Path, epochs: in
 def _simulate(runs: list[DemoRun], seed: int, progress: bool, say: Callable[[str], None]) -> None:
     for run in runs:
         manifest = load_manifest(run.run_dir)
+        if not manifest.demo and not manifest.simulated:
+            raise RunError(f"{run.run_dir}: a real run (not planned by the demo) is in the demo's outputs; the demo "
+                           "never fills a real run with simulated samples: use another --out")
+        if manifest.simulated and manifest.status != "finished":
+            # an earlier demo was stopped while simulating: keep what it drew aside and simulate again
+            moved = set_aside_model_dir(RunPaths(run.run_dir).model_dir)
+            manifest.status = "planned"
+            save_manifest(run.run_dir, manifest)
+            say(f"{run.run_id}: resuming the demo (stopped while simulating); partial samples kept in "
+                f"{moved.name if moved else '-'}")
         if manifest.status == "planned" and not sample_files(run.run_dir):
             simulate_run(run.run_dir, seed=seed, progress=progress)
             run.simulated_now = True
             say(f"SIMULATED samples for {run.run_id} (no model trained)")
-        elif manifest.simulated and manifest.status != "finished":
-            raise RunError(f"{run.run_dir}: an earlier demo stopped while simulating (status "
-                           f"{manifest.status!r}); move that folder away and run the demo again")
 
 
 def _process(runs: list[DemoRun], progress: bool) -> None:

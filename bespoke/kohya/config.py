@@ -7,9 +7,15 @@ Rendering them as text is `bespoke.kohya.tomlwriter`; checking them is `bespoke.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 from bespoke.errors import ConfigError
 from bespoke.kohya.options import dataset_levels
@@ -60,23 +66,36 @@ def build_dataset_config(preset: ResolvedPreset, image_dir: Path | str) -> dict:
     return {"datasets": [{**dict(sorted(dataset.items())), "subsets": [dict(sorted(subset.items()))]}]}
 
 
+def toml_error(text: str, exc: Exception) -> str:
+    """Where a TOML text is broken, for a one-line error: toml 0.10.2's own message when it names the line,
+    else (its IndexError/ValueError crashes) the line and column the strict parser (tomllib) reports."""
+    if isinstance(exc, toml.TomlDecodeError):
+        return str(exc)
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as strict:
+        return str(strict)
+    return f"the toml 0.10.2 parser sd-scripts uses cannot read it ({type(exc).__name__}: {exc})"
+
+
 def load_toml(path: Path) -> dict:
     """Parse a TOML file with the `toml` package, as sd-scripts does (toml 0.10.2 quirks included);
-    a one-line ConfigError naming the file otherwise."""
+    a one-line ConfigError naming the file and the line otherwise."""
     path = Path(path)
     try:
-        return toml.load(path)
+        text = path.read_text(encoding="utf-8")
+        return toml.loads(text)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
-    except toml.TomlDecodeError as exc:
-        mixed = mixed_arrays(path.read_text(encoding="utf-8")) if "homogeneous" in str(exc) else []
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text: {exc.reason} at byte {exc.start})") from exc
+    except (toml.TomlDecodeError, IndexError, ValueError) as exc:
+        mixed = mixed_arrays(text) if "homogeneous" in str(exc) else []
         if mixed:
             raise ConfigError(f"{path}: key {mixed[0]!r} is an array of mixed types, which the toml 0.10.2 parser "
                               f"of sd-scripts refuses ('Not a homogeneous array'): give every item one type "
                               f"(all strings, or all floats: 1.0 not 1)") from exc
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    except (UnicodeDecodeError, IndexError, ValueError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid TOML: {toml_error(text, exc)}") from exc
 
 
 def mixed_arrays(text: str) -> list[str]:

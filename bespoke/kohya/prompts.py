@@ -18,6 +18,7 @@ from pathlib import Path
 import toml
 
 from bespoke.errors import ConfigError, did_you_mean
+from bespoke.kohya.config import toml_error
 from bespoke.kohya.options import train_network_options
 
 OPTIONS = {"n": "negative", "w": "width", "h": "height", "d": "seed", "s": "steps", "l": "scale", "ss": "sampler"}
@@ -157,10 +158,10 @@ def parse_prompt_text(text: str, path: Path) -> list[SamplePrompt]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        try:
+        try:  # sd-scripts reads a .toml prompt file with toml 0.10.2: so does bespoke
             data = toml.loads(text)
         except (toml.TomlDecodeError, IndexError, ValueError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+            raise ConfigError(f"{path}: not valid TOML: {toml_error(text, exc)}") from exc
         section = data.get("prompt", {})
         defaults = {k: v for k, v in section.items() if k != "subset"}
         entries = [{**defaults, **sub} for sub in section.get("subset", [])]

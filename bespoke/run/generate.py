@@ -41,7 +41,7 @@ from bespoke.kohya.output import log_tail, trainer_error
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import base_model_argument
-from bespoke.run.runner import ProcessResult, rotate_log, run_logged
+from bespoke.run.runner import ProcessResult, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -304,7 +304,7 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
 def _record_outcome(record: dict, result: ProcessResult, outdir: Path, expected: list[str], log_path: Path) -> dict:
     missing = [n for n in expected if not (outdir / n).is_file()]
     if result.interrupted:
-        status, reason = "interrupted", "stopped by the user (Ctrl-C / SIGTERM)"
+        status, reason = "interrupted", f"stopped by bespoke ({signal_name(result.signum)})"
     elif result.exit_code != 0:
         status, reason = "failed", f"gen_img.py exited with code {result.exit_code}"
     elif missing:
@@ -316,7 +316,7 @@ def _record_outcome(record: dict, result: ProcessResult, outdir: Path, expected:
                   log_tail=log_tail(log_path, 20) if status != "finished" else None)
     atomic_write_json(outdir / "generate.json", record)
     if status == "interrupted":
-        raise Interrupted(f"generate stopped; partial images and the log are in {outdir}")
+        raise Interrupted(f"generate stopped; partial images and the log are in {outdir}", result.signum)
     if status != "finished":
         tail = record["log_tail"] or []
         error = trainer_error(tail) or (tail[-1].strip() if tail else "(empty log)")

@@ -1,16 +1,22 @@
 """`bespoke inspect`: the LoRA files of a run (or any folder, or one file) read back from their safetensors
-metadata (bespoke.kohya.metadata, no torch), and inside a run checked against the run's training config."""
+metadata (bespoke.kohya.metadata, no torch), and inside a run checked against the run's training config —
+including `ss_steps` against the steps per epoch the run's dataset config gives (sd-scripts restarts its step
+count after `--resume`, so a resumed run's later checkpoints carry a short `ss_steps`)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from bespoke.errors import RunError
+from bespoke.errors import ConfigError, RunError
 from bespoke.kohya.checkpoints import find_checkpoints
+from bespoke.kohya.config import load_toml
 from bespoke.kohya.lora_check import check_against_run
-from bespoke.kohya.metadata import WeightsError, summarize
+from bespoke.kohya.metadata import LoraSummary, WeightsError, as_int, summarize
 from bespoke.kohya.naming import CHECKPOINT_SUFFIX
 from bespoke.run.paths import RunPaths, is_run_dir, read_training
+
+_IMAGES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what sd-scripts' DreamBooth subsets pick up
 
 
 def _run_of(path: Path) -> Path | None:
@@ -26,6 +32,49 @@ def _training_of(run: Path) -> dict | None:
         return read_training(RunPaths(run))
     except RunError:
         return None
+
+
+def steps_per_epoch(run: Path, training: dict) -> int | None:
+    """Optimizer steps per epoch from the run's dataset config: every subset's images x num_repeats, in batches of
+    the dataset's batch size, over gradient accumulation (prepared images share one size: one bucket). None
+    when the dataset config or an image folder cannot be read."""
+    paths = RunPaths(run)
+    try:
+        config = load_toml(paths.dataset_toml)
+    except ConfigError:
+        return None
+    general = config.get("general", {})
+    batches = 0
+    for dataset in config.get("datasets", []):
+        batch = as_int(dataset.get("batch_size", general.get("batch_size", training.get("train_batch_size")))) or 1
+        images = 0
+        for subset in dataset.get("subsets", []):
+            folder = Path(str(subset.get("image_dir", "")))
+            folder = folder if folder.is_absolute() else paths.root / folder
+            if not folder.is_dir():
+                return None
+            count = sum(1 for p in folder.iterdir() if p.suffix.lower() in _IMAGES)
+            images += count * (as_int(subset.get("num_repeats", general.get("num_repeats", 1))) or 1)
+        batches += math.ceil(images / batch)
+    return math.ceil(batches / (as_int(training.get("gradient_accumulation_steps")) or 1)) or None
+
+
+def steps_mismatch(summary: LoraSummary, per_epoch: int | None) -> list[str]:
+    """`ss_steps` against epoch x steps per epoch."""
+    if per_epoch is None or summary.steps is None or summary.epoch is None:
+        return []
+    expected = summary.epoch * per_epoch
+    if summary.steps == expected:
+        return []
+    return [f"ss_steps {summary.steps} in metadata, but epoch {summary.epoch} x {per_epoch} steps per epoch = "
+            f"{expected} in the run's config (sd-scripts restarts its step count after --resume; the weights are "
+            "not affected)"]
+
+
+def _check(summary: LoraSummary, training: dict | None, per_epoch: int | None) -> list[str]:
+    if training is None:
+        return []
+    return check_against_run(summary, training) + steps_mismatch(summary, per_epoch)
 
 
 def _files(folder: Path, training: dict | None) -> list[Path]:
@@ -46,11 +95,13 @@ def inspect_path(path: Path) -> dict:
         summary = summarize(path)
         run = _run_of(path)
         training = _training_of(run) if run else None
-        mismatches = check_against_run(summary, training) if training is not None else []
+        per_epoch = steps_per_epoch(run, training) if run and training is not None else None
+        mismatches = _check(summary, training, per_epoch)
         return {"kind": "file", "run": str(run) if run else None, "file": path.name, "path": str(path),
                 "summary": summary, "mismatches": mismatches}
     run = path if is_run_dir(path) else None
     training = _training_of(run) if run else None
+    per_epoch = steps_per_epoch(run, training) if run and training is not None else None
     folder = RunPaths(run).model_dir if run else path
     files = _files(folder, training if run else None)
     if not files:
@@ -63,6 +114,6 @@ def inspect_path(path: Path) -> dict:
             entries.append({"file": file.name, "path": str(file), "error": str(exc), "mismatches": []})
             continue
         entries.append({"file": file.name, "path": str(file), "summary": summary,
-                        "mismatches": check_against_run(summary, training) if training is not None else []})
+                        "mismatches": _check(summary, training, per_epoch)})
     entries.sort(key=lambda e: ("summary" not in e, getattr(e.get("summary"), "epoch", None) or 0, e["file"]))
     return {"kind": "folder", "run": str(run) if run else None, "folder": str(folder), "checkpoints": entries}

@@ -1,86 +1,126 @@
-"""One bespoke at a time per run: `<run>/.lock`.
+"""One bespoke at a time per run: an OS file lock on `<run>/.lock`, held for the run's whole life.
 
-The lock file is created with O_EXCL and holds pid, hostname and start time; a lock whose pid is dead on
-this host is taken over (moved aside first, so only one taker can win).
+The lock itself is the OS's (`filelock`: fcntl/flock on POSIX, LockFileEx on Windows): two processes can never
+both hold it, and it is released by the OS when its holder dies, however it dies — there is nothing to take
+over and so no takeover race. Who holds it is written next to it in `<run>/.lock.json` (pid, host, start,
+and the trainer's pid once launched). A new holder reads the previous record: while the previous trainer still
+runs (its bespoke died; the reaper is stopping it) it waits for it a little, and never starts a second trainer
+into the same folder while that one lives. A record from another host is never overridden (a network file
+system may not carry the lock across machines).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
+from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from bespoke.clock import now_iso
 from bespoke.errors import RunError
+from bespoke.fsutil import atomic_write_json, read_json
 from bespoke.run.paths import RunPaths
+from bespoke.run.proctree import DEFAULT_GRACE, process_alive, start_time
+
+# how long a new holder waits for a trainer whose bespoke died to be stopped by its reaper
+ORPHAN_WAIT_SECONDS = sum(DEFAULT_GRACE) + 5.0
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def record_path(paths: RunPaths) -> Path:
+    """`<run>/.lock.json`: who holds the lock (read-only for everyone but the holder)."""
+    return paths.root / ".lock.json"
+
+
+def holder(paths: RunPaths) -> dict | None:
+    """The lock record of the run's current (or last, if it died) holder, or None."""
+    return read_json(record_path(paths))
+
+
+def holder_alive(record: dict | None) -> bool:
+    """True when the record's bespoke still runs (only answerable on this host: else True, to be safe)."""
+    if not record:
         return False
-    except PermissionError:
+    if record.get("host") != socket.gethostname():
         return True
-    return True
+    return process_alive(record.get("pid"), record.get("pid_started"))
+
+
+def trainer_alive(record: dict | None) -> bool:
+    """True when the trainer launched by the record's holder still runs on this host."""
+    if not record or not record.get("trainer_pid") or record.get("host") != socket.gethostname():
+        return False
+    return process_alive(record.get("trainer_pid"), record.get("trainer_started"))
 
 
 class RunLock:
-    """`<run>/.lock` created with O_EXCL holding pid, hostname and start time. A dead pid's lock is taken over."""
+    """The run's OS lock plus its `.lock.json` record; `trainer_started(pid)` records the trainer."""
 
-    def __init__(self, paths: RunPaths, run_id: str):
-        self.path = paths.lock_file
+    def __init__(self, paths: RunPaths, run_id: str, orphan_wait: float = ORPHAN_WAIT_SECONDS):
+        self.paths = paths
         self.run_id = run_id
-        self.content = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()})
-
-    def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.content)
-        return True
+        self.orphan_wait = orphan_wait
+        self.lock = FileLock(str(paths.lock_file), timeout=0, thread_local=False)
+        self.record = {"pid": os.getpid(), "pid_started": start_time(os.getpid()), "host": socket.gethostname(),
+                       "started_at": now_iso(), "trainer_pid": None, "trainer_started": None}
+        self.previous: dict | None = None
 
     def acquire(self) -> RunLock:
-        if self._create():
-            return self
         try:
-            held = json.loads(self.path.read_text(encoding="utf-8"))
-            pid, host = int(held["pid"]), str(held["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            # half-written by a process that died at once; give a live writer a moment
-            held, pid, host = {}, None, socket.gethostname()
-            if time.time() - self.path.stat().st_mtime < 5:
-                raise RunError(f"run {self.run_id} is being started by another bespoke; try again") from None
-        if host != socket.gethostname():
-            raise RunError(f"run {self.run_id} is in use by pid {pid} on {host} (since {held.get('started_at')}); "
-                           f"if that machine is no longer running it, delete {self.path}")
-        if pid is not None and _pid_alive(pid):
-            raise RunError(f"run {self.run_id} is in use by pid {pid} (since {held.get('started_at')}); "
-                           "wait for it to finish or stop that process")
-        # stale: move it aside (only one taker wins the rename), then create ours
-        stale = self.path.with_name(f".lock.stale-{pid}-{os.getpid()}")
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            held = holder(self.paths) or {}
+            raise RunError(f"run {self.run_id} is in use by pid {held.get('pid', '?')} on "
+                           f"{held.get('host', 'this machine')} (since {held.get('started_at', '?')}); wait for "
+                           "it to finish or stop that process") from None
         try:
-            os.rename(self.path, stale)
-            stale.unlink()
-        except FileNotFoundError:
-            pass
-        if not self._create():
-            raise RunError(f"run {self.run_id} was just taken by another bespoke; see {self.path}")
+            self._check_previous()
+            atomic_write_json(record_path(self.paths), self.record)
+        except BaseException:
+            self.lock.release()
+            raise
         return self
 
-    def release(self) -> None:
-        try:
-            if self.path.read_text(encoding="utf-8") == self.content:
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
+    def _check_previous(self) -> None:
+        previous = self.previous = holder(self.paths)
+        if not previous:
+            return
+        if previous.get("host") != socket.gethostname():
+            raise RunError(f"run {self.run_id} is in use by pid {previous.get('pid')} on {previous.get('host')} "
+                           f"(since {previous.get('started_at')}); if that machine no longer runs it, delete "
+                           f"{record_path(self.paths)}")
+        end = time.monotonic() + self.orphan_wait
+        while trainer_alive(previous) and time.monotonic() < end:
+            time.sleep(0.2)  # its bespoke died; the reaper is stopping it
+        if trainer_alive(previous):
+            raise RunError(f"the trainer of run {self.run_id}'s previous attempt (pid {previous['trainer_pid']}) "
+                           "is still running although its bespoke is gone; stop it (e.g. kill "
+                           f"{previous['trainer_pid']}), then run the same command again")
 
-    def __enter__(self):
+    def trainer_started(self, pid: int) -> None:
+        """Record the trainer's pid (the root of its process tree) while the lock is held."""
+        self.record.update(trainer_pid=pid, trainer_started=start_time(pid))
+        atomic_write_json(record_path(self.paths), self.record)
+
+    def release(self) -> None:
+        if not self.lock.is_locked:
+            return
+        try:
+            record_path(self.paths).unlink(missing_ok=True)
+        finally:
+            self.lock.release()  # the .lock file stays: deleting it would let two holders lock two inodes
+
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.release()
-        return False
+
+
+def try_lock(paths: RunPaths, run_id: str) -> RunLock | None:
+    """The run's lock if it is free right now (without waiting for an orphaned trainer), else None."""
+    try:
+        return RunLock(paths, run_id, orphan_wait=0.0).acquire()
+    except RunError:
+        return None

@@ -42,6 +42,10 @@ class Attempt:
     log_tail: list[str] | None = None
     duration_s: float | None = None
     trainer: dict[str, Any] = field(default_factory=dict)  # sd-scripts commit, python/torch/accelerate, GPU
+    bespoke_version: str | None = None  # the bespoke that launched this attempt (plan's is in `versions`)
+    signal: str | None = None  # the signal that stopped bespoke (SIGINT / SIGTERM / SIGHUP), if one did
+    edited_configs: dict[str, str] = field(default_factory=dict)  # config file -> sha256, when edited by hand
+    resume_samples: list[str] = field(default_factory=list)  # e000000 images a resumed trainer redrew (moved)
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> Attempt:

@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from bespoke.clock import now_iso
 from bespoke.dataset.layout import LAYOUTS
 from bespoke.dataset.prepare import PreparedDataset, prepare_dataset
 from bespoke.errors import ConfigError, RunError
-from bespoke.fsutil import atomic_write_text, sha256_bytes, sha256_file
+from bespoke.fsutil import atomic_write_text, make_temp_dir, sha256_bytes, sha256_file
 from bespoke.kohya.config import RUN_LOCAL_KEYS, build_dataset_config, build_training_config, flatten_training
 from bespoke.kohya.launch import NEUTRAL_ACCELERATE_CONFIG, LaunchSpec, build_launch, train_script_args
 from bespoke.kohya.options import options_source
@@ -281,7 +280,7 @@ def _create_run_folder(paths: RunPaths, rendered: _Rendered, manifest: RunManife
     """Assemble the folder under a temporary name, then rename it into place; False if it appeared meanwhile."""
     parent = paths.root.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{paths.root.name}.", suffix=".planning", dir=parent))
+    tmp = make_temp_dir(parent, prefix=f".{paths.root.name}.", suffix=".planning")
     try:
         staged = RunPaths(tmp)
         atomic_write_text(staged.training_toml, rendered.training_text)

@@ -1,9 +1,12 @@
-"""Train one planned run folder: lock, launch through accelerate in the run folder, live progress, run.json, resume.
+"""Train one planned run folder: lock, check the configs, launch through accelerate in the run folder under the
+one supervisor (`bespoke.run.runner`), live progress, run.json, resume.
 
-Success is what exists on disk, not the exit code (sd-scripts exits 0 on "No data found"): a run is
-`finished` only when `{output_name}.safetensors` exists and its `ss_epoch` is the last epoch.
-Work is never lost: a finished run is skipped, an interrupted or failed one resumes from its newest
-`*-state` folder, and `restart` keeps the old log (rotated) and the old model/ (moved to model.prev-N/).
+Success is what exists on disk, not the exit code nor the signal (sd-scripts exits 0 on "No data found"): a run
+is `finished` exactly when `{output_name}.safetensors` is whole and its `ss_epoch` is the last epoch.
+Work is never lost: a finished run is skipped, an interrupted, failed or stale one resumes from its newest
+`*-state` folder (`bespoke.run.resume`), and `restart` keeps the old log (rotated) and the old model/ (moved to
+model.prev-N/). SIGINT, SIGTERM and SIGHUP stop the trainer's tree and mark the run interrupted; an exception
+in bespoke does the same before it propagates.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bespoke import __version__
 from bespoke.clock import now_iso
-from bespoke.errors import RunError
-from bespoke.fsutil import atomic_write_text, move_aside
-from bespoke.kohya.checkpoints import Checkpoint, epochs_done, find_checkpoints, newest_state_dir
+from bespoke.errors import BespokeError, ConfigError, RunError
+from bespoke.fsutil import atomic_write_text, sha256_file
+from bespoke.kohya.checkpoints import Checkpoint, epochs_done
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
     build_launch,
@@ -30,13 +34,22 @@ from bespoke.kohya.launch import (
 from bespoke.kohya.metadata import as_int
 from bespoke.kohya.naming import parse_sample_name
 from bespoke.kohya.output import log_tail
+from bespoke.kohya.validate import check_file
 from bespoke.run.facts import trainer_facts
 from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
-from bespoke.run.plan import PlanRequest, launch_spec_for, plan_run
+from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
+from bespoke.run.proctree import DEFAULT_GRACE
 from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
-from bespoke.run.runner import ProcessResult, rotate_log, run_logged
+from bespoke.run.resume import (
+    ResumeSamples,
+    complete_final,
+    outcome_from_disk,
+    prepare_folder,
+    whole_checkpoints,
+)
+from bespoke.run.runner import ProcessResult, StopSignals, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
 LOG_TAIL_LINES = 30
@@ -60,6 +73,7 @@ class TrainResult:
     resumed_from: str | None = None
     log_tail: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
+    signum: int | None = None  # the signal that stopped bespoke (exit code 128 + signum)
 
 
 def sample_counts(sample_dir: Path) -> dict:
@@ -77,14 +91,6 @@ def sample_counts(sample_dir: Path) -> dict:
     return {"count": count, "by_epoch": dict(sorted(by_epoch.items()))}
 
 
-def set_aside_model_dir(model_dir: Path) -> Path | None:
-    """Move a non-empty model/ to the next free model.prev-N/ (nothing is deleted); return where it went."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir() or not any(model_dir.iterdir()):
-        return None
-    return move_aside(model_dir, lambda n: f"{model_dir.name}.prev-{n}")
-
-
 def neutral_accelerate_config(paths: RunPaths) -> Path:
     """`config/accelerate.yaml` of the run (created once, never rewritten): the file given to --config_file."""
     if not paths.accelerate_yaml.exists():
@@ -96,43 +102,42 @@ def _checkpoints_json(paths: RunPaths, checkpoints: list[Checkpoint]) -> list[di
     return [c.to_json(paths.root) for c in checkpoints]
 
 
-def _prepare_folder(paths: RunPaths, manifest: RunManifest, output_name: str, restart: bool, say: Say) -> Path | None:
-    """Make model/ and the log ready for this attempt; returns the state folder to resume from, if any."""
-    run_id, status = manifest.id, manifest.status
-    if restart:
-        moved, rotated = set_aside_model_dir(paths.model_dir), rotate_log(paths.train_log)
-        if moved or rotated:
-            say(f"{run_id}: starting over; old model/ kept in {moved.name if moved else '-'}, "
-                f"old log in {rotated.name if rotated else '-'}")
-        return None
-    resume = None
-    if status in ("running", "interrupted", "failed"):
-        resume = newest_state_dir(paths.model_dir)
-        checkpoints = find_checkpoints(paths.model_dir, output_name)
-        if resume is not None:
-            say(f"{run_id}: resuming from {resume.name} (was {status})")
-        elif checkpoints:
-            raise RunError(
-                f"run {run_id} was {status} after {epochs_done(checkpoints)} epoch(s) and has no *-state folder to "
-                "resume from (save_state was off); re-run with --restart to start over in the same folder "
-                "(the old model/ is kept as model.prev-N, the old log rotated)")
-        elif moved := set_aside_model_dir(paths.model_dir):
-            # no checkpoint yet: start over in place, keeping e.g. the samples drawn before training
-            say(f"{run_id}: starting over (was {status}, no checkpoint yet); old model/ kept in {moved.name}")
-    elif moved := set_aside_model_dir(paths.model_dir):  # "planned" yet model/ has files: keep them, never mix
-        say(f"{run_id}: model/ already had files; kept them in {moved.name}")
-    rotate_log(paths.train_log)
-    return resume
+def check_configs(paths: RunPaths, manifest: RunManifest, say: Say) -> dict[str, str]:
+    """Re-validate the run's configs like `bespoke check` at every launch and compare them with the hashes plan
+    recorded. A file edited by hand that still passes is used and recorded ({name: sha256}); one that fails is
+    refused with the reason, before anything changes on disk."""
+    edited = modified_configs(paths, manifest)
+    for name in CONFIG_FILES:
+        path = paths.config_dir / name
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing; restore it or re-plan the run")
+        try:
+            check_file(path)
+        except BespokeError as error:
+            how = "was edited by hand since plan and " if name in edited else ""
+            raise ConfigError(f"{path} {how}fails the check: {error}; fix it (`bespoke check {path}`) or "
+                              "re-plan the run") from error
+    for name in edited:
+        say(f"{manifest.id}: config/{name} was edited by hand since plan; it passes the check and is used as is "
+            "(recorded in run.json)")
+    return {name: sha256_file(paths.config_dir / name) for name in edited}
+
+
+def refuse_simulated(manifest: RunManifest, paths: RunPaths) -> None:
+    """A demo run (simulated samples, no model) is never trained into: its status would mean nothing real."""
+    if manifest.simulated or manifest.demo:
+        raise RunError(f"run {manifest.id} in {paths.root} belongs to `bespoke demo` (its samples are SIMULATED, no "
+                       f"model was trained); bespoke never trains into it: plan a real run with "
+                       f"`bespoke train -r {manifest.resolution or 512}` outside the demo folder")
 
 
 class _Supervision:
     """The calling thread's view of a running trainer: writes run.json as epochs complete, feeds the display."""
 
     def __init__(self, paths: RunPaths, manifest: RunManifest, output_name: str, progress: RunProgress,
-                 view: ProgressView | None, facts_thread: threading.Thread, facts: dict):
+                 view: ProgressView | None, facts: _Facts, firsts: ResumeSamples):
         self.paths, self.manifest, self.output_name = paths, manifest, output_name
-        self.progress, self.view = progress, view
-        self.facts_thread, self.facts = facts_thread, facts
+        self.progress, self.view, self.facts, self.firsts = progress, view, facts, firsts
         self.facts_written = False
         self.watcher = ModelWatcher(paths.model_dir)
         self.last_poll = 0.0
@@ -140,17 +145,18 @@ class _Supervision:
     def tick(self) -> None:
         """Called every quarter second while the trainer runs."""
         changed = False
-        if not self.facts_written and not self.facts_thread.is_alive():
+        if not self.facts_written and self.facts.ready():
             self.facts_written = changed = True
             if self.manifest.attempt is not None:
-                self.manifest.attempt.trainer = dict(self.facts)
+                self.manifest.attempt.trainer = dict(self.facts.values)
         new_ckpts: list[Path] = []
         new_samples: list[Path] = []
         if time.monotonic() - self.last_poll >= 0.5:
             self.last_poll = time.monotonic()
+            self.firsts.collect()
             new_ckpts, new_samples = self.watcher.poll()
         if self.progress.take_epoch_changed() or new_ckpts:
-            checkpoints = find_checkpoints(self.paths.model_dir, self.output_name)
+            checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
             snap = self.progress.snapshot()
             self.manifest.epochs_done = max(snap["epoch"] - 1, epochs_done(checkpoints), 0)
             self.manifest.checkpoints = _checkpoints_json(self.paths, checkpoints)
@@ -160,22 +166,39 @@ class _Supervision:
         if changed:
             save_manifest(self.paths.root, self.manifest)
         if self.view is not None:
-            self.view.refresh(new_ckpts, new_samples)
+            try:
+                self.view.refresh(new_ckpts, new_samples)
+            except OSError:  # the terminal went away (SIGHUP): keep supervising without a display
+                self.view = None
 
 
-def _outcome(result: ProcessResult, final: Checkpoint | None, progress: RunProgress, output_name: str,
+class _Facts:
+    """Versions/commit/GPU of the trainer take ~0.2 s of helper processes: gathered while the trainer starts."""
+
+    def __init__(self, settings: Settings):
+        self.values: dict = {}
+        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings)), daemon=True)
+        self.thread.start()
+
+    def ready(self) -> bool:
+        return not self.thread.is_alive()
+
+
+def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: RunProgress, output_name: str,
              epochs_total: int | None) -> tuple[str, str | None]:
-    """(status, reason) of an attempt, decided from what is on disk."""
+    """(status, reason) of an attempt, decided from what is on disk: a whole final checkpoint of the last epoch
+    is a finished run, whatever signal or exit code came with it."""
+    if complete_final(checkpoints, epochs_total) is not None:
+        return "finished", None
     if result.interrupted:
-        return "interrupted", "stopped by the user (Ctrl-C / SIGTERM)"
+        return "interrupted", f"stopped by bespoke ({signal_name(result.signum)})"
     if result.exit_code != 0:
         return "failed", f"trainer exited with code {result.exit_code}"
+    final = next((c for c in checkpoints if c.final), None)
     if final is None:
         return "failed", (f"trainer exited 0 but wrote no checkpoint: {progress.no_data}" if progress.no_data else
                           f"trainer exited 0 but wrote no {output_name}.safetensors")
-    if epochs_total and final.epoch != epochs_total:
-        return "failed", f"{output_name}.safetensors is epoch {final.epoch}, expected the last epoch {epochs_total}"
-    return "finished", None
+    return "failed", f"{output_name}.safetensors is epoch {final.epoch}, expected the last epoch {epochs_total}"
 
 
 @dataclass(frozen=True)
@@ -186,83 +209,151 @@ class LaunchOptions:
     pin_gpu: str | None = None  # one GPU for this run via CUDA_VISIBLE_DEVICES (sweep --gpus)
     stop: threading.Event | None = None
     base_env: dict[str, str] | None = None
-    stop_timeouts: tuple[float, float] = (10.0, 5.0)
+    stop_timeouts: tuple[float, float] = DEFAULT_GRACE
     on_spawn: Callable[[int], None] | None = None
 
 
-def _skipped(manifest: RunManifest, paths: RunPaths) -> TrainResult:
+def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already finished") -> TrainResult:
     exit_code = manifest.attempt.exit_code if manifest.attempt is not None else None
     return TrainResult(manifest.id, paths.root, "finished", exit_code, manifest.epochs_done, manifest.epochs_total,
-                       manifest.duration_s, manifest.final_loss, skipped=True, reason="already finished")
+                       manifest.duration_s, manifest.final_loss, skipped=True, reason=reason)
 
 
 def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[str, ...] = (),
               pin_gpu: str | None = None, progress: RunProgress | None = None, view: ProgressView | None = None,
               stop: threading.Event | None = None, base_env: dict[str, str] | None = None,
-              stop_timeouts: tuple[float, float] = (10.0, 5.0), on_message: Say | None = None,
+              stop_timeouts: tuple[float, float] = DEFAULT_GRACE, on_message: Say | None = None,
               on_spawn: Callable[[int], None] | None = None) -> TrainResult:
     """Train the planned run in `run_dir` and return how it ended (see the module docstring for the rules).
 
     `progress` is a `RunProgress` to feed (created if None); `view` a `ProgressView` (or None for no display);
     `pin_gpu` pins the run to one GPU with CUDA_VISIBLE_DEVICES (sweep --gpus); `stop` stops it from outside;
-    `on_spawn(pid)` is called right after the trainer process started.
-    Raises RunError when the run is locked, or cannot be resumed without `restart`.
+    `stop_timeouts` is the grace period of a stop; `on_spawn(pid)` is called right after the trainer started.
+    SIGINT/SIGTERM/SIGHUP stop it (result `interrupted`, `signum` set). Raises RunError when the run is locked,
+    simulated, or cannot be resumed without `restart`; ConfigError when a config fails its check.
     """
     paths = RunPaths(Path(run_dir))
     manifest = load_manifest(paths.root)
+    refuse_simulated(manifest, paths)
     if manifest.status == "finished" and not restart:
         return _skipped(manifest, paths)
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
     options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn)
-    with RunLock(paths, manifest.id):
-        return _train_locked(settings, paths, restart, options, progress, view, on_message or (lambda text: None))
+    with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
+        result = _train_locked(settings, paths, restart, options, _Display(progress, view, on_message), lock,
+                               signals)
+    if result.signum is None and signals.signum is not None:  # it came while run.json was being written
+        result.signum = signals.signum
+    return result
 
 
-def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: LaunchOptions,
-                  progress: RunProgress | None, view: ProgressView | None, say: Say) -> TrainResult:
+@dataclass
+class _Display:
+    progress: RunProgress | None
+    view: ProgressView | None
+    on_message: Say | None
+
+    def say(self, text: str) -> None:
+        if self.on_message is not None:
+            try:
+                self.on_message(text)
+            except OSError:  # the terminal went away (SIGHUP)
+                self.on_message = None
+
+
+def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: LaunchOptions, display: _Display,
+                  lock: RunLock, signals: StopSignals) -> TrainResult:
     manifest = load_manifest(paths.root)  # may have changed while we waited for the lock
     training = read_training(paths)
     output_name = str(training.get("output_name") or "last")
     total_epochs = as_int(training.get("max_train_epochs"))
-    resume = _prepare_folder(paths, manifest, output_name, restart, say)
+    if not restart and complete_final(whole_checkpoints(paths.model_dir, output_name), total_epochs):
+        if manifest.status != "finished":  # e.g. the signal came after the last checkpoint, or bespoke died
+            manifest.status, manifest.epochs_done = "finished", total_epochs or manifest.epochs_done
+            save_manifest(paths.root, manifest)
+        return _skipped(manifest, paths, "already finished (every epoch is on disk)")
+    edited = check_configs(paths, manifest, display.say)
+    resume = prepare_folder(paths, manifest, output_name, restart, display.say)
+    rotated = rotate_log(paths.train_log)
+    if restart and rotated:
+        display.say(f"{manifest.id}: old log kept in {rotated.name}")
+    spec, (argv, env, overrides) = _launch(settings, paths, training, options, resume)
+    if signals.signum is not None:  # stopped before anything was launched: nothing changed
+        return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
+                           signum=signals.signum)
+    attempt = manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
+                                   host=socket.gethostname(), resumed_from=resume.name if resume else None,
+                                   bespoke_version=__version__, edited_configs=edited)
+    if restart:  # a real restart of a run keeps nothing simulated or measured from before
+        manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
+    manifest.status, manifest.epochs_total = "running", total_epochs
+    save_manifest(paths.root, manifest)
+    progress = display.progress or RunProgress(manifest.id, total_epochs)
+    progress.status = "training"
+    firsts = ResumeSamples(paths, attempt.number, resume is not None)
+    supervision = _Supervision(paths, manifest, output_name, progress, display.view, _Facts(settings), firsts)
+    if display.view is not None:
+        display.view.start(progress)
+
+    def spawned(pid: int) -> None:
+        lock.trainer_started(pid)
+        if options.on_spawn is not None:
+            options.on_spawn(pid)
+
+    try:
+        result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=progress.feed,
+                            on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
+                            env_overrides=recordable_env(overrides), on_start=spawned, signals=signals,
+                            run_dir=paths.root)
+    except BaseException as error:  # the tree is stopped already; record that before it propagates
+        _record_crash(paths, manifest, error)
+        if isinstance(error, OSError):
+            raise RunError(f"run {manifest.id}: {error}; the trainer was stopped and the run marked interrupted: "
+                           "fix that, then run the same command again to resume") from error
+        raise
+    finally:
+        if display.view is not None:
+            try:
+                display.view.stop()
+            except OSError:
+                pass
+    supervision.facts.thread.join()
+    attempt.resume_samples = firsts.collect()
+    return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
+
+
+def _launch(settings: Settings, paths: RunPaths, training: dict, options: LaunchOptions, resume: Path | None):
+    """The launch spec of this attempt and its (argv, env, env overrides)."""
     spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
                    accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
     if options.pin_gpu is not None:
         spec = pin_to_gpu(spec, options.pin_gpu)
     if resume is not None:
         spec = with_resume(spec, paths.relative(resume))
-    argv, env, overrides = build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
-    facts: dict = {}  # versions/commit/GPU take ~0.2 s of helper processes: gathered while the trainer starts
-    facts_thread = threading.Thread(target=lambda: facts.update(trainer_facts(settings)), daemon=True)
-    facts_thread.start()
-    manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
-                         host=socket.gethostname(), resumed_from=resume.name if resume is not None else None)
-    manifest.status, manifest.epochs_total = "running", total_epochs
-    save_manifest(paths.root, manifest)
-    progress = progress or RunProgress(manifest.id, total_epochs)
-    progress.status = "training"
-    supervision = _Supervision(paths, manifest, output_name, progress, view, facts_thread, facts)
-    if view is not None:
-        view.start(progress)
+    return spec, build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
+
+
+def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) -> None:
+    """Mark the run interrupted after an exception in bespoke (best effort: the disk may be what failed)."""
+    status, checkpoints = outcome_from_disk(paths, manifest)
+    manifest.status, manifest.epochs_done = status, epochs_done(checkpoints)
+    manifest.checkpoints = _checkpoints_json(paths, checkpoints)
+    if manifest.attempt is not None:
+        manifest.attempt.finished_at = now_iso()
+        manifest.attempt.reason = f"bespoke failed while supervising: {type(error).__name__}: {error}"[:500]
     try:
-        result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=progress.feed,
-                            on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
-                            env_overrides=recordable_env(overrides), on_start=options.on_spawn)
-    finally:
-        if view is not None:
-            view.stop()
-    facts_thread.join()
-    return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, facts)
+        save_manifest(paths.root, manifest)
+    except OSError:
+        pass  # run.json stays "running"; the lock is released, so `runs` shows it stale and a re-run resumes
 
 
 def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress, output_name: str,
             total_epochs: int | None, resume: Path | None, facts: dict) -> TrainResult:
     """Record how the attempt ended in run.json and return it."""
-    checkpoints = find_checkpoints(paths.model_dir, output_name)
-    final = next((c for c in checkpoints if c.final), None)
+    checkpoints = whole_checkpoints(paths.model_dir, output_name)
     snap = progress.snapshot()
     epochs_total = snap["total_epochs"] or total_epochs
-    status, reason = _outcome(result, final, progress, output_name, epochs_total)
+    status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total)
     tail = log_tail(paths.train_log, LOG_TAIL_LINES) if status != "finished" else None
     duration = manifest.duration_s + result.duration if resume is not None else result.duration
     progress.status = status
@@ -270,6 +361,7 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     assert attempt is not None  # set by _train_locked before the launch
     attempt.finished_at, attempt.exit_code, attempt.reason = now_iso(), result.exit_code, reason
     attempt.log_tail, attempt.duration_s, attempt.trainer = tail, round(result.duration, 3), dict(facts)
+    attempt.signal = signal_name(result.signum) if result.signum is not None else None
     manifest.status, manifest.epochs_done, manifest.epochs_total = status, epochs_done(checkpoints), epochs_total
     manifest.checkpoints = _checkpoints_json(paths, checkpoints)
     manifest.samples = sample_counts(paths.sample_dir)
@@ -277,7 +369,7 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     save_manifest(paths.root, manifest)
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
                        snap["loss"], reason, resumed_from=str(resume) if resume is not None else None,
-                       log_tail=tail or [], argv=attempt.argv)
+                       log_tail=tail or [], argv=attempt.argv, signum=result.signum)
 
 
 def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,

@@ -100,7 +100,7 @@ def test_demo_bounds(flag, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
-def test_demo_stops_on_a_half_simulated_run(tmp_path):
+def test_demo_resumes_a_half_simulated_run(tmp_path):
     from manifest_helpers import change_manifest
 
     from bespoke.demo.demo import run_demo
@@ -109,11 +109,10 @@ def test_demo_stops_on_a_half_simulated_run(tmp_path):
     out = tmp_path / "demo"
     first = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
     run = first.runs[0].run_dir
-    change_manifest(run, status="running")  # as if the previous demo was killed while simulating
-    samples = sorted(RunPaths(run).sample_dir.glob("*.png"))
-    from bespoke.errors import RunError
-
-    with pytest.raises(RunError, match="stopped while simulating"):
-        run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
-    assert sorted(RunPaths(run).sample_dir.glob("*.png")) == samples
-    assert manifest_of(run)["status"] == "running"
+    change_manifest(run, status="running")  # as if the previous demo was stopped (Ctrl-C) while simulating
+    samples = sorted(p.name for p in RunPaths(run).sample_dir.glob("*.png"))
+    again = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
+    assert again.runs[0].simulated_now and manifest_of(run)["status"] == "finished"
+    # what the stopped demo drew is kept aside, never deleted; the run has a full set again
+    assert sorted(p.name for p in (run / "model.prev-1" / "sample").glob("*.png")) == samples
+    assert len(list(RunPaths(run).sample_dir.glob("*.png"))) == len(samples)

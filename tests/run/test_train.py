@@ -109,16 +109,14 @@ def test_failing_trainer_exit_code_and_log_tail(fake, isolated_project, monkeypa
     assert len(manifest["attempt"]["log_tail"]) <= 30
 
 
-def test_no_data_found_is_a_failure_even_with_exit_0(fake, isolated_project):
+def test_an_empty_image_dir_is_refused_before_launch(fake, isolated_project):
     empty = isolated_project / "empty_images"
     empty.mkdir()
     run = hand_run(isolated_project, empty)
-    result = invoke("train", "--run", str(run))
-    assert result.exit_code == 5
-    manifest = manifest_of(run)
-    assert manifest["status"] == "failed" and manifest["attempt"]["exit_code"] == 0
-    assert "No data found" in manifest["attempt"]["reason"]
-    assert "No data found" in result.output
+    result = invoke("train", "--run", str(run))  # refused before launch: the trainer would "succeed" with nothing
+    assert result.exit_code == 2 and "does not exist" not in result.output
+    assert "sd-scripts would print 'No data found' and exit 0" in result.output and not seen(fake)
+    assert manifest_of(run)["status"] == "planned"
 
 
 def _wait_for(predicate, timeout=60.0):
@@ -153,7 +151,8 @@ def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, iso
     assert _wait_for(lambda: not _alive(trainer_pid), 10), "the trainer outlived bespoke"
     manifest = manifest_of(run)
     assert manifest["status"] == "interrupted" and manifest["epochs_done"] == 2
-    assert not (run / ".lock").exists()
+    assert manifest["attempt"]["signal"] == "SIGINT"
+    assert not (run / ".lock.json").exists()  # the holder's record goes with the OS lock
 
     result = invoke("train", "--run", str(run))  # no hang now: resumes from the epoch-2 state
     assert result.exit_code == 0, result.output
@@ -182,19 +181,26 @@ def _alive(pid: int) -> bool:
 
 def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work(fake, isolated_project,
                                                                                   monkeypatch):
+    from bespoke.dataset.synthetic import write_dataset
     from bespoke.run import train as training
 
+    write_dataset(isolated_project / "imgs", count=2, seed=2)
     run = hand_run(isolated_project, isolated_project / "imgs")
     model = run / "model"
     model.mkdir()
-    (model / "hand-000001.safetensors").write_bytes(b"old work")
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, "float32")}, str(model / "hand-000001.safetensors"),
+              metadata={"ss_epoch": "1", "ss_steps": "2"})
+    old_work = (model / "hand-000001.safetensors").read_bytes()
     (run / "logs").mkdir()
     (run / "logs" / "train.log").write_text("old log\n")
     change_manifest(run, status="interrupted")
     result = invoke("train", "--run", str(run))
-    assert result.exit_code == 4
+    assert result.exit_code == 4, result.output
     assert "no *-state folder to resume from" in result.output and "--restart" in result.output
-    assert (model / "hand-000001.safetensors").read_bytes() == b"old work"
+    assert (model / "hand-000001.safetensors").read_bytes() == old_work
     assert manifest_of(run)["status"] == "interrupted"
 
     calls = []
@@ -202,7 +208,7 @@ def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work
         RuntimeError("stop before launching")))
     with pytest.raises(RuntimeError, match="stop before launching"):
         training.train_run(training_settings(), run, restart=True)
-    assert (run / "model.prev-1" / "hand-000001.safetensors").read_bytes() == b"old work"
+    assert (run / "model.prev-1" / "hand-000001.safetensors").read_bytes() == old_work
     assert (run / "logs" / "train.1.log").read_text() == "old log\n"
 
 
@@ -212,14 +218,22 @@ def training_settings():
     return load_settings()
 
 
-def test_concurrent_invocation_is_refused_while_the_pid_lives(fake, isolated_project):
-    run = hand_run(isolated_project, isolated_project / "imgs")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        import socket
+HOLDER = r"""
+import sys, time
+from pathlib import Path
+from bespoke.run.lock import RunLock
+from bespoke.run.paths import RunPaths
+with RunLock(RunPaths(Path(sys.argv[1])), "hand"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
 
-        (run / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                               "started_at": "2026-01-01T00:00:00"}))
+
+def test_concurrent_invocation_is_refused_while_the_holder_lives(fake, isolated_project):
+    run = hand_run(isolated_project, isolated_project / "imgs")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
         before = (run / "run.json").read_bytes()
         result = invoke("train", "--run", str(run))
         assert result.exit_code == 4
@@ -228,35 +242,64 @@ def test_concurrent_invocation_is_refused_while_the_pid_lives(fake, isolated_pro
     finally:
         holder.kill()
         holder.wait()
+    # the OS released the lock with its dead holder: no takeover step, the next one simply gets it
+    from bespoke.run.lock import RunLock
+
+    with RunLock(RunPaths(run), "hand") as lock:
+        assert lock.previous["pid"] == holder.pid
 
 
-def test_a_dead_pids_lock_is_stale_and_taken_over(isolated_project):
+def test_a_dead_holders_record_is_replaced_and_the_lock_is_exclusive(isolated_project):
     import socket
 
-    from bespoke.run.lock import RunLock
+    from bespoke.run.lock import RunLock, record_path
 
     paths = RunPaths(isolated_project / "r")
     paths.root.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    paths.lock_file.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started_at": "x"}))
+    record_path(paths).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started_at": "x",
+                                              "trainer_pid": dead.pid}))
     with RunLock(paths, "r"):
-        assert json.loads(paths.lock_file.read_text())["pid"] == os.getpid()
+        assert json.loads(record_path(paths).read_text())["pid"] == os.getpid()
         with pytest.raises(Exception, match=f"in use by pid {os.getpid()}"):
             RunLock(paths, "r").acquire()
-    assert not paths.lock_file.exists()
+    assert not record_path(paths).exists()
+
+
+def test_no_takeover_while_the_previous_trainer_lives(isolated_project):
+    import socket
+
+    from bespoke.errors import RunError
+    from bespoke.run.lock import RunLock, record_path
+    from bespoke.run.proctree import start_time
+
+    paths = RunPaths(isolated_project / "r")
+    paths.root.mkdir()
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record_path(paths).write_text(json.dumps({"pid": 999999, "host": socket.gethostname(), "started_at": "x",
+                                                  "trainer_pid": orphan.pid,
+                                                  "trainer_started": start_time(orphan.pid)}))
+        with pytest.raises(RunError, match=f"previous attempt \\(pid {orphan.pid}\\) is still running"):
+            RunLock(paths, "r", orphan_wait=0.3).acquire()
+    finally:
+        orphan.kill()
+        orphan.wait()
+    with RunLock(paths, "r", orphan_wait=0.3):
+        pass
 
 
 def test_a_lock_from_another_host_is_never_taken(isolated_project):
     from bespoke.errors import RunError
-    from bespoke.run.lock import RunLock
+    from bespoke.run.lock import RunLock, record_path
 
     paths = RunPaths(isolated_project / "r")
     paths.root.mkdir()
-    paths.lock_file.write_text(json.dumps({"pid": 1, "host": "other-machine", "started_at": "x"}))
+    record_path(paths).write_text(json.dumps({"pid": 1, "host": "other-machine", "started_at": "x"}))
     with pytest.raises(RunError, match="on other-machine"):
         RunLock(paths, "r").acquire()
-    assert "other-machine" in paths.lock_file.read_text()
+    assert "other-machine" in record_path(paths).read_text()
 
 
 # ---------------------------------------------------------------- process runner
@@ -321,7 +364,7 @@ def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
     result = run_logged([sys.executable, "-c", STUBBORN], dict(os.environ), tmp_path / "t.log", on_line=on_line,
                         stop=stop, stop_timeouts=(0.3, 0.3))
     assert result.interrupted and result.exit_code == -signal.SIGKILL
-    assert _wait_for(lambda: not _alive(pids[0]), 5), "grandchild survived"
+    assert _wait_for(lambda: not _alive(pids[0]), 30), "grandchild survived"
 
 
 # ---------------------------------------------------------------- progress parsing

@@ -16,7 +16,12 @@ It behaves like the real script for everything bespoke relies on (../shared/kohy
 Knobs (environment): FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
 FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
 dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),
-FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options).
+FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options),
+FAKE_TRAINER_HANG_IN=startup|save|sample (print `fake trainer: hanging in <where>` and sleep: before the
+training block, halfway through writing the first checkpoint, after the first image of the first epoch-end
+sampling; for fault-injection tests).
+Like the real one (train_network.py l.1232-1344), a resumed run counts its global step from 0 again, so the
+`ss_steps` of checkpoints written after `--resume` are short by the steps done before.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import datetime
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -145,6 +151,13 @@ def _prompts(path: str | None) -> list[dict]:
     return prompts
 
 
+def _hang_in(where: str) -> None:
+    if os.environ.get("FAKE_TRAINER_HANG_IN") == where:
+        print(f"fake trainer: hanging in {where}", flush=True)
+        while True:
+            time.sleep(1)
+
+
 def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> None:
     import numpy as np
     from PIL import Image, ImageFilter
@@ -168,6 +181,8 @@ def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> 
         if prompt["seed"] is not None:
             name += f"_{prompt['seed']}"
         image.save(sample_dir / f"{name}.png")
+        if epoch > 0:
+            _hang_in("sample")
 
 
 def _metadata(args, epoch: int, step: int, datasets: list[dict], num_epochs: int, started: float) -> dict:
@@ -225,6 +240,12 @@ def _save_model(path: Path, args, metadata: dict, epoch: int) -> None:
         "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": np.array(float(args.network_alpha or 1), np.float16),
     }
     print(f"\nsaving checkpoint: {path}")
+    if os.environ.get("FAKE_TRAINER_HANG_IN") == "save":  # the real save writes in place: a half file meanwhile
+        from safetensors.numpy import save as to_bytes
+
+        data = to_bytes(tensors, metadata=metadata)
+        Path(path).write_bytes(data[: len(data) // 2])
+        _hang_in("save")
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -287,6 +308,7 @@ def train(args: argparse.Namespace) -> int:
               "with images) / 画像がありません。", file=sys.stderr)
         return 0
 
+    _hang_in("startup")
     steps_per_epoch = max(math.ceil(num_images_repeats / batch_size), 1)
     if args.max_train_epochs is not None:  # like train_network.py: max_train_epochs overrides max_train_steps
         num_epochs = int(args.max_train_epochs)
@@ -315,7 +337,7 @@ def train(args: argparse.Namespace) -> int:
 
     fail_at = int(os.environ.get("FAKE_TRAINER_FAIL_AT_STEP", "0") or 0)
     if resolution is not None and str(resolution[0]) == os.environ.get("FAKE_TRAINER_FAIL_RESOLUTION", ""):
-        fail_at = first_epoch * steps_per_epoch + 1
+        fail_at = 1  # the first step of this launch (the step count restarts on --resume)
     hang_at = int(os.environ.get("FAKE_TRAINER_HANG_AT_STEP", "0") or 0)
     step_seconds = float(os.environ.get("FAKE_TRAINER_STEP_SECONDS", "0.02"))
     output_dir = Path(args.output_dir)
@@ -325,10 +347,10 @@ def train(args: argparse.Namespace) -> int:
     started = time.time()
     every = args.save_every_n_epochs  # as train_network.py: 0 is a ZeroDivisionError after the first epoch
     sample_every = int(args.sample_every_n_epochs or 0)
-    if args.sample_at_first and prompts and first_epoch == 0:
+    if args.sample_at_first and prompts:  # also on --resume, with the resumed LoRA (FACTS §10)
         _write_sample(args, 0, prompts, images)
 
-    step = first_epoch * steps_per_epoch
+    step = 0  # the real trainer restarts its global step on --resume (no skip_until_initial_step logic reached)
     loss = 0.25
     sys.stderr.write(_tqdm(step, total_steps, started, loss))
     sys.stderr.flush()
@@ -351,6 +373,11 @@ def train(args: argparse.Namespace) -> int:
             _save_model(path, args, _metadata(args, done, step, datasets_meta, num_epochs, started), done)
             if args.save_state:
                 _save_state(output_dir / f"{name}-{done:06d}-state", done, step)
+                keep = getattr(args, "save_last_n_epochs_state", None) or getattr(args, "save_last_n_epochs", None)
+                old = output_dir / f"{name}-{done - every * int(keep or 0):06d}-state"
+                if keep and old.is_dir():  # train_util.save_and_remove_state_on_epoch_end
+                    print(f"removing old state: {old}")
+                    shutil.rmtree(old)
         if sample_every and done % sample_every == 0 and prompts:
             _write_sample(args, done, prompts, images)
         sys.stdout.flush()
