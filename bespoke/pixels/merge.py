@@ -11,9 +11,10 @@ shift can happen. How:
    set cover weighted by how many cells have each colour; the candidates are the drawn colours, and with a
    palette also the palette colours within the tolerance of some cell, preferred when they cover at least
    PALETTE_PREFERENCE of what the best drawn colour covers). Some colours are kept as they are, before the
-   greedy step: a drawn colour that is exactly a palette colour, and -- when the image is flat pixel art
-   (FLAT_SHARE of its cells drawn in colours repeated exactly on FLAT_REPEAT cells or more: no noise) --
-   every repeated colour: two near-identical colours drawn flat are two colours the model meant.
+   greedy step: when the image is flat pixel art (FLAT_SHARE of its cells drawn in colours repeated exactly
+   on FLAT_REPEAT cells or more: no noise), every repeated colour and every palette colour -- two
+   near-identical colours drawn flat are two colours the model meant; in a noisy image, a palette colour
+   drawn exactly on FLAT_REPEAT cells or more.
 2. Assign: each cell takes the nearest chosen colour (never farther than the one that covered it).
 3. Settle: a cluster of drawn colours moves to its cells' mean (the noise averaged out) when every cell
    stays within the tolerance, and then to the nearest palette colour when every cell is within the
@@ -115,13 +116,14 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE, palet
 
 
 def _fixed(colours: NDArray[np.uint8], counts: NDArray[np.intp], pal_rgb: NDArray[np.uint8] | None) -> NDArray[np.intp]:
-    """Drawn colours kept as they are: exact palette colours, and the repeated colours of flat pixel art."""
-    keep = np.zeros(len(colours), dtype=bool)
+    """Drawn colours kept as they are: in flat pixel art every repeated colour and every palette colour; in
+    a noisy image the palette colours drawn exactly on FLAT_REPEAT cells or more (one exact hit among
+    thousands of palette colours is noise landing there, not a choice)."""
     repeated = counts >= FLAT_REPEAT
-    if counts[repeated].sum() >= FLAT_SHARE * counts.sum():
-        keep |= repeated
+    flat = counts[repeated].sum() >= FLAT_SHARE * counts.sum()
+    keep = repeated.copy() if flat else np.zeros(len(colours), dtype=bool)
     if pal_rgb is not None and len(pal_rgb):
-        keep |= np.isin(_packed(colours), _packed(pal_rgb))
+        keep |= np.isin(_packed(colours), _packed(pal_rgb)) & (flat | repeated)
     return np.flatnonzero(keep)
 
 
