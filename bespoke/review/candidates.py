@@ -22,7 +22,7 @@ from bespoke.pixels import metrics as m
 from bespoke.pixels.downscale import PIL_METHODS, cell_colors, extract, pil_downscale
 from bespoke.pixels.grid import Grid, find_grid
 from bespoke.pixels.merge import TOLERANCE, moved_stats
-from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, novelty
+from bespoke.pixels.novelty import TrainingSet, novelty
 from bespoke.pixels.palette import Palette
 
 
@@ -112,7 +112,7 @@ def _measure_candidate(job: Job, out: np.ndarray, sample: _Sample, degenerate: s
         "off_palette": None if off is None else round(off, 4),
         "grid_error": round(m.grid_error(sample.arr, out, *sample.index), 3),
         "background_uniform": m.background_uniform(out), **moved_stats(sample.cells, out, job.tolerance),
-        "novelty": novelty(out, job.training, TOLERANCE, NEAR_COPY) if job.training is not None else None,
+        "novelty": novelty(out, job.training) if job.training is not None else None,
     }
 
 

@@ -29,7 +29,7 @@ from bespoke.errors import BespokeError, Interrupted, ProcessError, UsageError, 
 from bespoke.kohya.naming import SampleInfo
 from bespoke.pixels import palette as pal
 from bespoke.pixels.merge import TOLERANCE
-from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, read_folder, read_prepared
+from bespoke.pixels.novelty import MATCH_TOLERANCE, NEAR_COPY, TrainingSet, read_folder, read_prepared
 from bespoke.review.candidates import Job, init_worker, process_sample, relative
 from bespoke.review.report import (
     REPORT_KIND,
@@ -253,7 +253,8 @@ def _report(request: _Request, results: list[dict]) -> dict:
         "run_id": request.manifest.id if request.manifest is not None else None,
         "simulated": bool(request.manifest.simulated) if request.manifest is not None else False,
         "methods": list(request.methods), "palette": request.palette.to_json() if request.palette else None,
-        "tolerance": request.tolerance, "near_copy_threshold": NEAR_COPY, "training": training,
+        "tolerance": request.tolerance, "near_copy_threshold": NEAR_COPY,
+        "novelty_tolerance": MATCH_TOLERANCE, "training": training,
         "layout_hint": request.layout.to_json() if request.layout is not None else None,
         "samples": samples, "errors": errors, "epochs": epochs,
         "best": choose_best(epochs, request.methods),
@@ -288,8 +289,8 @@ def process_path(path: Path, *, methods: str | Sequence[str] | None = DEFAULT_ME
         reused = _up_to_date_report(request, infos)
         if reused is not None:
             return {**reused, "reused": True}
-    created = [d for d in (candidates_dir.parent, candidates_dir, *(candidates_dir / m for m in request.methods))
-               if not d.exists()]
+    created = [d for d in (candidates_dir.parent, candidates_dir, *(candidates_dir / m for m in request.methods),
+                           report_dir) if not d.exists()]
     for method in request.methods:
         (candidates_dir / method).mkdir(parents=True, exist_ok=True)
     journal = Journal.open(report_dir, _options(request), fresh=force)

@@ -7,7 +7,8 @@ interrupted run resumes; it is removed once report.json is written.
 
 Schema 2 (REPORT_SCHEMA). Top level: `tolerance` (CIE76 delta E a default candidate may move a cell from
 the colour the model drew), `near_copy_threshold` (share of cells matching one training image at which a
-candidate is a near copy), `training` (null, or {"source", "images", "palette"}: where the training images and
+candidate is a near copy), `novelty_tolerance` (delta E within which a cell matches the training image's
+cell for novelty), `training` (null, or {"source", "images", "palette"}: where the training images and
 palette came from), `methods`, `palette` (the --palette request), `samples`, `errors`, `epochs`, `best`.
 
 Per sample: `colors_nearest` -- the RAW count of colours of Pillow's NEAREST downscale to 24 px (the user's
@@ -23,7 +24,8 @@ training palette), `grid_error` (mean absolute difference 0-255 between the samp
 back on its grid), `background_uniform`, `delta_e_max` / `delta_e_mean` (CIE76 delta E of each cell against
 the colour the model drew, i.e. the grid cell's own colour before any reduction), `moved_beyond` (cells
 moved more than `tolerance`: 0 for grid and grid-palette), `novelty` (null without training images, else
-{"nearest": training file name, "share": 0-1 of cells within `tolerance` of that image, "near_copy": bool}).
+{"nearest": training file name, "share": 0-1 of cells within `novelty_tolerance` of that image,
+"near_copy": bool}).
 
 Per epoch row: `epoch`, `samples`, `colors_nearest_mean` (the raw NEAREST count, see above), `clean_pct`,
 `top10_coverage_mean`, `degenerate_pct`, `near_copy_pct` (% of the epoch's samples whose scoring candidate is

@@ -16,7 +16,7 @@ TRAINING = TrainingSet.from_arrays(NAMES, TRAIN)
 
 
 def test_a_copy_is_named_and_flagged():
-    copy = np.clip(TRAIN[7].astype(int) + 2, 0, 255).astype(np.uint8)  # drawn back with a slight tint
+    copy = np.clip(TRAIN[7].astype(int) + 4, 0, 255).astype(np.uint8)  # drawn back with a tint
     result = novelty(copy, TRAINING)
     assert result == {"nearest": "punk_07.png", "share": 1.0, "near_copy": True}
     changed = copy.copy()

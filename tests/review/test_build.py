@@ -267,6 +267,6 @@ def test_report_of_another_kind_is_refused(two_runs):
     path.write_text(json.dumps(data))
     result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
     assert result.exit_code == 6
-    assert "not a bespoke process report of schema 1" in result.output
+    assert "not a bespoke process report of schema 2" in result.output
     assert json.loads(path.read_text())["schema_version"] == 99
     assert not (RunPaths(a).report_dir / "index.html").exists()
