@@ -281,8 +281,8 @@ def simulate_run(
     epochs = int(epochs or manifest.num_epochs or training.get("max_train_epochs", 10))
     output_name = manifest.output_name or training.get("output_name") or "last"
     epoch_list = list(range(0 if training.get("sample_at_first") else 1, epochs + 1))
-    training = resolve_training(run_dir, manifest, None)[0]
-    designs = _designs(sim_prompts, seed, training)
+    train_set = resolve_training(run_dir, manifest, None)[0]
+    designs = _designs(sim_prompts, seed, train_set)
     manifest.status, manifest.simulated = "running", True
     manifest.new_attempt(argv=[], host=None)
     save_manifest(run_dir, manifest)
@@ -294,7 +294,7 @@ def simulate_run(
         "sample_sizes": [list(s) for s in sizes],
         "quality_per_epoch": {str(e): round(quality(e, epochs), 3) for e in epoch_list},
         "copy_share_per_epoch": {str(e): round(copy_share(e, epochs), 3) for e in epoch_list},
-        "training_images": len(training) if training is not None else 0, "note": NOTE,
+        "training_images": len(train_set) if train_set is not None else 0, "note": NOTE,
     }
     manifest.status, manifest.simulator, manifest.epochs_done = "finished", simulator, epochs
     manifest.loss_history = _loss_history(seed + int(manifest.resolution or 0), epochs, steps_per_epoch=20)

@@ -114,7 +114,7 @@ def shares(candidate: NDArray[np.uint8], training: TrainingSet,
         np.subtract(planes[channel], lab[:, channel], out=tmp)
         np.square(tmp, out=tmp)
         d2 += tmp
-    return np.count_nonzero(d2 <= tolerance * tolerance, axis=1) / d2.shape[1]
+    return np.count_nonzero(d2 <= tolerance * tolerance, axis=1) / planes.shape[2]
 
 
 def novelty(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float = MATCH_TOLERANCE,

@@ -133,8 +133,8 @@ def resolve_training(run_dir: Path | None, manifest: RunManifest | None,
     report = load_prepare_report(prepared)
     layout = layout_from_json(report.get("layout"))
     names = [str(e.get("name")) for e in report.get("images") or [] if isinstance(e, dict) and e.get("name")]
-    training = read_prepared(prepared, names, layout.edges) if layout is not None else None
-    return (training if training is not None and len(training) else None), palette, str(prepared)
+    images = read_prepared(prepared, names, layout.edges) if layout is not None else None
+    return (images if images is not None and len(images) else None), palette, str(prepared)
 
 
 def default_palette(run_dir: Path) -> str | None:

@@ -8,7 +8,15 @@ from PIL import Image
 
 from bespoke.dataset.layout import layout_for
 from bespoke.dataset.synthetic import make_punk
-from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, distinct_designs, novelty, read_folder, read_prepared, shares
+from bespoke.pixels.novelty import (
+    NEAR_COPY,
+    TrainingSet,
+    distinct_designs,
+    novelty,
+    read_folder,
+    read_prepared,
+    shares,
+)
 
 TRAIN = [make_punk(i).pixels for i in range(20)]
 NAMES = [f"punk_{i:02d}.png" for i in range(20)]
