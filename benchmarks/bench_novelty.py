@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,16 +55,18 @@ def _candidate(image: Image.Image) -> np.ndarray:
     return extract(arr, find_grid(arr))[0]
 
 
-def cost(training: TrainingSet, candidates: list[np.ndarray], repeats: int) -> float:
-    """Median ms per candidate of novelty() against the whole training set."""
+def cost(training: TrainingSet, candidates: list[np.ndarray], repeats: int) -> tuple[float, float]:
+    """(wall, CPU) ms per candidate of novelty() against the whole training set, each the median of
+    `repeats` runs; CPU time is what the machine's other work cannot inflate."""
     novelty(candidates[0], training)
-    runs = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for c in candidates:
             novelty(c, training)
-        runs.append((time.perf_counter() - start) / len(candidates))
-    return 1000 * float(np.median(runs))
+        wall.append((time.perf_counter() - start) / len(candidates))
+        cpu.append((time.process_time() - start_cpu) / len(candidates))
+    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
 
 
 def nearest_others(training: TrainingSet, images: list[np.ndarray]) -> tuple[list[float], list[float]]:
@@ -95,15 +98,17 @@ def main() -> int:
     print(f"training set: {len(training)} images from {source}; match tolerance delta E {MATCH_TOLERANCE:g}, "
           f"near copy at share >= {NEAR_COPY}")
     candidates = [make_punk(5000 + i).pixels for i in range(50)]
-    per = cost(training, candidates, args.repeats)
-    print(f"\n{'what':<52} {'ms':>8}")
-    print(f"{'novelty() per candidate vs ' + str(len(training)) + ' images':<52} {per:8.3f}   target < 1: "
-          f"{'PASS' if per < 1 else 'FAIL'}")
+    wall, per = cost(training, candidates, args.repeats)
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"\n{'what':<52} {'wall ms':>8} {'CPU ms':>8}")
+    print(f"{'novelty() per candidate vs ' + str(len(training)) + ' images':<52} {wall:8.3f} {per:8.3f}   "
+          f"target CPU < 1: {'PASS' if per < 1 else 'FAIL'}")
     for n in (8, 64):
         epoch = [make_punk(6000 + i).pixels for i in range(n)]
         start = time.perf_counter()
         distinct_designs(epoch)
-        print(f"{'distinct_designs of an epoch of ' + str(n) + ' candidates':<52} {1000 * (time.perf_counter() - start):8.2f}")
+        print(f"{'distinct_designs of an epoch of ' + str(n) + ' candidates':<52} "
+              f"{1000 * (time.perf_counter() - start):8.2f}")
 
     distinct, variants = nearest_others(training, images)
     print(f"\nshare of cells matching the nearest other training image (n={len(images)}):")

@@ -130,6 +130,13 @@ def test_usage_errors(tmp_path):
         process_path(folder, methods="gird", progress=False)
     with pytest.raises(UsageError, match="needs --palette"):
         process_path(folder, methods="grid-palette", progress=False)
+    with pytest.raises(UsageError, match="--tolerance -1: must be 0"):
+        process_path(folder, tolerance=-1, progress=False)
+    with pytest.raises(UsageError, match="--training .*nowhere: not a folder"):
+        process_path(folder, training=str(tmp_path / "nowhere"), progress=False)
+    with pytest.raises(UsageError, match="--training .*imgs: no readable 24x24 images"):
+        process_path(folder, training=str(folder), progress=False)  # 48 px images are no training punks
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png"]  # nothing written for a bad request
     run = tmp_path / "run"
     _make_run(run, epochs=(1,), prompts=1, palette=False)
     with pytest.raises(DatasetError, match="not a prepared dataset \\(no prepare.json\\)"):
