@@ -60,6 +60,8 @@ def render_table(report: dict) -> None:
 @click.option("--tolerance", type=float, default=None,
               help="How far (CIE76 delta E) grid/grid-palette may move a cell from the colour the model drew "
                    "(default 5; 0 = keep every drawn colour).")
+@click.option("--correct-cast", is_flag=True, help="grid-palette: take the picture's global colour cast against the "
+              "palette out first (moves every cell; the report's moves say by how much).")
 @click.option("--training", default=None, help="Folder of the 24 px training images, for novelty and the "
               "training palette (a run uses its prepared dataset).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
@@ -67,7 +69,7 @@ def render_table(report: dict) -> None:
 @click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 @click.pass_context
-def process(ctx, run_or_dir, methods, palette, tolerance, training, workers, force, as_json, quiet):
+def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training, workers, force, as_json, quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
     RUN_OR_DIR is a run (folder, run id or unique id prefix) or any folder of sample images."""
@@ -80,7 +82,8 @@ def process(ctx, run_or_dir, methods, palette, tolerance, training, workers, for
     folder = Path(run_or_dir).expanduser()
     path = folder if folder.is_dir() else run_argument(ctx, run_or_dir)
     report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, tolerance=tolerance,
-                          training=training, workers=workers, progress=not quiet and not as_json, force=force)
+                          training=training, correct_cast=correct_cast, workers=workers,
+                          progress=not quiet and not as_json, force=force)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -38,6 +38,7 @@ class Job:
     candidates_dir: Path
     training: TrainingSet | None = None  # the training images at 24 px (novelty)
     training_palette: Palette | None = None  # the training set's colours (off_palette, the scoring candidate)
+    correct_cast: bool = False  # grid-palette takes the global colour cast out first (moves every cell)
 
 
 _JOB: Job | None = None
@@ -98,7 +99,8 @@ def _pixels(job: Job, method: str, sample: _Sample) -> np.ndarray:
     if method in PIL_METHODS:
         return sample.near if method == "nearest" else pil_downscale(sample.img, method)
     palette = job.palette if method == "grid-palette" else None
-    return extract(sample.arr, sample.grid, tolerance=job.tolerance, palette=palette, raw=sample.cells)[0]
+    return extract(sample.arr, sample.grid, tolerance=job.tolerance, palette=palette, raw=sample.cells,
+                   correct_cast=job.correct_cast and palette is not None)[0]
 
 
 def _measure_candidate(job: Job, out: np.ndarray, sample: _Sample, degenerate: str | None) -> dict:
@@ -123,7 +125,7 @@ def _scoring(job: Job, sample: _Sample, outputs: dict[str, np.ndarray]) -> np.nd
         if default_tol and "grid" in outputs:
             return outputs["grid"]
         return extract(sample.arr, sample.grid, raw=sample.cells)[0]
-    if default_tol and "grid-palette" in outputs and job.palette is job.training_palette:
+    if default_tol and "grid-palette" in outputs and job.palette is job.training_palette and not job.correct_cast:
         return outputs["grid-palette"]
     return extract(sample.arr, sample.grid, palette=job.training_palette, raw=sample.cells)[0]
 

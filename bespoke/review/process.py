@@ -62,6 +62,7 @@ class _Request:
     training: TrainingSet | None
     training_palette: pal.Palette | None
     training_source: str | None
+    correct_cast: bool = False
 
 
 def layout_from_json(data: object) -> Layout | None:
@@ -191,7 +192,7 @@ def _iterate(items: list[tuple[str, str]], job: Job, workers: int) -> Iterator[d
 
 
 def _request(path: Path, methods: str | Sequence[str] | None, palette: str | None, tolerance: float | None,
-             layout_hint: Layout | None, training: str | None) -> _Request:
+             layout_hint: Layout | None, training: str | None, correct_cast: bool = False) -> _Request:
     run_dir = path if is_run_dir(path) else None
     manifest = load_manifest(path) if run_dir is not None else None
     if tolerance is not None and tolerance < 0:
@@ -200,10 +201,14 @@ def _request(path: Path, methods: str | Sequence[str] | None, palette: str | Non
     resolved = resolve_palette(palette, run_dir, manifest)
     if resolved is not None and train_palette is not None and resolved.to_json() == train_palette.to_json():
         resolved = train_palette  # one object: the scoring candidate reuses grid-palette
+    if correct_cast and (resolved is None or resolved.colors is None):
+        raise UsageError("--correct-cast needs a fixed palette to measure the cast against: "
+                         "--palette dataset or a folder of 24 px PNGs")
     if layout_hint is None and manifest is not None:
         layout_hint = layout_from_json(manifest.dataset.get("layout"))
     return _Request(path, manifest, parse_methods(methods, resolved), resolved,
-                    TOLERANCE if tolerance is None else float(tolerance), layout_hint, train_set, train_palette, source)
+                    TOLERANCE if tolerance is None else float(tolerance), layout_hint, train_set, train_palette, source,
+                    correct_cast)
 
 
 def _entry(info: SampleInfo, result: dict) -> dict:
@@ -218,7 +223,7 @@ def _run_workers(request: _Request, infos: list[SampleInfo], candidates_dir: Pat
     """Every sample's result (reused from the journal, or processed and appended to it), in `infos` order.
     Ctrl-C stops the workers and raises Interrupted saying what was kept."""
     job = Job(request.methods, request.palette, request.tolerance, request.layout, request.path, candidates_dir,
-              request.training, request.training_palette)
+              request.training, request.training_palette, request.correct_cast)
     stems = dict(zip((str(i.path) for i in infos), _stems(infos), strict=True))
     done = journal.reusable(request.path)
     todo = [info for info in infos if relative(info.path, request.path) not in done]
@@ -253,7 +258,7 @@ def _report(request: _Request, results: list[dict]) -> dict:
         "run_id": request.manifest.id if request.manifest is not None else None,
         "simulated": bool(request.manifest.simulated) if request.manifest is not None else False,
         "methods": list(request.methods), "palette": request.palette.to_json() if request.palette else None,
-        "tolerance": request.tolerance, "near_copy_threshold": NEAR_COPY,
+        "tolerance": request.tolerance, "correct_cast": request.correct_cast, "near_copy_threshold": NEAR_COPY,
         "novelty_tolerance": MATCH_TOLERANCE, "training": training,
         "layout_hint": request.layout.to_json() if request.layout is not None else None,
         "samples": samples, "errors": errors, "epochs": epochs,
@@ -264,7 +269,7 @@ def _report(request: _Request, results: list[dict]) -> dict:
 def _options(request: _Request) -> dict:
     """What an existing report or journal must have been made with to be reused."""
     return {"methods": list(request.methods), "palette": request.palette.to_json() if request.palette else None,
-            "tolerance": request.tolerance,
+            "tolerance": request.tolerance, "correct_cast": request.correct_cast,
             "layout_hint": request.layout.to_json() if request.layout is not None else None,
             "training": None if request.training_palette is None else {
                 "source": request.training_source, "images": len(request.training) if request.training else 0,
@@ -273,7 +278,8 @@ def _options(request: _Request) -> dict:
 
 def process_path(path: Path, *, methods: str | Sequence[str] | None = DEFAULT_METHODS, palette: str | None = None,
                  tolerance: float | None = None, layout_hint: Layout | None = None, workers: int | None = None,
-                 progress: bool = True, force: bool = False, training: str | None = None) -> dict:
+                 progress: bool = True, force: bool = False, training: str | None = None,
+                 correct_cast: bool = False) -> dict:
     """Process every sample of a run folder or a folder of images; writes candidates and the report and
     returns the report dict. ProcessError when nothing could be processed; Interrupted on Ctrl-C (what was
     done is kept in report/partial.jsonl and reused by the next call with the same options).
@@ -282,7 +288,7 @@ def process_path(path: Path, *, methods: str | Sequence[str] | None = DEFAULT_ME
     it is returned as it is (`"reused": True`) and nothing is rewritten; `force` processes again.
     """
     path = Path(path).expanduser()
-    request = _request(path, methods, palette, tolerance, layout_hint, training)
+    request = _request(path, methods, palette, tolerance, layout_hint, training, correct_cast)
     infos = find_samples(path)
     candidates_dir, report_dir = output_dirs(path)
     if not force:

@@ -6,7 +6,8 @@ While `process` runs, each finished sample is appended to `report/partial.jsonl`
 interrupted run resumes; it is removed once report.json is written.
 
 Schema 2 (REPORT_SCHEMA). Top level: `tolerance` (CIE76 delta E a default candidate may move a cell from
-the colour the model drew), `near_copy_threshold` (share of cells matching one training image at which a
+the colour the model drew), `correct_cast` (grid-palette took the global colour cast out first: an explicit
+request that moves every cell), `near_copy_threshold` (share of cells matching one training image at which a
 candidate is a near copy), `novelty_tolerance` (delta E within which a cell matches the training image's
 cell for novelty), `training` (null, or {"source", "images", "palette"}: where the training images and
 palette came from), `methods`, `palette` (the --palette request), `samples`, `errors`, `epochs`, `best`.

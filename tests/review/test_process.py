@@ -130,6 +130,8 @@ def test_usage_errors(tmp_path):
         process_path(folder, methods="gird", progress=False)
     with pytest.raises(UsageError, match="needs --palette"):
         process_path(folder, methods="grid-palette", progress=False)
+    with pytest.raises(UsageError, match="--correct-cast needs a fixed palette"):
+        process_path(folder, correct_cast=True, palette="k:8", progress=False)
     with pytest.raises(UsageError, match="--tolerance -1: must be 0"):
         process_path(folder, tolerance=-1, progress=False)
     with pytest.raises(UsageError, match="--training .*nowhere: not a folder"):
