@@ -8,7 +8,7 @@ this conversion, vectorised over a few hundred colours, and those libraries are 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,27 +44,81 @@ def delta_e(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     return np.sqrt(((rgb_to_lab(a) - rgb_to_lab(b)) ** 2).sum(axis=-1))
 
 
-def sq_distances(a: NDArray[Any], b: NDArray[Any]) -> NDArray[np.float64]:
-    """Squared Euclidean distances between the rows of `a` (Nx3) and `b` (Mx3): NxM, never negative; no
-    NxMx3 intermediate (a palette of thousands of colours against hundreds of cells)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d2, 0.0)
+def sq_distances(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
+    """Squared Euclidean distances between the rows of `a` (Nx3) and `b` (Mx3): NxM, float64 (float32 when
+    both are float32).
+
+    Per channel, without a matrix product: a BLAS call on these small matrices costs more than the sums
+    (and its threads spin when the machine is busy), and no NxMx3 intermediate is built."""
+    dtype = np.float32 if np.asarray(a).dtype == np.float32 and np.asarray(b).dtype == np.float32 else np.float64
+    a = np.asarray(a, dtype=dtype)
+    b = np.asarray(b, dtype=dtype)
+    d2 = np.subtract.outer(a[:, 0], b[:, 0])
+    d2 *= d2
+    for c in (1, 2):
+        diff = np.subtract.outer(a[:, c], b[:, c])
+        diff *= diff
+        d2 += diff
+    return d2
 
 
-def near_indices(points: NDArray[np.float64], others: NDArray[np.float64], radius: float) -> NDArray[np.intp]:
-    """Indices of the rows of `others` (Mx3) within `radius` of some row of `points` (Nx3), sorted.
+_BOX_OFFSET, _BOX_SPAN = 1 << 12, 1 << 13  # box coordinates shifted positive, packed into one int64 key
 
-    Prefiltered on a lattice of `radius`-sized boxes (a few dozen boxes hold a candidate's hundreds of
-    colours), so a palette of thousands of colours costs boxes x palette, not cells x palette."""
-    if not len(points) or not len(others):
-        return np.zeros(0, dtype=np.intp)
-    boxes = np.unique(np.floor(points / radius), axis=0)
-    centres = (boxes + 0.5) * radius
-    reach = radius + radius * np.sqrt(3.0) / 2.0  # a point anywhere in its box, plus the radius
-    maybe = np.flatnonzero((sq_distances(centres, others) <= reach * reach).any(axis=0))
-    if not len(maybe):
-        return maybe
-    hit = (sq_distances(points, others[maybe]) <= radius * radius).any(axis=0)
-    return maybe[hit]
+
+class BoxIndex(NamedTuple):
+    """Colours bucketed in cubes of `size` (CIELAB): their order by cube key, and the sorted keys."""
+
+    size: float
+    order: NDArray[np.intp]
+    keys: NDArray[np.int64]
+
+
+def _box_keys(boxes: NDArray[np.int64]) -> NDArray[np.int64]:
+    b = boxes + _BOX_OFFSET
+    return (b[..., 0] * _BOX_SPAN + b[..., 1]) * _BOX_SPAN + b[..., 2]
+
+
+def box_index(others: NDArray[np.float64], size: float) -> BoxIndex:
+    """A BoxIndex of `others` (Mx3 CIELAB) for searches within `size`."""
+    keys = _box_keys(np.floor(others / size).astype(np.int64))
+    order = np.argsort(keys, kind="stable")
+    return BoxIndex(float(size), order, keys[order])
+
+
+_NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
+                   index: BoxIndex | None = None) -> NDArray[np.intp]:
+    """For each row of `points` (Nx3 CIELAB) the index of the nearest row of `others` (Mx3) within `radius`,
+    or -1. `index` is box_index(others, radius) when already built.
+
+    Only the colours in the 27 cubes of side `radius` around a point are measured: a palette of thousands
+    of colours against hundreds of cells costs a few thousand pairs, not a million."""
+    n = len(points)
+    out = np.full(n, -1, dtype=np.intp)
+    if not n or not len(others):
+        return out
+    if index is None or index.size != radius:
+        index = box_index(others, radius)
+    keys = _box_keys(np.floor(points / radius).astype(np.int64)[:, None, :] + _NEIGHBOURS[None])  # N x 27
+    lo = np.searchsorted(index.keys, keys.ravel(), side="left")
+    lengths = np.searchsorted(index.keys, keys.ravel(), side="right") - lo
+    total = int(lengths.sum())
+    if not total:
+        return out
+    owner = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), lengths)  # grouped by point, in order
+    starts = np.cumsum(lengths) - lengths
+    cand = index.order[np.repeat(lo, lengths) + (np.arange(total) - np.repeat(starts, lengths))]
+    d2 = np.zeros(total)
+    for c in range(3):  # per channel: no total x 3 temporaries
+        diff = points[owner, c] - others[cand, c]
+        d2 += diff * diff
+    d2[d2 > radius * radius] = np.inf
+    seg = np.flatnonzero(np.bincount(owner, minlength=n))
+    seg_start = np.searchsorted(owner, seg)
+    best = np.minimum.reduceat(d2, seg_start)  # each point's nearest distance (its pairs are contiguous)
+    at_best = np.flatnonzero((d2 == np.repeat(best, np.diff(np.append(seg_start, total)))) & np.isfinite(d2))
+    first = np.unique(owner[at_best], return_index=True)[1]  # the first nearest of each point
+    out[owner[at_best[first]]] = cand[at_best[first]]
+    return out

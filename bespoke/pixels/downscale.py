@@ -83,7 +83,7 @@ def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = Non
         return pal.kmeans_colors(reduce_colours(cells, tol), int(palette.k)), cells
     if palette is not None and palette.colors is None:
         raise ValueError(f"a {palette.mode!r} palette needs colors")
-    colors = palette.colors if palette is not None else None
-    lab = palette.lab if palette is not None else None
-    return reduce_colours(cells, tol, colors, lab), cells
+    if palette is None:
+        return reduce_colours(cells, tol), cells
+    return reduce_colours(cells, tol, palette.colors, palette.lab, palette.index(tol)), cells
 

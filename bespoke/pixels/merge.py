@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bespoke.pixels.colour import lab_to_rgb, near_indices, rgb_to_lab, sq_distances
+from bespoke.pixels.colour import BoxIndex, lab_to_rgb, nearest_within, rgb_to_lab, sq_distances
 
 TOLERANCE = 5.0  # delta E: a cell may move this far from the colour the model drew (a near match to the eye)
 PALETTE_PREFERENCE = 0.8  # a palette colour covering >= 80 % of the best drawn colour's cells wins the step
@@ -44,7 +44,8 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], bonus: NDArra
     """Greedy weighted set cover: the `fixed` rows, then rows of `within` (candidates x distinct colours)
     until every column is covered; a row's gain is the count of cells it would newly cover, times `bonus`."""
     uncovered = ~within[fixed].any(axis=0) if len(fixed) else np.ones(within.shape[1], dtype=bool)
-    gain = within[:, uncovered] @ counts[uncovered]
+    weights = within.astype(np.float64)  # once: a bool matrix in a product is converted at every step
+    gain = weights[:, uncovered] @ counts[uncovered]
     chosen: list[int] = [int(i) for i in fixed]
     while uncovered.any():
         best = int(np.argmax(gain * bonus))
@@ -53,37 +54,50 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], bonus: NDArra
             break
         chosen.append(best)
         uncovered &= ~newly
-        gain -= within[:, newly] @ counts[newly]
+        gain -= weights[:, newly] @ counts[newly]
     return chosen
 
 
-def _settle(lab: NDArray[np.float64], counts: NDArray[np.float64], members: NDArray[np.intp], centre: NDArray[Any],
-            tolerance: float, palette_lab: NDArray[np.float64] | None) -> NDArray[np.float64] | None:
-    """The Lab colour one cluster ends on: its cells' mean when all stay within the tolerance, then the
-    nearest palette colour when all are within the tolerance of it; None to keep `centre` (a drawn colour)."""
+def _member_max(lab: NDArray[np.float64], label: NDArray[np.intp], targets: NDArray[Any]) -> NDArray[np.float64]:
+    """For each cluster, the largest squared distance of its colours (`lab`, cluster `label`) to its target."""
+    worst = np.zeros(len(targets))
+    np.maximum.at(worst, label, ((lab - targets[label]) ** 2).sum(axis=1))
+    return worst
+
+
+def _settle(lab: NDArray[np.float64], counts: NDArray[np.float64], label: NDArray[np.intp],
+            centres: NDArray[np.float64], tolerance: float,
+            palette_lab: NDArray[np.float64] | None) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.bool_]]:
+    """Where each cluster of drawn colours ends (all clusters at once): (CIELAB targets, palette index or -1,
+    whether the target is the cells' mean). A cluster moves to its cells' mean when every cell stays within
+    the tolerance (else it keeps its centre, a drawn colour), then to the nearest of the palette colours
+    near that when every cell is within the tolerance of it."""
     limit = tolerance * tolerance
-    pts = lab[members]
-    mean = np.average(pts, axis=0, weights=counts[members])
-    mean = rgb_to_lab(lab_to_rgb(mean))  # the colour it will really be, after rounding to 8 bits
-    fits = bool(((pts - mean) ** 2).sum(axis=1).max() <= limit)
-    best = mean if fits else centre
+    k = len(centres)
+    total = np.bincount(label, weights=counts, minlength=k)
+    sums = np.stack([np.bincount(label, weights=counts * lab[:, c], minlength=k) for c in range(3)], axis=1)
+    means = rgb_to_lab(lab_to_rgb(sums / np.maximum(total, 1e-9)[:, None]))  # as it will be, in 8 bits
+    fits = _member_max(lab, label, means) <= limit
+    targets = np.where(fits[:, None], means, centres)
+    snapped = np.full(k, -1, dtype=np.intp)
     if palette_lab is not None and len(palette_lab):
-        d2 = sq_distances(best[None, :], palette_lab)[0]
-        for index in np.argsort(d2)[:4]:
-            if d2[index] > limit:
-                break
-            if ((pts - palette_lab[index]) ** 2).sum(axis=1).max() <= limit:
-                return palette_lab[index]
-    return mean if fits else None
+        d2 = sq_distances(targets, palette_lab)
+        for rank in np.argsort(d2, axis=1)[:, :4].T:  # the 4 nearest palette colours, nearest first
+            ok = (snapped < 0) & (d2[np.arange(k), rank] <= limit)
+            ok &= _member_max(lab, label, palette_lab[rank]) <= limit
+            snapped[ok] = rank[ok]
+    return targets, snapped, fits
 
 
 def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE, palette: NDArray[np.uint8] | None = None,
-                   palette_lab: NDArray[np.float64] | None = None) -> NDArray[np.uint8]:
+                   palette_lab: NDArray[np.float64] | None = None,
+                   palette_index: BoxIndex | None = None) -> NDArray[np.uint8]:
     """The faithful reduction of a candidate's cell colours (...x3 uint8 RGB, the colours the model drew);
     returns uint8 RGB of the same shape, every cell within `tolerance` delta E of its own colour.
 
-    `palette` (Nx3 uint8 RGB, with its CIELAB in `palette_lab` when already computed) is snapped to only
-    within the tolerance. `tolerance` <= 0 returns `cells` itself."""
+    `palette` (Nx3 uint8 RGB, with its CIELAB in `palette_lab` and its colour.box_index at `tolerance` in
+    `palette_index` when already computed) is snapped to only within the tolerance; the palette colours that may be chosen are
+    the nearest one of each drawn colour. `tolerance` <= 0 returns `cells` itself."""
     if tolerance <= 0:
         return cells
     colours, inverse, counts = np.unique(cells.reshape(-1, 3), axis=0, return_inverse=True, return_counts=True)
@@ -93,25 +107,34 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE, palet
     cand, bonus, pal_lab, pal_rgb = lab, np.ones(len(colours)), None, None
     if palette is not None and len(palette):
         pal_lab = rgb_to_lab(palette) if palette_lab is None else palette_lab
-        near = near_indices(lab, pal_lab, tolerance)
+        nearest = nearest_within(lab, pal_lab, tolerance, palette_index)
+        near = np.unique(nearest[nearest >= 0])
         pal_lab, pal_rgb = pal_lab[near], palette[near]
         cand = np.concatenate([lab, pal_lab])
         bonus = np.concatenate([bonus, np.full(len(near), 1.0 / PALETTE_PREFERENCE)])
-    d2 = sq_distances(cand, lab)
+    d2 = sq_distances(cand.astype(np.float32), lab.astype(np.float32))  # float32: half the memory traffic
     fixed = _fixed(colours, counts, pal_rgb)
     chosen = np.array(_cover(d2 <= limit, counts.astype(np.float64), bonus, fixed), dtype=np.intp)
     label = d2[chosen].argmin(axis=0)
+    from_palette = chosen >= len(colours)  # a palette colour covered these cells: exactly that colour
     out = np.empty_like(colours)
-    for j, c in enumerate(chosen):
-        members = np.flatnonzero(label == j)
-        if not len(members):
-            continue
-        if c >= len(colours):  # a palette colour covered these cells: exactly that colour
-            assert pal_rgb is not None
-            out[members] = pal_rgb[c - len(colours)]
-            continue
-        target = _settle(lab, counts.astype(np.float64), members, lab[c], tolerance, pal_lab)
-        out[members] = colours[c] if target is None else _exact_rgb(target, pal_lab, pal_rgb)
+    drawn = np.flatnonzero(~from_palette)
+    if len(drawn):
+        members = np.isin(label, drawn)
+        remap = np.full(len(chosen), -1, dtype=np.intp)
+        remap[drawn] = np.arange(len(drawn))
+        sub = remap[label[members]]
+        centres = lab[chosen[drawn]].astype(np.float64)
+        targets, snapped, fits = _settle(lab[members], counts[members].astype(np.float64), sub, centres,
+                                         tolerance, pal_lab)
+        rgb = np.where(fits[:, None], lab_to_rgb(targets), colours[chosen[drawn]])
+        if pal_rgb is not None:
+            rgb[snapped >= 0] = pal_rgb[snapped[snapped >= 0]]
+        out[members] = rgb[sub]
+    if from_palette.any():
+        assert pal_rgb is not None
+        on = from_palette[label]
+        out[on] = pal_rgb[chosen[label[on]] - len(colours)]
     return out[inverse].reshape(cells.shape)
 
 
@@ -130,16 +153,6 @@ def _fixed(colours: NDArray[np.uint8], counts: NDArray[np.intp], pal_rgb: NDArra
 def _packed(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
     c = rgb.astype(np.int64)
     return (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
-
-
-def _exact_rgb(target: NDArray[np.float64], pal_lab: NDArray[np.float64] | None,
-               pal_rgb: NDArray[np.uint8] | None) -> NDArray[np.uint8]:
-    """The RGB of a settled Lab colour: the palette colour itself when it is one (no rounding drift)."""
-    if pal_lab is not None and pal_rgb is not None and len(pal_lab):
-        hit = np.flatnonzero((pal_lab == target).all(axis=1))
-        if len(hit):
-            return pal_rgb[hit[0]]
-    return lab_to_rgb(target)
 
 
 CAST_REACH = 3.0  # x tolerance: cells this close to a palette colour say how the picture is tinted

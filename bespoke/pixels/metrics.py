@@ -58,11 +58,21 @@ def is_clean(colors: int, coverage: float) -> bool:
     return colors <= CLEAN_MAX_COLORS and coverage >= CLEAN_MIN_COVERAGE
 
 
-def off_palette(arr24: NDArray[Any], palette: NDArray[Any] | None) -> float | None:
-    """Share (0-1) of pixels whose RGB colour is not exactly in `palette` (Nx3); None without a palette."""
+def palette_codes(palette: NDArray[Any]) -> NDArray[np.integer[Any]]:
+    """A palette (Nx3) as sorted 0xRRGGBB codes: what off_palette looks colours up in."""
+    return np.unique(_codes(palette))
+
+
+def off_palette(arr24: NDArray[Any], palette: NDArray[Any] | None,
+                codes: NDArray[np.integer[Any]] | None = None) -> float | None:
+    """Share (0-1) of pixels whose RGB colour is not exactly in `palette` (Nx3); None without a palette.
+    `codes` are palette_codes(palette) when already computed (a big palette, many candidates)."""
     if palette is None:
         return None
-    return float(1.0 - np.isin(_codes(arr24), _codes(palette)).mean())
+    table = palette_codes(palette) if codes is None else codes
+    pixels = _codes(arr24)
+    at = np.minimum(np.searchsorted(table, pixels), len(table) - 1)
+    return float(1.0 - (table[at] == pixels).mean())
 
 
 def background_uniform(arr24: NDArray[Any], share: float = 0.9) -> bool:

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from bespoke.errors import UsageError
-from bespoke.pixels.colour import rgb_to_lab
+from bespoke.pixels.colour import BoxIndex, box_index, rgb_to_lab
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,27 @@ class Palette:
     def lab(self) -> NDArray[np.float64] | None:
         """The fixed colours in CIELAB (computed once per process), None for a "k" palette."""
         return None if self.colors is None else rgb_to_lab(self.colors)
+
+    def index(self, radius: float) -> BoxIndex | None:
+        """The fixed colours' BoxIndex for searches within `radius` (built once per radius and process)."""
+        if self.lab is None:
+            return None
+        cache = self._indexes
+        if radius not in cache:
+            cache[radius] = box_index(self.lab, radius)
+        return cache[radius]
+
+    @cached_property
+    def codes(self) -> NDArray[np.integer[Any]] | None:
+        """The fixed colours as sorted 0xRRGGBB codes (metrics.off_palette), None for a "k" palette."""
+        if self.colors is None:
+            return None
+        c = self.colors.astype(np.int64)
+        return np.unique((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2])
+
+    @cached_property
+    def _indexes(self) -> dict[float, BoxIndex]:
+        return {}
 
     def to_json(self) -> dict[str, Any]:
         """The report's "palette" entry: mode, size (colours, or k) and, with fixed colours, their sha256."""

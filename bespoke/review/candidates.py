@@ -106,8 +106,8 @@ def _pixels(job: Job, method: str, sample: _Sample) -> np.ndarray:
 def _measure_candidate(job: Job, out: np.ndarray, sample: _Sample, degenerate: str | None) -> dict:
     """The metrics of one 24 px candidate (see bespoke.review.report for each field)."""
     colors, coverage = m.color_stats(out)
-    pal = job.training_palette.colors if job.training_palette is not None else None
-    off = m.off_palette(out, pal)
+    training = job.training_palette
+    off = m.off_palette(out, training.colors, training.codes) if training is not None else None
     return {
         "colors": colors, "top10_coverage": round(coverage, 4),
         "clean": m.is_clean(colors, coverage) and degenerate is None,

@@ -198,7 +198,8 @@ def _request(path: Path, methods: str | Sequence[str] | None, palette: str | Non
     if tolerance is not None and tolerance < 0:
         raise UsageError(f"--tolerance {tolerance}: must be 0 (no merging) or a positive delta E, e.g. {TOLERANCE:g}")
     train_set, train_palette, source = resolve_training(run_dir, manifest, training)
-    resolved = resolve_palette(palette, run_dir, manifest)
+    same_folder = training and palette and Path(palette).expanduser().resolve() == Path(training).expanduser().resolve()
+    resolved = train_palette if same_folder else resolve_palette(palette, run_dir, manifest)
     if resolved is not None and train_palette is not None and resolved.to_json() == train_palette.to_json():
         resolved = train_palette  # one object: the scoring candidate reuses grid-palette
     if correct_cast and (resolved is None or resolved.colors is None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bespoke.pixels.colour import delta_e, lab_to_rgb, near_indices, rgb_to_lab
+from bespoke.pixels.colour import delta_e, lab_to_rgb, nearest_within, rgb_to_lab
 
 
 def test_reference_values():
@@ -21,9 +21,12 @@ def test_round_trip_every_level():
     assert np.array_equal(lab_to_rgb(rgb_to_lab(rgb)), rgb)
 
 
-def test_near_indices_matches_brute_force():
+def test_nearest_within_matches_brute_force():
     rng = np.random.default_rng(1)
     points = rgb_to_lab(rng.integers(0, 256, size=(300, 3)))
     others = rgb_to_lab(rng.integers(0, 256, size=(4000, 3)))
     d = np.sqrt(((points[:, None] - others[None]) ** 2).sum(-1))
-    assert near_indices(points, others, 5.0).tolist() == np.flatnonzero((d <= 5.0).any(axis=0)).tolist()
+    expected = np.where(d.min(axis=1) <= 5.0, d.argmin(axis=1), -1)
+    assert nearest_within(points, others, 5.0).tolist() == expected.tolist()
+    assert (expected >= 0).sum() > 50  # the case is not trivially empty
+    assert nearest_within(points[:0], others, 5.0).tolist() == []
