@@ -59,12 +59,12 @@ def cpu_now() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def timed_process(folder: Path, workers: int, training: Path) -> tuple[dict, float, float]:
-    from bespoke.review.process import process_path
+def timed_process(folder: Path, workers: int, training: Path, methods: str | None = None) -> tuple[dict, float, float]:
+    from bespoke.review.process import DEFAULT_METHODS, process_path
 
     start, cpu = time.perf_counter(), cpu_now()
     report = process_path(folder, workers=workers, progress=False, palette=str(training), training=str(training),
-                          force=True)
+                          force=True, methods=methods or DEFAULT_METHODS)
     return report, time.perf_counter() - start, cpu_now() - cpu
 
 
@@ -117,6 +117,7 @@ def main() -> int:
         decode, decode_cpu = decode_all(paths)
         _, single, single_cpu = timed_process(tmp / "samples", 1, training)
         report, process, process_cpu = timed_process(tmp / "samples", args.workers, training)
+        _, lean, lean_cpu = timed_process(tmp / "samples", args.workers, training, "nearest,grid")
         n = len(report["samples"])
         methods = len(report["methods"])
         print(f"load average before: {load:.2f} on {os.cpu_count()} cores (other work shares them)")
@@ -128,9 +129,12 @@ def main() -> int:
         for label, wall, cpu in ((f"process, {methods} methods + metrics, 1 worker", single, single_cpu),
                                  (f"process, {methods} methods + metrics, {args.workers} workers", process, process_cpu)):
             print(f"{label:<44} {wall:7.2f} {1000 * wall / n:11.2f} {wall / decode:6.2f} {1000 * cpu / n:10.2f}")
-        ideal = process_cpu / args.workers / decode_cpu
-        print(f"CPU-bound ratio with {args.workers} free cores: {ideal:.2f} "
-              f"(process CPU / {args.workers} / decode CPU; the wall ratio above includes other work's load)")
+        label = f"process, nearest + grid + grid-palette, {args.workers} workers"
+        print(f"{label:<44} {lean:7.2f} {1000 * lean / n:11.2f} {lean / decode:6.2f} {1000 * lean_cpu / n:10.2f}")
+        for what, cpu in ((f"{methods} methods", process_cpu), ("the default candidates only", lean_cpu)):
+            print(f"CPU-bound ratio with {args.workers} free cores, {what}: {cpu / args.workers / decode_cpu:.2f} "
+                  f"(process CPU / {args.workers} / decode CPU; target <= 2; the wall ratios above include other "
+                  "work's load)")
         if args.memory_samples:
             print(f"\n{'samples':>8} {'main peak MB':>13} {'worker peak MB':>15}")
             for count in (max(1, args.memory_samples // 10), args.memory_samples):
