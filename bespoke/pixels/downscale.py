@@ -73,8 +73,8 @@ def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = Non
     `correct_cast` (an explicit request, with a fixed palette only) first takes the picture's global colour
     cast against the palette out -- it moves every cell, and the candidate's moves say by how much."""
     cells = cell_colors(arr, grid) if raw is None else raw
-    if correct_cast and palette is not None and palette.lab is not None:
-        fixed = remove_cast(cells, estimate_cast(cells, palette.lab, TOLERANCE if tolerance is None else tolerance))
+    if correct_cast and palette is not None and palette.colors is not None:
+        fixed = remove_cast(cells, estimate_cast(cells, palette.colors))
         return extract(arr, grid, tolerance=tolerance, palette=palette, raw=fixed)[0], cells
     tol = TOLERANCE if tolerance is None else float(tolerance)
     if palette is not None and palette.mode == "k":
