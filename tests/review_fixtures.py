@@ -1,6 +1,6 @@
 """Helpers for the review tests: hand-made run folders, simulated samples, and a stand-in process report.
 
-`fake_process` writes report.json in bespoke.process's schema (v1) from the images on disk with plain
+`fake_process` writes report.json in bespoke.process's schema (REPORT_SCHEMA) from the images on disk with plain
 Pillow NEAREST candidates, so sheets/HTML/review are tested independently of the extractor's quality.
 """
 
@@ -15,6 +15,7 @@ from manifest_helpers import write_run_json
 from PIL import Image
 
 from bespoke.fsutil import atomic_write_json
+from bespoke.review.report import REPORT_SCHEMA
 from bespoke.run.paths import RunPaths
 
 PROMPTS = [
@@ -76,13 +77,14 @@ def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = N
             "step": int(match["step"]) if match and match["step"] else None,
             "prompt_index": prompt_index, "seed": int(match["seed"]) if match and match["seed"] else None,
             "prompt": prompts.get(prompt_index), "width": img.width, "height": img.height,
-            "colors_nearest": cn, "top10_coverage": round(cov, 3), "clean": is_clean(cn, cov),
+            "colors_nearest": cn, "top10_coverage": round(cov, 3), "clean": is_clean(cn, cov), "degenerate": None,
             "grid": {"cell_w": img.width / 24, "cell_h": img.height / 24, "phase_x": 0, "phase_y": 0,
                      "cells_x": 24, "cells_y": 24, "confidence": 0.5, "source": "fixture"},
             "candidates": {method: {
                 "file": cand_path.relative_to(run_dir).as_posix(), "colors": colors, "top10_coverage": round(cov, 3),
                 "clean": is_clean(colors, cov), "off_palette": None, "grid_error": 10.0,
-                "background_uniform": False, "moved_pixels": 0, "mean_move": 0.0}},
+                "background_uniform": False, "delta_e_max": 0.0, "delta_e_mean": 0.0, "moved_beyond": 0,
+                "novelty": None}},
         })
     epochs = []
     for epoch in sorted({s["epoch"] for s in samples if s["epoch"] is not None}):
@@ -93,20 +95,26 @@ def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = N
             "colors_nearest_mean": round(float(np.mean([s["colors_nearest"] for s in group])), 1),
             "clean_pct": 100.0 * sum(s["clean"] for s in group) / len(group),
             "top10_coverage_mean": round(float(np.mean([s["top10_coverage"] for s in group])), 3),
+            "degenerate_pct": 0.0, "near_copy_pct": None, "diversity": 1.0,
+            "score": {"total": round(1.0 / (1.0 + float(np.mean([c["colors"] for c in cands]))), 4),
+                      "terms": {"fixture": 0.0}},
             "methods": {method: {
                 "colors_mean": round(float(np.mean([c["colors"] for c in cands])), 1),
                 "clean_pct": 100.0 * sum(c["clean"] for c in cands) / len(cands),
-                "off_palette_mean": None, "grid_error_mean": 10.0, "background_uniform_pct": 0.0}},
+                "off_palette_mean": None, "grid_error_mean": 10.0, "background_uniform_pct": 0.0,
+                "delta_e_max": 0.0, "delta_e_mean": 0.0, "moved_beyond": 0, "near_copy_pct": None}},
         })
     if best_epoch is None and epochs:
         best_epoch = min(epochs, key=lambda e: e["colors_nearest_mean"])["epoch"]
     manifest = json.loads(paths.run_json.read_text()) if paths.run_json.exists() else {}
     report = {
-        "schema_version": 1, "kind": "bespoke.process", "created_at": "2026-11-22T00:00:00+00:00",
+        "schema_version": REPORT_SCHEMA, "kind": "bespoke.process", "tolerance": 5.0, "near_copy_threshold": 0.8,
+        "training": None, "created_at": "2026-11-22T00:00:00+00:00",
         "source": str(run_dir), "run_id": manifest.get("id", run_dir.name), "simulated": bool(manifest.get("simulated")),
         "methods": [method], "palette": None, "layout_hint": None, "samples": samples, "errors": [],
         "epochs": epochs,
-        "best": {"epoch": best_epoch, "method": method, "rule": "fixture: lowest mean colours", "score": 0.0}
+        "best": {"epoch": best_epoch, "method": method, "rule": "fixture: lowest mean colours", "score": 0.0,
+                 "terms": {"fixture": 0.0}}
         if best_epoch is not None else None,
     }
     atomic_write_json(paths.report_dir / "report.json", report)

@@ -12,36 +12,42 @@ from bespoke.errors import UsageError
 
 
 def render_table(report: dict) -> None:
-    """The per-epoch table: samples, mean colors_nearest, % clean, the same for the best method; best marked."""
+    """The per-epoch table: samples, the raw NEAREST colour count, the shown candidate's colours and moves,
+    near copies, diversity and the score; the best epoch marked and its rule stated."""
     from rich.table import Table
 
     from bespoke.console import console, out
-    from bespoke.review.selection import best_method
+    from bespoke.review.selection import display_method
 
     best = report.get("best") or {}
-    method = best.get("method") or best_method(report["samples"], report["methods"])
+    method = best.get("method") or display_method(report["methods"])
     title = "bespoke process" + (" (SIMULATED samples)" if report.get("simulated") else "")
-    table = Table(title=title, caption="colours = mean colors_nearest (Pillow NEAREST to 24 px); "
-                                       "clean = <= 50 colours and top-10 coverage >= 70 %")
-    for name in ("epoch", "samples", "colours", "% clean"):
+    table = Table(title=title, caption=f"raw colours = colors_nearest, the raw Pillow NEAREST downscale's count "
+                                       f"(not a candidate); moved > tol = cells moved beyond delta E "
+                                       f"{report.get('tolerance', 0):g}")
+    for name in ("epoch", "samples", "raw colours", "degenerate %"):
         table.add_column(name, justify="right")
     if method:
         table.add_column(f"{method}\ncolours", justify="right")
-        table.add_column(f"{method}\n% clean", justify="right")
-    table.add_column("")
+        table.add_column(f"{method}\nmoved > tol", justify="right")
+    for name in ("near copies %", "diversity", "score", ""):
+        table.add_column(name, justify="right")
     for row in report["epochs"]:
         epoch = row["epoch"]
         label = "?" if epoch is None else ("0 (before)" if epoch == 0 else str(epoch))
-        cells = [label, str(row["samples"]), f"{row['colors_nearest_mean']:.1f}", f"{row['clean_pct']:.0f}"]
+        cells = [label, str(row["samples"]), f"{row['colors_nearest_mean']:.1f}", f"{row['degenerate_pct']:.0f}"]
         if method:
             stats = row["methods"].get(method, {})
-            cells += [f"{stats.get('colors_mean') or 0:.1f}", f"{stats.get('clean_pct') or 0:.0f}"]
-        cells.append("best" if best and epoch == best.get("epoch") else "")
+            cells += [f"{stats.get('colors_mean') or 0:.1f}", str(stats.get("moved_beyond", 0))]
+        near = row.get("near_copy_pct")
+        cells += ["-" if near is None else f"{near:.0f}", f"{row['diversity']:.2f}", f"{row['score']['total']:.3f}",
+                  "best" if best and epoch == best.get("epoch") else ""]
         table.add_row(*cells, style="bold green" if cells[-1] else None)
     out.print(table)
     if best:
-        out.print(f"best: epoch {best['epoch']} with {best['method']} ({best['score']:.0f} % clean). "
-                      f"Rule: {best['rule']}")
+        terms = ", ".join(f"{k} {v:.2f}" for k, v in best["terms"].items())
+        out.print(f"best: epoch {best['epoch']} (score {best['score']:.3f}: {terms}); shown with {best['method']}.")
+        out.print(f"rule: {best['rule']}")
     for error in report["errors"]:
         console.print(f"[yellow]skipped[/] {error['file']}: {error['error']}")
 
@@ -51,14 +57,19 @@ def render_table(report: dict) -> None:
 @click.option("--methods", default=None, help="Comma list of nearest,box,bilinear,lanczos,grid,grid-palette "
               "(default: all but grid-palette, which is added when --palette is given).")
 @click.option("--palette", default=None, help="dataset (the run's training palette), k:<N>, or a folder of 24 px PNGs.")
-@click.option("--merge", "merge", type=float, default=None,
-              help="Merge cell colours closer than this delta E (default 4; 0 = off).")
+@click.option("--tolerance", type=float, default=None,
+              help="How far (CIE76 delta E) grid/grid-palette may move a cell from the colour the model drew "
+                   "(default 5; 0 = keep every drawn colour).")
+@click.option("--correct-cast", is_flag=True, help="grid-palette: take the picture's global colour cast against the "
+              "palette out first (moves every cell; the report's moves say by how much).")
+@click.option("--training", default=None, help="Folder of the 24 px training images, for novelty and the "
+              "training palette (a run uses its prepared dataset).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 @click.pass_context
-def process(ctx, run_or_dir, methods, palette, merge, workers, force, as_json, quiet):
+def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training, workers, force, as_json, quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
     RUN_OR_DIR is a run (folder, run id or unique id prefix) or any folder of sample images."""
@@ -70,8 +81,9 @@ def process(ctx, run_or_dir, methods, palette, merge, workers, force, as_json, q
         raise UsageError(f"--workers {workers}: must be 1 or more")
     folder = Path(run_or_dir).expanduser()
     path = folder if folder.is_dir() else run_argument(ctx, run_or_dir)
-    report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, merge_threshold=merge,
-                          workers=workers, progress=not quiet and not as_json, force=force)
+    report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, tolerance=tolerance,
+                          training=training, correct_cast=correct_cast, workers=workers,
+                          progress=not quiet and not as_json, force=force)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

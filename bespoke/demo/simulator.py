@@ -2,8 +2,11 @@
 
 It stands in for the trainer in `bespoke demo`, the tests and the benchmarks. The images imitate what an
 SD 1.5 LoRA draws while it learns 24 px punks: early epochs are blurry, noisy, colour-jittered and off the
-pixel grid; they sharpen epoch by epoch while the grid phase drifts; the last epochs overfit a little; and
-every epoch has a few bad samples, so choosing the best epoch is not trivial. Files use the real sd-scripts
+pixel grid; they sharpen epoch by epoch while the grid phase drifts; and every epoch has a few bad samples,
+so choosing the best epoch is not trivial. Until the quality peak (about 78 % of training) the simulated
+model draws a new punk for each prompt (`design`, never a near copy of a training image); after it, it
+over-trains: more and more samples are copies of the training image the prompt describes (`copy_share`:
+0 up to the peak, COPY_MAX at the last epoch), sharper than ever -- the best-epoch rule must see through that. Files use the real sd-scripts
 sample naming in `<run>/model/sample/`, and run.json says `simulated: true` with the simulator's settings.
 Nothing here pretends to be a checkpoint or a trainer log.
 """
@@ -25,15 +28,18 @@ from rich.progress import Progress
 from bespoke.clock import now_iso
 from bespoke.console import console
 from bespoke.dataset.layout import GRID, layout_for
-from bespoke.dataset.synthetic import Punk, make_punk
+from bespoke.dataset.synthetic import make_punk
 from bespoke.demo.degrade import jpeg
 from bespoke.errors import ConfigError, RunError
 from bespoke.fsutil import atomic_write_bytes
 from bespoke.kohya.prompts import SamplePrompt, parse_prompt_file
+from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, shares
+from bespoke.review.process import resolve_training
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 
-SIMULATOR_VERSION = 1
+SIMULATOR_VERSION = 2
+COPY_MAX = 0.9  # share of the last epoch's samples that are copies of training images
 NOTE = "samples are synthetic images made by bespoke.simulator from generated punks; no model was trained"
 
 
@@ -88,6 +94,34 @@ def quality(epoch: int, epochs: int) -> float:
     rise = 1.0 - math.exp(-3.0 * epoch / peak)
     overfit = 0.18 * max(0.0, (epoch - peak) / max(1.0, epochs - peak)) ** 1.5
     return float(np.clip(rise / (1.0 - math.exp(-3.0)) - overfit, 0.0, 1.0))
+
+
+def copy_share(epoch: int, epochs: int) -> float:
+    """The share of `epoch`'s samples that copy a training image: 0 up to the quality peak, then rising to
+    COPY_MAX at the last epoch (the over-trained LoRA returns its training set)."""
+    peak = max(1.0, 0.78 * epochs)
+    if epoch <= peak or epochs <= peak:
+        return 0.0
+    return float(COPY_MAX * ((epoch - peak) / (epochs - peak)) ** 0.7)
+
+
+def _designs(prompts: list[SimPrompt], seed: int, training: TrainingSet | None) -> tuple[list, list]:
+    """(new design, training copy) per prompt, 24x24x3 uint8 each. The copy is the training image nearest the
+    punk the prompt names (its --d seed, as the demo's prompts are its dataset's captions); the new design is
+    another generated punk that no training image comes near."""
+    news, copies = [], []
+    for p in prompts:
+        intended = make_punk((p.seed if p.seed is not None else seed * 1000 + p.index) % (2**31)).pixels
+        copy = intended
+        if training is not None and len(training):
+            copy = training.rgb(int(np.argmax(shares(intended, training))))
+        for attempt in range(20):
+            new = make_punk((p.index * 7919 + seed * 104_729 + attempt * 31 + 2_000_003) % (2**31)).pixels
+            if training is None or not len(training) or shares(new, training).max() < NEAR_COPY:
+                break
+        news.append(new)
+        copies.append(copy)
+    return news, copies
 
 
 def _axis_map(size: int, layout: str, shift: int, stretch: float) -> np.ndarray:
@@ -196,20 +230,23 @@ def _check_fillable(paths: RunPaths, manifest: RunManifest) -> None:
                        "(real runs stay real)")
 
 
-def _jobs(paths: RunPaths, prompts: list[SimPrompt], punks: list[Punk], epoch_list: list[int], epochs: int,
+def _jobs(paths: RunPaths, prompts: list[SimPrompt], designs: tuple[list, list], epoch_list: list[int], epochs: int,
           seed: int, output_name: str, layout: str) -> list[tuple]:
     """One render job per (epoch, prompt), named as sd-scripts names its samples."""
     started = _dt.datetime.now().replace(microsecond=0)
     jobs = []
     for epoch in epoch_list:
         bad = _bad_prompts(seed, epoch, len(prompts))
+        copied = np.random.default_rng([seed, epoch, 55]).random(len(prompts)) < copy_share(epoch, epochs)
         stamp = (started + _dt.timedelta(minutes=3 * epoch)).strftime("%Y%m%d%H%M%S")
-        for prompt, punk in zip(prompts, punks, strict=True):
+        for prompt, new, copy, is_copy in zip(prompts, *designs, copied, strict=True):
+            pixels = copy if is_copy else new
             suffix = f"_{prompt.seed}" if prompt.seed is not None else ""
             path = paths.sample_dir / f"{output_name}_e{epoch:06d}_{prompt.index:02d}_{stamp}{suffix}.png"
             image_seed = (seed * 1_000_003 + epoch * 1009 + prompt.index * 31 + 7) % (2**32)
-            jobs.append((path, punk.pixels, prompt.width, prompt.height, epoch, epochs, image_seed, layout,
-                         prompt.index in bad))
+            # a memorised training image is drawn at its best: no bad sample, the peak's sharpness
+            jobs.append((path, pixels, prompt.width, prompt.height, epoch if not is_copy else round(0.78 * epochs),
+                         epochs, image_seed, layout, prompt.index in bad and not is_copy))
     return jobs
 
 
@@ -244,18 +281,20 @@ def simulate_run(
     epochs = int(epochs or manifest.num_epochs or training.get("max_train_epochs", 10))
     output_name = manifest.output_name or training.get("output_name") or "last"
     epoch_list = list(range(0 if training.get("sample_at_first") else 1, epochs + 1))
-    # one punk per prompt: the prompt's own seed when it has one, so a prompt keeps its subject
-    punks = [make_punk((p.seed if p.seed is not None else seed * 1000 + p.index) % (2**31)) for p in sim_prompts]
+    train_set = resolve_training(run_dir, manifest, None)[0]
+    designs = _designs(sim_prompts, seed, train_set)
     manifest.status, manifest.simulated = "running", True
     manifest.new_attempt(argv=[], host=None)
     save_manifest(run_dir, manifest)
-    jobs = _jobs(paths, sim_prompts, punks, epoch_list, epochs, seed, output_name, manifest.layout or "stretch")
+    jobs = _jobs(paths, sim_prompts, designs, epoch_list, epochs, seed, output_name, manifest.layout or "stretch")
     written = _render_all(jobs, run_dir.name, progress)
     sizes = sorted({(p.width, p.height) for p in sim_prompts})
     simulator = {
         "version": SIMULATOR_VERSION, "seed": seed, "epochs": epochs, "prompts": len(sim_prompts),
         "sample_sizes": [list(s) for s in sizes],
-        "quality_per_epoch": {str(e): round(quality(e, epochs), 3) for e in epoch_list}, "note": NOTE,
+        "quality_per_epoch": {str(e): round(quality(e, epochs), 3) for e in epoch_list},
+        "copy_share_per_epoch": {str(e): round(copy_share(e, epochs), 3) for e in epoch_list},
+        "training_images": len(train_set) if train_set is not None else 0, "note": NOTE,
     }
     manifest.status, manifest.simulator, manifest.epochs_done = "finished", simulator, epochs
     manifest.loss_history = _loss_history(seed + int(manifest.resolution or 0), epochs, steps_per_epoch=20)

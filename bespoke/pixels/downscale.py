@@ -3,11 +3,10 @@
 `grid` finds the sample's cell grid (bespoke.pixels.grid) and takes each cell's colour from its interior:
 the outer `BORDER` of the cell on each side is ignored (neighbours bleed into it through blur, JPEG and
 the model's soft edges), the rest is sampled on a regular lattice and reduced with a per-channel median
-(robust to noise; with one majority colour it returns that colour). Then near-duplicate colours are merged.
-`grid-palette` adds a palette: the cells snap to a fixed palette (the dataset's, or a folder's;
-bespoke.pixels.palette.snap picks a per-image sub-palette from the merged clusters, so it never has more
-colours than `grid`, even with the thousands of colours of a real dataset), or the merged colours are
-reduced to k.
+(robust to noise; with one majority colour it returns that colour): the colour the model drew for that
+cell. Then bespoke.pixels.merge reduces the colours without moving any cell farther than the tolerance.
+`grid-palette` does the same and also snaps to a fixed palette (the dataset's, or a folder's) where a
+palette colour is within the tolerance, or -- an explicit request -- reduces to k colours.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from PIL import Image
 from bespoke.dataset.layout import GRID
 from bespoke.pixels import palette as pal
 from bespoke.pixels.grid import Grid
+from bespoke.pixels.merge import TOLERANCE, estimate_cast, reduce_colours, remove_cast
 
 PIL_METHODS = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX,
                "bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
@@ -62,34 +62,28 @@ def cell_colors(arr: NDArray[np.uint8], grid: Grid) -> NDArray[np.uint8]:
     return ((mid + 1) // 2).astype(np.uint8)
 
 
-def extract(arr: NDArray[np.uint8], grid: Grid, *, merge: float | None = None, palette: pal.Palette | None = None,
-            raw: NDArray[np.uint8] | None = None) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = None,
+            palette: pal.Palette | None = None, raw: NDArray[np.uint8] | None = None,
+            correct_cast: bool = False) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """`grid` (palette None) or `grid-palette` candidate of an HxWx3 uint8 sample; returns (candidate, raw
     cell colours), both 24x24x3 uint8 RGB.
 
-    `merge` is the merge_near threshold (CIE76 delta E, DEFAULT_MERGE when None); `raw` are the sample's
-    cell colours when already computed (cell_colors)."""
+    `tolerance` is how far (CIE76 delta E, merge.TOLERANCE when None; 0 = no reduction) a cell may move from
+    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors).
+    `correct_cast` (an explicit request, with a fixed palette only) first takes the picture's global colour
+    cast against the palette out -- it moves every cell, and the candidate's moves say by how much."""
     cells = cell_colors(arr, grid) if raw is None else raw
-    out = pal.merge_near(cells, pal.DEFAULT_MERGE if merge is None else merge)
-    if palette is not None:
-        out = _apply_palette(cells, out, palette)
-    return out, cells
-
-
-def _apply_palette(cells: NDArray[np.uint8], merged: NDArray[np.uint8], palette: pal.Palette) -> NDArray[np.uint8]:
-    """The `grid-palette` step on the merged candidate: reduce to k colours, or snap to the fixed colours."""
-    if palette.mode == "k":
+    if correct_cast and palette is not None and palette.colors is not None:
+        fixed = remove_cast(cells, estimate_cast(cells, palette.colors))
+        return extract(arr, grid, tolerance=tolerance, palette=palette, raw=fixed)[0], cells
+    tol = TOLERANCE if tolerance is None else float(tolerance)
+    if palette is not None and palette.mode == "k":
         if palette.k is None:
             raise ValueError("a 'k' palette needs k")
-        return pal.kmeans_colors(merged, int(palette.k))
-    if palette.colors is None:
+        return pal.kmeans_colors(reduce_colours(cells, tol), int(palette.k)), cells
+    if palette is not None and palette.colors is None:
         raise ValueError(f"a {palette.mode!r} palette needs colors")
-    return pal.snap(cells, palette.colors, merged)
+    if palette is None:
+        return reduce_colours(cells, tol), cells
+    return reduce_colours(cells, tol, palette.colors, palette.lab, palette.index(tol)), cells
 
-
-def moved(raw: NDArray[np.uint8], out: NDArray[np.uint8]) -> tuple[int, float]:
-    """How many of the 576 pixels a palette step changed, and their mean RGB distance moved (0-255 levels,
-    Euclidean; 0 if none)."""
-    d = np.sqrt(((raw.astype(np.float64) - out.astype(np.float64)) ** 2).sum(axis=2))
-    changed = d > 0
-    return int(changed.sum()), float(d[changed].mean()) if changed.any() else 0.0

@@ -58,11 +58,21 @@ def is_clean(colors: int, coverage: float) -> bool:
     return colors <= CLEAN_MAX_COLORS and coverage >= CLEAN_MIN_COVERAGE
 
 
-def off_palette(arr24: NDArray[Any], palette: NDArray[Any] | None) -> float | None:
-    """Share (0-1) of pixels whose RGB colour is not exactly in `palette` (Nx3); None without a palette."""
+def palette_codes(palette: NDArray[Any]) -> NDArray[np.integer[Any]]:
+    """A palette (Nx3) as sorted 0xRRGGBB codes: what off_palette looks colours up in."""
+    return np.unique(_codes(palette))
+
+
+def off_palette(arr24: NDArray[Any], palette: NDArray[Any] | None,
+                codes: NDArray[np.integer[Any]] | None = None) -> float | None:
+    """Share (0-1) of pixels whose RGB colour is not exactly in `palette` (Nx3); None without a palette.
+    `codes` are palette_codes(palette) when already computed (a big palette, many candidates)."""
     if palette is None:
         return None
-    return float(1.0 - np.isin(_codes(arr24), _codes(palette)).mean())
+    table = palette_codes(palette) if codes is None else codes
+    pixels = _codes(arr24)
+    at = np.minimum(np.searchsorted(table, pixels), len(table) - 1)
+    return float(1.0 - (table[at] == pixels).mean())
 
 
 def background_uniform(arr24: NDArray[Any], share: float = 0.9) -> bool:
@@ -90,3 +100,26 @@ def grid_error(sample: NDArray[np.uint8], arr24: NDArray[np.uint8], ix: NDArray[
     sub = sample[::step, ::step]
     drawn = arr24[iy[::step]][:, ix[::step]]
     return float(np.abs(sub.astype(np.int16) - drawn.astype(np.int16)).mean())
+
+
+BLACK_MAX = 8  # a NaN sample decodes as black: no pixel brighter than this
+SOLID_SPREAD = 12  # a plain image: every channel within this many levels across the whole image
+NEAR_SOLID_SHARE = 0.95  # one colour covering this share of the faithful candidate's cells
+
+
+def degenerate(sample: NDArray[np.uint8], grid_source: str, candidate: NDArray[np.uint8]) -> str | None:
+    """Why a sample is no portrait at all, or None: "nan-black" (all black, what a NaN in the VAE decodes
+    to), "solid" (one plain colour), "near-solid" (one colour covers NEAR_SOLID_SHARE of the faithful 24 px
+    candidate's cells), "no-grid" (no pixel grid found: noise, a photo, a plain gradient)."""
+    step = max(1, sample.shape[0] // 64)
+    sub = sample[::step, ::step].reshape(-1, 3)
+    if int(sub.max()) <= BLACK_MAX:
+        return "nan-black"
+    if int((sub.max(axis=0).astype(np.int16) - sub.min(axis=0)).max()) <= SOLID_SPREAD:
+        return "solid"
+    _, counts = np.unique(_codes(candidate), return_counts=True)
+    if counts.max() >= NEAR_SOLID_SHARE * counts.sum():
+        return "near-solid"
+    if grid_source != "detected":
+        return "no-grid"
+    return None

@@ -1,12 +1,16 @@
 """One sample -> its 24 px candidates and their metrics: the work each `process` worker does.
 
-The worker gets the job once (methods, palette, layout prior, where to write) and then one (path, stem) per
-sample; it returns the sample's report entry, or an error entry that never stops the other samples.
+The worker gets the job once (methods, palette, tolerance, layout prior, the training images and palette,
+where to write) and then one (path, stem) per sample; it returns the sample's report entry, or an error entry
+that never stops the other samples. Besides the asked-for methods every sample gets the *scoring candidate*:
+the default faithful candidate (merge.TOLERANCE, the training palette when known) whatever the flags, so the
+best-epoch score (bespoke.review.selection) never depends on which options `process` ran with.
 """
 
 from __future__ import annotations
 
 import io
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from bespoke.dataset.layout import GRID, Layout
 from bespoke.pixels import metrics as m
-from bespoke.pixels.downscale import PIL_METHODS, extract, moved, pil_downscale
+from bespoke.pixels.downscale import PIL_METHODS, cell_colors, extract, pil_downscale
 from bespoke.pixels.grid import Grid, find_grid
+from bespoke.pixels.merge import TOLERANCE, moved_stats
+from bespoke.pixels.novelty import TrainingSet, novelty
 from bespoke.pixels.palette import Palette
 
 
@@ -25,20 +31,26 @@ class Job:
     """Everything a worker needs besides the sample itself (sent once per worker)."""
 
     methods: tuple[str, ...]
-    palette: Palette | None
-    merge: float | None
+    palette: Palette | None  # the --palette request (grid-palette)
+    tolerance: float  # delta E a candidate may move a cell (the --tolerance request)
     layout: Layout | None
     base: Path  # paths in the report are relative to this
     candidates_dir: Path
+    training: TrainingSet | None = None  # the training images at 24 px (novelty)
+    training_palette: Palette | None = None  # the training set's colours (off_palette, the scoring candidate)
+    correct_cast: bool = False  # grid-palette takes the global colour cast out first (moves every cell)
 
 
 _JOB: Job | None = None
 
 
-def init_worker(job: Job) -> None:
-    """Pool initializer: the job every later `process_sample` call of this worker uses."""
+def init_worker(job: Job, pool: bool = False) -> None:
+    """Initializer: the job every later `process_sample` call of this worker uses. A pool worker ignores
+    Ctrl-C: the main process stops the pool and says what was kept (no traceback from every worker)."""
     global _JOB
     _JOB = job
+    if pool:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def relative(path: Path, base: Path) -> str:
@@ -70,27 +82,52 @@ def _open_rgb(path: Path) -> Image.Image:
         raise ValueError(f"truncated or corrupt image ({exc})") from None
 
 
-def _candidate(job: Job, method: str, stem: str, img: Image.Image, arr: np.ndarray, near: np.ndarray, grid: Grid,
-               raw: np.ndarray | None, index: tuple[np.ndarray, np.ndarray]) -> tuple[dict, np.ndarray | None]:
-    """One method's candidate: written to candidates/<method>/<stem>.png, with its metrics."""
+class _Sample:
+    """One decoded sample and what every method shares: its grid, the colours the model drew per cell."""
+
+    def __init__(self, img: Image.Image, layout: Layout | None) -> None:
+        self.img = img
+        self.arr = np.asarray(img)
+        w, h = img.size
+        self.near = m.nearest24(img)
+        self.grid: Grid = find_grid(self.arr, layout)
+        self.cells = cell_colors(self.arr, self.grid)
+        self.index = (m.upsample_index(self.grid.xs, w), m.upsample_index(self.grid.ys, h))
+
+
+def _pixels(job: Job, method: str, sample: _Sample) -> np.ndarray:
     if method in PIL_METHODS:
-        out = near if method == "nearest" else pil_downscale(img, method)
-        moved_px, mean_move = 0, 0.0
-    else:
-        palette = job.palette if method == "grid-palette" else None
-        out, raw = extract(arr, grid, merge=job.merge, palette=palette, raw=raw)
-        moved_px, mean_move = moved(raw, out)
-    out = np.ascontiguousarray(out, dtype=np.uint8)
-    target = job.candidates_dir / method / f"{stem}.png"
-    _write_png(target, out)
+        return sample.near if method == "nearest" else pil_downscale(sample.img, method)
+    palette = job.palette if method == "grid-palette" else None
+    return extract(sample.arr, sample.grid, tolerance=job.tolerance, palette=palette, raw=sample.cells,
+                   correct_cast=job.correct_cast and palette is not None)[0]
+
+
+def _measure_candidate(job: Job, out: np.ndarray, sample: _Sample, degenerate: str | None) -> dict:
+    """The metrics of one 24 px candidate (see bespoke.review.report for each field)."""
     colors, coverage = m.color_stats(out)
-    off = m.off_palette(out, job.palette.colors if job.palette is not None else None)
+    training = job.training_palette
+    off = m.off_palette(out, training.colors, training.codes) if training is not None else None
     return {
-        "file": relative(target, job.base), "colors": colors, "top10_coverage": round(coverage, 4),
-        "clean": m.is_clean(colors, coverage), "off_palette": None if off is None else round(off, 4),
-        "grid_error": round(m.grid_error(arr, out, *index), 3), "background_uniform": m.background_uniform(out),
-        "moved_pixels": moved_px, "mean_move": round(mean_move, 3),
-    }, raw
+        "colors": colors, "top10_coverage": round(coverage, 4),
+        "clean": m.is_clean(colors, coverage) and degenerate is None,
+        "off_palette": None if off is None else round(off, 4),
+        "grid_error": round(m.grid_error(sample.arr, out, *sample.index), 3),
+        "background_uniform": m.background_uniform(out), **moved_stats(sample.cells, out, job.tolerance),
+        "novelty": novelty(out, job.training) if job.training is not None else None,
+    }
+
+
+def _scoring(job: Job, sample: _Sample, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The scoring candidate: the default faithful one with the training palette when known."""
+    default_tol = job.tolerance == TOLERANCE
+    if job.training_palette is None:
+        if default_tol and "grid" in outputs:
+            return outputs["grid"]
+        return extract(sample.arr, sample.grid, raw=sample.cells)[0]
+    if default_tol and "grid-palette" in outputs and job.palette is job.training_palette and not job.correct_cast:
+        return outputs["grid-palette"]
+    return extract(sample.arr, sample.grid, palette=job.training_palette, raw=sample.cells)[0]
 
 
 def _measure(job: Job, path: Path, stem: str) -> dict:
@@ -100,17 +137,26 @@ def _measure(job: Job, path: Path, stem: str) -> dict:
         raise ValueError(f"too small ({w}x{h}); samples must be at least {GRID}x{GRID} px")
     if w != h:
         raise ValueError(f"not square ({w}x{h}); bespoke reads square samples of a {GRID}-cell grid")
-    arr = np.asarray(img)
-    near = m.nearest24(img)
-    cn, cov = m.color_stats(near)
-    grid = find_grid(arr, job.layout)
-    index = (m.upsample_index(grid.xs, w), m.upsample_index(grid.ys, h))
+    sample = _Sample(img, job.layout)
+    cn, cov = m.color_stats(sample.near)
+    outputs = {method: np.ascontiguousarray(_pixels(job, method, sample), dtype=np.uint8) for method in job.methods}
+    scoring = _scoring(job, sample, outputs)
+    degenerate = m.degenerate(sample.arr, sample.grid.source, scoring)
     candidates: dict[str, dict] = {}
-    raw = None
-    for method in job.methods:
-        candidates[method], raw = _candidate(job, method, stem, img, arr, near, grid, raw, index)
+    score = None
+    for method, out in outputs.items():
+        target = job.candidates_dir / method / f"{stem}.png"
+        _write_png(target, out)
+        candidates[method] = {"file": relative(target, job.base), **_measure_candidate(job, out, sample, degenerate)}
+        if out is scoring:
+            score = candidates[method]
+    if score is None:
+        score = _measure_candidate(job, scoring, sample, degenerate)
     return {"width": w, "height": h, "colors_nearest": cn, "top10_coverage": round(cov, 4),
-            "clean": m.is_clean(cn, cov), "grid": grid.to_json(), "candidates": candidates}
+            "clean": m.is_clean(cn, cov) and degenerate is None, "degenerate": degenerate,
+            "grid": sample.grid.to_json(), "candidates": candidates,
+            "scoring": {k: score[k] for k in ("colors", "grid_error", "off_palette", "novelty")},
+            "_design": scoring.tobytes().hex()}
 
 
 def process_sample(item: tuple[str, str]) -> dict:

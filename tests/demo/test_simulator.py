@@ -122,3 +122,45 @@ def test_missing_prompt_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no prompt file"):
         simulate_run(run, progress=False)
     assert manifest_of(run)["status"] == "planned"
+
+
+def _with_training_set(run, resolution, punks):
+    """Give a planned run a prepared dataset (R px images, prepare.json with names, layout, palette)."""
+    from bespoke.dataset.layout import layout_for
+    from bespoke.dataset.report import SCHEMA_VERSION
+
+    prepared = run.parent / f"{run.name}-prepared"
+    prepared.mkdir()
+    layout = layout_for("stretch", resolution)
+    for i, punk in enumerate(punks):
+        Image.fromarray(punk).resize((resolution, resolution), Image.NEAREST).save(prepared / f"t{i}.png")
+    colors = np.unique(np.concatenate([p.reshape(-1, 3) for p in punks]), axis=0)
+    (prepared / "prepare.json").write_text(json.dumps({
+        "schema_version": SCHEMA_VERSION, "layout": layout.to_json(), "images": [{"name": f"t{i}"} for i in range(len(punks))],
+        "palette": ["#" + bytes(int(v) for v in c).hex() for c in colors]}))
+    change_manifest(run, dataset={"name": "synthetic", "prepared_dir": str(prepared), "layout": layout.to_json()})
+
+
+def test_over_trained_run_copies_training_images_and_the_rule_picks_a_middle_epoch(tmp_path):
+    from bespoke.pixels.novelty import TrainingSet, shares
+    from bespoke.review.process import process_run
+
+    training = [make_punk(seed).pixels for seed in range(1, 9)]  # the prompts' --d seeds 1-4 among them
+    run = make_planned_run(tmp_path, "256-over", resolution=256, prompts=4, epochs=10)
+    _with_training_set(run, 256, training)
+    result = simulate_run(run, progress=False)
+    assert result.simulator["copy_share_per_epoch"]["10"] == pytest.approx(0.9)
+    assert result.simulator["copy_share_per_epoch"]["7"] == 0.0 and result.simulator["training_images"] == 8
+    report = process_run(run, progress=False)
+    rows = {r["epoch"]: r for r in report["epochs"]}
+    best = report["best"]
+    assert best["epoch"] not in (9, 10) and best["epoch"] >= 5  # a middle epoch, not the over-trained end
+    assert rows[10]["near_copy_pct"] >= 50 and rows[best["epoch"]]["near_copy_pct"] == 0
+    assert rows[10]["score"]["terms"]["new"] < best["terms"]["new"]  # and the report says why
+    # the copies name the training image the prompt describes
+    copies = [s for s in report["samples"] if s["epoch"] == 10 and s["scoring"]["novelty"]["near_copy"]]
+    assert copies and all(s["scoring"]["novelty"]["nearest"] == f"t{s['prompt_index']}" for s in copies)
+    # before the peak the simulated model draws new punks, none near a training image
+    names = TrainingSet.from_arrays([str(i) for i in range(8)], training)
+    assert all(not s["scoring"]["novelty"]["near_copy"] for s in report["samples"] if s["epoch"] <= 7)
+    assert shares(training[0], names).max() == 1.0

@@ -80,3 +80,20 @@ def test_grid_error_zero_for_exact_stretch():
 def test_color_stats_matches_parts():
     arr = make_punk(5).pixels
     assert metrics.color_stats(arr) == (metrics.unique_colors(arr), metrics.top10_coverage(arr))
+
+
+def test_degenerate_samples():
+    punk = make_punk(3).pixels
+    big = np.asarray(Image.fromarray(punk).resize((512, 512), Image.NEAREST))
+    assert metrics.degenerate(big, "detected", punk) is None
+    black = np.zeros((512, 512, 3), np.uint8)
+    assert metrics.degenerate(black, "prior", np.zeros((24, 24, 3), np.uint8)) == "nan-black"
+    grey = np.full((512, 512, 3), 120, np.uint8)
+    grey[::7, ::5] = 126  # a little noise on a plain picture
+    assert metrics.degenerate(grey, "prior", np.full((24, 24, 3), 120, np.uint8)) == "solid"
+    almost = np.full((24, 24, 3), 200, np.uint8)
+    almost[10:12, 10:13] = 30  # six cells of something on a plain background
+    almost_big = np.asarray(Image.fromarray(almost).resize((512, 512), Image.NEAREST))
+    assert metrics.degenerate(almost_big, "detected", almost) == "near-solid"
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    assert metrics.degenerate(noise, "prior", noise[:24, :24]) == "no-grid"

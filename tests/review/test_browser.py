@@ -77,7 +77,7 @@ def test_review_folder_copied_alone_renders_every_image_and_chart(sweep, tmp_pat
     assert attrs.get("data-images-failed") == "0", attrs
     assert attrs.get("data-images-loaded") == str(parser.count), attrs
     assert attrs.get("data-chart") == "ok", attrs
-    assert int(attrs["data-charts"]) == 3  # colours, % clean, loss
+    assert int(attrs["data-charts"]) == 4  # colours, % clean, loss, best-epoch score
     assert attrs.get("data-simulated") == "true"
 
     ARTIFACTS.mkdir(exist_ok=True)

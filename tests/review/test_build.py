@@ -103,7 +103,7 @@ def test_sweep_review_shares_axes_and_draws_the_baseline(two_runs):
     # shared x axis: both runs start at epoch 1 at the same x; the 3-epoch run ends left of the 4-epoch one
     assert first_x["64 px (simulated)"] == first_x["128 px (simulated)"]
     assert last_x["64 px (simulated)"] < last_x["128 px (simulated)"]
-    assert {p["chart"] for p in refs.polylines} == {"colours", "clean", "loss"}
+    assert {p["chart"] for p in refs.polylines} == {"colours", "clean", "loss", "score"}
     assert not refs.refs
     text = result.html.read_text()
     assert "vs recorded 512 px baseline 216.6" in text and "n/a" in text  # the column says it does not apply
@@ -315,7 +315,7 @@ def test_report_of_another_kind_is_refused(two_runs):
     path.write_text(json.dumps(data))
     result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
     assert result.exit_code == 6
-    assert "not a bespoke process report of schema 1" in result.output
+    assert "not a bespoke process report of schema 2" in result.output
     assert json.loads(path.read_text())["schema_version"] == 99
     assert not (RunPaths(a).report_dir / "index.html").exists()
 

@@ -13,8 +13,10 @@ from bespoke.dataset.layout import layout_for
 from bespoke.dataset.synthetic import make_punk
 from bespoke.demo.degrade import degrade
 from bespoke.errors import DatasetError, ProcessError, UsageError
+from bespoke.pixels.merge import TOLERANCE
+from bespoke.pixels.novelty import NEAR_COPY
 from bespoke.review.process import process_path
-from bespoke.review.report import load_report
+from bespoke.review.report import REPORT_SCHEMA, load_report
 
 METHODS = ("nearest", "box", "bilinear", "lanczos", "grid")
 
@@ -56,7 +58,8 @@ def test_run_folder_report_and_candidates(tmp_path):
     report = process_path(run, palette="dataset", workers=2, progress=False)
 
     assert sorted(p.name for p in sample.iterdir()) == before  # nothing written among the samples
-    assert report["kind"] == "bespoke.process" and report["schema_version"] == 1
+    assert report["kind"] == "bespoke.process" and report["schema_version"] == REPORT_SCHEMA
+    assert report["tolerance"] == TOLERANCE and report["near_copy_threshold"] == NEAR_COPY
     assert report["run_id"] == "run-512" and report["simulated"] is True
     assert report["methods"] == [*METHODS, "grid-palette"]
     assert report["palette"]["mode"] == "dataset" and report["layout_hint"]["name"] == "stretch"
@@ -72,20 +75,28 @@ def test_run_folder_report_and_candidates(tmp_path):
         with Image.open(run / c["file"]) as img:
             assert img.size == (24, 24) and img.mode == "RGB"
         assert set(c) == {"file", "colors", "top10_coverage", "clean", "off_palette", "grid_error",
-                          "background_uniform", "moved_pixels", "mean_move"}
-    assert s["candidates"]["grid-palette"]["off_palette"] == 0.0
+                          "background_uniform", "delta_e_max", "delta_e_mean", "moved_beyond", "novelty"}
+    for method in ("grid", "grid-palette"):  # faithful by construction
+        assert all(x["candidates"][method]["moved_beyond"] == 0 for x in report["samples"])
+        assert all(x["candidates"][method]["delta_e_max"] <= TOLERANCE for x in report["samples"])
+    assert s["candidates"]["nearest"]["moved_beyond"] > 0  # measured for every method
+    assert s["degenerate"] is None and s["scoring"]["novelty"] is None  # no training images in this fixture
     assert s["candidates"]["grid"]["colors"] < s["candidates"]["nearest"]["colors"] / 5
     assert load_report(run)["samples"] == report["samples"]
     csv_lines = (run / "report" / "report.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 4 * 6
-    for s in report["samples"]:  # the palette never adds colours to what grid extracted
-        assert s["candidates"]["grid-palette"]["colors"] <= s["candidates"]["grid"]["colors"]
     assert [e["epoch"] for e in report["epochs"]] == [1, 2]
-    # grid-palette makes even the degraded epoch 1 clean, so it wins on fewer colours
-    assert report["best"]["method"] == "grid-palette" and report["best"]["rule"]
-    # without a palette, epoch 2 (an exact stretch, recovered exactly by grid) is clean and best
+    # epoch 2 is an exact stretch (pixel art, few colours): the score says so, and says why
+    best = report["best"]
+    assert best["epoch"] == 2 and best["method"] == "grid-palette" and best["rule"]
+    assert set(best["terms"]) == {"pixel_art", "few_colours", "style", "varied"}
+    assert report["epochs"][1]["score"]["total"] > report["epochs"][0]["score"]["total"]
+    assert not (run / "report" / "partial.jsonl").exists()  # the journal is gone once the report is written
+    # the same answer whatever options process ran with
     plain = process_path(run, methods="nearest,grid", workers=1, progress=False)
-    assert plain["best"]["epoch"] == 2 and plain["best"]["method"] == "grid"
+    assert (plain["best"]["epoch"], plain["best"]["score"], plain["best"]["method"]) == (2, best["score"], "grid")
+    assert [e["score"] for e in plain["epochs"]] == [e["score"] for e in report["epochs"]]
+    assert process_path(run, methods="nearest", workers=1, progress=False)["best"]["score"] == best["score"]
 
 
 def test_plain_folder_writes_beside_not_among(tmp_path):
@@ -119,6 +130,15 @@ def test_usage_errors(tmp_path):
         process_path(folder, methods="gird", progress=False)
     with pytest.raises(UsageError, match="needs --palette"):
         process_path(folder, methods="grid-palette", progress=False)
+    with pytest.raises(UsageError, match="--correct-cast needs a fixed palette"):
+        process_path(folder, correct_cast=True, palette="k:8", progress=False)
+    with pytest.raises(UsageError, match="--tolerance -1: must be 0"):
+        process_path(folder, tolerance=-1, progress=False)
+    with pytest.raises(UsageError, match="--training .*nowhere: not a folder"):
+        process_path(folder, training=str(tmp_path / "nowhere"), progress=False)
+    with pytest.raises(UsageError, match="--training .*imgs: no readable 24x24 images"):
+        process_path(folder, training=str(folder), progress=False)  # 48 px images are no training punks
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png"]  # nothing written for a bad request
     run = tmp_path / "run"
     _make_run(run, epochs=(1,), prompts=1, palette=False)
     with pytest.raises(DatasetError, match="not a prepared dataset \\(no prepare.json\\)"):
@@ -160,7 +180,7 @@ def test_shared_samples(shared_dir, tmp_path):
     assert sum(s["candidates"]["grid"]["clean"] for s in report["samples"]) >= len(report["samples"]) - 2
 
 
-def test_big_folder_palette_never_adds_colours(tmp_path):
+def test_big_folder_palette_is_faithful(tmp_path):
     # a "dataset" whose union palette has thousands of colours, near-duplicates everywhere (like the
     # user's 203 punks: 4019 colours): the punks' own colours plus 20 random neighbours of each
     punks = [make_punk(i).pixels for i in range(3)]
@@ -177,13 +197,15 @@ def test_big_folder_palette_never_adds_colours(tmp_path):
     folder.mkdir()
     for i, truth in enumerate(punks):
         degrade(truth, "shifted", seed=i)[0].save(folder / f"s{i}.png")
-    report = process_path(folder, methods="grid", palette=str(dataset), workers=1, progress=False)
+    report = process_path(folder, methods="grid", palette=str(dataset), training=str(dataset), workers=1,
+                          progress=False)
     assert {k: report["palette"][k] for k in ("mode", "size")} == {"mode": "folder", "size": len(colors)} and len(colors) > 1000
+    assert report["training"]["images"] == len(padded) // 576
     for s in report["samples"]:
         grid, snapped = s["candidates"]["grid"], s["candidates"]["grid-palette"]
-        assert snapped["colors"] <= grid["colors"] and snapped["off_palette"] == 0.0
-    assert report["epochs"][0]["methods"]["grid-palette"]["colors_mean"] < \
-        0.7 * report["epochs"][0]["methods"]["grid"]["colors_mean"]
+        assert snapped["moved_beyond"] == grid["moved_beyond"] == 0
+        assert snapped["off_palette"] <= grid["off_palette"]
+        assert not snapped["novelty"]["near_copy"]  # tiles of colours are no punk
 
 
 def test_rerun_reuses_an_up_to_date_report_without_rewriting(tmp_path):

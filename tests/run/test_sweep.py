@@ -199,7 +199,7 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
                                          "epochs_done": 10, "epochs_total": 10})
     (outputs / "512-a-1" / "report").mkdir()
     (outputs / "512-a-1" / "report" / "report.json").write_text(json.dumps(
-        {"schema_version": 1, "kind": "bespoke.process", "best": {"epoch": 8, "method": "grid"}, "epochs": []}))
+        {"schema_version": 2, "kind": "bespoke.process", "best": {"epoch": 8, "method": "grid"}, "epochs": []}))
     write_run_json(outputs / "64-demo-2", **{"id": "64-demo-2", "status": "finished", "resolution": 64,
                                            "preset": None, "simulated": True, "num_epochs": 4, "epochs_done": 4})
     (outputs / "not-a-run").mkdir()
