@@ -19,8 +19,8 @@ def epoch_table(view):
     sim = " [bold white on red] SIMULATED [/]" if view.simulated else ""
     name = f" ({view.name})" if getattr(view, "name", None) else ""
     table = Table(title=f"{view.run_id}{name}{sim}  candidates: {method}", title_justify="left")
-    for name in ("epoch", "samples", "colours", "clean %", "cand colours", "cand clean %", "off-palette",
-                 "grid err"):
+    for name in ("epoch", "samples", "raw colours", "degenerate %", "cand colours", "moved > tol", "off-palette",
+                 "near copies %", "diversity", "score"):
         table.add_column(name, justify="right")
 
     def fmt(value, spec="{:.1f}"):
@@ -30,14 +30,16 @@ def epoch_table(view):
         ms = ((stats.get("methods") or {}).get(view.method) or {}) if view.method else {}
         is_best = best is not None and stats.get("epoch") == best
         table.add_row(
-            f"{'?' if stats.get('epoch') is None else stats['epoch']}{' *' if is_best else ''}", str(stats.get("samples", "-")),
-            fmt(stats.get("colors_nearest_mean")), fmt(stats.get("clean_pct"), "{:.0f}"),
-            fmt(ms.get("colors_mean")), fmt(ms.get("clean_pct"), "{:.0f}"),
-            fmt(ms.get("off_palette_mean"), "{:.1%}"), fmt(ms.get("grid_error_mean")),
+            f"{'?' if stats.get('epoch') is None else stats['epoch']}{' *' if is_best else ''}",
+            str(stats.get("samples", "-")), fmt(stats.get("colors_nearest_mean")),
+            fmt(stats.get("degenerate_pct"), "{:.0f}"), fmt(ms.get("colors_mean")), fmt(ms.get("moved_beyond"), "{}"),
+            fmt(ms.get("off_palette_mean"), "{:.1%}"), fmt(stats.get("near_copy_pct"), "{:.0f}"),
+            fmt(stats.get("diversity"), "{:.2f}"), fmt((stats.get("score") or {}).get("total"), "{:.3f}"),
             style="bold" if is_best else None,
         )
     if best is not None:
-        table.caption = f"* best epoch {best} ({method}); colours = colors_nearest of the samples"
+        table.caption = (f"* best epoch {best}: the highest score (README: the best-epoch rule); raw colours = "
+                         f"colors_nearest, the plain NEAREST downscale's count (compare with 216.6), not a candidate's")
         table.caption_justify = "left"
     return table
 
