@@ -1,0 +1,90 @@
+"""`bespoke preflight RUN`: the installed sd-scripts' own code, in the trainer's Python, on a run's exact
+configs, up to the model load (stages: bespoke.kohya.preflight; the probe: bespoke/kohya/probe.py).
+
+One probe process checks any number of run folders (sd-scripts is imported once, ~6 s with torch), each in
+its own forked child, started in the run folder like the trainer. `train` and `sweep` call `require_preflight`
+before every launch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bespoke.errors import ConfigError, PreflightError, TrainerError
+from bespoke.kohya.launch import train_script_args
+from bespoke.kohya.preflight import RunPreflight, parse_probe, probe_argv, probe_device, probe_job
+from bespoke.run.paths import RunPaths
+from bespoke.run.runner import run_capture
+from bespoke.settings import Settings
+
+PROBE_TIMEOUT_S = 1800.0  # a batch of runs on a busy CPU box; a hung probe must still end
+
+
+@dataclass
+class PreflightReport:
+    """Every run's stages, what the probe saw of this box, and how long the probe took."""
+
+    runs: list[RunPreflight]
+    device: dict
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.runs)
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "device": self.device, "seconds": round(self.seconds, 3),
+                "runs": [r.to_json() for r in self.runs]}
+
+
+def _job(run_dir: Path) -> dict:
+    paths = RunPaths(Path(run_dir))
+    for path in (paths.training_toml, paths.dataset_toml):
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing; plan the run first (bespoke plan) or pick another run folder")
+    args = train_script_args(paths.relative(paths.training_toml), paths.relative(paths.dataset_toml))
+    return probe_job(str(paths.root), paths.root, args)
+
+
+def preflight_runs(settings: Settings, run_dirs: list[Path], env: dict[str, str] | None = None) -> PreflightReport:
+    """Run the probe once for all `run_dirs`; results in the same order. ConfigError without a checkout."""
+    script = settings.sd_script("train_network.py")
+    jobs = [_job(Path(d)) for d in run_dirs]
+    started = time.monotonic()
+    done = run_capture(probe_argv(settings.trainer_python, script.parent, jobs), timeout=PROBE_TIMEOUT_S,
+                       cwd=script.parent, env=env)
+    seconds = time.monotonic() - started
+    runs = parse_probe(done.stdout, done.stderr, done.exit_code, [j["id"] for j in jobs])
+    by_id = {r.run: r for r in runs}
+    ordered = [by_id.get(j["id"]) or RunPreflight(j["id"], error="the probe gave no answer for this run")
+               for j in jobs]
+    return PreflightReport(ordered, probe_device(done.stdout), seconds)
+
+
+def problem_summary(run: RunPreflight) -> str:
+    """One line: each stage that would stop the trainer, its message and its fix."""
+    if run.error:
+        return run.error
+    parts = []
+    for stage in run.problems:
+        fix = f" (fix: {stage.fix})" if stage.fix else ""
+        parts.append(f"{stage.name} {stage.status}: {stage.message[:240]}{fix}")
+    return "; ".join(parts)
+
+
+def require_preflight(settings: Settings, run_dirs: list[Path]) -> PreflightReport:
+    """Preflight before a launch: raise PreflightError naming every problem (TrainerError when the probe
+    itself could not run), so nothing is launched that the trainer would refuse."""
+    report = preflight_runs(settings, run_dirs)
+    broken = [r for r in report.runs if r.error]
+    if broken:
+        raise TrainerError(f"preflight could not run for {Path(broken[0].run).name}: {broken[0].error} "
+                           "(`bespoke doctor` checks the trainer's Python; --no-preflight skips this check)")
+    bad = [r for r in report.runs if not r.ok]
+    if bad:
+        lines = " | ".join(f"{Path(r.run).name}: {problem_summary(r)}" for r in bad)
+        raise PreflightError(f"preflight: the trainer would stop: {lines} — `bespoke preflight RUN` shows every "
+                             "stage; --no-preflight launches anyway")
+    return report
