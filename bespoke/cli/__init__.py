@@ -18,8 +18,8 @@ from bespoke.cli.doctor import doctor
 from bespoke.cli.generate import generate
 from bespoke.cli.inspect import inspect
 from bespoke.cli.plan import plan
-from bespoke.cli.prepare import prepare
 from bespoke.cli.preflight import preflight
+from bespoke.cli.prepare import prepare
 from bespoke.cli.presets import presets
 from bespoke.cli.process import process
 from bespoke.cli.review import review

@@ -59,8 +59,11 @@ def rows_to_json(rows) -> list[dict]:
               help="Process each finished run's samples (colour metrics, best epoch) for the comparison table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final table.")
+@click.option("--preflight/--no-preflight", default=True, show_default=True,
+              help="Run `bespoke preflight` on every run (one probe) before launching any.")
 @click.pass_context
-def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process, as_json, quiet):
+def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process, as_json, quiet,
+          preflight):
     """Train several runs: skip finished ones, continue past failures, end with a comparison table."""
     from bespoke.console import console
     from bespoke.pipeline import process_sweep_rows
@@ -71,7 +74,7 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
         outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset,
                             sweep_file=Path(sweep_file) if sweep_file else None,
                             dataset=dataset, overrides=tuple(overrides), gpus=gpus,
-                            shard=shard, restart=restart, quiet=quiet)
+                            shard=shard, restart=restart, quiet=quiet, preflight=preflight)
         if process and not outcome.interrupted:
             process_sweep_rows(outcome.rows, console, quiet)
     except KeyboardInterrupt:

@@ -52,6 +52,8 @@ def preflight_runs(settings: Settings, run_dirs: list[Path], env: dict[str, str]
     """Run the probe once for all `run_dirs`; results in the same order. ConfigError without a checkout."""
     script = settings.sd_script("train_network.py")
     jobs = [_job(Path(d)) for d in run_dirs]
+    if not jobs:
+        return PreflightReport([], {}, 0.0)
     started = time.monotonic()
     done = run_capture(probe_argv(settings.trainer_python, script.parent, jobs), timeout=PROBE_TIMEOUT_S,
                        cwd=script.parent, env=env)

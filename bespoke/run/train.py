@@ -35,6 +35,7 @@ from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import PlanRequest, launch_spec_for, plan_run
+from bespoke.run.preflight import require_preflight
 from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
 from bespoke.run.runner import ProcessResult, rotate_log, run_logged
 from bespoke.settings import Settings
@@ -188,6 +189,7 @@ class LaunchOptions:
     base_env: dict[str, str] | None = None
     stop_timeouts: tuple[float, float] = (10.0, 5.0)
     on_spawn: Callable[[int], None] | None = None
+    preflight: bool = True  # bespoke preflight before the launch (after the lock and the resume rules)
 
 
 def _skipped(manifest: RunManifest, paths: RunPaths) -> TrainResult:
@@ -200,20 +202,21 @@ def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_i
               pin_gpu: str | None = None, progress: RunProgress | None = None, view: ProgressView | None = None,
               stop: threading.Event | None = None, base_env: dict[str, str] | None = None,
               stop_timeouts: tuple[float, float] = (10.0, 5.0), on_message: Say | None = None,
-              on_spawn: Callable[[int], None] | None = None) -> TrainResult:
+              on_spawn: Callable[[int], None] | None = None, preflight: bool = True) -> TrainResult:
     """Train the planned run in `run_dir` and return how it ended (see the module docstring for the rules).
 
     `progress` is a `RunProgress` to feed (created if None); `view` a `ProgressView` (or None for no display);
     `pin_gpu` pins the run to one GPU with CUDA_VISIBLE_DEVICES (sweep --gpus); `stop` stops it from outside;
-    `on_spawn(pid)` is called right after the trainer process started.
-    Raises RunError when the run is locked, or cannot be resumed without `restart`.
+    `on_spawn(pid)` is called right after the trainer process started; `preflight` runs `bespoke preflight` first.
+    Raises RunError when the run is locked, or cannot be resumed without `restart`; PreflightError when the
+    installed sd-scripts would refuse the run on this box.
     """
     paths = RunPaths(Path(run_dir))
     manifest = load_manifest(paths.root)
     if manifest.status == "finished" and not restart:
         return _skipped(manifest, paths)
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
-    options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn)
+    options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn, preflight)
     with RunLock(paths, manifest.id):
         return _train_locked(settings, paths, restart, options, progress, view, on_message or (lambda text: None))
 
@@ -225,6 +228,8 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     output_name = str(training.get("output_name") or "last")
     total_epochs = as_int(training.get("max_train_epochs"))
     resume = _prepare_folder(paths, manifest, output_name, restart, say)
+    if options.preflight:
+        require_preflight(settings, [paths.root])
     spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
                    accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
     if options.pin_gpu is not None:
@@ -283,7 +288,7 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
 def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,
                   overrides: tuple[str, ...] = (), prompts: Path | None = None, restart: bool = False,
                   resume: bool = True, gpu_ids: tuple[str, ...] = (), view: ProgressView | None = None,
-                  on_message: Say | None = None) -> TrainResult:
+                  on_message: Say | None = None, preflight: bool = True) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
     plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=Path(dataset), preset=preset,
                                           overrides=tuple(overrides), prompts=prompts))
@@ -292,4 +297,5 @@ def train_request(settings: Settings, *, resolution: int, dataset: Path, preset:
     if not resume and not restart and plan.manifest.status in ("interrupted", "failed"):
         raise RunError(f"run {plan.run_id} is {plan.manifest.status}; drop --no-resume to resume it, "
                        "or use --restart to start over")
-    return train_run(settings, plan.paths.root, restart=restart, gpu_ids=gpu_ids, view=view, on_message=on_message)
+    return train_run(settings, plan.paths.root, restart=restart, gpu_ids=gpu_ids, view=view, on_message=on_message,
+                     preflight=preflight)

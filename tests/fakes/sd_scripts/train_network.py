@@ -31,6 +31,8 @@ import time
 import uuid
 from pathlib import Path
 
+from library.network_trainer import NetworkTrainer  # noqa: F401 - train_network.NetworkTrainer, for preflight
+
 HERE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _FALLBACK_OPTIONS = [  # used only when no option table is found
