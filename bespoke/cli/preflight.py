@@ -13,21 +13,32 @@ from bespoke.cli.common import get_settings, run_argument
 STYLE = {"PASS": "green", "FAIL": "red", "NEEDS-HARDWARE": "yellow", "SKIPPED": "dim"}
 
 
+SHORT = {"PASS": "ok", "FAIL": "FAIL", "NEEDS-HARDWARE": "HW", "SKIPPED": "-"}
+LEGEND = "ok = PASS, FAIL = the trainer would stop, HW = NEEDS-HARDWARE this box lacks, - = skipped"
+
+
 def stage_table(report, title: str = "preflight"):
-    """Runs x stages: PASS / FAIL / NEEDS-HARDWARE / SKIPPED."""
+    """One run: its stages with status and message. Several: runs x stages, short statuses (see LEGEND)."""
     from rich.table import Table
 
     from bespoke.kohya.preflight import STAGE_NAMES
 
     table = Table(title=title)
+    if len(report.runs) == 1 and not report.runs[0].error:
+        for column in ("stage", "status", "message"):
+            table.add_column(column, no_wrap=column != "message")
+        for stage in report.runs[0].stages:
+            table.add_row(stage.name, f"[{STYLE.get(stage.status, '')}]{stage.status}[/]", stage.message)
+        return table
     table.add_column("run", no_wrap=True)
-    for name in STAGE_NAMES:
-        table.add_column(name.replace(" ", "\n"))
+    for index, _ in enumerate(STAGE_NAMES, 1):
+        table.add_column(str(index), justify="center")
     for run in report.runs:
         by_name = {s.name: s for s in run.stages}
-        cells = [f"[{STYLE.get(by_name[n].status, '')}]{by_name[n].status}[/]" if n in by_name else
+        cells = [f"[{STYLE.get(by_name[n].status, '')}]{SHORT.get(by_name[n].status, '?')}[/]" if n in by_name else
                  ("[red]ERROR[/]" if run.error else "-") for n in STAGE_NAMES]
         table.add_row(Path(run.run).name, *cells)
+    table.caption = "stages: " + ", ".join(f"{i} {n}" for i, n in enumerate(STAGE_NAMES, 1)) + ". " + LEGEND
     return table
 
 
