@@ -13,8 +13,8 @@ from bespoke.cli.common import get_settings, run_argument
 STYLE = {"PASS": "green", "FAIL": "red", "NEEDS-HARDWARE": "yellow", "SKIPPED": "dim"}
 
 
-SHORT = {"PASS": "ok", "FAIL": "FAIL", "NEEDS-HARDWARE": "HW", "SKIPPED": "-"}
-LEGEND = "ok = PASS, FAIL = the trainer would stop, HW = NEEDS-HARDWARE this box lacks, - = skipped"
+SHORT = {"PASS": "ok", "FAIL": "X", "NEEDS-HARDWARE": "hw", "SKIPPED": "-"}
+LEGEND = "ok = PASS, X = FAIL (the trainer would stop), hw = NEEDS-HARDWARE this box lacks, - = skipped"
 
 
 def stage_table(report, title: str = "preflight"):
