@@ -18,6 +18,7 @@ MARKER = "BESPOKE_PREFLIGHT"
 PASS, FAIL, HARDWARE, SKIPPED = "PASS", "FAIL", "NEEDS-HARDWARE", "SKIPPED"
 STAGE_NAMES = ("arguments", "tokenizer", "dataset", "buckets", "data loader", "optimizer", "attention",
                "mixed precision", "sample prompts", "network module")
+GEN_STAGE_NAMES = ("gen_img arguments", "files", "tokenizer", "attention", "mixed precision")
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ class RunPreflight:
         return {"run": self.run, "ok": self.ok, "error": self.error, "stages": [s.to_json() for s in self.stages]}
 
 
-def probe_job(job_id: str, cwd: Path, script_args: tuple[str, ...]) -> dict:
-    """One job for the probe: `train_network.py script_args`, started in `cwd` (the run folder)."""
-    return {"id": job_id, "cwd": str(cwd), "args": list(script_args)}
+def probe_job(job_id: str, cwd: Path, script_args: tuple[str, ...], kind: str = "train") -> dict:
+    """One job for the probe: `train_network.py script_args` (kind "gen": `gen_img.py script_args`), started in
+    `cwd` (the run folder)."""
+    return {"id": job_id, "cwd": str(cwd), "args": list(script_args), "kind": kind}
 
 
 def probe_argv(python: str, sd_scripts: Path, jobs: list[dict]) -> list[str]:
@@ -98,6 +100,9 @@ _FIXES: tuple[tuple[str, str, str], ...] = (
     ("network module", r"network_weights", "--set network_weights to an existing LoRA file, or remove it"),
     ("network module", r".", "--set network_module=" + _quote("networks.lora")),
     ("arguments", r".", "`bespoke check RUN` names the key; fix it with --set KEY=VALUE"),
+    ("gen_img arguments", r".", "this gen_img.py rejects an option bespoke passes: update sd-scripts "
+                                "(git pull in the checkout)"),
+    ("files", r".", "train the run first (bespoke train), or point --base-model at your SD 1.5 file"),
 )
 
 

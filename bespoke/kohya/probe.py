@@ -203,6 +203,34 @@ def stage_network(job, ctx):
     return f"{args.network_module} imported"
 
 
+def stage_gen_arguments(job, ctx):
+    """gen_img.py's own parser on the exact arguments bespoke passes (an option it lacks: argparse error)."""
+    parser = importlib.import_module("gen_img").setup_parser()
+
+    def exit_with(status=0, message=None):
+        raise Stop(FAIL, (message or f"argparse exit {status}").strip())
+
+    parser.exit = exit_with
+    args = parser.parse_args(job["args"])
+    for name in ("max_token_length", "mem_eff_attn"):
+        setattr(args, name, getattr(args, name, None))
+    args.mixed_precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+    args.save_precision = None
+    ctx["args"] = args
+    ctx["trainer"] = ctx["train_network"].NetworkTrainer()
+    return f"gen_img.py accepts all {len(job['args'])} arguments"
+
+
+def stage_gen_files(job, ctx):
+    args = ctx["args"]
+    missing = [w for w in (args.network_weights or []) if not os.path.isfile(w)]
+    if args.ckpt and args.ckpt.endswith((".safetensors", ".ckpt")) and not os.path.isfile(args.ckpt):
+        missing.insert(0, args.ckpt)
+    if missing:
+        raise Stop(FAIL, f"not found: {', '.join(missing)}")
+    return f"base model and {len(args.network_weights or [])} LoRA file(s) exist"
+
+
 # (name, function, stages it needs to have passed)
 STAGES = (
     ("arguments", stage_arguments, ()),
@@ -218,13 +246,22 @@ STAGES = (
 )
 
 
+GEN_STAGES = (
+    ("gen_img arguments", stage_gen_arguments, ()),
+    ("files", stage_gen_files, ("gen_img arguments",)),
+    ("tokenizer", stage_tokenizer, ("gen_img arguments",)),
+    ("attention", stage_attention, ("gen_img arguments",)),
+    ("mixed precision", stage_precision, ("gen_img arguments",)),
+)
+
+
 def run_job(job: dict, modules: dict, device: dict) -> list[dict]:
     """Every stage of one job, in the job's folder; a stage whose prerequisite failed is SKIPPED."""
     os.chdir(job["cwd"])
     ctx = dict(modules, device=device)
     results: list[dict] = []
     passed: set[str] = set()
-    for name, function, needs in STAGES:
+    for name, function, needs in GEN_STAGES if job.get("kind") == "gen" else STAGES:
         missing = [n for n in needs if n not in passed]
         if missing:
             results.append({"name": name, "status": SKIPPED, "message": f"needs the {missing[0]} stage"})

@@ -51,7 +51,10 @@ def _job(run_dir: Path) -> dict:
 def preflight_runs(settings: Settings, run_dirs: list[Path], env: dict[str, str] | None = None) -> PreflightReport:
     """Run the probe once for all `run_dirs`; results in the same order. ConfigError without a checkout."""
     script = settings.sd_script("train_network.py")
-    jobs = [_job(Path(d)) for d in run_dirs]
+    return _probe(settings, script, [_job(Path(d)) for d in run_dirs], env)
+
+
+def _probe(settings: Settings, script: Path, jobs: list[dict], env: dict[str, str] | None) -> PreflightReport:
     if not jobs:
         return PreflightReport([], {}, 0.0)
     started = time.monotonic()
@@ -76,10 +79,20 @@ def problem_summary(run: RunPreflight) -> str:
     return "; ".join(parts)
 
 
-def require_preflight(settings: Settings, run_dirs: list[Path]) -> PreflightReport:
+def gen_preflight(settings: Settings, run_dir: Path, script_args: tuple[str, ...]) -> PreflightReport:
+    """gen_img.py's own parser on `script_args`, the tokenizer, the attention backend, precision and the files
+    (base model, LoRA), in the trainer's Python, started in the run folder like `generate`."""
+    script = settings.sd_script("gen_img.py")
+    return _probe(settings, script, [probe_job(str(run_dir), Path(run_dir), script_args, kind="gen")], None)
+
+
+def require_preflight(settings: Settings, run_dirs: list[Path], gen_args: tuple[str, ...] | None = None
+                      ) -> PreflightReport:
     """Preflight before a launch: raise PreflightError naming every problem (TrainerError when the probe
-    itself could not run), so nothing is launched that the trainer would refuse."""
-    report = preflight_runs(settings, run_dirs)
+    itself could not run), so nothing is launched that the trainer would refuse. With `gen_args`, the one run
+    folder is checked for `gen_img.py gen_args` instead of training."""
+    report = preflight_runs(settings, run_dirs) if gen_args is None else gen_preflight(settings, run_dirs[0],
+                                                                                       gen_args)
     broken = [r for r in report.runs if r.error]
     if broken:
         raise TrainerError(f"preflight could not run for {Path(broken[0].run).name}: {broken[0].error} "
