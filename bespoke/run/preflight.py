@@ -12,13 +12,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bespoke.dataset.synthetic import write_dataset
 from bespoke.errors import ConfigError, PreflightError, TrainerError
 from bespoke.kohya.launch import train_script_args
 from bespoke.kohya.preflight import RunPreflight, parse_probe, probe_argv, probe_device, probe_job
+from bespoke.kohya.presets import load_preset_file, preset_names, presets_folder
 from bespoke.run.paths import RunPaths
+from bespoke.run.plan import PlanRequest, plan_run
 from bespoke.run.runner import run_capture
 from bespoke.settings import Settings
 
+RESOLUTIONS = (512, 256, 128, 64)
 PROBE_TIMEOUT_S = 1800.0  # a batch of runs on a busy CPU box; a hung probe must still end
 
 
@@ -103,3 +107,29 @@ def require_preflight(settings: Settings, run_dirs: list[Path], gen_args: tuple[
         raise PreflightError(f"preflight: the trainer would stop: {lines} — `bespoke preflight RUN` shows every "
                              "stage; --no-preflight launches anyway")
     return report
+
+
+def shipped_combinations() -> list[tuple[int, str | None]]:
+    """(resolution, preset) of every shipped preset: the default at each resolution, a named preset at its own
+    resolution (or at each when it names none)."""
+    combos: list[tuple[int, str | None]] = [(r, None) for r in RESOLUTIONS]
+    for name in preset_names():
+        own = load_preset_file(presets_folder() / f"{name}.toml")["bespoke"].get("resolution")
+        combos += [(int(own), name)] if own else [(r, name) for r in RESOLUTIONS]
+    return combos
+
+
+def plan_shipped(settings: Settings, folder: Path, overrides: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Plan every shipped preset x resolution into `folder` (its own outputs, cache and 4 synthetic punks):
+    {label: run folder}, label "64" or "512 baseline-512"."""
+    scratch = Settings(project_root=folder, outputs_dir=folder / "outputs", datasets_dir=folder / "datasets",
+                       cache_dir=folder / "cache", sd_scripts=settings.sd_scripts, sd_python=settings.sd_python,
+                       base_model=settings.base_model, accelerate=settings.accelerate)
+    dataset = folder / "datasets" / "punks"
+    write_dataset(dataset, count=4, seed=3)
+    runs = {}
+    for resolution, preset in shipped_combinations():
+        plan = plan_run(scratch, PlanRequest(resolution=resolution, dataset=dataset, preset=preset,
+                                             overrides=overrides), progress=False)
+        runs[f"{resolution} {preset}" if preset else str(resolution)] = plan.paths.root
+    return runs
