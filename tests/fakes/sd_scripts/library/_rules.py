@@ -30,4 +30,9 @@ def training_errors(args) -> list[str]:
 
 
 def dataset_errors(user_config: dict, args) -> list[str]:
-    return list(fake_rules.check_dataset(user_config, dict(vars(args)))) if fake_rules is not None else []
+    if fake_rules is None:
+        return []
+    values = dict(vars(args))
+    if isinstance(values.get("resolution"), tuple):  # prepare_dataset_args made it a tuple; the TOML had "W,H"
+        values["resolution"] = ",".join(str(r) for r in values["resolution"])
+    return list(fake_rules.check_dataset(user_config, values))
