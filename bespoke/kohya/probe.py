@@ -85,7 +85,7 @@ def stage_dataset(job, ctx):
         raise Stop(FAIL, "when caching latents, either color_aug or random_crop cannot be used")
     ctx["train_group"], ctx["val_group"] = train_group, val_group
     images = sum(getattr(d, "num_train_images", 0) for d in getattr(train_group, "datasets", []))
-    return f"{images} images, {len(train_group)} batches per epoch"
+    return f"{images} images x repeats, {len(train_group)} batches per epoch"
 
 
 def stage_buckets(job, ctx):
