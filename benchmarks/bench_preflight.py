@@ -5,7 +5,8 @@ _TOKENIZER_CACHE). In a throwaway project (4 synthetic punks, the CPU-safe overr
 - preflight of one run (one probe: sd-scripts imported once, every stage, up to the model load);
 - preflight of every shipped preset x resolution in one probe, per run;
 - the real trainer through `accelerate launch` (what `bespoke train` starts), from spawn to its first optimizer
-  step (the first `steps: ... 1/N` progress line), then stopped.
+  step (the first `steps: ... 1/N` progress line), then stopped; sample_at_first is off, so that time is the
+  imports, model load and latent caching only (with it on, the samples drawn before step 1 add minutes on CPU).
 Target: preflight of one run < 10 % of the trainer's time to its first step (the work it saves when it fails).
 
 Usage: .venv/bin/python benchmarks/bench_preflight.py [--repeat N]
@@ -42,6 +43,7 @@ FIRST_STEP = re.compile(r"steps:.*\b1/\d+")
 def cpu_safe(tokenizer_cache: str) -> tuple[str, ...]:
     return ("bucket_reso_steps=64", "min_bucket_reso=64", "persistent_data_loader_workers=false",
             "max_data_loader_n_workers=0", 'mixed_precision="no"', 'save_precision="float"', "max_train_epochs=2",
+            "sample_at_first=false",  # the first step comes right after the model load and latent caching
             "num_repeats=1", "batch_size=2", "gradient_checkpointing=false", "network_dim=4",
             f'tokenizer_cache_dir="{tokenizer_cache}"')
 
@@ -87,6 +89,7 @@ def main() -> None:
         overrides = cpu_safe(os.environ["BESPOKE_TEST_TOKENIZER_CACHE"])
         run = plan_run(settings, PlanRequest(resolution=64, dataset=project / "datasets" / "punks",
                                              overrides=overrides), progress=False).paths.root
+        preflight_runs(settings, [run])  # warm-up, untimed: the first import of torch & co. reads them from disk
         one = [preflight_runs(settings, [run]).seconds for _ in range(options.repeat)]
         shipped = plan_shipped(settings, project / "shipped", (overrides[-1],))
         batch = preflight_runs(settings, list(shipped.values())).seconds
