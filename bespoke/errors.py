@@ -42,6 +42,12 @@ class TrainerError(BespokeError):
     exit_code = 5
 
 
+class PreflightError(BespokeError):
+    """Preflight: the installed sd-scripts would stop on this run's configs on this box (exit 1)."""
+
+    exit_code = 1
+
+
 class ProcessError(BespokeError):
     """Post-processing samples failed for every input (no samples, nothing readable)."""
 

@@ -51,7 +51,8 @@ def make_run(root: Path, name: str = "hand", epochs: int = EPOCHS) -> Path:
         "model": {"output_dir": "model", "output_name": name},
         "training": {"max_train_epochs": epochs, "save_every_n_epochs": 1, "sample_every_n_epochs": 1,
                      "sample_at_first": True, "save_state": True, "save_last_n_epochs_state": 1,
-                     "sample_prompts": "config/prompts.txt", "mixed_precision": "no"}}))
+                     "sample_prompts": "config/prompts.txt", "mixed_precision": "no",
+                     "network_module": "networks.lora"}}))
     paths.dataset_toml.write_text(toml.dumps({"datasets": [{"resolution": 64, "batch_size": 2, "subsets": [
         {"image_dir": str(images), "num_repeats": 1, "caption_extension": ".txt"}]}]}))
     write_run_json(paths.root, id=name, status="planned", resolution=64, output_name=name, num_epochs=epochs)

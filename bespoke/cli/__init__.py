@@ -21,6 +21,7 @@ from bespoke.cli.generate import generate
 from bespoke.cli.import_ import import_
 from bespoke.cli.inspect import inspect
 from bespoke.cli.plan import plan
+from bespoke.cli.preflight import preflight
 from bespoke.cli.prepare import prepare
 from bespoke.cli.presets import presets
 from bespoke.cli.process import process
@@ -32,7 +33,7 @@ from bespoke.cli.train import train
 EXIT_CODES = """\b
 Exit codes:
   0    done
-  1    a problem bespoke found (doctor: not ready)
+  1    a problem bespoke found (doctor: not ready; preflight: a stage fails)
   2    bad flags, arguments or config (a preset, TOML, prompt file, bespoke.toml)
   3    the dataset cannot be prepared
   4    a run folder is missing, locked or in the wrong state
@@ -61,6 +62,6 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
                          "base_model": base_model}}
 
 
-for _command in (prepare, plan, presets, check, train, sweep, cancel, runs, doctor, process, review, generate,
-                 inspect, export, import_, baseline, demo):
+for _command in (prepare, plan, presets, check, preflight, train, sweep, cancel, runs, doctor, process, review,
+                 generate, inspect, export, import_, baseline, demo):
     main.add_command(_command)

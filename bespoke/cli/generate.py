@@ -24,8 +24,11 @@ from bespoke.cli.common import get_settings, run_argument
 @click.option("--no-process", is_flag=True, help="Only generate; do not run `process` on the images.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("--json", "as_json", is_flag=True, help="Print generate.json (+ process summary) on stdout.")
+@click.option("--preflight/--no-preflight", default=True, show_default=True,
+              help="Check gen_img.py's arguments, the tokenizer (offline too), attention backend and files first.")
 @click.pass_context
-def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, force, no_process, quiet, as_json):
+def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, force, no_process, quiet, as_json,
+             preflight):
     """Images from RUN's LoRA checkpoint via sd-scripts gen_img.py, named <prompt>_s<seed>.png in
     RUN/generated/e<epoch>/ with generate.json beside them, then `process` on that folder."""
     from rich.markup import escape
@@ -38,7 +41,7 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     run_dir = run_argument(ctx, run)
     request = GenerateRequest(epoch=epoch, prompts_file=Path(prompts_file) if prompts_file else None,
                               seeds=parse_seeds(seeds), mul=mul, steps=steps, scale=scale, sampler=sampler,
-                              force=force)
+                              force=force, preflight=preflight)
     result = generate_and_process(settings, run_dir, request, process=not no_process, quiet=quiet or as_json)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))

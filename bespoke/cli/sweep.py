@@ -125,9 +125,11 @@ def _render_slurm(submission, console, as_json: bool) -> None:
               help="Process each finished run's samples (colour metrics, best epoch) for the comparison table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final table.")
+@click.option("--preflight/--no-preflight", default=True, show_default=True,
+              help="Run `bespoke preflight` on every run (one probe) before launching any.")
 @click.pass_context
 def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, use_slurm, partition, account,
-          time_limit, gres, max_concurrent, restart, process, as_json, quiet):
+          time_limit, gres, max_concurrent, restart, process, as_json, quiet, preflight):
     """Train several runs: skip finished ones, continue past failures, end with a comparison table.
 
     Here, one after another; with --gpus, one run per GPU of this machine at once; with --shard i/n, this
@@ -152,11 +154,11 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
     if partition or account or time_limit or gres or max_concurrent:
         raise UsageError("--partition/--account/--time/--gres/--max-concurrent are for --slurm")
     _local(settings, console, resolutions, preset, file, dataset, tuple(overrides), gpus, shard, restart, process,
-           as_json, quiet)
+           as_json, quiet, preflight)
 
 
 def _local(settings, console, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process,
-           as_json, quiet) -> None:
+           as_json, quiet, preflight) -> None:
     from bespoke.console import out
     from bespoke.pipeline import process_sweep_rows
     from bespoke.run.sweep import run_sweep
@@ -164,7 +166,7 @@ def _local(settings, console, resolutions, preset, sweep_file, dataset, override
     try:
         outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset, sweep_file=sweep_file,
                             dataset=dataset, overrides=overrides, gpus=gpus, shard=shard, restart=restart,
-                            quiet=quiet)
+                            quiet=quiet, preflight=preflight)
         if process and not outcome.interrupted:
             process_sweep_rows(outcome.rows, console, quiet)
     except KeyboardInterrupt:

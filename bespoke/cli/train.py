@@ -96,8 +96,11 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
 @click.option("--process/--no-process", "process", default=True, show_default=True,
               help="After a finished run, process its samples: 24 px candidates, colour metrics, best epoch.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final result.")
+@click.option("--preflight/--no-preflight", default=True, show_default=True,
+              help="Run `bespoke preflight` (sd-scripts' own checks, up to the model load) before launching.")
 @click.pass_context
-def train(ctx, resolution, preset, name, dataset, overrides, prompts, run, gpus, resume, restart, process, quiet):
+def train(ctx, resolution, preset, name, dataset, overrides, prompts, run, gpus, resume, restart, process, quiet,
+          preflight):
     """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current."""
     from bespoke.console import console
     from bespoke.run.manifest import load_manifest
@@ -118,14 +121,15 @@ def train(ctx, resolution, preset, name, dataset, overrides, prompts, run, gpus,
             status = load_manifest(folder).status
             if not resume and not restart and status in ("interrupted", "failed"):
                 raise RunError(f"run {folder.name} is {status}; drop --no-resume or use --restart")
-            result = train_run(settings, folder, restart=restart, gpu_ids=gpu_ids, view=view, on_message=say)
+            result = train_run(settings, folder, restart=restart, gpu_ids=gpu_ids, view=view, on_message=say,
+                               preflight=preflight)
         else:
             if resolution is None:
                 raise UsageError("give -r RESOLUTION (512, 256, 128 or 64), or --run RUN")
             result = train_request(settings, resolution=resolution, dataset=dataset_argument(ctx, dataset),
                                    preset=preset, overrides=tuple(overrides), name=name,
                                    prompts=Path(prompts) if prompts else None, restart=restart, resume=resume,
-                                   gpu_ids=gpu_ids, view=view, on_message=say)
+                                   gpu_ids=gpu_ids, view=view, on_message=say, preflight=preflight)
     except KeyboardInterrupt:
         raise Interrupted("interrupted; run the same command again to resume") from None
     render_outcome(result, console)

@@ -14,6 +14,8 @@ from pathlib import Path
 from bespoke.kohya.metadata import WeightsError, as_int, read_metadata
 from bespoke.kohya.naming import CHECKPOINT_SUFFIX, STATE_SUFFIX, epoch_from_filename, final_checkpoint_name
 
+STATE_LAST_FILE = "random_states_0.pkl"  # written last by accelerate's save_state
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -73,14 +75,20 @@ def epochs_done(checkpoints: list[Checkpoint]) -> int:
 
 
 def newest_state_dir(model_dir: Path) -> Path | None:
-    """The `*-state` folder (sd-scripts --save_state) with the highest step, or None."""
+    """The complete `*-state` folder (sd-scripts --save_state) with the highest step, or None.
+
+    Complete = accelerate's last file, `random_states_0.pkl`, is there: sd-scripts' save hook writes
+    train_state.json FIRST, then accelerate writes the weights, optimizer.bin, scheduler.bin and the RNG states,
+    so a Ctrl-C during the save leaves a folder with train_state.json and no optimizer.bin (seen on the real
+    trainer: resuming from it dies with FileNotFoundError ... optimizer.bin)."""
     best, best_key = None, None
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return None
     for path in model_dir.iterdir():
         state_file = path / "train_state.json"
-        if not path.name.endswith(STATE_SUFFIX) or not state_file.is_file():
+        if not path.name.endswith(STATE_SUFFIX) or not state_file.is_file() or \
+                not (path / STATE_LAST_FILE).is_file():
             continue
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))

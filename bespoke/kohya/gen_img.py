@@ -108,6 +108,12 @@ def gen_img_args(*, base_model: str, outdir: Path, prompt_file: Path, checkpoint
         args.append("--xformers")
     elif training.get("sdpa"):
         args.append("--sdpa")
+    # offline, gen_img.py needs the tokenizer the run trained with (FACTS §9), like train_network.py
+    if training.get("tokenizer_cache_dir"):
+        args += ["--tokenizer_cache_dir", str(training["tokenizer_cache_dir"])]
+    # gen_img.py has no --max_token_length: its long-prompt equivalent counts 75-token chunks
+    if training.get("max_token_length"):
+        args += ["--max_embeddings_multiples", str(max(int(training["max_token_length"]) // 75, 1))]
     if training.get("clip_skip"):
         args += ["--clip_skip", str(training["clip_skip"])]
     if training.get("v2"):

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bespoke.errors import ConfigError
+from bespoke.errors import BespokeError, ConfigError
 from bespoke.kohya.config import load_toml
 from bespoke.kohya.presets import resolve_preset
 from bespoke.run.paths import RunPaths, list_run_dirs
+from bespoke.run.preflight import plan_shipped, preflight_runs
 from bespoke.run.runner import run_capture
 from bespoke.settings import Settings
 
@@ -67,12 +69,17 @@ class Check:
         return asdict(self)
 
 
+def newest_run(settings: Settings) -> RunPaths | None:
+    """The run folder whose training.toml was written last, if any."""
+    runs = [RunPaths(d) for d in list_run_dirs(settings.outputs_dir)]
+    runs = [p for p in runs if p.training_toml.is_file() and p.dataset_toml.is_file()]
+    return max(runs, key=lambda p: p.training_toml.stat().st_mtime) if runs else None
+
+
 def keys_bespoke_writes(settings: Settings) -> tuple[list[str], str]:
     """Training keys to check: those of the newest planned training.toml, else of the resolved default preset."""
-    runs = [RunPaths(d) for d in list_run_dirs(settings.outputs_dir)]
-    runs = [p for p in runs if p.training_toml.is_file()]
-    if runs:
-        newest = max(runs, key=lambda p: p.training_toml.stat().st_mtime)
+    newest = newest_run(settings)
+    if newest is not None:
         try:
             data = load_toml(newest.training_toml)
             keys: set[str] = set()
@@ -184,6 +191,31 @@ def _options_check(settings: Settings, sd: Path, python: str, info: dict) -> Che
     return Check("sd-scripts options", "ok", f"all {len(keys)} training keys bespoke writes are options of this sd-scripts")
 
 
+def preflight_checks(settings: Settings) -> list[Check]:
+    """`bespoke preflight` of every shipped preset x resolution (planned into a temporary folder with 4 synthetic
+    punks) and of the newest run, in one probe: an error for each that the trainer would refuse on this box."""
+    with tempfile.TemporaryDirectory(prefix="bespoke-doctor-") as tmp:
+        try:
+            runs = {f"preset {label}": path for label, path in plan_shipped(settings, Path(tmp)).items()}
+        except BespokeError as error:
+            return [Check("preflight", "error", f"could not plan the shipped presets: {error}")]
+        newest = newest_run(settings)
+        if newest is not None:
+            runs[f"newest run {newest.root.name}"] = newest.root
+        report = preflight_runs(settings, list(runs.values()))
+    checks = []
+    for label, run in zip(runs, report.runs, strict=True):
+        if run.error:
+            checks.append(Check(f"preflight {label}", "error", run.error, "bespoke preflight RUN shows the details"))
+        elif run.problems:
+            message = "; ".join(f"{s.name} {s.status}: {s.message[:160]}" for s in run.problems)
+            fixes = "; ".join(dict.fromkeys(s.fix for s in run.problems if s.fix))
+            checks.append(Check(f"preflight {label}", "error", message, fixes))
+        else:
+            checks.append(Check(f"preflight {label}", "ok", f"all {len(run.stages)} stages pass"))
+    return checks
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every readiness check, in order; each problem carries its fix."""
     checks, sd = _checkout_checks(settings)
@@ -194,4 +226,5 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(_disk_check(settings.outputs_dir))
     if sd is not None and info is not None:
         checks.append(_options_check(settings, sd, python, info))
+        checks += preflight_checks(settings)
     return checks

@@ -41,6 +41,7 @@ from bespoke.kohya.output import log_tail, trainer_error
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import base_model_argument
+from bespoke.run.preflight import require_preflight
 from bespoke.run.runner import ProcessResult, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
@@ -62,6 +63,7 @@ class GenerateRequest:
     scale: float | None = None
     sampler: str | None = None
     force: bool = False
+    preflight: bool = True  # gen_img.py's parser, tokenizer, attention, precision and files first (~6 s)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -232,6 +234,12 @@ def _resolve(settings: Settings, run_dir: Path, request: GenerateRequest) -> _Re
     return _Resolved(epoch, checkpoint, prompts, sampler, base_model, training)
 
 
+def _script_args(request: GenerateRequest, job: _Resolved, outdir: Path) -> tuple[str, ...]:
+    return gen_img_args(base_model=job.base_model, outdir=outdir, prompt_file=outdir / "prompts.txt",
+                        checkpoint=job.checkpoint, prompts=job.prompts, training=job.training, mul=request.mul,
+                        sampler=job.sampler)
+
+
 def generate(settings: Settings, run_dir: Path, request: GenerateRequest = GenerateRequest(), *, quiet: bool = False,
              base_env: dict[str, str] | None = None, say: Say | None = None,
              stop: threading.Event | None = None) -> dict:
@@ -240,7 +248,8 @@ def generate(settings: Settings, run_dir: Path, request: GenerateRequest = Gener
     Returns the generate.json manifest plus "outdir" and "reused".
     Raises RunError (no such epoch, folder holds a different generation), ConfigError (no sd-scripts,
     bad prompt file), TrainerError (gen_img.py failed or wrote fewer images than asked) or Interrupted
-    (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped).
+    (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped), PreflightError
+    (`request.preflight`: gen_img.py would reject its arguments, or no tokenizer / attention backend / file).
     """
     say = say or (lambda text: None if quiet else console.print(text))
     run_dir = Path(run_dir)
@@ -253,6 +262,8 @@ def generate(settings: Settings, run_dir: Path, request: GenerateRequest = Gener
     reusable = _claim_outdir(outdir, key, expected, request.force, say)
     if reusable is not None:
         return {**reusable, "outdir": str(outdir), "reused": True}
+    if request.preflight:
+        require_preflight(settings, [run_dir], gen_args=_script_args(request, job, outdir))
     record = _launch(settings, run_dir, request, job, outdir, key, expected, quiet, base_env, stop)
     say(f"generated {len(expected)} images from epoch {job.epoch} into {outdir}")
     return {**record, "outdir": str(outdir), "reused": False}
@@ -265,9 +276,7 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
     outdir.mkdir(parents=True, exist_ok=True)
     prompt_file = outdir / "prompts.txt"
     atomic_write_text(prompt_file, render_gen_prompts(job.prompts, request.seeds))
-    script_args = gen_img_args(base_model=job.base_model, outdir=outdir, prompt_file=prompt_file,
-                               checkpoint=job.checkpoint, prompts=job.prompts, training=job.training,
-                               mul=request.mul, sampler=job.sampler)
+    script_args = _script_args(request, job, outdir)
     spec = gen_launch_spec(settings, script_args, cwd=run_dir)
     argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
     log_path = outdir / "generate.log"

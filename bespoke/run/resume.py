@@ -155,3 +155,13 @@ def live_status(run_dir: Path, manifest: RunManifest) -> tuple[str, int]:
         return manifest.status, manifest.epochs_done
     on_disk = whole_checkpoints(RunPaths(Path(run_dir)).model_dir, manifest.output_name or "last")
     return "stale", epochs_done(on_disk)
+
+
+def finished_on_disk(paths: RunPaths, manifest: RunManifest, output_name: str, total_epochs: int | None) -> bool:
+    """Every epoch's checkpoint is on disk: finished, whatever run.json says (recorded: the signal came late)."""
+    if not complete_final(whole_checkpoints(paths.model_dir, output_name), total_epochs):
+        return False
+    if manifest.status != "finished":
+        manifest.status, manifest.epochs_done = "finished", total_epochs or manifest.epochs_done
+        save_manifest(paths.root, manifest)
+    return True

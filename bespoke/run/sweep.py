@@ -22,6 +22,7 @@ from bespoke.kohya.output import trainer_error
 from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import resolve_dataset
 from bespoke.run.plan import PlanRequest, RunPlan, plan_run
+from bespoke.run.preflight import require_preflight
 from bespoke.run.progress import ProgressView, RunProgress
 from bespoke.run.runner import SigtermAsInterrupt
 from bespoke.run.slurm import SlurmRequest, require_slurm
@@ -96,7 +97,8 @@ class SweepRunner:
         try:
             result = train_run(self.settings, run_dir, restart=self.restart, pin_gpu=gpu, progress=progress,
                                view=view, stop=self.stop, stop_timeouts=self.stop_timeouts, base_env=self.base_env,
-                               on_message=None if self.quiet else self.console.print)
+                               on_message=None if self.quiet else self.console.print,
+                               preflight=False)  # run_sweep preflights every run at once, before any launch
         except BespokeError as error:
             row = row_from_manifest(run_dir, load_manifest(run_dir))
             row.status, row.reason, row.gpu = "error", str(error), gpu
@@ -223,7 +225,8 @@ class SweepOutcome:
 def run_sweep(settings: Settings, console: Console, *, resolutions: str | None = None, preset: str | None = None,
               sweep_file: Path | None = None, dataset: str | Path | None = None, overrides: tuple[str, ...] = (),
               gpus: str | None = None, shard: str | None = None, restart: bool = False, quiet: bool = False,
-              base_env: dict | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0)) -> SweepOutcome:
+              base_env: dict | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0),
+              preflight: bool = True) -> SweepOutcome:
     """`bespoke sweep`: plan every entry, keep this machine's shard, run them (one per GPU with `gpus`).
 
     Flags are checked first, then the sd-scripts checkout (once), then the dataset (a folder or a name in the
@@ -234,6 +237,8 @@ def run_sweep(settings: Settings, console: Console, *, resolutions: str | None =
     settings.sd_script("train_network.py")  # once, before any run: not the same error for every run
     source = resolve_dataset(dataset, settings.datasets_dir)
     run_dirs = _plan_share(settings, entries, source, shard_spec, console, quiet)
+    if preflight:  # one probe for every run that will launch; any problem stops the sweep before it starts
+        require_preflight(settings, [d for d in run_dirs if restart or load_manifest(d).status != "finished"])
     runner = SweepRunner(settings, console, quiet=quiet, restart=restart, stop_timeouts=stop_timeouts,
                          base_env=base_env)
     try:
@@ -266,9 +271,10 @@ def _plan_share(settings: Settings, entries: list[SweepEntry], dataset: Path, sh
 
 
 def preflight(settings: Settings, plans: list[RunPlan]) -> None:
-    """Checks made once on the submit host before a Slurm sweep is queued. Today: the sd-scripts checkout is
-    configured (`settings.sd_script`); the trainer preflight of `bespoke sweep` (helper i10b's) goes here."""
-    settings.sd_script("train_network.py")
+    """Checks made once on the submit host before a Slurm sweep is queued: `bespoke preflight` of every run to
+    submit, in one probe. The runs train on the cluster's nodes, so stages that need hardware this host lacks
+    do not stop the submission (each task preflights again on its node before it launches)."""
+    require_preflight(settings, [plan.paths.root for plan in plans], here=False)
 
 
 def submit_to_slurm(settings: Settings, *, request: SlurmRequest, resolutions: str | None = None,

@@ -40,11 +40,13 @@ from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
+from bespoke.run.preflight import require_preflight
 from bespoke.run.proctree import DEFAULT_GRACE
 from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
 from bespoke.run.resume import (
     ResumeSamples,
     complete_final,
+    finished_on_disk,
     outcome_from_disk,
     prepare_folder,
     whole_checkpoints,
@@ -211,6 +213,7 @@ class LaunchOptions:
     base_env: dict[str, str] | None = None
     stop_timeouts: tuple[float, float] = DEFAULT_GRACE
     on_spawn: Callable[[int], None] | None = None
+    preflight: bool = True  # bespoke preflight before the launch (after the lock and the resume rules)
 
 
 def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already finished") -> TrainResult:
@@ -223,12 +226,13 @@ def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_i
               pin_gpu: str | None = None, progress: RunProgress | None = None, view: ProgressView | None = None,
               stop: threading.Event | None = None, base_env: dict[str, str] | None = None,
               stop_timeouts: tuple[float, float] = DEFAULT_GRACE, on_message: Say | None = None,
-              on_spawn: Callable[[int], None] | None = None) -> TrainResult:
+              on_spawn: Callable[[int], None] | None = None, preflight: bool = True) -> TrainResult:
     """Train the planned run in `run_dir` and return how it ended (see the module docstring for the rules).
 
     `progress` is a `RunProgress` to feed (created if None); `view` a `ProgressView` (or None for no display);
     `pin_gpu` pins the run to one GPU with CUDA_VISIBLE_DEVICES (sweep --gpus); `stop` stops it from outside;
-    `stop_timeouts` is the grace period of a stop; `on_spawn(pid)` is called right after the trainer started.
+    `stop_timeouts` is the grace period of a stop; `on_spawn(pid)` is called right after the trainer started;
+    `preflight` runs `bespoke preflight` first (PreflightError when the installed sd-scripts would refuse the run).
     SIGINT/SIGTERM/SIGHUP stop it (result `interrupted`, `signum` set). Raises RunError when the run is locked,
     simulated, or cannot be resumed without `restart`; ConfigError when a config fails its check.
     """
@@ -238,7 +242,7 @@ def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_i
     if manifest.status == "finished" and not restart:
         return _skipped(manifest, paths)
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
-    options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn)
+    options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn, preflight)
     with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
         result = _train_locked(settings, paths, restart, options, _Display(progress, view, on_message), lock,
                                signals)
@@ -267,13 +271,12 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     training = read_training(paths)
     output_name = str(training.get("output_name") or "last")
     total_epochs = as_int(training.get("max_train_epochs"))
-    if not restart and complete_final(whole_checkpoints(paths.model_dir, output_name), total_epochs):
-        if manifest.status != "finished":  # e.g. the signal came after the last checkpoint, or bespoke died
-            manifest.status, manifest.epochs_done = "finished", total_epochs or manifest.epochs_done
-            save_manifest(paths.root, manifest)
+    if not restart and finished_on_disk(paths, manifest, output_name, total_epochs):
         return _skipped(manifest, paths, "already finished (every epoch is on disk)")
     edited = check_configs(paths, manifest, display.say)
     resume = prepare_folder(paths, manifest, output_name, restart, display.say)
+    if options.preflight:
+        require_preflight(settings, [paths.root])
     rotated = rotate_log(paths.train_log)
     if restart and rotated:
         display.say(f"{manifest.id}: old log kept in {rotated.name}")
@@ -375,7 +378,8 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
 def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,
                   overrides: tuple[str, ...] = (), prompts: Path | None = None, restart: bool = False,
                   resume: bool = True, gpu_ids: tuple[str, ...] = (), view: ProgressView | None = None,
-                  on_message: Say | None = None, name: str | None = None) -> TrainResult:
+                  on_message: Say | None = None, name: str | None = None,
+                  preflight: bool = True) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
     plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=Path(dataset), preset=preset,
                                           overrides=tuple(overrides), prompts=prompts, name=name))
@@ -384,4 +388,5 @@ def train_request(settings: Settings, *, resolution: int, dataset: Path, preset:
     if not resume and not restart and plan.manifest.status in ("interrupted", "failed"):
         raise RunError(f"run {plan.run_id} is {plan.manifest.status}; drop --no-resume to resume it, "
                        "or use --restart to start over")
-    return train_run(settings, plan.paths.root, restart=restart, gpu_ids=gpu_ids, view=view, on_message=on_message)
+    return train_run(settings, plan.paths.root, restart=restart, gpu_ids=gpu_ids, view=view, on_message=on_message,
+                     preflight=preflight)

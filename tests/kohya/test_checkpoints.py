@@ -61,6 +61,10 @@ def test_newest_state_folder_by_step(tmp_path):
     for name, step in (("n-000001-state", 2), ("n-000002-state", 4), ("n-state", 3)):
         (model / name).mkdir(parents=True)
         (model / name / "train_state.json").write_text(json.dumps({"current_epoch": 1, "current_step": step}))
+        (model / name / "random_states_0.pkl").write_bytes(b"rng")
+    # interrupted while saving: train_state.json is written first, accelerate's files after (real trainer)
+    (model / "n-000003-state").mkdir()
+    (model / "n-000003-state" / "train_state.json").write_text(json.dumps({"current_epoch": 3, "current_step": 6}))
     (model / "broken-state").mkdir()
     (model / "broken-state" / "train_state.json").write_text("{ nope")
     assert newest_state_dir(model) == model / "n-000002-state"

@@ -48,7 +48,8 @@ def hand_run(project: Path, image_dir: Path, *, save_state: bool = False, epochs
                                                "training": {"max_train_epochs": epochs, "save_every_n_epochs": 1,
                                                             "sample_every_n_epochs": 1, "save_state": save_state,
                                                             "sample_prompts": str(paths.prompts_txt),
-                                                            "mixed_precision": "no"}}))
+                                                            "mixed_precision": "no",
+                                                            "network_module": "networks.lora"}}))
     paths.dataset_toml.write_text(toml.dumps({"datasets": [{"resolution": 64, "batch_size": 2, "subsets": [
         {"image_dir": str(image_dir), "num_repeats": 1, "caption_extension": ".txt"}]}]}))
     write_run_json(paths.root, **{"id": "hand", "status": "planned", "resolution": 64, "preset": None})
@@ -207,7 +208,7 @@ def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work
     monkeypatch.setattr(training, "launch_spec_for", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
         RuntimeError("stop before launching")))
     with pytest.raises(RuntimeError, match="stop before launching"):
-        training.train_run(training_settings(), run, restart=True)
+        training.train_run(training_settings(), run, restart=True, preflight=False)
     assert (run / "model.prev-1" / "hand-000001.safetensors").read_bytes() == old_work
     assert (run / "logs" / "train.1.log").read_text() == "old log\n"
 

@@ -12,7 +12,9 @@ same output names and PNG text metadata, same failure modes for what bespoke rel
 - Images: a synthetic punk chosen by the prompt text, drawn at W x H; a share of its pixels is noise that
   shrinks as the LoRA's `ss_epoch` (times `--network_mul`) grows, varied by the seed. Without a LoRA it is
   all noise. Deterministic in (prompt, seed, epoch, mul).
-- Failures: a missing `--network_weights` file or a non-safetensors one -> traceback, exit 1.
+- Failures: offline (HF_HUB_OFFLINE) without `--tokenizer_cache_dir` or a HF_HOME cache of the CLIP tokenizer ->
+  TypeError, exit 1, as the real one; an option the real gen_img.py lacks -> argparse error, exit 2;
+  a missing `--network_weights` file or a non-safetensors one -> traceback, exit 1.
   FAKE_GEN_IMG_FAIL_AFTER=N -> traceback after N images; FAKE_GEN_IMG_HANG_AFTER=N -> sleeps after N images;
   FAKE_GEN_IMG_RECORD=path -> argv/env as JSON.
 """
@@ -29,6 +31,8 @@ import struct
 import sys
 import time
 from pathlib import Path
+
+from library.network_trainer import NetworkTrainer
 
 SAMPLERS = ["ddim", "pndm", "lms", "euler", "euler_a", "heun", "dpm_2", "dpm_2_a", "dpmsolver", "dpmsolver++",
             "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a"]
@@ -47,8 +51,7 @@ def setup_parser() -> argparse.ArgumentParser:
     for flag in ("--sdxl", "--v1", "--v2", "--v_parameterization", "--interactive", "--no_preview",
                  "--sequential_file_name", "--use_original_file_name", "--no_half_vae", "--iter_same_seed",
                  "--shuffle_prompts", "--fp16", "--bf16", "--xformers", "--sdpa", "--diffusers_xformers",
-                 "--opt_channels_last", "--network_show_meta", "--network_merge", "--network_pre_calc",
-                 "--full_fp16", "--full_bf16"):
+                 "--opt_channels_last", "--network_show_meta", "--network_merge", "--network_pre_calc"):
         parser.add_argument(flag, action="store_true")
     parser.add_argument("--prompt", type=str, default=None)
     parser.add_argument("--from_file", type=str, default=None)
@@ -154,6 +157,9 @@ def main() -> int:
     if args.ckpt.endswith((".safetensors", ".ckpt")) and not os.path.exists(args.ckpt):
         raise FileNotFoundError(f"model not found: {args.ckpt}")
     log(f"load StableDiffusion checkpoint: {args.ckpt}")
+    # the real one loads the CLIP tokenizer like train_network.py: tokenizer_cache_dir, else the hub (offline: the
+    # HF_HOME cache), else TypeError (FACTS §9)
+    NetworkTrainer().get_tokenize_strategy(args)
 
     epoch = 0.0
     for index, weights in enumerate(args.network_weights or []):

@@ -37,6 +37,8 @@ import time
 import uuid
 from pathlib import Path
 
+from library.network_trainer import NetworkTrainer  # noqa: F401 - train_network.NetworkTrainer, for preflight
+
 HERE = Path(__file__).resolve().parent
 _FALLBACK_OPTIONS = [  # used only when no option table is found
     ("pretrained_model_name_or_path", "str"), ("output_dir", "str"), ("output_name", "str"),
@@ -250,8 +252,12 @@ def _save_model(path: Path, args, metadata: dict, epoch: int) -> None:
 
 
 def _save_state(folder: Path, epoch: int, step: int) -> None:
+    # the real order: sd-scripts' save hook writes train_state.json, then accelerate the weights, optimizer,
+    # scheduler and, last, the RNG states
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train_state.json").write_text(json.dumps({"current_epoch": epoch, "current_step": step}))
+    for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
+        (folder / name).write_bytes(b"fake " + name.encode())
 
 
 def _tqdm(step: int, total: int, started: float, loss: float) -> str:
