@@ -6,7 +6,9 @@ over and so no takeover race. Who holds it is written next to it in `<run>/.lock
 and the trainer's pid once launched). A new holder reads the previous record: while the previous trainer still
 runs (its bespoke died; the reaper is stopping it) it waits for it a little, and never starts a second trainer
 into the same folder while that one lives. A record from another host is never overridden (a network file
-system may not carry the lock across machines).
+system may not carry the lock across machines) — unless it was written by a Slurm task that Slurm no longer
+runs (a node that died or was pre-empted: its processes are gone with it), so a resubmitted task on another
+node continues the run.
 """
 
 from __future__ import annotations
@@ -23,9 +25,31 @@ from bespoke.errors import RunError
 from bespoke.fsutil import atomic_write_json, read_json
 from bespoke.run.paths import RunPaths
 from bespoke.run.proctree import DEFAULT_GRACE, process_alive, start_time
+from bespoke.run.slurm import queue
 
 # how long a new holder waits for a trainer whose bespoke died to be stopped by its reaper
 ORPHAN_WAIT_SECONDS = sum(DEFAULT_GRACE) + 5.0
+
+
+def slurm_task() -> str | None:
+    """This process's Slurm array task ("<job>_<task>") or job id, None outside Slurm."""
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{job}_{task}" if job and task else os.environ.get("SLURM_JOB_ID")
+
+
+def slurm_task_gone(record: dict) -> bool:
+    """True when the record was written inside a Slurm task that Slurm no longer runs (asked from inside Slurm
+    only: elsewhere, or when squeue cannot answer, the record stands)."""
+    task = record.get("slurm_task")
+    if not task or slurm_task() is None:
+        return False
+    if task == slurm_task():  # an earlier incarnation of this very task (requeued): Slurm runs one at a time
+        return True
+    try:
+        state = queue().get(task)
+    except (RunError, OSError):
+        return False
+    return state is None or not state.active
 
 
 def record_path(paths: RunPaths) -> Path:
@@ -63,7 +87,8 @@ class RunLock:
         self.orphan_wait = orphan_wait
         self.lock = FileLock(str(paths.lock_file), timeout=0, thread_local=False)
         self.record = {"pid": os.getpid(), "pid_started": start_time(os.getpid()), "host": socket.gethostname(),
-                       "started_at": now_iso(), "trainer_pid": None, "trainer_started": None}
+                       "started_at": now_iso(), "trainer_pid": None, "trainer_started": None,
+                       "slurm_task": slurm_task()}
         self.previous: dict | None = None
 
     def acquire(self) -> RunLock:
@@ -86,7 +111,7 @@ class RunLock:
         previous = self.previous = holder(self.paths)
         if not previous:
             return
-        if previous.get("host") != socket.gethostname():
+        if previous.get("host") != socket.gethostname() and not slurm_task_gone(previous):
             raise RunError(f"run {self.run_id} is in use by pid {previous.get('pid')} on {previous.get('host')} "
                            f"(since {previous.get('started_at')}); if that machine no longer runs it, delete "
                            f"{record_path(self.paths)}")
