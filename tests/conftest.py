@@ -20,6 +20,10 @@ def isolated_project(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     # a personal accelerate config must never leak into tests (nor out of them)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    # nor the caller's offline mode (the real-trainer harness's env.sh sets it): the fake, like the real trainer,
+    # needs a tokenizer source offline; the tests that want offline set it themselves
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
     return project
 
 
