@@ -40,6 +40,15 @@ def parse_toml(text: str, source: str) -> dict:
         raise ConfigError(syntax_message(source, exc)) from None
 
 
+def strict_error(text: str) -> str | None:
+    """What the strict parser (tomllib) finds wrong with a TOML text, position included; None if it parses."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return str(exc)
+    return None
+
+
 def read_toml(path: Path, what: str = "file") -> dict:
     """Read a TOML file of bespoke's; missing, unreadable, non-UTF-8 or malformed files are one-line
     ConfigErrors naming the file (and the line for syntax errors)."""

@@ -7,16 +7,11 @@ Rendering them as text is `bespoke.kohya.tomlwriter`; checking them is `bespoke.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # the same parser, before it joined the standard library
-    import tomli as tomllib
-
+from bespoke import tomlfile
 from bespoke.errors import ConfigError
 from bespoke.kohya.options import dataset_levels
 from bespoke.kohya.presets import ResolvedPreset
@@ -71,10 +66,9 @@ def toml_error(text: str, exc: Exception) -> str:
     else (its IndexError/ValueError crashes) the line and column the strict parser (tomllib) reports."""
     if isinstance(exc, toml.TomlDecodeError):
         return str(exc)
-    try:
-        tomllib.loads(text)
-    except tomllib.TOMLDecodeError as strict:
-        return str(strict)
+    strict = tomlfile.strict_error(text)
+    if strict:
+        return strict
     return f"the toml 0.10.2 parser sd-scripts uses cannot read it ({type(exc).__name__}: {exc})"
 
 
