@@ -130,7 +130,7 @@ def main() -> None:
     table.add_row(f"preflight: {len(shipped)} shipped runs, one probe (per run)", f"{batch / len(shipped):.1f}",
                   f"{batch / len(shipped) / step:.2f}")
     table.add_row(f"preflight: {len(shipped)} shipped runs, one probe (total)", f"{batch:.1f}", f"{batch / step:.2f}")
-    Console().print(table)
+    Console(width=max(Console().width, 110)).print(table)
     verdict = "meets" if cost / step < 0.10 else "misses"
     print(f"target: the preflight of one `bespoke train` launch < 10 % of the time to the first step: "
           f"{cost / step:.0%} ({verdict} it); the standalone probe is {pre / step:.0%}")
