@@ -10,12 +10,15 @@ import click
 
 from bespoke.cli.common import get_settings, short_path
 
+WIDE = 100  # terminal columns from which `runs` shows the resolution and preset columns too
+
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON on stdout.")
 @click.pass_context
 def runs(ctx, as_json):
     """Every run folder: status, resolution, preset, epochs, best epoch, path."""
+    from rich.markup import escape
     from rich.table import Table
 
     from bespoke.console import console, out
@@ -39,18 +42,22 @@ def runs(ctx, as_json):
         console.print(f"no runs in {settings.outputs_dir} (start one with `bespoke train -r 512`)")
         return
     table = Table(title=f"runs in {short_path(settings.outputs_dir)}")
-    # every run folder is <outputs>/<run id> (the title says where); --json has the full paths
-    table.add_column("run", no_wrap=True)
+    # every run folder is <outputs>/<run id> (the title says where); --json has the full paths. A run's name goes
+    # under its id and Slurm's view under its status, so nothing wraps mid-word; the run id starts with the
+    # resolution and preset, so a terminal under WIDE columns leaves those two columns out.
     named, on_slurm = any(i["name"] for i in items), any(i["slurm"] for i in items)
-    for column in ("name",) * named + ("status",) + ("slurm",) * on_slurm + (
-            "res", "preset", "epochs", "best"):
-        table.add_column(column)
+    wide = out.width >= WIDE
+    table.add_column("run · name" if named else "run", no_wrap=True)
+    table.add_column("status · slurm" if on_slurm else "status", no_wrap=True)
+    for column in ("res", "preset") * wide + ("epochs", "best"):
+        table.add_column(column, no_wrap=True)
     for item in items:
+        run = item["id"] + (f"\n[dim]{escape(item['label'])}[/]" if item["label"] else "")
         status = item["status"] + (" [magenta](simulated)[/]" if item["simulated"] else "")
         slurm = item["slurm"]
-        where = " ".join(v for v in (slurm["state"], slurm["node"], slurm["elapsed"]) if v) if slurm else "-"
-        table.add_row(item["id"], *[item["label"] or "-"] * named, status, *[where] * on_slurm,
-                      str(item["resolution"] or "-"), item["preset"] or "-",
+        if slurm:
+            status += "\n[dim]" + " ".join(v for v in (slurm["state"], slurm["node"], slurm["elapsed"]) if v) + "[/]"
+        table.add_row(run, status, *(str(item["resolution"] or "-"), item["preset"] or "-") * wide,
                       f"{item['epochs_done']}/{item['epochs_total'] or '?'}",
                       str(item["best_epoch"]) if item["best_epoch"] is not None else "-")
     out.print(table)

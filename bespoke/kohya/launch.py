@@ -46,6 +46,9 @@ class LaunchSpec:
     # reads $HF_HOME/accelerate/default_config.yaml, whose distributed_type / debug / gpu_ids still apply
     # even when every value above is given explicitly.
     accelerate_config: Path | None = None
+    # Words before the script (bespoke.kohya.preflight.gate_words): bespoke's preflight gate, which accelerate
+    # starts instead of the script; it checks the script's own arguments and then runs the script in its process.
+    gate: tuple[str, ...] = ()
 
 
 def build_launch(spec: LaunchSpec, base_env: dict[str, str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
@@ -66,7 +69,7 @@ def build_launch(spec: LaunchSpec, base_env: dict[str, str]) -> tuple[list[str],
     if spec.gpu_ids and spec.pinned_device is None:
         argv += ["--gpu_ids", ",".join(spec.gpu_ids)]
     argv += list(spec.extra_accelerate_args)
-    argv += [str(spec.script), *spec.script_args, *spec.extra_script_args]
+    argv += [*spec.gate, str(spec.script), *spec.script_args, *spec.extra_script_args]
     overrides = {"PYTHONUNBUFFERED": "1"}
     if spec.pinned_device is not None:
         overrides["CUDA_VISIBLE_DEVICES"] = spec.pinned_device

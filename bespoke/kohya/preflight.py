@@ -15,6 +15,7 @@ from pathlib import Path
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
 MARKER = "BESPOKE_PREFLIGHT"
+GATE_PASSED = "bespoke preflight passed:"  # how the gate's line starts when every stage passed (probe.py gate())
 PASS, FAIL, HARDWARE, SKIPPED = "PASS", "FAIL", "NEEDS-HARDWARE", "SKIPPED"
 STAGE_NAMES = ("arguments", "tokenizer", "dataset", "buckets", "data loader", "optimizer", "attention",
                "mixed precision", "sample prompts", "network module")
@@ -64,6 +65,13 @@ def probe_job(job_id: str, cwd: Path, script_args: tuple[str, ...], kind: str = 
 def probe_argv(python: str, sd_scripts: Path, jobs: list[dict]) -> list[str]:
     """The probe's command line: the trainer's Python, the script, the checkout, the jobs as JSON."""
     return [python, str(PROBE_SCRIPT), str(sd_scripts), json.dumps(jobs)]
+
+
+def gate_words(report: str | Path) -> tuple[str, ...]:
+    """The words of a gated launch that come before the trainer's script (LaunchSpec.gate): the probe in its
+    --gate mode, which checks the launch's own arguments, writes its answer to `report` and, when every stage
+    passes, runs the script in the same process."""
+    return (str(PROBE_SCRIPT), "--gate", str(report))
 
 
 def _quote(value: str) -> str:
@@ -131,6 +139,11 @@ def parse_probe(stdout: str, stderr: str, exit_code: int, job_ids: list[str]) ->
     if answer is None:
         tail = (stderr.strip().splitlines() or [f"exit code {exit_code}, no output"])[-1]
         return [RunPreflight(j, error=f"the preflight probe crashed: {tail[:300]}") for j in job_ids]
+    return runs_of(answer, job_ids)
+
+
+def runs_of(answer: dict, job_ids: list[str]) -> list[RunPreflight]:
+    """The RunPreflight of each job in a probe answer (the MARKER line's JSON, or a gate's report file)."""
     if answer.get("error"):
         return [RunPreflight(j, error=str(answer["error"])) for j in job_ids]
     results = []
@@ -139,6 +152,16 @@ def parse_probe(stdout: str, stderr: str, exit_code: int, job_ids: list[str]) ->
                   for s in job["stages"]]
         results.append(RunPreflight(job["id"], stages))
     return results
+
+
+def read_gate(report: Path, run: str) -> RunPreflight | None:
+    """The gate's verdict on a launch from its report file; None when it wrote none (stopped before, or no gate)."""
+    try:
+        answer = json.loads(Path(report).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = runs_of(answer, [run])
+    return found[0] if found else RunPreflight(run, error="the preflight gate reported no stages")
 
 
 def probe_device(stdout: str) -> dict:

@@ -8,6 +8,14 @@ one job must not take the others down). The last stdout line is `MARKER {json}`:
 {"probe": 1, "device": {...}, "jobs": [{"id", "stages": [{"name", "status", "message"}]}]}
 with status PASS | FAIL | NEEDS-HARDWARE | SKIPPED (an earlier stage it depends on failed).
 
+`python probe.py --gate REPORT SCRIPT ARGS...` is the same check on one launch, inside it: `accelerate launch`
+starts the probe instead of SCRIPT (train_network.py), the probe checks `SCRIPT ARGS` in the run folder, writes
+its answer to REPORT (JSON, the same shape) and, when every stage passed, runs SCRIPT as `__main__` in this
+process: sd-scripts is imported once for the check and the training, so the check costs only its stages.
+
+CUDA is touched only in the forked children: a parent that initialised CUDA could not give it to a child
+(torch: "Cannot re-initialize CUDA in forked subprocess"), nor could it then be the trainer cleanly.
+
 Everything from sd-scripts is reached through its modules (even torch, as `library.train_util.torch`), so
 that a stand-in checkout without torch (bespoke's test fake) can answer the same calls.
 """
@@ -18,7 +26,9 @@ import importlib
 import json
 import math
 import os
+import runpy
 import sys
+import time
 import traceback
 
 MARKER = "BESPOKE_PREFLIGHT"
@@ -43,8 +53,11 @@ def _error(exc: BaseException) -> str:
 
 def _device(torch) -> dict:
     cuda = bool(torch.cuda.is_available())
-    return {"torch": str(getattr(torch, "__version__", "?")), "cuda": cuda,
-            "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
+    device = {"torch": str(getattr(torch, "__version__", "?")), "cuda": cuda,
+              "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
+    if cuda:
+        device["gpu"] = torch.cuda.get_device_name(0)
+    return device
 
 
 def stage_arguments(job, ctx):
@@ -277,10 +290,16 @@ def run_job(job: dict, modules: dict, device: dict) -> list[dict]:
     return results
 
 
-def _in_child(job: dict, modules: dict, device: dict) -> list[dict]:
-    """run_job in a forked child when the OS can fork, so jobs share the imports but no state."""
+def _checked(job: dict, modules: dict) -> dict:
+    """This box's device and every stage of `job`: {"device", "stages"}."""
+    device = _device(modules["torch"])
+    return {"device": device, "stages": run_job(job, modules, device)}
+
+
+def _in_child(job: dict, modules: dict) -> dict:
+    """_checked in a forked child when the OS can fork, so jobs share the imports but no state (nor CUDA)."""
     if not hasattr(os, "fork"):
-        return run_job(job, modules, device)
+        return _checked(job, modules)
     read_end, write_end = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -288,9 +307,9 @@ def _in_child(job: dict, modules: dict, device: dict) -> list[dict]:
     if pid == 0:  # child
         os.close(read_end)
         try:
-            payload = json.dumps(run_job(job, modules, device)).encode()
+            payload = json.dumps(_checked(job, modules)).encode()
         except BaseException as exc:  # noqa: B036 - nothing may escape the child
-            payload = json.dumps([{"name": "probe", "status": FAIL, "message": _error(exc)}]).encode()
+            payload = json.dumps({"stages": [{"name": "probe", "status": FAIL, "message": _error(exc)}]}).encode()
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)
         sys.stdout.flush()
@@ -301,7 +320,8 @@ def _in_child(job: dict, modules: dict, device: dict) -> list[dict]:
         data = incoming.read()
     _, status = os.waitpid(pid, 0)
     if not data:
-        return [{"name": "probe", "status": FAIL, "message": f"the probe process died (wait status {status})"}]
+        return {"stages": [{"name": "probe", "status": FAIL, "message": f"the probe process died (wait status "
+                                                                         f"{status})"}]}
     return json.loads(data)
 
 
@@ -316,24 +336,75 @@ def load_modules(sd_scripts: str) -> dict:
             "torch": train_util.torch}
 
 
-def main(argv: list[str]) -> int:
-    sd_scripts, jobs = argv[1], json.loads(argv[2])
-    out: dict = {"probe": 1, "python": sys.version.split()[0]}
+def _import(sd_scripts: str, out: dict) -> dict | None:
+    """load_modules, or None with out["error"] set."""
     try:
-        modules = load_modules(sd_scripts)
-        out["device"] = _device(modules["torch"])
-        if out["device"]["cuda"]:
-            out["device"]["gpu"] = modules["torch"].cuda.get_device_name(0)
+        return load_modules(sd_scripts)
     except (Exception, SystemExit) as exc:
         out["error"] = f"cannot import sd-scripts from {sd_scripts}: {_error(exc)}"
         out["trace"] = traceback.format_exc(limit=-4)
-        sys.stdout.write(f"\n{MARKER} {json.dumps(out)}\n")
-        return 0
-    out["jobs"] = [{"id": job["id"], "stages": _in_child(job, modules, out["device"])} for job in jobs]
+        return None
+
+
+def main(argv: list[str]) -> int:
+    sd_scripts, jobs = argv[1], json.loads(argv[2])
+    out: dict = {"probe": 1, "python": sys.version.split()[0], "device": {}}
+    modules = _import(sd_scripts, out)
+    if modules is not None:
+        out["jobs"] = []
+        for job in jobs:
+            checked = _in_child(job, modules)
+            out["device"] = out["device"] or checked.get("device") or {}
+            out["jobs"].append({"id": job["id"], "stages": checked["stages"]})
     sys.stdout.flush()
     sys.stdout.write(f"\n{MARKER} {json.dumps(out)}\n")
     return 0
 
 
+def _write_report(path: str, out: dict) -> None:
+    """The gate's answer, written whole (a reader never sees half of it)."""
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(out, handle)
+    os.replace(partial, path)
+
+
+def gate(report: str, script: str, args: list[str]) -> int:
+    """Check `script args` in this folder; if every stage passes, run the script here as `__main__` (its exit is
+    this process's exit). Otherwise print one line per problem and return 1. Only the first process of a
+    multi-GPU launch checks: the others start the trainer and wait for it at accelerate's first barrier."""
+    here = os.getcwd()
+    script = os.path.abspath(script)
+    sd_scripts = os.path.dirname(script)
+    sys.path[0] = sd_scripts  # what running the script directly puts first (not bespoke/kohya)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        started = time.monotonic()
+        out: dict = {"probe": 1, "gate": True, "python": sys.version.split()[0], "device": {}}
+        modules = _import(sd_scripts, out)
+        imported = time.monotonic()
+        if modules is not None:
+            checked = _in_child({"id": here, "cwd": here, "args": args}, modules)
+            out["device"] = checked.get("device") or {}
+            out["jobs"] = [{"id": here, "stages": checked["stages"]}]
+        out["seconds"] = {"import": round(imported - started, 3), "stages": round(time.monotonic() - imported, 3)}
+        os.chdir(here)
+        _write_report(report, out)
+        stages = out.get("jobs", [{}])[0].get("stages", [])
+        problems = [s for s in stages if s["status"] in (FAIL, HARDWARE)]
+        if out.get("error") or problems:
+            for line in [out["error"]] if out.get("error") else [f"{s['name']} {s['status']}: {s['message']}"
+                                                                   for s in problems]:
+                print(f"bespoke preflight: the trainer would stop: {line}", file=sys.stderr, flush=True)
+            return 1
+        print(f"bespoke preflight passed: {len(stages)} stages in {out['seconds']['stages']:.1f} s "
+              f"(sd-scripts imported in {out['seconds']['import']:.1f} s, once for the check and the training)",
+              flush=True)
+    sys.argv = [script, *args]
+    runpy.run_path(script, run_name="__main__")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 3 and sys.argv[1] == "--gate":
+        sys.exit(gate(sys.argv[2], sys.argv[3], sys.argv[4:]))
     sys.exit(main(sys.argv))

@@ -49,6 +49,10 @@ class SamplePrompt:
         return {k: v for k, v in self.__dict__.items() if k != "line"}
 
 
+# keys every kohya_ss GUI LoRA config holds (presets/lora/*.json and "Save config" files) and no prompt list does
+GUI_CONFIG_KEYS = frozenset({"LoRA_type", "train_data_dir", "pretrained_model_name_or_path", "network_dim"})
+
+
 def _samplers() -> tuple[str, ...]:
     choices = train_network_options()["sample_sampler"].choices
     assert choices is not None, "sample_sampler is a choices option in train_network_options.json"
@@ -171,6 +175,9 @@ def parse_prompt_text(text: str, path: Path) -> list[SamplePrompt]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        if isinstance(data, dict) and GUI_CONFIG_KEYS & set(data):
+            raise ConfigError(f"{path}: a kohya_ss GUI config (its LoRA tab's \"Save config\"), not prompts; bring "
+                              f"it in as a preset with `bespoke import kohya-gui {path}`")
         if not isinstance(data, list):
             raise ConfigError(f"{path}: must be a JSON list of prompts")
         prompts = [_from_dict(path, entry, i) for i, entry in enumerate(data)]

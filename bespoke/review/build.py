@@ -141,7 +141,7 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
     return RunView(
         run_dir=run_dir, run_id=manifest.id, manifest=manifest.to_json(), report=report,
         method=pick_method(report, method), training_toml=_training_toml(run_dir),
-        loss=loss, loss_source=source,
+        loss=loss, loss_source=source, run=manifest,
     )
 
 

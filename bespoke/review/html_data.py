@@ -38,6 +38,7 @@ class RunView:
     assets: RunAssets = field(default_factory=RunAssets)
     plain: bool = False  # a folder of images, not a run
     label_override: str | None = None  # set by label_views when several runs share a label
+    run: RunManifest | None = None  # the run's run.json (None for a plain folder of samples)
 
     @property
     def key(self) -> str:
@@ -72,10 +73,8 @@ def differences(views: list[RunView]) -> dict[str, list[str]]:
     """Per run id, the settings (resolution, preset, each --set key) whose values are not the same in every
     reviewed run, as "key value" (bespoke.run.names.differences); empty lists for a single run or a plain
     folder of samples."""
-    runs = [v for v in views if not v.plain]
-    manifests = [RunManifest(id=v.run_id, resolution=v.manifest.get("resolution"), preset=v.manifest.get("preset"),
-                             overrides=list(v.manifest.get("overrides") or [])) for v in runs]
-    table = run_differences(manifests, {v.run_id: v.run_dir for v in runs})
+    runs = [v for v in views if v.run is not None]
+    table = run_differences([v.run for v in runs if v.run is not None], {v.run_id: v.run_dir for v in runs})
     return {v.run_id: [f"{k} {value}" for k, value in table.get(v.run_id, {}).items()] for v in views}
 
 

@@ -56,6 +56,11 @@ class RunPaths:
         return self.logs_dir / "train.log"
 
     @property
+    def preflight_report(self) -> Path:
+        """The preflight gate's answer for the latest launch (bespoke/kohya/probe.py --gate)."""
+        return self.logs_dir / "preflight.json"
+
+    @property
     def tensorboard_dir(self) -> Path:
         return self.logs_dir / "tensorboard"
 

@@ -2,8 +2,10 @@
 configs, up to the model load (stages: bespoke.kohya.preflight; the probe: bespoke/kohya/probe.py).
 
 One probe process checks any number of run folders (sd-scripts is imported once, ~6 s with torch), each in
-its own forked child, started in the run folder like the trainer. `train` and `sweep` call `require_preflight`
-before every launch.
+its own forked child, started in the run folder like the trainer. `sweep` calls `require_preflight` for all
+its runs before any launch; `train` gates its one launch instead (bespoke.kohya.preflight.gate_words): the
+check runs inside the launched trainer process, which then trains with the modules it has already imported,
+and `refusal` turns the gate's report into the same error.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.dataset.synthetic import write_dataset
-from bespoke.errors import ConfigError, PreflightError, TrainerError
+from bespoke.errors import BespokeError, ConfigError, PreflightError, TrainerError
 from bespoke.kohya.launch import train_script_args
 from bespoke.kohya.preflight import FAIL, RunPreflight, parse_probe, probe_argv, probe_device, probe_job
 from bespoke.kohya.presets import load_preset_file, preset_names, presets_folder
@@ -98,16 +100,24 @@ def require_preflight(settings: Settings, run_dirs: list[Path], gen_args: tuple[
     runs train on other nodes, each task preflights again there) lets NEEDS-HARDWARE stages pass."""
     report = preflight_runs(settings, run_dirs) if gen_args is None else gen_preflight(settings, run_dirs[0],
                                                                                        gen_args)
-    broken = [r for r in report.runs if r.error]
+    problem = refusal(report.runs, here=here)
+    if problem is not None:
+        raise problem
+    return report
+
+
+def refusal(runs: list[RunPreflight], *, here: bool = True) -> BespokeError | None:
+    """The error that stops a launch for these preflight results (see require_preflight), None when they pass."""
+    broken = [r for r in runs if r.error]
     if broken:
-        raise TrainerError(f"preflight could not run for {Path(broken[0].run).name}: {broken[0].error} "
-                           "(`bespoke doctor` checks the trainer's Python; --no-preflight skips this check)")
-    bad = [r for r in report.runs if not r.ok and (here or any(s.status == FAIL for s in r.problems))]
+        return TrainerError(f"preflight could not run for {Path(broken[0].run).name}: {broken[0].error} "
+                            "(`bespoke doctor` checks the trainer's Python; --no-preflight skips this check)")
+    bad = [r for r in runs if not r.ok and (here or any(s.status == FAIL for s in r.problems))]
     if bad:
         lines = " | ".join(f"{Path(r.run).name}: {problem_summary(r)}" for r in bad)
-        raise PreflightError(f"preflight: the trainer would stop: {lines} — `bespoke preflight RUN` shows every "
-                             "stage; --no-preflight launches anyway")
-    return report
+        return PreflightError(f"preflight: the trainer would stop: {lines} — `bespoke preflight RUN` shows every "
+                              "stage; --no-preflight launches anyway")
+    return None
 
 
 def shipped_combinations() -> list[tuple[int, str | None]]:

@@ -11,6 +11,7 @@ in bespoke does the same before it propagates.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
@@ -34,13 +35,14 @@ from bespoke.kohya.launch import (
 from bespoke.kohya.metadata import as_int
 from bespoke.kohya.naming import parse_sample_name
 from bespoke.kohya.output import log_tail
+from bespoke.kohya.preflight import GATE_PASSED, gate_words, read_gate
 from bespoke.kohya.validate import check_file
 from bespoke.run.facts import trainer_facts
 from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
-from bespoke.run.preflight import require_preflight
+from bespoke.run.preflight import refusal
 from bespoke.run.proctree import DEFAULT_GRACE
 from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
 from bespoke.run.resume import (
@@ -213,7 +215,7 @@ class LaunchOptions:
     base_env: dict[str, str] | None = None
     stop_timeouts: tuple[float, float] = DEFAULT_GRACE
     on_spawn: Callable[[int], None] | None = None
-    preflight: bool = True  # bespoke preflight before the launch (after the lock and the resume rules)
+    preflight: bool = True  # gate the launch with bespoke preflight (bespoke.kohya.preflight.gate_words)
 
 
 def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already finished") -> TrainResult:
@@ -275,8 +277,6 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
         return _skipped(manifest, paths, "already finished (every epoch is on disk)")
     edited = check_configs(paths, manifest, display.say)
     resume = prepare_folder(paths, manifest, output_name, restart, display.say)
-    if options.preflight:
-        require_preflight(settings, [paths.root])
     rotated = rotate_log(paths.train_log)
     if restart and rotated:
         display.say(f"{manifest.id}: old log kept in {rotated.name}")
@@ -284,6 +284,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     if signals.signum is not None:  # stopped before anything was launched: nothing changed
         return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
                            signum=signals.signum)
+    before = copy.deepcopy(manifest)  # what run.json goes back to if the preflight gate stops the launch
     attempt = manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
                                    host=socket.gethostname(), resumed_from=resume.name if resume else None,
                                    bespoke_version=__version__, edited_configs=edited)
@@ -292,11 +293,16 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     manifest.status, manifest.epochs_total = "running", total_epochs
     save_manifest(paths.root, manifest)
     progress = display.progress or RunProgress(manifest.id, total_epochs)
-    progress.status = "training"
+    progress.status = "preflight" if options.preflight else "training"
     firsts = ResumeSamples(paths, attempt.number, resume is not None)
     supervision = _Supervision(paths, manifest, output_name, progress, display.view, _Facts(settings), firsts)
     if display.view is not None:
         display.view.start(progress)
+
+    def on_line(stream: str, line: str) -> None:
+        if progress.status == "preflight" and line.startswith(GATE_PASSED):
+            progress.status = "training"
+        progress.feed(stream, line)
 
     def spawned(pid: int) -> None:
         lock.trainer_started(pid)
@@ -304,7 +310,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
             options.on_spawn(pid)
 
     try:
-        result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=progress.feed,
+        result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=on_line,
                             on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
                             env_overrides=recordable_env(overrides), on_start=spawned, signals=signals,
                             run_dir=paths.root)
@@ -321,6 +327,11 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
             except OSError:
                 pass
     supervision.facts.thread.join()
+    verdict = read_gate(paths.preflight_report, str(paths.root)) if options.preflight else None
+    problem = refusal([verdict]) if verdict is not None and not result.interrupted else None
+    if problem is not None:
+        save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
+        raise problem
     attempt.resume_samples = firsts.collect()
     return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
 
@@ -333,6 +344,9 @@ def _launch(settings: Settings, paths: RunPaths, training: dict, options: Launch
         spec = pin_to_gpu(spec, options.pin_gpu)
     if resume is not None:
         spec = with_resume(spec, paths.relative(resume))
+    if options.preflight:
+        paths.preflight_report.unlink(missing_ok=True)
+        spec = replace(spec, gate=gate_words(paths.relative(paths.preflight_report)))
     return spec, build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
 
 

@@ -31,3 +31,14 @@ def test_import_of_a_prompt_list_is_a_config_error(tmp_path):
     bad.write_text('["a prompt"]')
     result = CliRunner().invoke(main, ["import", "kohya-gui", str(bad), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not a kohya_ss GUI config" in result.output
+
+
+def test_check_of_a_gui_config_points_at_import(tmp_path):
+    """`bespoke check` on a kohya_ss GUI config says what it is and which command brings it in."""
+    result = CliRunner().invoke(main, ["check", str(GUI)])
+    assert result.exit_code == 2, result.output
+    assert "kohya_ss GUI config" in result.output and f"bespoke import kohya-gui {GUI}" in result.output
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text('{"prompt": "a punk"}')  # a dict, but no GUI key: still the prompt-file message
+    other = CliRunner().invoke(main, ["check", str(prompts)])
+    assert other.exit_code == 2 and "must be a JSON list of prompts" in other.output

@@ -72,6 +72,10 @@ def test_real_64_training_finishes_with_checkpoints_and_samples(trained_64):
     assert {n.split("_e")[-1][:6] for n in samples} == {"000000", "000001", "000002"}, samples
     log = (trained_64 / "logs" / "train.log").read_text()
     assert "accelerate" in " ".join(manifest["attempt"]["argv"]) and "epoch 2/2" in log
+    # the launch was gated: the probe checked the run in the trainer's process, then the trainer ran there
+    assert "bespoke preflight passed: 10 stages" in log
+    gate = json.loads((trained_64 / "logs" / "preflight.json").read_text())
+    assert [s["status"] for s in gate["jobs"][0]["stages"]] == [PASS] * 10, gate
 
 
 def test_process_review_inspect_on_the_real_run(real, trained_64):

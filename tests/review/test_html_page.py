@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -12,6 +13,7 @@ from review_fixtures import fake_process, simulated_run
 
 from bespoke.review import html
 from bespoke.review.html_grid import header_label
+from bespoke.run.manifest import load_manifest
 
 
 def _enrich(run: Path, train_dir: Path) -> dict:
@@ -33,8 +35,10 @@ def _enrich(run: Path, train_dir: Path) -> dict:
 
 
 def _view(run, report, train_dir, **manifest):
-    return html.RunView(run_dir=run, run_id=run.name, report=report, method="grid",
-                        manifest={"id": run.name, "resolution": 64, "dataset": {"source": str(train_dir)}, **manifest})
+    values = {"id": run.name, "resolution": 64, "dataset": {"source": str(train_dir)}, **manifest}
+    known = {k: v for k, v in values.items() if k in ("name", "overrides", "resolution")}
+    return html.RunView(run_dir=run, run_id=run.name, report=report, method="grid", manifest=values,
+                        run=replace(load_manifest(run), **known))
 
 
 def test_score_terms_marks_and_compare(tmp_path):

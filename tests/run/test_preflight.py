@@ -148,11 +148,31 @@ def test_train_does_not_launch_what_preflight_rejects_and_no_preflight_does(fake
     result = invoke("train", "-r", "64", "--set", "max_train_epochs=1")
     assert result.exit_code == 1, result.output
     assert "mixed precision" in result.output and "--no-preflight" in result.output
-    assert not fake.exists()  # the fake trainer never started
+    assert not fake.exists()  # the gate stopped the launch before the fake trainer's own code ran
     run = next(p for p in (isolated_project / "outputs").iterdir() if p.is_dir())
-    assert json.loads((run / "run.json").read_text())["status"] == "planned"
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "planned" and manifest.get("attempt") is None  # run.json as it was
+    assert "bespoke preflight: the trainer would stop: mixed precision NEEDS-HARDWARE" in (
+        run / "logs" / "train.log").read_text()
+    gate = json.loads((run / "logs" / "preflight.json").read_text())
+    assert gate["gate"] and {s["name"]: s["status"] for s in gate["jobs"][0]["stages"]}["mixed precision"] == \
+        "NEEDS-HARDWARE"
     launched = invoke("train", "--run", str(run), "--no-preflight")
     assert fake.exists() and launched.exit_code in (0, 5)
+
+
+def test_train_whose_sd_scripts_cannot_import_is_a_clean_trainer_error(fake, isolated_project, monkeypatch,
+                                                                          tmp_path):
+    run = plan("-r", "64", *CPU_SAFE)
+    broken = tmp_path / "broken_sd_scripts"
+    broken.mkdir()
+    (broken / "train_network.py").write_text("raise ImportError('No module named diffusers')\n")
+    monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(broken))
+    result = invoke("train", "--run", str(run))
+    assert result.exit_code == 5, result.output
+    assert "preflight could not run" in result.output and "No module named diffusers" in result.output
+    assert "Traceback" not in result.output
+    assert json.loads((run / "run.json").read_text())["status"] == "planned"
 
 
 def test_sweep_preflights_every_run_before_launching_any(fake, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from locations import REPO
 from manifest_helpers import manifest_of, write_run_json
+from rich.console import Console
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError, UsageError
@@ -210,6 +212,29 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
     assert json.loads(result.stdout) == [{**i, "name": None, "label": None, "slurm": None} for i in items]
     table = invoke("runs")
     assert "(simulated)" in table.output and "512-a-1" in table.output
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_runs_fits_the_terminal_with_names_and_slurm(isolated_project, monkeypatch, width):
+    """On an 80-column terminal a named run on Slurm still reads whole: name under the id, Slurm's view under
+    the status, no word split; from WIDE columns the resolution and preset columns come back."""
+    outputs = isolated_project / "outputs"
+    run_id = "512-baseline-512-3f2a9c1d"
+    write_run_json(outputs / run_id, **{"id": run_id, "status": "interrupted", "resolution": 512,
+                                        "preset": "baseline-512", "epochs_done": 8, "epochs_total": 10})
+    slurm = {"state": "RUNNING", "job": "41_2", "node": "node-gpu-07", "elapsed": "1:02:33"}
+    monkeypatch.setattr("bespoke.run.slurm_sweep.slurm_columns",
+                        lambda dirs: {run_id: {"name": "dim sweep high lr", "label": "dim sweep high lr",
+                                               "slurm": slurm}})
+    terminal = Console(width=width, file=io.StringIO(), highlight=False, color_system=None)
+    monkeypatch.setattr("bespoke.console.out", terminal)
+    assert invoke("runs").exit_code == 0
+    lines = terminal.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    text = "\n".join(lines)
+    for whole in (run_id, "dim sweep high lr", "interrupted", "RUNNING node-gpu-07 1:02:33", "8/10"):
+        assert whole in text, (whole, text)
+    assert ("baseline-512 " in text.replace(run_id, "")) == (width >= 100)
 
 
 def test_sweep_without_a_checkout_fails_once_before_planning(isolated_project):

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from manifest_helpers import change_manifest, manifest_of, write_run_json
 
 from bespoke.cli import main
+from bespoke.kohya.preflight import PROBE_SCRIPT
 from bespoke.run.paths import RunPaths
 
 TINY = ("--set", "max_train_epochs=2", "--set", "mixed_precision=no")
@@ -71,7 +72,12 @@ def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fa
     manifest = manifest_of(run)
     attempt = manifest["attempt"]
     assert manifest["status"] == "finished" and attempt["exit_code"] == 0 and manifest["epochs_done"] == 2
-    assert attempt["argv"] == manifest["argv"] and attempt["cwd"] == str(run)  # the plan's command, run in the run
+    # the plan's command, run in the run folder behind bespoke's preflight gate (the probe, then the same process
+    # runs train_network.py)
+    gate = attempt["argv"].index(str(PROBE_SCRIPT))
+    assert attempt["argv"][gate:gate + 3] == [str(PROBE_SCRIPT), "--gate", "logs/preflight.json"]
+    assert attempt["argv"][:gate] + attempt["argv"][gate + 3:] == manifest["argv"] and attempt["cwd"] == str(run)
+    assert "bespoke preflight passed: 10 stages" in (run / "logs" / "train.log").read_text()
     assert attempt["argv"][1:3] == ["-m", "accelerate.commands.launch"]
     assert attempt["argv"][attempt["argv"].index("--mixed_precision") + 1] == "no"
     assert attempt["env_overrides"] == {"PYTHONUNBUFFERED": "1"}
@@ -90,6 +96,8 @@ def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fa
     # what the trainer really saw: one process, no distributed launcher, no debug mode, mixed precision "no"
     (saw,) = seen(fake)
     assert saw["env"].get("ACCELERATE_MIXED_PRECISION") == "no"
+    script = next(i for i, word in enumerate(manifest["argv"]) if word.endswith("train_network.py"))
+    assert saw["argv"] == manifest["argv"][script + 1:] and saw["cwd"] == str(run)  # after the gate: as if direct
     assert "ACCELERATE_DEBUG_MODE" not in saw["env"] and "WORLD_SIZE" not in saw["env"]
 
     again = invoke("train", "-r", "64", *TINY)  # the same request finds the finished run and skips it

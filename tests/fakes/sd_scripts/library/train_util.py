@@ -32,20 +32,39 @@ class _DataLoader:
 
 
 class _Cuda:
+    """torch.cuda as far as the probe uses it, with torch's fork rule: a process that initialised CUDA (any call
+    but is_available) cannot give it to a forked child, whose first CUDA call then raises."""
+
+    initialised_in: int | None = None
+
+    def _lazy_init(self) -> None:
+        if self.initialised_in is not None and self.initialised_in != os.getpid():
+            raise RuntimeError("Cannot re-initialize CUDA in forked subprocess. To use CUDA with multiprocessing, "
+                               "you must use the 'spawn' start method")
+        self.initialised_in = os.getpid()
+
     def is_available(self) -> bool:
         return os.environ.get("FAKE_TRAINER_GPU", "bf16") != "none"
 
     def is_bf16_supported(self) -> bool:
+        self._lazy_init()
         return os.environ.get("FAKE_TRAINER_GPU", "bf16") == "bf16"
 
     def get_device_name(self, index: int = 0) -> str:
+        self._lazy_init()
         return f"fake GPU ({os.environ.get('FAKE_TRAINER_GPU', 'bf16')})"
+
+
+def _zeros(size, device=None):
+    if str(device or "cpu").startswith("cuda"):
+        torch.cuda._lazy_init()
+    return _Tensor(size)
 
 
 # what the probe uses of torch, reached (as in the real checkout) as train_util.torch
 torch = SimpleNamespace(
     __version__="0.0+fake", cuda=_Cuda(),
-    zeros=lambda size, device=None: _Tensor(size), ones_like=lambda t: _Tensor(t.size),
+    zeros=_zeros, ones_like=lambda t: _Tensor(t.size),
     nn=SimpleNamespace(Parameter=lambda t: t, functional=SimpleNamespace(scaled_dot_product_attention=None)),
     utils=SimpleNamespace(data=SimpleNamespace(DataLoader=_DataLoader)),
 )
