@@ -9,7 +9,7 @@ one job must not take the others down). The last stdout line is `MARKER {json}`:
 with status PASS | FAIL | NEEDS-HARDWARE | SKIPPED (an earlier stage it depends on failed).
 
 `python probe.py --gate REPORT SCRIPT ARGS...` is the same check on one launch, inside it: `accelerate launch`
-starts the probe instead of SCRIPT (train_network.py), the probe checks `SCRIPT ARGS` in the run folder, writes
+starts the probe instead of SCRIPT (train_network.py, or gen_img.py with the gen stages), the probe checks `SCRIPT ARGS` in the run folder, writes
 its answer to REPORT (JSON, the same shape) and, when every stage passed, runs SCRIPT as `__main__` in this
 process: sd-scripts is imported once for the check and the training, so the check costs only its stages.
 
@@ -383,7 +383,8 @@ def gate(report: str, script: str, args: list[str]) -> int:
         modules = _import(sd_scripts, out)
         imported = time.monotonic()
         if modules is not None:
-            checked = _in_child({"id": here, "cwd": here, "args": args}, modules)
+            kind = "gen" if os.path.basename(script) == "gen_img.py" else "train"
+            checked = _in_child({"id": here, "cwd": here, "args": args, "kind": kind}, modules)
             out["device"] = checked.get("device") or {}
             out["jobs"] = [{"id": here, "stages": checked["stages"]}]
         out["seconds"] = {"import": round(imported - started, 3), "stages": round(time.monotonic() - imported, 3)}
