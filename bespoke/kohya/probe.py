@@ -398,7 +398,7 @@ def gate(report: str, script: str, args: list[str]) -> int:
                 print(f"bespoke preflight: the trainer would stop: {line}", file=sys.stderr, flush=True)
             return 1
         print(f"bespoke preflight passed: {len(stages)} stages in {out['seconds']['stages']:.1f} s "
-              f"(sd-scripts imported in {out['seconds']['import']:.1f} s, once for the check and the training)",
+              f"(sd-scripts imported in {out['seconds']['import']:.1f} s, once for the check and the run)",
               flush=True)
     sys.argv = [script, *args]
     runpy.run_path(script, run_name="__main__")
