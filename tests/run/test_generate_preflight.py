@@ -13,7 +13,7 @@ from locations import FAKE_DIR
 from lora_fixtures import make_run_with_checkpoints
 
 from bespoke.errors import PreflightError
-from bespoke.kohya.preflight import PROBE_SCRIPT
+from bespoke.kohya.preflight import GATE_SCRIPT
 from bespoke.run.generate import GenerateRequest, GenPrompt, gen_img_args, generate
 from bespoke.settings import load_settings
 
@@ -58,7 +58,7 @@ def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixe
     outdir = run / "generated" / "e000001"
     refused = json.loads((outdir / "generate.json").read_text())
     assert refused["status"] == "refused" and "tokenizer FAIL" in refused["reason"]
-    assert str(PROBE_SCRIPT) in refused["argv"] and not list(outdir.glob("*.png"))
+    assert str(GATE_SCRIPT) in refused["argv"] and not list(outdir.glob("*.png"))
     assert "bespoke preflight: the trainer would stop: tokenizer FAIL" in (outdir / "generate.log").read_text()
     cache = tmp_path / "tok"
     (cache / "openai_clip-vit-large-patch14").mkdir(parents=True)
