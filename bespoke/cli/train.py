@@ -97,7 +97,8 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
               help="After a finished run, process its samples: 24 px candidates, colour metrics, best epoch.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final result.")
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
-              help="Run `bespoke preflight` (sd-scripts' own checks, up to the model load) before launching.")
+              help="Check the run with sd-scripts' own code (the stages of `bespoke preflight`) inside the launch, "
+                   "before training starts.")
 @click.pass_context
 def train(ctx, resolution, preset, name, dataset, overrides, prompts, run, gpus, resume, restart, process, quiet,
           preflight):

@@ -73,3 +73,18 @@ def epoch_from_filename(path: str | Path, output_name: str | None) -> int | None
     if sep and tail.isdigit() and len(tail) >= 6 and (output_name is None or head == output_name):
         return int(tail)
     return None
+
+
+def sample_counts(sample_dir: Path) -> dict:
+    """Sample images by epoch: {"count": n, "by_epoch": {"0": 4, "1": 4}}."""
+    by_epoch: dict[str, int] = {}
+    count = 0
+    if Path(sample_dir).is_dir():
+        for path in Path(sample_dir).glob("*.png"):
+            info = parse_sample_name(path)
+            if info.prompt_index is None:  # not an sd-scripts sample name
+                continue
+            count += 1
+            key = str(info.epoch) if info.epoch is not None else f"step{info.step}"
+            by_epoch[key] = by_epoch.get(key, 0) + 1
+    return {"count": count, "by_epoch": dict(sorted(by_epoch.items()))}

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
+GATE_SCRIPT = Path(__file__).with_name("gate.py")
 MARKER = "BESPOKE_PREFLIGHT"
-GATE_PASSED = "bespoke preflight passed:"  # how the gate's line starts when every stage passed (probe.py gate())
+GATE_PASSED = "bespoke preflight passed:"  # how the gate's line starts when every stage passed (gate.py)
 PASS, FAIL, HARDWARE, SKIPPED = "PASS", "FAIL", "NEEDS-HARDWARE", "SKIPPED"
 STAGE_NAMES = ("arguments", "tokenizer", "dataset", "buckets", "data loader", "optimizer", "attention",
                "mixed precision", "sample prompts", "network module")
@@ -68,10 +69,10 @@ def probe_argv(python: str, sd_scripts: Path, jobs: list[dict]) -> list[str]:
 
 
 def gate_words(report: str | Path) -> tuple[str, ...]:
-    """The words of a gated launch that come before the trainer's script (LaunchSpec.gate): the probe in its
-    --gate mode, which checks the launch's own arguments, writes its answer to `report` and, when every stage
-    passes, runs the script in the same process."""
-    return (str(PROBE_SCRIPT), "--gate", str(report))
+    """The words of a gated launch that come before the trainer's script (LaunchSpec.gate): gate.py, which
+    checks the launch's own arguments with the probe's stages, writes its answer to `report` and, when every
+    stage passes, runs the script in the same process."""
+    return (str(GATE_SCRIPT), str(report))
 
 
 def _quote(value: str) -> str:

@@ -8,10 +8,7 @@ one job must not take the others down). The last stdout line is `MARKER {json}`:
 {"probe": 1, "device": {...}, "jobs": [{"id", "stages": [{"name", "status", "message"}]}]}
 with status PASS | FAIL | NEEDS-HARDWARE | SKIPPED (an earlier stage it depends on failed).
 
-`python probe.py --gate REPORT SCRIPT ARGS...` is the same check on one launch, inside it: `accelerate launch`
-starts the probe instead of SCRIPT (train_network.py), the probe checks `SCRIPT ARGS` in the run folder, writes
-its answer to REPORT (JSON, the same shape) and, when every stage passed, runs SCRIPT as `__main__` in this
-process: sd-scripts is imported once for the check and the training, so the check costs only its stages.
+The same check runs inside a launch through gate.py beside this file (bespoke.kohya.preflight.gate_words).
 
 CUDA is touched only in the forked children: a parent that initialised CUDA could not give it to a child
 (torch: "Cannot re-initialize CUDA in forked subprocess"), nor could it then be the trainer cleanly.
@@ -26,9 +23,7 @@ import importlib
 import json
 import math
 import os
-import runpy
 import sys
-import time
 import traceback
 
 MARKER = "BESPOKE_PREFLIGHT"
@@ -361,50 +356,5 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _write_report(path: str, out: dict) -> None:
-    """The gate's answer, written whole (a reader never sees half of it)."""
-    partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(out, handle)
-    os.replace(partial, path)
-
-
-def gate(report: str, script: str, args: list[str]) -> int:
-    """Check `script args` in this folder; if every stage passes, run the script here as `__main__` (its exit is
-    this process's exit). Otherwise print one line per problem and return 1. Only the first process of a
-    multi-GPU launch checks: the others start the trainer and wait for it at accelerate's first barrier."""
-    here = os.getcwd()
-    script = os.path.abspath(script)
-    sd_scripts = os.path.dirname(script)
-    sys.path[0] = sd_scripts  # what running the script directly puts first (not bespoke/kohya)
-    if os.environ.get("LOCAL_RANK", "0") == "0":
-        started = time.monotonic()
-        out: dict = {"probe": 1, "gate": True, "python": sys.version.split()[0], "device": {}}
-        modules = _import(sd_scripts, out)
-        imported = time.monotonic()
-        if modules is not None:
-            checked = _in_child({"id": here, "cwd": here, "args": args}, modules)
-            out["device"] = checked.get("device") or {}
-            out["jobs"] = [{"id": here, "stages": checked["stages"]}]
-        out["seconds"] = {"import": round(imported - started, 3), "stages": round(time.monotonic() - imported, 3)}
-        os.chdir(here)
-        _write_report(report, out)
-        stages = out.get("jobs", [{}])[0].get("stages", [])
-        problems = [s for s in stages if s["status"] in (FAIL, HARDWARE)]
-        if out.get("error") or problems:
-            for line in [out["error"]] if out.get("error") else [f"{s['name']} {s['status']}: {s['message']}"
-                                                                   for s in problems]:
-                print(f"bespoke preflight: the trainer would stop: {line}", file=sys.stderr, flush=True)
-            return 1
-        print(f"bespoke preflight passed: {len(stages)} stages in {out['seconds']['stages']:.1f} s "
-              f"(sd-scripts imported in {out['seconds']['import']:.1f} s, once for the check and the training)",
-              flush=True)
-    sys.argv = [script, *args]
-    runpy.run_path(script, run_name="__main__")
-    return 0
-
-
 if __name__ == "__main__":
-    if len(sys.argv) > 3 and sys.argv[1] == "--gate":
-        sys.exit(gate(sys.argv[2], sys.argv[3], sys.argv[4:]))
     sys.exit(main(sys.argv))

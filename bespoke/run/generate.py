@@ -38,10 +38,11 @@ from bespoke.kohya.gen_img import (
 )
 from bespoke.kohya.launch import LaunchSpec, build_launch, recordable_env
 from bespoke.kohya.output import log_tail, trainer_error
+from bespoke.kohya.preflight import gate_words, read_gate
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import base_model_argument
-from bespoke.run.preflight import require_preflight
+from bespoke.run.preflight import refusal
 from bespoke.run.runner import ProcessResult, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
@@ -262,8 +263,6 @@ def generate(settings: Settings, run_dir: Path, request: GenerateRequest = Gener
     reusable = _claim_outdir(outdir, key, expected, request.force, say)
     if reusable is not None:
         return {**reusable, "outdir": str(outdir), "reused": True}
-    if request.preflight:
-        require_preflight(settings, [run_dir], gen_args=_script_args(request, job, outdir))
     record = _launch(settings, run_dir, request, job, outdir, key, expected, quiet, base_env, stop)
     say(f"generated {len(expected)} images from epoch {job.epoch} into {outdir}")
     return {**record, "outdir": str(outdir), "reused": False}
@@ -278,6 +277,9 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
     atomic_write_text(prompt_file, render_gen_prompts(job.prompts, request.seeds))
     script_args = _script_args(request, job, outdir)
     spec = gen_launch_spec(settings, script_args, cwd=run_dir)
+    report = outdir / "preflight.json"
+    if request.preflight:  # gen_img.py's own checks inside the launch, which then generates in that process
+        spec = replace(spec, gate=gate_words(report))
     argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
     log_path = outdir / "generate.log"
     rotate_log(log_path)
@@ -307,6 +309,12 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
                             env_overrides=recordable_env(overrides))
     finally:
         view.stop()
+    verdict = read_gate(report, str(run_dir)) if request.preflight and not result.interrupted else None
+    problem = refusal([verdict]) if verdict is not None else None
+    if problem is not None:  # nothing was generated; the next generate moves this folder aside
+        record.update(status="refused", reason=str(problem), finished=now_iso(), exit_code=result.exit_code)
+        atomic_write_json(outdir / "generate.json", record)
+        raise problem
     return _record_outcome(record, result, outdir, expected, log_path)
 
 

@@ -57,7 +57,7 @@ class RunPaths:
 
     @property
     def preflight_report(self) -> Path:
-        """The preflight gate's answer for the latest launch (bespoke/kohya/probe.py --gate)."""
+        """The preflight gate's answer for the latest launch (bespoke/kohya/gate.py)."""
         return self.logs_dir / "preflight.json"
 
     @property

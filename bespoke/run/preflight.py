@@ -3,9 +3,9 @@ configs, up to the model load (stages: bespoke.kohya.preflight; the probe: bespo
 
 One probe process checks any number of run folders (sd-scripts is imported once, ~6 s with torch), each in
 its own forked child, started in the run folder like the trainer. `sweep` calls `require_preflight` for all
-its runs before any launch; `train` gates its one launch instead (bespoke.kohya.preflight.gate_words): the
-check runs inside the launched trainer process, which then trains with the modules it has already imported,
-and `refusal` turns the gate's report into the same error.
+its runs before any launch; `train` and `generate` gate their one launch instead (bespoke.kohya.preflight.gate_words):
+the check runs inside the launched process (gen_img.py's stages for `generate`), which then trains or
+generates with the modules it has already imported, and `refusal` turns the gate's report into the same error.
 """
 
 from __future__ import annotations
@@ -85,21 +85,12 @@ def problem_summary(run: RunPreflight) -> str:
     return "; ".join(parts)
 
 
-def gen_preflight(settings: Settings, run_dir: Path, script_args: tuple[str, ...]) -> PreflightReport:
-    """gen_img.py's own parser on `script_args`, the tokenizer, the attention backend, precision and the files
-    (base model, LoRA), in the trainer's Python, started in the run folder like `generate`."""
-    script = settings.sd_script("gen_img.py")
-    return _probe(settings, script, [probe_job(str(run_dir), Path(run_dir), script_args, kind="gen")], None)
-
-
-def require_preflight(settings: Settings, run_dirs: list[Path], gen_args: tuple[str, ...] | None = None,
-                      *, here: bool = True) -> PreflightReport:
-    """Preflight before a launch: raise PreflightError naming every problem (TrainerError when the probe
-    itself could not run), so nothing is launched that the trainer would refuse. With `gen_args`, the one run
-    folder is checked for `gen_img.py gen_args` instead of training. `here=False` (a Slurm submit host: the
-    runs train on other nodes, each task preflights again there) lets NEEDS-HARDWARE stages pass."""
-    report = preflight_runs(settings, run_dirs) if gen_args is None else gen_preflight(settings, run_dirs[0],
-                                                                                       gen_args)
+def require_preflight(settings: Settings, run_dirs: list[Path], *, here: bool = True) -> PreflightReport:
+    """Preflight before launching runs (a sweep): raise PreflightError naming every problem (TrainerError when
+    the probe itself could not run), so nothing is launched that the trainer would refuse. `here=False` (a
+    Slurm submit host: the runs train on other nodes, each task preflights again there) lets NEEDS-HARDWARE
+    stages pass."""
+    report = preflight_runs(settings, run_dirs)
     problem = refusal(report.runs, here=here)
     if problem is not None:
         raise problem

@@ -27,13 +27,14 @@ from bespoke.fsutil import atomic_write_text, sha256_file
 from bespoke.kohya.checkpoints import Checkpoint, epochs_done
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
+    LaunchSpec,
     build_launch,
     pin_to_gpu,
     recordable_env,
     with_resume,
 )
 from bespoke.kohya.metadata import as_int
-from bespoke.kohya.naming import parse_sample_name
+from bespoke.kohya.naming import sample_counts
 from bespoke.kohya.output import log_tail
 from bespoke.kohya.preflight import GATE_PASSED, gate_words, read_gate
 from bespoke.kohya.validate import check_file
@@ -80,30 +81,11 @@ class TrainResult:
     signum: int | None = None  # the signal that stopped bespoke (exit code 128 + signum)
 
 
-def sample_counts(sample_dir: Path) -> dict:
-    """Sample images by epoch: {"count": n, "by_epoch": {"0": 4, "1": 4}}."""
-    by_epoch: dict[str, int] = {}
-    count = 0
-    if Path(sample_dir).is_dir():
-        for path in Path(sample_dir).glob("*.png"):
-            info = parse_sample_name(path)
-            if info.prompt_index is None:  # not an sd-scripts sample name
-                continue
-            count += 1
-            key = str(info.epoch) if info.epoch is not None else f"step{info.step}"
-            by_epoch[key] = by_epoch.get(key, 0) + 1
-    return {"count": count, "by_epoch": dict(sorted(by_epoch.items()))}
-
-
 def neutral_accelerate_config(paths: RunPaths) -> Path:
     """`config/accelerate.yaml` of the run (created once, never rewritten): the file given to --config_file."""
     if not paths.accelerate_yaml.exists():
         atomic_write_text(paths.accelerate_yaml, NEUTRAL_ACCELERATE_CONFIG)
     return paths.accelerate_yaml
-
-
-def _checkpoints_json(paths: RunPaths, checkpoints: list[Checkpoint]) -> list[dict]:
-    return [c.to_json(paths.root) for c in checkpoints]
 
 
 def check_configs(paths: RunPaths, manifest: RunManifest, say: Say) -> dict[str, str]:
@@ -146,6 +128,12 @@ class _Supervision:
         self.watcher = ModelWatcher(paths.model_dir)
         self.last_poll = 0.0
 
+    def on_line(self, stream: str, line: str) -> None:
+        """Each line of the trainer's output: the gate's pass line ends the preflight status, the rest is progress."""
+        if self.progress.status == "preflight" and line.startswith(GATE_PASSED):
+            self.progress.status = "training"
+        self.progress.feed(stream, line)
+
     def tick(self) -> None:
         """Called every quarter second while the trainer runs."""
         changed = False
@@ -163,7 +151,7 @@ class _Supervision:
             checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
             snap = self.progress.snapshot()
             self.manifest.epochs_done = max(snap["epoch"] - 1, epochs_done(checkpoints), 0)
-            self.manifest.checkpoints = _checkpoints_json(self.paths, checkpoints)
+            self.manifest.checkpoints = [c.to_json(self.paths.root) for c in checkpoints]
             self.manifest.samples = sample_counts(self.paths.sample_dir)
             self.manifest.last_loss = snap["loss"]
             changed = True
@@ -296,24 +284,35 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     progress.status = "preflight" if options.preflight else "training"
     firsts = ResumeSamples(paths, attempt.number, resume is not None)
     supervision = _Supervision(paths, manifest, output_name, progress, display.view, _Facts(settings), firsts)
-    if display.view is not None:
-        display.view.start(progress)
+    result = _supervised(argv, env, overrides, spec, supervision, display, options, lock, signals)
+    supervision.facts.thread.join()
+    verdict = read_gate(paths.preflight_report, str(paths.root)) if options.preflight else None
+    problem = refusal([verdict]) if verdict is not None and not result.interrupted else None
+    if problem is not None:
+        save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
+        raise problem
+    attempt.resume_samples = firsts.collect()
+    return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
 
-    def on_line(stream: str, line: str) -> None:
-        if progress.status == "preflight" and line.startswith(GATE_PASSED):
-            progress.status = "training"
-        progress.feed(stream, line)
+
+def _supervised(argv: list[str], env: dict[str, str], overrides: dict[str, str], spec: LaunchSpec,
+                supervision: _Supervision, display: _Display, options: LaunchOptions, lock: RunLock,
+                signals: StopSignals) -> ProcessResult:
+    """Run the launch under the one supervisor with the live view; an exception marks the run interrupted first."""
+    paths, manifest = supervision.paths, supervision.manifest
 
     def spawned(pid: int) -> None:
         lock.trainer_started(pid)
         if options.on_spawn is not None:
             options.on_spawn(pid)
 
+    if display.view is not None:
+        display.view.start(supervision.progress)
     try:
-        result = run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=on_line,
-                            on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
-                            env_overrides=recordable_env(overrides), on_start=spawned, signals=signals,
-                            run_dir=paths.root)
+        return run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=supervision.on_line,
+                          on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
+                          env_overrides=recordable_env(overrides), on_start=spawned, signals=signals,
+                          run_dir=paths.root)
     except BaseException as error:  # the tree is stopped already; record that before it propagates
         _record_crash(paths, manifest, error)
         if isinstance(error, OSError):
@@ -326,14 +325,6 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
                 display.view.stop()
             except OSError:
                 pass
-    supervision.facts.thread.join()
-    verdict = read_gate(paths.preflight_report, str(paths.root)) if options.preflight else None
-    problem = refusal([verdict]) if verdict is not None and not result.interrupted else None
-    if problem is not None:
-        save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
-        raise problem
-    attempt.resume_samples = firsts.collect()
-    return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
 
 
 def _launch(settings: Settings, paths: RunPaths, training: dict, options: LaunchOptions, resume: Path | None):
@@ -354,7 +345,7 @@ def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) 
     """Mark the run interrupted after an exception in bespoke (best effort: the disk may be what failed)."""
     status, checkpoints = outcome_from_disk(paths, manifest)
     manifest.status, manifest.epochs_done = status, epochs_done(checkpoints)
-    manifest.checkpoints = _checkpoints_json(paths, checkpoints)
+    manifest.checkpoints = [c.to_json(paths.root) for c in checkpoints]
     if manifest.attempt is not None:
         manifest.attempt.finished_at = now_iso()
         manifest.attempt.reason = f"bespoke failed while supervising: {type(error).__name__}: {error}"[:500]
@@ -380,7 +371,7 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     attempt.log_tail, attempt.duration_s, attempt.trainer = tail, round(result.duration, 3), dict(facts)
     attempt.signal = signal_name(result.signum) if result.signum is not None else None
     manifest.status, manifest.epochs_done, manifest.epochs_total = status, epochs_done(checkpoints), epochs_total
-    manifest.checkpoints = _checkpoints_json(paths, checkpoints)
+    manifest.checkpoints = [c.to_json(paths.root) for c in checkpoints]
     manifest.samples = sample_counts(paths.sample_dir)
     manifest.final_loss, manifest.duration_s = snap["loss"], round(duration, 3)
     save_manifest(paths.root, manifest)

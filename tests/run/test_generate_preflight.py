@@ -1,5 +1,5 @@
 """`generate` passes what the run trained with (tokenizer cache, long prompts, attention, precision) and runs
-its own preflight in the trainer's Python first; the fake gen_img.py rejects what the real one rejects."""
+its own preflight inside its launch (gen_img.py's stages, then gen_img.py in the same process); the fake gen_img.py rejects what the real one rejects."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from locations import FAKE_DIR
 from lora_fixtures import make_run_with_checkpoints
 
 from bespoke.errors import PreflightError
+from bespoke.kohya.preflight import GATE_SCRIPT
 from bespoke.run.generate import GenerateRequest, GenPrompt, gen_img_args, generate
 from bespoke.settings import load_settings
 
@@ -53,12 +54,19 @@ def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixe
     with pytest.raises(PreflightError) as info:
         generate(settings, run, request, quiet=True)
     assert "tokenizer FAIL" in str(info.value) and "tokenizer_cache_dir" in str(info.value)
-    assert not (tmp_path / "gen_seen.json").exists()  # gen_img.py never started
+    assert not (tmp_path / "gen_seen.json").exists()  # the gate stopped the launch before gen_img.py's own code
+    outdir = run / "generated" / "e000001"
+    refused = json.loads((outdir / "generate.json").read_text())
+    assert refused["status"] == "refused" and "tokenizer FAIL" in refused["reason"]
+    assert str(GATE_SCRIPT) in refused["argv"] and not list(outdir.glob("*.png"))
+    assert "bespoke preflight: the trainer would stop: tokenizer FAIL" in (outdir / "generate.log").read_text()
     cache = tmp_path / "tok"
     (cache / "openai_clip-vit-large-patch14").mkdir(parents=True)
     _set_training(run, tokenizer_cache_dir=str(cache), max_token_length=225)
     record = generate(settings, run, request, quiet=True)
     assert record["status"] == "finished"
+    assert [p.name for p in (run / "generated").glob("e000001.*")]  # the refused attempt, moved aside, kept
+    assert "bespoke preflight passed: 5 stages" in (outdir / "generate.log").read_text()
     argv = json.loads((tmp_path / "gen_seen.json").read_text())["argv"]
     assert argv[argv.index("--tokenizer_cache_dir") + 1] == str(cache)
     assert argv[argv.index("--max_embeddings_multiples") + 1] == "3"

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from manifest_helpers import change_manifest, manifest_of, write_run_json
 
 from bespoke.cli import main
-from bespoke.kohya.preflight import PROBE_SCRIPT
+from bespoke.kohya.preflight import GATE_SCRIPT
 from bespoke.run.paths import RunPaths
 
 TINY = ("--set", "max_train_epochs=2", "--set", "mixed_precision=no")
@@ -72,11 +72,11 @@ def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fa
     manifest = manifest_of(run)
     attempt = manifest["attempt"]
     assert manifest["status"] == "finished" and attempt["exit_code"] == 0 and manifest["epochs_done"] == 2
-    # the plan's command, run in the run folder behind bespoke's preflight gate (the probe, then the same process
-    # runs train_network.py)
-    gate = attempt["argv"].index(str(PROBE_SCRIPT))
-    assert attempt["argv"][gate:gate + 3] == [str(PROBE_SCRIPT), "--gate", "logs/preflight.json"]
-    assert attempt["argv"][:gate] + attempt["argv"][gate + 3:] == manifest["argv"] and attempt["cwd"] == str(run)
+    # the plan's command, run in the run folder behind bespoke's preflight gate (gate.py: the probe's stages,
+    # then train_network.py in the same process)
+    gate = attempt["argv"].index(str(GATE_SCRIPT))
+    assert attempt["argv"][gate:gate + 2] == [str(GATE_SCRIPT), "logs/preflight.json"]
+    assert attempt["argv"][:gate] + attempt["argv"][gate + 2:] == manifest["argv"] and attempt["cwd"] == str(run)
     assert "bespoke preflight passed: 10 stages" in (run / "logs" / "train.log").read_text()
     assert attempt["argv"][1:3] == ["-m", "accelerate.commands.launch"]
     assert attempt["argv"][attempt["argv"].index("--mixed_precision") + 1] == "no"
