@@ -48,11 +48,11 @@ def gate(report: str, script: str, args: list[str]) -> int:
     if os.environ.get("LOCAL_RANK", "0") == "0":
         started = time.monotonic()
         out: dict = {"probe": 1, "gate": True, "python": sys.version.split()[0], "device": {}}
-        modules = probe._import(sd_scripts, out)
+        modules = probe.import_or_error(sd_scripts, out)
         imported = time.monotonic()
         if modules is not None:
             kind = "gen" if os.path.basename(script) == "gen_img.py" else "train"
-            checked = probe._in_child({"id": here, "cwd": here, "args": args, "kind": kind}, modules)
+            checked = probe.check_in_child({"id": here, "cwd": here, "args": args, "kind": kind}, modules)
             out["device"] = checked.get("device") or {}
             out["jobs"] = [{"id": here, "stages": checked["stages"]}]
         out["seconds"] = {"import": round(imported - started, 3), "stages": round(time.monotonic() - imported, 3)}

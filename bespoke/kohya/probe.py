@@ -291,7 +291,7 @@ def _checked(job: dict, modules: dict) -> dict:
     return {"device": device, "stages": run_job(job, modules, device)}
 
 
-def _in_child(job: dict, modules: dict) -> dict:
+def check_in_child(job: dict, modules: dict) -> dict:
     """_checked in a forked child when the OS can fork, so jobs share the imports but no state (nor CUDA)."""
     if not hasattr(os, "fork"):
         return _checked(job, modules)
@@ -331,7 +331,7 @@ def load_modules(sd_scripts: str) -> dict:
             "torch": train_util.torch}
 
 
-def _import(sd_scripts: str, out: dict) -> dict | None:
+def import_or_error(sd_scripts: str, out: dict) -> dict | None:
     """load_modules, or None with out["error"] set."""
     try:
         return load_modules(sd_scripts)
@@ -344,11 +344,11 @@ def _import(sd_scripts: str, out: dict) -> dict | None:
 def main(argv: list[str]) -> int:
     sd_scripts, jobs = argv[1], json.loads(argv[2])
     out: dict = {"probe": 1, "python": sys.version.split()[0], "device": {}}
-    modules = _import(sd_scripts, out)
+    modules = import_or_error(sd_scripts, out)
     if modules is not None:
         out["jobs"] = []
         for job in jobs:
-            checked = _in_child(job, modules)
+            checked = check_in_child(job, modules)
             out["device"] = out["device"] or checked.get("device") or {}
             out["jobs"].append({"id": job["id"], "stages": checked["stages"]})
     sys.stdout.flush()
