@@ -55,14 +55,19 @@ def _device(torch) -> dict:
     return device
 
 
-def stage_arguments(job, ctx):
-    train_network, train_util = ctx["train_network"], ctx["train_util"]
-    parser = train_network.setup_parser()
+def _stopping(parser):
+    """`parser` with argparse's exit turned into a FAIL carrying argparse's own message (not a bare SystemExit)."""
 
-    def exit_with(status=0, message=None):  # argparse's own message instead of a bare SystemExit
+    def exit_with(status=0, message=None):
         raise Stop(FAIL, (message or f"argparse exit {status}").strip())
 
     parser.exit = exit_with
+    return parser
+
+
+def stage_arguments(job, ctx):
+    train_network, train_util = ctx["train_network"], ctx["train_util"]
+    parser = _stopping(train_network.setup_parser())
     sys.argv = ["train_network.py", *job["args"]]  # read_config_from_file parses sys.argv again
     args = parser.parse_args(job["args"])
     args = train_util.read_config_from_file(args, parser)
@@ -213,12 +218,7 @@ def stage_network(job, ctx):
 
 def stage_gen_arguments(job, ctx):
     """gen_img.py's own parser on the exact arguments bespoke passes (an option it lacks: argparse error)."""
-    parser = importlib.import_module("gen_img").setup_parser()
-
-    def exit_with(status=0, message=None):
-        raise Stop(FAIL, (message or f"argparse exit {status}").strip())
-
-    parser.exit = exit_with
+    parser = _stopping(importlib.import_module("gen_img").setup_parser())
     args = parser.parse_args(job["args"])
     for name in ("max_token_length", "mem_eff_attn"):
         setattr(args, name, getattr(args, name, None))

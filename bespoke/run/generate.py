@@ -38,11 +38,11 @@ from bespoke.kohya.gen_img import (
 )
 from bespoke.kohya.launch import LaunchSpec, build_launch, recordable_env
 from bespoke.kohya.output import log_tail, trainer_error
-from bespoke.kohya.preflight import gate_words, read_gate
+from bespoke.kohya.preflight import gate_words
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import base_model_argument
-from bespoke.run.preflight import refusal
+from bespoke.run.preflight import gate_refusal
 from bespoke.run.runner import ProcessResult, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
@@ -309,8 +309,7 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
                             env_overrides=recordable_env(overrides))
     finally:
         view.stop()
-    verdict = read_gate(report, str(run_dir)) if request.preflight and not result.interrupted else None
-    problem = refusal([verdict]) if verdict is not None else None
+    problem = gate_refusal(report, run_dir) if request.preflight and not result.interrupted else None
     if problem is not None:  # nothing was generated; the next generate moves this folder aside
         record.update(status="refused", reason=str(problem), finished=now_iso(), exit_code=result.exit_code)
         atomic_write_json(outdir / "generate.json", record)

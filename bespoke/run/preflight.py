@@ -17,7 +17,15 @@ from pathlib import Path
 from bespoke.dataset.synthetic import write_dataset
 from bespoke.errors import BespokeError, ConfigError, PreflightError, TrainerError
 from bespoke.kohya.launch import train_script_args
-from bespoke.kohya.preflight import FAIL, RunPreflight, parse_probe, probe_argv, probe_device, probe_job
+from bespoke.kohya.preflight import (
+    FAIL,
+    RunPreflight,
+    parse_probe,
+    probe_argv,
+    probe_device,
+    probe_job,
+    read_gate,
+)
 from bespoke.kohya.presets import load_preset_file, preset_names, presets_folder
 from bespoke.run.paths import RunPaths
 from bespoke.run.plan import PlanRequest, plan_run
@@ -109,6 +117,12 @@ def refusal(runs: list[RunPreflight], *, here: bool = True) -> BespokeError | No
         return PreflightError(f"preflight: the trainer would stop: {lines} — `bespoke preflight RUN` shows every "
                               "stage; --no-preflight launches anyway")
     return None
+
+
+def gate_refusal(report: Path, run: Path) -> BespokeError | None:
+    """The error that a gated launch's report (kohya/gate.py) stands for, None when it passed or wrote none."""
+    verdict = read_gate(report, str(run))
+    return refusal([verdict]) if verdict is not None else None
 
 
 def shipped_combinations() -> list[tuple[int, str | None]]:

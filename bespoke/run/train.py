@@ -36,14 +36,14 @@ from bespoke.kohya.launch import (
 from bespoke.kohya.metadata import as_int
 from bespoke.kohya.naming import sample_counts
 from bespoke.kohya.output import log_tail
-from bespoke.kohya.preflight import GATE_PASSED, gate_words, read_gate
+from bespoke.kohya.preflight import GATE_PASSED, gate_words
 from bespoke.kohya.validate import check_file
 from bespoke.run.facts import trainer_facts
 from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
-from bespoke.run.preflight import refusal
+from bespoke.run.preflight import gate_refusal
 from bespoke.run.proctree import DEFAULT_GRACE
 from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
 from bespoke.run.resume import (
@@ -286,8 +286,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     supervision = _Supervision(paths, manifest, output_name, progress, display.view, _Facts(settings), firsts)
     result = _supervised(argv, env, overrides, spec, supervision, display, options, lock, signals)
     supervision.facts.thread.join()
-    verdict = read_gate(paths.preflight_report, str(paths.root)) if options.preflight else None
-    problem = refusal([verdict]) if verdict is not None and not result.interrupted else None
+    problem = gate_refusal(paths.preflight_report, paths.root) if options.preflight and not result.interrupted else None
     if problem is not None:
         save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
         raise problem
