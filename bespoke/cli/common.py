@@ -29,8 +29,12 @@ class BespokeGroup(click.Group):
     """Turns every BespokeError raised by a command into a clean one-line error (the one place this happens)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from bespoke import progress
+        from bespoke.cli.display import display_for
+
         try:
-            return super().invoke(ctx)
+            with progress.use_display(display_for(quiet=False)):  # a command's --quiet replaces it (quiet_option)
+                return super().invoke(ctx)
         except BespokeError as error:
             raise BespokeClickError(error) from error
 
