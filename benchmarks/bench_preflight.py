@@ -40,7 +40,8 @@ from bespoke.kohya.preflight import gate_words
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import PlanRequest, launch_spec_for, plan_run
 from bespoke.run.preflight import plan_shipped, preflight_runs
-from bespoke.run.runner import run_logged
+from bespoke.run.runner import Hooks, ProcessSpec, run_logged
+from bespoke.run.stopping import StopPolicy
 from bespoke.run.train import neutral_accelerate_config
 from bespoke.settings import load_settings
 
@@ -68,14 +69,14 @@ def time_to_first_step(settings, run_dir: Path, env: dict, gated: bool) -> tuple
     stop = threading.Event()
     seen = {}
 
-    def on_line(stream: str, line: str) -> None:
+    def on_line(line: str) -> None:
         if "first" not in seen and FIRST_STEP.search(line):
             seen["first"] = time.perf_counter()
             stop.set()
 
     started = time.perf_counter()
-    result = run_logged(argv, full_env, paths.logs_dir / "bench.log", cwd=spec.cwd, on_line=on_line, stop=stop,
-                        stop_timeouts=(5.0, 5.0))
+    result = run_logged(ProcessSpec(tuple(argv), full_env, paths.logs_dir / "bench.log", spec.cwd,
+                                    policy=StopPolicy(5.0, 5.0)), Hooks(on_line=on_line, stop=stop))
     if "first" not in seen:
         raise SystemExit(f"the trainer ended (exit {result.exit_code}) before its first step; see "
                          f"{paths.logs_dir / 'bench.log'}")

@@ -50,8 +50,10 @@ def render_outcome(result, console) -> None:
                               f"samples (run `bespoke process {where}`)", result.signum)
         return
     if result.status == "interrupted" or result.signum is not None:
-        raise Interrupted(f"run {result.run_id} stopped by {signal_name(result.signum)} after {result.epochs_done} "
-                          "epoch(s) and marked interrupted; run the same command again to resume", result.signum)
+        # the reason says where the resume starts (bespoke.run.resume.stop_note)
+        how = result.reason or f"stopped by {signal_name(result.signum)} after {result.epochs_done} epoch(s)"
+        marked = " and marked interrupted" if result.status == "interrupted" else ""
+        raise Interrupted(f"run {result.run_id} {how}{marked}; run the same command again to resume", result.signum)
     if result.log_tail:
         console.print(f"[red]last lines of {where / 'logs' / 'train.log'}:[/]")
         for line in result.log_tail[-15:]:

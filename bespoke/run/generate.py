@@ -43,7 +43,7 @@ from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import base_model_argument
 from bespoke.run.preflight import gate_refusal
-from bespoke.run.runner import ProcessResult, rotate_log, run_logged, signal_name
+from bespoke.run.runner import Hooks, ProcessResult, ProcessSpec, rotate_log, run_logged, signal_name
 from bespoke.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -278,8 +278,8 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
     script_args = _script_args(request, job, outdir)
     spec = gen_launch_spec(settings, script_args, cwd=run_dir)
     report = outdir / "preflight.json"
-    if request.preflight:  # gen_img.py's own checks inside the launch, which then generates in that process
-        spec = replace(spec, gate=gate_words(report))
+    # gen_img.py's own checks inside the launch (unless --no-preflight), which then generates in that process
+    spec = replace(spec, gate=gate_words(report if request.preflight else None))
     argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
     log_path = outdir / "generate.log"
     rotate_log(log_path)
@@ -305,8 +305,8 @@ def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _R
 
     view.start()
     try:
-        result = run_logged(argv, env, log_path, cwd=spec.cwd, on_tick=on_tick, stop=stop,
-                            env_overrides=recordable_env(overrides))
+        result = run_logged(ProcessSpec(tuple(argv), env, log_path, spec.cwd, recordable_env(overrides)),
+                            Hooks(on_tick=on_tick, stop=stop))
     finally:
         view.stop()
     problem = gate_refusal(report, run_dir) if request.preflight and not result.interrupted else None

@@ -24,7 +24,7 @@ from bespoke import __version__
 from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.fsutil import atomic_write_text, sha256_file
-from bespoke.kohya.checkpoints import Checkpoint, epochs_done
+from bespoke.kohya.checkpoints import Checkpoint
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
     LaunchSpec,
@@ -34,7 +34,6 @@ from bespoke.kohya.launch import (
     with_resume,
 )
 from bespoke.kohya.metadata import as_int
-from bespoke.kohya.naming import sample_counts
 from bespoke.kohya.output import log_tail
 from bespoke.kohya.preflight import GATE_PASSED, gate_words
 from bespoke.kohya.validate import check_file
@@ -49,12 +48,16 @@ from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
 from bespoke.run.resume import (
     ResumeSamples,
     complete_final,
+    epochs_kept,
     finished_on_disk,
-    outcome_from_disk,
     prepare_folder,
+    record_on_disk,
+    samples_record,
+    stop_note,
     whole_checkpoints,
 )
-from bespoke.run.runner import ProcessResult, StopSignals, rotate_log, run_logged, signal_name
+from bespoke.run.runner import Hooks, ProcessResult, ProcessSpec, StopSignals, rotate_log, run_logged
+from bespoke.run.stopping import StopPolicy
 from bespoke.settings import Settings
 
 LOG_TAIL_LINES = 30
@@ -124,15 +127,16 @@ class _Supervision:
                  view: ProgressView | None, facts: _Facts, firsts: ResumeSamples):
         self.paths, self.manifest, self.output_name = paths, manifest, output_name
         self.progress, self.view, self.facts, self.firsts = progress, view, facts, firsts
+        self.training = read_training(paths)
         self.facts_written = False
         self.watcher = ModelWatcher(paths.model_dir)
         self.last_poll = 0.0
 
-    def on_line(self, stream: str, line: str) -> None:
+    def on_line(self, line: str) -> None:
         """Each line of the trainer's output: the gate's pass line ends the preflight status, the rest is progress."""
         if self.progress.status == "preflight" and line.startswith(GATE_PASSED):
             self.progress.status = "training"
-        self.progress.feed(stream, line)
+        self.progress.feed("log", line)
 
     def tick(self) -> None:
         """Called every quarter second while the trainer runs."""
@@ -150,9 +154,10 @@ class _Supervision:
         if self.progress.take_epoch_changed() or new_ckpts:
             checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
             snap = self.progress.snapshot()
-            self.manifest.epochs_done = max(snap["epoch"] - 1, epochs_done(checkpoints), 0)
+            self.manifest.epochs_done = epochs_kept(self.paths, self.output_name, self.training,
+                                                    self.manifest.epochs_total)
             self.manifest.checkpoints = [c.to_json(self.paths.root) for c in checkpoints]
-            self.manifest.samples = sample_counts(self.paths.sample_dir)
+            self.manifest.samples = samples_record(self.paths, self.training, self.manifest.epochs_done)
             self.manifest.last_loss = snap["loss"]
             changed = True
         if changed:
@@ -183,7 +188,7 @@ def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: Run
     if complete_final(checkpoints, epochs_total) is not None:
         return "finished", None
     if result.interrupted:
-        return "interrupted", f"stopped by bespoke ({signal_name(result.signum)})"
+        return "interrupted", None  # the reason says where the resume starts: _finish (resume.stop_note)
     if result.exit_code != 0:
         return "failed", f"trainer exited with code {result.exit_code}"
     final = next((c for c in checkpoints if c.final), None)
@@ -282,7 +287,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     save_manifest(paths.root, manifest)
     progress = display.progress or RunProgress(manifest.id, total_epochs)
     progress.status = "preflight" if options.preflight else "training"
-    firsts = ResumeSamples(paths, attempt.number, resume is not None)
+    firsts = ResumeSamples(paths, attempt.number, resume, training)
     supervision = _Supervision(paths, manifest, output_name, progress, display.view, _Facts(settings), firsts)
     result = _supervised(argv, env, overrides, spec, supervision, display, options, lock, signals)
     supervision.facts.thread.join()
@@ -290,7 +295,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     if problem is not None:
         save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
         raise problem
-    attempt.resume_samples = firsts.collect()
+    attempt.resume_samples, attempt.filled_samples = firsts.collect(), firsts.filled
     return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
 
 
@@ -307,11 +312,15 @@ def _supervised(argv: list[str], env: dict[str, str], overrides: dict[str, str],
 
     if display.view is not None:
         display.view.start(supervision.progress)
+    def stopped(record) -> None:
+        if manifest.attempt is not None:
+            manifest.attempt.stop = record
+
     try:
-        return run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=supervision.on_line,
-                          on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
-                          env_overrides=recordable_env(overrides), on_start=spawned, signals=signals,
-                          run_dir=paths.root)
+        return run_logged(ProcessSpec(tuple(argv), env, paths.train_log, spec.cwd, recordable_env(overrides),
+                                      paths.root, StopPolicy(*options.stop_timeouts)),
+                          Hooks(on_line=supervision.on_line, on_tick=supervision.tick, on_start=spawned,
+                                on_stop=stopped, stop=options.stop, signals=signals))
     except BaseException as error:  # the tree is stopped already; record that before it propagates
         _record_crash(paths, manifest, error)
         if isinstance(error, OSError):
@@ -334,17 +343,14 @@ def _launch(settings: Settings, paths: RunPaths, training: dict, options: Launch
         spec = pin_to_gpu(spec, options.pin_gpu)
     if resume is not None:
         spec = with_resume(spec, paths.relative(resume))
-    if options.preflight:
-        paths.preflight_report.unlink(missing_ok=True)
-        spec = replace(spec, gate=gate_words(paths.relative(paths.preflight_report)))
+    paths.preflight_report.unlink(missing_ok=True)  # every launch goes through the gate (it guards the stop)
+    spec = replace(spec, gate=gate_words(paths.relative(paths.preflight_report) if options.preflight else None))
     return spec, build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
 
 
 def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) -> None:
     """Mark the run interrupted after an exception in bespoke (best effort: the disk may be what failed)."""
-    status, checkpoints = outcome_from_disk(paths, manifest)
-    manifest.status, manifest.epochs_done = status, epochs_done(checkpoints)
-    manifest.checkpoints = [c.to_json(paths.root) for c in checkpoints]
+    manifest.status = record_on_disk(paths, manifest)
     if manifest.attempt is not None:
         manifest.attempt.finished_at = now_iso()
         manifest.attempt.reason = f"bespoke failed while supervising: {type(error).__name__}: {error}"[:500]
@@ -368,14 +374,16 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     assert attempt is not None  # set by _train_locked before the launch
     attempt.finished_at, attempt.exit_code, attempt.reason = now_iso(), result.exit_code, reason
     attempt.log_tail, attempt.duration_s, attempt.trainer = tail, round(result.duration, 3), dict(facts)
-    attempt.signal = signal_name(result.signum) if result.signum is not None else None
-    manifest.status, manifest.epochs_done, manifest.epochs_total = status, epochs_done(checkpoints), epochs_total
-    manifest.checkpoints = [c.to_json(paths.root) for c in checkpoints]
-    manifest.samples = sample_counts(paths.sample_dir)
+    attempt.signal = result.stop.asked_by if result.stop is not None and result.signum is not None else None
+    attempt.stop, attempt.trainer_end = result.stop, result.trainer_end
+    manifest.status, manifest.epochs_total = status, epochs_total
+    record_on_disk(paths, manifest)
+    if result.stop is not None and status == "interrupted":
+        attempt.reason = stop_note(paths, manifest, result.stop.asked_by, snap["epoch"])
     manifest.final_loss, manifest.duration_s = snap["loss"], round(duration, 3)
     save_manifest(paths.root, manifest)
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
-                       snap["loss"], reason, resumed_from=str(resume) if resume is not None else None,
+                       snap["loss"], attempt.reason, resumed_from=str(resume) if resume is not None else None,
                        log_tail=tail or [], argv=attempt.argv, signum=result.signum)
 
 

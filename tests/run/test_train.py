@@ -325,7 +325,7 @@ sys.stdout.buffer.write(b"\xff tail without newline")
 
 
 def test_runner_logs_every_byte_and_splits_lines_on_cr_and_lf(tmp_path):
-    from bespoke.run.runner import rotate_log, run_logged
+    from bespoke.run.runner import Hooks, ProcessSpec, rotate_log, run_logged
 
     log = tmp_path / "logs" / "train.log"
     log.parent.mkdir()
@@ -334,18 +334,17 @@ def test_runner_logs_every_byte_and_splits_lines_on_cr_and_lf(tmp_path):
     log.write_text("old\n")
     assert rotate_log(log).name == "train.2.log" and (tmp_path / "logs" / "train.1.log").read_text() == "older\n"
     lines = []
-    result = run_logged([sys.executable, "-c", SCRIPT], dict(os.environ), log,
-                        on_line=lambda stream, line: lines.append((stream, line)))
+    result = run_logged(ProcessSpec((sys.executable, "-c", SCRIPT), dict(os.environ), log),
+                        Hooks(on_line=lines.append))
     assert result.exit_code == 0 and not result.interrupted
     data = log.read_bytes()
     assert b"\rsteps:  66%|###| 2/3" in data and b"\xff tail without newline" in data
-    assert ("stdout", "epoch 1/2") in lines
-    assert [line for s, line in lines if s == "stderr"] == [
+    assert "epoch 1/2" in lines
+    assert [line for line in lines if line.startswith("steps:")] == [
         f"steps:  {i * 33}%|###| {i}/3 [00:0{i}<00:01, 1.00it/s, avr_loss=0.{i}]" for i in range(1, 4)]
-    assert ("stdout", "saving checkpoint: /x/a-000001.safetensors") in lines
-    # the unterminated tail is delivered, last on its stream (the two streams are read by two threads, so
-    # their lines interleave in any order)
-    assert [line for s, line in lines if s == "stdout"][-1] == "\ufffd tail without newline"
+    assert "saving checkpoint: /x/a-000001.safetensors" in lines
+    # the unterminated tail is delivered, last (stdout and stderr share the log file, in the order written)
+    assert lines[-1] == "\ufffd tail without newline"
 
 
 STUBBORN = r"""
@@ -360,18 +359,19 @@ time.sleep(60)
 def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
     import threading
 
-    from bespoke.run.runner import run_logged
+    from bespoke.run.runner import Hooks, ProcessSpec, run_logged
+    from bespoke.run.stopping import StopPolicy
 
     stop = threading.Event()
     pids = []
 
-    def on_line(stream, line):
+    def on_line(line):
         if line.strip().isdigit():
             pids.append(int(line))
             stop.set()
 
-    result = run_logged([sys.executable, "-c", STUBBORN], dict(os.environ), tmp_path / "t.log", on_line=on_line,
-                        stop=stop, stop_timeouts=(0.3, 0.3))
+    result = run_logged(ProcessSpec((sys.executable, "-c", STUBBORN), dict(os.environ), tmp_path / "t.log",
+                                    policy=StopPolicy(0.3, 0.3, launcher_wait=0.3)), Hooks(on_line=on_line, stop=stop))
     assert result.interrupted and result.exit_code == -signal.SIGKILL
     assert _wait_for(lambda: not _alive(pids[0]), 30), "grandchild survived"
 
