@@ -149,7 +149,11 @@ class _Supervision:
         new_samples: list[Path] = []
         if time.monotonic() - self.last_poll >= 0.5:
             self.last_poll = time.monotonic()
+            moved = len(self.firsts.moved)
             self.firsts.collect()
+            if len(self.firsts.moved) != moved and self.manifest.attempt is not None:  # recorded as they happen
+                self.manifest.attempt.resume_samples = list(self.firsts.moved)
+                self.manifest.attempt.filled_samples, changed = list(self.firsts.filled), True
             new_ckpts, new_samples = self.watcher.poll()
         if self.progress.take_epoch_changed() or new_ckpts:
             checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
