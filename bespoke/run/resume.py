@@ -184,7 +184,7 @@ class ResumeSamples:
         folder = self.paths.sample_dir
         if not folder.is_dir():
             return []
-        return [p for p in folder.glob("*.png") if parse_sample_name(p).epoch == 0]
+        return sorted(p for p in folder.glob("*.png") if parse_sample_name(p).epoch == 0)
 
     def collect(self) -> list[str]:
         """Move every new e000000 image (drawn by this resumed attempt) to resume-<n>/; returns all moved."""

@@ -182,7 +182,8 @@ def test_the_trainer_state_reads_the_gate_lines_and_the_last_words():
                  "[bespoke] +0.00 s: SIGINT to pid 5 (trainer; stop asked by SIGTERM)",
                  "[bespoke gate] deferred: SIGINT while saving checkpoint model/x-000001.safetensors; …"):
         state.feed(line)
-    assert state.busy().startswith("SIGINT while saving checkpoint") and state.sections == [
+    # busy with the section the gate named; its deferral line does not start another one
+    assert state.busy() == "saving checkpoint model/x-000001.safetensors" and state.sections == [
         "saving checkpoint model/x-000001.safetensors"]
     for line in ("[bespoke gate] done: saving checkpoint model/x-000001.safetensors (0.40 s)", "last words",
                  "[bespoke gate] ended: exit 1 (RuntimeError: boom) (pid 12, rank 0)", "launcher traceback"):
