@@ -238,7 +238,7 @@ def _guard_network_saves(guard: StopGuard) -> None:
     def import_module(name, package=None):
         module = real_import(name, package)
         for factory in ("create_network", "create_network_from_weights"):
-            made = getattr(module, factory, None)
+            made = vars(module).get(factory)  # never a lazy module's __getattr__ (transformers, diffusers)
             if callable(made) and not getattr(made, "bespoke_guarded", False):
                 wrapped = wrap_factory(made)
                 setattr(wrapped, "bespoke_guarded", True)  # noqa: B010 - a mark on a function

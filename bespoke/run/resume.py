@@ -33,7 +33,7 @@ from bespoke.kohya.metadata import WeightsError, as_int, read_header
 from bespoke.kohya.naming import parse_sample_name, sample_counts
 from bespoke.kohya.prompts import parse_prompt_file
 from bespoke.run.lock import holder, holder_alive, try_lock
-from bespoke.run.manifest import RunManifest, StopRecord, TrainerEnd, load_manifest, save_manifest
+from bespoke.run.manifest import Attempt, RunManifest, StopRecord, TrainerEnd, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 
 Say = Callable[[str], None]
@@ -198,6 +198,16 @@ class ResumeSamples:
             self.moved.append((self.folder / path.name).relative_to(self.paths.root).as_posix())
             self._fill(self.folder / path.name)
         return self.moved
+
+    def record(self, attempt: Attempt | None) -> bool:
+        """collect, and put what was moved and filled in the attempt (as it happens: run.json keeps it even if
+        bespoke is killed); True when that changed."""
+        before = len(self.moved)
+        self.collect()
+        if attempt is None or (len(self.moved) == before and attempt.resume_samples == self.moved):
+            return False
+        attempt.resume_samples, attempt.filled_samples = list(self.moved), list(self.filled)
+        return True
 
     def _fill(self, redrawn: Path) -> None:
         info = parse_sample_name(redrawn)

@@ -48,11 +48,9 @@ from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
 from bespoke.run.resume import (
     ResumeSamples,
     complete_final,
-    epochs_kept,
     finished_on_disk,
     prepare_folder,
     record_on_disk,
-    samples_record,
     stop_note,
     whole_checkpoints,
 )
@@ -127,7 +125,6 @@ class _Supervision:
                  view: ProgressView | None, facts: _Facts, firsts: ResumeSamples):
         self.paths, self.manifest, self.output_name = paths, manifest, output_name
         self.progress, self.view, self.facts, self.firsts = progress, view, facts, firsts
-        self.training = read_training(paths)
         self.facts_written = False
         self.watcher = ModelWatcher(paths.model_dir)
         self.last_poll = 0.0
@@ -149,20 +146,11 @@ class _Supervision:
         new_samples: list[Path] = []
         if time.monotonic() - self.last_poll >= 0.5:
             self.last_poll = time.monotonic()
-            moved = len(self.firsts.moved)
-            self.firsts.collect()
-            if len(self.firsts.moved) != moved and self.manifest.attempt is not None:  # recorded as they happen
-                self.manifest.attempt.resume_samples = list(self.firsts.moved)
-                self.manifest.attempt.filled_samples, changed = list(self.firsts.filled), True
+            changed = self.firsts.record(self.manifest.attempt) or changed
             new_ckpts, new_samples = self.watcher.poll()
         if self.progress.take_epoch_changed() or new_ckpts:
-            checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
-            snap = self.progress.snapshot()
-            self.manifest.epochs_done = epochs_kept(self.paths, self.output_name, self.training,
-                                                    self.manifest.epochs_total)
-            self.manifest.checkpoints = [c.to_json(self.paths.root) for c in checkpoints]
-            self.manifest.samples = samples_record(self.paths, self.training, self.manifest.epochs_done)
-            self.manifest.last_loss = snap["loss"]
+            record_on_disk(self.paths, self.manifest)  # epochs kept, checkpoints, samples
+            self.manifest.last_loss = self.progress.snapshot()["loss"]
             changed = True
         if changed:
             save_manifest(self.paths.root, self.manifest)
@@ -299,7 +287,7 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     if problem is not None:
         save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
         raise problem
-    attempt.resume_samples, attempt.filled_samples = firsts.collect(), firsts.filled
+    firsts.record(attempt)
     return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
 
 
@@ -316,15 +304,12 @@ def _supervised(argv: list[str], env: dict[str, str], overrides: dict[str, str],
 
     if display.view is not None:
         display.view.start(supervision.progress)
-    def stopped(record) -> None:
-        if manifest.attempt is not None:
-            manifest.attempt.stop = record
-
     try:
         return run_logged(ProcessSpec(tuple(argv), env, paths.train_log, spec.cwd, recordable_env(overrides),
                                       paths.root, StopPolicy(*options.stop_timeouts)),
                           Hooks(on_line=supervision.on_line, on_tick=supervision.tick, on_start=spawned,
-                                on_stop=stopped, stop=options.stop, signals=signals))
+                                on_stop=lambda record: setattr(manifest.attempt, "stop", record), stop=options.stop,
+                                signals=signals))
     except BaseException as error:  # the tree is stopped already; record that before it propagates
         _record_crash(paths, manifest, error)
         if isinstance(error, OSError):
