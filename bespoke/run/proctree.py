@@ -112,8 +112,8 @@ class ProcessTree:
                 out.append(process)
         return out or [p for p in alive if p.pid == self.pid]
 
-    def _send(self, how: str, processes: list[psutil.Process] | None = None) -> list[psutil.Process]:
-        """Send `how` (graceful / terminate / kill) to `processes` (default: the whole tree); returns those sent."""
+    def send(self, how: str, processes: list[psutil.Process] | None = None) -> list[psutil.Process]:
+        """Send `how` (graceful / terminate / kill) to `processes` (default: the whole tree); returns those reached."""
         sent = []
         for process in self.alive() if processes is None else processes:
             try:
@@ -127,10 +127,6 @@ class ProcessTree:
             except (psutil.NoSuchProcess, psutil.AccessDenied, OSError, ValueError):
                 continue
         return sent
-
-    def send(self, how: str, processes: list[psutil.Process]) -> list[psutil.Process]:
-        """Send graceful / terminate / kill to these processes of the tree; returns those it reached."""
-        return self._send(how, processes)
 
     def _wait(self, seconds: float, hurry: Callable[[], bool]) -> bool:
         """Wait until the whole tree is gone (True), `seconds` passed or `hurry()` says stop waiting (False)."""
@@ -150,7 +146,7 @@ class ProcessTree:
         self.refresh()
         self.find_token()
         for how, seconds in (("graceful", grace[0]), ("terminate", grace[1])):
-            self._send(how)
+            self.send(how)
             if self._wait(seconds, hurry):
                 return how
             if hurry():
@@ -163,5 +159,5 @@ class ProcessTree:
         the root here would take its exit status away from the Popen that started it."""
         self.refresh()
         self.find_token()
-        self._send("kill")
+        self.send("kill")
         self._wait(5.0, lambda: False)

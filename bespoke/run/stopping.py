@@ -205,6 +205,7 @@ class Stopper:
         self.tree, self.state, self.policy, self.note = tree, state, policy, note
         self.asked_by, self.hurry = asked_by, hurry
         self.sent: list[SignalSent] = []
+        self.trainer_pids: set[int] = set()
         self.told: str | None = None
         self.started = time.monotonic()
         # the gate's sections from the one running now on: what this stop waited for
@@ -219,7 +220,9 @@ class Stopper:
                       f"{self.asked_by})")
 
     def _role(self, pid: int) -> str:
-        return "launcher" if pid == self.tree.pid else "trainer"
+        if pid == self.tree.pid:
+            return "launcher"
+        return "trainer" if pid in self.trainer_pids else "other"
 
     def _watch_busy(self, now: float, last: float, extended: float) -> float:
         """While the gate says the trainer saves or samples, the grace waits (up to busy_limit); returns the
@@ -249,6 +252,7 @@ class Stopper:
             child_seen = child_seen or any(p.pid != self.tree.pid for p in targets)
             if child_seen:
                 targets = [p for p in targets if p.pid != self.tree.pid]
+                self.trainer_pids |= {p.pid for p in targets}
             if not targets:
                 return how if self.sent else "exited"
             self._send(how, [p for p in targets if reached.get(p.pid) != how], self._role)
