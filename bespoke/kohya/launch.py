@@ -90,9 +90,13 @@ def pin_to_gpu(spec: LaunchSpec, gpu_id: str) -> LaunchSpec:
     return replace(spec, pinned_device=str(gpu_id), gpu_ids=(), num_processes=1)
 
 
-def with_resume(spec: LaunchSpec, state_dir: str | Path) -> LaunchSpec:
-    """Append `--resume <state dir>` after the config files (sd-scripts: the CLI overrides the TOML)."""
-    return replace(spec, extra_script_args=(*spec.extra_script_args, "--resume", str(state_dir)))
+def with_resume(spec: LaunchSpec, state_dir: str | Path, next_epoch: int | None = None) -> LaunchSpec:
+    """Append `--resume <state dir>` after the config files (sd-scripts: the CLI overrides the TOML), and
+    `--initial_epoch <next_epoch>` when given: sd-scripts starts a resume at `current_step // steps per epoch` of
+    the state's train_state.json, and a resumed run counts its steps from 0 again, so without it a state written
+    by a resumed run sends the next resume back to epochs already trained (seen on the real trainer)."""
+    words = ("--resume", str(state_dir)) + (("--initial_epoch", str(next_epoch)) if next_epoch else ())
+    return replace(spec, extra_script_args=(*spec.extra_script_args, *words))
 
 
 def recordable_env(overrides: dict[str, str]) -> dict[str, str]:

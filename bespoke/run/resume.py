@@ -112,6 +112,13 @@ def state_epoch(state_dir: Path | None) -> int | None:
         return None
 
 
+def resume_epoch(state_dir: Path, total: int | None) -> int | None:
+    """The epoch a resume from `state_dir` starts with (its epoch + 1), for sd-scripts' --initial_epoch; None when
+    the state holds the last epoch or its epoch is unknown (sd-scripts then decides from its step count)."""
+    epoch = state_epoch(state_dir)
+    return epoch + 1 if epoch is not None and (total is None or epoch < total) else None
+
+
 def epochs_kept(paths: RunPaths, output_name: str, training: dict, total: int | None) -> int:
     """The epochs a resume keeps (see the module docstring)."""
     checkpoints = whole_checkpoints(paths.model_dir, output_name)

@@ -51,6 +51,7 @@ from bespoke.run.resume import (
     finished_on_disk,
     prepare_folder,
     record_on_disk,
+    resume_epoch,
     stop_note,
     whole_checkpoints,
 )
@@ -331,7 +332,7 @@ def _launch(settings: Settings, paths: RunPaths, training: dict, options: Launch
     if options.pin_gpu is not None:
         spec = pin_to_gpu(spec, options.pin_gpu)
     if resume is not None:
-        spec = with_resume(spec, paths.relative(resume))
+        spec = with_resume(spec, paths.relative(resume), resume_epoch(resume, as_int(training.get("max_train_epochs"))))
     paths.preflight_report.unlink(missing_ok=True)  # every launch goes through the gate (it guards the stop)
     spec = replace(spec, gate=gate_words(paths.relative(paths.preflight_report) if options.preflight else None))
     return spec, build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))

@@ -244,5 +244,9 @@ def test_the_last_resume_finishes_with_nothing_cut_lost_or_left_running(chain, r
     assert step.manifest["status"] == "finished" and step.manifest["epochs_done"] == EPOCHS
     assert step.manifest["samples"]["by_epoch"] == {str(e): PROMPTS for e in range(EPOCHS + 1)}
     assert "missing" not in step.manifest["samples"]
+    # a resume from a state a resumed run wrote starts after that state's epoch (bespoke's --initial_epoch):
+    # sd-scripts alone would train epoch 2 again from the state's short step count, and draw its samples twice
+    assert all("epoch 2/3" not in chain[name].log for name in ("kill -9", "finish"))
+    assert "--initial_epoch" in step.manifest["attempt"]["argv"]
     assert all(not done.cut for done in chain.values())  # after every stop too
     assert not _orphans(run)

@@ -262,3 +262,25 @@ def test_the_stop_record_round_trips_through_run_json(tmp_path):
     save_manifest(tmp_path, manifest)
     again = load_manifest(tmp_path).attempt
     assert again.stop == attempt.stop and again.trainer_end == attempt.trainer_end
+
+
+def test_a_second_resume_starts_after_the_state_epoch_not_where_its_short_step_count_points(fake, isolated_project,
+                                                                                             monkeypatch):
+    """A resumed sd-scripts counts its steps from 0 again, and so do the states it writes; a plain --resume from
+    one of them starts at current_step // steps per epoch: epochs already trained (seen on the real trainer).
+    bespoke passes --initial_epoch (the state's epoch + 1), so no epoch is trained twice."""
+    import json
+
+    run = make_run(isolated_project)
+    _interrupt_after_epoch_1(run, monkeypatch)  # attempt 1: epoch 1 and its state, then a crash
+    monkeypatch.setenv("FAKE_TRAINER_FAIL_AT_STEP", "3")  # attempt 2 resumes epoch 2, saves its state, crashes
+    assert invoke("train", "--run", str(run), "--no-process").exit_code == 5
+    monkeypatch.delenv("FAKE_TRAINER_FAIL_AT_STEP")
+    state = json.loads((run / "model" / "hand-000002-state" / "train_state.json").read_text())
+    assert state == {"current_epoch": 2, "current_step": 2}  # 2 steps since ITS launch, not 4
+    assert invoke("train", "--run", str(run), "--no-process").exit_code == 0
+    launches = [json.loads(line) for line in fake.read_text().splitlines()]
+    assert launches[2]["argv"][-4:] == ["--resume", "model/hand-000002-state", "--initial_epoch", "3"]
+    log = (run / "logs" / "train.log").read_text()
+    assert "epoch 3/3" in log and "epoch 2/3" not in log
+    assert disk_state(run).samples == {str(e): PROMPTS for e in range(4)}  # no epoch's samples drawn twice

@@ -169,7 +169,7 @@ def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, iso
     assert seen(fake)[1]["resume"].endswith("hand-000002-state")
     manifest = manifest_of(run)
     assert manifest["status"] == "finished" and manifest["epochs_done"] == 3
-    assert manifest["attempt"]["argv"][-2:] == ["--resume", "model/hand-000002-state"]
+    assert manifest["attempt"]["argv"][-4:] == ["--resume", "model/hand-000002-state", "--initial_epoch", "3"]
     assert manifest["attempt"]["number"] == 2 and manifest["attempt"]["resumed_from"] == "hand-000002-state"
     assert (run / "logs" / "train.1.log").exists()  # the interrupted session's log is kept
 

@@ -28,7 +28,9 @@ FAKE_TRAINER_SLOW_IN=save|state|sample with FAKE_TRAINER_SLOW_SECONDS (default 3
 half-written, its state after train_state.json, or its sampling after the first image pauses and prints
 `fake trainer: slow in <where>` (library/train_util.py, networks/lora.py; for fault-injection tests).
 Like the real one (train_network.py l.1232-1344), a resumed run counts its global step from 0 again, so the
-`ss_steps` of checkpoints written after `--resume` are short by the steps done before.
+`ss_steps` of checkpoints written after `--resume` are short by the steps done before, and so is the
+`current_step` of the states it writes — and a resume starts at `current_step // steps per epoch` (unless
+`--initial_epoch`): a state written by a resumed run sends a plain `--resume` back to epochs already trained.
 """
 
 from __future__ import annotations
@@ -288,10 +290,12 @@ def train(args: argparse.Namespace) -> int:
     print(f"  total optimization steps / 学習ステップ数: {total_steps}")
 
     first_epoch = 0
-    if args.resume:
+    if args.resume:  # like train_network.py l.1232-1273: from the state's STEP count, unless --initial_epoch
         state = json.loads((Path(args.resume) / "train_state.json").read_text())
-        first_epoch = int(state["current_epoch"])
+        first_epoch = int(state["current_step"]) // steps_per_epoch
         print(f"resume training from state: {args.resume}, epoch {first_epoch}")
+    if getattr(args, "initial_epoch", None) is not None:
+        first_epoch = int(args.initial_epoch) - 1
 
     fail_at = int(os.environ.get("FAKE_TRAINER_FAIL_AT_STEP", "0") or 0)
     if resolution is not None and str(resolution[0]) == os.environ.get("FAKE_TRAINER_FAIL_RESOLUTION", ""):
