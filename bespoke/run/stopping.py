@@ -10,7 +10,9 @@ at a safe point: while a checkpoint or a state is written, or samples drawn, the
 on stdout. The grace period (`StopPolicy.grace`) does not run while the trainer is busy that way, for at most
 `StopPolicy.busy_limit` seconds in all; then SIGTERM, `terminate` seconds, SIGKILL. Once the trainer is gone the
 launcher gets `launcher_wait` seconds to exit before what is left of the tree is terminated, then killed. A
-second Ctrl-C (`hurry`) kills the whole tree at once. Every signal is one `[bespoke]` line in train.log and one
+second Ctrl-C (`hurry`) kills the whole tree at once. (busy_limit is 300 s: an epoch's samples at 512 px take
+tens of seconds on a GPU; a CPU box under load took 130 s for two 64 px ones; the user is told, and a second
+Ctrl-C does not wait.) Every signal is one `[bespoke]` line in train.log and one
 `SignalSent` of the attempt's `StopRecord`.
 
 The trainer's output reaches bespoke through its log file (`LogFollower`), which the launcher writes directly,
@@ -46,7 +48,7 @@ class StopPolicy:
 
     grace: float = 10.0  # after the trainer's SIGINT, before SIGTERM (paused while it saves or samples)
     terminate: float = 5.0  # after SIGTERM, before SIGKILL
-    busy_limit: float = 120.0  # the most a save or sampling in progress adds to the grace
+    busy_limit: float = 300.0  # the most a save or sampling in progress adds to the grace
     launcher_wait: float = 5.0  # after the trainer is gone, for the launcher to exit by itself
 
 
