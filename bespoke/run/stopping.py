@@ -134,6 +134,12 @@ class TrainerState:
         self.lines: deque[str] = deque(maxlen=LAST_LINES)
         self.last_words: list[str] | None = None
         self.launcher_said: tuple[str, str] | None = None
+        self.deferred_at: int | None = None  # index in `sections` of the one the gate first deferred a stop in
+
+    def waited_for(self) -> list[str]:
+        """The sections the gate made the stop wait for: from the one it was deferred in on."""
+        with self.lock:
+            return list(self.sections[self.deferred_at:]) if self.deferred_at is not None else []
 
     def feed(self, line: str) -> None:
         gate = parse_gate_line(line)
@@ -151,6 +157,8 @@ class TrainerState:
                 self.busy_text = gate.text
                 self.sections.append(gate.text)
             elif gate.kind == "deferred":  # the section goes on (its name is in the busy line before it)
+                if self.deferred_at is None:  # the stop waits from this section on
+                    self.deferred_at = len(self.sections) - (1 if self.busy_text else 0)
                 self.busy_text = self.busy_text or gate.text
             else:
                 self.busy_text = None
@@ -210,8 +218,7 @@ class Stopper:
         self.trainer_pids: set[int] = set()
         self.told: str | None = None
         self.started = time.monotonic()
-        # the gate's sections from the one running now on: what this stop waited for
-        self.first_section = len(state.sections) - (1 if state.busy() is not None else 0)
+        state.deferred_at = None  # what this stop waits for is what the gate defers it for
 
     def _send(self, how: str, processes: list, role: Callable[[int], str]) -> None:
         for process in self.tree.send(how, processes):
@@ -292,7 +299,7 @@ class Stopper:
         trainer_seconds = round(time.monotonic() - self.started, 3)
         self.state.freeze()
         self._stop_leftovers()
-        waited_for = self.state.sections[max(self.first_section, 0):] if ended != "exited" else []
+        waited_for = self.state.waited_for()
         record = StopRecord(self.asked_by, ended, list(self.sent), trainer_seconds,
                             round(time.monotonic() - self.started, 3), waited_for)
         waited = f"; it waited for: {', '.join(waited_for)}" if waited_for else ""

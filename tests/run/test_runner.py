@@ -145,10 +145,11 @@ got = []
 signal.signal(signal.SIGINT, lambda s, f: got.append(s)); signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
 print("[bespoke gate] busy: saving the state of epoch 1", flush=True)
 print("ready", flush=True)
+while not got:
+    time.sleep(0.01)
+print("[bespoke gate] deferred: SIGINT while saving the state of epoch 1; …", flush=True)
 time.sleep(float(sys.argv[1]))
 print("[bespoke gate] done: saving the state of epoch 1 (2.00 s)", flush=True)
-while not got:
-    time.sleep(0.05)
 sys.exit(0 if got == [signal.SIGINT] else 9)
 """
 
