@@ -253,15 +253,15 @@ class Stopper:
         child_seen = False
         while True:
             now = time.monotonic()
-            if self.hurry():
-                self._send("kill", self.tree.alive(), self._role)
-                return "kill"
             self.tree.refresh()
             targets = self.tree.trainers()
             child_seen = child_seen or any(p.pid != self.tree.pid for p in targets)
             if child_seen:
                 targets = [p for p in targets if p.pid != self.tree.pid]
                 self.trainer_pids |= {p.pid for p in targets}
+            if self.hurry():
+                self._send("kill", self.tree.alive(), self._role)
+                return "kill"
             if not targets:
                 return how if self.sent else "exited"
             self._send(how, [p for p in targets if reached.get(p.pid) != how], self._role)
