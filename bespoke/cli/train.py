@@ -45,6 +45,8 @@ def render_outcome(result, console) -> None:
         loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
         out.print(f"[green]run {result.run_id} finished[/]: {result.epochs_done} epochs in "
                       f"{result.duration:.1f}s{loss}; checkpoints in {where / 'model'}")
+        if result.reason:  # samples a hard stop lost for good (run.json samples.missing)
+            console.print(f"[yellow]warning:[/] {result.reason}", highlight=False)
         if result.signum is not None:  # every epoch is on disk, but bespoke was asked to stop: no processing
             raise Interrupted(f"{signal_name(result.signum)} arrived after the last checkpoint; not processing the "
                               f"samples (run `bespoke process {where}`)", result.signum)

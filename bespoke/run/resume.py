@@ -229,11 +229,22 @@ class ResumeSamples:
         self.filled.append((self.paths.sample_dir / name).relative_to(self.paths.root).as_posix())
 
 
+def missing_note(paths: RunPaths, manifest: RunManifest, resumable: bool = True) -> str:
+    """'epoch 2 lacks the samples of prompt(s) 0, 1 (the resume redraws them from its state)' for each epoch in
+    run.json's samples.missing ('' when none): only the newest state's epoch is redrawn, by a resume with
+    sample_at_first (ResumeSamples); any other is lost for good (sd-scripts never draws an epoch again)."""
+    missing = manifest.samples.get("missing") or {}
+    state = newest_state_dir(paths.model_dir) if resumable and missing else None
+    redrawn = state_epoch(state) if state is not None and _training_or_empty(paths).get("sample_at_first") else None
+    return "; ".join(f"epoch {e} lacks the samples of prompt(s) {', '.join(map(str, p))} ("
+                     f"{'the resume redraws them from its state' if str(e) == str(redrawn) else 'they cannot be redrawn'})"
+                     for e, p in missing.items())
+
+
 def stop_note(paths: RunPaths, manifest: RunManifest, asked_by: str, epoch_running: int) -> str:
     """'stopped by SIGINT during epoch 3; the next run resumes after epoch 2' (and what samples are missing), from
     what `record_on_disk` put in `manifest`."""
     kept, state = manifest.epochs_done, newest_state_dir(paths.model_dir)
-    training = _training_or_empty(paths)
     when = f"during epoch {epoch_running}" if epoch_running > kept else f"after epoch {kept}"
     if state is not None:
         then = f"the next run resumes after epoch {kept} ({state.name})"
@@ -241,11 +252,7 @@ def stop_note(paths: RunPaths, manifest: RunManifest, asked_by: str, epoch_runni
         then = f"the next run needs --restart: no state folder holds epoch {kept}"
     else:
         then = "the next run starts over (no epoch was complete)"
-    missing = manifest.samples.get("missing") or {}
-    lost = "; ".join(f"epoch {e} lacks the samples of prompt(s) {', '.join(map(str, p))}" for e, p in missing.items())
-    if lost:
-        redraw = training.get("sample_at_first") and state is not None and str(kept) in missing
-        lost += " (the resume redraws them from its state)" if redraw else " (they cannot be redrawn)"
+    lost = missing_note(paths, manifest)
     return f"stopped by {asked_by} {when}; {then}" + (f"; {lost}" if lost else "")
 
 

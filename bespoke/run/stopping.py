@@ -38,6 +38,7 @@ from bespoke.run.proctree import SIGNAL_NAMES, ProcessTree
 _SPLIT = re.compile(r"\r\n|\r|\n")
 LAST_LINES = 12
 _ENDED = re.compile(r"^(?:exit (?P<code>-?\d+)|KeyboardInterrupt \((?P<signal>\w+)\))")
+KILLED_WAIT = 5.0  # seconds a SIGKILLed trainer gets to be gone (the real one took over 2 s under load)
 _LAUNCHER_SAYS = (re.compile(r"died with <Signals\.(?P<signal>SIG\w+)"),
                   re.compile(r"returned non-zero exit status (?P<code>-?\d+)"))
 
@@ -216,15 +217,19 @@ class Stopper:
         self.asked_by, self.hurry = asked_by, hurry
         self.sent: list[SignalSent] = []
         self.trainer_pids: set[int] = set()
+        self.killed: set[int] = set()
         self.told: str | None = None
         self.started = time.monotonic()
         state.deferred_at = None  # what this stop waits for is what the gate defers it for
 
-    def _send(self, how: str, processes: list, role: Callable[[int], str]) -> None:
-        for process in self.tree.send(how, processes):
+    def _send(self, how: str, processes: list) -> None:
+        """Send `how` to `processes` and record it; never anything to a process after its SIGKILL."""
+        for process in self.tree.send(how, [p for p in processes if p.pid not in self.killed]):
             at = round(time.monotonic() - self.started, 3)
-            record = SignalSent(SIGNAL_NAMES[how], process.pid, role(process.pid), at)
+            record = SignalSent(SIGNAL_NAMES[how], process.pid, self._role(process.pid), at)
             self.sent.append(record)
+            if how == "kill":
+                self.killed.add(process.pid)
             self.note(f"+{at:.2f} s: {record.signal} to pid {record.pid} ({record.role}; stop asked by "
                       f"{self.asked_by})")
 
@@ -260,11 +265,11 @@ class Stopper:
                 targets = [p for p in targets if p.pid != self.tree.pid]
                 self.trainer_pids |= {p.pid for p in targets}
             if self.hurry():
-                self._send("kill", self.tree.alive(), self._role)
+                self._send("kill", self.tree.alive())
                 return "kill"
             if not targets:
                 return how if self.sent else "exited"
-            self._send(how, [p for p in targets if reached.get(p.pid) != how], self._role)
+            self._send(how, [p for p in targets if reached.get(p.pid) != how])
             reached.update({p.pid: how for p in targets})
             grown = self._watch_busy(now, last, extended)
             deadline, extended, last = deadline + (grown - extended), grown, now
@@ -272,33 +277,43 @@ class Stopper:
                 how, seconds = next(phases)
                 deadline = now + seconds
                 if how == "kill":
-                    self._send("kill", self.tree.alive(), self._role)
-                    self.tree.kill()
+                    self._send("kill", self.tree.alive())
                     return "kill"
             time.sleep(0.05)
 
-    def _stop_leftovers(self) -> None:
-        """The trainer is gone: the launcher exits by itself (launcher_wait); whatever is left is stopped."""
-        other = lambda pid: "launcher" if pid == self.tree.pid else "other"  # noqa: E731
-        for how, seconds in (("wait", self.policy.launcher_wait), ("terminate", self.policy.terminate)):
-            if how != "wait":
-                self._send(how, self.tree.alive(), other)
-            end = time.monotonic() + seconds
-            while time.monotonic() < end and not self.hurry():
-                self.tree.refresh()
-                if not self.tree.alive():
-                    return
-                time.sleep(0.05)
-        self._send("kill", self.tree.alive(), other)
-        self.tree.kill()
+    def _gone_within(self, seconds: float, patient: bool = True, only: set[int] | None = None) -> bool:
+        """True once nothing of the tree (of `only`, when given) runs; False after `seconds`, or at a second
+        Ctrl-C while `patient`."""
+        end = time.monotonic() + seconds
+        while True:
+            self.tree.refresh()
+            if not [p for p in self.tree.alive() if only is None or p.pid in only]:
+                return True
+            if time.monotonic() >= end or (patient and self.hurry()):
+                return False
+            time.sleep(0.05)
+
+    def _stop_leftovers(self, killed: bool) -> None:
+        """The trainer is gone: the launcher exits by itself (launcher_wait); whatever is left is stopped. After a
+        kill, only what the SIGKILL did not reach is sent one."""
+        if not killed:
+            if self._gone_within(self.policy.launcher_wait):
+                return
+            self._send("terminate", self.tree.alive())
+            if self._gone_within(self.policy.terminate):
+                return
+        self._send("kill", self.tree.alive())
+        self.tree.kill()  # and wait (briefly) until the tree is gone
 
     def run(self) -> StopRecord:
         self.tree.refresh()
         self.tree.find_token()
         ended = self._stop_trainer()
+        if ended == "kill":  # a SIGKILLed trainer takes a moment to be gone (its memory freed)
+            self._gone_within(KILLED_WAIT, patient=False, only=self.trainer_pids or None)
         trainer_seconds = round(time.monotonic() - self.started, 3)
         self.state.freeze()
-        self._stop_leftovers()
+        self._stop_leftovers(killed=ended == "kill")
         waited_for = self.state.waited_for()
         record = StopRecord(self.asked_by, ended, list(self.sent), trainer_seconds,
                             round(time.monotonic() - self.started, 3), waited_for)

@@ -49,6 +49,7 @@ from bespoke.run.resume import (
     ResumeSamples,
     complete_final,
     finished_on_disk,
+    missing_note,
     prepare_folder,
     record_on_disk,
     resume_epoch,
@@ -370,6 +371,8 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     record_on_disk(paths, manifest)
     if result.stop is not None and status == "interrupted":
         attempt.reason = stop_note(paths, manifest, result.stop.asked_by, snap["epoch"])
+    elif status == "finished" and manifest.samples.get("missing"):  # lost to a hard stop, never redrawn: say so
+        attempt.reason = missing_note(paths, manifest, resumable=False)
     manifest.final_loss, manifest.duration_s = snap["loss"], round(duration, 3)
     save_manifest(paths.root, manifest)
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,

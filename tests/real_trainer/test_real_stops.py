@@ -221,6 +221,10 @@ def test_ctrl_c_twice_while_sampling_kills_and_records_the_missing_samples(chain
     step = chain["sampling"]
     assert step.exit == 130, step.output[-3000:]
     assert step.stop["ended"] == "kill" and step.end["how"] == "killed (SIGKILL)"
+    # SIGINT to the trainer (deferred: it was drawing), then at the second Ctrl-C one SIGKILL to each process left
+    sent = [(s["signal"], s["role"], s["pid"]) for s in step.stop["sent"]]
+    assert sent[0][:2] == ("SIGINT", "trainer") and ("SIGKILL", "trainer", sent[0][2]) in sent[1:], step.summary()
+    assert all(s[0] == "SIGKILL" for s in sent[1:]) and len({s[2] for s in sent[1:]}) == len(sent) - 1
     missing = step.manifest["samples"].get("missing")
     assert missing and list(missing) == ["2"], step.manifest["samples"]
     assert step.manifest["epochs_done"] == 2  # the epoch-2 state was whole before the samples were drawn

@@ -94,6 +94,10 @@ def test_a_second_ctrl_c_skips_the_grace_period(tmp_path):
                         Hooks(on_line=ctrl_c_twice))
     assert result.interrupted and result.signum == signal.SIGINT and result.exit_code == -signal.SIGKILL
     assert result.stop.ended == "kill" and result.stop.asked_by == "SIGINT"
+    # one SIGINT to the trainer, then one SIGKILL to each process of the tree: nothing sent after a SIGKILL
+    killed = [s.pid for s in result.stop.sent if s.signal == "SIGKILL"]
+    assert [s.signal for s in result.stop.sent] == ["SIGINT"] + ["SIGKILL"] * len(killed)
+    assert len(set(killed)) == len(killed) and result.pid in killed
     assert time.monotonic() - started < 15  # not the 60 s of grace it would get after one Ctrl-C
 
 
@@ -137,6 +141,58 @@ def test_the_stop_goes_to_the_trainer_and_the_launcher_exits_by_itself(tmp_path)
     assert result.trainer_end.how == "KeyboardInterrupt (SIGINT)" and result.trainer_end.source == "gate"
     log = (tmp_path / "t.log").read_text()
     assert f"SIGINT to pid {result.stop.sent[0].pid} (trainer" in log and "(stopped by bespoke: stop request" in log
+
+
+# torchrun's elastic agent (accelerate launch --multi_gpu) runs inside the launcher and starts one worker per rank;
+# each rank here starts a data-loader worker of its own, which a stop leaves to its rank (a rank ends its workers)
+RANKS_LAUNCHER = r"""
+import json, signal, subprocess, sys
+record = sys.argv[1]
+def caught(signum, frame):
+    with open(record, "a") as out:
+        out.write(json.dumps({"launcher_got": signum}) + "\n")
+signal.signal(signal.SIGINT, caught); signal.signal(signal.SIGTERM, caught)
+ranks = [subprocess.Popen([sys.executable, "-c", sys.argv[2], record, str(rank)]) for rank in range(2)]
+sys.exit(max(rank.wait() for rank in ranks))
+"""
+RANK = r"""
+import json, signal, subprocess, sys, time
+record, rank = sys.argv[1], sys.argv[2]
+worker = subprocess.Popen([sys.executable, "-c", "import json, signal, sys, time\n"
+    "signal.signal(signal.SIGINT, lambda s, f: open(sys.argv[1], 'a').write(json.dumps({'worker_got': s}) + '\\n'))\n"
+    "time.sleep(60)", record])
+got = []
+signal.signal(signal.SIGINT, lambda s, f: got.append(s))
+print(f"rank {rank} ready", flush=True)
+while not got:
+    time.sleep(0.02)
+with open(record, "a") as out:
+    out.write(json.dumps({"rank": rank, "got": got}) + "\n")
+worker.kill()
+print(f"[bespoke gate] ended: KeyboardInterrupt (SIGINT) (pid 1, rank {rank})", flush=True)
+sys.exit(3)
+"""
+
+
+def test_a_multi_gpu_stop_goes_to_every_rank_and_never_to_the_agent(tmp_path):
+    stop, ready = threading.Event(), set()
+
+    def on_line(line: str) -> None:
+        if line.endswith(" ready"):
+            ready.add(line)
+            if len(ready) == 2:
+                stop.set()
+
+    record = tmp_path / "got.jsonl"
+    result = run_logged(_spec(tmp_path, RANKS_LAUNCHER, StopPolicy(10.0, 5.0), str(record), RANK),
+                        Hooks(on_line=on_line, stop=stop))
+    got = [json.loads(line) for line in record.read_text().splitlines()]
+    assert sorted(g["rank"] for g in got if "rank" in g) == ["0", "1"]
+    assert all(g["got"] == [signal.SIGINT] for g in got if "rank" in g)
+    assert not [g for g in got if "launcher_got" in g or "worker_got" in g], got  # the agent and workers: nothing
+    assert result.stop.ended == "graceful" and [(s.signal, s.role) for s in result.stop.sent] == [
+        ("SIGINT", "trainer"), ("SIGINT", "trainer")]
+    assert len({s.pid for s in result.stop.sent}) == 2 and result.pid not in {s.pid for s in result.stop.sent}
 
 
 BUSY_TRAINER = r"""

@@ -40,6 +40,8 @@ from faultkit import (
     wait_for,
 )
 
+from bespoke.run.paths import RunPaths
+
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
 SLOW = "3"  # seconds the fake spends in the save or sampling the stop lands in
 
@@ -160,11 +162,9 @@ def test_signal_stops_the_trainer_as_recorded_and_the_rerun_continues(signal_row
     assert final.resume_samples == (PROMPTS if resumed else 0) and final.attempt["filled_samples"] == []
 
 
-def test_a_second_ctrl_c_while_sampling_kills_and_the_resume_fills_the_missing_samples(tmp_path, fault_table):
-    """A hard stop while an epoch's samples are drawn loses the rest of them (sd-scripts never redraws an
-    epoch); run.json and the message say which, and the resume puts in place the redraw of its state's weights."""
-    run = make_run(tmp_path)
-    proc = launch(tmp_path, run, FAKE_TRAINER_SLOW_IN="sample", FAKE_TRAINER_SLOW_SECONDS="30")
+def _second_ctrl_c_while_sampling(root: Path, run: Path):
+    """Ctrl-C while epoch 1's samples are drawn, and again once bespoke has sent the trainer its SIGINT."""
+    proc = launch(root, run, FAKE_TRAINER_SLOW_IN="sample", FAKE_TRAINER_SLOW_SECONDS="30")
     try:
         assert wait_for(lambda: "fake trainer: slow in sample" in log_text(run), 240)
         os.killpg(proc.pid, signal.SIGINT)
@@ -177,21 +177,51 @@ def test_a_second_ctrl_c_while_sampling_kills_and_the_resume_fills_the_missing_s
     after = disk_state(run)
     assert proc.returncode == 130 and not trainers(run)
     assert after.stop["ended"] == "kill" and after.trainer_end["how"] == "killed (SIGKILL)"
-    assert after.samples == {"0": PROMPTS, "1": 1} and after.missing == {"1": [1]} and after.epochs_done == 1
-    assert "epoch 1 lacks the samples of prompt(s) 1 (the resume redraws them from its state)" in err.decode()
+    # SIGINT to the trainer, then at the second Ctrl-C one SIGKILL to each process left: nothing after a SIGKILL
+    sent = [(s["signal"], s["role"]) for s in after.stop["sent"]]
+    assert sent[0] == ("SIGINT", "trainer") and sorted(sent[1:]) == [("SIGKILL", "launcher"), ("SIGKILL", "trainer")]
+    assert after.samples.get("1") == 1 and after.missing == {"1": [1]} and after.epochs_done == 1
+    return proc.returncode, after, err.decode()
+
+
+def test_a_second_ctrl_c_while_sampling_kills_and_the_resume_fills_the_missing_samples(tmp_path, fault_table):
+    """A hard stop while an epoch's samples are drawn loses the rest of them (sd-scripts never redraws an
+    epoch); run.json and the message say which, and the resume puts in place the redraw of its state's weights."""
+    run = make_run(tmp_path)
+    code, after, err = _second_ctrl_c_while_sampling(tmp_path, run)
+    assert after.samples == {"0": PROMPTS, "1": 1}
+    assert "epoch 1 lacks the samples of prompt(s) 1 (the resume redraws them from its state)" in err
     again = launch(tmp_path, run)
-    out, err = again.communicate(timeout=300)
+    out, err2 = again.communicate(timeout=300)
     final = disk_state(run)
     fault_table.append(f"| second Ctrl-C while epoch 1's samples are drawn | {after.describe()}; "
-                       f"{describe_stop(after)} | {proc.returncode} | - | {again.returncode}: {final.describe()}; "
+                       f"{describe_stop(after)} | {code} | - | {again.returncode}: {final.describe()}; "
                        f"filled {final.attempt['filled_samples']} |")
-    assert again.returncode == 0, (out + err).decode()
+    assert again.returncode == 0, (out + err2).decode()
     assert final.status == "finished" and final.samples == {str(e): PROMPTS for e in range(EPOCHS + 1)}
-    assert not final.missing and len(final.attempt["filled_samples"]) == 1
+    assert not final.missing and len(final.attempt["filled_samples"]) == 1 and "lacks" not in err2.decode()
     filled = run / final.attempt["filled_samples"][0]
     assert re.fullmatch(r"hand_e000001_01_\d{14}_2\.png", filled.name)  # as sd-scripts names epoch 1, prompt 1
     redrawn = run / "model" / "sample" / "resume-2" / filled.name.replace("_e000001_", "_e000000_")
     assert redrawn.read_bytes() == filled.read_bytes()
+
+
+def test_without_sample_at_first_the_lost_samples_stay_missing_and_every_message_says_so(tmp_path, fault_table):
+    run = make_run(tmp_path)
+    training = RunPaths(run).training_toml
+    training.write_text(training.read_text().replace("sample_at_first = true", "sample_at_first = false"))
+    code, after, err = _second_ctrl_c_while_sampling(tmp_path, run)
+    lost = "epoch 1 lacks the samples of prompt(s) 1 (they cannot be redrawn)"
+    assert after.samples == {"1": 1} and lost in err
+    again = launch(tmp_path, run)
+    out, err2 = again.communicate(timeout=300)
+    final = disk_state(run)
+    fault_table.append(f"| second Ctrl-C while sampling, no sample_at_first | {after.describe()} | {code} | - | "
+                       f"{again.returncode}: {final.describe()} |")
+    assert again.returncode == 0, (out + err2).decode()
+    assert final.status == "finished" and final.samples == {"1": 1, "2": PROMPTS, "3": PROMPTS}
+    assert final.missing == {"1": [1]} and final.attempt["filled_samples"] == [] and final.attempt["reason"] == lost
+    assert f"warning: {lost}" in err2.decode()
 
 
 def test_kill_9_of_bespoke_then_the_same_command_continues(tmp_path, fault_table):
