@@ -34,7 +34,7 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     from rich.markup import escape
 
     from bespoke.console import out
-    from bespoke.pipeline import generate_and_process
+    from bespoke.pipeline.generate import generate_and_process
     from bespoke.run.generate import GenerateRequest, parse_seeds
 
     settings = get_settings(ctx)

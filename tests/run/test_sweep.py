@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError, UsageError
-from bespoke.pipeline import runs_overview
+from bespoke.pipeline.runs import runs_overview
 from bespoke.run.sweep_file import (
     SweepEntry,
     load_sweep_file,
@@ -206,10 +206,10 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
                                            "preset": None, "simulated": True, "num_epochs": 4, "epochs_done": 4})
     (outputs / "not-a-run").mkdir()
     items = runs_overview(outputs)
-    assert [(i["id"], i["best_epoch"], i["simulated"], i["epochs_total"]) for i in items] == [
+    assert [(i.id, i.best_epoch, i.simulated, i.epochs_total) for i in items] == [
         ("512-a-1", 8, False, 10), ("64-demo-2", None, True, 4)]
-    result = invoke("runs", "--json")  # plus each run's name and Slurm view (none here)
-    assert json.loads(result.stdout) == [{**i, "name": None, "label": None, "slurm": None} for i in items]
+    result = invoke("runs", "--json")  # with each run's name and Slurm view (none here)
+    assert json.loads(result.stdout) == [{**i.to_json(), "name": None, "label": None, "slurm": None} for i in items]
     table = invoke("runs")
     assert "(simulated)" in table.output and "512-a-1" in table.output
 
@@ -223,7 +223,7 @@ def test_runs_fits_the_terminal_with_names_and_slurm(isolated_project, monkeypat
     write_run_json(outputs / run_id, **{"id": run_id, "status": "interrupted", "resolution": 512,
                                         "preset": "baseline-512", "epochs_done": 8, "epochs_total": 10})
     slurm = {"state": "RUNNING", "job": "41_2", "node": "node-gpu-07", "elapsed": "1:02:33"}
-    monkeypatch.setattr("bespoke.run.slurm_sweep.slurm_columns",
+    monkeypatch.setattr("bespoke.pipeline.runs.slurm_columns",
                         lambda dirs: {run_id: {"name": "dim sweep high lr", "label": "dim sweep high lr",
                                                "slurm": slurm}})
     terminal = Console(width=width, file=io.StringIO(), highlight=False, color_system=None)
