@@ -87,6 +87,7 @@ class _Rendered:
     dataset_text: str
     prompts: list[SamplePrompt]
     prompts_text: str
+    run_id: str
 
 
 def run_local_paths(paths: RunPaths) -> dict[str, str]:
@@ -182,16 +183,17 @@ def _render(preset: ResolvedPreset, base_model: str, prepared: PreparedDataset, 
     validate_training(flatten_training(toml.loads(training_text)), str(paths.training_toml))
     validate_dataset(toml.loads(dataset_text), str(paths.dataset_toml), training)
     check_consistency(training, dataset_config, str(paths.dataset_toml))
-    return _Rendered(training, dataset_config, training_text, dataset_text, *prompts)
+    return _Rendered(training, dataset_config, training_text, dataset_text, *prompts, run_id)
 
 
 def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPreset, prepared: PreparedDataset,
-                  run_id: str, layout: str, rendered: _Rendered, argv: list[str], env_overrides: dict) -> RunManifest:
+                  rendered: _Rendered, argv: list[str], env_overrides: dict) -> RunManifest:
     texts = dict(zip(CONFIG_FILES, (rendered.training_text, rendered.dataset_text, rendered.prompts_text),
                      strict=True))
     return RunManifest(
-        id=run_id, status="planned", created_at=now_iso(), resolution=request.resolution, preset=preset.name,
-        preset_layers=[p.name for p in preset.sources], overrides=list(preset.overrides), layout=layout,
+        id=rendered.run_id, status="planned", created_at=now_iso(), resolution=request.resolution,
+        preset=preset.name, preset_layers=[p.name for p in preset.sources], overrides=list(preset.overrides),
+        layout=prepared.layout.name,
         dataset={
             "source": str(Path(prepared.source)), "prepared_dir": str(prepared.dir), "sha256": prepared.sha256,
             "images": _dataset_count(prepared), "layout": prepared.layout.to_json(),
@@ -237,7 +239,7 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
     argv, _env, env_overrides = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
     if paths.root.exists():
         return _existing(paths, rendered, argv, env_overrides, name if create else None)
-    manifest = _manifest_for(settings, request, preset, prepared, run_id, layout, rendered, argv, env_overrides)
+    manifest = _manifest_for(settings, request, preset, prepared, rendered, argv, env_overrides)
     manifest.demo, manifest.name = demo, name
     if not create:
         return _plan(run_id, paths, rendered, argv, env_overrides, False, manifest)
