@@ -234,7 +234,7 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
     # the files the trainer opens, from its working directory (the run folder)
     check_image_dirs(rendered.dataset_config, rendered.training, str(paths.dataset_toml), paths.root)
     check_network_weights(rendered.training, str(paths.training_toml), paths.root)
-    argv, _env, env_overrides = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
+    argv, _env, env_overrides, _removed = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
     if paths.root.exists():
         return _existing(paths, rendered, argv, env_overrides, name if create else None)
     manifest = _manifest_for(settings, request, preset, prepared, run_id, layout, rendered, argv, env_overrides)

@@ -165,11 +165,12 @@ class _Supervision:
 
 
 class _Facts:
-    """Versions/commit/GPU of the trainer take ~0.2 s of helper processes: gathered while the trainer starts."""
+    """The trainer's environment (bespoke.run.facts) takes seconds (it imports torch): gathered while it starts."""
 
     def __init__(self, settings: Settings):
         self.values: dict = {}
-        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings)), daemon=True)
+        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings).to_json()),
+                                       daemon=True)
         self.thread.start()
 
     def ready(self) -> bool:
@@ -268,14 +269,14 @@ def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: L
     rotated = rotate_log(paths.train_log)
     if restart and rotated:
         display.say(f"{manifest.id}: old log kept in {rotated.name}")
-    spec, (argv, env, overrides) = _launch(settings, paths, training, options, resume)
+    spec, (argv, env, overrides, removed) = _launch(settings, paths, training, options, resume)
     if signals.signum is not None:  # stopped before anything was launched: nothing changed
         return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
                            signum=signals.signum)
     before = copy.deepcopy(manifest)  # what run.json goes back to if the preflight gate stops the launch
     attempt = manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
                                    host=socket.gethostname(), resumed_from=resume.name if resume else None,
-                                   bespoke_version=__version__, edited_configs=edited)
+                                   bespoke_version=__version__, edited_configs=edited, env_removed=removed)
     if restart:  # a real restart of a run keeps nothing simulated or measured from before
         manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
     manifest.status, manifest.epochs_total = "running", total_epochs

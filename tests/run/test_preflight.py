@@ -11,9 +11,11 @@ import toml
 from click.testing import CliRunner
 
 from bespoke.cli import main
+from bespoke.errors import PreflightError
 from bespoke.kohya.preflight import STAGE_NAMES
 
 CPU_SAFE = ("--set", "mixed_precision=no")
+REFUSED = 7  # "the trainer would stop": its own exit code, apart from a crash (1) and a trainer failure (5)
 
 
 def invoke(*args):
@@ -65,7 +67,7 @@ def test_bucket_steps_and_persistent_workers_fail_with_the_trainers_message_and_
     edit_configs(run, {"max_data_loader_n_workers": 0, "persistent_data_loader_workers": True},
                  {"bucket_reso_steps": 16, "min_bucket_reso": 16})
     code, report = preflight_json(run)
-    assert code == 1 and not report["ok"]
+    assert code == REFUSED and not report["ok"]
     found = stages(report)
     assert found["buckets"]["status"] == "FAIL"
     assert "bucket_reso_steps is 16. it must be divisible by 64" in found["buckets"]["message"]
@@ -86,7 +88,7 @@ def test_an_empty_image_dir_is_no_data_found_and_later_dataset_stages_are_skippe
     dataset_toml.write_text(toml.dumps(data))
     code, report = preflight_json(run)
     found = stages(report)
-    assert code == 1 and found["dataset"]["status"] == "FAIL" and "No data found" in found["dataset"]["message"]
+    assert code == REFUSED and found["dataset"]["status"] == "FAIL" and "No data found" in found["dataset"]["message"]
     assert found["buckets"]["status"] == "SKIPPED" and found["data loader"]["status"] == "SKIPPED"
 
 
@@ -97,7 +99,7 @@ def test_hardware_this_box_lacks_is_never_a_pass(fake, monkeypatch):
     baseline = plan("-r", "512", "--preset", "baseline-512")  # bf16, xformers, AdamW8bit
     cpu = plan("-r", "64", *CPU_SAFE)
     code, report = preflight_json(base, baseline, cpu)
-    assert code == 1
+    assert code == REFUSED
     assert stages(report, 0)["mixed precision"]["status"] == "NEEDS-HARDWARE"
     assert "requires a GPU" in stages(report, 0)["mixed precision"]["message"]
     low = stages(report, 1)
@@ -112,7 +114,7 @@ def test_on_a_gpu_box_missing_packages_fail_and_bf16_needs_a_gpu_that_has_it(fak
     monkeypatch.setenv("FAKE_TRAINER_MISSING", "xformers,bitsandbytes")
     code, report = preflight_json(plan("-r", "512", "--preset", "baseline-512"))
     found = stages(report)
-    assert code == 1
+    assert code == REFUSED
     assert found["attention"]["status"] == "FAIL" and found["optimizer"]["status"] == "FAIL"
     assert found["mixed precision"]["status"] == "NEEDS-HARDWARE" and "bfloat16" in found["mixed precision"]["message"]
     monkeypatch.setenv("FAKE_TRAINER_GPU", "bf16")
@@ -124,7 +126,7 @@ def test_on_a_gpu_box_missing_packages_fail_and_bf16_needs_a_gpu_that_has_it(fak
 def test_offline_without_a_tokenizer_fails_and_tokenizer_cache_dir_fixes_it(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, report = preflight_json(plan("-r", "64"))
-    assert code == 1 and stages(report)["tokenizer"]["status"] == "FAIL"
+    assert code == REFUSED and stages(report)["tokenizer"]["status"] == "FAIL"
     assert "tokenizer_cache_dir" in stages(report)["tokenizer"]["fix"]
     cache = tmp_path / "tok"
     (cache / "openai_clip-vit-large-patch14").mkdir(parents=True)
@@ -146,7 +148,7 @@ def test_a_probe_that_cannot_import_sd_scripts_is_a_clean_error(fake, monkeypatc
 def test_train_does_not_launch_what_preflight_rejects_and_no_preflight_does(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_GPU", "none")  # a box without a GPU: the default preset's fp16 cannot run
     result = invoke("train", "-r", "64", "--set", "max_train_epochs=1")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == REFUSED, result.output
     assert "mixed precision" in result.output and "--no-preflight" in result.output
     assert not fake.exists()  # the gate stopped the launch before the fake trainer's own code ran
     run = next(p for p in (isolated_project / "outputs").iterdir() if p.is_dir())
@@ -178,6 +180,17 @@ def test_train_whose_sd_scripts_cannot_import_is_a_clean_trainer_error(fake, iso
 def test_sweep_preflights_every_run_before_launching_any(fake, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_GPU", "none")
     result = invoke("sweep", "-r", "128,64", "--no-process")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == REFUSED, result.output
     assert "128-" in result.output and "64-" in result.output and "mixed precision" in result.output
     assert not fake.exists()
+
+
+def test_a_refusal_has_an_exit_code_of_its_own_and_the_help_names_it():
+    from bespoke.errors import BespokeError
+
+    def kinds(cls):
+        return [cls, *(k for sub in cls.__subclasses__() for k in kinds(sub))]
+
+    codes = [k.exit_code for k in kinds(BespokeError) if k is not PreflightError]
+    assert PreflightError.exit_code == REFUSED and REFUSED not in codes and REFUSED != 1  # 1: a crash
+    assert "7    preflight refused" in invoke("--help").output
