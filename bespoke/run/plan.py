@@ -206,11 +206,9 @@ def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPres
     )
 
 
-def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
-             progress: bool = True, create: bool = True) -> RunPlan:
+def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False, create: bool = True) -> RunPlan:
     """Create (or find) the run folder for `request`: configs written, validated, launch argv recorded.
 
-    `progress=False` silences the dataset preparation's progress bar (for callers with their own output).
     `create=False` resolves and validates everything (the run id included) but writes no run folder: the
     returned plan has `created=False` and the manifest that would have been written. `demo` marks a run
     planned by `bespoke demo` (its samples come from the simulator).
@@ -223,8 +221,7 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
         raise ConfigError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     prompts = _prompts_for(preset, request)
     prepared = prepare_dataset(Path(request.dataset).expanduser(), request.resolution, cache_dir=settings.cache_dir,
-                               layout=layout, background=request.background, trigger=request.trigger,
-                               progress=progress)
+                               layout=layout, background=request.background, trigger=request.trigger)
     base_model = base_model_argument(settings.base_model)
     probe = _render(preset, base_model, prepared, RunPaths(Path("/run")), "-", prompts)
     run_id = f"{request.resolution}-{preset.name or 'default'}-" + _run_hash(

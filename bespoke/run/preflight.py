@@ -151,6 +151,6 @@ def plan_shipped(settings: Settings, folder: Path, overrides: tuple[str, ...] = 
     runs = {}
     for resolution, preset in shipped_combinations():
         plan = plan_run(scratch, PlanRequest(resolution=resolution, dataset=dataset, preset=preset,
-                                             overrides=overrides), progress=False)
+                                             overrides=overrides))
         runs[f"{resolution} {preset}" if preset else str(resolution)] = plan.paths.root
     return runs
