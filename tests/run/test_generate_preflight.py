@@ -50,6 +50,7 @@ def test_gen_img_args_carry_the_tokenizer_cache_and_long_prompts(tmp_path):
     assert "--tokenizer_cache_dir" not in plain and "--max_embeddings_multiples" not in plain
 
 
+@pytest.mark.slow
 def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixes_it(gen_run, monkeypatch,
                                                                                      tmp_path):
     run, settings = gen_run
@@ -80,6 +81,7 @@ def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixe
     assert argv[argv.index("--max_embeddings_multiples") + 1] == "3"
 
 
+@pytest.mark.slow
 def test_generate_preflight_reports_a_missing_attention_backend_and_no_gpu(gen_run, monkeypatch):
     run, settings = gen_run
     _set_training(run, xformers=True)

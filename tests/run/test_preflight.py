@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import toml
 from click.testing import CliRunner
 
@@ -145,6 +146,7 @@ def test_a_probe_that_cannot_import_sd_scripts_is_a_clean_error(fake, monkeypatc
     assert "No module named diffusers" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_train_does_not_launch_what_preflight_rejects_and_no_preflight_does(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_GPU", "none")  # a box without a GPU: the default preset's fp16 cannot run
     result = invoke("train", "-r", "64", "--set", "max_train_epochs=1")
@@ -163,6 +165,7 @@ def test_train_does_not_launch_what_preflight_rejects_and_no_preflight_does(fake
     assert fake.exists() and launched.exit_code in (0, 5)
 
 
+@pytest.mark.slow
 def test_train_whose_sd_scripts_cannot_import_is_a_clean_trainer_error(fake, isolated_project, monkeypatch,
                                                                           tmp_path):
     run = plan("-r", "64", *CPU_SAFE)
@@ -194,3 +197,42 @@ def test_a_refusal_has_an_exit_code_of_its_own_and_the_help_names_it():
     codes = [k.exit_code for k in kinds(BespokeError) if k is not PreflightError]
     assert PreflightError.exit_code == REFUSED and REFUSED not in codes and REFUSED != 1  # 1: a crash
     assert "7    preflight refused" in invoke("--help").output
+
+
+def _gate(run: Path):
+    """gate.py as accelerate starts it: in the run folder, with the report path, the script and its arguments."""
+    import subprocess
+    import sys
+
+    from locations import FAKE_DIR
+
+    from bespoke.kohya.preflight import GATE_SCRIPT
+
+    argv = [sys.executable, str(GATE_SCRIPT), "logs/preflight.json", str(FAKE_DIR / "train_network.py"),
+            "--config_file", "config/training.toml", "--dataset_config", "config/dataset.toml"]
+    return subprocess.Popen(argv, cwd=run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_gate_alone_refuses_before_the_script_runs_and_writes_its_report(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAINER_GPU", "none")
+    run = plan("-r", "64")  # fp16 on a box without a GPU
+    (run / "logs").mkdir(exist_ok=True)
+    gate = _gate(run)
+    out, err = gate.communicate(timeout=120)
+    assert gate.returncode == 1, err
+    assert "bespoke preflight: the trainer would stop: mixed precision NEEDS-HARDWARE" in err
+    report = json.loads((run / "logs" / "preflight.json").read_text())
+    assert report["gate"] and set(report["seconds"]) == {"import", "stages"} and report["device"]["cuda"] is False
+    assert not fake.exists()  # train_network.py never ran
+
+
+@pytest.mark.slow
+def test_the_gate_alone_becomes_the_trainer_in_its_own_process(fake):
+    run = plan("-r", "64", *CPU_SAFE, "--set", "max_train_epochs=1")
+    (run / "logs").mkdir(exist_ok=True)
+    gate = _gate(run)
+    out, err = gate.communicate(timeout=120)
+    assert gate.returncode == 0, err
+    assert "bespoke preflight passed: 10 stages" in out
+    (launch,) = [json.loads(line) for line in fake.read_text().splitlines()]
+    assert launch["pid"] == gate.pid  # sd-scripts imported once: the check and the training, one process
