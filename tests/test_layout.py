@@ -73,7 +73,8 @@ def _defined(name: str) -> list[str]:
 
 
 def test_one_home_per_concept():
-    """One checkpoint discovery, one run resolver, one dataset resolver, one sample-name parser, one loss parser."""
+    """One checkpoint discovery, one run resolver, one dataset resolver, one sample-name parser, one loss parser,
+    one probe of the trainer's environment."""
     homes = {
         "find_checkpoints": "bespoke/kohya/checkpoints.py",
         "resolve_run": "bespoke/run/paths.py",
@@ -84,6 +85,10 @@ def test_one_home_per_concept():
         "loss_points": "bespoke/kohya/output.py",
         "load_manifest": "bespoke/run/manifest.py",
         "recorded_baseline": "bespoke/review/baseline.py",
+        # the trainer's environment: one probe (its trainer side is kohya/envprobe.py), one cleaning of it
+        "trainer_facts": "bespoke/run/facts.py",
+        "trainer_env": "bespoke/kohya/launch.py",
+        "device": "bespoke/kohya/envprobe.py",
     }
     for name, home in homes.items():
         assert _defined(name) == [home], f"{name}: {_defined(name)}"
