@@ -215,14 +215,14 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
     rotated = rotate_log(paths.train_log)
     if options.restart and rotated:
         say(f"{manifest.id}: old log kept in {rotated.name}")
-    spec, (argv, env, overrides) = _launch(settings, paths, training, options, resume)
+    spec, (argv, env, overrides, removed) = _launch(settings, paths, training, options, resume)
     if signals.signum is not None:  # stopped before anything was launched: nothing changed
         return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
                            signum=signals.signum)
     before = copy.deepcopy(manifest)  # what run.json goes back to if the preflight gate stops the launch
     attempt = manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
                                    host=socket.gethostname(), resumed_from=resume.name if resume else None,
-                                   bespoke_version=__version__, edited_configs=edited)
+                                   bespoke_version=__version__, edited_configs=edited, env_removed=removed)
     if options.restart:  # a real restart of a run keeps nothing simulated or measured from before
         manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
     manifest.status, manifest.epochs_total, manifest.output_name = "running", total_epochs, output_name
