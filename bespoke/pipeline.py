@@ -28,7 +28,7 @@ def process_sweep_rows(rows: list[SweepRow], console: Console, quiet: bool) -> N
             continue
         try:
             if needs_processing(row.run_dir):
-                process_run(row.run_dir, progress=not quiet)
+                process_run(row.run_dir)
         except BespokeError as error:  # the table still shows the run; the reason says why metrics are missing
             row.reason = f"process: {error}"
             continue
@@ -63,7 +63,8 @@ def generate_and_process(settings: Settings, run_dir: Path, request: GenerateReq
     result = generate(settings, run_dir, request, quiet=quiet)
     if process:
         outdir = Path(result["outdir"])
-        report = process_path(outdir, progress=not quiet)
-        result["report"] = {"report": str(output_dirs(outdir)[1] / "report.json"), "samples": len(report["samples"]),
-                            "errors": len(report["errors"]), "epochs": report["epochs"], "best": report["best"]}
+        report = process_path(outdir).report
+        result["report"] = {"report": str(output_dirs(outdir)[1] / "report.json"), "samples": len(report.samples),
+                            "errors": len(report.errors), "epochs": [e.to_json() for e in report.epochs],
+                            "best": report.best.to_json() if report.best is not None else None}
     return result

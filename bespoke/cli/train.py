@@ -72,7 +72,7 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
     if not sample_files(run_dir):
         return  # sampling was off: nothing to process
     try:
-        report = process_run(run_dir, progress=not quiet)
+        report = process_run(run_dir).report
     except BespokeError as error:  # the training itself finished: say why there are no metrics, exit 0
         console.print(f"[yellow]training finished, but processing its samples failed:[/] {error}")
         return

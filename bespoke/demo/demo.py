@@ -139,7 +139,7 @@ def _simulate(runs: list[DemoRun], seed: int, progress: bool, say: Callable[[str
 def _process(runs: list[DemoRun], progress: bool) -> None:
     for run in runs:
         if needs_processing(run.run_dir):
-            process_run(run.run_dir, methods=DEMO_METHODS, progress=progress)
+            process_run(run.run_dir, methods=DEMO_METHODS)
             run.processed_now = True
 
 
@@ -184,8 +184,7 @@ def run_demo(
     clock.lap("simulate")
     _process(runs, progress)
     clock.lap("process")
-    result = review_runs([r.run_dir for r in runs], outputs_dir=demo_settings.outputs_dir, process=False,
-                         progress=progress)
+    result = review_runs([r.run_dir for r in runs], outputs_dir=demo_settings.outputs_dir, process=False)
     clock.lap("review")
     return DemoResult(out=out, dataset=dataset, prompts_file=prompts_file, runs=runs, html=result.html,
                       sd_scripts_placeholder=settings.sd_scripts is None, timings=clock.timings, review=result)

@@ -98,7 +98,7 @@ def test_single_file_page_renders_alone(sweep, tmp_path):
     from bespoke.review.build import review_runs
 
     result = review_runs([r.run_dir for r in sweep.runs], out_dir=tmp_path / "built", process=False,
-                         progress=False, single_file=True)
+                         single_file=True)
     assert result.single_file == result.html.with_name("review.html")
     alone = tmp_path / "mail" / "review.html"
     alone.parent.mkdir()
