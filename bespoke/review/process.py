@@ -17,6 +17,7 @@ thread in it (the progress display's refresh) cannot leave a worker holding a lo
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,11 @@ from bespoke.review.request import (
 )
 from bespoke.review.samples import find_samples
 from bespoke.review.selection import choose_best
-from bespoke.run.manifest import RunManifest
+from bespoke.run.manifest import RunManifest, load_manifest
+from bespoke.run.paths import is_run_dir
 
-# the fork server imports these once; each worker it forks starts with them loaded
-WORKER_MODULES = ["bespoke.review.candidates"]
+# the fork server imports these once (the main script too: multiprocessing's default); its workers start with them
+WORKER_MODULES = ["__main__", "bespoke.review.candidates"]
 MIN_POOL_SAMPLES = 4  # fewer samples are processed in this process: a pool costs more than it saves
 
 
@@ -69,9 +71,12 @@ class Processed:
 def process_run(run_dir: Path, *, methods: Sequence[str] | None = None, force: bool = False,
                 loaded: Loaded | None = None) -> Processed:
     """`process` as bespoke runs it on its own (after train, sweep, review): with the run's training palette
-    when it is on this machine, reusing an up-to-date report."""
-    manifest = loaded.manifest if loaded is not None else None
-    options = ProcessOptions(methods=methods or DEFAULT_METHODS, palette=default_palette(run_dir, manifest),
+    when it is on this machine, reusing an up-to-date report. run.json and report.json are read once (or not
+    at all when `loaded` has them)."""
+    if loaded is None:
+        manifest = load_manifest(run_dir) if is_run_dir(run_dir) else None
+        loaded = Loaded(manifest=manifest, report=None if force else _existing_report(Path(run_dir)))
+    options = ProcessOptions(methods=methods or DEFAULT_METHODS, palette=default_palette(run_dir, loaded.manifest),
                              force=force)
     return process_path(run_dir, options, loaded=loaded)
 
@@ -90,6 +95,13 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_MODULES)
     return context
+
+
+def _start_fork_server(workers: int) -> None:
+    """Start the fork server now when a pool will need it: its interpreter starts and imports while this process
+    reads the training images, instead of after (it waits, idle, if the report turns out to be up to date)."""
+    if workers > 1 and _pool_context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
 
 
 def _iterate(items: list[tuple[SampleInfo, str]], job: Job, workers: int) -> Iterator[Outcome]:
@@ -152,6 +164,8 @@ def process_path(path: Path, options: ProcessOptions | None = None, *, loaded: L
     """
     path = Path(path).expanduser()
     options = options or ProcessOptions()
+    workers = options.workers or available_cpus()
+    _start_fork_server(workers)
     request = resolve_request(path, options, loaded.manifest if loaded is not None else None)
     infos = find_samples(path)
     candidates_dir, report_dir = output_dirs(path)
@@ -164,7 +178,7 @@ def process_path(path: Path, options: ProcessOptions | None = None, *, loaded: L
     for method in request.methods:
         (candidates_dir / method).mkdir(parents=True, exist_ok=True)
     journal = Journal.open(report_dir, report_options(request), fresh=options.force)
-    outcomes = _run_workers(request, infos, candidates_dir, options.workers or available_cpus(), journal)
+    outcomes = _run_workers(request, infos, candidates_dir, workers, journal)
     if not any(isinstance(o.entry, Sample) for o in outcomes):
         journal.remove()
         for folder in reversed(created):  # leave no empty output folders behind a failed run

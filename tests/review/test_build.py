@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -333,3 +336,39 @@ def test_non_square_samples_are_listed_with_why(two_runs, tmp_path):
     assert result.exit_code == 0, result.output
     text = (folder / "bespoke_process" / "report" / "index.html").read_text()
     assert "<code>wide.png</code>: not square (96x64)" in text and "crop these to the square art" in text
+
+
+_OPENED: list[str] | None = None  # file names opened for reading while a test listens (audit hook below)
+
+
+def _listen(event: str, args: tuple) -> None:
+    if _OPENED is None or event != "open" or not isinstance(args[0], (str, bytes, Path)):
+        return
+    mode, flags = args[1], args[2] or 0
+    reading = ("r" in mode and "+" not in mode) if isinstance(mode, str) else (flags & 3) == os.O_RDONLY
+    if reading:
+        _OPENED.append(os.path.basename(os.fsdecode(args[0])))
+
+
+def test_a_review_of_a_stale_run_reads_each_file_once(tmp_path):
+    """run.json, report.json and the prepared dataset's prepare.json are read once each, processing included."""
+    global _OPENED
+    run = simulated_run(tmp_path, "64-once-66666666", resolution=64, prompts=2, epochs=2)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "prepare.json").write_text(json.dumps({"schema_version": 1, "palette": ["#000000", "#ffffff"]}))
+    change_manifest(run, dataset={"prepared_dir": str(prepared)})
+    later = time.time() + 5
+    for sample in RunPaths(run).sample_dir.glob("*.png"):  # every sample newer than the report: stale
+        os.utime(sample, (later, later))
+    sys.addaudithook(_listen)
+    _OPENED = []
+    try:
+        result = review.review_runs([run])
+    finally:
+        opened, _OPENED = _OPENED, None
+    assert result.processed == ["64-once-66666666"]  # stale: processed again, with the dataset's palette
+    palette = result.views[0].report.palette
+    assert palette is not None and (palette["mode"], palette["size"]) == ("dataset", 2)
+    counts = {name: opened.count(name) for name in ("run.json", "report.json", "prepare.json")}
+    assert counts == {"run.json": 1, "report.json": 1, "prepare.json": 1}, opened

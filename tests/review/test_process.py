@@ -245,3 +245,47 @@ def test_rerun_reuses_an_up_to_date_report_without_rewriting(tmp_path):
     result = CliRunner().invoke(__import__("bespoke.cli", fromlist=["main"]).main, ["process", str(run), "--palette",
                                                                                    "dataset"])
     assert result.exit_code == 0 and "up to date, nothing rewritten" in result.output
+
+
+def test_workers_fit_the_cpus_and_none_is_forked_from_this_process(tmp_path, monkeypatch):
+    """The pool is as big as the CPUs this process may use (bespoke.cpus), and its workers are started by a
+    fresh interpreter (the fork server, or spawn), never forked from this process, whose threads (the progress
+    display's) a fork would copy mid-lock."""
+    import threading
+    import time
+
+    import psutil
+
+    from bespoke.review import process
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(24):
+        degrade(make_punk(i % 6).pixels, "soft", seed=i)[0].save(folder / f"s{i:02d}.png")
+    monkeypatch.setattr(process, "available_cpus", lambda: 2)
+    me = psutil.Process()
+    seen: dict[int, tuple[int, str]] = {}  # pid -> (parent, command line as last seen)
+    done = threading.Event()
+
+    def watch():  # a live thread in this process while the pool starts
+        while not done.is_set():
+            for child in me.children(recursive=True):
+                try:  # the latest: a child caught between fork and exec still shows its parent's command
+                    seen[child.pid] = (child.ppid(), " ".join(child.cmdline()))
+                except psutil.Error:
+                    pass
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = process_path(folder, Options(methods="nearest,grid")).report
+    finally:
+        done.set()
+        watcher.join()
+    assert len(report.samples) == 24
+    mine = " ".join(me.cmdline())
+    assert seen and all(cmdline != mine for _, cmdline in seen.values()), seen  # nothing forked from here
+    servers = {pid for pid, (ppid, cmdline) in seen.items() if ppid == me.pid and "forkserver" in cmdline}
+    workers = [pid for pid, (ppid, cmdline) in seen.items() if ppid in servers or "spawn_main" in cmdline]
+    assert len(workers) == 2, seen
