@@ -35,7 +35,6 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
 
     from bespoke.console import out
     from bespoke.pipeline import generate_and_process
-    from bespoke.review.records import EpochRow
     from bespoke.run.generate import GenerateRequest, parse_seeds
 
     settings = get_settings(ctx)
@@ -52,6 +51,8 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
                   + (" (reused)" if result.get("reused") else ""))
     summary = result.get("report")
     if summary:  # the process summary: its epoch rows are the report's own records (typed, checked)
+        from bespoke.review.records import EpochRow
+
         for row in (EpochRow.from_json(r, f"report.epochs[{i}]") for i, r in enumerate(summary["epochs"])):
             out.print(f"  processed {row.samples} images: colors_nearest mean "
                       f"{row.colors_nearest_mean or 0:.1f}, clean {row.clean_pct or 0:.0f} %; "
