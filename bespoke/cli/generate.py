@@ -49,9 +49,11 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     out.print(f"epoch {result['epoch']}: {len(result['images'])} images "
                   f"({len(result['prompts'])} prompts x {len(result['seeds'])} seeds) in {escape(result['outdir'])}"
                   + (" (reused)" if result.get("reused") else ""))
-    report = result.get("report")
-    if report:
-        for row in report["epochs"]:
-            out.print(f"  processed {row['samples']} images: colors_nearest mean "
-                          f"{row['colors_nearest_mean']:.1f}, clean {row['clean_pct']:.0f} %; "
-                          f"report {escape(report['report'])}")
+    summary = result.get("report")
+    if summary:  # the process summary: its epoch rows are the report's own records (typed, checked)
+        from bespoke.review.records import EpochRow
+
+        for row in (EpochRow.from_json(r, f"report.epochs[{i}]") for i, r in enumerate(summary["epochs"])):
+            out.print(f"  processed {row.samples} images: colors_nearest mean "
+                      f"{row.colors_nearest_mean or 0:.1f}, clean {row.clean_pct or 0:.0f} %; "
+                      f"report {escape(summary['report'])}")
