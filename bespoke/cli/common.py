@@ -3,6 +3,8 @@ the resolution of run and dataset arguments (one resolver each: bespoke.run.path
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,19 @@ def short_path(path: Path | str) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve())) + "/"
     except ValueError:
         return str(path)
+
+
+def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`-q/--quiet` for a command, with the display it asks for installed while the command runs (rich is
+    imported only then: `bespoke --help` stays quick)."""
+
+    @click.option("-q", "--quiet", is_flag=True, help="Print only the result (no progress bars or messages).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, quiet: bool, **kwargs: Any) -> Any:
+        from bespoke import progress
+        from bespoke.cli.display import display_for
+
+        with progress.use_display(display_for(quiet)):
+            return func(*args, quiet=quiet, **kwargs)
+
+    return wrapper

@@ -2,8 +2,9 @@
 
 `train_run` (and a sweep, for each of its runs) emits these to the `Observer` it was given: the terminal's live
 view, a sweep's live table, the command's messages, the run lock (which trainer pid to wait for), and whatever
-chains stages above `run/` (scoring an epoch as it lands) are all observers. Every event is delivered on the
-supervising thread, in order, so an observer needs no lock of its own for what it keeps; an observer that
+chains stages above `run/` (scoring an epoch as it lands) are all observers. Every event of a run is delivered on its
+supervising thread, in order (a sweep on several GPUs wraps its observer in `Serialized`), so an observer needs
+no lock of its own for what it keeps; an observer that
 raises is dropped for the rest of the run with a warning (a display bug never stops a paid training run).
 
 An epoch is `EpochFinished` once its checkpoint is whole and its samples are on disk (every prompt drawn, or
@@ -13,6 +14,7 @@ its last file, `random_states_0.pkl`), the point a resume can start from.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from bespoke import progress
 
-if TYPE_CHECKING:  # only for annotations: train.py imports this module
+if TYPE_CHECKING:  # only for annotations: train.py and sweep.py import this module
+    from bespoke.run.sweep import SweepRow
     from bespoke.run.train import TrainResult
 
 
@@ -136,8 +139,28 @@ class Finished:
     result: TrainResult
 
 
+@dataclass(frozen=True)
+class SweepPlanned:
+    """A sweep planned its runs; `run_ids` are the ones this machine runs (its shard), in order."""
+
+    run_ids: tuple[str, ...]
+    shard: tuple[int, int] | None = None
+    planned: int = 0  # runs in the whole sweep (all shards)
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """One run of a sweep is over (trained, skipped, failed, or refused with an error): its table row."""
+
+    row: SweepRow
+
+    @property
+    def run_id(self) -> str:
+        return self.row.run_id
+
+
 TrainEvent = (Started | Message | Progress | TrainerSaid | CheckpointWritten | SamplesWritten | EpochFinished
-              | StateSaved | Stopping | Finished)
+              | StateSaved | Stopping | Finished | SweepPlanned | RunDone)
 Observer = Callable[[TrainEvent], None]
 
 
@@ -162,5 +185,17 @@ class Broadcast:
                 observer(event)
             except Exception as error:  # noqa: BLE001 - see the class docstring
                 self.observers.remove(observer)
-                progress.say(f"{getattr(event, 'run_id', '')}: a display of this run failed and is off for the rest "
+                progress.say(f"{getattr(event, 'run_id', 'sweep')}: a display of this run failed and is off for the rest "
                              f"of it ({type(error).__name__}: {error})", "warning")
+
+
+class Serialized:
+    """An observer called from several threads (a sweep's GPU workers), one event at a time."""
+
+    def __init__(self, observer: Observer):
+        self.observer = observer
+        self.lock = threading.Lock()
+
+    def __call__(self, event: TrainEvent) -> None:
+        with self.lock:
+            self.observer(event)

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from bespoke.kohya.prompts import parse_prompt_file
 from bespoke.run.lock import holder, holder_alive, try_lock
 from bespoke.run.manifest import Attempt, RunManifest, StopRecord, TrainerEnd, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
+from bespoke.run.progress import state_epoch
 
 Say = Callable[[str], None]
 
@@ -101,17 +101,6 @@ def prepare_folder(paths: RunPaths, manifest: RunManifest, output_name: str, res
     return None
 
 
-def state_epoch(state_dir: Path | None) -> int | None:
-    """The epoch a `*-state` folder holds (its train_state.json), None when unreadable."""
-    if state_dir is None:
-        return None
-    try:
-        return as_int(json.loads((Path(state_dir) / "train_state.json").read_text(encoding="utf-8"))
-                      .get("current_epoch"))
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def resume_epoch(state_dir: Path, total: int | None) -> int | None:
     """The epoch a resume from `state_dir` starts with (its epoch + 1), for sd-scripts' --initial_epoch; None when
     the state holds the last epoch or its epoch is unknown (sd-scripts then decides from its step count)."""
@@ -126,7 +115,8 @@ def epochs_kept(paths: RunPaths, output_name: str, training: dict, total: int | 
     if final is not None:
         return final.epoch or epochs_done(checkpoints)
     if training.get("save_state"):
-        return state_epoch(newest_state_dir(paths.model_dir)) or 0
+        state = newest_state_dir(paths.model_dir)
+        return (state_epoch(state) or 0) if state is not None else 0
     return epochs_done(checkpoints)
 
 
@@ -181,7 +171,7 @@ class ResumeSamples:
     def __init__(self, paths: RunPaths, attempt_number: int, resumed_from: Path | None, training: dict):
         self.paths, self.active = paths, resumed_from is not None
         self.folder = paths.sample_dir / f"resume-{attempt_number}"
-        epoch = state_epoch(resumed_from)
+        epoch = state_epoch(resumed_from) if resumed_from is not None else None
         self.fill_epoch = epoch if epoch and epoch in _sampled_epochs(training, epoch) else None
         self.before = set(self._first_samples()) if self.active else set()
         self.moved: list[str] = []

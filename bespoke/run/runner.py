@@ -74,13 +74,14 @@ class ProcessSpec:
 @dataclass(frozen=True)
 class Hooks:
     """How the caller follows and steers a run: `on_line` from the follower thread, `on_tick` from the calling
-    thread every `tick_seconds`, `on_start(pid)` right after the launch, `on_stop(record)` when a stop is done
-    (also before an exception propagates); `stop` stops it from outside, `signals` records the stop signals
-    (a StopSignals of its own when None)."""
+    thread every `tick_seconds`, `on_start(pid)` right after the launch, `on_stopping(asked_by)` (calling thread)
+    as a stop begins, `on_stop(record)` when it is done (also before an exception propagates); `stop` stops it
+    from outside, `signals` records the stop signals (a StopSignals of its own when None)."""
 
     on_line: LineCallback | None = None
     on_tick: Callable[[], None] | None = None
     on_start: Callable[[int], None] | None = None
+    on_stopping: Callable[[str], None] | None = None
     on_stop: Callable[[StopRecord], None] | None = None
     stop: threading.Event | None = None
     signals: StopSignals | None = None
@@ -241,6 +242,8 @@ def _supervise(run: _Running, watch: _Watch) -> StopRecord | None:
         while run.proc.poll() is None:
             run.tree.refresh()
             if watch.stopping():
+                if hooks.on_stopping is not None:
+                    hooks.on_stopping(watch.asked_by())
                 run.stop = run.stopper(watch.asked_by(), watch.hurry).run()
                 return run.stop
             if hooks.on_tick is not None:

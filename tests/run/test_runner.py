@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from bespoke.run.proctree import ProcessTree, process_alive
 from bespoke.run.runner import Hooks, ProcessSpec, StopSignals, run_logged
 from bespoke.run.stopping import StopPolicy, TrainerState
@@ -131,8 +133,11 @@ sys.exit(3)
 def test_the_stop_goes_to_the_trainer_and_the_launcher_exits_by_itself(tmp_path):
     stop = threading.Event()
     record = tmp_path / "launcher.jsonl"
+    told: list[tuple[str, int]] = []
     result = run_logged(_spec(tmp_path, LAUNCHER, StopPolicy(10.0, 5.0), str(record), TRAINER),
-                        Hooks(on_line=lambda line: line == "ready" and stop.set(), stop=stop))
+                        Hooks(on_line=lambda line: line == "ready" and stop.set(), stop=stop,
+                              on_stopping=lambda asked_by: told.append((asked_by, threading.get_ident()))))
+    assert told == [("stop request", threading.get_ident())]  # once, as the stop began, on the calling thread
     assert not record.exists(), record.read_text()  # the launcher was never signalled
     assert result.exit_code == 1  # the launcher's own: its child failed
     assert result.stop.asked_by == "stop request" and result.stop.ended == "graceful"
@@ -214,6 +219,7 @@ def _stop_when_ready(stop):
     return Hooks(on_line=lambda line: line == "ready" and stop.set(), stop=stop)
 
 
+@pytest.mark.slow  # ~2.5 s: the save it waits for
 def test_the_grace_waits_while_the_trainer_saves(tmp_path):
     stop = threading.Event()
     result = run_logged(_spec(tmp_path, BUSY_TRAINER, StopPolicy(0.5, 0.5, busy_limit=30.0), "2"),

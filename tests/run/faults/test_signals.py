@@ -42,6 +42,8 @@ from faultkit import (
 
 from bespoke.run.paths import RunPaths
 
+pytestmark = pytest.mark.slow  # every case launches a trainer (and bespoke) and signals it
+
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
 SLOW = "3"  # seconds the fake spends in the save or sampling the stop lands in
 
@@ -133,6 +135,7 @@ def test_signal_stops_the_trainer_as_recorded_and_the_rerun_continues(signal_row
     after = row["after"]
     assert row["exit"] == 128 + SIGNALS[sig_name], row["stderr"]
     assert f"stopped by {sig_name}" in row["stderr"] and "Traceback" not in row["stderr"]
+    assert f"stopping the trainer ({sig_name})" in row["stderr"]  # the Stopping event, as the stop began
     assert row["stop_s"] < 30
     _assert_the_recorded_stop(row, sig_name, where)
     assert after.status == "interrupted" and not row["orphans"], "a process of the trainer outlived bespoke"
