@@ -40,7 +40,8 @@ from bespoke.kohya.preflight import gate_words
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import PlanRequest, launch_spec_for, plan_run
 from bespoke.run.preflight import plan_shipped, preflight_runs
-from bespoke.run.runner import run_logged
+from bespoke.run.runner import Hooks, ProcessSpec, run_logged
+from bespoke.run.stopping import StopPolicy
 from bespoke.run.train import neutral_accelerate_config
 from bespoke.settings import load_settings
 
@@ -68,14 +69,14 @@ def time_to_first_step(settings, run_dir: Path, env: dict, gated: bool) -> tuple
     stop = threading.Event()
     seen = {}
 
-    def on_line(stream: str, line: str) -> None:
+    def on_line(line: str) -> None:
         if "first" not in seen and FIRST_STEP.search(line):
             seen["first"] = time.perf_counter()
             stop.set()
 
     started = time.perf_counter()
-    result = run_logged(argv, full_env, paths.logs_dir / "bench.log", cwd=spec.cwd, on_line=on_line, stop=stop,
-                        stop_timeouts=(5.0, 5.0))
+    result = run_logged(ProcessSpec(tuple(argv), full_env, paths.logs_dir / "bench.log", spec.cwd,
+                                    policy=StopPolicy(5.0, 5.0)), Hooks(on_line=on_line, stop=stop))
     if "first" not in seen:
         raise SystemExit(f"the trainer ended (exit {result.exit_code}) before its first step; see "
                          f"{paths.logs_dir / 'bench.log'}")
@@ -103,7 +104,7 @@ def main() -> None:
         write_dataset(project / "datasets" / "punks", count=4, seed=5)
         overrides = cpu_safe(os.environ["BESPOKE_TEST_TOKENIZER_CACHE"])
         run = plan_run(settings, PlanRequest(resolution=64, dataset=project / "datasets" / "punks",
-                                             overrides=overrides), progress=False).paths.root
+                                             overrides=overrides)).paths.root
         preflight_runs(settings, [run])  # warm-up, untimed: the first import of torch & co. reads them from disk
         one = [preflight_runs(settings, [run]).seconds for _ in range(options.repeat)]
         shipped = plan_shipped(settings, project / "shipped", (overrides[-1],))

@@ -1,5 +1,8 @@
 """Fault injection for `bespoke train` with the fake trainer: run folders, launches in their own session (like a
-terminal's foreground job), signals at chosen moments, and what is on disk afterwards — as one table row."""
+terminal's foreground job), signals at chosen moments, and what is on disk afterwards — as one table row.
+
+The fault suite runs the fake trainer through the real `accelerate launch` of this venv; it is tested on the
+accelerate versions in TESTED_ACCELERATE (sd-scripts' pin and the newest release; .ci/run runs it under both)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -23,6 +26,8 @@ from bespoke.run.paths import RunPaths
 
 EPOCHS = 3  # 4 images, batch 2, 1 repeat: 2 steps per epoch
 PROMPTS = 2
+TESTED_ACCELERATE = ("1.6.0", "1.16.0")  # sd-scripts' requirements.txt pin, and the newest on PyPI (2026-12)
+STATE_FILES = ("model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin", "train_state.json")
 
 
 def make_env(root: Path, **knobs: str) -> dict[str, str]:
@@ -127,13 +132,24 @@ class DiskState:
     resume_samples: int
     lock_record: bool
     attempt: dict = field(default_factory=dict)
+    missing: dict = field(default_factory=dict)  # run.json samples.missing: {epoch: [prompt indices]}
+    cut_states: list[str] = field(default_factory=list)  # state folders lacking one of accelerate's files
+
+    @property
+    def stop(self) -> dict:
+        return self.attempt.get("stop") or {}
+
+    @property
+    def trainer_end(self) -> dict:
+        return self.attempt.get("trainer_end") or {}
 
     def describe(self) -> str:
         ckpts = ", ".join(f"{n}{'' if ok else ' (half-written)'}" for n, ok in self.checkpoints.items()) or "none"
         samples = " ".join(f"e{k}:{v}" for k, v in self.samples.items()) or "none"
         moved = f", {self.resume_samples} resume e0 moved aside" if self.resume_samples else ""
+        missing = f", missing {self.missing}" if self.missing else ""
         return (f"{self.status}; {self.epochs_done} epoch(s); ckpt {ckpts}; state {', '.join(self.states) or '-'};"
-                f" samples {samples}{moved}")
+                f" samples {samples}{moved}{missing}")
 
 
 def disk_state(run: Path) -> DiskState:
@@ -147,9 +163,26 @@ def disk_state(run: Path) -> DiskState:
         epoch = png.name.split("_e")[1][:6]
         samples[str(int(epoch))] = samples.get(str(int(epoch)), 0) + 1
     moved = len(list(paths.sample_dir.glob("resume-*/*.png"))) if paths.sample_dir.is_dir() else 0
-    attempt = manifest.attempt.__dict__ if manifest.attempt is not None else {}
+    attempt = asdict(manifest.attempt) if manifest.attempt is not None else {}
+    cut = [name for name in states if any(not (model / name / f).is_file() for f in STATE_FILES)]
     return DiskState(manifest.status, manifest.epochs_done, checkpoints, states, samples, moved,
-                     (run / ".lock.json").exists(), dict(attempt))
+                     (run / ".lock.json").exists(), attempt, dict(manifest.samples.get("missing") or {}), cut)
+
+
+def stop_line(sent: dict) -> str:
+    """The train.log line of one signal sent (bespoke.run.stopping.Stopper)."""
+    return f"{sent['signal']} to pid {sent['pid']} ({sent['role']}"
+
+
+def describe_stop(state: DiskState) -> str:
+    """The recorded stop in a table cell: who asked, what went to whom and when, how the trainer ended."""
+    stop = state.stop
+    if not stop:
+        return "-"
+    sent = ", ".join(f"{s['signal']}->{s['role']} +{s['at_s']:.2f}s" for s in stop["sent"]) or "nothing"
+    waited = f"; waited for {', '.join(stop['waited_for'])}" if stop["waited_for"] else ""
+    return (f"asked by {stop['asked_by']}: {sent}; {stop['ended']}, trainer gone after "
+            f"{stop['trainer_seconds'] or 0:.2f} s{waited}; trainer: {state.trainer_end.get('how')}")
 
 
 def seen(root: Path) -> list[dict]:

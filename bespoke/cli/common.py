@@ -3,6 +3,8 @@ the resolution of run and dataset arguments (one resolver each: bespoke.run.path
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,12 @@ class BespokeGroup(click.Group):
     """Turns every BespokeError raised by a command into a clean one-line error (the one place this happens)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from bespoke import progress
+        from bespoke.cli.display import display_for
+
         try:
-            return super().invoke(ctx)
+            with progress.use_display(display_for(quiet=False)):  # a command's --quiet replaces it (quiet_option)
+                return super().invoke(ctx)
         except BespokeError as error:
             raise BespokeClickError(error) from error
 
@@ -67,3 +73,19 @@ def short_path(path: Path | str) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve())) + "/"
     except ValueError:
         return str(path)
+
+
+def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`-q/--quiet` for a command, with the display it asks for installed while the command runs (rich is
+    imported only then: `bespoke --help` stays quick)."""
+
+    @click.option("-q", "--quiet", is_flag=True, help="Print only the result (no progress bars or messages).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, quiet: bool, **kwargs: Any) -> Any:
+        from bespoke import progress
+        from bespoke.cli.display import display_for
+
+        with progress.use_display(display_for(quiet)):
+            return func(*args, quiet=quiet, **kwargs)
+
+    return wrapper

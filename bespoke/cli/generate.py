@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bespoke.cli.common import get_settings, run_argument
+from bespoke.cli.common import get_settings, quiet_option, run_argument
 
 
 @click.command()
@@ -22,7 +22,7 @@ from bespoke.cli.common import get_settings, run_argument
 @click.option("--sampler", help="gen_img.py sampler (default: the run's sample_sampler).")
 @click.option("--force", is_flag=True, help="Move an existing, different generation aside and generate again.")
 @click.option("--no-process", is_flag=True, help="Only generate; do not run `process` on the images.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@quiet_option
 @click.option("--json", "as_json", is_flag=True, help="Print generate.json (+ process summary) on stdout.")
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
               help="Check gen_img.py's arguments, the tokenizer (offline too), attention backend and files first.")
@@ -34,7 +34,7 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     from rich.markup import escape
 
     from bespoke.console import out
-    from bespoke.pipeline import generate_and_process
+    from bespoke.pipeline.generate import generate_and_process
     from bespoke.run.generate import GenerateRequest, parse_seeds
 
     settings = get_settings(ctx)
@@ -42,16 +42,18 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     request = GenerateRequest(epoch=epoch, prompts_file=Path(prompts_file) if prompts_file else None,
                               seeds=parse_seeds(seeds), mul=mul, steps=steps, scale=scale, sampler=sampler,
                               force=force, preflight=preflight)
-    result = generate_and_process(settings, run_dir, request, process=not no_process, quiet=quiet or as_json)
+    result = generate_and_process(settings, run_dir, request, process=not no_process)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     out.print(f"epoch {result['epoch']}: {len(result['images'])} images "
                   f"({len(result['prompts'])} prompts x {len(result['seeds'])} seeds) in {escape(result['outdir'])}"
                   + (" (reused)" if result.get("reused") else ""))
-    report = result.get("report")
-    if report:
-        for row in report["epochs"]:
-            out.print(f"  processed {row['samples']} images: colors_nearest mean "
-                          f"{row['colors_nearest_mean']:.1f}, clean {row['clean_pct']:.0f} %; "
-                          f"report {escape(report['report'])}")
+    summary = result.get("report")
+    if summary:  # the process summary: its epoch rows are the report's own records (typed, checked)
+        from bespoke.review.records import EpochRow
+
+        for row in (EpochRow.from_json(r, f"report.epochs[{i}]") for i, r in enumerate(summary["epochs"])):
+            out.print(f"  processed {row.samples} images: colors_nearest mean "
+                      f"{row.colors_nearest_mean or 0:.1f}, clean {row.clean_pct or 0:.0f} %; "
+                      f"report {escape(summary['report'])}")

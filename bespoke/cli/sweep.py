@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
-from bespoke.cli.common import get_settings
+from bespoke.cli.common import get_settings, quiet_option
 from bespoke.errors import Interrupted, TrainerError, UsageError
 
 
@@ -124,7 +124,7 @@ def _render_slurm(submission, console, as_json: bool) -> None:
 @click.option("--process/--no-process", "process", default=True, show_default=True,
               help="Process each finished run's samples (colour metrics, best epoch) for the comparison table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the final table.")
+@quiet_option
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
               help="Run `bespoke preflight` on every run (one probe) before launching any.")
 @click.pass_context
@@ -145,32 +145,127 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
         if gpus or shard or restart:
             raise UsageError("--slurm lets Slurm place the runs: drop --gpus/--shard (ask for GPUs with --gres); "
                              "--restart a run with `bespoke train --run RUN --restart`")
-        request = slurm_request(settings.slurm, partition=partition, account=account, time=time_limit, gres=gres,
-                                max_concurrent=max_concurrent)
-        submission = submit_to_slurm(settings, request=request, resolutions=resolutions, preset=preset,
+        slurm = slurm_request(settings.slurm, partition=partition, account=account, time=time_limit, gres=gres,
+                              max_concurrent=max_concurrent)
+        submission = submit_to_slurm(settings, request=slurm, resolutions=resolutions, preset=preset,
                                      sweep_file=file, dataset=dataset, overrides=tuple(overrides))
         _render_slurm(submission, console, as_json)
         return
     if partition or account or time_limit or gres or max_concurrent:
         raise UsageError("--partition/--account/--time/--gres/--max-concurrent are for --slurm")
-    _local(settings, console, resolutions, preset, file, dataset, tuple(overrides), gpus, shard, restart, process,
-           as_json, quiet, preflight)
+    from bespoke.run.sweep import SweepRequest
+    from bespoke.run.train import TrainOptions
+
+    request = SweepRequest(resolutions=resolutions, preset=preset, sweep_file=file, dataset=dataset,
+                           overrides=tuple(overrides), gpus=gpus, shard=shard)
+    _local(settings, console, request, TrainOptions(restart=restart, preflight=preflight), process, as_json, quiet)
 
 
-def _local(settings, console, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, restart, process,
-           as_json, quiet, preflight) -> None:
+class SweepView:
+    """The observer that shows a sweep: each run as `TrainView` shows one (one after another), or, with --gpus on
+    a terminal, one live table of every run; after each run a line saying how it ended (why, if it failed)."""
+
+    def __init__(self, console, quiet: bool, parallel: bool):
+        from bespoke.cli.display import TrainView
+
+        self.console, self.quiet = console, quiet
+        self.table = console.is_terminal and parallel and not quiet
+        self.runs = TrainView(console, quiet or self.table)  # the table replaces the per-run bars
+        self.states: dict = {}
+        self.live: Any = None  # a rich Live table while a parallel sweep runs
+
+    def __call__(self, event) -> None:
+        from rich.live import Live
+
+        from bespoke.run import events
+
+        if isinstance(event, events.SweepPlanned):
+            self._planned(event)
+            if self.table:
+                self.states = {run_id: events.Snapshot(run_id, "queued") for run_id in event.run_ids}
+                self.live = Live(progress_table(self.states), console=self.console, refresh_per_second=4)
+                self.live.start()
+        elif isinstance(event, events.RunDone):
+            self._done(event.row)
+        elif isinstance(event, events.Progress) and self.live is not None:
+            self.states[event.run_id] = event.snapshot
+            self.live.update(progress_table(self.states))
+        elif not self.table or isinstance(event, events.Message) and event.level == "warning":
+            self.runs(event)
+
+    def _planned(self, event) -> None:
+        if self.quiet:
+            return
+        note = f" (shard {event.shard[0]}/{event.shard[1]}: {len(event.run_ids)} of {event.planned})" if event.shard \
+            else ""
+        self.console.print(f"sweep: {len(event.run_ids)} run(s){note}: {', '.join(event.run_ids) or '-'}")
+
+    def _done(self, row) -> None:
+        if self.live is not None:
+            from bespoke.run.events import Snapshot
+
+            done = self.states.get(row.run_id)
+            label = done.label if done is not None else ""
+            self.states[row.run_id] = Snapshot(row.run_id, "skipped" if row.skipped else row.status, label=label,
+                                               epoch=row.epochs_done, total_epochs=row.epochs_total)
+            self.live.update(progress_table(self.states))
+            if all(s.status not in ("queued", "starting", "preflight", "training") for s in self.states.values()):
+                self.live.stop()
+                self.live = None
+        if not self.quiet:
+            announce(self.console, row)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def announce(console, row) -> None:
+    """How one run of a sweep ended, in a line (and the trainer's error with the log's path when it failed)."""
+    from bespoke.kohya.output import trainer_error
+
+    style = {"finished": "green", "failed": "red", "interrupted": "yellow", "error": "red"}.get(row.status, "")
+    extra = f" ({row.reason})" if row.reason and row.status != "finished" else ""
+    skipped = " (already finished, skipped)" if row.skipped else ""
+    text = f"{row.run_id}: {row.status}{skipped}{extra}"
+    console.print(text, style=style or None, markup=False, highlight=False)
+    if row.status == "failed" and row.log_tail:
+        error = trainer_error(row.log_tail)
+        if error:
+            console.print(f"    {error}", markup=False, highlight=False)
+        if row.run_dir is not None:
+            console.print(f"    full log: {row.run_dir / 'logs' / 'train.log'}", markup=False, highlight=False)
+
+
+def progress_table(states: dict):
+    """The live table of a parallel sweep: one row per run."""
+    from rich.table import Table
+
+    table = Table(title="sweep", expand=False)
+    for column in ("run", "where", "status", "epoch", "step", "loss"):
+        table.add_column(column)
+    for snap in states.values():
+        table.add_row(snap.run_id, snap.label or "-", snap.status, f"{snap.epoch}/{snap.total_epochs or '?'}",
+                      f"{snap.step}/{snap.total_steps or '?'}", f"{snap.loss:.4f}" if snap.loss is not None else "-")
+    return table
+
+
+def _local(settings, console, request, options, process: bool, as_json: bool, quiet: bool) -> None:
     from bespoke.console import out
-    from bespoke.pipeline import process_sweep_rows
+    from bespoke.pipeline.sweep import process_sweep_rows
     from bespoke.run.sweep import run_sweep
 
+    view = SweepView(console, quiet, parallel=bool(request.gpus))
     try:
-        outcome = run_sweep(settings, console, resolutions=resolutions, preset=preset, sweep_file=sweep_file,
-                            dataset=dataset, overrides=overrides, gpus=gpus, shard=shard, restart=restart,
-                            quiet=quiet, preflight=preflight)
+        outcome = run_sweep(settings, request, options, view)
+        view.close()
         if process and not outcome.interrupted:
-            process_sweep_rows(outcome.rows, console, quiet)
+            process_sweep_rows(outcome.rows)
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
+    finally:
+        view.close()
     if as_json:
         click.echo(json.dumps(rows_to_json(outcome.rows), indent=2))
     labels, notes = row_labels(outcome.rows)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bespoke.cli.common import RES_HELP, dataset_argument, get_settings, run_argument
-from bespoke.errors import Interrupted, RunError, TrainerError, UsageError
+from bespoke.cli.common import RES_HELP, dataset_argument, get_settings, quiet_option, run_argument
+from bespoke.errors import Interrupted, TrainerError, UsageError
 
 
 def _detach_from_a_hung_up_terminal(signum) -> None:
@@ -45,13 +45,17 @@ def render_outcome(result, console) -> None:
         loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
         out.print(f"[green]run {result.run_id} finished[/]: {result.epochs_done} epochs in "
                       f"{result.duration:.1f}s{loss}; checkpoints in {where / 'model'}")
+        if result.reason:  # samples a hard stop lost for good (run.json samples.missing)
+            console.print(f"[yellow]warning:[/] {result.reason}", highlight=False)
         if result.signum is not None:  # every epoch is on disk, but bespoke was asked to stop: no processing
             raise Interrupted(f"{signal_name(result.signum)} arrived after the last checkpoint; not processing the "
                               f"samples (run `bespoke process {where}`)", result.signum)
         return
     if result.status == "interrupted" or result.signum is not None:
-        raise Interrupted(f"run {result.run_id} stopped by {signal_name(result.signum)} after {result.epochs_done} "
-                          "epoch(s) and marked interrupted; run the same command again to resume", result.signum)
+        # the reason says where the resume starts (bespoke.run.resume.stop_note)
+        how = result.reason or f"stopped by {signal_name(result.signum)} after {result.epochs_done} epoch(s)"
+        marked = " and marked interrupted" if result.status == "interrupted" else ""
+        raise Interrupted(f"run {result.run_id} {how}{marked}; run the same command again to resume", result.signum)
     if result.log_tail:
         console.print(f"[red]last lines of {where / 'logs' / 'train.log'}:[/]")
         for line in result.log_tail[-15:]:
@@ -62,23 +66,15 @@ def render_outcome(result, console) -> None:
     raise TrainerError(f"run {result.run_id} failed: {result.reason}; full log: {where / 'logs' / 'train.log'}")
 
 
-def _process(run_dir: Path, console, quiet: bool) -> None:
-    """`bespoke process RUN` on a run that just finished, with its per-epoch table."""
+def _render_processing(outcome, console, quiet: bool) -> None:
+    """The per-epoch table of a run that just finished and was processed (or why it was not)."""
     from bespoke.cli.process import render_table
-    from bespoke.errors import BespokeError
-    from bespoke.review.build import sample_files
-    from bespoke.review.process import process_run
 
-    if not sample_files(run_dir):
-        return  # sampling was off: nothing to process
-    try:
-        report = process_run(run_dir, progress=not quiet)
-    except BespokeError as error:  # the training itself finished: say why there are no metrics, exit 0
-        console.print(f"[yellow]training finished, but processing its samples failed:[/] {error}")
-        return
-    if not quiet:
-        render_table(report)
-        console.print(f"next: bespoke review {run_dir}")
+    if outcome.process_error is not None:  # the training itself finished: say why there are no metrics, exit 0
+        console.print(f"[yellow]training finished, but processing its samples failed:[/] {outcome.process_error}")
+    elif outcome.report is not None and not quiet:
+        render_table(outcome.report)
+        console.print(f"next: bespoke review {outcome.result.run_dir}")
 
 
 @click.command()
@@ -95,44 +91,43 @@ def _process(run_dir: Path, console, quiet: bool) -> None:
 @click.option("--restart", is_flag=True, help="Start the run over in its folder (old model/ -> model.prev-N/, log rotated).")
 @click.option("--process/--no-process", "process", default=True, show_default=True,
               help="After a finished run, process its samples: 24 px candidates, colour metrics, best epoch.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the final result.")
+@quiet_option
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
               help="Check the run with sd-scripts' own code (the stages of `bespoke preflight`) inside the launch, "
                    "before training starts.")
 @click.pass_context
 def train(ctx, resolution, preset, name, dataset, overrides, prompts, run, gpus, resume, restart, process, quiet,
           preflight):
-    """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current."""
+    """Plan (or find) a run, launch sd-scripts through accelerate, show live progress, keep run.json current.
+
+    \b
+    Example:
+      bespoke train -r 512 --preset baseline-512      # Ctrl-C, then the same command resumes
+      bespoke train --run 512-baseline-1a2b --restart
+    """
+    from bespoke.cli.display import TrainView
     from bespoke.console import console
-    from bespoke.run.manifest import load_manifest
-    from bespoke.run.progress import ProgressView
+    from bespoke.pipeline.train import train_and_process
+    from bespoke.run.plan import PlanRequest
     from bespoke.run.sweep_file import parse_gpus
-    from bespoke.run.train import train_request, train_run
+    from bespoke.run.train import TrainOptions
 
     settings = get_settings(ctx)
-    gpu_ids = parse_gpus(gpus)
-    view = ProgressView(console, quiet=quiet)
-    say = None if quiet else console.print
+    options = TrainOptions(restart=restart, resume=resume, gpu_ids=parse_gpus(gpus), preflight=preflight)
+    target: PlanRequest | Path
+    if run:
+        if resolution or preset or overrides or prompts or dataset or name:
+            raise UsageError("--run trains an existing run folder; -r/--preset/--set/--prompts/--dataset/--name "
+                             "plan a new one")
+        target = run_argument(ctx, run)
+    elif resolution is None:
+        raise UsageError("give -r RESOLUTION (512, 256, 128 or 64), or --run RUN")
+    else:
+        target = PlanRequest(resolution=resolution, dataset=dataset_argument(ctx, dataset), preset=preset,
+                             overrides=tuple(overrides), prompts=Path(prompts) if prompts else None, name=name)
     try:
-        if run:
-            if resolution or preset or overrides or prompts or dataset or name:
-                raise UsageError("--run trains an existing run folder; -r/--preset/--set/--prompts/--dataset/--name "
-                                 "plan a new one")
-            folder = run_argument(ctx, run)
-            status = load_manifest(folder).status
-            if not resume and not restart and status in ("interrupted", "failed"):
-                raise RunError(f"run {folder.name} is {status}; drop --no-resume or use --restart")
-            result = train_run(settings, folder, restart=restart, gpu_ids=gpu_ids, view=view, on_message=say,
-                               preflight=preflight)
-        else:
-            if resolution is None:
-                raise UsageError("give -r RESOLUTION (512, 256, 128 or 64), or --run RUN")
-            result = train_request(settings, resolution=resolution, dataset=dataset_argument(ctx, dataset),
-                                   preset=preset, overrides=tuple(overrides), name=name,
-                                   prompts=Path(prompts) if prompts else None, restart=restart, resume=resume,
-                                   gpu_ids=gpu_ids, view=view, on_message=say, preflight=preflight)
+        outcome = train_and_process(settings, target, options, TrainView(console, quiet), process=process)
     except KeyboardInterrupt:
         raise Interrupted("interrupted; run the same command again to resume") from None
-    render_outcome(result, console)
-    if process and not result.skipped:
-        _process(result.run_dir, console, quiet)
+    render_outcome(outcome.result, console)
+    _render_processing(outcome, console, quiet)

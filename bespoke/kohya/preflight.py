@@ -17,6 +17,10 @@ PROBE_SCRIPT = Path(__file__).with_name("probe.py")
 GATE_SCRIPT = Path(__file__).with_name("gate.py")
 MARKER = "BESPOKE_PREFLIGHT"
 GATE_PASSED = "bespoke preflight passed:"  # how the gate's line starts when every stage passed (gate.py)
+GATE_NO_CHECK = "--no-check"  # gate.py's first word instead of a report: guard the stop, check nothing
+GATE_PREFIX = "[bespoke gate] "  # every line of the stop guard in gate.py: "[bespoke gate] KIND: text"
+GATE_BUSY = ("busy", "deferred")  # the trainer is saving or sampling: a stop waits for it
+GATE_IDLE = ("done", "stopping", "ended")
 PASS, FAIL, HARDWARE, SKIPPED = "PASS", "FAIL", "NEEDS-HARDWARE", "SKIPPED"
 STAGE_NAMES = ("arguments", "tokenizer", "dataset", "buckets", "data loader", "optimizer", "attention",
                "mixed precision", "sample prompts", "network module")
@@ -68,11 +72,32 @@ def probe_argv(python: str, sd_scripts: Path, jobs: list[dict]) -> list[str]:
     return [python, str(PROBE_SCRIPT), str(sd_scripts), json.dumps(jobs)]
 
 
-def gate_words(report: str | Path) -> tuple[str, ...]:
-    """The words of a gated launch that come before the trainer's script (LaunchSpec.gate): gate.py, which
+def gate_words(report: str | Path | None) -> tuple[str, ...]:
+    """The words of every launch that come before the trainer's script (LaunchSpec.gate): gate.py, which
     checks the launch's own arguments with the probe's stages, writes its answer to `report` and, when every
-    stage passes, runs the script in the same process."""
-    return (str(GATE_SCRIPT), str(report))
+    stage passes, runs the script in the same process with the stop guarded (gate.py's docstring). With no
+    report (`--no-preflight`) it checks nothing and only guards the stop."""
+    return (str(GATE_SCRIPT), str(report) if report is not None else GATE_NO_CHECK)
+
+
+@dataclass(frozen=True)
+class GateLine:
+    """One line of gate.py's stop guard: `kind` is busy | deferred | done | stopping | ended."""
+
+    kind: str
+    text: str
+
+    @property
+    def busy(self) -> bool:
+        return self.kind in GATE_BUSY
+
+
+def parse_gate_line(line: str) -> GateLine | None:
+    """`[bespoke gate] busy: saving the state of epoch 2` -> GateLine("busy", ...); None for any other line."""
+    if not line.startswith(GATE_PREFIX):
+        return None
+    kind, _, text = line[len(GATE_PREFIX):].partition(": ")
+    return GateLine(kind, text.strip()) if kind in GATE_BUSY + GATE_IDLE else None
 
 
 def _quote(value: str) -> str:

@@ -1,27 +1,25 @@
-"""Facts about the trainer's environment recorded with every plan and attempt: the sd-scripts commit, the
-versions of python/torch/accelerate as the trainer's own Python reports them, and the GPU."""
+"""The trainer's environment, probed once: one process in the trainer's Python (bespoke/kohya/envprobe.py) for
+Python, torch, accelerate, the device, xformers and the optional packages, plus the sd-scripts commit read from
+its checkout. `doctor`, every attempt's `trainer` record in run.json and `plan`'s commit all come from here."""
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
+import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import socket
 from pathlib import Path
 
+from bespoke.fsutil import atomic_write_text
+from bespoke.kohya.environment import TrainerFacts, env_probe_argv, parse_environment
+from bespoke.kohya.launch import trainer_env
 from bespoke.run.runner import run_capture
 from bespoke.settings import Settings
 
-_VERSIONS_CODE = (
-    "import json, sys\n"
-    "from importlib import metadata\n"
-    "out = {'python': sys.version.split()[0]}\n"
-    "for name in ('torch', 'accelerate'):\n"
-    "    try:\n"
-    "        out[name] = metadata.version(name)\n"
-    "    except Exception:\n"
-    "        out[name] = 'not installed'\n"
-    "print(json.dumps(out))\n"
-)
+FACTS_CACHE_VERSION = 1
+PROBE_TIMEOUT_S = 120.0  # torch, bitsandbytes and friends imported on a busy box with a cold disk cache
 
 
 def sd_scripts_commit(checkout: Path | None) -> str | None:
@@ -54,28 +52,56 @@ def _ref_commit(git: Path, ref: str) -> str | None:
     return None
 
 
-def trainer_facts(settings: Settings, timeout: float = 20.0) -> dict:
-    """sd-scripts commit, python/torch/accelerate versions as the trainer's Python reports them, GPU name.
+def trainer_facts(settings: Settings, *, options: bool = False, timeout: float = PROBE_TIMEOUT_S,
+                  base_env: dict[str, str] | None = None) -> TrainerFacts:
+    """The trainer's environment as its own Python sees it (see bespoke.kohya.environment.TrainerFacts), in the
+    environment a launch would give it; with `options`, train_network.py's option names too (imports sd-scripts:
+    seconds more). Never raises: what could not be found is None, with the reason in `errors`."""
+    checkout = settings.sd_scripts if settings.sd_scripts and Path(settings.sd_scripts).is_dir() else None
+    python = settings.trainer_python
+    env, _removed = trainer_env(dict(os.environ if base_env is None else base_env), python)
+    done = run_capture(env_probe_argv(python, checkout, options), timeout=timeout, env=env)
+    return parse_environment(done.stdout, done.stderr, done.exit_code, sd_scripts_commit(settings.sd_scripts))
 
-    Two quick helper commands, run concurrently; any failure becomes "unknown".
-    """
-    def commit():
-        return sd_scripts_commit(settings.sd_scripts) or "unknown"
 
-    def versions():
-        done = run_capture([settings.trainer_python, "-c", _VERSIONS_CODE], timeout=timeout)
+def launch_facts(settings: Settings) -> dict:
+    """`trainer_facts` in run.json form for a launch's attempt record, remembered per trainer environment in the
+    cache folder: the probe imports torch (1-4 s of CPU), and on a 2-core box that competes with the trainer's
+    own start at every launch of a sweep or a search. The key changes whenever the answer could: another host,
+    Python or environment (visible GPUs among it), a package installed or removed in the trainer's venv (its
+    site-packages folder changes), another sd-scripts commit. A trainer Python outside a venv layout bespoke can
+    fingerprint is probed every time."""
+    key = _environment_key(settings)
+    cache = settings.cache_dir / "trainer-facts" / f"{key}.json" if key else None
+    if cache is not None:
         try:
-            return json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return {"python": "unknown", "torch": "unknown", "accelerate": "unknown"}
+            return json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    facts = trainer_facts(settings)
+    values = facts.to_json()
+    if cache is not None and facts.python is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache, json.dumps(values))
+        except OSError:
+            pass  # a read-only cache only costs the probe next time
+    return values
 
-    def gpu():
-        if shutil.which("nvidia-smi") is None:
-            return None
-        done = run_capture(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout=timeout)
-        names = [n.strip() for n in done.stdout.splitlines() if n.strip()] if done.exit_code == 0 else []
-        return ", ".join(names) or None
 
-    with ThreadPoolExecutor(3) as pool:
-        jobs = pool.submit(commit), pool.submit(versions), pool.submit(gpu)
-        return {"sd_scripts_commit": jobs[0].result(), "versions": jobs[1].result(), "gpu": jobs[2].result()}
+def _environment_key(settings: Settings) -> str | None:
+    found = shutil.which(str(settings.trainer_python))
+    if found is None:
+        return None
+    python = Path(found)
+    packages = sorted(glob.glob(str(python.parent.parent / "lib" / "python*" / "site-packages")))
+    if not packages:
+        return None
+    try:
+        stamps = [os.stat(python).st_mtime_ns] + [os.stat(p).st_mtime_ns for p in packages]
+    except OSError:
+        return None
+    env, _removed = trainer_env(dict(os.environ), settings.trainer_python)
+    ident = [FACTS_CACHE_VERSION, socket.gethostname(), str(python), os.path.realpath(python), stamps, packages,
+             sorted(env.items()), sd_scripts_commit(settings.sd_scripts)]
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]

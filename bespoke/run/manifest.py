@@ -20,9 +20,55 @@ from bespoke.errors import RunError
 from bespoke.fsutil import atomic_write_json
 from bespoke.run.paths import RunPaths
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)  # 2 -> 3 only added optional fields (name, slurm)
+SCHEMA_VERSION = 4
+# 2 -> 3 only added optional fields (name, slurm); 3 -> 4 too (attempt.stop, attempt.trainer_end,
+# attempt.filled_samples)
+READABLE_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
 STATUSES = ("planned", "running", "finished", "failed", "interrupted")
+
+
+@dataclass
+class SignalSent:
+    """One signal bespoke (or its watchdog) sent while stopping a trainer."""
+
+    signal: str  # SIGINT | SIGTERM | SIGKILL
+    pid: int
+    role: str  # trainer (the launcher's child: the trainer, or one rank's worker) | launcher | other
+    at_s: float  # seconds after the stop was asked
+
+
+@dataclass
+class StopRecord:
+    """How bespoke stopped the trainer of one attempt."""
+
+    asked_by: str  # SIGINT | SIGTERM | SIGHUP (to bespoke) | stop request | crash (bespoke failed) | bespoke died
+    ended: str  # how the trainer went: graceful | terminate | kill | exited (before bespoke sent anything)
+    sent: list[SignalSent] = field(default_factory=list)
+    trainer_seconds: float | None = None  # from the request until the trainer was gone
+    seconds: float = 0.0  # the whole stop, the launcher and anything left over included
+    waited_for: list[str] = field(default_factory=list)  # saves and samplings the stop waited for (gate.py)
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> StopRecord:
+        values = _known(cls, data, f"{source}: attempt.stop")
+        values["sent"] = [SignalSent(**_known(SignalSent, s, f"{source}: attempt.stop.sent"))
+                          for s in values.get("sent", [])]
+        return cls(**values)
+
+
+@dataclass
+class TrainerEnd:
+    """How the trainer process itself ended; the launcher's own exit code is Attempt.exit_code."""
+
+    how: str  # "exit 0", "exit 1 (RuntimeError: …)", "KeyboardInterrupt (SIGINT)", "killed (SIGKILL)", "unknown"
+    source: str  # gate (its last line, from inside the trainer) | bespoke (which killed it) | launcher | unknown
+    exit_code: int | None = None
+    signal: str | None = None  # the signal it died of (SIGINT after a KeyboardInterrupt, SIGKILL)
+    last_lines: list[str] = field(default_factory=list)  # the trainer's last lines in train.log
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> TrainerEnd:
+        return cls(**_known(cls, data, f"{source}: attempt.trainer_end"))
 
 
 @dataclass
@@ -33,11 +79,12 @@ class Attempt:
     started_at: str
     argv: list[str] = field(default_factory=list)
     env_overrides: dict[str, str] = field(default_factory=dict)
+    env_removed: dict[str, str] = field(default_factory=dict)  # the caller's variables kept from the trainer
     cwd: str | None = None
     host: str | None = None
     resumed_from: str | None = None
     finished_at: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = None  # the launcher's (accelerate launch), not the trainer's: see trainer_end
     reason: str | None = None
     log_tail: list[str] | None = None
     duration_s: float | None = None
@@ -46,10 +93,18 @@ class Attempt:
     signal: str | None = None  # the signal that stopped bespoke (SIGINT / SIGTERM / SIGHUP), if one did
     edited_configs: dict[str, str] = field(default_factory=dict)  # config file -> sha256, when edited by hand
     resume_samples: list[str] = field(default_factory=list)  # e000000 images a resumed trainer redrew (moved)
+    filled_samples: list[str] = field(default_factory=list)  # missing epoch samples put back from those redraws
+    stop: StopRecord | None = None  # how bespoke stopped the trainer, when it did
+    trainer_end: TrainerEnd | None = None
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> Attempt:
-        return cls(**_known(cls, data, f"{source}: attempt"))
+        values = _known(cls, data, f"{source}: attempt")
+        if values.get("stop") is not None:
+            values["stop"] = StopRecord.from_json(values["stop"], source)
+        if values.get("trainer_end") is not None:
+            values["trainer_end"] = TrainerEnd.from_json(values["trainer_end"], source)
+        return cls(**values)
 
 
 @dataclass
@@ -108,7 +163,7 @@ class RunManifest:
         if version == 1:
             data = _upgrade_v1(data)
         elif version not in READABLE_VERSIONS:
-            raise RunError(f"{source}: schema_version {version!r}, this bespoke reads {SCHEMA_VERSION} (and 1, 2); "
+            raise RunError(f"{source}: schema_version {version!r}, this bespoke reads {SCHEMA_VERSION} (and 1-3); "
                            "was it written by a newer bespoke?")
         values = _known(cls, data, source)
         if values.get("attempt") is not None:

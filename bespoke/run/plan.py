@@ -87,6 +87,7 @@ class _Rendered:
     dataset_text: str
     prompts: list[SamplePrompt]
     prompts_text: str
+    run_id: str
 
 
 def run_local_paths(paths: RunPaths) -> dict[str, str]:
@@ -182,16 +183,17 @@ def _render(preset: ResolvedPreset, base_model: str, prepared: PreparedDataset, 
     validate_training(flatten_training(toml.loads(training_text)), str(paths.training_toml))
     validate_dataset(toml.loads(dataset_text), str(paths.dataset_toml), training)
     check_consistency(training, dataset_config, str(paths.dataset_toml))
-    return _Rendered(training, dataset_config, training_text, dataset_text, *prompts)
+    return _Rendered(training, dataset_config, training_text, dataset_text, *prompts, run_id)
 
 
 def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPreset, prepared: PreparedDataset,
-                  run_id: str, layout: str, rendered: _Rendered, argv: list[str], env_overrides: dict) -> RunManifest:
+                  rendered: _Rendered, argv: list[str], env_overrides: dict) -> RunManifest:
     texts = dict(zip(CONFIG_FILES, (rendered.training_text, rendered.dataset_text, rendered.prompts_text),
                      strict=True))
     return RunManifest(
-        id=run_id, status="planned", created_at=now_iso(), resolution=request.resolution, preset=preset.name,
-        preset_layers=[p.name for p in preset.sources], overrides=list(preset.overrides), layout=layout,
+        id=rendered.run_id, status="planned", created_at=now_iso(), resolution=request.resolution,
+        preset=preset.name, preset_layers=[p.name for p in preset.sources], overrides=list(preset.overrides),
+        layout=prepared.layout.name,
         dataset={
             "source": str(Path(prepared.source)), "prepared_dir": str(prepared.dir), "sha256": prepared.sha256,
             "images": _dataset_count(prepared), "layout": prepared.layout.to_json(),
@@ -206,11 +208,9 @@ def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPres
     )
 
 
-def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
-             progress: bool = True, create: bool = True) -> RunPlan:
+def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False, create: bool = True) -> RunPlan:
     """Create (or find) the run folder for `request`: configs written, validated, launch argv recorded.
 
-    `progress=False` silences the dataset preparation's progress bar (for callers with their own output).
     `create=False` resolves and validates everything (the run id included) but writes no run folder: the
     returned plan has `created=False` and the manifest that would have been written. `demo` marks a run
     planned by `bespoke demo` (its samples come from the simulator).
@@ -223,8 +223,7 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
         raise ConfigError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     prompts = _prompts_for(preset, request)
     prepared = prepare_dataset(Path(request.dataset).expanduser(), request.resolution, cache_dir=settings.cache_dir,
-                               layout=layout, background=request.background, trigger=request.trigger,
-                               progress=progress)
+                               layout=layout, background=request.background, trigger=request.trigger)
     base_model = base_model_argument(settings.base_model)
     probe = _render(preset, base_model, prepared, RunPaths(Path("/run")), "-", prompts)
     run_id = f"{request.resolution}-{preset.name or 'default'}-" + _run_hash(
@@ -234,10 +233,10 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
     # the files the trainer opens, from its working directory (the run folder)
     check_image_dirs(rendered.dataset_config, rendered.training, str(paths.dataset_toml), paths.root)
     check_network_weights(rendered.training, str(paths.training_toml), paths.root)
-    argv, _env, env_overrides = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
+    argv, _env, env_overrides, _removed = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
     if paths.root.exists():
         return _existing(paths, rendered, argv, env_overrides, name if create else None)
-    manifest = _manifest_for(settings, request, preset, prepared, run_id, layout, rendered, argv, env_overrides)
+    manifest = _manifest_for(settings, request, preset, prepared, rendered, argv, env_overrides)
     manifest.demo, manifest.name = demo, name
     if not create:
         return _plan(run_id, paths, rendered, argv, env_overrides, False, manifest)

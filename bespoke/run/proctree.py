@@ -20,6 +20,7 @@ import psutil
 # SIGINT lets a Python trainer unwind (KeyboardInterrupt) like a Ctrl-C in its terminal; on Windows the trainer
 # runs in its own process group and gets CTRL_BREAK_EVENT, the one console event that can target a group.
 GRACEFUL = signal.SIGINT if os.name == "posix" else getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM)
+SIGNAL_NAMES = {"graceful": getattr(GRACEFUL, "name", str(GRACEFUL)), "terminate": "SIGTERM", "kill": "SIGKILL"}
 # (graceful signal -> wait, terminate -> wait, then kill): the stated grace period, 15 s in all
 DEFAULT_GRACE = (10.0, 5.0)
 TOKEN_VARIABLE = "BESPOKE_TREE_TOKEN"
@@ -93,8 +94,28 @@ class ProcessTree:
                 continue
         return out
 
-    def _send(self, how: str) -> None:
-        for process in self.alive():
+    def trainers(self) -> list[psutil.Process]:
+        """The processes a stop is for: the root's children (the launcher's: the trainer, or each rank's worker
+        under torchrun's agent) and anything of the tree whose parent is gone; the root itself while it has
+        none (the launcher is still starting). Their own children (data-loader workers) are not among them."""
+        alive = self.alive()
+        pids = {p.pid for p in alive}
+        out = []
+        for process in alive:
+            if process.pid == self.pid:
+                continue
+            try:
+                parent = process.ppid()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if parent == self.pid or parent not in pids:
+                out.append(process)
+        return out or [p for p in alive if p.pid == self.pid]
+
+    def send(self, how: str, processes: list[psutil.Process] | None = None) -> list[psutil.Process]:
+        """Send `how` (graceful / terminate / kill) to `processes` (default: the whole tree); returns those reached."""
+        sent = []
+        for process in self.alive() if processes is None else processes:
             try:
                 if how == "graceful":
                     process.send_signal(GRACEFUL)
@@ -102,8 +123,10 @@ class ProcessTree:
                     process.terminate()
                 else:
                     process.kill()
+                sent.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied, OSError, ValueError):
                 continue
+        return sent
 
     def _wait(self, seconds: float, hurry: Callable[[], bool]) -> bool:
         """Wait until the whole tree is gone (True), `seconds` passed or `hurry()` says stop waiting (False)."""
@@ -123,7 +146,7 @@ class ProcessTree:
         self.refresh()
         self.find_token()
         for how, seconds in (("graceful", grace[0]), ("terminate", grace[1])):
-            self._send(how)
+            self.send(how)
             if self._wait(seconds, hurry):
                 return how
             if hurry():
@@ -136,5 +159,5 @@ class ProcessTree:
         the root here would take its exit status away from the Popen that started it."""
         self.refresh()
         self.find_token()
-        self._send("kill")
+        self.send("kill")
         self._wait(5.0, lambda: False)

@@ -1,28 +1,24 @@
-"""Trainer events -> the live state of a run -> what the terminal shows.
+"""Trainer output and the model folder -> the live state of a run and the events it makes.
 
-`RunProgress` keeps the state of one run (thread-safe), fed with trainer lines parsed by
-`bespoke.kohya.output.parse_line`; `ProgressView` shows it as a rich live bar, as plain log lines when the
-console is not a terminal, or not at all (--quiet). `ModelWatcher` notices new checkpoints and samples.
+`RunProgress` keeps the live state of one run (thread-safe: reader threads feed it lines parsed by
+`bespoke.kohya.output.parse_line`); `ModelWatcher` notices new checkpoints, sample images and whole state
+folders in model/; `EpochTracker` decides when an epoch is complete (bespoke.run.events.EpochFinished). How any
+of it is shown is the observers' business (bespoke.cli.display).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
-
-from bespoke.kohya.naming import parse_sample_name
-from bespoke.kohya.output import (
-    EpochStarted,
-    Event,
-    NoData,
-    StepProgress,
-    TrainingInfo,
-    parse_line,
-)
+from bespoke.kohya.checkpoints import STATE_LAST_FILE, Checkpoint
+from bespoke.kohya.naming import STATE_SUFFIX, parse_sample_name
+from bespoke.kohya.output import EpochStarted, Event, NoData, StepProgress, TrainingInfo, parse_line
+from bespoke.run.events import Snapshot
 
 
 class RunProgress:
@@ -41,7 +37,7 @@ class RunProgress:
         self.no_data: str | None = None
         self.status = "starting"
         self.started = time.monotonic()
-        self.events: deque = deque()  # for the view: events not shown yet
+        self.said: deque[Event] = deque()  # epoch starts and "No data found", not yet told to the observer
         self.epoch_changed = False
 
     def feed(self, stream: str, line: str) -> Event | None:
@@ -58,21 +54,19 @@ class RunProgress:
             elif isinstance(event, EpochStarted):
                 self.epoch, self.total_epochs = event.epoch, event.total
                 self.epoch_changed = True
-                self.events.append(event)
+                self.said.append(event)
             elif isinstance(event, TrainingInfo):
                 self.total_steps = event.total_steps or self.total_steps
                 self.total_epochs = event.num_epochs or self.total_epochs
             elif isinstance(event, NoData):
                 self.no_data = event.line
-                self.events.append(event)
-            else:
-                self.events.append(event)
+                self.said.append(event)
         return event
 
-    def take_events(self) -> list:
+    def take_said(self) -> list[Event]:
         with self.lock:
-            out = list(self.events)
-            self.events.clear()
+            out = list(self.said)
+            self.said.clear()
             return out
 
     def take_epoch_changed(self) -> bool:
@@ -80,17 +74,24 @@ class RunProgress:
             changed, self.epoch_changed = self.epoch_changed, False
             return changed
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         with self.lock:
-            return {
-                "run_id": self.run_id, "label": self.label, "status": self.status, "epoch": self.epoch,
-                "total_epochs": self.total_epochs, "step": self.step, "total_steps": self.total_steps,
-                "loss": self.loss, "remaining": self.remaining, "elapsed": time.monotonic() - self.started,
-            }
+            return Snapshot(run_id=self.run_id, status=self.status, epoch=self.epoch, total_epochs=self.total_epochs,
+                            step=self.step, total_steps=self.total_steps, loss=self.loss, remaining=self.remaining,
+                            elapsed=time.monotonic() - self.started, label=self.label)
+
+
+@dataclass
+class ModelChanges:
+    """What appeared in model/ since the last look, each sorted by name."""
+
+    checkpoints: list[Path] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)
+    states: list[Path] = field(default_factory=list)  # whole *-state folders (their last file is written)
 
 
 class ModelWatcher:
-    """Reports checkpoints and sample images that appeared in model/ since the last look."""
+    """Reports checkpoints, sample images and whole state folders that appeared in model/ since the last look."""
 
     def __init__(self, model_dir: Path):
         self.model_dir = Path(model_dir)
@@ -99,100 +100,61 @@ class ModelWatcher:
     def _scan(self) -> set[Path]:
         if not self.model_dir.is_dir():
             return set()
-        found = {p for p in self.model_dir.glob("*.safetensors")}
+        found = set(self.model_dir.glob("*.safetensors"))
+        found |= {p.parent for p in self.model_dir.glob(f"*{STATE_SUFFIX}/{STATE_LAST_FILE}")}
         sample_dir = self.model_dir / "sample"
         if sample_dir.is_dir():
-            found |= {p for p in sample_dir.glob("*.png")}
+            found |= set(sample_dir.glob("*.png"))
         return found
 
-    def poll(self) -> tuple[list[Path], list[Path]]:
-        """(new checkpoints, new samples), each sorted by name."""
+    def poll(self) -> ModelChanges:
         now = self._scan()
-        new = now - self.seen
+        new = sorted(now - self.seen)
         self.seen = now
-        return (sorted(p for p in new if p.suffix == ".safetensors"), sorted(p for p in new if p.suffix == ".png"))
+        return ModelChanges(checkpoints=[p for p in new if p.suffix == ".safetensors"],
+                            samples=[p for p in new if p.suffix == ".png"],
+                            states=[p for p in new if p.name.endswith(STATE_SUFFIX)])
 
 
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60:02d}:{seconds % 60:02d}"
+def state_epoch(state_dir: Path) -> int | None:
+    """The epoch a whole `*-state` folder was saved after (its train_state.json), or None."""
+    try:
+        return int(json.loads((Path(state_dir) / "train_state.json").read_text(encoding="utf-8"))["current_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
-def describe_samples(samples: list[Path]) -> str:
-    """'4 samples (epoch 1)' for a batch of new sample files."""
-    epochs = sorted({info.epoch for p in samples if (info := parse_sample_name(p)).epoch is not None})
-    which = f" (epoch {', '.join(str(e) for e in epochs)})" if epochs else ""
-    return f"{len(samples)} new sample{'s' if len(samples) != 1 else ''}{which}"
+class EpochTracker:
+    """Decides when an epoch is complete: its checkpoint is whole and its samples are drawn — every prompt
+    (`expected` per epoch), or the trainer went on to the next epoch, or it ended. sd-scripts saves an epoch's
+    checkpoint before that epoch's samples, except the last epoch's (its samples come first, the final file
+    after the loop), so either order counts."""
 
+    def __init__(self, expected: int, done: set[int] | None = None):
+        self.expected = expected
+        self.done = set(done or ())  # epochs already told (a resumed run's earlier epochs)
+        self.checkpoints: dict[int, Checkpoint] = {}
+        self.samples: dict[int, list[Path]] = {}
 
-class ProgressView:
-    """Shows one run: mode 'live' (rich bar), 'plain' (log lines for non-TTY), or 'quiet'."""
+    def add_samples(self, paths: list[Path]) -> None:
+        for path in paths:
+            epoch = parse_sample_name(path).epoch
+            if epoch is not None and epoch >= 1:
+                self.samples.setdefault(epoch, []).append(path)
 
-    def __init__(self, console, mode: str | None = None, quiet: bool = False):
-        self.console = console
-        self.mode = "quiet" if quiet else (mode or ("live" if console.is_terminal else "plain"))
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
-        self.last_plain = 0.0
+    def add_checkpoints(self, checkpoints: list[Checkpoint]) -> None:
+        for checkpoint in checkpoints:
+            if checkpoint.epoch is not None:
+                self.checkpoints.setdefault(checkpoint.epoch, checkpoint)
 
-    @classmethod
-    def for_console(cls, console, quiet: bool = False) -> ProgressView:
-        return cls(console, quiet=quiet)
-
-    def start(self, state: RunProgress) -> None:
-        self.state = state
-        if self.mode == "live":
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(),
-                TextColumn("step {task.fields[steps]}"), TextColumn("loss {task.fields[loss]}"),
-                TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task(f"{state.run_id} starting", total=None, loss="-", eta="?",
-                                               steps="?")
-
-    def message(self, text: str) -> None:
-        """A line above the bar (or a plain line)."""
-        if self.mode == "quiet":
-            return
-        if self.progress is not None:
-            self.progress.console.print(text)
-        else:
-            self.console.print(text)
-
-    def refresh(self, new_checkpoints=(), new_samples=()) -> None:
-        """Called from the waiting thread: show new events and the current state."""
-        if self.mode == "quiet":
-            self.state.take_events()
-            return
-        snap = self.state.snapshot()
-        for event in self.state.take_events():
-            if isinstance(event, EpochStarted) and self.mode == "plain":
-                self.console.print(f"{snap['run_id']}: epoch {event.epoch}/{event.total}")
-            elif isinstance(event, NoData):
-                self.message(f"[yellow]{snap['run_id']}: trainer says: {event.line}")
-        for path in new_checkpoints:
-            self.message(f"{snap['run_id']}: checkpoint {path.name}")
-        if new_samples:
-            self.message(f"{snap['run_id']}: {describe_samples(list(new_samples))}")
-        loss = f"{snap['loss']:.4f}" if snap["loss"] is not None else "-"
-        if self.progress is not None:
-            assert self.task is not None  # start() adds the task right after creating the bar
-            epochs = f"epoch {snap['epoch']}/{snap['total_epochs'] or '?'}"
-            self.progress.update(self.task, description=f"{snap['run_id']} {epochs}", completed=snap["step"],
-                                 total=snap["total_steps"], loss=loss, eta=_fmt_time(snap["remaining"]),
-                                 steps=f"{snap['step']}/{snap['total_steps'] or '?'}")
-        elif self.mode == "plain" and snap["total_steps"] and time.monotonic() - self.last_plain >= 10:
-            self.last_plain = time.monotonic()
-            self.console.print(f"{snap['run_id']}: step {snap['step']}/{snap['total_steps']} loss {loss} "
-                               f"eta {_fmt_time(snap['remaining'])}")
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
+    def complete(self, epoch_in_progress: int, ended: bool) -> list[tuple[int, Checkpoint, list[Path]]]:
+        """(epoch, checkpoint, samples) of each epoch that is now complete and was not told yet, in order."""
+        out = []
+        for epoch in sorted(self.checkpoints):
+            if epoch in self.done:
+                continue
+            samples = sorted(self.samples.get(epoch, []))
+            if len(samples) >= self.expected or ended or epoch_in_progress > epoch:
+                self.done.add(epoch)
+                out.append((epoch, self.checkpoints[epoch], samples))
+        return out

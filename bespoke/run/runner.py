@@ -1,21 +1,21 @@
 """The only module that starts processes. Never through a shell. The one supervisor of the trainer and gen_img.py.
 
-`run_logged` runs the trainer in its own session / process group, appends every byte of its stdout and stderr
-to a log file and hands complete lines (split on \\n and \\r, so tqdm updates count) to a callback. While it
-runs, SIGINT, SIGTERM and SIGHUP are *recorded* (`StopSignals`), never raised at a random point: the loop sees
-them within a tick and stops the trainer's whole process tree (`bespoke.run.proctree`: SIGINT, 10 s, terminate,
-5 s, kill). An exception in the loop (a callback writing run.json on a full disk) stops the tree the same way
-before it propagates. A normal exit kills any descendant left behind and reads both pipes to the end, so
-no line is lost. A small watchdog process (`bespoke.run.reaper`) stops the tree if bespoke itself is killed
-(kill -9), so no trainer outlives its supervisor.
+`run_logged` runs the launcher in its own session / process group with a log file (opened O_APPEND) as its
+stdout and stderr: the trainer's every byte is on disk as it is written, and stays there if bespoke itself is
+killed. bespoke follows the file (`bespoke.run.stopping.LogFollower`) and hands complete lines (split on \\n and
+\\r, so tqdm updates count) to a callback. While it runs, SIGINT, SIGTERM and SIGHUP are *recorded*
+(`StopSignals`), never raised at a random point: the loop sees them within a tick and stops the trainer as
+`bespoke.run.stopping` describes (the trainer first, its saves and samplings waited for, then the launcher; a
+second Ctrl-C kills at once), and the ProcessResult carries the `StopRecord` and how the trainer itself ended.
+An exception in the loop (a callback writing run.json on a full disk) stops the trainer the same way before it
+propagates. A normal exit kills any descendant left behind. A small watchdog process (`bespoke.run.reaper`)
+stops the trainer the same way if bespoke itself is killed (kill -9), so no trainer outlives its supervisor.
 `run_capture` runs a short helper command (git, the trainer's Python) and returns its output.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,10 +28,11 @@ from pathlib import Path
 
 from bespoke.fsutil import move_aside
 from bespoke.kohya.launch import format_command
-from bespoke.run.proctree import DEFAULT_GRACE, TOKEN_VARIABLE, ProcessTree, start_time
+from bespoke.run.manifest import StopRecord, TrainerEnd
+from bespoke.run.proctree import TOKEN_VARIABLE, ProcessTree, start_time
+from bespoke.run.stopping import LogFollower, Stopper, StopPolicy, TrainerState, append_line
 
-LineCallback = Callable[[str, str], object]  # (stream name "stdout"/"stderr", line without terminator); result ignored
-_SPLIT = re.compile(r"\r\n|\r|\n")
+LineCallback = Callable[[str], object]  # one line of the log without its terminator; the result is ignored
 
 
 # every signal that means "stop": Ctrl-C, `docker stop` / `kill`, a closed terminal or dropped SSH session
@@ -42,8 +43,9 @@ _NEW_GROUP = {"start_new_session": True} if os.name == "posix" else {
 
 @dataclass(frozen=True)
 class ProcessResult:
-    """How a logged process ended. `interrupted` is True when bespoke stopped it (a signal or `stop`);
-    `signum` is the signal that asked bespoke to stop (None for `stop` or no stop)."""
+    """How a logged process ended. `exit_code` is the launcher's (the process bespoke started); `trainer_end` how
+    the trainer in it ended (from its gate's last line). `interrupted` is True when bespoke stopped it (a signal
+    or `stop`), `stop` says how; `signum` is the signal that asked bespoke to stop (None for `stop` or no stop)."""
 
     exit_code: int
     interrupted: bool
@@ -51,6 +53,39 @@ class ProcessResult:
     pid: int
     log_path: Path
     signum: int | None = None
+    stop: StopRecord | None = None
+    trainer_end: TrainerEnd | None = None
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What `run_logged` starts: argv in `cwd` with `env`, its output appended to `log_path`. `env_overrides`
+    is what the header line of the log shows; `run_dir` is the run the watchdog settles if bespoke dies."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    log_path: Path
+    cwd: Path | None = None
+    env_overrides: dict[str, str] | None = None
+    run_dir: Path | None = None
+    policy: StopPolicy = StopPolicy()
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How the caller follows and steers a run: `on_line` from the follower thread, `on_tick` from the calling
+    thread every `tick_seconds`, `on_start(pid)` right after the launch, `on_stopping(asked_by)` (calling thread)
+    as a stop begins, `on_stop(record)` when it is done (also before an exception propagates); `stop` stops it
+    from outside, `signals` records the stop signals (a StopSignals of its own when None)."""
+
+    on_line: LineCallback | None = None
+    on_tick: Callable[[], None] | None = None
+    on_start: Callable[[int], None] | None = None
+    on_stopping: Callable[[str], None] | None = None
+    on_stop: Callable[[StopRecord], None] | None = None
+    stop: threading.Event | None = None
+    signals: StopSignals | None = None
+    tick_seconds: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -79,52 +114,6 @@ def run_capture(argv: list[str], timeout: float = 30.0, cwd: Path | None = None,
     except (OSError, subprocess.SubprocessError) as exc:
         return Captured(-1, "", str(exc))
     return Captured(done.returncode, done.stdout, done.stderr)
-
-
-class _LineSplitter:
-    """Incremental UTF-8 decoding and line splitting of one stream."""
-
-    def __init__(self, name: str, on_line: LineCallback | None):
-        self.name = name
-        self.on_line = on_line
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.pending = ""
-
-    def feed(self, data: bytes, final: bool = False) -> None:
-        text = self.pending + self.decoder.decode(data, final=final)
-        hold = ""
-        if not final and text.endswith("\r"):
-            # may be the first half of \r\n: wait for the next chunk
-            text, hold = text[:-1], "\r"
-        parts = _SPLIT.split(text)
-        rest = parts.pop()
-        if final and rest:
-            parts.append(rest)
-            rest = ""
-        self.pending = rest + hold
-        if self.on_line is None:
-            return
-        for line in parts:
-            if line.strip():
-                try:
-                    self.on_line(self.name, line)
-                except Exception:  # noqa: BLE001 - a display bug must never stop the log from being written
-                    pass
-
-
-def _pump(stream, name: str, log, log_lock: threading.Lock, on_line: LineCallback | None) -> None:
-    splitter = _LineSplitter(name, on_line)
-    fd = stream.fileno()
-    while True:
-        data = os.read(fd, 65536)
-        if not data:
-            break
-        with log_lock:
-            if not log.closed:
-                log.write(data)
-                log.flush()
-        splitter.feed(data)
-    splitter.feed(b"", final=True)
 
 
 def signal_name(signum: int | None) -> str:
@@ -191,13 +180,11 @@ class SigtermAsInterrupt:
         return False
 
 
-def start_reaper(trainer_pid: int, run_dir: Path | None, token: str) -> subprocess.Popen | None:
+def start_reaper(trainer_pid: int, run_dir: Path | None, token: str, log_path: Path) -> subprocess.Popen | None:
     """The watchdog that stops the trainer's tree (and settles run.json) if this bespoke dies without doing it
     (kill -9, OOM killer). It runs in its own session, so the signals meant for bespoke never reach it."""
     argv = [sys.executable, "-m", "bespoke.run.reaper", str(os.getpid()), str(start_time(os.getpid())),
-            str(trainer_pid), str(start_time(trainer_pid)), token]
-    if run_dir is not None:
-        argv.append(str(run_dir))
+            str(trainer_pid), str(start_time(trainer_pid)), token, str(log_path), str(run_dir or "")]
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, **_NEW_GROUP)
@@ -215,97 +202,134 @@ class _Watch:
     def stopping(self) -> bool:
         return self.signals.event.is_set() or (self.stop is not None and self.stop.is_set())
 
+    def asked_by(self) -> str:
+        return signal_name(self.signals.signum) if self.signals.signum is not None else "stop request"
 
-def _supervise(proc: subprocess.Popen, tree: ProcessTree, watch: _Watch, on_tick: Callable[[], None] | None,
-               tick_seconds: float, grace: tuple[float, float]) -> bool:
-    """Wait for the trainer, ticking; stop its tree on a stop request, a signal or an exception. True if stopped."""
-    hurry = lambda: watch.signals.count >= 2  # noqa: E731 - a second Ctrl-C: no more patience
+    def hurry(self) -> bool:
+        return self.signals.count >= 2  # a second Ctrl-C: no more patience
+
+    def wait(self, proc: subprocess.Popen, seconds: float) -> None:
+        """Up to `seconds`, until the process ends or a stop is asked: a stop reaches the trainer within 20 ms
+        (a state save can take less than a tick)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and proc.poll() is None and not self.stopping():
+            self.signals.event.wait(0.02)
+
+
+@dataclass
+class _Running:
+    """One started launcher and what follows it."""
+
+    proc: subprocess.Popen
+    tree: ProcessTree
+    state: TrainerState
+    follower: LogFollower
+    reaper: subprocess.Popen | None
+    spec: ProcessSpec
+    hooks: Hooks
+    stop: StopRecord | None = None
+
+    def stopper(self, asked_by: str, hurry: Callable[[], bool] = lambda: False) -> Stopper:
+        return Stopper(self.tree, self.state, self.spec.policy, lambda text: append_line(self.spec.log_path, text),
+                       asked_by, hurry)
+
+
+def _supervise(run: _Running, watch: _Watch) -> StopRecord | None:
+    """Wait for the launcher, ticking; stop the trainer on a stop request or a signal (its record returned) or
+    an exception (stopped, then re-raised)."""
+    hooks = run.hooks
     try:
-        while proc.poll() is None:
-            tree.refresh()
+        while run.proc.poll() is None:
+            run.tree.refresh()
             if watch.stopping():
-                tree.stop(grace, hurry)
-                proc.wait()
-                return True
-            if on_tick is not None:
-                on_tick()
-            try:
-                proc.wait(timeout=tick_seconds)
-            except subprocess.TimeoutExpired:
-                pass
+                if hooks.on_stopping is not None:
+                    hooks.on_stopping(watch.asked_by())
+                run.stop = run.stopper(watch.asked_by(), watch.hurry).run()
+                return run.stop
+            if hooks.on_tick is not None:
+                hooks.on_tick()
+            watch.wait(run.proc, hooks.tick_seconds)
     except BaseException:
-        tree.stop(grace, hurry)
-        proc.wait()
+        run.stop = run.stopper("crash", watch.hurry).run()
+        if hooks.on_stop is not None:
+            hooks.on_stop(run.stop)
         raise
-    return watch.stopping()
+    if watch.stopping():  # it ended by itself while the stop was being asked
+        return StopRecord(watch.asked_by(), "exited")
+    return None
 
 
-def run_logged(argv: list[str], env: dict[str, str], log_path: Path, *, cwd: Path | None = None,
-               on_line: LineCallback | None = None, on_tick: Callable[[], None] | None = None,
-               tick_seconds: float = 0.25, stop: threading.Event | None = None,
-               stop_timeouts: tuple[float, float] = DEFAULT_GRACE, on_start: Callable[[int], None] | None = None,
-               env_overrides: dict[str, str] | None = None, signals: StopSignals | None = None,
-               run_dir: Path | None = None) -> ProcessResult:
-    """Run `argv` in its own process group, appending all its output to `log_path`; return how it ended.
+def _start(spec: ProcessSpec, hooks: Hooks) -> _Running:
+    """Write the log's header, start the launcher with the log as its stdout and stderr, follow the log."""
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.log_path, "ab") as log:
+        log.write(f"[bespoke] $ {format_command(list(spec.argv), spec.env_overrides, spec.cwd)}\n".encode())
+        offset = log.tell()
+    token = uuid.uuid4().hex  # inherited by everything the trainer starts: how its tree is found
+    output = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        proc = subprocess.Popen([str(a) for a in spec.argv], env={**spec.env, TOKEN_VARIABLE: token}, cwd=spec.cwd,
+                                stdin=subprocess.DEVNULL, stdout=output, stderr=output, **_NEW_GROUP)
+    finally:
+        os.close(output)
+    state = TrainerState()
 
-    `on_line` is called from reader threads; `on_tick` from the calling thread every `tick_seconds`.
-    A signal (recorded by `signals`, or by a StopSignals of its own) or `stop` being set stops the tree and
-    returns with `interrupted=True`; an exception stops the tree and propagates. `stop_timeouts` is the grace
-    period (after the graceful signal, after terminate). `run_dir` is passed to the reaper, which settles
-    run.json if bespoke dies.
+    def on_line(line: str) -> None:
+        state.feed(line)
+        if hooks.on_line is not None:
+            hooks.on_line(line)
+
+    follower = LogFollower(spec.log_path, offset, on_line).start()
+    return _Running(proc, ProcessTree(proc.pid, token), state, follower,
+                    start_reaper(proc.pid, spec.run_dir, token, spec.log_path), spec, hooks)
+
+
+def run_logged(spec: ProcessSpec, hooks: Hooks | None = None) -> ProcessResult:
+    """Run `spec.argv` in its own process group, its output appended to `spec.log_path`; return how it ended.
+
+    A signal (recorded by `hooks.signals`, or by a StopSignals of its own) or `hooks.stop` being set stops the
+    trainer (bespoke.run.stopping, `spec.policy`) and returns with `interrupted=True` and the stop's record; an
+    exception stops it the same way and propagates.
     """
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    hooks = hooks or Hooks()
     started = time.monotonic()
-    watch = _Watch(stop, signals or StopSignals())
-    with watch.signals, open(log_path, "ab") as log:
-        log.write(f"[bespoke] $ {format_command(argv, env_overrides, cwd)}\n".encode())
-        log.flush()
-        token = uuid.uuid4().hex  # inherited by everything the trainer starts: how its tree is found
-        proc = subprocess.Popen([str(a) for a in argv], env={**env, TOKEN_VARIABLE: token}, cwd=cwd,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                **_NEW_GROUP)
-        tree = ProcessTree(proc.pid, token)
-        reaper = start_reaper(proc.pid, run_dir, token)
-        lock = threading.Lock()
-        readers = [threading.Thread(target=_pump, args=(s, n, log, lock, on_line), daemon=True)
-                   for s, n in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
-        for reader in readers:
-            reader.start()
-        interrupted = False
+    watch = _Watch(hooks.stop, hooks.signals or StopSignals())
+    with watch.signals:
+        run = _start(spec, hooks)
+        stop: StopRecord | None = None
         try:
-            if on_start is not None:
-                on_start(proc.pid)
-            interrupted = _supervise(proc, tree, watch, on_tick, tick_seconds, stop_timeouts)
-        except BaseException:
-            tree.stop(stop_timeouts)
-            raise
+            if hooks.on_start is not None:
+                hooks.on_start(run.proc.pid)
+            stop = _supervise(run, watch)
         finally:
-            _wind_up(proc, tree, readers, reaper)
-            code = proc.returncode if proc.returncode is not None else -1
-            how = f" (stopped by bespoke: {signal_name(watch.signals.signum)})" if interrupted else ""
-            with lock:
-                log.write(f"\n[bespoke] exit code {code}{how}\n".encode())
-    if on_tick is not None:
-        on_tick()
-    return ProcessResult(exit_code=code, interrupted=interrupted, duration=time.monotonic() - started,
-                         pid=proc.pid, log_path=log_path, signum=watch.signals.signum if interrupted else None)
+            _wind_up(run)
+            code = run.proc.returncode if run.proc.returncode is not None else -1
+            end = run.state.trainer_end(run.stop.sent if run.stop is not None else None)
+            append_line(spec.log_path, _closing_line(code, end, run.stop))
+        if stop is not None and hooks.on_stop is not None:
+            hooks.on_stop(stop)
+    if hooks.on_tick is not None:
+        hooks.on_tick()
+    return ProcessResult(exit_code=code, interrupted=stop is not None, duration=time.monotonic() - started,
+                         pid=run.proc.pid, log_path=spec.log_path,
+                         signum=watch.signals.signum if stop is not None else None, stop=stop, trainer_end=end)
 
 
-def _wind_up(proc: subprocess.Popen, tree: ProcessTree, readers: list[threading.Thread],
-             reaper: subprocess.Popen | None) -> None:
-    """After the trainer exited: kill what it left behind (a child holding the pipes would keep the readers
-    waiting), read both pipes to their end, close them, and let the reaper go."""
-    proc.wait()
-    tree.kill()
-    for reader in readers:
-        reader.join(timeout=30)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    if reaper is not None:
+def _closing_line(code: int, end: TrainerEnd, stop: StopRecord | None) -> str:
+    trainer = f"; the trainer: {end.how}" if end.source != "unknown" else ""
+    how = f" (stopped by bespoke: {stop.asked_by}, {stop.ended})" if stop is not None else ""
+    return f"exit code {code}{how}{trainer}"
+
+
+def _wind_up(run: _Running) -> None:
+    """After the launcher exited: kill what it left behind, read the log to its end, let the reaper go."""
+    run.proc.wait()
+    run.tree.kill()
+    run.state.freeze()
+    run.follower.finish()
+    if run.reaper is not None:
         try:
-            reaper.wait(timeout=3)  # it exits by itself within a tick once the trainer is gone
+            run.reaper.wait(timeout=3)  # it exits by itself within a tick once the trainer is gone
         except subprocess.TimeoutExpired:
-            reaper.kill()
-            reaper.wait()
+            run.reaper.kill()
+            run.reaper.wait()

@@ -10,20 +10,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
 from bespoke.errors import BespokeError
-from bespoke.kohya.output import trainer_error
+from bespoke.run.events import Message, Observer, RunDone, Serialized, SweepPlanned, ignore
 from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import resolve_dataset
 from bespoke.run.plan import PlanRequest, RunPlan, plan_run
 from bespoke.run.preflight import require_preflight
-from bespoke.run.progress import ProgressView, RunProgress
 from bespoke.run.runner import SigtermAsInterrupt
 from bespoke.run.slurm import SlurmRequest, require_slurm
 from bespoke.run.slurm_sweep import SlurmSubmission, submit_sweep
@@ -35,7 +30,7 @@ from bespoke.run.sweep_file import (
     shard_items,
     sweep_entries,
 )
-from bespoke.run.train import train_run
+from bespoke.run.train import TrainOptions, train_run
 from bespoke.settings import Settings
 
 
@@ -81,32 +76,29 @@ def plan_entries(settings: Settings, entries: list[SweepEntry], dataset: Path, c
 
 
 class SweepRunner:
-    """Runs planned run folders sequentially or one per GPU, collecting a `SweepRow` per run."""
+    """Runs planned run folders sequentially or one per GPU, collecting a `SweepRow` per run; every run's events
+    go to the observer (from the worker threads one at a time: bespoke.run.events.Serialized)."""
 
-    def __init__(self, settings, console, quiet: bool = False, restart: bool = False,
-                 stop_timeouts: tuple[float, float] = (10.0, 5.0), base_env: dict | None = None):
+    def __init__(self, settings: Settings, options: TrainOptions, observer: Observer = ignore):
         self.settings = settings
-        self.console = console
-        self.quiet = quiet
-        self.restart = restart
-        self.stop_timeouts = stop_timeouts
-        self.base_env = base_env
         self.stop = threading.Event()
+        # run_sweep preflights every run at once, before any launch
+        self.options = replace(options, stop=self.stop, preflight=False)
+        self.emit: Observer = Serialized(observer)
 
-    def _one(self, run_dir: Path, gpu: str | None, progress, view) -> SweepRow:
+    def _one(self, run_dir: Path, gpu: str | None) -> SweepRow:
         try:
-            result = train_run(self.settings, run_dir, restart=self.restart, pin_gpu=gpu, progress=progress,
-                               view=view, stop=self.stop, stop_timeouts=self.stop_timeouts, base_env=self.base_env,
-                               on_message=None if self.quiet else self.console.print,
-                               preflight=False)  # run_sweep preflights every run at once, before any launch
+            options = replace(self.options, pin_gpu=gpu, label=f"gpu {gpu}" if gpu is not None else "")
+            result = train_run(self.settings, run_dir, options, self.emit)
         except BespokeError as error:
             row = row_from_manifest(run_dir, load_manifest(run_dir))
             row.status, row.reason, row.gpu = "error", str(error), gpu
-            return row
-        row = row_from_manifest(run_dir, load_manifest(run_dir))
-        row.gpu, row.skipped, row.log_tail = gpu, result.skipped, result.log_tail
-        if result.skipped:
-            row.reason = "already finished (skipped)"
+        else:
+            row = row_from_manifest(run_dir, load_manifest(run_dir))
+            row.gpu, row.skipped, row.log_tail = gpu, result.skipped, result.log_tail
+            if result.skipped:
+                row.reason = "already finished (skipped)"
+        self.emit(RunDone(row))
         return row
 
     def run_sequential(self, run_dirs: list[Path]) -> list[SweepRow]:
@@ -115,39 +107,19 @@ class SweepRunner:
         for index, run_dir in enumerate(run_dirs, 1):
             if self.stop.is_set():
                 break
-            if not self.quiet:
-                self.console.print(f"[bold]sweep {index}/{len(run_dirs)}: {Path(run_dir).name}")
-            view = ProgressView(self.console, quiet=self.quiet)
-            row = self._one(Path(run_dir), None, RunProgress(Path(run_dir).name), view)
+            self.emit(Message(Path(run_dir).name, f"sweep {index}/{len(run_dirs)}: {Path(run_dir).name}"))
+            row = self._one(Path(run_dir), None)
             rows.append(row)
-            self._announce(row)
             if row.status == "interrupted":
                 self.stop.set()
         return rows
 
-    def _announce(self, row: SweepRow) -> None:
-        if self.quiet:
-            return
-        style = {"finished": "green", "failed": "red", "interrupted": "yellow", "error": "red"}.get(row.status, "")
-        extra = f" ({row.reason})" if row.reason and row.status != "finished" else ""
-        skipped = " (already finished, skipped)" if row.skipped else ""
-        self.console.print(f"[{style}]{row.run_id}: {row.status}{skipped}{extra}" if style else
-                           f"{row.run_id}: {row.status}{extra}")
-        if row.status == "failed" and row.log_tail:
-            error = trainer_error(row.log_tail)
-            if error:
-                self.console.print(f"    {error}", markup=False)
-            if row.run_dir is not None:
-                self.console.print(f"    full log: {row.run_dir / 'logs' / 'train.log'}", markup=False)
-
     def run_parallel(self, run_dirs: list[Path], gpus: tuple[str, ...]) -> list[SweepRow]:
-        """One worker thread per GPU, each driving one trainer at a time pinned to its GPU; a live table."""
+        """One worker thread per GPU, each driving one trainer at a time pinned to its GPU."""
         todo: queue.Queue = queue.Queue()
         for run_dir in run_dirs:
             todo.put(Path(run_dir))
-        states = {Path(d).name: RunProgress(Path(d).name, label="queued") for d in run_dirs}
         rows: dict[str, SweepRow] = {}
-        lock = threading.Lock()
 
         def worker(gpu: str):
             while not self.stop.is_set():
@@ -155,12 +127,7 @@ class SweepRunner:
                     run_dir = todo.get_nowait()
                 except queue.Empty:
                     return
-                state = states[run_dir.name]
-                state.label = f"gpu {gpu}"
-                row = self._one(run_dir, gpu, state, None)
-                state.status = row.status if not row.skipped else "skipped"
-                with lock:
-                    rows[run_dir.name] = row
+                row = rows[run_dir.name] = self._one(run_dir, gpu)
                 if row.status == "interrupted":
                     self.stop.set()
 
@@ -170,48 +137,13 @@ class SweepRunner:
             thread.start()
         try:
             with SigtermAsInterrupt():
-                self._watch(threads, states, rows)
+                while any(t.is_alive() for t in threads):
+                    time.sleep(0.2)
         except KeyboardInterrupt:
             self.stop.set()
             for thread in threads:
                 thread.join()
         return [rows[Path(d).name] for d in run_dirs if Path(d).name in rows]
-
-    def _watch(self, threads, states, rows) -> None:
-        if self.quiet or not self.console.is_terminal:
-            announced: set[str] = set()
-            while any(t.is_alive() for t in threads):
-                time.sleep(0.2)
-                for name, row in list(rows.items()):
-                    if name not in announced:
-                        announced.add(name)
-                        self._announce(row)
-            for name, row in rows.items():
-                if name not in announced:
-                    self._announce(row)
-            return
-        with Live(progress_table(states), console=self.console, refresh_per_second=4, transient=False) as live:
-            while any(t.is_alive() for t in threads):
-                time.sleep(0.25)
-                live.update(progress_table(states))
-            live.update(progress_table(states))
-        for row in rows.values():  # the live table shows statuses; say why a run did not finish
-            if row.status not in ("finished",):
-                self._announce(row)
-
-
-def progress_table(states: dict):
-    """The live table of a parallel sweep: one row per run."""
-    table = Table(title="sweep", expand=False)
-    for column in ("run", "where", "status", "epoch", "step", "loss"):
-        table.add_column(column)
-    for state in states.values():
-        snap = state.snapshot()
-        table.add_row(snap["run_id"], snap["label"], snap["status"],
-                      f"{snap['epoch']}/{snap['total_epochs'] or '?'}",
-                      f"{snap['step']}/{snap['total_steps'] or '?'}",
-                      f"{snap['loss']:.4f}" if snap["loss"] is not None else "-")
-    return table
 
 
 @dataclass
@@ -222,25 +154,37 @@ class SweepOutcome:
     interrupted: bool
 
 
-def run_sweep(settings: Settings, console: Console, *, resolutions: str | None = None, preset: str | None = None,
-              sweep_file: Path | None = None, dataset: str | Path | None = None, overrides: tuple[str, ...] = (),
-              gpus: str | None = None, shard: str | None = None, restart: bool = False, quiet: bool = False,
-              base_env: dict | None = None, stop_timeouts: tuple[float, float] = (10.0, 5.0),
-              preflight: bool = True) -> SweepOutcome:
-    """`bespoke sweep`: plan every entry, keep this machine's shard, run them (one per GPU with `gpus`).
+@dataclass(frozen=True)
+class SweepRequest:
+    """What `bespoke sweep` was asked for: the runs (resolutions, a preset, a sweep file, overrides, a dataset)
+    and where they go (GPUs, this machine's shard)."""
+
+    resolutions: str | None = None
+    preset: str | None = None
+    sweep_file: Path | None = None
+    dataset: str | Path | None = None
+    overrides: tuple[str, ...] = ()
+    gpus: str | None = None
+    shard: str | None = None
+
+
+def run_sweep(settings: Settings, request: SweepRequest, options: TrainOptions = TrainOptions(),
+              observer: Observer = ignore) -> SweepOutcome:
+    """`bespoke sweep`: plan every entry, keep this machine's shard, run them (one per GPU with `gpus`), each
+    with `options` (restart, environment, grace); every run's events go to `observer`.
 
     Flags are checked first, then the sd-scripts checkout (once), then the dataset (a folder or a name in the
     datasets folder, bespoke.run.paths.resolve_dataset), then every run is planned."""
-    gpu_ids = parse_gpus(gpus)
-    shard_spec = parse_shard(shard)
-    entries = sweep_entries(parse_resolutions(resolutions) if resolutions else None, preset, overrides, sweep_file)
+    gpu_ids = parse_gpus(request.gpus)
+    shard_spec = parse_shard(request.shard)
+    entries = sweep_entries(parse_resolutions(request.resolutions) if request.resolutions else None, request.preset,
+                            request.overrides, request.sweep_file)
     settings.sd_script("train_network.py")  # once, before any run: not the same error for every run
-    source = resolve_dataset(dataset, settings.datasets_dir)
-    run_dirs = _plan_share(settings, entries, source, shard_spec, console, quiet)
-    if preflight:  # one probe for every run that will launch; any problem stops the sweep before it starts
-        require_preflight(settings, [d for d in run_dirs if restart or load_manifest(d).status != "finished"])
-    runner = SweepRunner(settings, console, quiet=quiet, restart=restart, stop_timeouts=stop_timeouts,
-                         base_env=base_env)
+    source = resolve_dataset(request.dataset, settings.datasets_dir)
+    run_dirs = _plan_share(settings, entries, source, shard_spec, observer)
+    if options.preflight:  # one probe for every run that will launch; any problem stops the sweep before it starts
+        require_preflight(settings, [d for d in run_dirs if options.restart or load_manifest(d).status != "finished"])
+    runner = SweepRunner(settings, options, observer)
     try:
         rows = runner.run_parallel(run_dirs, gpu_ids) if gpu_ids else runner.run_sequential(run_dirs)
     except KeyboardInterrupt:
@@ -254,7 +198,7 @@ def run_sweep(settings: Settings, console: Console, *, resolutions: str | None =
 
 
 def _plan_share(settings: Settings, entries: list[SweepEntry], dataset: Path, shard_spec: tuple[int, int] | None,
-                console: Console, quiet: bool) -> list[Path]:
+                observer: Observer) -> list[Path]:
     """Plan this machine's runs; with a shard, run ids are computed first without writing, so no machine
     creates another's run folders."""
     plans = plan_entries(settings, entries, dataset, create=shard_spec is None)
@@ -264,9 +208,7 @@ def _plan_share(settings: Settings, entries: list[SweepEntry], dataset: Path, sh
     if shard_spec is not None:
         mine = plan_entries(settings, [unique[run_id][1] for run_id in chosen], dataset)
         unique.update({plan.run_id: (plan, entries[0]) for plan in mine})
-    if not quiet:
-        note = f" (shard {shard_spec[0]}/{shard_spec[1]}: {len(chosen)} of {len(unique)})" if shard_spec else ""
-        console.print(f"sweep: {len(chosen)} run(s){note}: {', '.join(chosen) or '-'}")
+    observer(SweepPlanned(tuple(chosen), shard_spec, len(unique)))
     return [unique[run_id][0].paths.root for run_id in chosen]
 
 

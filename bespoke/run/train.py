@@ -5,8 +5,8 @@ Success is what exists on disk, not the exit code nor the signal (sd-scripts exi
 is `finished` exactly when `{output_name}.safetensors` is whole and its `ss_epoch` is the last epoch.
 Work is never lost: a finished run is skipped, an interrupted, failed or stale one resumes from its newest
 `*-state` folder (`bespoke.run.resume`), and `restart` keeps the old log (rotated) and the old model/ (moved to
-model.prev-N/). SIGINT, SIGTERM and SIGHUP stop the trainer's tree and mark the run interrupted; an exception
-in bespoke does the same before it propagates.
+model.prev-N/). SIGINT, SIGTERM and SIGHUP stop the trainer (bespoke.run.stopping: recorded in the attempt) and
+mark the run interrupted; an exception in bespoke does the same before it propagates.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import copy
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from bespoke import __version__
 from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.fsutil import atomic_write_text, sha256_file
-from bespoke.kohya.checkpoints import Checkpoint, epochs_done
+from bespoke.kohya.checkpoints import Checkpoint
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
     LaunchSpec,
@@ -34,27 +33,32 @@ from bespoke.kohya.launch import (
     with_resume,
 )
 from bespoke.kohya.metadata import as_int
-from bespoke.kohya.naming import sample_counts
 from bespoke.kohya.output import log_tail
-from bespoke.kohya.preflight import GATE_PASSED, gate_words
+from bespoke.kohya.preflight import gate_words
 from bespoke.kohya.validate import check_file
-from bespoke.run.facts import trainer_facts
+from bespoke.run.events import Broadcast, Finished, Message, Observer, Started, Stopping, TrainEvent, ignore
 from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
 from bespoke.run.preflight import gate_refusal
 from bespoke.run.proctree import DEFAULT_GRACE
-from bespoke.run.progress import ModelWatcher, ProgressView, RunProgress
+from bespoke.run.progress import RunProgress
 from bespoke.run.resume import (
     ResumeSamples,
     complete_final,
+    expected_prompts,
     finished_on_disk,
-    outcome_from_disk,
+    missing_note,
     prepare_folder,
+    record_on_disk,
+    resume_epoch,
+    stop_note,
     whole_checkpoints,
 )
-from bespoke.run.runner import ProcessResult, StopSignals, rotate_log, run_logged, signal_name
+from bespoke.run.runner import Hooks, ProcessResult, ProcessSpec, StopSignals, rotate_log, run_logged
+from bespoke.run.stopping import StopPolicy
+from bespoke.run.supervision import Supervision, TrainerFacts
 from bespoke.settings import Settings
 
 LOG_TAIL_LINES = 30
@@ -117,65 +121,6 @@ def refuse_simulated(manifest: RunManifest, paths: RunPaths) -> None:
                        f"`bespoke train -r {manifest.resolution or 512}` outside the demo folder")
 
 
-class _Supervision:
-    """The calling thread's view of a running trainer: writes run.json as epochs complete, feeds the display."""
-
-    def __init__(self, paths: RunPaths, manifest: RunManifest, output_name: str, progress: RunProgress,
-                 view: ProgressView | None, facts: _Facts, firsts: ResumeSamples):
-        self.paths, self.manifest, self.output_name = paths, manifest, output_name
-        self.progress, self.view, self.facts, self.firsts = progress, view, facts, firsts
-        self.facts_written = False
-        self.watcher = ModelWatcher(paths.model_dir)
-        self.last_poll = 0.0
-
-    def on_line(self, stream: str, line: str) -> None:
-        """Each line of the trainer's output: the gate's pass line ends the preflight status, the rest is progress."""
-        if self.progress.status == "preflight" and line.startswith(GATE_PASSED):
-            self.progress.status = "training"
-        self.progress.feed(stream, line)
-
-    def tick(self) -> None:
-        """Called every quarter second while the trainer runs."""
-        changed = False
-        if not self.facts_written and self.facts.ready():
-            self.facts_written = changed = True
-            if self.manifest.attempt is not None:
-                self.manifest.attempt.trainer = dict(self.facts.values)
-        new_ckpts: list[Path] = []
-        new_samples: list[Path] = []
-        if time.monotonic() - self.last_poll >= 0.5:
-            self.last_poll = time.monotonic()
-            self.firsts.collect()
-            new_ckpts, new_samples = self.watcher.poll()
-        if self.progress.take_epoch_changed() or new_ckpts:
-            checkpoints = whole_checkpoints(self.paths.model_dir, self.output_name)
-            snap = self.progress.snapshot()
-            self.manifest.epochs_done = max(snap["epoch"] - 1, epochs_done(checkpoints), 0)
-            self.manifest.checkpoints = [c.to_json(self.paths.root) for c in checkpoints]
-            self.manifest.samples = sample_counts(self.paths.sample_dir)
-            self.manifest.last_loss = snap["loss"]
-            changed = True
-        if changed:
-            save_manifest(self.paths.root, self.manifest)
-        if self.view is not None:
-            try:
-                self.view.refresh(new_ckpts, new_samples)
-            except OSError:  # the terminal went away (SIGHUP): keep supervising without a display
-                self.view = None
-
-
-class _Facts:
-    """Versions/commit/GPU of the trainer take ~0.2 s of helper processes: gathered while the trainer starts."""
-
-    def __init__(self, settings: Settings):
-        self.values: dict = {}
-        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings)), daemon=True)
-        self.thread.start()
-
-    def ready(self) -> bool:
-        return not self.thread.is_alive()
-
-
 def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: RunProgress, output_name: str,
              epochs_total: int | None) -> tuple[str, str | None]:
     """(status, reason) of an attempt, decided from what is on disk: a whole final checkpoint of the last epoch
@@ -183,7 +128,7 @@ def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: Run
     if complete_final(checkpoints, epochs_total) is not None:
         return "finished", None
     if result.interrupted:
-        return "interrupted", f"stopped by bespoke ({signal_name(result.signum)})"
+        return "interrupted", None  # the reason says where the resume starts: _finish (resume.stop_note)
     if result.exit_code != 0:
         return "failed", f"trainer exited with code {result.exit_code}"
     final = next((c for c in checkpoints if c.final), None)
@@ -194,16 +139,18 @@ def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: Run
 
 
 @dataclass(frozen=True)
-class LaunchOptions:
-    """How to launch one run: GPUs, outside stop, environment, and callbacks (for sweeps and tests)."""
+class TrainOptions:
+    """How to train one run; every field has `bespoke train`'s default."""
 
-    gpu_ids: tuple[str, ...] = ()
+    restart: bool = False  # start over in the run folder (old model/ kept aside, log rotated)
+    resume: bool = True  # False (--no-resume): an interrupted or failed run is refused instead of resumed
+    gpu_ids: tuple[str, ...] = ()  # several -> accelerate --multi_gpu
     pin_gpu: str | None = None  # one GPU for this run via CUDA_VISIBLE_DEVICES (sweep --gpus)
-    stop: threading.Event | None = None
-    base_env: dict[str, str] | None = None
+    stop: threading.Event | None = None  # set from outside to stop the run (a sweep's Ctrl-C)
+    base_env: Mapping[str, str] | None = None  # the environment to launch from (default: this process's)
     stop_timeouts: tuple[float, float] = DEFAULT_GRACE
-    on_spawn: Callable[[int], None] | None = None
     preflight: bool = True  # gate the launch with bespoke preflight (bespoke.kohya.preflight.gate_words)
+    label: str = ""  # where the run goes in a sweep ("gpu 0"), for the live view
 
 
 def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already finished") -> TrainResult:
@@ -212,139 +159,151 @@ def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already fini
                        manifest.duration_s, manifest.final_loss, skipped=True, reason=reason)
 
 
-def train_run(settings: Settings, run_dir: Path, *, restart: bool = False, gpu_ids: tuple[str, ...] = (),
-              pin_gpu: str | None = None, progress: RunProgress | None = None, view: ProgressView | None = None,
-              stop: threading.Event | None = None, base_env: dict[str, str] | None = None,
-              stop_timeouts: tuple[float, float] = DEFAULT_GRACE, on_message: Say | None = None,
-              on_spawn: Callable[[int], None] | None = None, preflight: bool = True) -> TrainResult:
+def refuse_without_resume(manifest: RunManifest, options: TrainOptions) -> None:
+    """--no-resume: an interrupted or failed run is not continued silently (the one home of that rule)."""
+    if not options.resume and not options.restart and manifest.status in ("interrupted", "failed"):
+        raise RunError(f"run {manifest.id} is {manifest.status}; drop --no-resume to resume it, "
+                       "or use --restart to start over")
+
+
+def train_run(settings: Settings, run_dir: Path, options: TrainOptions = TrainOptions(),
+              observer: Observer = ignore) -> TrainResult:
     """Train the planned run in `run_dir` and return how it ended (see the module docstring for the rules).
 
-    `progress` is a `RunProgress` to feed (created if None); `view` a `ProgressView` (or None for no display);
-    `pin_gpu` pins the run to one GPU with CUDA_VISIBLE_DEVICES (sweep --gpus); `stop` stops it from outside;
-    `stop_timeouts` is the grace period of a stop; `on_spawn(pid)` is called right after the trainer started;
-    `preflight` runs `bespoke preflight` first (PreflightError when the installed sd-scripts would refuse the run).
+    Everything that happens on the way goes to `observer` as bespoke.run.events (the last one `Finished`).
     SIGINT/SIGTERM/SIGHUP stop it (result `interrupted`, `signum` set). Raises RunError when the run is locked,
-    simulated, or cannot be resumed without `restart`; ConfigError when a config fails its check.
+    simulated, or cannot be resumed without `restart`; ConfigError when a config fails its check;
+    PreflightError when the installed sd-scripts would refuse it (nothing trained, run.json as it was).
     """
     paths = RunPaths(Path(run_dir))
     manifest = load_manifest(paths.root)
     refuse_simulated(manifest, paths)
-    if manifest.status == "finished" and not restart:
-        return _skipped(manifest, paths)
+    refuse_without_resume(manifest, options)
+    observer = Broadcast.of([observer])  # a display that fails (a hung-up terminal) never fails the run
+    if manifest.status == "finished" and not options.restart:
+        return _told(observer, _skipped(manifest, paths))
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
-    options = LaunchOptions(tuple(gpu_ids), pin_gpu, stop, base_env, stop_timeouts, on_spawn, preflight)
     with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
-        result = _train_locked(settings, paths, restart, options, _Display(progress, view, on_message), lock,
-                               signals)
+        result = _train_locked(settings, paths, options, _with_lock(lock, observer), signals)
     if result.signum is None and signals.signum is not None:  # it came while run.json was being written
         result.signum = signals.signum
+    return _told(observer, result)
+
+
+def _told(observer: Observer, result: TrainResult) -> TrainResult:
+    observer(Finished(result.run_id, result))
     return result
 
 
-@dataclass
-class _Display:
-    progress: RunProgress | None
-    view: ProgressView | None
-    on_message: Say | None
-
-    def say(self, text: str) -> None:
-        if self.on_message is not None:
-            try:
-                self.on_message(text)
-            except OSError:  # the terminal went away (SIGHUP)
-                self.on_message = None
+def _with_lock(lock: RunLock, observer: Observer) -> Observer:
+    """The lock records which trainer it waits for as soon as the trainer is spawned (an error there is bespoke's
+    and stops the run, unlike a display's), then the observer hears of it."""
+    def observe(event: TrainEvent) -> None:
+        if isinstance(event, Started):
+            lock.trainer_started(event.pid)
+        observer(event)
+    return observe
 
 
-def _train_locked(settings: Settings, paths: RunPaths, restart: bool, options: LaunchOptions, display: _Display,
-                  lock: RunLock, signals: StopSignals) -> TrainResult:
+def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, emit: Observer,
+                  signals: StopSignals) -> TrainResult:
     manifest = load_manifest(paths.root)  # may have changed while we waited for the lock
     training = read_training(paths)
     output_name = str(training.get("output_name") or "last")
     total_epochs = as_int(training.get("max_train_epochs"))
-    if not restart and finished_on_disk(paths, manifest, output_name, total_epochs):
+    if not options.restart and finished_on_disk(paths, manifest, output_name, total_epochs):
         return _skipped(manifest, paths, "already finished (every epoch is on disk)")
-    edited = check_configs(paths, manifest, display.say)
-    resume = prepare_folder(paths, manifest, output_name, restart, display.say)
+    say = lambda text: emit(Message(manifest.id, text))  # noqa: E731 - bespoke's own words about this run
+    edited = check_configs(paths, manifest, say)
+    resume = prepare_folder(paths, manifest, output_name, options.restart, say)
     rotated = rotate_log(paths.train_log)
-    if restart and rotated:
-        display.say(f"{manifest.id}: old log kept in {rotated.name}")
-    spec, (argv, env, overrides) = _launch(settings, paths, training, options, resume)
+    if options.restart and rotated:
+        say(f"{manifest.id}: old log kept in {rotated.name}")
+    spec, (argv, env, overrides, removed) = _launch(settings, paths, training, options, resume)
     if signals.signum is not None:  # stopped before anything was launched: nothing changed
         return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
                            signum=signals.signum)
     before = copy.deepcopy(manifest)  # what run.json goes back to if the preflight gate stops the launch
     attempt = manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
                                    host=socket.gethostname(), resumed_from=resume.name if resume else None,
-                                   bespoke_version=__version__, edited_configs=edited)
-    if restart:  # a real restart of a run keeps nothing simulated or measured from before
+                                   bespoke_version=__version__, edited_configs=edited, env_removed=removed)
+    if options.restart:  # a real restart of a run keeps nothing simulated or measured from before
         manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
-    manifest.status, manifest.epochs_total = "running", total_epochs
+    manifest.status, manifest.epochs_total, manifest.output_name = "running", total_epochs, output_name
     save_manifest(paths.root, manifest)
-    progress = display.progress or RunProgress(manifest.id, total_epochs)
+    progress = RunProgress(manifest.id, total_epochs, label=options.label)
     progress.status = "preflight" if options.preflight else "training"
-    firsts = ResumeSamples(paths, attempt.number, resume is not None)
-    supervision = _Supervision(paths, manifest, output_name, progress, display.view, _Facts(settings), firsts)
-    result = _supervised(argv, env, overrides, spec, supervision, display, options, lock, signals)
+    firsts = ResumeSamples(paths, attempt.number, resume, training)
+    supervision = Supervision(paths, manifest, progress, emit, TrainerFacts(settings), firsts,
+                              samples_per_epoch(training, expected_prompts(paths, training)))
+    result = _supervised(LaunchedRun(argv, env, overrides, spec, resume), supervision, options, signals)
     supervision.facts.thread.join()
     problem = gate_refusal(paths.preflight_report, paths.root) if options.preflight and not result.interrupted else None
     if problem is not None:
         save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
         raise problem
-    attempt.resume_samples = firsts.collect()
-    return _finish(paths, manifest, result, progress, output_name, total_epochs, resume, supervision.facts.values)
+    firsts.record(attempt)
+    supervision.ended()
+    return _finish(paths, manifest, result, progress, resume, supervision.facts.values)
 
 
-def _supervised(argv: list[str], env: dict[str, str], overrides: dict[str, str], spec: LaunchSpec,
-                supervision: _Supervision, display: _Display, options: LaunchOptions, lock: RunLock,
+def samples_per_epoch(training: Mapping, prompts: int) -> int:
+    """How many samples the trainer draws at each epoch's end (0 when it samples by steps or not at all)."""
+    every = as_int(training.get("sample_every_n_epochs")) or 0
+    return prompts if every == 1 else 0
+
+
+@dataclass(frozen=True)
+class LaunchedRun:
+    """One attempt's launch: what runs, where, and from which state folder."""
+
+    argv: list[str]
+    env: dict[str, str]
+    overrides: dict[str, str]  # the environment variables bespoke set (recorded, shown in the command)
+    spec: LaunchSpec
+    resume: Path | None
+
+
+def _supervised(launch: LaunchedRun, supervision: Supervision, options: TrainOptions,
                 signals: StopSignals) -> ProcessResult:
-    """Run the launch under the one supervisor with the live view; an exception marks the run interrupted first."""
-    paths, manifest = supervision.paths, supervision.manifest
+    """Run the launch under the one supervisor; an exception marks the run interrupted first."""
+    paths, manifest, emit = supervision.paths, supervision.manifest, supervision.emit
 
     def spawned(pid: int) -> None:
-        lock.trainer_started(pid)
-        if options.on_spawn is not None:
-            options.on_spawn(pid)
+        emit(Started(manifest.id, paths.root, pid, manifest.attempt.number if manifest.attempt else 1,
+                     manifest.epochs_total, launch.resume.name if launch.resume else None))
 
-    if display.view is not None:
-        display.view.start(supervision.progress)
     try:
-        return run_logged(argv, env, paths.train_log, cwd=spec.cwd, on_line=supervision.on_line,
-                          on_tick=supervision.tick, stop=options.stop, stop_timeouts=options.stop_timeouts,
-                          env_overrides=recordable_env(overrides), on_start=spawned, signals=signals,
-                          run_dir=paths.root)
+        return run_logged(ProcessSpec(tuple(launch.argv), launch.env, paths.train_log, launch.spec.cwd,
+                                      recordable_env(launch.overrides), paths.root, StopPolicy(*options.stop_timeouts)),
+                          Hooks(on_line=supervision.on_line, on_tick=supervision.tick, on_start=spawned,
+                                on_stopping=lambda asked_by: emit(Stopping(manifest.id, asked_by)),
+                                on_stop=lambda record: setattr(manifest.attempt, "stop", record), stop=options.stop,
+                                signals=signals))
     except BaseException as error:  # the tree is stopped already; record that before it propagates
         _record_crash(paths, manifest, error)
         if isinstance(error, OSError):
             raise RunError(f"run {manifest.id}: {error}; the trainer was stopped and the run marked interrupted: "
                            "fix that, then run the same command again to resume") from error
         raise
-    finally:
-        if display.view is not None:
-            try:
-                display.view.stop()
-            except OSError:
-                pass
 
 
-def _launch(settings: Settings, paths: RunPaths, training: dict, options: LaunchOptions, resume: Path | None):
+def _launch(settings: Settings, paths: RunPaths, training: dict, options: TrainOptions, resume: Path | None):
     """The launch spec of this attempt and its (argv, env, env overrides)."""
     spec = replace(launch_spec_for(settings, paths, training, gpu_ids=options.gpu_ids),
                    accelerate_config=Path(paths.relative(neutral_accelerate_config(paths))))
     if options.pin_gpu is not None:
         spec = pin_to_gpu(spec, options.pin_gpu)
     if resume is not None:
-        spec = with_resume(spec, paths.relative(resume))
-    if options.preflight:
-        paths.preflight_report.unlink(missing_ok=True)
-        spec = replace(spec, gate=gate_words(paths.relative(paths.preflight_report)))
+        spec = with_resume(spec, paths.relative(resume), resume_epoch(resume, as_int(training.get("max_train_epochs"))))
+    paths.preflight_report.unlink(missing_ok=True)  # every launch goes through the gate (it guards the stop)
+    spec = replace(spec, gate=gate_words(paths.relative(paths.preflight_report) if options.preflight else None))
     return spec, build_launch(spec, dict(os.environ if options.base_env is None else options.base_env))
 
 
 def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) -> None:
     """Mark the run interrupted after an exception in bespoke (best effort: the disk may be what failed)."""
-    status, checkpoints = outcome_from_disk(paths, manifest)
-    manifest.status, manifest.epochs_done = status, epochs_done(checkpoints)
-    manifest.checkpoints = [c.to_json(paths.root) for c in checkpoints]
+    manifest.status = record_on_disk(paths, manifest)
     if manifest.attempt is not None:
         manifest.attempt.finished_at = now_iso()
         manifest.attempt.reason = f"bespoke failed while supervising: {type(error).__name__}: {error}"[:500]
@@ -354,12 +313,13 @@ def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) 
         pass  # run.json stays "running"; the lock is released, so `runs` shows it stale and a re-run resumes
 
 
-def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress, output_name: str,
-            total_epochs: int | None, resume: Path | None, facts: dict) -> TrainResult:
+def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress,
+            resume: Path | None, facts: dict) -> TrainResult:
     """Record how the attempt ended in run.json and return it."""
+    output_name = manifest.output_name or "last"
     checkpoints = whole_checkpoints(paths.model_dir, output_name)
     snap = progress.snapshot()
-    epochs_total = snap["total_epochs"] or total_epochs
+    epochs_total = snap.total_epochs or manifest.epochs_total
     status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total)
     tail = log_tail(paths.train_log, LOG_TAIL_LINES) if status != "finished" else None
     duration = manifest.duration_s + result.duration if resume is not None else result.duration
@@ -368,29 +328,26 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     assert attempt is not None  # set by _train_locked before the launch
     attempt.finished_at, attempt.exit_code, attempt.reason = now_iso(), result.exit_code, reason
     attempt.log_tail, attempt.duration_s, attempt.trainer = tail, round(result.duration, 3), dict(facts)
-    attempt.signal = signal_name(result.signum) if result.signum is not None else None
-    manifest.status, manifest.epochs_done, manifest.epochs_total = status, epochs_done(checkpoints), epochs_total
-    manifest.checkpoints = [c.to_json(paths.root) for c in checkpoints]
-    manifest.samples = sample_counts(paths.sample_dir)
-    manifest.final_loss, manifest.duration_s = snap["loss"], round(duration, 3)
+    attempt.signal = result.stop.asked_by if result.stop is not None and result.signum is not None else None
+    attempt.stop, attempt.trainer_end = result.stop, result.trainer_end
+    manifest.status, manifest.epochs_total = status, epochs_total
+    record_on_disk(paths, manifest)
+    if result.stop is not None and status == "interrupted":
+        attempt.reason = stop_note(paths, manifest, result.stop.asked_by, snap.epoch)
+    elif status == "finished" and manifest.samples.get("missing"):  # lost to a hard stop, never redrawn: say so
+        attempt.reason = missing_note(paths, manifest, resumable=False)
+    manifest.final_loss, manifest.duration_s = snap.loss, round(duration, 3)
     save_manifest(paths.root, manifest)
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
-                       snap["loss"], reason, resumed_from=str(resume) if resume is not None else None,
+                       snap.loss, attempt.reason, resumed_from=str(resume) if resume is not None else None,
                        log_tail=tail or [], argv=attempt.argv, signum=result.signum)
 
 
-def train_request(settings: Settings, *, resolution: int, dataset: Path, preset: str | None = None,
-                  overrides: tuple[str, ...] = (), prompts: Path | None = None, restart: bool = False,
-                  resume: bool = True, gpu_ids: tuple[str, ...] = (), view: ProgressView | None = None,
-                  on_message: Say | None = None, name: str | None = None,
-                  preflight: bool = True) -> TrainResult:
+def train_request(settings: Settings, request: PlanRequest, options: TrainOptions = TrainOptions(),
+                  observer: Observer = ignore) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
-    plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=Path(dataset), preset=preset,
-                                          overrides=tuple(overrides), prompts=prompts, name=name))
-    if on_message is not None:
-        on_message(f"run {plan.run_id} ({'new' if plan.created else plan.manifest.status}): {plan.paths.root}")
-    if not resume and not restart and plan.manifest.status in ("interrupted", "failed"):
-        raise RunError(f"run {plan.run_id} is {plan.manifest.status}; drop --no-resume to resume it, "
-                       "or use --restart to start over")
-    return train_run(settings, plan.paths.root, restart=restart, gpu_ids=gpu_ids, view=view, on_message=on_message,
-                     preflight=preflight)
+    plan = plan_run(settings, request)
+    observer = Broadcast.of([observer])
+    observer(Message(plan.run_id, f"run {plan.run_id} ({'new' if plan.created else plan.manifest.status}): "
+                                  f"{plan.paths.root}"))
+    return train_run(settings, plan.paths.root, options, observer)

@@ -60,7 +60,7 @@ def test_a_new_attempt_replaces_the_last_one_whole(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"schema_version": 4}, "schema_version 4, this bespoke reads 3"),
+    ({"schema_version": 5}, "schema_version 5, this bespoke reads 4"),
     ({"schema_version": 2, "netwrk_dim": 4}, "unknown key(s) netwrk_dim"),
     ({"schema_version": 2, "status": "done"}, "status 'done' is not one of"),
     ({"schema_version": 2, "attempt": {"number": 1, "started_at": "t", "exitcode": 0}}, "attempt: unknown key(s)"),

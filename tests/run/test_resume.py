@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
 from click.testing import CliRunner
 from faultkit import PROMPTS, disk_state, make_run
 from manifest_helpers import change_manifest, manifest_of
@@ -24,6 +25,7 @@ def _interrupt_after_epoch_1(run, monkeypatch):
     monkeypatch.delenv("FAKE_TRAINER_FAIL_AT_STEP")
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_untrained_samples_and_inspect_flags_the_short_ss_steps(fake, isolated_project,
                                                                                  monkeypatch):
     run = make_run(isolated_project)
@@ -48,6 +50,7 @@ def test_resume_keeps_the_untrained_samples_and_inspect_flags_the_short_ss_steps
     assert "2 checkpoint(s) disagree" in invoke("inspect", str(run)).output
 
 
+@pytest.mark.slow
 def test_a_clean_run_has_no_steps_mismatch(fake, isolated_project):
     from bespoke.run.inspect import inspect_path
 
@@ -56,6 +59,7 @@ def test_a_clean_run_has_no_steps_mismatch(fake, isolated_project):
     assert [e["mismatches"] for e in inspect_path(run)["checkpoints"]] == [[], [], []]
 
 
+@pytest.mark.slow
 def test_finished_is_decided_from_disk_whatever_run_json_says(fake, isolated_project):
     run = make_run(isolated_project)
     assert invoke("train", "--run", str(run), "--no-process").exit_code == 0
@@ -65,6 +69,7 @@ def test_finished_is_decided_from_disk_whatever_run_json_says(fake, isolated_pro
     assert manifest_of(run)["status"] == "finished" and len(fake.read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_no_state_says_what_restart_would_lose(fake, isolated_project):
     run = make_run(isolated_project)
     assert invoke("train", "--run", str(run), "--no-process").exit_code == 0
@@ -80,6 +85,7 @@ def test_no_state_says_what_restart_would_lose(fake, isolated_project):
     assert "--restart trains every epoch again" in result.output and "model.prev-N" in result.output
 
 
+@pytest.mark.slow
 def test_a_hand_edited_config_is_checked_then_used_and_recorded_or_refused(fake, isolated_project):
     from bespoke.fsutil import sha256_file
 
@@ -105,7 +111,7 @@ def test_a_demo_run_is_never_trained_and_a_real_run_never_simulated(fake, isolat
     from bespoke.settings import load_settings
 
     result = run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True,
-                      resolutions=(64,), progress=False)
+                      resolutions=(64,))
     demo_run = result.runs[0].run_dir
     refused = invoke("train", "--run", str(demo_run))
     assert refused.exit_code == 4 and "SIMULATED" in refused.output and not fake.exists()
@@ -118,11 +124,11 @@ def test_a_demo_run_is_never_trained_and_a_real_run_never_simulated(fake, isolat
     from bespoke.errors import RunError
 
     with pytest.raises(RunError, match="real run"):
-        run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True, resolutions=(64,),
-                 progress=False)
+        run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True, resolutions=(64,))
     assert not (demo_run / "model").exists() and not manifest_of(demo_run)["simulated"]
 
 
+@pytest.mark.slow
 def test_files_and_folders_honour_the_umask(fake, isolated_project):
     old = os.umask(0o022)
     try:
@@ -139,3 +145,149 @@ def test_files_and_folders_honour_the_umask(fake, isolated_project):
         assert stat.S_IMODE((isolated_project / "private.txt").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+# ---------------------------------------------------------------- what a resume keeps, and the samples it fills
+
+
+def _checkpoint(path, epoch: int) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"w": np.zeros((2, 2), np.float16)}, str(path), metadata={"ss_epoch": str(epoch)})
+
+
+def _state(model, name: str, epoch: int, whole: bool = True) -> None:
+    import json
+
+    folder = model / name
+    folder.mkdir(parents=True)
+    (folder / "train_state.json").write_text(json.dumps({"current_epoch": epoch, "current_step": 2 * epoch}))
+    for file in ("model.safetensors", "optimizer.bin", "scheduler.bin") + (("random_states_0.pkl",) if whole else ()):
+        (folder / file).write_bytes(b"x")
+
+
+def _sample(folder, epoch: int, prompt: int, seed: int | None = None, ts: str = "20261207101010"):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"hand_e{epoch:06d}_{prompt:02d}_{ts}" + (f"_{seed}" if seed is not None else "") + ".png")
+    path.write_bytes(f"image {epoch} {prompt} {ts}".encode())
+    return path
+
+
+def test_epochs_done_counts_what_a_resume_keeps(tmp_path):
+    from bespoke.run.paths import RunPaths
+    from bespoke.run.resume import epochs_kept
+
+    paths = RunPaths(tmp_path)
+    _checkpoint(paths.model_dir / "hand-000001.safetensors", 1)
+    _checkpoint(paths.model_dir / "hand-000002.safetensors", 2)
+    _state(paths.model_dir, "hand-000001-state", 1)
+    _state(paths.model_dir, "hand-000002-state", 2, whole=False)  # cut while it was written
+    assert epochs_kept(paths, "hand", {"save_state": True}, 3) == 1  # the resume starts after epoch 1
+    assert epochs_kept(paths, "hand", {}, 3) == 2  # without save_state: the whole checkpoints
+    (paths.model_dir / "hand-000002.safetensors").write_bytes(b"cut")
+    assert epochs_kept(paths, "hand", {}, 3) == 1
+    _checkpoint(paths.model_dir / "hand.safetensors", 3)
+    assert epochs_kept(paths, "hand", {"save_state": True}, 3) == 3  # finished: every epoch
+
+
+def test_missing_samples_are_recorded_by_epoch_and_prompt(tmp_path):
+    from bespoke.run.paths import RunPaths
+    from bespoke.run.resume import samples_record
+
+    paths = RunPaths(tmp_path)
+    paths.prompts_txt.parent.mkdir(parents=True)
+    paths.prompts_txt.write_text("a --d 1\n# a comment\nb --d 2\n")
+    training = {"sample_prompts": "config/prompts.txt", "sample_every_n_epochs": 1}
+    for epoch, prompt in ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0)):
+        _sample(paths.sample_dir, epoch, prompt, prompt + 1)
+    record = samples_record(paths, training, 2)
+    assert record["by_epoch"] == {"0": 2, "1": 2, "2": 1} and record["missing"] == {"2": [1]}
+    assert "missing" not in samples_record(paths, training, 1)  # epoch 2 is not kept: nothing to say
+    assert "missing" not in samples_record(paths, {**training, "sample_every_n_epochs": 2}, 1)
+
+
+def test_the_resume_fills_the_resumed_epochs_missing_samples_from_its_redraw(tmp_path):
+    from bespoke.run.paths import RunPaths
+    from bespoke.run.resume import ResumeSamples
+
+    paths = RunPaths(tmp_path)
+    _state(paths.model_dir, "hand-000002-state", 2)
+    untrained = [_sample(paths.sample_dir, 0, p, p + 1, "20261207090000") for p in range(2)]
+    kept = _sample(paths.sample_dir, 2, 0, 1, "20261207095959")  # prompt 1 of epoch 2 was never drawn
+    firsts = ResumeSamples(paths, 3, paths.model_dir / "hand-000002-state", {"sample_every_n_epochs": 1})
+    redraws = [_sample(paths.sample_dir, 0, p, p + 1, "20261207110000") for p in range(2)]
+    moved = firsts.collect()
+    assert moved == [f"model/sample/resume-3/{r.name}" for r in sorted(redraws)]
+    assert firsts.filled == ["model/sample/hand_e000002_01_20261207110000_2.png"]
+    assert (tmp_path / firsts.filled[0]).read_bytes() == (paths.sample_dir / "resume-3" / redraws[1].name).read_bytes()
+    assert all(p.exists() for p in untrained) and kept.read_bytes() == b"image 2 0 20261207095959"  # never replaced
+    assert firsts.collect() == moved and len(firsts.filled) == 1  # once
+    # an epoch that draws no samples gets none
+    other = RunPaths(tmp_path / "other")
+    _state(other.model_dir, "hand-000001-state", 1)
+    quiet = ResumeSamples(other, 2, other.model_dir / "hand-000001-state", {"sample_every_n_epochs": 2})
+    _sample(other.sample_dir, 0, 0, 1)
+    assert len(quiet.collect()) == 1 and quiet.filled == []
+
+
+def test_the_stop_note_says_where_the_next_run_resumes(tmp_path):
+    from bespoke.run.manifest import RunManifest
+    from bespoke.run.paths import RunPaths
+    from bespoke.run.resume import stop_note
+
+    paths = RunPaths(tmp_path)
+    paths.training_toml.parent.mkdir(parents=True)
+    paths.training_toml.write_text("[training]\nsample_at_first = true\nsave_state = true\n")
+    manifest = RunManifest(id="hand", epochs_done=0)
+    assert stop_note(paths, manifest, "SIGTERM", 1) == "stopped by SIGTERM during epoch 1; the next run starts over " \
+                                                       "(no epoch was complete)"
+    _state(paths.model_dir, "hand-000002-state", 2)
+    manifest.epochs_done, manifest.samples = 2, {"missing": {"2": [0, 1]}}
+    assert stop_note(paths, manifest, "SIGINT", 3) == (
+        "stopped by SIGINT during epoch 3; the next run resumes after epoch 2 (hand-000002-state); epoch 2 lacks "
+        "the samples of prompt(s) 0, 1 (the resume redraws them from its state)")
+
+
+def test_the_stop_record_round_trips_through_run_json(tmp_path):
+    from bespoke.run.manifest import (
+        RunManifest,
+        SignalSent,
+        StopRecord,
+        TrainerEnd,
+        load_manifest,
+        save_manifest,
+    )
+
+    manifest = RunManifest(id="hand")
+    attempt = manifest.new_attempt()
+    attempt.stop = StopRecord("SIGTERM", "graceful", [SignalSent("SIGINT", 12, "trainer", 0.01)], 3.2, 3.4,
+                              ["saving the state of epoch 1"])
+    attempt.trainer_end = TrainerEnd("KeyboardInterrupt (SIGINT)", "gate", None, "SIGINT", ["epoch 2/3"])
+    save_manifest(tmp_path, manifest)
+    again = load_manifest(tmp_path).attempt
+    assert again.stop == attempt.stop and again.trainer_end == attempt.trainer_end
+
+
+@pytest.mark.slow
+def test_a_second_resume_starts_after_the_state_epoch_not_where_its_short_step_count_points(fake, isolated_project,
+                                                                                             monkeypatch):
+    """A resumed sd-scripts counts its steps from 0 again, and so do the states it writes; a plain --resume from
+    one of them starts at current_step // steps per epoch: epochs already trained (seen on the real trainer).
+    bespoke passes --initial_epoch (the state's epoch + 1), so no epoch is trained twice."""
+    import json
+
+    run = make_run(isolated_project)
+    _interrupt_after_epoch_1(run, monkeypatch)  # attempt 1: epoch 1 and its state, then a crash
+    monkeypatch.setenv("FAKE_TRAINER_FAIL_AT_STEP", "3")  # attempt 2 resumes epoch 2, saves its state, crashes
+    assert invoke("train", "--run", str(run), "--no-process").exit_code == 5
+    monkeypatch.delenv("FAKE_TRAINER_FAIL_AT_STEP")
+    state = json.loads((run / "model" / "hand-000002-state" / "train_state.json").read_text())
+    assert state == {"current_epoch": 2, "current_step": 2}  # 2 steps since ITS launch, not 4
+    assert invoke("train", "--run", str(run), "--no-process").exit_code == 0
+    launches = [json.loads(line) for line in fake.read_text().splitlines()]
+    assert launches[2]["argv"][-4:] == ["--resume", "model/hand-000002-state", "--initial_epoch", "3"]
+    log = (run / "logs" / "train.log").read_text()
+    assert "epoch 3/3" in log and "epoch 2/3" not in log
+    assert disk_state(run).samples == {str(e): PROMPTS for e in range(4)}  # no epoch's samples drawn twice

@@ -60,6 +60,7 @@ def hand_run(project: Path, image_dir: Path, *, save_state: bool = False, epochs
 # ---------------------------------------------------------------- real launches
 
 
+@pytest.mark.slow
 def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fake, isolated_project, tmp_path):
     personal = tmp_path / "hf_home" / "accelerate" / "default_config.yaml"
     personal.parent.mkdir(parents=True)
@@ -106,6 +107,7 @@ def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fa
     assert not (run / "logs" / "train.1.log").exists()
 
 
+@pytest.mark.slow
 def test_failing_trainer_exit_code_and_log_tail(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_FAIL_AT_STEP", "3")
     result = invoke("train", "-r", "64", *TINY)
@@ -137,6 +139,7 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, isolated_project):
     from bespoke.dataset.synthetic import write_dataset
 
@@ -169,7 +172,7 @@ def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, iso
     assert seen(fake)[1]["resume"].endswith("hand-000002-state")
     manifest = manifest_of(run)
     assert manifest["status"] == "finished" and manifest["epochs_done"] == 3
-    assert manifest["attempt"]["argv"][-2:] == ["--resume", "model/hand-000002-state"]
+    assert manifest["attempt"]["argv"][-4:] == ["--resume", "model/hand-000002-state", "--initial_epoch", "3"]
     assert manifest["attempt"]["number"] == 2 and manifest["attempt"]["resumed_from"] == "hand-000002-state"
     assert (run / "logs" / "train.1.log").exists()  # the interrupted session's log is kept
 
@@ -216,7 +219,7 @@ def test_interrupted_run_without_state_needs_restart_then_restart_keeps_old_work
     monkeypatch.setattr(training, "launch_spec_for", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
         RuntimeError("stop before launching")))
     with pytest.raises(RuntimeError, match="stop before launching"):
-        training.train_run(training_settings(), run, restart=True, preflight=False)
+        training.train_run(training_settings(), run, training.TrainOptions(restart=True, preflight=False))
     assert (run / "model.prev-1" / "hand-000001.safetensors").read_bytes() == old_work
     assert (run / "logs" / "train.1.log").read_text() == "old log\n"
 
@@ -325,7 +328,7 @@ sys.stdout.buffer.write(b"\xff tail without newline")
 
 
 def test_runner_logs_every_byte_and_splits_lines_on_cr_and_lf(tmp_path):
-    from bespoke.run.runner import rotate_log, run_logged
+    from bespoke.run.runner import Hooks, ProcessSpec, rotate_log, run_logged
 
     log = tmp_path / "logs" / "train.log"
     log.parent.mkdir()
@@ -334,18 +337,17 @@ def test_runner_logs_every_byte_and_splits_lines_on_cr_and_lf(tmp_path):
     log.write_text("old\n")
     assert rotate_log(log).name == "train.2.log" and (tmp_path / "logs" / "train.1.log").read_text() == "older\n"
     lines = []
-    result = run_logged([sys.executable, "-c", SCRIPT], dict(os.environ), log,
-                        on_line=lambda stream, line: lines.append((stream, line)))
+    result = run_logged(ProcessSpec((sys.executable, "-c", SCRIPT), dict(os.environ), log),
+                        Hooks(on_line=lines.append))
     assert result.exit_code == 0 and not result.interrupted
     data = log.read_bytes()
     assert b"\rsteps:  66%|###| 2/3" in data and b"\xff tail without newline" in data
-    assert ("stdout", "epoch 1/2") in lines
-    assert [line for s, line in lines if s == "stderr"] == [
+    assert "epoch 1/2" in lines
+    assert [line for line in lines if line.startswith("steps:")] == [
         f"steps:  {i * 33}%|###| {i}/3 [00:0{i}<00:01, 1.00it/s, avr_loss=0.{i}]" for i in range(1, 4)]
-    assert ("stdout", "saving checkpoint: /x/a-000001.safetensors") in lines
-    # the unterminated tail is delivered, last on its stream (the two streams are read by two threads, so
-    # their lines interleave in any order)
-    assert [line for s, line in lines if s == "stdout"][-1] == "\ufffd tail without newline"
+    assert "saving checkpoint: /x/a-000001.safetensors" in lines
+    # the unterminated tail is delivered, last (stdout and stderr share the log file, in the order written)
+    assert lines[-1] == "\ufffd tail without newline"
 
 
 STUBBORN = r"""
@@ -360,18 +362,19 @@ time.sleep(60)
 def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
     import threading
 
-    from bespoke.run.runner import run_logged
+    from bespoke.run.runner import Hooks, ProcessSpec, run_logged
+    from bespoke.run.stopping import StopPolicy
 
     stop = threading.Event()
     pids = []
 
-    def on_line(stream, line):
+    def on_line(line):
         if line.strip().isdigit():
             pids.append(int(line))
             stop.set()
 
-    result = run_logged([sys.executable, "-c", STUBBORN], dict(os.environ), tmp_path / "t.log", on_line=on_line,
-                        stop=stop, stop_timeouts=(0.3, 0.3))
+    result = run_logged(ProcessSpec((sys.executable, "-c", STUBBORN), dict(os.environ), tmp_path / "t.log",
+                                    policy=StopPolicy(0.3, 0.3, launcher_wait=0.3)), Hooks(on_line=on_line, stop=stop))
     assert result.interrupted and result.exit_code == -signal.SIGKILL
     assert _wait_for(lambda: not _alive(pids[0]), 30), "grandchild survived"
 
@@ -411,30 +414,42 @@ def test_log_tail_collapses_tqdm_redraws(tmp_path):
     assert log_tail(log, 100)[:3] == ["line one", "steps: 3/3", "Traceback"]
 
 
+def _view_events(run_id="r1"):
+    """What a run tells its observer: spawned, an epoch began, a step, a checkpoint and a sample, the end."""
+    from bespoke.run import events
+    from bespoke.run.progress import RunProgress
+
+    state = RunProgress(run_id)
+    yield events.Started(run_id, Path("run"), 123, 1, 2)
+    state.feed("stdout", "epoch 1/2")
+    yield from (events.TrainerSaid(run_id, f"epoch {e.epoch}/{e.total}") for e in state.take_said())
+    state.feed("stderr", "steps:  50%|##| 1/2 [00:01<00:01, 1.0it/s, avr_loss=0.5]")
+    yield events.Progress(state.snapshot())
+    yield events.CheckpointWritten(run_id, Path("m/x-000001.safetensors"), 1)
+    yield events.SamplesWritten(run_id, (Path("m/sample/x_e000001_00_20260101000000_1.png"),))
+    yield events.Progress(state.snapshot())
+
+
 def test_plain_view_logs_lines_and_quiet_prints_nothing():
     import io
 
     from rich.console import Console
 
-    from bespoke.run.progress import ProgressView, RunProgress
+    from bespoke.cli.display import TrainView
 
     for quiet in (False, True):
         buffer = io.StringIO()
         console = Console(file=buffer, force_terminal=False, width=120)
-        state = RunProgress("r1")
-        view = ProgressView(console, quiet=quiet)
-        assert view.mode == ("quiet" if quiet else "plain")
-        view.start(state)
-        state.feed("stdout", "epoch 1/2")
-        state.feed("stderr", "steps:  50%|##| 1/2 [00:01<00:01, 1.0it/s, avr_loss=0.5]")
-        view.refresh((Path("m/x-000001.safetensors"),), (Path("m/sample/x_e000001_00_20260101000000_1.png"),))
-        view.stop()
+        view = TrainView(console, quiet=quiet, plain_every=0.0)
+        for event in _view_events():
+            view(event)
         text = buffer.getvalue()
         if quiet:
             assert text == ""
         else:
-            assert "r1: epoch 1/2" in text and "checkpoint x-000001.safetensors" in text
+            assert "epoch 1/2" in text and "checkpoint x-000001.safetensors" in text
             assert "1 new sample (epoch 1)" in text and "step 1/2 loss 0.5000" in text
+            assert text.count("step 1/2 loss 0.5000") == 1  # a pipe gets a line only when it changed
 
 
 def test_trainer_error_skips_accelerates_wrapper():
@@ -453,19 +468,15 @@ def test_live_view_on_a_terminal_draws_the_bar_and_messages():
 
     from rich.console import Console
 
-    from bespoke.run.progress import ProgressView, RunProgress
+    from bespoke.cli.display import TrainView
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=120, highlight=False)
-    state = RunProgress("r1")
-    view = ProgressView(console)
-    assert view.mode == "live"
-    view.start(state)
-    state.feed("stdout", "epoch 1/2")
-    state.feed("stderr", "steps:  50%|##| 1/2 [00:01<00:01, 1.0it/s, avr_loss=0.5]")
-    view.refresh((Path("m/x-000001.safetensors"),), ())
-    view.progress.refresh()
-    view.stop()
+    view = TrainView(console)
+    for event in _view_events():
+        view(event)
+    assert view.bar is not None
+    view.bar.refresh()
     text = buffer.getvalue()
     assert "r1 epoch 1/2" in text and "step 1/2" in text and "loss 0.5000" in text
     assert "checkpoint x-000001.safetensors" in text

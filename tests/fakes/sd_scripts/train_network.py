@@ -8,6 +8,12 @@ It behaves like the real script for everything bespoke relies on (../shared/kohy
   stderr and exit 0 with no output at all;
 - prints the `running training` block and `epoch k/n` on stdout, a tqdm-like `steps:` bar with `\\r`
   and `avr_loss` on stderr, `saving checkpoint: ...` per save;
+- saves and draws through the real names, in the real order (bespoke's gate wraps them): the network from
+  `importlib.import_module(network_module).create_network(...)` and its `save_weights` (networks/lora.py),
+  `train_util.save_and_remove_state_on_epoch_end` / `save_state_on_train_end` (an accelerator whose
+  `save_state` writes train_state.json first and random_states_0.pkl last) and `train_util.sample_images`
+  after every step and at every epoch end (it draws only at the sample points, one `sample_image_inference`
+  per prompt);
 - writes `{name}-{epoch:06d}.safetensors` for every saved epoch but the last and `{name}.safetensors`
   for the last (real safetensors with ss_* metadata), `sample/{name}_e{epoch:06d}_{i:02d}_{ts}[_{seed}].png`
   per prompt (e000000 with sample_at_first), `{name}-{epoch:06d}-state` dirs with train_state.json
@@ -17,26 +23,30 @@ Knobs (environment): FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAIN
 FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
 dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),
 FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options),
-FAKE_TRAINER_HANG_IN=startup|save|sample (print `fake trainer: hanging in <where>` and sleep: before the
-training block, halfway through writing the first checkpoint, after the first image of the first epoch-end
-sampling; for fault-injection tests).
+FAKE_TRAINER_HANG_IN=startup (print `fake trainer: hanging in startup` and sleep before the training block),
+FAKE_TRAINER_SLOW_IN=save|state|sample with FAKE_TRAINER_SLOW_SECONDS (default 3): epoch 1's checkpoint
+half-written, its state after train_state.json, or its sampling after the first image pauses and prints
+`fake trainer: slow in <where>` (library/train_util.py, networks/lora.py; for fault-injection tests).
 Like the real one (train_network.py l.1232-1344), a resumed run counts its global step from 0 again, so the
-`ss_steps` of checkpoints written after `--resume` are short by the steps done before.
+`ss_steps` of checkpoints written after `--resume` are short by the steps done before, and so is the
+`current_step` of the states it writes — and a resume starts at `current_step // steps per epoch` (unless
+`--initial_epoch`): a state written by a resumed run sends a plain `--resume` back to epochs already trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import library.train_util as train_util
 from library.network_trainer import NetworkTrainer  # noqa: F401 - train_network.NetworkTrainer, for preflight
 
 HERE = Path(__file__).resolve().parent
@@ -126,65 +136,11 @@ def _warn_missing_captions(images: list[Path], extension: str) -> None:
             print(f"WARNING  {path}", file=sys.stderr)
 
 
-def _prompts(path: str | None) -> list[dict]:
-    if not path or not os.path.isfile(path):
-        if path:
-            print("ERROR    No prompt file / プロンプトファイルがありません: " + str(path), file=sys.stderr)
-        return []
-    prompts = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        entry = {"prompt": line.split(" --")[0], "width": 512, "height": 512, "seed": None}
-        for part in line.split(" --")[1:]:
-            key, _, value = part.partition(" ")
-            key = key.lower()
-            try:
-                if key == "w":
-                    entry["width"] = max(64, int(value) // 8 * 8)
-                elif key == "h":
-                    entry["height"] = max(64, int(value) // 8 * 8)
-                elif key == "d":
-                    entry["seed"] = int(value)
-            except ValueError:
-                pass
-        prompts.append(entry)
-    return prompts
-
-
 def _hang_in(where: str) -> None:
     if os.environ.get("FAKE_TRAINER_HANG_IN") == where:
         print(f"fake trainer: hanging in {where}", flush=True)
         while True:
             time.sleep(1)
-
-
-def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> None:
-    import numpy as np
-    from PIL import Image, ImageFilter
-
-    sample_dir = Path(args.output_dir) / "sample"
-    sample_dir.mkdir(parents=True, exist_ok=True)
-    total = max(int(args.max_train_epochs or 1), 1)
-    for index, prompt in enumerate(prompts):
-        source = Image.open(images[(index + epoch) % len(images)]).convert("RGB")
-        size = (prompt["width"], prompt["height"])
-        image = source.resize(size, Image.BILINEAR)
-        # blurrier and noisier early in training, closer to the blocky source later
-        blur = max(size) / 24 * (0.9 - 0.6 * min(epoch, total) / total)
-        image = image.filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
-        rng = np.random.default_rng((prompt["seed"] or 0) * 1000 + epoch)
-        pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10 - 6 * min(epoch, total) / total,
-                                                                  (size[1], size[0], 3))
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-        ts = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
-        name = (f"{args.output_name}_" if args.output_name else "") + f"e{epoch:06d}_{index:02d}_{ts}"
-        if prompt["seed"] is not None:
-            name += f"_{prompt['seed']}"
-        image.save(sample_dir / f"{name}.png")
-        if epoch > 0:
-            _hang_in("sample")
 
 
 def _metadata(args, epoch: int, step: int, datasets: list[dict], num_epochs: int, started: float) -> dict:
@@ -230,34 +186,32 @@ def _metadata(args, epoch: int, step: int, datasets: list[dict], num_epochs: int
     return meta
 
 
-def _save_model(path: Path, args, metadata: dict, epoch: int) -> None:
-    import numpy as np
-    from safetensors.numpy import save_file
+class _Accelerator:
+    """What the fake uses of accelerate's Accelerator: save_state in the real order — sd-scripts' save hook writes
+    train_state.json first, then accelerate the weights, optimizer, scheduler and, last, the RNG states."""
 
-    dim = int(args.network_dim or 4)
-    rng = np.random.default_rng(max(epoch, 0))
-    tensors = {
-        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": rng.normal(size=(dim, 8)).astype(np.float16),
-        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": np.zeros((8, dim), np.float16),
-        "lora_unet_down_blocks_0_attentions_0_proj_in.alpha": np.array(float(args.network_alpha or 1), np.float16),
-    }
-    print(f"\nsaving checkpoint: {path}")
-    if os.environ.get("FAKE_TRAINER_HANG_IN") == "save":  # the real save writes in place: a half file meanwhile
-        from safetensors.numpy import save as to_bytes
+    def __init__(self, images: list[Path], learned: int):
+        self.fake_images = images
+        self.epoch = self.step = 0
+        self.learned = learned  # the epochs the weights hold (what samples are drawn with; a resume loads them)
 
-        data = to_bytes(tensors, metadata=metadata)
-        Path(path).write_bytes(data[: len(data) // 2])
-        _hang_in("save")
-    save_file(tensors, str(path), metadata=metadata)
+    def save_state(self, folder: str) -> None:
+        import library.train_util as train_util
+
+        os.makedirs(folder, exist_ok=True)
+        print(f"INFO     save train state to {folder}/train_state.json at epoch {self.epoch} step {self.step}",
+              file=sys.stderr)
+        with open(os.path.join(folder, "train_state.json"), "w", encoding="utf-8") as handle:
+            json.dump({"current_epoch": self.epoch, "current_step": self.step}, handle)
+        train_util.slow_in("state", self.epoch)
+        for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
+            (Path(folder) / name).write_bytes(b"fake " + name.encode())
 
 
-def _save_state(folder: Path, epoch: int, step: int) -> None:
-    # the real order: sd-scripts' save hook writes train_state.json, then accelerate the weights, optimizer,
-    # scheduler and, last, the RNG states
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train_state.json").write_text(json.dumps({"current_epoch": epoch, "current_step": step}))
-    for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
-        (folder / name).write_bytes(b"fake " + name.encode())
+def _save_model(network, path: Path, metadata: dict) -> None:
+    """train_network.py's save_model closure: the line, then network.save_weights (which the gate guards)."""
+    print(f"\nsaving checkpoint: {path}", flush=True)
+    network.save_weights(str(path), None, metadata)
 
 
 def _tqdm(step: int, total: int, started: float, loss: float) -> str:
@@ -336,10 +290,12 @@ def train(args: argparse.Namespace) -> int:
     print(f"  total optimization steps / 学習ステップ数: {total_steps}")
 
     first_epoch = 0
-    if args.resume:
+    if args.resume:  # like train_network.py l.1232-1273: from the state's STEP count, unless --initial_epoch
         state = json.loads((Path(args.resume) / "train_state.json").read_text())
-        first_epoch = int(state["current_epoch"])
+        first_epoch = int(state["current_step"]) // steps_per_epoch
         print(f"resume training from state: {args.resume}, epoch {first_epoch}")
+    if getattr(args, "initial_epoch", None) is not None:
+        first_epoch = int(args.initial_epoch) - 1
 
     fail_at = int(os.environ.get("FAKE_TRAINER_FAIL_AT_STEP", "0") or 0)
     if resolution is not None and str(resolution[0]) == os.environ.get("FAKE_TRAINER_FAIL_RESOLUTION", ""):
@@ -349,12 +305,13 @@ def train(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     name = args.output_name or "last"
-    prompts = _prompts(args.sample_prompts)
     started = time.time()
     every = args.save_every_n_epochs  # as train_network.py: 0 is a ZeroDivisionError after the first epoch
-    sample_every = int(args.sample_every_n_epochs or 0)
-    if args.sample_at_first and prompts:  # also on --resume, with the resumed LoRA (FACTS §10)
-        _write_sample(args, 0, prompts, images)
+    network = importlib.import_module(args.network_module or "networks.lora").create_network(
+        1.0, args.network_dim, args.network_alpha, None, None, None)
+    accelerator = _Accelerator(images, first_epoch)
+    accelerator.epoch = network.epoch = first_epoch
+    train_util.sample_images(accelerator, args, 0, 0)  # --sample_at_first, also on --resume (FACTS §10)
 
     step = 0  # the real trainer restarts its global step on --resume (no skip_until_initial_step logic reached)
     loss = 0.25
@@ -373,25 +330,22 @@ def train(args: argparse.Namespace) -> int:
             loss = 0.2 / (1 + 0.1 * step) + 0.01
             sys.stderr.write(_tqdm(step, total_steps, started, loss))
             sys.stderr.flush()
+            train_util.sample_images(accelerator, args, None, step)  # after every step, as the real loop
         done = epoch + 1
+        network.epoch = accelerator.epoch = accelerator.learned = done
+        accelerator.step = step
         if every is not None and done % int(every) == 0 and done < num_epochs:
             path = output_dir / f"{name}-{done:06d}.safetensors"
-            _save_model(path, args, _metadata(args, done, step, datasets_meta, num_epochs, started), done)
+            _save_model(network, path, _metadata(args, done, step, datasets_meta, num_epochs, started))
             if args.save_state:
-                _save_state(output_dir / f"{name}-{done:06d}-state", done, step)
-                keep = getattr(args, "save_last_n_epochs_state", None) or getattr(args, "save_last_n_epochs", None)
-                old = output_dir / f"{name}-{done - every * int(keep or 0):06d}-state"
-                if keep and old.is_dir():  # train_util.save_and_remove_state_on_epoch_end
-                    print(f"removing old state: {old}")
-                    shutil.rmtree(old)
-        if sample_every and done % sample_every == 0 and prompts:
-            _write_sample(args, done, prompts, images)
+                train_util.save_and_remove_state_on_epoch_end(args, accelerator, done)
+        train_util.sample_images(accelerator, args, done, step)
         sys.stdout.flush()
     sys.stderr.write("\n")
     if args.save_state or args.save_state_on_train_end:
-        _save_state(output_dir / f"{name}-state", num_epochs, step)
-    _save_model(output_dir / f"{name}.safetensors", args,
-                _metadata(args, num_epochs, step, datasets_meta, num_epochs, started), num_epochs)
+        train_util.save_state_on_train_end(args, accelerator)
+    _save_model(network, output_dir / f"{name}.safetensors",
+                _metadata(args, num_epochs, step, datasets_meta, num_epochs, started))
     print("model saved.")
     return 0
 
@@ -452,7 +406,7 @@ def main() -> int:
     for key in ("learning_rate", "text_encoder_lr", "unet_lr", "network_module", "network_dim", "network_alpha",
                 "lr_scheduler", "lr_warmup_steps", "optimizer_type", "mixed_precision", "seed", "max_train_steps",
                 "pretrained_model_name_or_path", "resolution", "train_batch_size", "save_every_n_epochs",
-                "sample_every_n_epochs", "sample_at_first", "sample_prompts", "save_state",
+                "sample_every_n_epochs", "sample_every_n_steps", "sample_at_first", "sample_prompts", "save_state",
                 "save_state_on_train_end", "output_name", "max_train_epochs"):
         if not hasattr(args, key):
             setattr(args, key, None)

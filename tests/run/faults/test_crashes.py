@@ -12,7 +12,7 @@ from faultkit import EPOCHS, disk_state, make_run, trainers
 
 from bespoke.cli import main
 from bespoke.run import manifest as manifest_module
-from bespoke.run import train as train_module
+from bespoke.run.supervision import Supervision
 
 
 @pytest.fixture
@@ -25,17 +25,18 @@ def _train(run):
     return CliRunner().invoke(main, ["train", "--run", str(run), "--no-process"])
 
 
+@pytest.mark.slow
 def test_an_exception_in_the_supervision_loop_stops_the_trainer_first(fake_env, isolated_project, monkeypatch,
                                                                        fault_table):
     run = make_run(isolated_project)
-    original = train_module._Supervision.tick
+    original = Supervision.tick
 
     def buggy_tick(self):
         original(self)
         if self.manifest.epochs_done >= 1:
             raise RuntimeError("injected bug in the supervision loop")
 
-    monkeypatch.setattr(train_module._Supervision, "tick", buggy_tick)
+    monkeypatch.setattr(Supervision, "tick", buggy_tick)
     monkeypatch.setenv("FAKE_TRAINER_HANG_AT_STEP", "3")  # it would hang in epoch 2: only bespoke can stop it
     result = _train(run)
     assert isinstance(result.exception, RuntimeError) and result.exit_code == 1  # it propagates
@@ -44,7 +45,7 @@ def test_an_exception_in_the_supervision_loop_stops_the_trainer_first(fake_env, 
     assert after.status == "interrupted" and "injected bug" in after.attempt["reason"]
     assert not after.lock_record and after.epochs_done >= 1
     assert "[bespoke] exit code" in (run / "logs" / "train.log").read_text()  # the log is closed properly
-    monkeypatch.setattr(train_module._Supervision, "tick", original)
+    monkeypatch.setattr(Supervision, "tick", original)
     monkeypatch.delenv("FAKE_TRAINER_HANG_AT_STEP")
     again = _train(run)
     final = disk_state(run)
@@ -55,6 +56,7 @@ def test_an_exception_in_the_supervision_loop_stops_the_trainer_first(fake_env, 
     assert final.attempt["resumed_from"] == "hand-000001-state" and len(fake_env.read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_run_json(fake_env, isolated_project, monkeypatch, fault_table):
     run = make_run(isolated_project)
     real_write = manifest_module.atomic_write_json

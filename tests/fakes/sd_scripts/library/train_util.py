@@ -1,8 +1,10 @@
-"""Stand-in for sd-scripts `library/train_util.py`: exactly the functions bespoke's preflight probe calls."""
+"""Stand-in for sd-scripts `library/train_util.py`: the functions bespoke's preflight probe calls, and those the training
+loop saves states and draws samples with (bespoke's gate wraps those by name)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from types import SimpleNamespace
 
 from library._rules import missing, raise_first, training_errors
@@ -45,6 +47,9 @@ class _Cuda:
 
     def is_available(self) -> bool:
         return os.environ.get("FAKE_TRAINER_GPU", "bf16") != "none"
+
+    def device_count(self) -> int:  # like torch's, it initialises nothing
+        return int(self.is_available())
 
     def is_bf16_supported(self) -> bool:
         self._lazy_init()
@@ -131,3 +136,127 @@ def line_to_prompt_dict(line: str) -> dict:
         key, _, value = part.strip().partition(" ")
         prompt[key.lower()] = value.strip()
     return prompt
+
+
+# ---------------------------------------------------------------- what the training loop saves and draws with
+# The same names and arguments as the real train_util (bespoke's gate wraps these by name: bespoke/kohya/gate.py).
+# FAKE_TRAINER_SLOW_IN=state|sample (FAKE_TRAINER_SLOW_SECONDS, default 3): epoch 1's state save, or its
+# sampling after the first image, pauses there and prints `fake trainer: slow in <where>` (a real save or
+# sampling takes seconds; a stop that lands meanwhile must wait for it).
+
+def slow_in(where: str, epoch) -> None:
+    """The fault knob: pause in `where` during epoch 1 (the first of each)."""
+    import time
+
+    if os.environ.get("FAKE_TRAINER_SLOW_IN") == where and epoch == 1:
+        print(f"fake trainer: slow in {where}", flush=True)
+        time.sleep(float(os.environ.get("FAKE_TRAINER_SLOW_SECONDS", "3")))
+
+
+def _remove_old_state(args, epoch_no: int) -> None:
+    import shutil
+
+    keep = args.save_last_n_epochs_state if getattr(args, "save_last_n_epochs_state", None) else \
+        getattr(args, "save_last_n_epochs", None)
+    if keep is not None:
+        old = os.path.join(args.output_dir, f"{args.output_name or 'epoch'}-{epoch_no - args.save_every_n_epochs * keep:06d}-state")
+        if os.path.exists(old):
+            print(f"INFO     removing old state: {old}", file=sys.stderr)
+            shutil.rmtree(old)
+
+
+def save_and_remove_state_on_epoch_end(args, accelerator, epoch_no):
+    print(f"INFO     saving state at epoch {epoch_no}", file=sys.stderr)
+    os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.save_state(os.path.join(args.output_dir, f"{args.output_name or 'epoch'}-{epoch_no:06d}-state"))
+    _remove_old_state(args, epoch_no)
+
+
+def save_and_remove_state_stepwise(args, accelerator, step_no):
+    print(f"INFO     saving state at step {step_no}", file=sys.stderr)
+    accelerator.save_state(os.path.join(args.output_dir, f"{args.output_name or 'at'}-step{step_no:08d}-state"))
+
+
+def save_state_on_train_end(args, accelerator):
+    print("INFO     saving last state.", file=sys.stderr)
+    os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.save_state(os.path.join(args.output_dir, f"{args.output_name or 'last'}-state"))
+
+
+def read_prompts(path) -> list[dict]:
+    """The .txt prompt file as sd-scripts reads it (line options --w --h --d; blank and # lines skipped)."""
+    prompts = []
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    for line in lines:
+        entry = {"prompt": line.split(" --")[0], "width": 512, "height": 512, "seed": None}
+        for part in line.split(" --")[1:]:
+            key, _, value = part.partition(" ")
+            try:
+                if key.lower() in ("w", "h"):
+                    entry["width" if key.lower() == "w" else "height"] = max(64, int(value) // 8 * 8)
+                elif key.lower() == "d":
+                    entry["seed"] = int(value)
+            except ValueError:
+                pass
+        prompts.append(entry)
+    return prompts
+
+
+def sample_images(*args, **kwargs):
+    return sample_images_common(None, *args, **kwargs)
+
+
+def sample_images_common(pipe_class, accelerator, args, epoch, steps, *rest, **kwargs):
+    """The real early returns (FACTS §3), then one sample_image_inference per prompt."""
+    if steps == 0:
+        if not args.sample_at_first:
+            return
+    else:
+        if args.sample_every_n_steps is None and args.sample_every_n_epochs is None:
+            return
+        if args.sample_every_n_epochs is not None:
+            if epoch is None or epoch % args.sample_every_n_epochs != 0:
+                return
+        elif steps % args.sample_every_n_steps != 0 or epoch is not None:
+            return
+    print(f"INFO     generating sample images at step / サンプル画像生成 ステップ: {steps}", file=sys.stderr)
+    if not os.path.isfile(args.sample_prompts):  # None: the real TypeError
+        print(f"ERROR    No prompt file / プロンプトファイルがありません: {args.sample_prompts}", file=sys.stderr)
+        return
+    save_dir = args.output_dir + "/sample"
+    os.makedirs(save_dir, exist_ok=True)
+    for index, prompt in enumerate(read_prompts(args.sample_prompts)):
+        prompt["enum"] = index
+        sample_image_inference(accelerator, args, None, save_dir, prompt, epoch, steps, None)
+
+
+def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, epoch, steps, prompt_replacement,
+                           controlnet=None):
+    """One image drawn with the weights as they are (accelerator.learned epochs; a resumed run's first sample is
+    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on,
+    seeded noise. The name carries the epoch (or step) it is drawn at."""
+    import datetime
+
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    images, total = accelerator.fake_images, max(int(args.max_train_epochs or 1), 1)
+    index, done = prompt_dict["enum"], accelerator.learned
+    source = Image.open(images[(index + done) % len(images)]).convert("RGB")
+    size = (prompt_dict["width"], prompt_dict["height"])
+    image = source.resize(size, Image.BILINEAR)
+    blur = max(size) / 24 * (0.9 - 0.6 * min(done, total) / total)
+    image = image.filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+    rng = np.random.default_rng((prompt_dict["seed"] or 0) * 1000 + done)
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10 - 6 * min(done, total) / total,
+                                                              (size[1], size[0], 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    ts = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+    name = (f"{args.output_name}_" if args.output_name else "") + \
+        (f"e{epoch:06d}" if epoch is not None else f"{steps:06d}") + f"_{index:02d}_{ts}"
+    if prompt_dict["seed"] is not None:
+        name += f"_{prompt_dict['seed']}"
+    image.save(os.path.join(save_dir, f"{name}.png"))
+    if index == 0 and epoch:
+        slow_in("sample", epoch)

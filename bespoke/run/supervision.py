@@ -1,0 +1,139 @@
+"""While the trainer runs: its lines and its model folder become run.json updates and events for the observer.
+
+The supervisor (bespoke.run.runner) calls `on_line` from the thread that follows the log and `tick` from the
+supervising thread every quarter second; everything the observer gets is emitted from `tick`, in order (lines only
+feed the thread-safe `RunProgress`). run.json is rewritten when an epoch begins or a checkpoint lands, never per step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from bespoke.kohya.checkpoints import Checkpoint
+from bespoke.kohya.output import EpochStarted, NoData
+from bespoke.kohya.preflight import GATE_PASSED
+from bespoke.run.events import (
+    CheckpointWritten,
+    EpochFinished,
+    Observer,
+    Progress,
+    SamplesWritten,
+    StateSaved,
+    TrainerSaid,
+)
+from bespoke.run.facts import launch_facts
+from bespoke.run.manifest import RunManifest, save_manifest
+from bespoke.run.paths import RunPaths
+from bespoke.run.progress import EpochTracker, ModelWatcher, RunProgress, state_epoch
+from bespoke.run.resume import ResumeSamples, record_on_disk, whole_checkpoints
+from bespoke.settings import Settings
+
+POLL_SECONDS = 0.5  # how often model/ is scanned (a scan lists two folders)
+
+
+class TrainerFacts:
+    """The trainer's environment (bespoke.run.facts) takes seconds (it imports torch): gathered while it starts."""
+
+    def __init__(self, settings: Settings):
+        self.values: dict = {}
+        self.thread = threading.Thread(target=lambda: self.values.update(launch_facts(settings)),
+                                       daemon=True)
+        self.thread.start()
+
+    def ready(self) -> bool:
+        return not self.thread.is_alive()
+
+
+class Supervision:
+    """The supervising thread's view of one running trainer."""
+
+    def __init__(self, paths: RunPaths, manifest: RunManifest, progress: RunProgress, observer: Observer,
+                 facts: TrainerFacts, firsts: ResumeSamples, samples_per_epoch: int):
+        self.paths, self.manifest, self.progress, self.emit = paths, manifest, progress, observer
+        self.facts, self.firsts = facts, firsts
+        self.output_name = manifest.output_name or "last"
+        self.facts_written = False
+        self.watcher = ModelWatcher(paths.model_dir)
+        self.last_poll = 0.0
+        self.told: set[Path] = {c.path for c in whole_checkpoints(paths.model_dir, self.output_name)}
+        self.pending: set[Path] = set()  # checkpoints being written (sd-scripts writes in place)
+        self.tracker = EpochTracker(samples_per_epoch, done=set(range(1, manifest.epochs_done + 1)))
+
+    def on_line(self, line: str) -> None:
+        """Each line of the trainer's log (the follower thread): the gate's pass line ends the preflight status."""
+        if self.progress.status == "preflight" and line.startswith(GATE_PASSED):
+            self.progress.status = "training"
+        self.progress.feed("log", line)
+
+    def tick(self) -> None:
+        """Called every quarter second while the trainer runs, and once after it ended."""
+        run_id = self.manifest.id
+        for said in self.progress.take_said():
+            if isinstance(said, EpochStarted):
+                self.emit(TrainerSaid(run_id, f"epoch {said.epoch}/{said.total}"))
+            elif isinstance(said, NoData):
+                self.emit(TrainerSaid(run_id, f"trainer says: {said.line}", "warning"))
+        changed = self._facts()
+        # the epoch as of this look at model/: a new epoch begins after the last one's samples are on disk, so a
+        # look right after it began sees them (the tracker never completes an epoch before its samples are seen)
+        epoch = self.progress.snapshot().epoch
+        began = self.progress.take_epoch_changed()
+        landed: list[Checkpoint] = []
+        if began or time.monotonic() - self.last_poll >= POLL_SECONDS:
+            self.last_poll = time.monotonic()
+            changed = self.firsts.record(self.manifest.attempt) or changed
+            landed = self._poll()
+        if began or landed:
+            self._record_disk()
+            changed = True
+        if changed:
+            save_manifest(self.paths.root, self.manifest)
+        self._epochs(epoch, ended=False)
+        self.emit(Progress(self.progress.snapshot()))
+
+    def _facts(self) -> bool:
+        if self.facts_written or not self.facts.ready():
+            return False
+        self.facts_written = True
+        if self.manifest.attempt is not None:
+            self.manifest.attempt.trainer = dict(self.facts.values)
+        return True
+
+    def _poll(self) -> list[Checkpoint]:
+        """Scan model/: emit what landed; returns the checkpoints that became whole."""
+        run_id = self.manifest.id
+        changes = self.watcher.poll()
+        self.pending.update(changes.checkpoints)
+        landed: list[Checkpoint] = []
+        if self.pending:
+            for checkpoint in whole_checkpoints(self.paths.model_dir, self.output_name):
+                if checkpoint.path in self.pending and checkpoint.path not in self.told:
+                    self.told.add(checkpoint.path)
+                    self.pending.discard(checkpoint.path)
+                    landed.append(checkpoint)
+                    self.emit(CheckpointWritten(run_id, checkpoint.path, checkpoint.epoch))
+            self.tracker.add_checkpoints(landed)
+        if changes.samples:
+            self.tracker.add_samples(changes.samples)
+            self.emit(SamplesWritten(run_id, tuple(changes.samples)))
+        for state in changes.states:
+            self.emit(StateSaved(run_id, state_epoch(state), state))
+        return landed
+
+    def _record_disk(self) -> None:
+        record_on_disk(self.paths, self.manifest)  # epochs kept, checkpoints, samples (missing ones too)
+        self.manifest.last_loss = self.progress.snapshot().loss
+
+    def _epochs(self, epoch_in_progress: int, ended: bool) -> None:
+        snap = self.progress.snapshot()
+        for epoch, checkpoint, samples in self.tracker.complete(epoch_in_progress, ended):
+            self.emit(EpochFinished(self.manifest.id, self.paths.root, epoch, snap.total_epochs, checkpoint.path,
+                                    tuple(samples), max(0, self.tracker.expected - len(samples))))
+
+    def ended(self) -> None:
+        """The trainer is gone: a last look at model/, and every epoch with a checkpoint is complete."""
+        self.last_poll = 0.0
+        self._poll()
+        self._epochs(self.progress.snapshot().epoch, ended=True)
