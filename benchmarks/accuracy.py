@@ -50,7 +50,9 @@ try:
 except ImportError:  # a checkout from before bespoke.pixels.colour (--legacy)
     from bespoke.pixels.palette import rgb_to_lab  # type: ignore[attr-defined,no-redef]  # noqa: E402
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+HERE = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (a git worktree of it sits one level deeper)
+SHARED = next((p for p in (HERE.parent / "shared", HERE.parent.parent / "shared") if p.is_dir()), HERE / "shared")
 TOLERANCE = 5.0  # the reported tolerance (bespoke.pixels.merge.TOLERANCE), fixed here so both trees are judged alike
 
 

@@ -56,6 +56,7 @@ from bespoke.pixels.novelty import (  # noqa: E402
 )
 
 HERE = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (a git worktree of it sits one level deeper)
 SHARED = next((p for p in (HERE.parent / "shared", HERE.parent.parent / "shared") if p.is_dir()), HERE / "shared")
 REAL = ("samples", "runs/keep_tokens_3/sample", "baseline/caption_fix_eval_24px")
 COPIES_CAUGHT = 0.95  # target: this share of each kind of constructed copy is flagged

@@ -49,6 +49,7 @@ except ImportError:  # a checkout from before bespoke.pixels.colour (--legacy)
     from bespoke.pixels.palette import rgb_to_lab  # type: ignore[attr-defined,no-redef]  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (a git worktree of it sits one level deeper)
 SHARED = next((p for p in (HERE.parent / "shared", HERE.parent.parent / "shared") if p.is_dir()), HERE / "shared")
 DEFAULT_SAMPLES = ("samples", "runs/keep_tokens_3/sample", "baseline/caption_fix_eval_24px")
 TOLERANCE = 5.0  # merge.TOLERANCE, fixed here so both trees are judged alike
