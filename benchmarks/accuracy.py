@@ -6,7 +6,10 @@ user's real samples (no truth: how far each candidate moved the cells the model 
 Synthetic: punks from bespoke.dataset.synthetic, degraded by bespoke.demo.degrade (nearest, soft, shifted) at
 each size. Per level and method: exact % (pixels equal to the truth), within-10 % (RGB distance <= 10),
 mean RGB distance, colours (mean) and colours / truth colours, cells moved beyond the tolerance (total) and the
-largest move (delta E) against the cells as drawn. grid-palette uses the union palette of the punks under test.
+largest move (delta E) against the cells as drawn. grid-palette uses the union palette of the punks under test;
+it merges grid's colours into a palette colour only where two or more become one, so where the damage tinted
+every colour alike (soft, shifted) it keeps grid's colours rather than move each area to its truth (the exact
+share a whole-area snap reached there came from moving areas the user sees: benchmarks/candidate_noise.py).
 
 Real: every image of `--real-samples` (default ../shared/samples) with the union palette of `--real-palette`
 (default ../shared/bespoke_punks): colours (median, range), moved beyond, max/mean delta E, off-palette share.
