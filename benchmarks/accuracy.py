@@ -6,7 +6,10 @@ user's real samples (no truth: how far each candidate moved the cells the model 
 Synthetic: punks from bespoke.dataset.synthetic, degraded by bespoke.demo.degrade (nearest, soft, shifted) at
 each size. Per level and method: exact % (pixels equal to the truth), within-10 % (RGB distance <= 10),
 mean RGB distance, colours (mean) and colours / truth colours, cells moved beyond the tolerance (total) and the
-largest move (delta E) against the cells as drawn. grid-palette uses the union palette of the punks under test.
+largest move (delta E) against the cells as drawn. grid-palette uses the union palette of the punks under test;
+it merges grid's colours into a palette colour only where two or more become one, so where the damage tinted
+every colour alike (soft, shifted) it keeps grid's colours rather than move each area to its truth (the exact
+share a whole-area snap reached there came from moving areas the user sees: benchmarks/candidate_noise.py).
 
 Real: every image of `--real-samples` (default ../shared/samples) with the union palette of `--real-palette`
 (default ../shared/bespoke_punks): colours (median, range), moved beyond, max/mean delta E, off-palette share.
@@ -50,7 +53,9 @@ try:
 except ImportError:  # a checkout from before bespoke.pixels.colour (--legacy)
     from bespoke.pixels.palette import rgb_to_lab  # type: ignore[attr-defined,no-redef]  # noqa: E402
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+HERE = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (a git worktree of it sits one level deeper)
+SHARED = next((p for p in (HERE.parent / "shared", HERE.parent.parent / "shared") if p.is_dir()), HERE / "shared")
 TOLERANCE = 5.0  # the reported tolerance (bespoke.pixels.merge.TOLERANCE), fixed here so both trees are judged alike
 
 
