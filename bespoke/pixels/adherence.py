@@ -34,7 +34,7 @@ from bespoke.dataset.layout import GRID
 from bespoke.pixels.anatomy import Anatomy, nearest
 from bespoke.pixels.colour import rgb_to_lab
 from bespoke.pixels.phrases import Phrase, phrases
-from bespoke.pixels.prior import TrainingPrior, soft_bins
+from bespoke.pixels.prior import Reference, TrainingPrior, soft_bins
 
 MIN_POSITIVES = 4  # training punks that must carry a tag for it to be learned
 MIN_NEGATIVES = 10  # ... and punks that must not
@@ -235,7 +235,8 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
     return float(np.mean(scores)) if scores else 0.0
 
 
-def tag_scores(anatomy: Anatomy, models: Sequence[TagModel], prior: TrainingPrior | None) -> list[float | None]:
+def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
+               prior: TrainingPrior | Reference | None) -> list[float | None]:
     """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
     own = soft_bins(anatomy.lab.reshape(-1, 3), prior.bins) if prior is not None else None
     out: list[float | None] = []

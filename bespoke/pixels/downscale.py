@@ -19,7 +19,7 @@ from PIL import Image
 from bespoke.dataset.layout import GRID
 from bespoke.pixels import palette as pal
 from bespoke.pixels.grid import Grid
-from bespoke.pixels.merge import TOLERANCE, estimate_cast, reduce_colours, remove_cast, snap_to_palette
+from bespoke.pixels.merge import TOLERANCE, reduce_colours, snap_to_palette
 
 PIL_METHODS = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX,
                "bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
@@ -65,18 +65,13 @@ def cell_colors(arr: NDArray[np.uint8], grid: Grid) -> NDArray[np.uint8]:
 
 def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = None,
             palette: pal.Palette | None = None, raw: NDArray[np.uint8] | None = None,
-            correct_cast: bool = False) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+            ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """`grid` (palette None) or `grid-palette` candidate of an HxWx3 uint8 sample; returns (candidate, raw
     cell colours), both 24x24x3 uint8 RGB.
 
     `tolerance` is how far (CIE76 delta E, merge.TOLERANCE when None; 0 = no reduction) a cell may move from
-    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors).
-    `correct_cast` (an explicit request, with a fixed palette only) first takes the picture's global colour
-    cast against the palette out -- it moves every cell, and the candidate's moves say by how much."""
+    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors)."""
     cells = cell_colors(arr, grid) if raw is None else raw
-    if correct_cast and palette is not None and palette.colors is not None:
-        fixed = remove_cast(cells, estimate_cast(cells, palette.colors))
-        return extract(arr, grid, tolerance=tolerance, palette=palette, raw=fixed)[0], cells
     tol = TOLERANCE if tolerance is None else float(tolerance)
     reduced = reduce_colours(cells, tol)
     if palette is None:

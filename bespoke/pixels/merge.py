@@ -155,45 +155,6 @@ def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palett
     return out[inverse].reshape(reduced.shape)
 
 
-CAST_REACH = 16.0  # RGB levels: cells this close to a palette colour say how the picture is tinted
-CAST_NEIGHBOURS = 8  # palette colours per cell colour that vote for the cast
-CAST_BIN = 2.0  # RGB levels: the vote's histogram bin
-
-
-def estimate_cast(cells: NDArray[np.uint8], palette: NDArray[np.uint8], rounds: int = 3) -> NDArray[np.float64]:
-    """The global colour cast of a candidate against a palette: an RGB offset (3 floats, levels). Every cell
-    colour votes with its offsets to its CAST_NEIGHBOURS nearest palette colours (weighted by its cells); the
-    offset most cells share wins (a tint moves every colour alike, so its offset collects the big areas'
-    votes), then a few rounds of the median offset of the cells within CAST_REACH of their nearest palette
-    colour refine it. Only for an explicit cast correction: it moves the whole picture."""
-    colours, counts = np.unique(cells.reshape(-1, 3), axis=0, return_counts=True)
-    rgb = colours.astype(np.float64)
-    pal = palette.astype(np.float64)
-    d2 = sq_distances(rgb, pal)
-    k = min(CAST_NEIGHBOURS, len(pal))
-    near = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    offsets = (rgb[:, None, :] - pal[near]).reshape(-1, 3)
-    keys, inverse = np.unique(np.rint(offsets / CAST_BIN).astype(np.int64), axis=0, return_inverse=True)
-    votes = np.bincount(inverse.reshape(-1), weights=np.repeat(counts, k).astype(np.float64))
-    cast = keys[int(np.argmax(votes))] * CAST_BIN
-    for _ in range(rounds):
-        d2 = sq_distances(rgb - cast, pal)
-        nearest = d2.argmin(axis=1)
-        close = d2[np.arange(len(rgb)), nearest] <= CAST_REACH**2
-        if not close.any():
-            break
-        step = np.median(np.repeat(rgb[close] - cast - pal[nearest[close]], counts[close], axis=0), axis=0)
-        cast = cast + step
-        if np.abs(step).max() < 0.25:
-            break
-    return cast
-
-
-def remove_cast(cells: NDArray[np.uint8], cast: NDArray[np.float64]) -> NDArray[np.uint8]:
-    """`cells` (...x3 uint8 RGB) with an RGB offset `cast` taken out (rounded, clipped)."""
-    return np.clip(np.rint(cells.astype(np.float64) - cast), 0, 255).astype(np.uint8)
-
-
 def cell_moves(cells: NDArray[np.uint8], out: NDArray[np.uint8]) -> NDArray[np.float64]:
     """CIE76 delta E of every cell between the colour the model drew (`cells`) and a candidate (`out`)."""
     return np.sqrt(((rgb_to_lab(cells) - rgb_to_lab(out)) ** 2).sum(axis=-1))

@@ -232,11 +232,13 @@ def nearest(candidate: NDArray[np.uint8], training: TrainingSet,
 
 def novelty(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float = MATCH_TOLERANCE,
             threshold: float = NEAR_COPY) -> dict[str, Any] | None:
-    """{"nearest": training file name, "share": 0-1, "near_copy": bool}; None without training images."""
+    """{"nearest": training file name, "share": 0-1, "near_copy": bool, "shift": [dy, dx]}; None without
+    training images."""
     if not len(training):
         return None
-    index, share, _ = nearest(candidate, training, tolerance)
-    return {"nearest": training.names[index], "share": round(share, 4), "near_copy": bool(share >= threshold)}
+    index, share, shift = nearest(candidate, training, tolerance)
+    return {"nearest": training.names[index], "share": round(share, 4), "near_copy": bool(share >= threshold),
+            "shift": [int(shift[0]), int(shift[1])]}
 
 
 def distinct_designs(candidates: Sequence[NDArray[np.uint8]], tolerance: float = MATCH_TOLERANCE,

@@ -33,6 +33,15 @@ FAR = 25.0  # delta E: a colour this far from every bin belongs to "none" as muc
 
 
 @dataclass(frozen=True)
+class Reference:
+    """What measuring a candidate needs of the prior: the silhouette and the colour bins (kilobytes, where the
+    whole prior is tens of megabytes: this is what `process` sends each worker)."""
+
+    silhouette: NDArray[np.float64]
+    bins: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
 class TrainingPrior:
     """The training punks' silhouette, colour bins per cell, and caption tags (see the module docstring)."""
 
@@ -59,6 +68,11 @@ class TrainingPrior:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def reference(self) -> Reference:
+        """The silhouette and bins, alone."""
+        return Reference(self.silhouette, self.bins)
 
 
 def soft_bins(lab: NDArray[np.float64], bins: NDArray[np.float64]) -> NDArray[np.float32]:

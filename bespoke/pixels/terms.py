@@ -19,8 +19,10 @@ prior, bespoke.pixels.prior): they work on whatever candidate a user is shown.
   (116), 0.85 at their fewest (9); smooth, so it never saturates.
 - `pixel_art`: exp(-grid_error / GRID_ERROR_SCALE): the sample really is blocky pixel art on its grid (only
   for a sample larger than its candidate).
-- `new`: 1 / (1 + exp((share - NEAR_COPY) / NEW_WIDTH)) of the nearest-training-image share: about 1 for a
-  new design, 0.5 at the near-copy threshold, falling to 0 for a copy.
+- `new`: 1 / (1 + exp((share - NEW_CENTRE) / NEW_WIDTH)) of the share of the nearest training figure the
+  candidate reproduces (bespoke.pixels.novelty): 0.99 or more up to 0.69 (the most any real sample's candidate
+  reproduces), 0.5 at 0.82, 0.02 at the near-copy threshold (0.95) and below: a copy scores nothing whatever
+  its quality, a new design loses nothing.
 - `adherence`: bespoke.pixels.adherence (the prompt's colours and items, learned from the training punks).
 
 `candidate_terms` measures them all on one candidate.
@@ -38,8 +40,7 @@ from bespoke.pixels.adherence import TagModel, adherence, tag_scores
 from bespoke.pixels.anatomy import MOUTH, Anatomy, most_unlike, read, regions
 from bespoke.pixels.merge import TOLERANCE, reduce_colours
 from bespoke.pixels.metrics import unique_colors
-from bespoke.pixels.novelty import NEAR_COPY
-from bespoke.pixels.prior import TrainingPrior
+from bespoke.pixels.prior import Reference, TrainingPrior
 
 SPECK_CELLS = 3  # a region this small outside the features is a stray pixel or a bleed
 NOSE = ((15, 12),)
@@ -47,7 +48,11 @@ CONTRAST_SCALE = 20.0  # delta E at which a feature is 63 % distinct (1 - 1/e)
 TARGET_COLOURS = 23  # the median of the user's 203 training punks
 COLOUR_SLOPE = math.log(19) / math.log(116 / 23)  # 0.05 at 116 colours, the punks' most
 GRID_ERROR_SCALE = 8.0  # grid_error (0-255): real LoRA samples 2-6, an untrained model's gradients 9+
-NEW_WIDTH = 0.05  # share of cells over which `new` falls from 0.73 to 0.27 round the near-copy threshold
+# `new` falls between what real samples reproduce of their nearest training figure (at most 0.69 on the user's
+# runs and samples) and the near-copy threshold (0.95; the user's own edits of one design reach 0.934): its
+# centre halfway, its width so that 0.69 keeps 0.99 and 0.95 is left 0.013
+NEW_CENTRE = 0.82
+NEW_WIDTH = 0.03
 
 
 def composition(figure: NDArray[np.bool_], silhouette: NDArray[np.float64]) -> float:
@@ -125,8 +130,8 @@ def pixel_art(grid_error: float) -> float:
 
 
 def new(share: float) -> float:
-    """1 / (1 + exp((share - NEAR_COPY) / NEW_WIDTH)) of the nearest training image's share of cells."""
-    return 1.0 / (1.0 + math.exp((share - NEAR_COPY) / NEW_WIDTH))
+    """1 / (1 + exp((share - NEW_CENTRE) / NEW_WIDTH)) of the nearest training figure's share."""
+    return 1.0 / (1.0 + math.exp((share - NEW_CENTRE) / NEW_WIDTH))
 
 
 @dataclass(frozen=True)
@@ -152,10 +157,11 @@ class CandidateTerms:
 
 @dataclass(frozen=True)
 class Context:
-    """What a candidate is measured against: the training prior, its prompt's tag models, and what the
-    sample's processing measured (grid_error of the candidate drawn back on the sample, novelty share)."""
+    """What a candidate is measured against: the training prior (or its Reference, all a candidate needs of
+    it), its prompt's tag models, and what the sample's processing measured (grid_error of the candidate drawn
+    back on the sample, novelty share)."""
 
-    prior: TrainingPrior | None = None
+    prior: TrainingPrior | Reference | None = None
     tags: tuple[TagModel, ...] = ()
     grid_error: float | None = None
     novelty_share: float | None = None

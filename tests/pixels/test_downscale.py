@@ -108,10 +108,6 @@ def test_global_cast_is_kept_not_repainted():
     # the picture keeps its colours: the mean colour moved by less than a level or two, not by the cast
     assert np.abs(out.reshape(-1, 3).mean(0) - cells.reshape(-1, 3).mean(0)).max() < 2
     assert off_palette(out, PALETTE.colors) > 0.5  # and the report says it is off the training palette
-    # asked for, the cast correction takes the tint out: the training colours come back, and every cell moved
-    fixed = extract(stretch_array(cells), find_grid(stretch_array(cells)), palette=PALETTE, correct_cast=True)[0]
-    assert (fixed == truth).all(axis=2).mean() >= 0.95 and off_palette(fixed, PALETTE.colors) <= 0.05
-    assert moved_stats(cells, fixed)["moved_beyond"] > 400
 
 
 @pytest.mark.parametrize("tolerance", [2.0, TOLERANCE, 12.0])

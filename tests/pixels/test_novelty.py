@@ -88,7 +88,7 @@ def test_shares_are_the_defined_count():
 
 def test_a_copy_is_named_and_flagged():
     copy = np.clip(TRAIN[7].astype(int) + 4, 0, 255).astype(np.uint8)  # drawn back with a tint
-    assert novelty(copy, TRAINING) == {"nearest": "punk_07.png", "share": 1.0, "near_copy": True}
+    assert novelty(copy, TRAINING) == {"nearest": "punk_07.png", "share": 1.0, "near_copy": True, "shift": [0, 0]}
     changed = copy.copy()
     changed[:6] = (255, 0, 255)  # a new hat over the top quarter: a variant, no longer a copy
     figure = figure_mask(TRAIN[7])
@@ -102,7 +102,7 @@ def test_a_training_punk_on_a_new_background_is_a_copy(background):
     fill = {"gradient": _gradient(), "stripes": _stripes()}.get(background, background)
     for i in (0, 3, 7, 12):
         result = novelty(_on(TRAIN[i], fill), TRAINING)
-        assert result == {"nearest": NAMES[i], "share": 1.0, "near_copy": True}
+        assert result == {"nearest": NAMES[i], "share": 1.0, "near_copy": True, "shift": [0, 0]}
 
 
 @pytest.mark.parametrize("dy,dx", [(0, 1), (1, -1), (-1, 0), (2, 2), (0, -2)])
@@ -110,6 +110,7 @@ def test_a_training_punk_moved_a_cell_or_two_is_a_copy(dy, dx):
     for i in (1, 5, 9):
         result = novelty(_moved(_on(TRAIN[i], (200, 90, 40)), dy, dx), TRAINING)
         assert result["nearest"] == NAMES[i] and result["near_copy"], result
+        assert result["shift"] == [dy, dx]  # where the compare view puts the training figure
         assert nearest(_moved(TRAIN[i], dy, dx), TRAINING)[2] == (dy, dx)
 
 
