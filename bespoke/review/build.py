@@ -20,7 +20,7 @@ from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
 from bespoke.review.html import RunView, build_html, single_file_path
-from bespoke.review.process import Loaded, current_report, is_current, process_path
+from bespoke.review.process import Loaded, Processed, current_report, is_current, process_path
 from bespoke.review.records import ProcessReport
 from bespoke.review.report import PLAIN_OUTPUT, REPORT_FILE, load_report, output_dirs, report_file
 from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
@@ -156,16 +156,14 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
         raise RunError(f"{RunPaths(run_dir).sample_dir}: no samples (run status {manifest.status!r}); "
                        "train the run first, or try `bespoke demo`")
     report = _read_report(run_dir) if has_report else None
-    if process and samples and (inputs.training or inputs.palette):
-        options = ProcessOptions(methods=_methods_for(report, method) or DEFAULT_METHODS, palette=inputs.palette,
-                                 training=inputs.training)
-        done = process_path(run_dir, options, loaded=Loaded(manifest=manifest, report=report))
-        report = done.report
-        if not done.reused and processed is not None:
-            processed.append(manifest.id)
-    elif process and samples:
-        done = current_report(run_dir, methods=_methods_for(report, method),
-                              loaded=Loaded(manifest=manifest, report=report))
+    if process and samples:
+        loaded = Loaded(manifest=manifest, report=report)
+        if inputs.training or inputs.palette:
+            options = ProcessOptions(methods=_methods_for(report, method) or DEFAULT_METHODS,
+                                     palette=inputs.palette, training=inputs.training)
+            done: Processed | None = process_path(run_dir, options, loaded=loaded)
+        else:
+            done = current_report(run_dir, methods=_methods_for(report, method), loaded=loaded)
         if done is not None:
             report = done.report
             if not done.reused and processed is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,10 +165,12 @@ def _report(request: Request, outcomes: list[Outcome], scorer: Scorer) -> Proces
 
 
 def _writable(folder: Path) -> bool:
-    """Whether `folder` can be made and written: its nearest existing ancestor takes new entries."""
+    """Whether `folder` can be made and written: its nearest existing ancestor takes new entries and is not
+    marked read-only (no write bit for anyone: root may write there, but the folder says not to)."""
     for parent in (folder, *folder.parents):
         if parent.exists():
-            return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+            return (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+                    and bool(parent.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)))
     return False
 
 

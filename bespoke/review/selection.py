@@ -189,9 +189,9 @@ def _table(samples: Sequence[Sample], epochs: list[int]) -> _Table:
     for s in sorted(samples, key=lambda s: s.file):
         if s.epoch in scores:
             key, n = _pair_key(s), 0
-            while (*key, n) in scores[s.epoch]:  # the same prompt drawn twice without a seed: the next pair
+            while key + (n,) in scores[s.epoch]:  # the same prompt drawn twice without a seed: the next pair
                 n += 1
-            scores[s.epoch][(*key, n)] = s.scoring.score or 0.0
+            scores[s.epoch][key + (n,)] = s.scoring.score or 0.0
     return _Table(epochs, scores)
 
 
