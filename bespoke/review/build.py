@@ -213,7 +213,7 @@ def load_plain_view(folder: Path, *, method: str | None = None, process: bool = 
     report = report or load_report(folder, out)
     _check_method(report, method, folder)
     return RunView(run_dir=folder, run_id=folder.name, report=report, method=pick_method(report, method),
-                   plain=True)
+                   plain=True, results=out)
 
 
 def _read_report_at(folder: Path, out: Path | None) -> ProcessReport | None:
@@ -251,7 +251,8 @@ def _page_path(views: list[RunView], run_dirs: list[Path], out_dir: Path | None,
     if out_dir is not None:
         return Path(out_dir) / "index.html"
     if len(views) == 1:
-        return output_dirs(views[0].run_dir)[1] / "index.html"
+        return output_dirs(views[0].run_dir, views[0].results)[1].parent / "index.html" if views[0].results \
+            else output_dirs(views[0].run_dir)[1] / "index.html"
     return review_dir_for(run_dirs, outputs_dir) / "index.html"
 
 

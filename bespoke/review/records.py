@@ -318,7 +318,8 @@ class Best(_Record):
     (the epoch with the highest score), `tied` (the epochs the samples cannot tell from `highest` at 95 %,
     `highest` among them; the pick is one of them), `more_seeds` (per tied epoch but `highest`, by its number:
     how many more seeds per prompt would separate it from `highest` at today's difference; None when no
-    practical number would) and `resolved` (false with one sample an epoch: no interval, nothing told apart)."""
+    practical number would; none with one sample an epoch) and `resolved` (false with fewer than
+    selection.MIN_SAMPLES samples an epoch: nothing told apart)."""
 
     epoch: int
     method: str | None

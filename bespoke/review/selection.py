@@ -21,10 +21,13 @@ A degenerate sample (black, solid, near-solid, no grid, not pixel art) scores 0.
 its samples' scores, with a 95 % bootstrap interval over them. The *highest* epoch is the trained epoch (>= 1,
 with a non-degenerate sample) of the highest score; the epochs *tied* with it are those whose difference to it
 has a 95 % paired-bootstrap interval (samples paired by prompt and seed across epochs when every epoch has the
-same ones) that includes 0 -- with one sample an epoch every epoch is tied. The *pick* is the tied epoch with
-the best picture quality (the score without adherence; ties: the earlier epoch). For each tied epoch the report
-says how many more seeds per prompt would separate it from the highest at today's difference
-((1.96 sd / mean difference)^2 pairs, less those there are; none above MAX_SEEDS).
+same ones) that includes 0. With fewer than MIN_SAMPLES samples an epoch every epoch is tied: a bootstrap of a
+handful of differences that happen to share a sign always looks decided (two of two positive is "100 %"), and
+MIN_SAMPLES all of one sign is what a sign test needs at 95 %. The *pick* is the tied epoch with the best
+picture quality (the score without adherence; ties: the earlier epoch). For each tied epoch the report says
+how many more seeds per prompt would separate it from the highest at today's difference
+((1.96 sd / mean difference)^2 pairs, at least MIN_SAMPLES, less those there are; none above MAX_SEEDS, none
+with one sample an epoch: no spread to go by).
 """
 
 from __future__ import annotations
@@ -45,11 +48,12 @@ PICTURE = ("composition", "clean_cells", "feature_contrast", "few_colours", "pix
 CONFIDENCE = 0.95
 BOOTSTRAP = 2000  # resamples; seeded, so a report is the same every time
 MAX_SEEDS = 64  # more seeds per prompt than this is "no practical number"
+MIN_SAMPLES = 6  # samples an epoch before epochs can be told apart
 RULE = ("sample score = weighted mean of its terms measured on every sample (clean_cells x2; composition, "
         "feature_contrast, few_colours, adherence, pixel_art, varied x1) times new (a copy scores 0); degenerate "
         "samples score 0; epoch score = the mean over its samples with a 95 % bootstrap interval; tied = the "
         "trained epochs whose paired difference to the highest has a 95 % interval including 0 (all of them with "
-        "one sample an epoch); pick = the tied epoch with the best picture quality (the score without adherence), "
+        f"fewer than {MIN_SAMPLES} samples an epoch); pick = the tied epoch with the best picture quality (the score without adherence), "
         "then the earlier; measured on the default faithful candidate with the training palette, whatever the "
         "process options")
 
@@ -221,7 +225,7 @@ def more_seeds(table: _Table, highest: int, other: int, prompts: int) -> int | N
         mean, var, n = float(x.mean() - y.mean()), float(x.var(ddof=1) + y.var(ddof=1)), min(len(x), len(y))
     if mean <= 0:
         return None
-    needed = (1.96 * np.sqrt(var) / mean) ** 2
+    needed = max((1.96 * np.sqrt(var) / mean) ** 2, MIN_SAMPLES)
     more = int(np.ceil(needed / prompts)) - n // prompts
     return max(1, more) if more <= MAX_SEEDS else None
 
@@ -235,14 +239,15 @@ def choose_best(epochs: list[EpochRow], methods: Sequence[str], samples: Sequenc
     candidates = sorted(rows)
     highest = min(candidates, key=lambda e: (-rows[e].score.total, e))
     table = _table(samples, candidates)
-    resolved = len(candidates) > 1 and min(len(table.scores[e]) for e in candidates) >= 2
-    tied, seeds = list(candidates), {}
+    fewest = min(len(table.scores[e]) for e in candidates)
+    resolved = len(candidates) > 1 and fewest >= MIN_SAMPLES
+    tied: list[int] = list(candidates)
     if resolved:
         alpha = (1 - CONFIDENCE) / 2
         differences = _differences(table, highest, np.random.default_rng(0))
         tied = [e for e in candidates if e == highest or float(np.quantile(differences[e], alpha)) <= 0.0]
-        prompts = max(1, len({_prompt_of(k) for k in table.scores[highest]}))
-        seeds = {str(e): more_seeds(table, highest, e, prompts) for e in tied if e != highest}
+    prompts = max(1, len({_prompt_of(k) for k in table.scores[highest]}))
+    seeds = {str(e): more_seeds(table, highest, e, prompts) for e in tied if e != highest} if fewest >= 2 else {}
     pick = min(tied, key=lambda e: (-(rows[e].score.quality or 0.0), e))
     row = rows[pick]
     return Best(epoch=pick, method=display_method(methods), rule=RULE, score=row.score.total,
@@ -255,16 +260,18 @@ def describe_best(best: Best) -> list[str]:
     lines = [f"pick: epoch {best.epoch} (score {best.score:.3f}: {terms}); shown with {best.method}"]
     others = [e for e in best.tied if e != best.highest]
     if not best.resolved:
-        lines.append(f"highest score: epoch {best.highest}; one sample an epoch cannot tell epochs apart, so the "
-                     "pick is the cleanest picture of all; draw more seeds per prompt (bespoke generate) to decide")
+        lines.append(f"highest score: epoch {best.highest}; under {MIN_SAMPLES} samples an epoch cannot tell "
+                     "epochs apart, so the pick is the cleanest picture of all; draw more seeds per prompt "
+                     "(bespoke generate) to decide")
     elif others:
         lines.append(f"highest score: epoch {best.highest}; indistinguishable from it at 95 %: epochs "
                      f"{', '.join(map(str, others))}; the pick is the cleanest picture among them")
+    else:
+        lines.append(f"highest score: epoch {best.highest}, ahead of every other epoch at 95 %")
+    if others and best.more_seeds:
         for epoch in others:
             n = best.more_seeds.get(str(epoch))
             lines.append(f"  epoch {epoch} vs {best.highest}: " + (
                 f"{n} more seeds per prompt would separate them" if n else
                 f"no practical number of seeds would (over {MAX_SEEDS} per prompt)"))
-    else:
-        lines.append(f"highest score: epoch {best.highest}, ahead of every other epoch at 95 %")
     return lines
