@@ -187,7 +187,7 @@ def _prepared_run(root, training, samples: dict[int, list[Image.Image]]):
         _stretch(pixels).save(prepared / f"{name}.png")
         (prepared / f"{name}.txt").write_text((training / f"{name}.txt").read_text())
     (prepared / "prepare.json").write_text(json.dumps({
-        "schema_version": SCHEMA_VERSION, "palette": ["#%02x%02x%02x" % c for c in sorted(colours)],
+        "schema_version": SCHEMA_VERSION, "palette": ["#" + bytes(c).hex() for c in sorted(colours)],
         "images": [{"name": n} for n in names], "layout": layout.to_json()}))
     run = root / "run"
     write_run_json(run, id="run-512", status="finished", resolution=512,
