@@ -93,20 +93,25 @@ def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.boo
     return skin if skin.sum() >= MIN_SKIN else np.zeros((size, size), dtype=bool)
 
 
+_STEPS = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
+                key=lambda s: abs(s[0]) + abs(s[1]))  # the smallest move first: it wins ties
+_MASKS: dict[int, tuple[NDArray[np.bool_], NDArray[np.bool_]]] = {}
+
+
+def _step_masks(size: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(off, on): per step of _STEPS, the template's eye and mouth cells, and its skin cells (built once)."""
+    if size not in _MASKS:
+        _MASKS[size] = (np.stack([_template(EYES[0] + EYES[1] + MOUTH, s, size) for s in _STEPS]),
+                        np.stack([_template(SKIN_CELLS, s, size) for s in _STEPS]))
+    return _MASKS[size]
+
+
 def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
     """The offset at which the most template cells match: eyes and mouth off the skin, SKIN_CELLS on it
     (ties: the smallest move)."""
-    size = skin.shape[0]
-    best, where = -1.0, (0, 0)
-    steps = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
-                   key=lambda s: abs(s[0]) + abs(s[1]))
-    for shift in steps:
-        off = _template(EYES[0] + EYES[1] + MOUTH, shift, size)
-        on = _template(SKIN_CELLS, shift, size)
-        score = float((~skin[off]).sum() + skin[on].sum())
-        if score > best:
-            best, where = score, shift
-    return where
+    off, on = _step_masks(skin.shape[0])
+    scores = (off & ~skin).sum(axis=(1, 2)) + (on & skin).sum(axis=(1, 2))
+    return _STEPS[int(np.argmax(scores))]
 
 
 def read(cells: NDArray[np.uint8]) -> Anatomy:

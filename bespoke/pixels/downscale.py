@@ -65,15 +65,16 @@ def cell_colors(arr: NDArray[np.uint8], grid: Grid) -> NDArray[np.uint8]:
 
 def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = None,
             palette: pal.Palette | None = None, raw: NDArray[np.uint8] | None = None,
-            ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+            reduced: NDArray[np.uint8] | None = None) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """`grid` (palette None) or `grid-palette` candidate of an HxWx3 uint8 sample; returns (candidate, raw
     cell colours), both 24x24x3 uint8 RGB.
 
     `tolerance` is how far (CIE76 delta E, merge.TOLERANCE when None; 0 = no reduction) a cell may move from
-    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors)."""
+    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors), and
+    `reduced` their reduce_colours at this tolerance (the `grid` candidate: every palette step starts from it)."""
     cells = cell_colors(arr, grid) if raw is None else raw
     tol = TOLERANCE if tolerance is None else float(tolerance)
-    reduced = reduce_colours(cells, tol)
+    reduced = reduce_colours(cells, tol) if reduced is None else reduced
     if palette is None:
         return reduced, cells
     if palette.mode == "k":

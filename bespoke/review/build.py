@@ -238,8 +238,9 @@ def view_of(path: Path, *, method: str | None = None, process: bool = True,
     folder's results in `out` when given). A folder of results (results_source) is its samples' view."""
     source = results_source(path)
     if source is not None:
+        default = output_dirs(source)[1].parent.resolve() == Path(path).resolve()  # its own bespoke_process/
         return load_plain_view(source, method=method, process=process and source.is_dir(), processed=processed,
-                               inputs=inputs, out=Path(path))
+                               inputs=inputs, out=None if default else Path(path))
     folder = plain_folder(path)
     if folder is not None:
         return load_plain_view(folder, method=method, process=process, processed=processed, inputs=inputs, out=out)

@@ -159,13 +159,34 @@ class _Decoded:
             self.grid = find_grid(self.arr, layout)
             self.cells = cell_colors(self.arr, self.grid)
         self.index = (m.upsample_index(self.grid.xs, w), m.upsample_index(self.grid.ys, h))
+        self._reduced: dict[float, np.ndarray] = {}
+        self._novelty: dict[bytes, dict | None] = {}
+
+    def reduced(self, tolerance: float) -> np.ndarray:
+        """The faithful reduction of the cells at `tolerance` (the `grid` candidate), computed once."""
+        if tolerance not in self._reduced:
+            self._reduced[tolerance] = extract(self.arr, self.grid, tolerance=tolerance, raw=self.cells)[0]
+        return self._reduced[tolerance]
+
+    def grid_candidate(self, tolerance: float, palette: Palette | None) -> np.ndarray:
+        """`grid` (palette None) or `grid-palette` at `tolerance`, from the one reduction."""
+        reduced = self.reduced(tolerance)
+        if palette is None:
+            return reduced
+        return extract(self.arr, self.grid, tolerance=tolerance, palette=palette, raw=self.cells, reduced=reduced)[0]
+
+    def novelty(self, out: np.ndarray, training: TrainingSet) -> dict | None:
+        """novelty() of a candidate, once per distinct picture (grid-palette often draws what grid draws)."""
+        key = out.tobytes()
+        if key not in self._novelty:
+            self._novelty[key] = novelty(out, training)
+        return self._novelty[key]
 
 
 def _pixels(job: Job, method: str, sample: _Decoded) -> np.ndarray:
     if method in PIL_METHODS:
         return sample.near if method == "nearest" else pil_downscale(sample.img, method)
-    palette = job.palette if method == "grid-palette" else None
-    return extract(sample.arr, sample.grid, tolerance=job.tolerance, palette=palette, raw=sample.cells)[0]
+    return sample.grid_candidate(job.tolerance, job.palette if method == "grid-palette" else None)
 
 
 def _measure_candidate(job: Job, out: np.ndarray, sample: _Decoded, degenerate: str | None,
@@ -174,7 +195,7 @@ def _measure_candidate(job: Job, out: np.ndarray, sample: _Decoded, degenerate: 
     colors, coverage = m.color_stats(out)
     training = job.training_palette
     off = m.off_palette(out, training.colors, training.codes) if training is not None else None
-    near = novelty(out, job.training) if job.training is not None and with_novelty else None
+    near = sample.novelty(out, job.training) if job.training is not None and with_novelty else None
     moved = moved_stats(sample.cells, out, job.tolerance)
     return Candidate(
         file=file, colors=colors, top10_coverage=round(coverage, 4),
@@ -193,10 +214,10 @@ def _scoring(job: Job, sample: _Decoded, outputs: dict[str, np.ndarray]) -> np.n
     if job.training_palette is None:
         if default_tol and "grid" in outputs:
             return outputs["grid"]
-        return extract(sample.arr, sample.grid, raw=sample.cells)[0]
+        return sample.grid_candidate(TOLERANCE, None)
     if default_tol and "grid-palette" in outputs and job.palette is job.training_palette:
         return outputs["grid-palette"]
-    return extract(sample.arr, sample.grid, palette=job.training_palette, raw=sample.cells)[0]
+    return sample.grid_candidate(TOLERANCE, job.training_palette)
 
 
 def _decode(path: Path) -> Image.Image:

@@ -53,8 +53,8 @@ RULE = ("sample score = weighted mean of its terms measured on every sample (cle
         "feature_contrast, few_colours, adherence, pixel_art, varied x1) times new (a copy scores 0); degenerate "
         "samples score 0; epoch score = the mean over its samples with a 95 % bootstrap interval; tied = the "
         "trained epochs whose paired difference to the highest has a 95 % interval including 0 (all of them with "
-        f"fewer than {MIN_SAMPLES} samples an epoch); pick = the tied epoch with the best picture quality (the score without adherence), "
-        "then the earlier; measured on the default faithful candidate with the training palette, whatever the "
+        f"fewer than {MIN_SAMPLES} samples an epoch); pick = the tied epoch with the best picture quality (the "
+        "score without adherence), then the earlier; measured on the default faithful candidate with the training palette, whatever the "
         "process options")
 
 
