@@ -7,10 +7,12 @@ Each folder is copied under --work (bespoke writes its results beside the sample
 reviewed by the `bespoke` of this tree, once per variant:
 - plain: no flags (a plain folder has no training set: composition, adherence and new are not measured);
 - training: --training <shared>/bespoke_punks (the run's dataset: palette, images and captions);
-- training+palette: --training and --palette dataset (grid-palette snaps to the training palette);
+- training+palette: --training and --palette <the same folder> (grid-palette snaps to the training colours);
 - training+k16: --training and --palette k:16.
-The last three must give the same scores, tied set and pick (the score never depends on --palette). Per run,
-each term's spread: min-max over the samples, and min-max of the epoch means.
+The last three must give the same scores, tied set and pick (the score never depends on --palette). The
+caption-fix folder also once with its prompts as a `.txt` beside each image (the texts of the user's
+VISUAL_QUALITY_AUDIT.md, as benchmarks/score_real.py reads them): adherence per prompt. Per run, each term's
+spread: min-max over the samples, and min-max of the epoch means.
 """
 
 from __future__ import annotations
@@ -32,14 +34,30 @@ TERMS = ("composition", "clean_cells", "feature_contrast", "few_colours", "adher
 def variants(shared: Path) -> dict[str, list[str]]:
     training = str(shared / "bespoke_punks")
     return {"plain": [], "training": ["--training", training],
-            "training+palette": ["--training", training, "--palette", "dataset"],
+            "training+palette": ["--training", training, "--palette", training],
             "training+k16": ["--training", training, "--palette", "k:16"]}
 
 
-def review(source: Path, copy: Path, flags: list[str]) -> dict:
+def write_prompts(copy: Path, shared: Path) -> None:
+    """The caption-fix images' prompts as a .txt beside each (sd-scripts' caption convention)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from score_real import PROMPT_NAMES, audit_prompts
+
+    texts = audit_prompts(shared / "seeds" / "user-notes" / "VISUAL_QUALITY_AUDIT.md")
+    for image in copy.glob("*.png"):
+        name = next((n for n in PROMPT_NAMES if image.stem.endswith(n)), None)
+        if name is not None:
+            image.with_suffix(".txt").write_text(texts[name] + "\n")
+
+
+def review(source: Path, copy: Path, flags: list[str], shared: Path | None = None) -> dict:
     if copy.exists():
         shutil.rmtree(copy)
-    shutil.copytree(source, copy)
+    shutil.copytree(source, copy, copy_function=shutil.copyfile)
+    for folder in [copy, *(p for p in copy.rglob("*") if p.is_dir())]:  # ../shared is read-only; the copy not
+        folder.chmod(0o755)
+    if shared is not None:
+        write_prompts(copy, shared)
     done = subprocess.run([sys.executable, "-m", "bespoke", "review", str(copy), *flags, "--quiet"],
                           capture_output=True, text=True, cwd=ROOT, timeout=1800)
     if done.returncode != 0:
@@ -83,6 +101,19 @@ def spread_lines(report: dict) -> list[str]:
     return lines
 
 
+def adherence_lines(report: dict) -> list[str]:
+    """Per prompt, its tags and, per epoch, each tag's adherence (- where the training set cannot tell)."""
+    lines = []
+    for prompt in report.get("prompts") or []:
+        names = [t["text"] for t in prompt["tags"]]
+        lines.append(f"  prompt {prompt['prompt'][:70]}...: tags {names}")
+        for row in report["epochs"]:
+            values = (row.get("adherence") or {}).get(prompt["prompt"])
+            if values is not None:
+                lines.append(f"    e{row['epoch']}: " + " ".join(fmt(v) for v in values))
+    return lines
+
+
 def decision(report: dict) -> tuple:
     best = report.get("best") or {}
     scores = [(r["epoch"], r["score"]["total"]) for r in report["epochs"]]
@@ -109,6 +140,12 @@ def main() -> int:
             print("\n".join(spread_lines(report)))
         same = {v: decision(r) == decision(results["training"]) for v, r in results.items() if v != "plain"}
         print(f"\n{name}: same scores, tied set and pick with every --palette as with --training alone: {same}")
+        if name == "caption_fix_eval_24px":
+            flags = variants(args.shared)["training"]
+            report = review(args.shared / FOLDERS[name], args.work / f"{name}-prompts", flags, args.shared)
+            print(f"\n== {name}  [training, a .txt prompt beside each image] ==")
+            print("\n".join(epoch_lines(report) + spread_lines(report)))
+            print("\n".join(adherence_lines(report)))
     return 0
 
 
