@@ -90,6 +90,8 @@ JS = """
     pane('cmp-s',s&&s.getAttribute('src')); pane('cmp-c',k&&k.getAttribute('src')); pane('cmp-t',c.dataset.t||'');
     document.getElementById('cmp-cc').textContent=c.dataset.cap||'';
     document.getElementById('cmp-tc').textContent=c.dataset.tcap||''; cmp.classList.add('open');
+    var sh=(c.dataset.shift||'0 0').split(' ');  /* the training figure where the candidate draws it */
+    document.getElementById('cmp-t').style.transform='translate('+(sh[1]*100/24)+'%,'+(sh[0]*100/24)+'%)';
   });
   cmp.addEventListener('click',function(){cmp.classList.remove('open');});
   var m=/^#compare=(\\d+)$/.exec(location.hash);  /* a link to one comparison: index.html#compare=N */
@@ -111,8 +113,8 @@ JS = """
 COMPARE = ('<div id="compare" role="dialog" aria-label="compare sample, candidate and nearest training image">'
            '<div class="panes"><figure><img id="cmp-s" alt="sample"><figcaption>sample (thumbnail)</figcaption></figure>'
            '<figure><img id="cmp-c" class="px" alt="candidate"><figcaption id="cmp-cc"></figcaption></figure>'
-           '<figure><img id="cmp-t" class="px" alt="nearest training image"><figcaption id="cmp-tc"></figcaption>'
-           '</figure></div><p>click or Esc to close</p></div>')
+           '<figure><div style="overflow:hidden"><img id="cmp-t" class="px" alt="nearest training image"></div>'
+           '<figcaption id="cmp-tc"></figcaption></figure></div><p>click or Esc to close</p></div>')
 _LOCAL_URL = re.compile(r'((?:src|href|data-t)=")((?:img|sheets)/[^"]+)"')
 
 
@@ -159,13 +161,20 @@ def single_file_path(page: Path) -> Path:
     return Path(page).with_name("review.html")
 
 
+def _dataset(view: RunView) -> dict:
+    """Where the view's training images are: the run's dataset record, else the folder --training named."""
+    if view.run is not None:
+        return view.run.dataset
+    training = view.report.training
+    return {"source": training.source} if training is not None and training.source else {}
+
+
 def _page(views: list[RunView], page_dir: Path, *, baseline: Baseline | None, title: str | None,
           generated: str | None) -> str:
     """The page's HTML, its images written below `page_dir`."""
     baseline = baseline or load_baseline()
     label_views(views)
-    assets = build_assets([(v.key, v.run_dir, v.report, v.run.dataset if v.run else {}, v.method) for v in views],
-                          page_dir)
+    assets = build_assets([(v.key, v.run_dir, v.report, _dataset(v), v.method) for v in views], page_dir)
     for view in views:
         view.assets = assets[view.key]
     simulated = any(v.simulated for v in views)

@@ -38,6 +38,7 @@ class RunView:
     sheets: list[Path] = field(default_factory=list)
     assets: RunAssets = field(default_factory=RunAssets)
     plain: bool = False  # a folder of images, not a run
+    results: Path | None = None  # where its candidates and report are, when not beside it (process --out)
     label_override: str | None = None  # set by label_views when several runs share a label
 
     @property

@@ -12,7 +12,8 @@ from bespoke.review.records import Candidate, Sample
 from bespoke.review.sheets import arrange, best_epoch, prompt_label
 
 HEADER_CHARS = 110  # longer prompt labels end at a word boundary with "…" (the full prompt is the tooltip)
-DEGENERATE = {"solid": "solid colour", "near-solid": "near-solid", "nan-black": "NaN black", "no-grid": "no grid"}
+DEGENERATE = {"solid": "solid colour", "near-solid": "near-solid", "nan-black": "NaN black", "no-grid": "no grid",
+              "not-pixel-art": "not pixel art"}
 
 
 def header_label(text: str, limit: int = HEADER_CHARS) -> str:
@@ -37,8 +38,8 @@ def _badges(sample: Sample, candidate: Candidate | None) -> tuple[list[str], lis
     novelty = candidate.novelty if candidate is not None else None
     if novelty is not None and novelty.near_copy:
         classes.append("near-copy")
-        badges.append(f'<span class="badge copy" title="{_pct(novelty.share)} of cells match the training '
-                      f'image {escape(novelty.nearest)}">near-copy</span>')
+        badges.append(f'<span class="badge copy" title="reproduces {_pct(novelty.share)} of the training punk '
+                      f'{escape(novelty.nearest)}\'s figure">near-copy</span>')
     if candidate is not None and candidate.moved_beyond > 0:
         badges.append(f'<span class="badge warn" title="cells moved beyond the colour tolerance">'
                       f"{candidate.moved_beyond} cells moved</span>")
@@ -56,8 +57,10 @@ def _caption(sample: Sample, method: str | None, candidate: Candidate | None) ->
     novelty = candidate.novelty if candidate is not None else None
     tcap = ""
     if novelty is not None and novelty.nearest:
-        tcap = (f"nearest training image: {novelty.nearest} · {_pct(novelty.share)} of cells match"
-                + (" · NEAR-COPY" if novelty.near_copy else ""))
+        moved = f", shifted {novelty.shift[0]:+d} rows, {novelty.shift[1]:+d} columns" if novelty.shift and any(
+            novelty.shift) else ""
+        tcap = (f"nearest training punk: {novelty.nearest} · the candidate reproduces {_pct(novelty.share)} of its "
+                f"figure{moved}" + (" · NEAR-COPY" if novelty.near_copy else ""))
     return cap, tcap
 
 
@@ -83,6 +86,9 @@ def cell_html(view: RunView, sample: Sample) -> str:
     nearest = candidate.novelty.nearest if candidate is not None and candidate.novelty is not None else None
     train = view.assets.training.get(nearest) if nearest else None
     attrs = f' data-cap="{escape(cap)}" data-tcap="{escape(tcap)}"' + (f' data-t="{train}"' if train else "")
+    shift = candidate.novelty.shift if candidate is not None and candidate.novelty is not None else None
+    if train and shift:
+        attrs += f' data-shift="{int(shift[0])} {int(shift[1])}"'
     parts = [f'<div class="cell {" ".join(classes)}"{attrs}>',
              '<button type="button" class="cmp" title="compare sample, candidate and nearest training image">']
     parts.append(f'<img class="thumb" src="{thumb}" alt="sample {escape(sample.name)}">'

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from bespoke.review.epochs import mean_of, pct_of
 from bespoke.review.html_data import Baseline, RunView, baseline_applies, best_row, differences, method_row
 from bespoke.review.records import EpochRow
+from bespoke.review.selection import describe_best
 from bespoke.review.sheets import best_epoch
 from bespoke.run.manifest import RunManifest
 
@@ -76,14 +77,17 @@ def summary_table(views: list[RunView], baseline: Baseline) -> str:
 
 def _score_cell(row: EpochRow) -> str:
     title = "; ".join(f"{k} {v}" for k, v in row.score.terms.items())
-    return f'<td title="{escape(title)}">{_num(row.score.total, "{:.3g}")}</td>'
+    interval = row.score.interval
+    span = "—" if interval is None else f"{interval[0]:.3f}–{interval[1]:.3f}"
+    return f'<td title="{escape(title)}">{_num(row.score.total, "{:.3g}")}</td><td>{span}</td>'
 
 
 def epoch_table(view: RunView) -> str:
     """The per-epoch numbers of one run, the best epoch highlighted; near-copies when the report has them."""
     m = view.method or "—"
     best = best_epoch(view.report)
-    head = ("<tr><th>epoch</th><th>score</th><th>samples</th>"
+    head = ("<tr><th>epoch</th><th>score</th><th title=\"95 % bootstrap interval over the epoch's samples\">"
+            "interval</th><th>samples</th>"
             '<th title="colors_nearest: colours after a plain NEAREST downscale to 24 px">raw colours</th>'
             "<th>% clean (raw)</th><th>top-10 colour share</th>"
             f"<th>{escape(m)} colours</th><th>{escape(m)} % clean</th><th>off-palette</th><th>grid error</th>"
@@ -103,7 +107,44 @@ def epoch_table(view: RunView) -> str:
             f'<td>{_num(stats.near_copy_pct, "{:.0f} %")}</td><td>{_num(stats.diversity, "{:.3g}")}</td></tr>'
         )
     rows.append("</table>")
+    return "\n".join(rows) + terms_table(view) + adherence_html(view)
+
+
+def terms_table(view: RunView) -> str:
+    """Every term of the score per epoch (the mean over its samples), the tied epochs marked ("" without)."""
+    names = list(dict.fromkeys(k for row in view.report.epochs for k in row.score.terms))
+    if not names:
+        return ""
+    best = view.report.best
+    tied = set(best.tied) if best is not None else set()
+    rows = ['<h3>The score\'s terms per epoch</h3><table class="terms-table"><tr><th>epoch</th>'
+            + "".join(f"<th>{escape(n)}</th>" for n in names) + "<th>picture quality</th><th>score</th></tr>"]
+    for row in view.report.epochs:
+        mark = " ★" if best is not None and row.epoch == best.epoch else (" ~" if row.epoch in tied else "")
+        rows.append(f'<tr><td>{_num(row.epoch, "{}", "?")}{mark}</td>'
+                    + "".join(f'<td>{_num(row.score.terms.get(n), "{:.3f}")}</td>' for n in names)
+                    + f'<td>{_num(row.score.quality, "{:.3f}")}</td><td>{_num(row.score.total, "{:.3f}")}</td></tr>')
+    rows.append('</table><p class="muted">★ the pick; ~ indistinguishable from the highest score at this sample '
+                'count</p>')
     return "\n".join(rows)
+
+
+def adherence_html(view: RunView) -> str:
+    """Per prompt, each tag's adherence per epoch and how it is measured ("fails on blue hair, works on pink")."""
+    epochs = [row for row in view.report.epochs if row.adherence]
+    parts = []
+    for entry in view.report.prompts:
+        shown = [row for row in epochs if entry.prompt in row.adherence]
+        if not shown or not entry.tags:
+            continue
+        rows = [f'<table class="adherence"><caption>{escape(entry.prompt)}</caption><tr><th class="l">tag</th>'
+                + "".join(f"<th>e{_num(row.epoch, '{}', '?')}</th>" for row in shown) + '<th class="l">measured by</th></tr>']
+        for i, tag in enumerate(entry.tags):
+            values = "".join(f'<td>{_num(row.adherence[entry.prompt][i], "{:.2f}")}</td>' for row in shown)
+            how = escape(tag.measure or f"not measured: {tag.why or 'no measure applies'}")
+            rows.append(f'<tr><td class="l">{escape(tag.text)}</td>{values}<td class="l muted">{how}</td></tr>')
+        parts.append("\n".join(rows) + "</table>")
+    return ("<h3>Prompt adherence per tag (0–1)</h3>" + "\n".join(parts)) if parts else ""
 
 
 def methods_html(view: RunView) -> str:
@@ -139,9 +180,11 @@ def best_html(view: RunView) -> str:
     if best.terms:
         why = '<ul class="terms">' + "".join(f"<li>{escape(k)}: <b>{_num(v, '{:.3g}')}</b></li>"
                                               for k, v in best.terms.items()) + "</ul>"
+    margin = "".join(f"<li>{escape(line.strip())}</li>" for line in describe_best(best)[1:])
     return (f'<p class="best-choice">Best epoch: <b>{best.epoch}</b> '
             f'(method {escape(str(best.method))}, score {best.score:.3g}).</p>{why}'
-            f'<p class="muted">Rule: {escape(best.rule or "not stated")}</p>')
+            + (f'<ul class="margin">{margin}</ul>' if margin else "")
+            + f'<p class="muted">Rule: {escape(best.rule or "not stated")}</p>')
 
 
 def settings_html(view: RunView, page_dir: Path) -> str:

@@ -121,16 +121,21 @@ def row_key(sample: Sample) -> Row:
 def arrange(samples: list[Sample]) -> tuple[list[Row], list[int], dict[GridKey, Sample]]:
     """Rows (sorted), columns (prompt indexes) and {(row key, column): sample}; the last file wins a tie.
 
-    Samples without a prompt index get a column each, numbered from 1000.
+    Samples without a prompt index share a column with the samples of their label (e01_cash_lad and
+    e02_cash_lad: one column), numbered from 1000; a sample with neither gets a column of its own.
     """
     rows: dict[tuple[int, int], Row] = {}
     grid: dict[GridKey, Sample] = {}
-    unknown_col = 0
+    labels = {label: 1000 + i for i, label in enumerate(sorted({s.label for s in samples
+                                                                if s.prompt_index is None and s.label}))}
+    unknown_col = len(labels)
     for sample in sorted(samples, key=lambda s: s.file):
         row = row_key(sample)
         rows.setdefault(row.key, row)
         col = sample.prompt_index
-        if col is None:
+        if col is None and sample.label in labels:
+            col = labels[sample.label]
+        elif col is None:
             col, unknown_col = 1000 + unknown_col, unknown_col + 1
         grid[(row.key, col)] = sample
     columns = sorted({col for _, col in grid})
@@ -151,8 +156,8 @@ def pick_method(report: ProcessReport, method: str | None = None) -> str | None:
 
 def prompt_label(sample: Sample | None, column: int) -> str:
     """A short column title: the prompt without the shared caption prefix."""
-    if column >= 1000:  # a file that is no sd-scripts sample: its own name says what it is
-        return (sample.name if sample is not None else "") or "(no prompt index)"
+    if column >= 1000:  # a file that is no sd-scripts sample: its label (else its own name) says what it is
+        return ((sample.label or sample.name) if sample is not None else "") or "(no prompt index)"
     text = (sample.prompt if sample is not None else None) or ""
     for prefix in ("pixel art, 24x24, portrait of bespoke punk ", "pixel art, 24x24, "):
         if text.startswith(prefix):

@@ -25,7 +25,8 @@ def _enrich(run: Path, train_dir: Path) -> ProcessReport:
     for i, sample in enumerate(report.samples):
         cand = sample.candidates["grid"]
         cand.delta_e_max, cand.delta_e_mean, cand.moved_beyond = 4.2, 1.1, 0
-        cand.novelty = Novelty(nearest="lad_007.png", share=0.97 if i == 0 else 0.4, near_copy=i == 0)
+        cand.novelty = Novelty(nearest="lad_007.png", share=0.97 if i == 0 else 0.4, near_copy=i == 0,
+                               shift=[1, -2] if i == 0 else [0, 0])
         sample.degenerate = "nan-black" if i == 1 else None
     for row in report.epochs:
         row.score = Score(total=0.5 + 0.1 * (row.epoch or 0), terms={"grid fit": 0.9, "novelty": 0.7})
@@ -52,8 +53,10 @@ def test_score_terms_marks_and_compare(tmp_path):
     assert text.count('class="cell near-copy"') == 1 and text.count('class="cell degenerate"') == 1
     assert "NaN black" in text and "near-copy" in text
     assert 'data-t="img/train/lad_007.png"' in text and (page.parent / "img/train/lad_007.png").is_file()
-    assert "nearest training image: lad_007.png · 97 % of cells match · NEAR-COPY" in text
-    assert "<th>score</th>" in text and "<th>near-copies</th>" in text and 'data-chart="score"' in text
+    assert ("nearest training punk: lad_007.png · the candidate reproduces 97 % of its figure, shifted +1 rows, "
+            "-2 columns · NEAR-COPY") in text
+    assert text.count('data-shift="1 -2"') == 1  # the compare view draws the training figure where the copy is
+    assert "<th>score</th>" in text and "<th>near-copies</th>" in text and "interval</th>" in text and 'data-chart="score"' in text
     assert "image-rendering:pixelated" in text and "button.cmp img{width:144px;height:144px" in text
 
 
