@@ -14,7 +14,8 @@ from bespoke.cli.review import review_argument
 
 @click.command()
 @click.argument("run")
-@click.option("--epoch", type=int, help="Epoch to export (default: the run's best epoch).")
+@click.option("--epoch", type=int, help="Epoch to export (default: the run's best epoch; a folder of samples whose "
+              "names carry no epoch is one set, epoch 0).")
 @click.option("--method", help="Candidate method (default: the one the review shows: the report's best).")
 @click.option("--scale", type=int, help="Integer upscale of the second PNG set and the sheet (nearest neighbour: "
               "each pixel an SxS block; default 8: 24 -> 192 px).")

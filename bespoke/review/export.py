@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +227,18 @@ def default_out(folder: Path, epoch: int, method: str) -> Path:
 def export_run(path: Path, *, epoch: int | None = None, method: str | None = None,
                options: ExportOptions | None = None, process: bool = True) -> ExportResult:
     """Export a run's (or a plain folder's) candidates of `epoch` (default: its best epoch) and `method`
-    (default: the method the review shows), processing the samples first when the report is stale."""
+    (default: the method the review shows), processing the samples first when the report is stale.
+
+    A folder whose file names carry no epoch is one set: its "epoch" is 0 (the default, and the only one)."""
     view = load_any_view(Path(path), method=method, process=process)
-    best = view.report.best.epoch if view.report.best is not None else None
-    chosen = epoch if epoch is not None else best
-    epochs = sorted({s.epoch for s in view.report.samples if s.epoch is not None})
+    report = view.report
+    epochs = sorted({s.epoch for s in report.samples if s.epoch is not None})
+    if not epochs and report.samples:
+        if epoch not in (None, 0):
+            raise UsageError(f"--epoch {epoch}: {path} has no epochs (its file names carry none): its samples are "
+                             "one set; leave out --epoch or pass --epoch 0")
+        report, epochs, epoch = _one_set(report), [0], 0
+    chosen = epoch if epoch is not None else (report.best.epoch if report.best is not None else None)
     if chosen is None:
         raise UsageError(f"{path}: no best epoch in its report; pass --epoch (sampled: "
                          f"{', '.join(map(str, epochs)) or 'none'})")
@@ -239,4 +246,9 @@ def export_run(path: Path, *, epoch: int | None = None, method: str | None = Non
         raise UsageError(f"--epoch {chosen}: {path} has samples of epochs {', '.join(map(str, epochs)) or 'none'}")
     if view.method is None:
         raise UsageError(f"{path}: its report has no candidates; run `bespoke process {path}`")
-    return export_epoch(view.run_dir, view.report, chosen, view.method, options, label=view.name or view.run_id)
+    return export_epoch(view.run_dir, report, chosen, view.method, options, label=view.name or view.run_id)
+
+
+def _one_set(report: ProcessReport) -> ProcessReport:
+    """`report` with its unnumbered samples as epoch 0 (a folder of samples is one set)."""
+    return replace(report, samples=[replace(s, epoch=0) for s in report.samples])

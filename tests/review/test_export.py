@@ -98,3 +98,34 @@ def test_cli_export_twice_replaces_its_own_files(run, tmp_path):
     assert not list((out / "png_x4").glob("*.png")) and len(list((out / "png_x2").glob("*.png"))) == 3
     bad = CliRunner().invoke(main, ["export", str(run), "--epoch", "7"])
     assert bad.exit_code == 2 and "--epoch 7" in bad.output
+
+
+@pytest.fixture
+def folder_of_samples(tmp_path):
+    """Five 192 px samples whose names carry no epoch, as a user's folder of pictures, reviewed."""
+    from bespoke.dataset.synthetic import make_punk
+
+    folder = tmp_path / "my samples"
+    folder.mkdir()
+    for i in range(5):
+        pixels = make_punk(700 + i).pixels
+        Image.fromarray(pixels).resize((192, 192), Image.Resampling.NEAREST).save(folder / f"pick_{i}.png")
+    reviewed = CliRunner().invoke(main, ["review", str(folder)])
+    assert reviewed.exit_code == 0, reviewed.output
+    return folder
+
+
+def test_a_reviewed_folder_exports_its_one_set(folder_of_samples):
+    done = CliRunner().invoke(main, ["export", str(folder_of_samples), "--json"])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads(done.stdout)
+    out = folder_of_samples / "bespoke_process" / "export" / f"e000_{manifest['method']}"
+    assert manifest["out_dir"] == str(out) and manifest["epoch"] == 0
+    assert sorted(e["sample"] for e in manifest["images"]) == [f"pick_{i}.png" for i in range(5)]
+    assert len(list((out / "png").glob("*.png"))) == 5
+    again = CliRunner().invoke(main, ["export", str(folder_of_samples), "--epoch", "0", "--no-process"])
+    assert again.exit_code == 0, again.output
+    assert "5 images" in again.stdout
+    wrong = CliRunner().invoke(main, ["export", str(folder_of_samples), "--epoch", "3", "--no-process"])
+    assert wrong.exit_code == 2
+    assert "no epochs" in wrong.output and "--epoch 0" in wrong.output
