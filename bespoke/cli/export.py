@@ -46,6 +46,6 @@ def export(ctx, run, epoch, method, scale, columns, out_dir, no_process, as_json
     left = result.manifest["left_out"]
     out.print(f"epoch {result.epoch} ({result.method}): {result.images} images at x1 and x{scale}, "
               f"palette of {result.colours} colours (the {result.manifest['image_colours']} colours of the images, "
-              "near-identical ones merged), sprite sheet {result.manifest['columns']} columns"
+              f"near-identical ones merged), sprite sheet {result.manifest['columns']} columns"
               + (f"; {len(left)} left out ({escape(left[0]['reason'])}…)" if left else ""), soft_wrap=True)
     out.print(f"[bold]export:[/] {escape(str(result.out_dir))}", soft_wrap=True)

@@ -169,4 +169,4 @@ def test_export_says_how_many_colours_the_palette_has(run):
     assert manifest["image_colours"] == len(exact)
     said = CliRunner().invoke(main, ["export", str(run), "--epoch", "1"])
     assert (f"palette of {len(hex_lines)} colours (the {len(exact)} colours of the images, near-identical ones "
-            "merged)") in said.stdout
+            f"merged), sprite sheet {manifest['columns']} columns") in said.stdout
