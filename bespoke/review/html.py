@@ -184,6 +184,8 @@ def _page(views: list[RunView], page_dir: Path, *, baseline: Baseline | None, ti
         sims = ", ".join(v.label for v in views if v.simulated)
         body.append(f'<div class="sim-banner">SIMULATED — not real training. The samples of {escape(sims)} '
                     "were made by bespoke's simulator from generated punks; no model was trained. "
+                    "The simulator ignores the prompts: it draws a generated punk for each sample, so a sample "
+                    "need not look like its prompt (\u201cred hair\u201d may come out green). "
                     "The configs and launch commands are real.</div>")
     body.append("<main>")
     body.append(f"<h1>{escape(title)}</h1>")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from bespoke.review.html_data import RunView
+from bespoke.review.html_data import RunView, colour_change
 from bespoke.review.records import Candidate, Sample
 from bespoke.review.sheets import arrange, best_epoch, prompt_label
 
@@ -52,8 +52,8 @@ def _caption(sample: Sample, method: str | None, candidate: Candidate | None) ->
     if sample.seed is not None:
         cap += f" · seed {sample.seed}"
     if candidate is not None:
-        cap += (f" · {method}: {candidate.colors} colours, ΔE max {candidate.delta_e_max:.1f} / mean "
-                f"{candidate.delta_e_mean:.1f}")
+        cap += (f" · {method}: {candidate.colors} colours, {colour_change(candidate.delta_e_max)} (largest colour "
+                f"change ΔE {candidate.delta_e_max:.1f}, mean {candidate.delta_e_mean:.1f})")
     novelty = candidate.novelty if candidate is not None else None
     tcap = ""
     if novelty is not None and novelty.nearest:
@@ -69,9 +69,12 @@ def _numbers(sample: Sample, method: str | None, candidate: Candidate | None) ->
     nums = (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>'
             f"{sample.colors_nearest}</b></span>")
     if candidate is not None:
-        clean = ' <span class="ok">clean</span>' if candidate.clean else ""
+        clean = (' <span class="ok" title="clean: at most 50 colours, the 10 most used covering 70 % of it">'
+                 "few colours</span>") if candidate.clean else ""
+        moved = (f"largest colour change ΔE {candidate.delta_e_max:.1f} (mean {candidate.delta_e_mean:.1f}) from "
+                 "what the model drew; 1 is invisible, 2.3 just noticeable side by side")
         nums += (f' · {escape(method or "")} <b>{candidate.colors}</b> colours{clean}'
-                 f" · ΔE max {candidate.delta_e_max:.1f}")
+                 f' · <span title="{escape(moved)}">{colour_change(candidate.delta_e_max)}</span>')
     return nums
 
 
