@@ -11,7 +11,7 @@ from dataclasses import replace
 from review_fixtures import fake_process, simulated_run
 
 from bespoke.review import html
-from bespoke.review.records import Best, PromptTags, ProcessReport, Score, TagInfo
+from bespoke.review.records import Best, ProcessReport, PromptTags, Score, TagInfo
 from bespoke.run.manifest import load_manifest
 
 
@@ -43,7 +43,7 @@ def _rows(table: str) -> list[str]:
 
 def test_the_best_of_several_runs_is_marked(tmp_path):
     runs = [simulated_run(tmp_path, f"64-r{i}-1111111{i}", prompts=1, epochs=2, process=False) for i in range(3)]
-    views = [_view(r, _scored(r, s), name=f"run {i}") for i, (r, s) in enumerate(zip(runs, (0.61, 0.74, 0.52)))]
+    views = [_view(r, _scored(r, s), name=f"run {i}") for i, (r, s) in enumerate(zip(runs, (0.61, 0.74, 0.52), strict=True))]
     text = html.build_html(views, tmp_path / "out" / "index.html").read_text()
     rows = _rows(_summary(text))[1:]
     marked = [row for row in rows if 'class="best"' in row]
