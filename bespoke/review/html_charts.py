@@ -106,12 +106,12 @@ def _clean_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
     methods = ", ".join(sorted({v.method for v in views if v.method})) or "no"
     items = _runs_legend(views, colors) + [(f"solid: {methods} candidates", "#444", None),
                                            ("dotted: raw samples", "#444", "2 3")]
-    series, same = _nested(series)
+    series, same = _nested(series)  # solid lines only: nested dotted lines would read as a comb
     svg = line_chart(series, Chart(title="% clean per epoch (few colours, higher is better)", x_label="epoch",
                                    y_label="% clean", x_domain=x_domain, y_domain=(0.0, 100.0), chart_id="clean"))
     note = "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it."
     if same:
-        note += " " + " ".join(f"Identical lines: {', '.join(names)} (drawn as nested stripes)." for names in same)
+        note += " " + " ".join(f"Identical lines, drawn as nested stripes: {', '.join(names)}." for names in same)
     return _box(svg, items, note)
 
 
@@ -120,7 +120,7 @@ def _nested(series: list[Series]) -> tuple[list[Series], list[list[str]]]:
     narrower on top, so every colour shows), and the names of each group of two or more."""
     groups: dict[tuple[tuple[float, float], ...], list[int]] = {}
     for i, s in enumerate(series):
-        if s.points:
+        if s.points and not s.dash:
             groups.setdefault(tuple(s.points), []).append(i)
     out = list(series)
     same = []

@@ -169,7 +169,7 @@ def best_of_runs(views: list[RunView]) -> tuple[str | None, dict[str, str]]:
     if top.interval:
         for score, run_id, _ in scored:
             if run_id != top_id and score >= top.interval[0]:
-                notes[run_id] = "within the interval of the best run: not told apart at this sample count"
+                notes[run_id] = "within the best run's interval: not told apart at this sample count"
     return top_id, notes
 
 

@@ -208,7 +208,7 @@ def methods_html(view: RunView) -> str:
         return ""
     at_best = best_row(view.report)
     samples = view.report.samples
-    rows = ['<table class="methods"><tr><th class="l">method</th><th>colours at best</th><th>% clean at best</th>'
+    rows = ['<div class="scroll"><table class="methods"><tr><th class="l">method</th><th>colours at best</th><th>% clean at best</th>'
             '<th>colours, all epochs</th><th>% clean, all epochs</th><th>grid error, all</th></tr>']
     for m in methods:
         cands = [s.candidates[m] for s in samples if m in s.candidates]
@@ -221,8 +221,9 @@ def methods_html(view: RunView) -> str:
             f'<td>{_num(pct_of(c.clean for c in cands), "{:.0f} %")}</td>'
             f'<td>{_num(mean_of(c.grid_error for c in cands))}</td></tr>'
         )
-    rows.append("</table>")
-    return "<h3>Methods compared (candidates)</h3>" + "\n".join(rows)
+    rows.append("</table></div>")
+    return ('<details class="fold"><summary>Methods compared (candidates)</summary>' + "\n".join(rows)
+            + "</details>")
 
 
 def best_html(view: RunView) -> str:
@@ -238,7 +239,8 @@ def best_html(view: RunView) -> str:
     return (f'<p class="best-choice">Best epoch: <b>{best.epoch}</b> '
             f'(method {escape(str(best.method))}, score {best.score:.3g}).</p>{why}'
             + (f'<ul class="margin">{margin}</ul>' if margin else "")
-            + f'<p class="muted">Rule: {escape(best.rule or "not stated")}</p>')
+            + '<details class="fold muted"><summary>How the best epoch is chosen</summary>'
+            f'<p>Rule: {escape(best.rule or "not stated")}</p></details>')
 
 
 def _one_set_html(view: RunView) -> str:

@@ -49,7 +49,7 @@ def test_the_best_of_several_runs_is_marked(tmp_path):
     marked = [row for row in rows if 'class="best"' in row]
     assert len(marked) == 1 and "run 1" in marked[0] and "★ best run" in marked[0]
     assert "run 0" in rows[0] and "★ best run" not in rows[0] + rows[2]
-    assert "within the interval of the best run" in rows[0]  # 0.61 inside 0.54-0.79: not told apart
+    assert "within the best run&#x27;s interval" in rows[0]  # 0.61 inside 0.54-0.79: not told apart
 
 
 def test_the_baseline_delta_says_which_way_is_better(tmp_path):
@@ -71,7 +71,7 @@ def test_identical_clean_lines_stay_visible(tmp_path):
     widths = [float(w) for name, w in re.findall(
         r'data-series="(run \d \(simulated\) grid)"[^>]*stroke-width="([\d.]+)"', chart)]
     assert len(widths) == 3 and widths[0] > widths[1] > widths[2]  # drawn as nested stripes, each colour seen
-    assert "Identical lines: run 0 (simulated) grid, run 1 (simulated) grid, run 2 (simulated) grid" in chart
+    assert "Identical lines, drawn as nested stripes: run 0 (simulated) grid, run 1 (simulated) grid, run 2 (simulated) grid" in chart
 
 
 def test_per_prompt_detail_is_folded(tmp_path):

@@ -43,14 +43,15 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Two small simulated runs (64 and 128 px), really processed against their own training punks."""
+    """Two small simulated runs (64 and 128 px, 3 epochs of 8 prompts), really processed against their own
+    training punks."""
     from bespoke.demo.demo import run_demo
     from bespoke.settings import load_settings
 
     root = tmp_path_factory.mktemp("page")
     settings = load_settings().with_overrides(outputs_dir=root / "outputs", datasets_dir=root / "datasets",
                                               cache_dir=root / "cache")
-    return run_demo(settings, root / "demo", epochs=3, prompts=3, resolutions=(64, 128))
+    return run_demo(settings, root / "demo", epochs=3, prompts=8, resolutions=(64, 128))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def _compare_shows_three_images(driver) -> list[str]:
     """Click the first candidate; return the src of the compare view's three panes, each loaded and shown."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.find_element("css selector", "button.cmp").click()
+    next(b for b in driver.find_elements("css selector", "button.cmp") if b.is_displayed()).click()
     WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "compare").is_displayed())
     panes = {}
     for pane in ("cmp-s", "cmp-c", "cmp-t"):
@@ -110,3 +111,41 @@ def test_a_click_on_a_folder_candidate_reviewed_with_training_compares_three_ima
     _open(browser, folder_page)
     _, _, training = _compare_shows_three_images(browser)
     assert "/img/train/" in training
+
+
+OUTSIDE = """var w=document.documentElement.clientWidth,out=[];
+  document.querySelectorAll('main *').forEach(function(e){
+    if(e.closest('.scroll,.grid-wrap')||!e.getClientRects().length) return;
+    var r=e.getBoundingClientRect(); if(r.right>w+1||r.left<-1) out.push(e.tagName+'.'+e.className+' '+Math.round(r.right));});
+  return out;"""
+
+
+def test_at_1400_px_every_prompt_column_fits_and_the_page_is_short(browser, demo):
+    _open(browser, demo.html)
+    grids = browser.execute_script(
+        "return [...document.querySelectorAll('.grid-wrap')].filter(g => g.offsetParent).map("
+        "g => [g.scrollWidth, g.clientWidth, g.querySelectorAll('tr:first-child th').length - 1])")
+    assert grids and all(columns == 8 for _, _, columns in grids)
+    assert all(scroll <= client + 1 for scroll, client, _ in grids), grids  # all 8 prompts side by side
+    assert browser.execute_script("return document.querySelectorAll('details.run-samples:not([open])').length") == 1
+    assert browser.execute_script("return document.documentElement.scrollHeight") < 5000
+    _shot(browser, "page_demo_1400.png")
+
+
+def test_at_400_px_nothing_is_cut_or_sticks_out(browser, demo, folder_page):
+    for page, name in ((demo.html, "page_demo_400.png"), (folder_page, "page_folder_400.png")):
+        _open(browser, page, width=400)
+        width = browser.execute_script("return document.documentElement.clientWidth")
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+        assert browser.execute_script(OUTSIDE) == []
+        boxes = browser.execute_script(  # what scrolls, scrolls within itself, inside the page
+            "return [...document.querySelectorAll('.scroll,.grid-wrap,svg.chart')].filter(e => e.offsetParent)"
+            ".map(e => e.getBoundingClientRect().right)")
+        assert boxes and max(boxes) <= width + 1
+        _shot(browser, name)
+    _open(browser, demo.html, width=400)
+    _compare_shows_three_images(browser)
+    for pane in ("cmp-s", "cmp-c", "cmp-t"):  # the three side by side inside the screen
+        rect = browser.execute_script("return arguments[0].getBoundingClientRect().toJSON()",
+                                      browser.find_element("id", pane))
+        assert rect["right"] <= width + 1 and rect["bottom"] <= 900, (pane, rect)
