@@ -54,9 +54,10 @@ th{background:#f1f2f4;font-weight:600}td.l,th.l{text-align:left}tr.best td{backg
 pre{background:#f4f5f7;border:1px solid var(--line);border-radius:4px;padding:8px;overflow:auto;font-size:12px;white-space:pre-wrap;word-break:break-all}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}dl.kv dt{color:var(--muted)}dl.kv dd{margin:0}
 .grid-wrap{overflow-x:auto}table.samples td{vertical-align:top;text-align:left;padding:4px}
-table.samples th{font-weight:500;font-size:11px;line-height:1.3;min-width:136px;max-width:136px;text-align:left;vertical-align:bottom;white-space:normal;overflow-wrap:normal;word-break:normal}
+table.samples th{font-weight:500;font-size:11px;line-height:1.3;min-width:136px;max-width:136px;text-align:left;vertical-align:bottom;white-space:normal;overflow-wrap:anywhere;word-break:normal}
 table.samples th:first-child{min-width:0;width:56px}table.samples td.ep{vertical-align:middle;text-align:center;width:56px}
-table.epochs td{white-space:nowrap}table.summary td:first-child{min-width:150px}table.summary td.terms{min-width:200px}
+table.epochs td{white-space:nowrap}table.summary td:first-child{min-width:150px}table.summary td:nth-child(4){min-width:200px;font-size:12px}
+table.samples th:first-child{overflow-wrap:normal}
 .cell{width:128px;border:2px solid transparent;border-radius:4px;padding:2px}.with-samples .cell{width:252px}.with-samples table.samples th{min-width:260px;max-width:260px}
 button.cmp img.thumb{display:none}.with-samples button.cmp img.thumb{display:block}label.toggle{font-size:13px;display:block;margin:4px 0 8px}.cell:hover{border-color:#9ab}
 .cell.near-copy{border-color:#e08a00}.cell.degenerate{border-color:#c81e28;border-style:dashed}
@@ -76,6 +77,7 @@ tr.best-row td{background:var(--best)}
 #lightbox{position:fixed;inset:0;background:rgba(15,16,18,.86);display:none;align-items:center;justify-content:center;flex-direction:column;z-index:9}
 #lightbox.open{display:flex}#lightbox img{max-width:92vw;max-height:84vh;image-rendering:pixelated;background:#fff}
 #lightbox p{color:#eee;margin:8px;font-size:13px}
+@media(max-width:600px){table.summary,table.summary tbody,table.summary tr,table.summary td{display:block}table.summary tr:first-child{display:none}table.summary tr{border-bottom:2px solid var(--line);padding:4px 0}table.summary td{text-align:left;border:0;padding:1px 4px}table.summary td::before{content:attr(data-label) ": ";color:var(--muted)}table.summary td:first-child::before{content:none}ul.terms{columns:1}}
 """
 
 JS = """

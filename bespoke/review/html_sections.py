@@ -48,23 +48,34 @@ def _terms(terms: dict[str, float]) -> str:
     return ", ".join(f"{escape(k)} {_num(v, '{:.3g}')}" for k, v in terms.items())
 
 
+def _summary_heads(baseline: Baseline) -> list[tuple[str, str, str]]:
+    """(label, CSS class, title) of each summary column: what a reader needs first comes first."""
+    res, ref = baseline["resolution"], float(baseline["mean_colors_nearest"])
+    return [("run", "l", ""), ("best epoch", "", ""), ("score", "", "higher is better"),
+            ("why (score terms)", "l", ""),
+            ("% with few colours at best", "", "clean: at most 50 colours, the 10 most used covering 70 % of it"),
+            ("raw colours at best", "", "colors_nearest: colours after a plain NEAREST downscale to 24 px"),
+            (f"vs recorded {res} px baseline {ref:.1f} (fewer is better)", "", f"only for {res} px runs"),
+            ("near-copies at best", "", ""), ("differs by", "l", ""), ("status", "l", ""), ("epochs", "", ""),
+            ("samples", "", ""), ("method", "l", "")]
+
+
 def summary_table(views: list[RunView], baseline: Baseline) -> str:
-    """Which epoch of which run: one row per run with its label, what differs from the other runs, the chosen
-    epoch and its score with each term, and the raw downscale colours (vs the recorded baseline at 512 px); the
-    best of several runs marked, the runs it cannot be told apart from said so."""
-    ref = float(baseline["mean_colors_nearest"])
+    """Which epoch of which run: one row per run with its label, the chosen epoch and its score with each term,
+    the raw downscale colours (vs the recorded baseline at 512 px) and what differs from the other runs; the
+    best of several runs marked, the runs it cannot be told apart from said so. On a narrow screen each row
+    reflows into a card of label: value lines (CSS; each cell carries its column's label)."""
+    heads = _summary_heads(baseline)
     diffs = differences(views)
     top, close = best_of_runs(views)
-    rows = ['<div class="scroll"><table class="summary"><tr><th class="l">run</th><th class="l">differs by</th>'
-            '<th class="l">status</th><th>epochs</th><th>samples</th><th>best epoch</th><th class="l">method</th>'
-            '<th title="higher is better">score</th><th class="l">why (score terms)</th><th>near-copies at best</th>'
-            '<th title="colors_nearest: colours after a plain NEAREST downscale to 24 px">raw colours at best</th>'
-            f'<th title="only for {baseline["resolution"]} px runs">vs recorded {baseline["resolution"]} px '
-            f'baseline {ref:.1f} (fewer is better)</th>'
-            '<th title="clean: at most 50 colours, the 10 most used covering 70 % of it">% with few colours at best'
-            "</th></tr>"]
+    rows = ['<div class="scroll"><table class="summary"><tr>' + "".join(
+        f'<th class="{cls}"' + (f' title="{escape(title)}"' if title else "") + f">{escape(label)}</th>"
+        for label, cls, title in heads) + "</tr>"]
     for view in views:
-        rows.append(_summary_row(view, diffs.get(view.run_id) or [], baseline, (top, close.get(view.run_id))))
+        cells = _summary_cells(view, diffs.get(view.run_id) or [], baseline, (top, close.get(view.run_id)))
+        cls = ' class="best"' if top == view.run_id else ""
+        rows.append(f"<tr{cls}>" + "".join(f'<td class="{c}" data-label="{escape(label)}">{cell}</td>'
+                                           for (label, c, _), cell in zip(heads, cells, strict=True)) + "</tr>")
     rows.append("</table></div>")
     return "\n".join(rows)
 
@@ -78,8 +89,10 @@ def _vs_baseline(mean: float | None, ref: float) -> str:
     return f"{delta:+.1f}".replace("-", "−") + f" ({way})"
 
 
-def _summary_row(view: RunView, diffs: list[str], baseline: Baseline, best: tuple[str | None, str | None]) -> str:
-    """One run's row of the summary table; `best` is (the best run's id, this run's note against it)."""
+def _summary_cells(view: RunView, diffs: list[str], baseline: Baseline,
+                   best: tuple[str | None, str | None]) -> list[str]:
+    """One run's cells of the summary table (HTML, in _summary_heads order); `best` is (the best run's id,
+    this run's note against it)."""
     head = headline(view.report)
     stats = head.row if head is not None else None
     mean = stats.colors_nearest_mean if stats is not None else None
@@ -89,24 +102,16 @@ def _summary_row(view: RunView, diffs: list[str], baseline: Baseline, best: tupl
     if view.simulated:
         status += ' <span class="sim-tag">SIMULATED</span>'
     ident = f'<br><span class="muted">{escape(view.run_id)}</span>' if view.label != view.run_id else ""
-    is_best = best[0] == view.run_id
-    mark = ' <span class="best-run">★ best run</span>' if is_best else ""
+    mark = ' <span class="best-run">★ best run</span>' if best[0] == view.run_id else ""
     note = f'<br><span class="muted">{escape(best[1])}</span>' if best[1] else ""
     shown = method_row(stats, view.method)
     method = view.report.best.method if view.report.best is not None else None
-    cls = ' class="best"' if is_best else ""
-    return (
-        f'<tr{cls}><td class="l"><a href="#run-{escape(view.key)}">'
-        f"<b>{escape(view.label)}</b></a>{ident}{mark}{note}</td>"
-        f'<td class="l">{escape(", ".join(diffs) or "—")}</td>'
-        f'<td class="l">{status}</td><td>{_num(view.run.epochs_done if view.run else None, "{}")}</td>'
-        f'<td>{len(view.report.samples)}</td><td><b>{escape(head.epoch) if head else "—"}</b></td>'
-        f'<td class="l">{escape(str(method or view.method or "—"))}</td>'
-        f'<td>{_num(head.score if head else None, "{:.3g}")}</td>'
-        f'<td class="l terms">{(_terms(head.terms) if head else "") or "—"}</td>'
-        f'<td>{_num(stats.near_copy_pct if stats else None, "{:.0f} %")}</td><td>{_num(mean)}</td>'
-        f'<td>{delta}</td><td>{_num(shown.clean_pct if shown else None, "{:.0f} %")}</td></tr>'
-    )
+    return [f'<a href="#run-{escape(view.key)}"><b>{escape(view.label)}</b></a>{ident}{mark}{note}',
+            f'<b>{escape(head.epoch) if head else "—"}</b>', _num(head.score if head else None, "{:.3g}"),
+            (_terms(head.terms) if head else "") or "—", _num(shown.clean_pct if shown else None, "{:.0f} %"),
+            _num(mean), delta, _num(stats.near_copy_pct if stats else None, "{:.0f} %"),
+            escape(", ".join(diffs) or "—"), status, _num(view.run.epochs_done if view.run else None, "{}"),
+            str(len(view.report.samples)), escape(str(method or view.method or "—"))]
 
 
 def _score_cell(row: EpochRow) -> str:

@@ -91,11 +91,13 @@ def _compare_shows_three_images(driver) -> list[str]:
     return [panes["cmp-s"], panes["cmp-c"], panes["cmp-t"]]
 
 
-def _shot(driver, name: str) -> None:
+def _shot(driver, name: str, whole: bool = True) -> None:
+    """A screenshot in tests/artifacts/: the whole page (up to 6000 px), or the window as it is."""
     ARTIFACTS.mkdir(exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    width = driver.execute_script("return window.innerWidth")
-    driver.set_window_size(width, min(height, 6000))
+    if whole:
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        width = driver.execute_script("return window.innerWidth")
+        driver.set_window_size(width, min(height, 6000))
     driver.save_screenshot(str(ARTIFACTS / name))
 
 
@@ -104,7 +106,7 @@ def test_a_click_on_a_run_candidate_compares_three_images(browser, demo):
     sample, candidate, training = _compare_shows_three_images(browser)
     assert "/img/train/" in training and training.endswith(".png")
     assert "/c/" in candidate and "/s/" in sample
-    _shot(browser, "page_compare_run_1400.png")
+    _shot(browser, "page_compare_run_1400.png", whole=False)
 
 
 def test_a_click_on_a_folder_candidate_reviewed_with_training_compares_three_images(browser, folder_page):
@@ -142,6 +144,10 @@ def test_at_400_px_nothing_is_cut_or_sticks_out(browser, demo, folder_page):
             "return [...document.querySelectorAll('.scroll,.grid-wrap,svg.chart')].filter(e => e.offsetParent)"
             ".map(e => e.getBoundingClientRect().right)")
         assert boxes and max(boxes) <= width + 1
+        shown = browser.execute_script(  # the summary reflows: each run's score and best epoch on screen
+            "return [...document.querySelectorAll('table.summary td')].filter(td => ['score', 'best epoch']"
+            ".includes(td.dataset.label)).map(td => td.getBoundingClientRect().right)")
+        assert shown and max(shown) <= width, shown
         _shot(browser, name)
     _open(browser, demo.html, width=400)
     _compare_shows_three_images(browser)
@@ -149,3 +155,4 @@ def test_at_400_px_nothing_is_cut_or_sticks_out(browser, demo, folder_page):
         rect = browser.execute_script("return arguments[0].getBoundingClientRect().toJSON()",
                                       browser.find_element("id", pane))
         assert rect["right"] <= width + 1 and rect["bottom"] <= 900, (pane, rect)
+    _shot(browser, "page_compare_400.png", whole=False)
