@@ -132,6 +132,10 @@ def test_at_1400_px_every_prompt_column_fits_and_the_page_is_short(browser, demo
     assert browser.execute_script("return document.querySelectorAll('details.run-samples:not([open])').length") == 1
     assert browser.execute_script("return document.documentElement.scrollHeight") < 5000
     _shot(browser, "page_demo_1400.png")
+    visible = "return [...document.querySelectorAll('details[open] img.thumb')].filter(i => i.offsetParent).length"
+    assert browser.execute_script(visible) == 0  # candidates alone, until asked for the samples beside them
+    next(b for b in browser.find_elements("css selector", "input.show-samples") if b.is_displayed()).click()
+    assert browser.execute_script(visible) == 4 * 8
 
 
 def test_at_400_px_nothing_is_cut_or_sticks_out(browser, demo, folder_page):
