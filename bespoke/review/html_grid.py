@@ -1,7 +1,7 @@
-"""The review page's samples grid: epochs as rows, prompts as columns; each cell a sample thumbnail beside its
-24 px candidate drawn large and pixelated, with its numbers and marks (degenerate sample, near-copy of a
-training image, cells moved beyond the tolerance). A click opens the compare view (JS in html.py): sample,
-candidate and the nearest training image side by side."""
+"""The review page's samples grid: epochs as rows, prompts as columns; each cell the 24 px candidate drawn large
+and pixelated (its sample thumbnail beside it when the page's toggle asks), with its words and marks (degenerate
+sample, near-copy of a training image, cells moved beyond the tolerance; the figures in tooltips). A click
+opens the compare view (JS in html.py): sample, candidate and the nearest training image side by side."""
 
 from __future__ import annotations
 

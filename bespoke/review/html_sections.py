@@ -1,5 +1,6 @@
-"""The review page's tables and per-run sections: the summary, per-epoch and methods tables, the best-epoch
-line, the run settings, and the samples grid (each sample beside its 24 px candidate)."""
+"""The review page's tables and per-run sections: the summary (the best run marked; one card per run on a
+narrow screen), the per-epoch table in words with the figures in tooltips, the folded terms, adherence and
+methods tables, the best-epoch line (or a folder's one set), and the run settings."""
 
 from __future__ import annotations
 
