@@ -14,7 +14,8 @@ from bespoke.cli.review import review_argument
 
 @click.command()
 @click.argument("run")
-@click.option("--epoch", type=int, help="Epoch to export (default: the run's best epoch).")
+@click.option("--epoch", type=int, help="Epoch to export (default: the run's best epoch; a folder of samples whose "
+              "names carry no epoch is one set, epoch 0).")
 @click.option("--method", help="Candidate method (default: the one the review shows: the report's best).")
 @click.option("--scale", type=int, help="Integer upscale of the second PNG set and the sheet (nearest neighbour: "
               "each pixel an SxS block; default 8: 24 -> 192 px).")
@@ -44,6 +45,7 @@ def export(ctx, run, epoch, method, scale, columns, out_dir, no_process, as_json
         return
     left = result.manifest["left_out"]
     out.print(f"epoch {result.epoch} ({result.method}): {result.images} images at x1 and x{scale}, "
-              f"{result.colours} palette colours, sprite sheet {result.manifest['columns']} columns"
+              f"palette of {result.colours} colours (the {result.manifest['image_colours']} colours of the images, "
+              f"near-identical ones merged), sprite sheet {result.manifest['columns']} columns"
               + (f"; {len(left)} left out ({escape(left[0]['reason'])}…)" if left else ""), soft_wrap=True)
     out.print(f"[bold]export:[/] {escape(str(result.out_dir))}", soft_wrap=True)

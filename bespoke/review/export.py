@@ -4,8 +4,10 @@ For one epoch (the best one unless asked) and the report's method, into one fold
 
 - `png/<name>.png`: each candidate at 24 px (x1), exactly as `process` wrote it;
 - `png_x<S>/<name>.png`: the same scaled by an integer S with nearest neighbour (every pixel an SxS block);
-- `palette.gpl` (GIMP/Aseprite/Krita palette) and `palette.hex` (Lospec's one-colour-per-line list): every
-  colour of the exported candidates, most used first;
+- `palette.gpl` (GIMP/Aseprite/Krita palette) and `palette.hex` (Lospec's one-colour-per-line list): the
+  exported candidates' colours with near-identical ones merged as the candidates merge them (one colour
+  drawn a hair apart in two images is one palette colour; a one-pixel highlight of its own stays), most used
+  first;
 - `sheet.png` (x1, no gaps: frames at multiples of 24 px) and `sheet_x<S>.png`: a sprite sheet of them all;
 - `manifest.json`: per image its file names, the sample it came from, prompt, seed, epoch, its frame on the
   sheet, colours and near-copy flag; what was left out (degenerate samples) and why.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from PIL import Image
 from bespoke.clock import now_iso
 from bespoke.errors import UsageError
 from bespoke.fsutil import atomic_write_json, atomic_write_text
+from bespoke.pixels.merge import TOLERANCE, reduce_colours
 from bespoke.review.build import view_of as load_any_view
 from bespoke.review.records import Candidate, ProcessReport, Sample
 from bespoke.review.report import output_dirs
@@ -96,9 +99,30 @@ def palette_of(images: list[np.ndarray]) -> list[tuple[tuple[int, int, int], int
     return [((int(colours[i][0]), int(colours[i][1]), int(colours[i][2])), int(counts[i])) for i in order]
 
 
-def gpl_text(palette: list[tuple[tuple[int, int, int], int]], name: str) -> str:
-    """A GIMP palette (.gpl): header, then `R G B<TAB>#rrggbb (n px)` per colour."""
-    lines = ["GIMP Palette", f"Name: {name}", "Columns: 8", "#"]
+def merged_palette(images: list[np.ndarray]) -> list[tuple[tuple[int, int, int], int]]:
+    """The palette of `images` with near-identical colours merged as the candidates merge them
+    (reduce_colours: every colour within delta E TOLERANCE of its palette colour), each with the pixels it
+    covers, most used first. Colours of different images that are one colour drawn a hair apart become one."""
+    exact = palette_of(images)
+    if not exact:
+        return []
+    colours = np.array([c for c, _ in exact], dtype=np.uint8)
+    merged = reduce_colours(colours)  # each distinct colour once: no image's flatness hides a near twin
+    counts: dict[tuple[int, int, int], int] = {}
+    for rgb, (_, n) in zip(merged, exact, strict=True):
+        key = (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+        counts[key] = counts.get(key, 0) + n
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def gpl_text(palette: list[tuple[tuple[int, int, int], int]], name: str, image_colours: int | None = None) -> str:
+    """A GIMP palette (.gpl): header (with how many colours of the images it merges, when given), then
+    `R G B<TAB>#rrggbb (n px)` per colour."""
+    lines = ["GIMP Palette", f"Name: {name}", "Columns: 8"]
+    if image_colours is not None:
+        lines.append(f"# {len(palette)} colours: the {image_colours} colours of the images, near-identical ones "
+                     f"(delta E {TOLERANCE:g}) merged")
+    lines.append("#")
     lines += [f"{r:3d} {g:3d} {b:3d}\t#{r:02x}{g:02x}{b:02x} ({n} px)" for (r, g, b), n in palette]
     return "\n".join(lines) + "\n"
 
@@ -205,13 +229,14 @@ def export_epoch(folder: Path, report: ProcessReport, epoch: int, method: str, o
         out_dir / f"sheet_x{scale}.png")
     for entry, (x, y) in zip(entries, positions, strict=True):
         entry["frame"] = {"x": x, "y": y, "w": CELL, "h": CELL}
-    palette = palette_of(images)
-    atomic_write_text(out_dir / "palette.gpl", gpl_text(palette, label or f"bespoke e{epoch} {method}"))
+    palette, image_colours = merged_palette(images), len(palette_of(images))
+    atomic_write_text(out_dir / "palette.gpl", gpl_text(palette, label or f"bespoke e{epoch} {method}",
+                                                        image_colours))
     atomic_write_text(out_dir / "palette.hex", hex_text(palette))
     files += ["sheet.png", f"sheet_x{scale}.png", "palette.gpl", "palette.hex"]
     manifest = {"kind": EXPORT_KIND, "schema_version": 1, "created_at": now_iso(), "run": label or None,
                 "epoch": epoch, "method": method, "scale": scale, "cell": CELL, "columns": columns,
-                "palette_colours": len(palette), "images": entries, "left_out": left_out, "files": files}
+                "palette_colours": len(palette), "image_colours": image_colours, "images": entries, "left_out": left_out, "files": files}
     atomic_write_json(out_dir / "manifest.json", manifest)
     for name in ("palette.gpl", "palette.hex", "manifest.json"):  # readable like the PNGs beside them
         (out_dir / name).chmod(0o644)
@@ -227,11 +252,18 @@ def default_out(folder: Path, epoch: int, method: str) -> Path:
 def export_run(path: Path, *, epoch: int | None = None, method: str | None = None,
                options: ExportOptions | None = None, process: bool = True) -> ExportResult:
     """Export a run's (or a plain folder's) candidates of `epoch` (default: its best epoch) and `method`
-    (default: the method the review shows), processing the samples first when the report is stale."""
+    (default: the method the review shows), processing the samples first when the report is stale.
+
+    A folder whose file names carry no epoch is one set: its "epoch" is 0 (the default, and the only one)."""
     view = load_any_view(Path(path), method=method, process=process)
-    best = view.report.best.epoch if view.report.best is not None else None
-    chosen = epoch if epoch is not None else best
-    epochs = sorted({s.epoch for s in view.report.samples if s.epoch is not None})
+    report = view.report
+    epochs = sorted({s.epoch for s in report.samples if s.epoch is not None})
+    if not epochs and report.samples:
+        if epoch not in (None, 0):
+            raise UsageError(f"--epoch {epoch}: {path} has no epochs (its file names carry none): its samples are "
+                             "one set; leave out --epoch or pass --epoch 0")
+        report, epochs, epoch = _one_set(report), [0], 0
+    chosen = epoch if epoch is not None else (report.best.epoch if report.best is not None else None)
     if chosen is None:
         raise UsageError(f"{path}: no best epoch in its report; pass --epoch (sampled: "
                          f"{', '.join(map(str, epochs)) or 'none'})")
@@ -239,4 +271,9 @@ def export_run(path: Path, *, epoch: int | None = None, method: str | None = Non
         raise UsageError(f"--epoch {chosen}: {path} has samples of epochs {', '.join(map(str, epochs)) or 'none'}")
     if view.method is None:
         raise UsageError(f"{path}: its report has no candidates; run `bespoke process {path}`")
-    return export_epoch(view.run_dir, view.report, chosen, view.method, options, label=view.name or view.run_id)
+    return export_epoch(view.run_dir, report, chosen, view.method, options, label=view.name or view.run_id)
+
+
+def _one_set(report: ProcessReport) -> ProcessReport:
+    """`report` with its unnumbered samples as epoch 0 (a folder of samples is one set)."""
+    return replace(report, samples=[replace(s, epoch=0) for s in report.samples])

@@ -5,6 +5,7 @@ training loss per epoch."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from html import escape
 
@@ -105,9 +106,31 @@ def _clean_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
     methods = ", ".join(sorted({v.method for v in views if v.method})) or "no"
     items = _runs_legend(views, colors) + [(f"solid: {methods} candidates", "#444", None),
                                            ("dotted: raw samples", "#444", "2 3")]
-    svg = line_chart(series, Chart(title="% clean per epoch", x_label="epoch", y_label="% clean",
-                                   x_domain=x_domain, y_domain=(0.0, 100.0), chart_id="clean"))
-    return _box(svg, items, "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it.")
+    series, same = _nested(series)  # solid lines only: nested dotted lines would read as a comb
+    svg = line_chart(series, Chart(title="% clean per epoch (few colours, higher is better)", x_label="epoch",
+                                   y_label="% clean", x_domain=x_domain, y_domain=(0.0, 100.0), chart_id="clean"))
+    note = "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it."
+    if same:
+        note += " " + " ".join(f"Identical lines, drawn as nested stripes: {', '.join(names)}." for names in same)
+    return _box(svg, items, note)
+
+
+def _nested(series: list[Series]) -> tuple[list[Series], list[list[str]]]:
+    """`series` with each group of identical lines drawn as nested stripes (the first widest, each later one
+    narrower on top, so every colour shows), and the names of each group of two or more."""
+    groups: dict[tuple[tuple[float, float], ...], list[int]] = {}
+    for i, s in enumerate(series):
+        if s.points and not s.dash:
+            groups.setdefault(tuple(s.points), []).append(i)
+    out = list(series)
+    same = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        same.append([series[i].name for i in members])
+        for rank, i in enumerate(members):
+            out[i] = replace(series[i], width=series[i].width + 2.5 * (len(members) - 1 - rank))
+    return out, same
 
 
 def _loss_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[int, int]) -> str | None:

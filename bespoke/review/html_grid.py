@@ -1,17 +1,17 @@
-"""The review page's samples grid: epochs as rows, prompts as columns; each cell a sample thumbnail beside its
-24 px candidate drawn large and pixelated, with its numbers and marks (degenerate sample, near-copy of a
-training image, cells moved beyond the tolerance). A click opens the compare view (JS in html.py): sample,
-candidate and the nearest training image side by side."""
+"""The review page's samples grid: epochs as rows, prompts as columns; each cell the 24 px candidate drawn large
+and pixelated (its sample thumbnail beside it when the page's toggle asks), with its words and marks (degenerate
+sample, near-copy of a training image, cells moved beyond the tolerance; the figures in tooltips). A click
+opens the compare view (JS in html.py): sample, candidate and the nearest training image side by side."""
 
 from __future__ import annotations
 
 from html import escape
 
-from bespoke.review.html_data import RunView
+from bespoke.review.html_data import RunView, colour_change
 from bespoke.review.records import Candidate, Sample
 from bespoke.review.sheets import arrange, best_epoch, prompt_label
 
-HEADER_CHARS = 110  # longer prompt labels end at a word boundary with "…" (the full prompt is the tooltip)
+HEADER_CHARS = 64  # longer prompt labels end at a word boundary with "…" (the full prompt is the tooltip)
 DEGENERATE = {"solid": "solid colour", "near-solid": "near-solid", "nan-black": "NaN black", "no-grid": "no grid",
               "not-pixel-art": "not pixel art"}
 
@@ -52,8 +52,8 @@ def _caption(sample: Sample, method: str | None, candidate: Candidate | None) ->
     if sample.seed is not None:
         cap += f" · seed {sample.seed}"
     if candidate is not None:
-        cap += (f" · {method}: {candidate.colors} colours, ΔE max {candidate.delta_e_max:.1f} / mean "
-                f"{candidate.delta_e_mean:.1f}")
+        cap += (f" · {method}: {candidate.colors} colours, {colour_change(candidate.delta_e_max)} (largest colour "
+                f"change ΔE {candidate.delta_e_max:.1f}, mean {candidate.delta_e_mean:.1f})")
     novelty = candidate.novelty if candidate is not None else None
     tcap = ""
     if novelty is not None and novelty.nearest:
@@ -65,14 +65,18 @@ def _caption(sample: Sample, method: str | None, candidate: Candidate | None) ->
 
 
 def _numbers(sample: Sample, method: str | None, candidate: Candidate | None) -> str:
-    """The numbers under a cell: raw colours, and the candidate's colours, clean and largest move."""
-    nums = (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>'
-            f"{sample.colors_nearest}</b></span>")
-    if candidate is not None:
-        clean = ' <span class="ok">clean</span>' if candidate.clean else ""
-        nums += (f' · {escape(method or "")} <b>{candidate.colors}</b> colours{clean}'
-                 f" · ΔE max {candidate.delta_e_max:.1f}")
-    return nums
+    """The words under a cell: the candidate's colours, few colours, how far it moved the colours (the figures
+    in titles); the raw sample's colours without a candidate."""
+    if candidate is None:
+        return (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>{sample.colors_nearest}'
+                "</b> colours</span>")
+    clean = (' · <span class="ok" title="clean: at most 50 colours, the 10 most used covering 70 % of it">'
+             "few colours</span>") if candidate.clean else ""
+    moved = (f"largest colour change ΔE {candidate.delta_e_max:.1f} (mean {candidate.delta_e_mean:.1f}) from "
+             "what the model drew; 1 is invisible, 2.3 just noticeable side by side")
+    return (f'<div class="nums"><span title="{escape(method or "")} candidate; the raw sample (NEAREST downscale) '
+            f'has {sample.colors_nearest}"><b>{candidate.colors}</b> colours</span>{clean}'
+            f' · <span title="{escape(moved)}">{colour_change(candidate.delta_e_max)}</span>')
 
 
 def cell_html(view: RunView, sample: Sample) -> str:

@@ -51,7 +51,8 @@ GridKey = tuple[tuple[int, int], int]  # (row key, column)
 
 @dataclass(frozen=True)
 class Row:
-    """One sheet row: its sort key, its label ('e8', 'step 120', '?') and its epoch (None if not an epoch)."""
+    """One sheet row: its sort key, its label ('e8', 'step 120', 'all' for samples without either) and its
+    epoch (None if not an epoch)."""
 
     key: tuple[int, int]
     label: str
@@ -110,12 +111,12 @@ def _font(size: int) -> Font:
 
 
 def row_key(sample: Sample) -> Row:
-    """Where a sample goes vertically: its epoch, else its step, else an 'unknown' row."""
+    """Where a sample goes vertically: its epoch, else its step, else one row for all the rest ('all')."""
     if sample.epoch is not None:
         return Row((0, sample.epoch), f"e{sample.epoch}", sample.epoch)
     if sample.step is not None:
         return Row((1, sample.step), f"step {sample.step}", None)
-    return Row((2, 0), "?", None)
+    return Row((2, 0), "all", None)  # a folder's samples without an epoch: one set
 
 
 def arrange(samples: list[Sample]) -> tuple[list[Row], list[int], dict[GridKey, Sample]]:

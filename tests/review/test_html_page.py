@@ -57,7 +57,7 @@ def test_score_terms_marks_and_compare(tmp_path):
             "-2 columns · NEAR-COPY") in text
     assert text.count('data-shift="1 -2"') == 1  # the compare view draws the training figure where the copy is
     assert "<th>score</th>" in text and "<th>near-copies</th>" in text and "interval</th>" in text and 'data-chart="score"' in text
-    assert "image-rendering:pixelated" in text and "button.cmp img{width:144px;height:144px" in text
+    assert "image-rendering:pixelated" in text and "button.cmp img{width:120px;height:120px" in text
 
 
 def test_runs_that_share_a_name_show_what_differs(tmp_path):
