@@ -24,6 +24,7 @@ from bespoke import __version__
 from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.fsutil import atomic_write_text, sha256_file
+from bespoke.kohya.check import check_file
 from bespoke.kohya.checkpoints import Checkpoint, epochs_done
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
@@ -37,7 +38,6 @@ from bespoke.kohya.metadata import as_int
 from bespoke.kohya.naming import sample_counts
 from bespoke.kohya.output import log_tail
 from bespoke.kohya.preflight import GATE_PASSED, gate_words
-from bespoke.kohya.validate import check_file
 from bespoke.run.facts import trainer_facts
 from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
