@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from bespoke import progress
+
+if TYPE_CHECKING:  # rich loads when something is shown, not for a command's --help
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 class _RichTask:
@@ -32,17 +34,27 @@ class _RichTask:
 
 
 class ConsoleDisplay:
-    """bespoke.progress.Display on a rich Console (stderr)."""
+    """bespoke.progress.Display on a rich Console (stderr: bespoke.console's, made on first use, unless given)."""
 
-    def __init__(self, console: Console):
-        self.console = console
+    def __init__(self, console: Console | None = None):
+        self._console = console
         self._lock = threading.Lock()
         self._bar: Progress | None = None
         self._open = 0
 
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from bespoke.console import console
+
+            self._console = console
+        return self._console
+
     def open(self, description: str, total: int | None) -> progress.Task:
         if not self.console.is_terminal:
             return progress.SILENT.open(description, total)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         with self._lock:
             if self._bar is None:
                 self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -69,9 +81,7 @@ class ConsoleDisplay:
 
 def display_for(quiet: bool) -> progress.Display:
     """The display of one invocation: silent with --quiet, else the stderr console's."""
-    from bespoke.console import console
-
-    return progress.SILENT if quiet else ConsoleDisplay(console)
+    return progress.SILENT if quiet else ConsoleDisplay()
 
 
 def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:

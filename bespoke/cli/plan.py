@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import click
@@ -32,6 +31,8 @@ KEY_SETTINGS = (
 
 def plan_summary(plan) -> dict:
     """The JSON form of a RunPlan (what `plan --json` prints)."""
+    import shlex
+
     from bespoke.run.plan import modified_configs
 
     return {
