@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-HEAVY = ("torch", "accelerate", "numpy", "PIL", "rich", "toml", "tomllib", "difflib", "bespoke.settings",
+HEAVY = ("torch", "accelerate", "numpy", "PIL", "rich", "toml", "tomllib", "bespoke.settings",
          "bespoke.run.paths", "bespoke.kohya.config")
 
 

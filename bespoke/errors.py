@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from difflib import SequenceMatcher
+from os.path import commonprefix
 
 
 class BespokeError(Exception):
@@ -69,9 +71,6 @@ def close_matches(word: str, choices: Iterable[str], cutoff: float = 0.6) -> lis
     """The choices close to `word`, the likeliest first. Case is ignored (option names mix it: AdamW,
     cosine); a choice that starts with what was typed (a name cut short: "adamw8") comes first, then the
     most similar (difflib's ratio), favouring a longer shared beginning ("adamw9": AdamW before Adam)."""
-    from difflib import SequenceMatcher
-    from os.path import commonprefix
-
     typed = word.lower()
     scored = []
     for choice in dict.fromkeys(choices):

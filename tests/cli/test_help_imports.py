@@ -10,7 +10,7 @@ import sys
 
 # modules the help path must not load (each was once on it: its import was the cost of `bespoke --help`)
 NOT_ON_THE_HELP_PATH = ("bespoke.settings", "bespoke.run.paths", "bespoke.kohya.config", "bespoke.tomlfile",
-                        "toml", "tomllib", "difflib", "shlex", "torch", "numpy", "PIL", "rich")
+                        "toml", "tomllib", "shlex", "torch", "numpy", "PIL", "rich")
 
 _DRIVER = """
 import json, sys
