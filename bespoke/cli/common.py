@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bespoke.errors import BespokeError
-from bespoke.run.paths import resolve_dataset, resolve_run
-from bespoke.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the settings and run folders load when a command runs, not for --help
+    from bespoke.settings import Settings
 
 RES_HELP = "Training resolution (512, 256, 128 or 64)."
 
@@ -43,6 +44,8 @@ class BespokeGroup(click.Group):
 
 def get_settings(ctx: click.Context) -> Settings:
     """Settings of this invocation, resolved once: flags over BESPOKE_* env over bespoke.toml over defaults."""
+    from bespoke.settings import load_settings
+
     obj = ctx.find_root().obj
     if "settings" not in obj:
         flags = obj["flags"]
@@ -59,11 +62,15 @@ def get_settings(ctx: click.Context) -> Settings:
 
 def run_argument(ctx: click.Context, arg: str) -> Path:
     """A RUN argument: a run folder, a run id in the outputs folder, or a unique prefix of one."""
+    from bespoke.run.paths import resolve_run
+
     return resolve_run(arg, get_settings(ctx).outputs_dir)
 
 
 def dataset_argument(ctx: click.Context, arg: str | None) -> Path:
     """A --dataset / DATASET argument: a folder, or a name in the datasets folder (default bespoke_punks)."""
+    from bespoke.run.paths import resolve_dataset
+
     return resolve_dataset(arg, get_settings(ctx).datasets_dir)
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
 from bespoke import progress
 from bespoke.run import events
+
+if TYPE_CHECKING:  # rich loads when something is shown, not for a command's --help
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 class _RichTask:
@@ -31,17 +33,27 @@ class _RichTask:
 
 
 class ConsoleDisplay:
-    """bespoke.progress.Display on a rich Console (stderr)."""
+    """bespoke.progress.Display on a rich Console (stderr: bespoke.console's, made on first use, unless given)."""
 
-    def __init__(self, console: Console):
-        self.console = console
+    def __init__(self, console: Console | None = None):
+        self._console = console
         self._lock = threading.Lock()
         self._bar: Progress | None = None
         self._open = 0
 
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from bespoke.console import console
+
+            self._console = console
+        return self._console
+
     def open(self, description: str, total: int | None) -> progress.Task:
         if not self.console.is_terminal:
             return progress.SILENT.open(description, total)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         with self._lock:
             if self._bar is None:
                 self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -68,9 +80,7 @@ class ConsoleDisplay:
 
 def display_for(quiet: bool) -> progress.Display:
     """The display of one invocation: silent with --quiet, else the stderr console's."""
-    from bespoke.console import console
-
-    return progress.SILENT if quiet else ConsoleDisplay(console)
+    return progress.SILENT if quiet else ConsoleDisplay()
 
 
 def _clock(seconds: float | None) -> str:
@@ -128,6 +138,8 @@ class TrainView:
         target.print(text, style="yellow" if level == "warning" else None, markup=False, highlight=False)
 
     def _start(self, run_id: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
         self._stop()
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.fields[steps]}"),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("ETA {task.fields[eta]}"),

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import toml
@@ -75,6 +75,7 @@ class RunPlan:
     env_overrides: dict
     created: bool
     manifest: RunManifest
+    renamed_from: str | None = None  # an existing run this plan relabelled: its name before ("" for none)
 
 
 @dataclass(frozen=True)
@@ -267,12 +268,14 @@ def _existing(paths: RunPaths, rendered: _Rendered, argv: list[str], env_overrid
     if not is_run_dir(paths.root):
         raise RunError(f"{paths.root} exists but has no run.json; move it away (bespoke never overwrites it)")
     manifest = load_manifest(paths.root)
+    renamed_from = None
     if name is not None and name != manifest.name and manifest.status != "running":
         # a name is a label, not part of what trains: the same config under a new name renames the run
-        manifest.name = name
+        renamed_from, manifest.name = manifest.name or "", name
         save_manifest(paths.root, manifest)
-    return _plan(paths.root.name, paths, rendered, list(manifest.argv or argv),
+    plan = _plan(paths.root.name, paths, rendered, list(manifest.argv or argv),
                  dict(manifest.env_overrides or env_overrides), False, manifest)
+    return replace(plan, renamed_from=renamed_from)
 
 
 def _create_run_folder(paths: RunPaths, rendered: _Rendered, manifest: RunManifest) -> bool:

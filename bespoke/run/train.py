@@ -23,6 +23,7 @@ from bespoke import __version__
 from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.fsutil import atomic_write_text, sha256_file
+from bespoke.kohya.check import check_file
 from bespoke.kohya.checkpoints import Checkpoint
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
@@ -35,7 +36,6 @@ from bespoke.kohya.launch import (
 from bespoke.kohya.metadata import as_int
 from bespoke.kohya.output import log_tail
 from bespoke.kohya.preflight import gate_words
-from bespoke.kohya.validate import check_file
 from bespoke.run.events import Broadcast, Finished, Message, Observer, Started, Stopping, TrainEvent, ignore
 from bespoke.run.lock import RunLock
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
