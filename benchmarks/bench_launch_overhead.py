@@ -3,7 +3,8 @@
 Measured in one run, in a throwaway project (synthetic 4-punk dataset, the fake sd-scripts checkout):
 - bare spawn: `python -c pass`, start to exit (the floor for starting any Python program);
 - plan_run for a new run folder (dataset already prepared and cached), and for an existing one;
-- trainer facts (the sd-scripts commit read from its .git + one `python -c` reporting versions, concurrently);
+- trainer facts (the sd-scripts commit read from its .git + the environment probe in the trainer's Python, which
+  imports torch), and as a launch gets them (remembered per trainer environment: bespoke.run.facts.launch_facts);
 - train_run up to the moment the trainer's Popen returned: lock, run.json, facts, argv, spawn;
 - for scale: `accelerate launch` of the fake until its first output line (the trainer's own start-up).
 
@@ -41,9 +42,10 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from bespoke.dataset.synthetic import write_dataset
-    from bespoke.run.facts import trainer_facts
+    from bespoke.run.events import Started
+    from bespoke.run.facts import launch_facts, trainer_facts
     from bespoke.run.plan import PlanRequest, plan_run
-    from bespoke.run.train import train_run
+    from bespoke.run.train import TrainOptions, train_run
     from bespoke.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="bespoke-bench-") as tmp:
@@ -63,6 +65,8 @@ def main() -> None:
         rows["plan_run, new run folder"] = timed(lambda i: plan_run(settings, request(i)), args.repeat)
         rows["plan_run, existing run folder"] = timed(lambda i: plan_run(settings, request(i)), args.repeat)
         rows["trainer facts (git + versions)"] = timed(lambda i: trainer_facts(settings), args.repeat)
+        rows["trainer facts at a launch (remembered per trainer environment)"] = timed(
+            lambda i: launch_facts(settings), args.repeat)
 
         to_spawn = []
 
@@ -71,11 +75,12 @@ def main() -> None:
             stop = threading.Event()
             start = time.perf_counter()
 
-            def spawned(pid):
-                to_spawn.append(time.perf_counter() - start)
-                stop.set()  # measured; do not wait for the trainer
+            def spawned(event):
+                if isinstance(event, Started):
+                    to_spawn.append(time.perf_counter() - start)
+                    stop.set()  # measured; do not wait for the trainer
 
-            train_run(settings, plan.paths.root, stop=stop, on_spawn=spawned, stop_timeouts=(5.0, 2.0))
+            train_run(settings, plan.paths.root, TrainOptions(stop=stop, stop_timeouts=(5.0, 2.0)), spawned)
 
         timed(spawn_only, args.repeat)
         rows["train_run until trainer spawned (lock, run.json, spawn; facts in parallel)"] = to_spawn

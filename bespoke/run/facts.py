@@ -4,14 +4,21 @@ its checkout. `doctor`, every attempt's `trainer` record in run.json and `plan`'
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import os
+import shutil
+import socket
 from pathlib import Path
 
+from bespoke.fsutil import atomic_write_text
 from bespoke.kohya.environment import TrainerFacts, env_probe_argv, parse_environment
 from bespoke.kohya.launch import trainer_env
 from bespoke.run.runner import run_capture
 from bespoke.settings import Settings
 
+FACTS_CACHE_VERSION = 1
 PROBE_TIMEOUT_S = 120.0  # torch, bitsandbytes and friends imported on a busy box with a cold disk cache
 
 
@@ -55,3 +62,46 @@ def trainer_facts(settings: Settings, *, options: bool = False, timeout: float =
     env, _removed = trainer_env(dict(os.environ if base_env is None else base_env), python)
     done = run_capture(env_probe_argv(python, checkout, options), timeout=timeout, env=env)
     return parse_environment(done.stdout, done.stderr, done.exit_code, sd_scripts_commit(settings.sd_scripts))
+
+
+def launch_facts(settings: Settings) -> dict:
+    """`trainer_facts` in run.json form for a launch's attempt record, remembered per trainer environment in the
+    cache folder: the probe imports torch (1-4 s of CPU), and on a 2-core box that competes with the trainer's
+    own start at every launch of a sweep or a search. The key changes whenever the answer could: another host,
+    Python or environment (visible GPUs among it), a package installed or removed in the trainer's venv (its
+    site-packages folder changes), another sd-scripts commit. A trainer Python outside a venv layout bespoke can
+    fingerprint is probed every time."""
+    key = _environment_key(settings)
+    cache = settings.cache_dir / "trainer-facts" / f"{key}.json" if key else None
+    if cache is not None:
+        try:
+            return json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    facts = trainer_facts(settings)
+    values = facts.to_json()
+    if cache is not None and facts.python is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache, json.dumps(values))
+        except OSError:
+            pass  # a read-only cache only costs the probe next time
+    return values
+
+
+def _environment_key(settings: Settings) -> str | None:
+    found = shutil.which(str(settings.trainer_python))
+    if found is None:
+        return None
+    python = Path(found)
+    packages = sorted(glob.glob(str(python.parent.parent / "lib" / "python*" / "site-packages")))
+    if not packages:
+        return None
+    try:
+        stamps = [os.stat(python).st_mtime_ns] + [os.stat(p).st_mtime_ns for p in packages]
+    except OSError:
+        return None
+    env, _removed = trainer_env(dict(os.environ), settings.trainer_python)
+    ident = [FACTS_CACHE_VERSION, socket.gethostname(), str(python), os.path.realpath(python), stamps, packages,
+             sorted(env.items()), sd_scripts_commit(settings.sd_scripts)]
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]

@@ -23,7 +23,7 @@ from bespoke.run.events import (
     StateSaved,
     TrainerSaid,
 )
-from bespoke.run.facts import trainer_facts
+from bespoke.run.facts import launch_facts
 from bespoke.run.manifest import RunManifest, save_manifest
 from bespoke.run.paths import RunPaths
 from bespoke.run.progress import EpochTracker, ModelWatcher, RunProgress, state_epoch
@@ -38,7 +38,7 @@ class TrainerFacts:
 
     def __init__(self, settings: Settings):
         self.values: dict = {}
-        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings).to_json()),
+        self.thread = threading.Thread(target=lambda: self.values.update(launch_facts(settings)),
                                        daemon=True)
         self.thread.start()
 

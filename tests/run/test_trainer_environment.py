@@ -131,3 +131,29 @@ def test_the_real_trainers_environment():
     assert facts.options is not None and {"network_dim", "sample_prompts", "resize_interpolation"} <= set(facts.options)
     print(f"\nthe real trainer's environment: {json.dumps(facts.to_json()['versions'])}, {facts.device.describe()}, "
           f"importable: {', '.join(facts.importable)}")
+
+
+def test_a_launch_probes_a_trainer_environment_once_until_it_changes(fake, monkeypatch):
+    """launch_facts (every attempt's `trainer` record) remembers the probe's answer per trainer environment: a
+    second launch in the same one does not import torch again; a package installed into the trainer's venv
+    (its site-packages folder changes) or another environment variable asks again."""
+    import bespoke.run.facts as facts_module
+
+    settings = load_settings()
+    probes = []
+    real = facts_module.trainer_facts
+    monkeypatch.setattr(facts_module, "trainer_facts", lambda s: probes.append(1) or real(s))
+    first = facts_module.launch_facts(settings)
+    assert first["versions"]["python"] == sys.version.split()[0] and len(probes) == 1
+    assert facts_module.launch_facts(settings) == first and len(probes) == 1
+    assert list((settings.cache_dir / "trainer-facts").glob("*.json"))
+    site = next(Path(sys.executable).parent.parent.glob("lib/python*/site-packages"))
+    stat = site.stat()
+    try:
+        os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # as `pip install` into it would
+        assert facts_module.launch_facts(settings) == first and len(probes) == 2
+    finally:
+        os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    facts_module.launch_facts(settings)
+    assert len(probes) == 3
