@@ -1,0 +1,148 @@
+"""`bespoke vote`: the runs voted on, where their votes are kept, and the ranking the votes give.
+
+The votes of a set of runs live in the folder `bespoke review` writes for the same runs: `<run>/report/` for
+one run (or `<folder>/bespoke_process/report/` for a folder of samples), `review-<hash>/` beside several, or
+`--out DIR`. Rankings: per run, its epochs from the votes between its own epochs; with several runs, the
+runs from the votes between candidates of different runs (bespoke.review.ranking for the rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bespoke.errors import UsageError
+from bespoke.review.build import review_dir_for, view_of
+from bespoke.review.ranking import Fit, Game, fit, head_to_head, head_to_head_text, verdict
+from bespoke.review.report import output_dirs
+from bespoke.review.vote_pairs import PairChooser, Source, build_pairs, parse_epochs
+from bespoke.review.vote_session import VoteSession
+from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, votes_of
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    """What `bespoke vote` was asked: the runs (folders), the epochs, the voter and where the votes go."""
+
+    paths: tuple[Path, ...]
+    epochs: str | None = None
+    voter: str = "me"
+    out_dir: Path | None = None
+    outputs_dir: Path | None = None
+    process: bool = True
+
+
+def votes_path(paths: Sequence[Path], out_dir: Path | None = None, outputs_dir: Path | None = None) -> Path:
+    """The votes file of these runs: in the folder `bespoke review` writes for the same runs."""
+    if out_dir is not None:
+        return Path(out_dir) / VOTES_FILE
+    if len(paths) == 1:
+        return output_dirs(Path(paths[0]))[1] / VOTES_FILE
+    return review_dir_for(list(paths), outputs_dir) / VOTES_FILE
+
+
+def load_sources(request: VoteRequest) -> list[Source]:
+    """Each run's report (processed first when stale, like `review`) and the candidate it shows."""
+    if not request.paths:
+        raise UsageError("vote: give at least one run folder, run id or folder of samples")
+    sources = []
+    for path in request.paths:
+        view = view_of(path, process=request.process)
+        if view.method is None:
+            raise UsageError(f"{path}: its report has no candidates; run `bespoke process {path}`")
+        sources.append(Source(view.run_id, view.label, view.run_dir, view.report, view.method))
+    if len({s.run_id for s in sources}) != len(sources):
+        raise UsageError("vote: the same run was given twice")
+    return sources
+
+
+def open_session(request: VoteRequest, seed: int | None = None) -> VoteSession:
+    """A session on `request`'s runs: every pair that can be voted on, and the votes file."""
+    paths = tuple(dict.fromkeys(Path(p).resolve() for p in request.paths))
+    request = VoteRequest(paths, request.epochs, request.voter, request.out_dir, request.outputs_dir,
+                          request.process)
+    sources = load_sources(request)
+    pairs, scores = build_pairs(sources, parse_epochs(request.epochs, len(sources)))
+    votes = VotesFile(votes_path(paths, request.out_dir, request.outputs_dir))
+    return VoteSession(sources, PairChooser(pairs, scores, seed), votes, request.voter, seed)
+
+
+def games_of(votes: Sequence[Vote], player: Callable[[Vote], tuple[Hashable, Hashable] | None]) -> list[Game]:
+    """The games of the votes `player` maps to two players (None: the vote is not about these players)."""
+    out = []
+    for vote in votes:
+        players = player(vote)
+        if players is None or players[0] == players[1]:
+            continue
+        score = {"a": 1.0, "b": 0.0, "same": 0.5}.get(vote.answer)
+        out.append(Game(players[0], players[1], score))
+    return out
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One player's place: its name, strength with 95 % interval, votes it was in, and its score."""
+
+    player: Hashable
+    name: str
+    theta: float
+    low: float
+    high: float
+    votes: int
+    score: float | None
+
+
+@dataclass
+class Ranking:
+    """A ranking of epochs (of one run) or of runs, with the head-to-head lines and the recommendation."""
+
+    title: str
+    kind: str  # "epochs" | "runs"
+    votes: int
+    rows: list[Ranked] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    verdict: str = ""
+    fit: Fit | None = None
+
+
+def rank(title: str, kind: str, games: list[Game], name: Callable[[Hashable], str],
+         scores: dict | None = None) -> Ranking:
+    """The Bradley-Terry ranking of `games`, in rows and words."""
+    players = sorted({p for g in games for p in (g.first, g.second)}, key=str)
+    if not games:
+        return Ranking(title, kind, 0, verdict="no votes yet")
+    result = fit(players, games)
+    rows = []
+    for player in result.order():
+        theta, low, high = result.strength(player)
+        n = sum(1 for g in games if player in (g.first, g.second))
+        rows.append(Ranked(player, name(player), theta, low, high, n, (scores or {}).get(player)))
+    order = result.order()
+    pairs = [(order[0], p) for p in order[1:]] + list(zip(order[1:], order[2:], strict=False))
+    lines = []
+    for first, second in dict.fromkeys(pairs):
+        h = head_to_head(games, first, second)
+        if h is not None:
+            lines.append(head_to_head_text(h, name))
+    return Ranking(title, kind, len(games), rows, lines, verdict(result, name), result)
+
+
+def _within(run: str) -> Callable[[Vote], tuple[Hashable, Hashable] | None]:
+    """A vote between two epochs of `run` as its two epochs (None for any other vote)."""
+    return lambda v: (v.a.epoch, v.b.epoch) if v.a.run == run and v.b.run == run else None
+
+
+def rankings(sources: Sequence[Source], read: Read) -> list[Ranking]:
+    """Per run the ranking of its epochs; with several runs, the ranking of the runs."""
+    votes = votes_of(read.records)
+    labels = {s.run_id: s.label for s in sources}
+    out = []
+    for source in sources:
+        scores = {row["epoch"]: (row.get("score") or {}).get("total") for row in source.report.get("epochs") or []}
+        games = games_of(votes, _within(source.run_id))
+        out.append(rank(source.label, "epochs", games, lambda e: f"epoch {e}", scores))
+    if len(sources) > 1:
+        games = games_of(votes, lambda v: (v.a.run, v.b.run) if v.a.run in labels and v.b.run in labels else None)
+        out.append(rank("runs", "runs", games, lambda r: labels.get(str(r), str(r))))
+    return out
