@@ -22,11 +22,11 @@ main{display:flex;justify-content:center;gap:2vw;padding:14px 1vw 6px}
 figure.side{margin:0;display:flex;flex-direction:column;align-items:center;gap:6px;flex:0 1 auto}
 .pics{display:flex;gap:6px;align-items:flex-start}
 .pics img{display:block;background:#fff;width:var(--px);height:var(--px)}
-img.cand{image-rendering:pixelated;image-rendering:crisp-edges}
+img.cand{image-rendering:crisp-edges;image-rendering:pixelated}
 img.sample{display:none}
 body.samples img.sample{display:block}
-body{--px:min(44vw,70vh,600px)}
-body.samples{--px:min(22vw,50vh,420px)}
+body{--px:max(160px,min(44vw,calc(100vh - 290px),600px))}
+body.samples{--px:max(120px,min(22vw,calc(100vh - 290px),420px))}
 .marks{display:flex;gap:6px}
 .marks button{font-size:13px;padding:4px 10px}
 .marks button.on[data-mark=keep]{background:#1f7a3a;color:#fff;border-color:#1f7a3a}
