@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -12,9 +13,17 @@ from bespoke.cli.common import get_settings
 from bespoke.cli.review import review_argument
 
 
+def login_name() -> str:
+    """The default --voter: the login name (a container without a user entry has none)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "me"
+
+
 def ssh_line(port: int) -> str:
     """The exact `ssh -L` a laptop runs to reach this box's page (from SSH_CONNECTION when we came in by ssh)."""
-    user = getpass.getuser()
+    user = login_name()
     parts = os.environ.get("SSH_CONNECTION", "").split()
     host, ssh_port = (parts[2], parts[3]) if len(parts) == 4 else ("<this box's address>", "22")
     port_flag = "" if ssh_port == "22" else f" -p {ssh_port}"
@@ -34,21 +43,29 @@ def render_rankings(rankings, out) -> None:
     from rich.table import Table
 
     for ranking in rankings:
-        what = "epochs" if ranking.kind == "epochs" else "runs"
-        table = Table(title=f"{escape(ranking.title)}: {what} by your votes ({ranking.votes} votes)",
+        what = "epoch" if ranking.kind == "epochs" else "run"
+        table = Table(title=f"{escape(ranking.title)}: {what}s by the votes ({ranking.votes} votes)",
                       title_justify="left")
-        for name in ("rank", what[:-1], "strength", "95 % interval", "votes", "score"):
+        for name in ("rank", what, "strength vs the leader", "leader better", "votes", "score"):
             table.add_column(name, justify="right")
         for i, row in enumerate(ranking.rows, 1):
-            table.add_row(str(i), escape(row.name), f"{row.theta:+.2f}", f"{row.low:+.2f} … {row.high:+.2f}",
-                          str(row.votes), "-" if row.score is None else f"{row.score:.3f}")
+            gap = "leader" if row.leader_better is None else f"{row.behind:+.2f} ({row.low:+.2f} … {row.high:+.2f})"
+            better = "" if row.leader_better is None else (
+                f"{pct(row.leader_better[0])} ({pct(row.leader_better[1])}–{pct(row.leader_better[2])})")
+            table.add_row(str(i), escape(row.name), gap, better, str(row.votes),
+                          "-" if row.score is None else f"{row.score:.3f}")
         if ranking.rows:
             out.print(table)
         for line in ranking.lines:
             out.print(f"  {escape(line)}", soft_wrap=True)
         out.print(f"  [bold]→ {escape(ranking.verdict)}[/]", soft_wrap=True)
-    out.print("[dim]strength: Bradley–Terry, 0 = the usable bar; ties count half to each side, "
-              "'neither usable' counts against both (README: Voting)[/]", soft_wrap=True)
+    out.print("[dim]Bradley–Terry strengths with 95 % intervals; 'leader better' = the chance the leader would "
+              "be preferred; 'same' counts half to each side, 'neither usable' against both (README: Voting)[/]",
+              soft_wrap=True)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
 
 
 def _serve(session, port: int, open_browser: bool) -> None:
@@ -83,7 +100,8 @@ def _serve(session, port: int, open_browser: bool) -> None:
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--epochs", help="Epochs to compare: all, best (each run's best), or e.g. 5,8,10 or 3-10 "
               "(default: all for one run, best for several).")
-@click.option("--voter", help="Your name in the votes file (default: your login name); several voters' votes merge.")
+@click.option("--voter", help="Your name in the votes file (default: your login name); several voters' votes "
+              "merge (with --report: only this voter's votes).")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (default: a free one).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str),
               help="Folder of the votes file (default: the folder `bespoke review` writes for the same runs).")
@@ -99,20 +117,21 @@ def vote(ctx, runs, epochs, voter, port, out_dir, show_report, no_browser, no_pr
     from rich.markup import escape
 
     from bespoke.console import console, out
-    from bespoke.review.votes import read_votes
+    from bespoke.review.votes import read_votes, votes_of
     from bespoke.review.voting import VoteRequest, load_sources, open_session, rankings, votes_path
 
     settings = get_settings(ctx)
     paths = tuple(review_argument(ctx, arg).resolve() for arg in runs)
-    request = VoteRequest(paths, epochs, voter or getpass.getuser(), Path(out_dir) if out_dir else None,
+    request = VoteRequest(paths, epochs, voter or login_name(), Path(out_dir) if out_dir else None,
                           settings.outputs_dir, not no_process)
     if show_report:
         where = votes_path(paths, request.out_dir, settings.outputs_dir)
         read = read_votes(where)
-        voters = sorted({r.voter for r in read.records})
+        counts = Counter(v.voter for v in votes_of(read.records))
         skipped = f"; {read.skipped} unreadable line(s) skipped" if read.skipped else ""
-        console.print(f"votes: {escape(str(where))} ({len(read.records)} records by "
-                      f"{', '.join(voters) or 'nobody yet'}{skipped})", soft_wrap=True)
-        render_rankings(rankings(load_sources(request), read), out)
+        by = ", ".join(f"{escape(name)} {n}" for name, n in sorted(counts.items())) or "nobody yet"
+        alone = f"; the ranking from {escape(voter)}'s votes alone" if voter else ""
+        console.print(f"votes: {escape(str(where))} (votes in effect: {by}{skipped}){alone}", soft_wrap=True)
+        render_rankings(rankings(load_sources(request), read, voter), out)
         return
     _serve(open_session(request), port, not no_browser)

@@ -82,13 +82,16 @@ def games_of(votes: Sequence[Vote], player: Callable[[Vote], tuple[Hashable, Has
 
 @dataclass(frozen=True)
 class Ranked:
-    """One player's place: its name, strength with 95 % interval, votes it was in, and its score."""
+    """One player's place: its name, its strength against the leader's (theta - the leader's, 0 for the
+    leader) with the 95 % interval of that difference, the chance the leader is better (with its interval),
+    the votes it was in, and its score."""
 
     player: Hashable
     name: str
-    theta: float
+    behind: float
     low: float
     high: float
+    leader_better: tuple[float, float, float] | None
     votes: int
     score: float | None
 
@@ -113,12 +116,13 @@ def rank(title: str, kind: str, games: list[Game], name: Callable[[Hashable], st
     if not games:
         return Ranking(title, kind, 0, verdict="no votes yet")
     result = fit(players, games)
-    rows = []
-    for player in result.order():
-        theta, low, high = result.strength(player)
-        n = sum(1 for g in games if player in (g.first, g.second))
-        rows.append(Ranked(player, name(player), theta, low, high, n, (scores or {}).get(player)))
     order = result.order()
+    rows = []
+    for player in order:
+        behind, low, high = result.difference(player, order[0])
+        better = None if player == order[0] else result.beats(order[0], player)
+        n = sum(1 for g in games if player in (g.first, g.second))
+        rows.append(Ranked(player, name(player), behind, low, high, better, n, (scores or {}).get(player)))
     pairs = [(order[0], p) for p in order[1:]] + list(zip(order[1:], order[2:], strict=False))
     lines = []
     for first, second in dict.fromkeys(pairs):
@@ -133,9 +137,10 @@ def _within(run: str) -> Callable[[Vote], tuple[Hashable, Hashable] | None]:
     return lambda v: (v.a.epoch, v.b.epoch) if v.a.run == run and v.b.run == run else None
 
 
-def rankings(sources: Sequence[Source], read: Read) -> list[Ranking]:
-    """Per run the ranking of its epochs; with several runs, the ranking of the runs."""
-    votes = votes_of(read.records)
+def rankings(sources: Sequence[Source], read: Read, voter: str | None = None) -> list[Ranking]:
+    """Per run the ranking of its epochs; with several runs, the ranking of the runs (every voter's votes
+    merged, or one voter's)."""
+    votes = votes_of(read.records, voter)
     labels = {s.run_id: s.label for s in sources}
     out = []
     for source in sources:
