@@ -89,6 +89,8 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as
 
     from bespoke.console import console, out
     from bespoke.review.build import best_rules, review_runs, summary
+    from bespoke.review.vote_agreement import check_lines
+    from bespoke.review.voting import score_checks, votes_path
 
     settings = get_settings(ctx)
     run_dirs = [review_argument(ctx, arg) for arg in runs]
@@ -101,6 +103,11 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as
             results.print(epoch_table(view))
         for rule in best_rules(result.views):
             console.print(f"[dim]best-epoch rule: {escape(rule)}[/]")
+        votes_file = votes_path(run_dirs, Path(out_dir) if out_dir else None, settings.outputs_dir)
+        for label, check in score_checks([(v.label, v.run_id, v.report) for v in result.views], votes_file):
+            for line in check_lines(check):
+                results.print(f"{escape(label)}: {escape(line)}" if not line.startswith(" ") else escape(line),
+                              soft_wrap=True)
         if any(v.simulated for v in result.views):
             console.print("[bold white on red] SIMULATED [/] samples made by bespoke's simulator; no model was trained.")
         for run_id, sheets in result.sheets.items():

@@ -16,9 +16,10 @@ from bespoke.errors import UsageError
 from bespoke.review.build import review_dir_for, view_of
 from bespoke.review.ranking import Fit, Game, fit, head_to_head, head_to_head_text, verdict
 from bespoke.review.report import output_dirs
+from bespoke.review.vote_agreement import ScoreCheck, check_score
 from bespoke.review.vote_pairs import PairChooser, Source, build_pairs, parse_epochs
 from bespoke.review.vote_session import VoteSession
-from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, votes_of
+from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, read_votes, votes_of
 
 
 @dataclass(frozen=True)
@@ -150,4 +151,16 @@ def rankings(sources: Sequence[Source], read: Read, voter: str | None = None) ->
     if len(sources) > 1:
         games = games_of(votes, lambda v: (v.a.run, v.b.run) if v.a.run in labels and v.b.run in labels else None)
         out.append(rank("runs", "runs", games, lambda r: labels.get(str(r), str(r))))
+    return out
+
+
+def score_checks(runs: Sequence[tuple[str, str, dict]], votes_file: Path) -> list[tuple[str, ScoreCheck]]:
+    """(label, the score against the votes) of each (label, run id, report) that has votes between its own
+    epochs in `votes_file`; none when the file does not exist."""
+    votes = votes_of(read_votes(votes_file).records)
+    out = []
+    for label, run_id, report in runs:
+        own = [v for v in votes if v.a.run == run_id and v.b.run == run_id]
+        if own:
+            out.append((label, check_score(report, run_id, own)))
     return out
