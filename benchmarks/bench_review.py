@@ -96,7 +96,7 @@ def run(args, root: Path) -> None:
     for run, resolution in zip(runs, RESOLUTIONS, strict=True):
         if not (run / "model" / "sample").exists():
             timer.run(f"simulate {resolution} px", per_run * args.prompts,
-                      lambda run=run: simulate_run(run, progress=False))
+                      lambda run=run: simulate_run(run))
     for run, resolution in zip(runs, RESOLUTIONS, strict=True):
         timer.run(f"process {resolution} px", per_run * args.prompts,
                   lambda run=run: process_path(run, palette="dataset", progress=False))

@@ -127,7 +127,7 @@ def simulated_run(outputs: Path, run_id: str, resolution: int = 64, prompts: int
     from bespoke.demo.simulator import simulate_run
 
     run_dir = make_planned_run(outputs, run_id, resolution, prompts, epochs)
-    simulate_run(run_dir, progress=False)
+    simulate_run(run_dir)
     if process:
         fake_process(run_dir)
     return run_dir

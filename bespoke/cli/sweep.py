@@ -154,10 +154,11 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
     if partition or account or time_limit or gres or max_concurrent:
         raise UsageError("--partition/--account/--time/--gres/--max-concurrent are for --slurm")
     from bespoke.run.sweep import SweepRequest
+    from bespoke.run.train import TrainOptions
 
     request = SweepRequest(resolutions=resolutions, preset=preset, sweep_file=file, dataset=dataset,
                            overrides=tuple(overrides), gpus=gpus, shard=shard)
-    _local(settings, console, request, restart, process, as_json, quiet, preflight)
+    _local(settings, console, request, TrainOptions(restart=restart, preflight=preflight), process, as_json, quiet)
 
 
 class SweepView:
@@ -250,16 +251,14 @@ def progress_table(states: dict):
     return table
 
 
-def _local(settings, console, request, restart: bool, process: bool, as_json: bool, quiet: bool,
-           preflight: bool) -> None:
+def _local(settings, console, request, options, process: bool, as_json: bool, quiet: bool) -> None:
     from bespoke.console import out
     from bespoke.pipeline.sweep import process_sweep_rows
     from bespoke.run.sweep import run_sweep
-    from bespoke.run.train import TrainOptions
 
     view = SweepView(console, quiet, parallel=bool(request.gpus))
     try:
-        outcome = run_sweep(settings, request, TrainOptions(restart=restart, preflight=preflight), view)
+        outcome = run_sweep(settings, request, options, view)
         view.close()
         if process and not outcome.interrupted:
             process_sweep_rows(outcome.rows)

@@ -110,7 +110,7 @@ def _plan_runs(settings: Settings, dataset: Path, prompts_file: Path, epochs: in
     for resolution in resolutions:
         request = PlanRequest(resolution=resolution, dataset=dataset, overrides=(f"max_train_epochs={epochs}",),
                               prompts=prompts_file)
-        plan = plan_run(settings, request, demo=True, progress=progress)
+        plan = plan_run(settings, request, demo=True)
         runs.append(DemoRun(resolution, plan.paths.root, plan.run_id, list(plan.argv), plan.created))
         command = format_command(plan.argv, plan.env_overrides, cwd=plan.paths.root)
         say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {command}")
@@ -131,7 +131,7 @@ def _simulate(runs: list[DemoRun], seed: int, progress: bool, say: Callable[[str
             say(f"{run.run_id}: resuming the demo (stopped while simulating); partial samples kept in "
                 f"{moved.name if moved else '-'}")
         if manifest.status == "planned" and not sample_files(run.run_dir):
-            simulate_run(run.run_dir, seed=seed, progress=progress)
+            simulate_run(run.run_dir, seed=seed)
             run.simulated_now = True
             say(f"SIMULATED samples for {run.run_id} (no model trained)")
 

@@ -14,7 +14,7 @@ def generate_and_process(settings: Settings, run_dir: Path, request: GenerateReq
                          quiet: bool = False) -> dict:
     """Images from a run's checkpoint, then their candidates and report in <outdir>/bespoke_process/. Returns the
     generate.json record plus "outdir", "reused" and "report"."""
-    result = generate(settings, run_dir, request, quiet=quiet)
+    result = generate(settings, run_dir, request)
     if process:
         outdir = Path(result["outdir"])
         report = process_path(outdir, progress=not quiet)

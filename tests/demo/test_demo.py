@@ -35,6 +35,7 @@ def _demo(out: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                            "--prompts", "2", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_then_reuses_everything(isolated_project, tmp_path):
     out = tmp_path / "demo"
     first = _demo(out, cwd=isolated_project)

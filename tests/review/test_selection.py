@@ -132,6 +132,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_process_is_one_line_and_resumable(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()

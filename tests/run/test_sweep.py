@@ -43,6 +43,7 @@ def runs_by_resolution(project: Path) -> dict[int, Path]:
             if p.is_dir() and (p / "run.json").exists()}
 
 
+@pytest.mark.slow
 def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_FAIL_RESOLUTION", "128")
     result = invoke("sweep", "-r", "256,128,64", *TINY, "--json")
@@ -72,6 +73,7 @@ def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolat
     assert (runs[128] / "logs" / "train.1.log").exists()
 
 
+@pytest.mark.slow
 def test_gpus_run_one_child_per_gpu_concurrently_and_ctrl_c_stops_them_all(fake, isolated_project):
     import os
     import signal
