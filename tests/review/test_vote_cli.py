@@ -20,8 +20,6 @@ from bespoke.review.vote_pairs import build_pairs, parse_epochs
 from bespoke.review.votes import VotesFile, make_vote, read_votes
 from bespoke.review.voting import VoteRequest, load_sources, votes_path
 
-pytestmark = pytest.mark.slow
-
 
 def _vote_for_later_epochs(run, voter: str, rounds: int) -> None:
     """A voter who prefers the later epoch of every pair, every time."""
@@ -54,6 +52,7 @@ def test_report_with_no_votes_yet(tmp_path):
     assert result.exit_code == 0 and "nobody yet" in result.output and "no votes yet" in result.output
 
 
+@pytest.mark.slow  # bespoke in a subprocess
 def test_the_page_is_served_announced_and_stopped_by_ctrl_c(tmp_path):
     run = processed_run(tmp_path / "outputs")
     env = {**os.environ, "SSH_CONNECTION": "203.0.113.7 50122 198.51.100.20 2222", "COLUMNS": "300"}

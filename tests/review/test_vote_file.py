@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 
+import pytest
 from vote_fixtures import item
 
 from bespoke.review.votes import (
@@ -62,6 +63,7 @@ def test_the_same_id_is_written_once(tmp_path):
     assert len((tmp_path / "votes.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow  # two Python processes that import bespoke
 def test_two_processes_with_two_threads_each_lose_and_duplicate_nothing(tmp_path):
     path = tmp_path / "votes.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -78,6 +80,7 @@ def test_two_processes_with_two_threads_each_lose_and_duplicate_nothing(tmp_path
                                  + [f"shared-{t}-{i}" for t in range(2) for i in range(60)])
 
 
+@pytest.mark.slow  # a Python process that imports bespoke, killed
 def test_a_writer_killed_mid_stream_leaves_only_whole_records_and_the_next_append_reads(tmp_path):
     path = tmp_path / "votes.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
