@@ -79,7 +79,7 @@ def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training
     from bespoke.review.process import DEFAULT_METHODS, process_path
     from bespoke.review.report import output_dirs
     from bespoke.review.vote_agreement import check_lines
-    from bespoke.review.votes import VOTES_FILE
+    from bespoke.review.votes import VOTES_FILE, read_votes
     from bespoke.review.voting import score_checks
 
     if workers is not None and workers < 1:
@@ -99,7 +99,7 @@ def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training
         out.print(f"{len(report['samples'])} samples {done}, {len(report['errors'])} skipped; "
                   f"report: {where[1] / 'report.json'}; candidates: {where[0]}", soft_wrap=True)
         run_id = str(report.get("run_id") or path.name)
-        for _, check in score_checks([(run_id, run_id, report)], where[1] / VOTES_FILE):
+        for _, check in score_checks([(run_id, run_id, report)], read_votes(where[1] / VOTES_FILE)):
             for line in check_lines(check):
                 out.print(escape(line), soft_wrap=True)
         out.print(f"next: bespoke review {path}", soft_wrap=True)

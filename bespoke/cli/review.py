@@ -90,7 +90,7 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as
     from bespoke.console import console, out
     from bespoke.review.build import best_rules, review_runs, summary
     from bespoke.review.vote_agreement import check_lines
-    from bespoke.review.voting import score_checks, votes_path
+    from bespoke.review.voting import VoteRequest, gather_votes, score_checks
 
     settings = get_settings(ctx)
     run_dirs = [review_argument(ctx, arg) for arg in runs]
@@ -103,8 +103,9 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as
             results.print(epoch_table(view))
         for rule in best_rules(result.views):
             console.print(f"[dim]best-epoch rule: {escape(rule)}[/]")
-        votes_file = votes_path(run_dirs, Path(out_dir) if out_dir else None, settings.outputs_dir)
-        for label, check in score_checks([(v.label, v.run_id, v.report) for v in result.views], votes_file):
+        voted = gather_votes(VoteRequest(tuple(run_dirs), out_dir=Path(out_dir) if out_dir else None,
+                                         outputs_dir=settings.outputs_dir))
+        for label, check in score_checks([(v.label, v.run_id, v.report) for v in result.views], voted):
             for line in check_lines(check):
                 results.print(f"{escape(label)}: {escape(line)}" if not line.startswith(" ") else escape(line),
                               soft_wrap=True)

@@ -96,42 +96,111 @@ def _serve(session, port: int, open_browser: bool) -> None:
         server.server_close()
 
 
+def _report(request, voter: str | None) -> None:
+    """--report: who voted, the rankings, and the score against the votes of each run."""
+    from rich.markup import escape
+
+    from bespoke.console import console, out
+    from bespoke.review.vote_agreement import check_lines
+    from bespoke.review.votes import votes_of
+    from bespoke.review.voting import gather_votes, load_sources, rankings, score_checks, votes_files
+
+    where = ", ".join(str(p) for p in votes_files(request) if p.exists()) or str(votes_files(request)[0])
+    read = gather_votes(request)
+    counts = Counter(v.voter for v in votes_of(read.records))
+    skipped = f"; {read.skipped} unreadable line(s) skipped" if read.skipped else ""
+    by = ", ".join(f"{escape(name)} {n}" for name, n in sorted(counts.items())) or "nobody yet"
+    alone = f"; the ranking from {escape(voter)}'s votes alone" if voter else ""
+    console.print(f"votes: {escape(str(where))} (votes in effect: {by}{skipped}){alone}", soft_wrap=True)
+    sources = load_sources(request)
+    render_rankings(rankings(sources, read, voter), out)
+    for label, check in score_checks([(s.label, s.run_id, s.report) for s in sources], read):
+        for line in check_lines(check):
+            out.print(escape(line if line.startswith(" ") else f"{label}: {line}"), soft_wrap=True)
+
+
+def render_calibration(result, out) -> None:
+    """The calibrated weights beside the defaults, and each one's agreement with the votes."""
+    from rich.table import Table
+
+    table = Table(title=f"the score's weights fitted to {result.votes} votes", title_justify="left")
+    for name in ("term", "default", "calibrated"):
+        table.add_column(name, justify="right")
+    for term in result.terms:
+        table.add_row(term, f"{result.defaults[term]:.2f}", f"{result.weights[term]:.2f}")
+    out.print(table)
+    if result.before is not None:
+        out.print(f"default weights: the score agrees with {result.before.text()}", soft_wrap=True)
+    if result.after is not None:
+        out.print(f"calibrated weights: it agrees with {result.after.text()} (each vote scored by weights "
+                  f"fitted without it: 5-fold cross-validation)", soft_wrap=True)
+
+
+def _calibrate(request, voter: str | None, name: str, root: Path) -> None:
+    """--calibrate: fit the weights to the votes, show them beside the defaults, save them as a profile."""
+    from rich.markup import escape
+
+    from bespoke.clock import now_iso
+    from bespoke.console import out
+    from bespoke.errors import UsageError
+    from bespoke.review.calibration import MIN_VOTES
+    from bespoke.review.profiles import Profile, check_name, profiles_path, save_profile
+    from bespoke.review.voting import calibrate_votes, gather_votes, load_sources, votes_files
+
+    check_name(name)
+    files = [p for p in votes_files(request) if p.exists()]
+    result = calibrate_votes(load_sources(request), gather_votes(request), voter)
+    if result.after is None:
+        where = ", ".join(map(str, files)) or str(votes_files(request)[0])
+        raise UsageError(f"--calibrate: {result.votes} usable votes between epochs of a run in {where} "
+                         f"(at least {MIN_VOTES}: vote more with `bespoke vote RUN`)")
+    render_calibration(result, out)
+    if result.before is not None and result.after.share < result.before.share:
+        out.print("not saved: the calibrated weights agree less with votes they were not fitted to than the "
+                  "defaults do (these votes ask for an order no weighting of the terms gives; vote more, or "
+                  "keep the defaults)", soft_wrap=True)
+        return
+    profile = Profile(name, result.weights, now_iso(), result.votes, tuple(map(str, files)),
+                      round(result.before.share, 4) if result.before else None, round(result.after.share, 4))
+    previous = save_profile(root, profile)
+    replaced = " (replacing the earlier one)" if previous else ""
+    out.print(f"saved as score profile {escape(name)} in {escape(str(profiles_path(root)))}{replaced}; "
+              f"the score uses it with `bespoke process RUN --profile {escape(name)}` or score_profile = "
+              f"\"{escape(name)}\" in bespoke.toml", soft_wrap=True)
+
+
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--epochs", help="Epochs to compare: all, best (each run's best), or e.g. 5,8,10 or 3-10 "
               "(default: all for one run, best for several).")
 @click.option("--voter", help="Your name in the votes file (default: your login name); several voters' votes "
-              "merge (with --report: only this voter's votes).")
+              "merge (with --report or --calibrate: only this voter's votes).")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (default: a free one).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=str),
               help="Folder of the votes file (default: the folder `bespoke review` writes for the same runs).")
-@click.option("--report", "show_report", is_flag=True, help="Print the ranking the votes give; serve nothing.")
+@click.option("--report", "show_report", is_flag=True, help="Print the ranking the votes give and how the score "
+              "agrees with them; serve nothing.")
+@click.option("--calibrate", is_flag=True, help="Fit the score's term weights to the votes, show them beside "
+              "the defaults and save them as a score profile; serve nothing.")
+@click.option("--profile", "profile_name", default="calibrated", show_default=True,
+              help="With --calibrate: the name of the score profile to save.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser (the address is printed either way).")
 @click.option("--no-process", is_flag=True, help="Use existing reports as they are; never run `process` first.")
 @click.pass_context
-def vote(ctx, runs, epochs, voter, port, out_dir, show_report, no_browser, no_process):
+def vote(ctx, runs, epochs, voter, port, out_dir, show_report, calibrate, profile_name, no_browser, no_process):
     """Blind A/B votes: a page on 127.0.0.1 shows two candidates of the same prompt and seed from two epochs
     (or two runs), sides drawn at random, and keeps your answers in the votes file (README: Voting).
 
     RUN is a run folder, run id, unique prefix, or a folder of samples; give several to compare runs."""
-    from rich.markup import escape
-
-    from bespoke.console import console, out
-    from bespoke.review.votes import read_votes, votes_of
-    from bespoke.review.voting import VoteRequest, load_sources, open_session, rankings, votes_path
+    from bespoke.review.voting import VoteRequest, open_session
 
     settings = get_settings(ctx)
     paths = tuple(review_argument(ctx, arg).resolve() for arg in runs)
     request = VoteRequest(paths, epochs, voter or login_name(), Path(out_dir) if out_dir else None,
                           settings.outputs_dir, not no_process)
-    if show_report:
-        where = votes_path(paths, request.out_dir, settings.outputs_dir)
-        read = read_votes(where)
-        counts = Counter(v.voter for v in votes_of(read.records))
-        skipped = f"; {read.skipped} unreadable line(s) skipped" if read.skipped else ""
-        by = ", ".join(f"{escape(name)} {n}" for name, n in sorted(counts.items())) or "nobody yet"
-        alone = f"; the ranking from {escape(voter)}'s votes alone" if voter else ""
-        console.print(f"votes: {escape(str(where))} (votes in effect: {by}{skipped}){alone}", soft_wrap=True)
-        render_rankings(rankings(load_sources(request), read, voter), out)
-        return
-    _serve(open_session(request), port, not no_browser)
+    if calibrate:
+        _calibrate(request, voter, profile_name, settings.project_root)
+    elif show_report:
+        _report(request, voter)
+    else:
+        _serve(open_session(request), port, not no_browser)

@@ -4,8 +4,8 @@ The score ranks epochs (bespoke.review.selection: a weighted mean of the epoch's
 records them), so a vote between candidates of epochs x and y agrees when the score puts the preferred
 epoch higher (bespoke.review.calibration for the share, its interval and the rules). Only votes between two
 epochs of the same run count, "same" and "neither usable" are left out. A *disagreement* is a pair of
-epochs whose direct votes favour the epoch the score ranks lower; it is *sure* when the votes' 95 %
-interval is clear of 50 %.
+epochs whose direct votes favour the epoch the score ranks lower; it is *sure* when the ranking of all the
+run's votes (bespoke.review.ranking) puts the chance that the preferred epoch is better clear of 50 % at 95 %.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from itertools import combinations
 
 from bespoke.review.calibration import Agreement, Comparison, agreement, calibrate, shared_terms
 from bespoke.review.calibration import Calibration as Calibrated
-from bespoke.review.ranking import Game, HeadToHead, head_to_head, head_to_head_text
+from bespoke.review.ranking import Game, HeadToHead, fit, head_to_head, head_to_head_text
 from bespoke.review.selection import WEIGHTS
 from bespoke.review.votes import Vote
 
@@ -53,7 +53,7 @@ def score_of(terms: Mapping[str, float], weights: Mapping[str, float]) -> float:
 @dataclass(frozen=True)
 class Disagreement:
     """Two epochs the votes order one way (`votes`: the direct votes, the preferred epoch first) and the score
-    the other (`scores`: each one's score under the weights checked)."""
+    the other (`scores`: each one's score under the weights checked); `sure`: the ranking is 95 % sure."""
 
     votes: HeadToHead
     scores: tuple[float, float]
@@ -83,8 +83,9 @@ def check_score(report: dict, run_id: str, votes: Sequence[Vote],
     found = comparisons(votes, run_id, terms)
     used = {t: weights[t] for t in shared_terms(found, weights)} if found else weights
     games = _games(votes, run_id)
-    disagreements = []
+    disagreements: list[Disagreement] = []
     epochs = sorted({int(e) for g in games for e in (g.first, g.second) if e in terms})
+    ranked = fit(epochs, [g for g in games if g.first in terms and g.second in terms]) if epochs else None
     for x, y in combinations(epochs, 2):
         h = head_to_head(games, x, y)
         if h is None or h.share == 0.5:
@@ -92,8 +93,8 @@ def check_score(report: dict, run_id: str, votes: Sequence[Vote],
         better, worse = (x, y) if h.share > 0.5 else (y, x)
         h = head_to_head(games, better, worse)  # the preferred epoch first
         scores = (score_of(terms[better], used), score_of(terms[worse], used))
-        if h is not None and scores[0] < scores[1]:
-            disagreements.append(Disagreement(h, scores, h.low > 0.5))
+        if h is not None and ranked is not None and scores[0] < scores[1]:
+            disagreements.append(Disagreement(h, scores, ranked.beats(better, worse)[1] > 0.5))
     disagreements.sort(key=lambda d: (not d.sure, -d.votes.votes))
     return ScoreCheck(used, agreement(found, used), disagreements)
 
@@ -102,7 +103,7 @@ def check_lines(check: ScoreCheck) -> list[str]:
     """The check in words: the agreement, then each disagreement (sure ones first)."""
     if check.agreement is None:
         return ["the score against the votes: no decisive votes between two of this run's epochs yet"]
-    lines = [f"the score against the votes: it orders {check.agreement.text()} as you did"]
+    lines = [f"the score against the votes: it agrees with {check.agreement.text()}"]
     for d in check.disagreements:
         sure = " (the votes are 95 % sure)" if d.sure else ""
         lines.append(f"  disagree: {head_to_head_text(d.votes, _epoch)}; the score has epoch {d.votes.second} "

@@ -235,6 +235,21 @@ def read_votes(path: Path) -> Read:
     return out
 
 
+def merged(reads: Iterable[Read]) -> Read:
+    """Several votes files read as one: each id once, records in time order (a file's own order kept for
+    records of the same second)."""
+    out = Read()
+    seen: set[str] = set()
+    for read in reads:
+        out.skipped += read.skipped
+        for record in read.records:
+            if record.id not in seen:
+                seen.add(record.id)
+                out.records.append(record)
+    out.records.sort(key=lambda r: r.time)
+    return out
+
+
 def _append_line(path: Path, line: bytes) -> None:
     """One O_APPEND write of `line`, after a newline when a crash left the file without its last one; fsync."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)

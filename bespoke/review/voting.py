@@ -14,12 +14,14 @@ from pathlib import Path
 
 from bespoke.errors import UsageError
 from bespoke.review.build import review_dir_for, view_of
+from bespoke.review.calibration import Calibration, calibrate
 from bespoke.review.ranking import Fit, Game, fit, head_to_head, head_to_head_text, verdict
 from bespoke.review.report import output_dirs
-from bespoke.review.vote_agreement import ScoreCheck, check_score
+from bespoke.review.selection import WEIGHTS
+from bespoke.review.vote_agreement import ScoreCheck, check_score, comparisons, epoch_terms
 from bespoke.review.vote_pairs import PairChooser, Source, build_pairs, parse_epochs
 from bespoke.review.vote_session import VoteSession
-from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, read_votes, votes_of
+from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, merged, read_votes, votes_of
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,19 @@ def votes_path(paths: Sequence[Path], out_dir: Path | None = None, outputs_dir: 
     if len(paths) == 1:
         return output_dirs(Path(paths[0]))[1] / VOTES_FILE
     return review_dir_for(list(paths), outputs_dir) / VOTES_FILE
+
+
+def votes_files(request: VoteRequest) -> list[Path]:
+    """The votes files that speak of these runs: theirs together, then (for several runs) each run's own."""
+    paths = [votes_path(request.paths, request.out_dir, request.outputs_dir)]
+    if len(request.paths) > 1 or request.out_dir is not None:
+        paths += [votes_path((p,)) for p in request.paths]
+    return list(dict.fromkeys(paths))
+
+
+def gather_votes(request: VoteRequest) -> Read:
+    """Every record of `votes_files(request)`, merged."""
+    return merged(read_votes(path) for path in votes_files(request))
 
 
 def load_sources(request: VoteRequest) -> list[Source]:
@@ -154,13 +169,21 @@ def rankings(sources: Sequence[Source], read: Read, voter: str | None = None) ->
     return out
 
 
-def score_checks(runs: Sequence[tuple[str, str, dict]], votes_file: Path) -> list[tuple[str, ScoreCheck]]:
+def score_checks(runs: Sequence[tuple[str, str, dict]], read: Read) -> list[tuple[str, ScoreCheck]]:
     """(label, the score against the votes) of each (label, run id, report) that has votes between its own
-    epochs in `votes_file`; none when the file does not exist."""
-    votes = votes_of(read_votes(votes_file).records)
+    epochs in `read`."""
+    votes = votes_of(read.records)
     out = []
     for label, run_id, report in runs:
         own = [v for v in votes if v.a.run == run_id and v.b.run == run_id]
         if own:
             out.append((label, check_score(report, run_id, own)))
     return out
+
+
+def calibrate_votes(sources: Sequence[Source], read: Read, voter: str | None = None) -> Calibration:
+    """The score's term weights fitted to the votes between epochs of each run (pooled over the runs; every
+    voter's votes, or one voter's), beside the stated defaults (bespoke.review.calibration)."""
+    votes = votes_of(read.records, voter)
+    found = [c for s in sources for c in comparisons(votes, s.run_id, epoch_terms(s.report))]
+    return calibrate(found, WEIGHTS)

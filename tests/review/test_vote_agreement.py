@@ -1,0 +1,111 @@
+"""The score against the votes of a run: its agreement, the epochs where they disagree, and the lines review,
+process and vote print; --calibrate saves a profile only when it agrees better."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from vote_fixtures import item, processed_run
+
+from bespoke.cli import main
+from bespoke.review.profiles import load_profiles
+from bespoke.review.vote_agreement import check_lines, check_score
+from bespoke.review.vote_pairs import build_pairs, parse_epochs
+from bespoke.review.votes import Read, VotesFile, make_vote, merged, read_votes
+from bespoke.review.voting import VoteRequest, load_sources, votes_path
+
+REPORT = {"epochs": [
+    {"epoch": 0, "score": {"total": 0.0, "terms": {"pixel_art": 0.0, "few_colours": 0.0}}},
+    {"epoch": 5, "score": {"total": 0.9, "terms": {"pixel_art": 0.9, "few_colours": 0.9}}},
+    {"epoch": 8, "score": {"total": 0.8, "terms": {"pixel_art": 0.6, "few_colours": 1.0}}},
+    {"epoch": 9, "score": {"total": 0.3, "terms": {"pixel_art": 0.3, "few_colours": 0.3}}},
+]}
+WEIGHTS = {"pixel_art": 1.0, "few_colours": 1.0}
+
+
+def _votes(spec) -> list:
+    """(winner epoch, loser epoch or 'same', count) -> votes of run-a."""
+    out = []
+    for first, second, count, answer in spec:
+        for i in range(count):
+            out.append(make_vote("alice", item(first, prompt=i % 3), item(second, prompt=i % 3), answer))
+    return out
+
+
+def test_agreement_and_the_epochs_where_the_votes_and_the_score_disagree():
+    votes = _votes([(8, 5, 18, "left"), (8, 5, 3, "right"), (5, 9, 6, "left"), (8, 9, 3, "same"),
+                    (8, 9, 2, "neither")])
+    check = check_score(REPORT, "run-a", votes, WEIGHTS)
+    assert check.agreement is not None and check.agreement.votes == 27  # same and neither are not decisive
+    assert check.agreement.share == pytest.approx((3 + 6) / 27)
+    [d] = check.disagreements
+    assert (d.votes.first, d.votes.second, d.votes.votes) == (8, 5, 21) and d.scores == (0.8, 0.9) and d.sure
+    lines = check_lines(check)
+    assert lines[0].startswith("the score against the votes: it agrees with 33 % of 27 votes (95 % interval")
+    assert lines[1].startswith("  disagree: epoch 8 over epoch 5: 86 % of 21 votes")
+    few = check_score(REPORT, "run-a", _votes([(8, 5, 4, "left"), (8, 5, 1, "right")]), WEIGHTS)
+    assert not few.disagreements[0].sure and "95 % sure" not in check_lines(few)[1]
+    assert lines[1].endswith("the score has epoch 5 0.900 over epoch 8 0.800 (the votes are 95 % sure)")
+
+
+def test_other_runs_and_unscored_epochs_are_left_out():
+    votes = _votes([(5, 9, 4, "left")]) + [make_vote("alice", item(5, run="run-b"), item(9, run="run-b"), "right")]
+    votes.append(make_vote("alice", item(0), item(5), "left"))  # epoch 0 is never scored
+    check = check_score(REPORT, "run-a", votes, WEIGHTS)
+    assert check.agreement is not None and check.agreement.votes == 4 and check.agreement.share == 1.0
+    assert check.disagreements == []
+    assert check_lines(check_score(REPORT, "run-c", votes, WEIGHTS))[0].endswith("no decisive votes between "
+                                                                                 "two of this run's epochs yet")
+
+
+def test_merged_files_count_each_record_once_in_time_order(tmp_path):
+    a, b = VotesFile(tmp_path / "a.jsonl"), VotesFile(tmp_path / "b.jsonl")
+    one = make_vote("alice", item(1), item(2), "left", vote_id="one")
+    two = make_vote("alice", item(1), item(3), "left", vote_id="two")
+    b.append(two)
+    a.append(one)
+    a.append(two)
+    read = merged([read_votes(a.path), read_votes(b.path), Read()])
+    assert sorted(r.id for r in read.records) == ["one", "two"]
+    assert [r.time for r in read.records] == sorted(r.time for r in read.records)
+
+
+def _vote_for(run, voter: str, prefer, rounds: int = 2) -> None:
+    pairs, _ = build_pairs(load_sources(VoteRequest((run,))), parse_epochs(None, 1))
+    votes = VotesFile(votes_path((run,)))
+    for _ in range(rounds):
+        for pair in pairs:
+            votes.append(make_vote(voter, pair.a, pair.b, "left" if prefer(pair.a.epoch, pair.b.epoch) else "right"))
+
+
+def test_review_and_process_print_the_agreement(tmp_path):
+    run = processed_run(tmp_path / "outputs")  # its score ranks the epochs 4 > 3 > 2 > 1
+    quiet = CliRunner().invoke(main, ["review", str(run)])
+    assert quiet.exit_code == 0 and "the score against the votes" not in quiet.output  # no votes: no line
+    _vote_for(run, "alice", lambda a, b: (a == 3) if 3 in (a, b) else a > b)  # epoch 3 over everything
+    review = CliRunner().invoke(main, ["review", str(run)])
+    assert review.exit_code == 0, review.output
+    assert "the score against the votes: it agrees with 83 % of 36 votes" in review.output
+    assert "disagree: epoch 3 over epoch 4: 100 % of 6 votes" in review.output
+    process = CliRunner().invoke(main, ["process", str(run)])
+    assert process.exit_code == 0 and "it agrees with 83 % of 36 votes" in process.output
+    report = CliRunner().invoke(main, ["vote", str(run), "--report"])
+    assert "it agrees with 83 % of 36 votes" in report.output and "→ epoch 3 leads" in report.output
+    assert "the votes are 95 % sure" not in report.output  # 6 votes: the ranking cannot yet separate 3 from 4
+
+
+def test_calibrate_saves_a_profile_beside_the_defaults(tmp_path, isolated_project):
+    run = processed_run(tmp_path / "outputs", epochs=4)
+    few = CliRunner().invoke(main, ["vote", str(run), "--calibrate"])
+    assert few.exit_code != 0 and "--calibrate: 0 usable votes" in few.output
+    _vote_for(run, "alice", lambda a, b: a > b, rounds=3)  # the later epoch, as the score does
+    result = CliRunner().invoke(main, ["vote", str(run), "--calibrate", "--profile", "alice"])
+    assert result.exit_code == 0, result.output
+    assert "default weights: the score agrees with 100 % of 54 votes" in result.output
+    assert "calibrated weights: it agrees with" in result.output and "saved as score profile alice" in result.output
+    [profile] = load_profiles(isolated_project).values()
+    assert profile.name == "alice" and profile.votes == 54 and set(profile.weights) == {"pixel_art", "few_colours",
+                                                                                       "varied"}
+    assert profile.sources == (str(votes_path((run,))),) and profile.agreement_default == 1.0
+    bad = CliRunner().invoke(main, ["vote", str(run), "--calibrate", "--profile", "no spaces"])
+    assert bad.exit_code != 0 and "letters, digits, - and _ only" in bad.output
