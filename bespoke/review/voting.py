@@ -15,6 +15,7 @@ from pathlib import Path
 from bespoke.errors import UsageError
 from bespoke.review.build import review_dir_for, view_of
 from bespoke.review.calibration import Calibration, calibrate
+from bespoke.review.html_data import label_views
 from bespoke.review.ranking import Fit, Game, fit, head_to_head, head_to_head_text, verdict
 from bespoke.review.report import output_dirs
 from bespoke.review.selection import WEIGHTS
@@ -59,17 +60,19 @@ def gather_votes(request: VoteRequest) -> Read:
 
 
 def load_sources(request: VoteRequest) -> list[Source]:
-    """Each run's report (processed first when stale, like `review`) and the candidate it shows."""
+    """Each run's report (processed first when stale, like `review`), the candidate it shows, and a label
+    unique among the runs (as the review page labels them)."""
     if not request.paths:
         raise UsageError("vote: give at least one run folder, run id or folder of samples")
+    views = [view_of(path, process=request.process) for path in request.paths]
+    if len({v.run_id for v in views}) != len(views):
+        raise UsageError("vote: the same run was given twice")
+    label_views(views)
     sources = []
-    for path in request.paths:
-        view = view_of(path, process=request.process)
+    for path, view in zip(request.paths, views, strict=True):
         if view.method is None:
             raise UsageError(f"{path}: its report has no candidates; run `bespoke process {path}`")
         sources.append(Source(view.run_id, view.label, view.run_dir, view.report, view.method))
-    if len({s.run_id for s in sources}) != len(sources):
-        raise UsageError("vote: the same run was given twice")
     return sources
 
 

@@ -132,3 +132,27 @@ def test_a_reload_replaces_the_pair_on_show_and_two_pages_get_different_pairs(ru
     assert session._shown[other["token"]].pair_key != session._shown[again["token"]].pair_key
     assert session.answer(again["token"], "same") and session.answer(other["token"], "neither")
     assert len(read_votes(votes_path((run,))).records) == 2
+
+
+def test_two_runs_are_compared_at_their_best_epochs_and_ranked_as_runs(tmp_path):
+    from bespoke.review.voting import gather_votes, rankings
+
+    first = processed_run(tmp_path / "outputs", "64-vote-0a1b2c3d")
+    second = processed_run(tmp_path / "outputs", "64-other-9f8e7d6c")
+    request = VoteRequest((first, second), voter="alice")
+    session = open_session(request, seed=6)
+    best = {s.run_id: s.report["best"]["epoch"] for s in session.sources.values()}
+    assert len(session.chooser.pairs) == 3  # one pair per prompt and seed: the two runs' best epochs
+    for pair in session.chooser.pairs:
+        assert pair.a.run != pair.b.run and {pair.a.epoch, pair.b.epoch} <= set(best.values())
+    assert session.votes.path == votes_path((first, second)) and session.votes.path.parent.name.startswith("review-")
+    for _ in range(9):
+        shown = session.next("page")
+        placed = session._shown[shown["token"]]
+        session.answer(shown["token"], "left" if placed.left.run == second.name else "right")
+    read = gather_votes(VoteRequest((first, second)))
+    *per_run, runs = rankings(load_sources(VoteRequest((first, second))), read)
+    assert [r.votes for r in per_run] == [0, 0]  # no votes between epochs of one run
+    assert runs.kind == "runs" and runs.rows[0].player == second.name and runs.votes == 9
+    assert runs.lines == ["64 px · 64-other-9f8e7d6c (simulated) over 64 px · 64-vote-0a1b2c3d (simulated): "
+                          "100 % of 9 votes, 95 % interval 70 %–100 %"]
