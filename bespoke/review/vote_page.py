@@ -53,8 +53,8 @@ JS = """
 (function(){
   var cfg=JSON.parse(document.getElementById('cfg').textContent);
   var body=document.body,status=document.getElementById('status'),current=null,busy=false,voted=0;
-  var client=localStorage.getItem('bespoke-vote-client');
-  if(!client){client=Math.random().toString(16).slice(2)+Date.now().toString(16);localStorage.setItem('bespoke-vote-client',client);}
+  var client=sessionStorage.getItem('bespoke-vote-client');
+  if(!client){client=Math.random().toString(16).slice(2)+Date.now().toString(16);sessionStorage.setItem('bespoke-vote-client',client);}
   function say(text,bad){status.textContent=text||'';status.className=bad?'error':'';}
   function call(method,path,data){
     var init={method:method,headers:{'X-Bespoke-Secret':cfg.secret}};

@@ -3,8 +3,8 @@
 The page only ever sees opaque tokens: a presentation token per pair shown (it becomes the vote's id, so a
 retried answer is written once) and image addresses made of it. Which candidate is on the left is drawn at
 random for every presentation and kept here; the page never learns a run, an epoch or a file name.
-Each open page (a `client`, a random id the page keeps in its local storage) has at most one pair on show;
-asking again (a reload) replaces it. Several pages, and several `bespoke vote` processes on the same
+Each open page (a `client`, a random id the page keeps in its tab's session storage: a reload keeps it,
+another tab or browser has its own) has at most one pair on show; asking again (a reload) replaces it. Several pages, and several `bespoke vote` processes on the same
 folder, share the votes file (bespoke.review.votes), which is re-read on every question.
 """
 

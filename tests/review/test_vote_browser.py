@@ -69,7 +69,7 @@ def _ready(driver, voted: int | None = None) -> None:
 
 def _on_show(driver, session):
     """What the server shows this page now (the page itself knows only a token)."""
-    client = driver.execute_script("return localStorage.getItem('bespoke-vote-client')")
+    client = driver.execute_script("return sessionStorage.getItem('bespoke-vote-client')")
     return session._shown[session._by_client[client]]
 
 
@@ -124,6 +124,27 @@ def test_keys_undo_mark_and_a_reload_land_in_the_votes_file(browser, served):
     assert isinstance(records[4], Undo) and records[4].undoes == votes[3].id
     assert isinstance(records[5], Mark) and records[5].item == shown.left and records[5].mark == "keep"
     assert [r.id for r in in_effect(records) if isinstance(r, Vote)] == [v.id for v in votes[:3]] + [votes[4].id]
+
+
+def test_two_tabs_vote_side_by_side(browser, served):
+    server, run = served
+    session = server.session
+    browser.get(server.url)
+    _ready(browser, 0)
+    first_tab, first = browser.current_window_handle, _on_show(browser, session)
+    browser.switch_to.new_window("tab")
+    browser.get(server.url)
+    _ready(browser, 0)
+    second = _on_show(browser, session)
+    assert second.client != first.client and second.pair_key != first.pair_key  # each tab its own pair
+    _press(browser, "1")
+    _ready(browser, 1)
+    browser.switch_to.window(first_tab)
+    _press(browser, "2")
+    _ready(browser, 1)
+    assert browser.find_element("id", "status").text == "right is better — saved"
+    votes = [r for r in read_votes(votes_path((run,))).records if isinstance(r, Vote)]
+    assert [v.id for v in votes] == [second.token, first.token]
 
 
 def _look(driver, width: int, height: int, name: str) -> dict:
