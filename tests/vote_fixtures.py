@@ -14,7 +14,7 @@ def processed_run(outputs: Path, run_id: str = "64-vote-0a1b2c3d", prompts: int 
     from bespoke.review.process import process_run
 
     run_dir = simulated_run(outputs, run_id, resolution=64, prompts=prompts, epochs=epochs, process=False)
-    process_run(run_dir, progress=False)
+    process_run(run_dir)
     return run_dir
 
 

@@ -38,12 +38,7 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
                   "real; the samples come from bespoke's simulator, not from a model.")
     started = time.perf_counter()
 
-    def echo(message: str) -> None:
-        if not quiet:
-            console.print(escape(message), soft_wrap=True)
-
-    result = run_demo(settings, out_dir, epochs=epochs, prompts=prompts, quick=quick, seed=seed,
-                      progress=not quiet, echo=echo)
+    result = run_demo(settings, out_dir, epochs=epochs, prompts=prompts, quick=quick, seed=seed)
     if result.sd_scripts_placeholder and not quiet:
         console.print("[yellow]No sd-scripts checkout configured:[/] the commands above point at ./sd-scripts as a "
                       "placeholder. Set it with --sd-scripts, BESPOKE_SD_SCRIPTS or bespoke.toml to train for real.")

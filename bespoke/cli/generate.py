@@ -42,7 +42,7 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     request = GenerateRequest(epoch=epoch, prompts_file=Path(prompts_file) if prompts_file else None,
                               seeds=parse_seeds(seeds), mul=mul, steps=steps, scale=scale, sampler=sampler,
                               force=force, preflight=preflight)
-    result = generate_and_process(settings, run_dir, request, process=not no_process, quiet=quiet or as_json)
+    result = generate_and_process(settings, run_dir, request, process=not no_process)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return

@@ -33,7 +33,7 @@ from bespoke.errors import ConfigError, RunError
 from bespoke.fsutil import atomic_write_bytes
 from bespoke.kohya.prompts import SamplePrompt, parse_prompt_file
 from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, shares
-from bespoke.review.process import resolve_training
+from bespoke.review.request import resolve_training
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 

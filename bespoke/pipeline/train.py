@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.errors import BespokeError
-from bespoke.pipeline.process import processed
+from bespoke.review.process import current_report
+from bespoke.review.records import ProcessReport
 from bespoke.run.events import Observer, ignore
 from bespoke.run.plan import PlanRequest
 from bespoke.run.train import TrainOptions, TrainResult, train_request, train_run
@@ -18,7 +19,7 @@ class TrainOutcome:
     """How training ended and, for a finished run, its process report (or why there is none)."""
 
     result: TrainResult
-    report: dict | None = None
+    report: ProcessReport | None = None
     process_error: str | None = None  # the training finished, but processing its samples failed
 
 
@@ -33,7 +34,8 @@ def train_and_process(settings: Settings, target: PlanRequest | Path, options: T
     outcome = TrainOutcome(result)
     if process and result.status == "finished" and not result.skipped and result.signum is None:
         try:
-            outcome.report = processed(result.run_dir)
+            done = current_report(result.run_dir)
+            outcome.report = done.report if done is not None else None
         except BespokeError as error:
             outcome.process_error = str(error)
     return outcome

@@ -14,23 +14,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from bespoke.review.calibration import Agreement, Comparison, agreement, calibrate, shared_terms
-from bespoke.review.calibration import Calibration as Calibrated
+from bespoke.review.calibration import Agreement, Comparison, agreement, shared_terms
 from bespoke.review.ranking import Game, HeadToHead, fit, head_to_head, head_to_head_text
+from bespoke.review.records import ProcessReport
 from bespoke.review.selection import WEIGHTS
 from bespoke.review.votes import Vote
 
 OUTCOME = {"a": 1.0, "b": 0.0, "same": 0.5}
 
 
-def epoch_terms(report: dict) -> dict[int, dict[str, float]]:
+def epoch_terms(report: ProcessReport) -> dict[int, dict[str, float]]:
     """{epoch: the score's terms} of the report's trained epochs."""
-    out = {}
-    for row in report.get("epochs") or []:
-        terms = (row.get("score") or {}).get("terms")
-        if isinstance(row.get("epoch"), int) and row["epoch"] >= 1 and terms:
-            out[row["epoch"]] = {k: float(v) for k, v in terms.items() if v is not None}
-    return out
+    return {row.epoch: {k: float(v) for k, v in row.score.terms.items() if v is not None}
+            for row in report.epochs if row.epoch is not None and row.epoch >= 1 and row.score.terms}
 
 
 def comparisons(votes: Sequence[Vote], run_id: str, terms: Mapping[int, Mapping[str, float]]) -> list[Comparison]:
@@ -75,16 +71,17 @@ def _games(votes: Sequence[Vote], run_id: str) -> list[Game]:
             if v.a.run == run_id and v.b.run == run_id and v.a.epoch != v.b.epoch]
 
 
-def check_score(report: dict, run_id: str, votes: Sequence[Vote],
+def check_score(terms: Mapping[int, Mapping[str, float]], run_id: str, votes: Sequence[Vote],
                 weights: Mapping[str, float] | None = None) -> ScoreCheck:
-    """How the run's score (default weights: selection.WEIGHTS) agrees with its votes, and where it does not."""
-    terms = epoch_terms(report)
+    """How the run's score (its epochs' `terms`, bespoke.review.vote_agreement.epoch_terms; default weights:
+    selection.WEIGHTS) agrees with its votes, and where it does not."""
     weights = dict(weights or WEIGHTS)
     found = comparisons(votes, run_id, terms)
     used = {t: weights[t] for t in shared_terms(found, weights)} if found else weights
     games = _games(votes, run_id)
     disagreements: list[Disagreement] = []
-    epochs = sorted({int(e) for g in games for e in (g.first, g.second) if e in terms})
+    epochs = sorted({e for v in votes if v.a.run == run_id and v.b.run == run_id
+                     for e in (v.a.epoch, v.b.epoch) if e in terms})
     ranked = fit(epochs, [g for g in games if g.first in terms and g.second in terms]) if epochs else None
     for x, y in combinations(epochs, 2):
         h = head_to_head(games, x, y)
@@ -113,9 +110,3 @@ def check_lines(check: ScoreCheck) -> list[str]:
 
 def _epoch(epoch: object) -> str:
     return f"epoch {epoch}"
-
-
-def calibrate_run(report: dict, run_id: str, votes: Sequence[Vote], defaults: Mapping[str, float] | None = None,
-                  ) -> Calibrated:
-    """Weights for the run's score terms fitted to its votes (bespoke.review.calibration)."""
-    return calibrate(comparisons(votes, run_id, epoch_terms(report)), dict(defaults or WEIGHTS))

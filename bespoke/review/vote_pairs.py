@@ -18,6 +18,7 @@ from itertools import combinations
 from pathlib import Path
 
 from bespoke.errors import UsageError
+from bespoke.review.records import ProcessReport
 from bespoke.review.votes import Item, Vote
 
 EPOCHS_HELP = ("Epochs to compare: all (every trained epoch), best (each run's best epoch), or a list such as "
@@ -31,7 +32,7 @@ class Source:
     run_id: str
     label: str
     folder: Path
-    report: dict
+    report: ProcessReport
     method: str
 
 
@@ -51,12 +52,11 @@ def parse_epochs(spec: str | None, runs: int) -> str | set[int]:
 
 
 def _epochs_of(source: Source, spec: str | set[int]) -> set[int]:
-    trained = {s["epoch"] for s in source.report.get("samples") or [] if isinstance(s.get("epoch"), int)}
+    trained = {s.epoch for s in source.report.samples if s.epoch is not None}
     if spec == "all":
         return {e for e in trained if e >= 1}
     if spec == "best":
-        best = (source.report.get("best") or {}).get("epoch")
-        return {best} if best is not None else set()
+        return {source.report.best.epoch} if source.report.best is not None else set()
     assert isinstance(spec, set)
     return spec & trained
 
@@ -65,11 +65,10 @@ def items_of(source: Source, spec: str | set[int]) -> list[Item]:
     """The candidates of `source` that can be voted on: chosen epochs, not degenerate, with a shown candidate."""
     epochs = _epochs_of(source, spec)
     out = []
-    for s in source.report.get("samples") or []:
-        cand = (s.get("candidates") or {}).get(source.method)
-        if s.get("epoch") in epochs and not s.get("degenerate") and cand:
-            out.append(Item(source.run_id, s["epoch"], s["file"], cand["file"], source.method,
-                            s.get("prompt_index"), s.get("seed")))
+    for s in source.report.samples:
+        cand = s.candidates.get(source.method)
+        if s.epoch in epochs and not s.degenerate and cand is not None:
+            out.append(Item(source.run_id, s.epoch, s.file, cand.file, source.method, s.prompt_index, s.seed))
     return out
 
 
@@ -98,13 +97,13 @@ def build_pairs(sources: Sequence[Source], spec: str | set[int]) -> tuple[list[P
     scores: dict[tuple[str, int], float | None] = {}
     for source in sources:
         found = items_of(source, spec)
-        by_file = {s["file"]: s for s in source.report.get("samples") or []}
+        by_file = {s.file: s for s in source.report.samples}
         for item in found:
-            prompts[item.key] = by_file[item.sample].get("prompt")
+            prompts[item.key] = by_file[item.sample].prompt
         items += found
-        for row in source.report.get("epochs") or []:
-            if row.get("epoch") is not None:
-                scores[(source.run_id, row["epoch"])] = (row.get("score") or {}).get("total")
+        for row in source.report.epochs:
+            if row.epoch is not None:
+                scores[(source.run_id, row.epoch)] = row.score.total
     groups: dict[tuple, list[Item]] = {}
     for item in items:
         groups.setdefault(match_key(item, prompts), []).append(item)

@@ -17,6 +17,7 @@ from bespoke.review.build import review_dir_for, view_of
 from bespoke.review.calibration import Calibration, calibrate
 from bespoke.review.html_data import label_views
 from bespoke.review.ranking import Fit, Game, fit, head_to_head, head_to_head_text, verdict
+from bespoke.review.records import ProcessReport
 from bespoke.review.report import output_dirs
 from bespoke.review.selection import WEIGHTS
 from bespoke.review.vote_agreement import ScoreCheck, check_score, comparisons, epoch_terms
@@ -163,7 +164,7 @@ def rankings(sources: Sequence[Source], read: Read, voter: str | None = None) ->
     labels = {s.run_id: s.label for s in sources}
     out = []
     for source in sources:
-        scores = {row["epoch"]: (row.get("score") or {}).get("total") for row in source.report.get("epochs") or []}
+        scores = {row.epoch: row.score.total for row in source.report.epochs}
         games = games_of(votes, _within(source.run_id))
         out.append(rank(source.label, "epochs", games, lambda e: f"epoch {e}", scores))
     if len(sources) > 1:
@@ -172,7 +173,7 @@ def rankings(sources: Sequence[Source], read: Read, voter: str | None = None) ->
     return out
 
 
-def score_checks(runs: Sequence[tuple[str, str, dict]], read: Read) -> list[tuple[str, ScoreCheck]]:
+def score_checks(runs: Sequence[tuple[str, str, ProcessReport]], read: Read) -> list[tuple[str, ScoreCheck]]:
     """(label, the score against the votes) of each (label, run id, report) that has votes between its own
     epochs in `read`."""
     votes = votes_of(read.records)
@@ -180,7 +181,7 @@ def score_checks(runs: Sequence[tuple[str, str, dict]], read: Read) -> list[tupl
     for label, run_id, report in runs:
         own = [v for v in votes if v.a.run == run_id and v.b.run == run_id]
         if own:
-            out.append((label, check_score(report, run_id, own)))
+            out.append((label, check_score(epoch_terms(report), run_id, own)))
     return out
 
 

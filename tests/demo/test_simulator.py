@@ -151,16 +151,17 @@ def test_over_trained_run_copies_training_images_and_the_rule_picks_a_middle_epo
     result = simulate_run(run)
     assert result.simulator["copy_share_per_epoch"]["10"] == pytest.approx(0.9)
     assert result.simulator["copy_share_per_epoch"]["7"] == 0.0 and result.simulator["training_images"] == 8
-    report = process_run(run)
-    rows = {r["epoch"]: r for r in report["epochs"]}
-    best = report["best"]
-    assert best["epoch"] not in (9, 10) and best["epoch"] >= 5  # a middle epoch, not the over-trained end
-    assert rows[10]["near_copy_pct"] >= 50 and rows[best["epoch"]]["near_copy_pct"] == 0
-    assert rows[10]["score"]["terms"]["new"] < best["terms"]["new"]  # and the report says why
+    report = process_run(run).report
+    rows = {r.epoch: r for r in report.epochs}
+    best = report.best
+    assert best is not None and best.epoch not in (9, 10) and best.epoch >= 5  # a middle epoch, not the end
+    assert (rows[10].near_copy_pct or 0) >= 50 and rows[best.epoch].near_copy_pct == 0
+    assert rows[10].score.terms["new"] < best.terms["new"]  # and the report says why
     # the copies name the training image the prompt describes
-    copies = [s for s in report["samples"] if s["epoch"] == 10 and s["scoring"]["novelty"]["near_copy"]]
-    assert copies and all(s["scoring"]["novelty"]["nearest"] == f"t{s['prompt_index']}" for s in copies)
+    copies = [s for s in report.samples if s.epoch == 10 and s.scoring.novelty and s.scoring.novelty.near_copy]
+    assert copies and all(s.scoring.novelty and s.scoring.novelty.nearest == f"t{s.prompt_index}" for s in copies)
     # before the peak the simulated model draws new punks, none near a training image
     names = TrainingSet.from_arrays([str(i) for i in range(8)], training)
-    assert all(not s["scoring"]["novelty"]["near_copy"] for s in report["samples"] if s["epoch"] <= 7)
+    assert all(s.scoring.novelty and not s.scoring.novelty.near_copy for s in report.samples if s.epoch is not None
+               and s.epoch <= 7)
     assert shares(training[0], names).max() == 1.0

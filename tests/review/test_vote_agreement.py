@@ -9,17 +9,13 @@ from vote_fixtures import item, processed_run
 
 from bespoke.cli import main
 from bespoke.review.profiles import load_profiles
-from bespoke.review.vote_agreement import check_lines, check_score
+from bespoke.review.vote_agreement import check_lines, check_score, epoch_terms
 from bespoke.review.vote_pairs import build_pairs, parse_epochs
 from bespoke.review.votes import Read, VotesFile, make_vote, merged, read_votes
 from bespoke.review.voting import VoteRequest, load_sources, votes_path
 
-REPORT = {"epochs": [
-    {"epoch": 0, "score": {"total": 0.0, "terms": {"pixel_art": 0.0, "few_colours": 0.0}}},
-    {"epoch": 5, "score": {"total": 0.9, "terms": {"pixel_art": 0.9, "few_colours": 0.9}}},
-    {"epoch": 8, "score": {"total": 0.8, "terms": {"pixel_art": 0.6, "few_colours": 1.0}}},
-    {"epoch": 9, "score": {"total": 0.3, "terms": {"pixel_art": 0.3, "few_colours": 0.3}}},
-]}
+TERMS = {5: {"pixel_art": 0.9, "few_colours": 0.9}, 8: {"pixel_art": 0.6, "few_colours": 1.0},
+         9: {"pixel_art": 0.3, "few_colours": 0.3}}  # epoch 0 is never scored (epoch_terms leaves it out)
 WEIGHTS = {"pixel_art": 1.0, "few_colours": 1.0}
 
 
@@ -35,7 +31,7 @@ def _votes(spec) -> list:
 def test_agreement_and_the_epochs_where_the_votes_and_the_score_disagree():
     votes = _votes([(8, 5, 18, "left"), (8, 5, 3, "right"), (5, 9, 6, "left"), (8, 9, 3, "same"),
                     (8, 9, 2, "neither")])
-    check = check_score(REPORT, "run-a", votes, WEIGHTS)
+    check = check_score(TERMS, "run-a", votes, WEIGHTS)
     assert check.agreement is not None and check.agreement.votes == 27  # same and neither are not decisive
     assert check.agreement.share == pytest.approx((3 + 6) / 27)
     [d] = check.disagreements
@@ -43,7 +39,7 @@ def test_agreement_and_the_epochs_where_the_votes_and_the_score_disagree():
     lines = check_lines(check)
     assert lines[0].startswith("the score against the votes: it agrees with 33 % of 27 votes (95 % interval")
     assert lines[1].startswith("  disagree: epoch 8 over epoch 5: 86 % of 21 votes")
-    few = check_score(REPORT, "run-a", _votes([(8, 5, 4, "left"), (8, 5, 1, "right")]), WEIGHTS)
+    few = check_score(TERMS, "run-a", _votes([(8, 5, 4, "left"), (8, 5, 1, "right")]), WEIGHTS)
     assert not few.disagreements[0].sure and "95 % sure" not in check_lines(few)[1]
     assert lines[1].endswith("the score has epoch 5 0.900 over epoch 8 0.800 (the votes are 95 % sure)")
 
@@ -51,10 +47,10 @@ def test_agreement_and_the_epochs_where_the_votes_and_the_score_disagree():
 def test_other_runs_and_unscored_epochs_are_left_out():
     votes = _votes([(5, 9, 4, "left")]) + [make_vote("alice", item(5, run="run-b"), item(9, run="run-b"), "right")]
     votes.append(make_vote("alice", item(0), item(5), "left"))  # epoch 0 is never scored
-    check = check_score(REPORT, "run-a", votes, WEIGHTS)
+    check = check_score(TERMS, "run-a", votes, WEIGHTS)
     assert check.agreement is not None and check.agreement.votes == 4 and check.agreement.share == 1.0
     assert check.disagreements == []
-    assert check_lines(check_score(REPORT, "run-c", votes, WEIGHTS))[0].endswith("no decisive votes between "
+    assert check_lines(check_score(TERMS, "run-c", votes, WEIGHTS))[0].endswith("no decisive votes between "
                                                                                  "two of this run's epochs yet")
 
 
@@ -109,3 +105,13 @@ def test_calibrate_saves_a_profile_beside_the_defaults(tmp_path, isolated_projec
     assert profile.sources == (str(votes_path((run,))),) and profile.agreement_default == 1.0
     bad = CliRunner().invoke(main, ["vote", str(run), "--calibrate", "--profile", "no spaces"])
     assert bad.exit_code != 0 and "letters, digits, - and _ only" in bad.output
+
+
+def test_epoch_terms_are_the_reports_trained_epochs(tmp_path):
+    from bespoke.review.report import load_report
+
+    run = processed_run(tmp_path / "outputs")
+    report = load_report(run)
+    terms = epoch_terms(report)
+    assert sorted(terms) == [1, 2, 3, 4]
+    assert all(terms[row.epoch] == row.score.terms for row in report.epochs if row.epoch in terms)

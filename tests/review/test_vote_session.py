@@ -141,7 +141,7 @@ def test_two_runs_are_compared_at_their_best_epochs_and_ranked_as_runs(tmp_path)
     second = processed_run(tmp_path / "outputs", "64-other-9f8e7d6c")
     request = VoteRequest((first, second), voter="alice")
     session = open_session(request, seed=6)
-    best = {s.run_id: s.report["best"]["epoch"] for s in session.sources.values()}
+    best = {s.run_id: s.report.best.epoch for s in session.sources.values() if s.report.best is not None}
     assert len(session.chooser.pairs) == 3  # one pair per prompt and seed: the two runs' best epochs
     for pair in session.chooser.pairs:
         assert pair.a.run != pair.b.run and {pair.a.epoch, pair.b.epoch} <= set(best.values())

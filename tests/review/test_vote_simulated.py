@@ -42,10 +42,10 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("simulated-voter")
     settings = load_settings().with_overrides(outputs_dir=root / "outputs", datasets_dir=root / "datasets",
                                               cache_dir=root / "cache")
-    return run_demo(settings, root / "demo", epochs=8, prompts=4, progress=False)
+    return run_demo(settings, root / "demo", epochs=8, prompts=4)
 
 
-def _hidden(report: dict) -> dict[int, float]:
+def _hidden(report) -> dict[int, float]:
     return {e: score_of(t, HIDDEN) for e, t in epoch_terms(report).items()}
 
 

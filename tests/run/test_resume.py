@@ -111,7 +111,7 @@ def test_a_demo_run_is_never_trained_and_a_real_run_never_simulated(fake, isolat
     from bespoke.settings import load_settings
 
     result = run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True,
-                      resolutions=(64,), progress=False)
+                      resolutions=(64,))
     demo_run = result.runs[0].run_dir
     refused = invoke("train", "--run", str(demo_run))
     assert refused.exit_code == 4 and "SIMULATED" in refused.output and not fake.exists()
@@ -124,8 +124,7 @@ def test_a_demo_run_is_never_trained_and_a_real_run_never_simulated(fake, isolat
     from bespoke.errors import RunError
 
     with pytest.raises(RunError, match="real run"):
-        run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True, resolutions=(64,),
-                 progress=False)
+        run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True, resolutions=(64,))
     assert not (demo_run / "model").exists() and not manifest_of(demo_run)["simulated"]
 
 

@@ -201,9 +201,14 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
     outputs = isolated_project / "outputs"
     write_run_json(outputs / "512-a-1", **{"id": "512-a-1", "status": "finished", "resolution": 512, "preset": "a",
                                          "epochs_done": 10, "epochs_total": 10})
-    (outputs / "512-a-1" / "report").mkdir()
-    (outputs / "512-a-1" / "report" / "report.json").write_text(json.dumps(
-        {"schema_version": 2, "kind": "bespoke.process", "best": {"epoch": 8, "method": "grid"}, "epochs": []}))
+    from bespoke.review.records import Best, ProcessReport
+    from bespoke.review.report import write_report
+
+    write_report(outputs / "512-a-1" / "report", ProcessReport(
+        created_at="2026-01-01T00:00:00Z", source=str(outputs / "512-a-1"), run_id="512-a-1", simulated=False,
+        methods=["grid"], palette=None, tolerance=5.0, correct_cast=False, near_copy_threshold=0.8,
+        novelty_tolerance=8.0, training=None, layout_hint=None, samples=[], errors=[], epochs=[],
+        best=Best(epoch=8, method="grid", rule="test", score=0.5, terms={})))
     write_run_json(outputs / "64-demo-2", **{"id": "64-demo-2", "status": "finished", "resolution": 64,
                                            "preset": None, "simulated": True, "num_epochs": 4, "epochs_done": 4})
     (outputs / "not-a-run").mkdir()
