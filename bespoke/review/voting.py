@@ -23,7 +23,7 @@ from bespoke.review.selection import WEIGHTS
 from bespoke.review.vote_agreement import ScoreCheck, check_score, comparisons, epoch_terms
 from bespoke.review.vote_pairs import PairChooser, Source, build_pairs, parse_epochs
 from bespoke.review.vote_session import VoteSession
-from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, merged, read_votes, votes_of
+from bespoke.review.votes import VOTES_FILE, Read, Vote, VotesFile, kept, merged, read_votes, votes_of
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,19 @@ def votes_path(paths: Sequence[Path], out_dir: Path | None = None, outputs_dir: 
 
 
 def votes_files(request: VoteRequest) -> list[Path]:
-    """The votes files that speak of these runs: theirs together, then (for several runs) each run's own."""
+    """The votes files that may speak of these runs: theirs together, each run's own, and those of the
+    multi-run review folders beside each run (review-<hash>/)."""
     paths = [votes_path(request.paths, request.out_dir, request.outputs_dir)]
-    if len(request.paths) > 1 or request.out_dir is not None:
-        paths += [votes_path((p,)) for p in request.paths]
+    paths += [votes_path((p,)) for p in request.paths]
+    paths += [found for p in request.paths for found in sorted(Path(p).parent.glob(f"review-*/{VOTES_FILE}"))]
     return list(dict.fromkeys(paths))
+
+
+def kept_candidates(run: Path, out_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(sample file, method) of every candidate of `run` whose latest mark in any of its votes files is keep."""
+    run_id = view_of(run, process=False).run_id
+    marks = kept(gather_votes(VoteRequest((Path(run),), out_dir=out_dir)).records)
+    return [(mark.item.sample, mark.item.method) for (owner, _), mark in marks.items() if owner == run_id]
 
 
 def gather_votes(request: VoteRequest) -> Read:
