@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bespoke.cli.common import get_settings
+from bespoke.cli.common import chosen_profile, get_settings, profile_option
 from bespoke.cli.review import review_argument
 
 
@@ -25,8 +25,9 @@ from bespoke.cli.review import review_argument
               "vote`), whatever their epoch (default folder: <run>/export/kept/).")
 @click.option("--no-process", is_flag=True, help="Use the existing report as it is; never run `process` first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export manifest as JSON on stdout.")
+@profile_option
 @click.pass_context
-def export(ctx, run, epoch, method, scale, columns, out_dir, kept, no_process, as_json):
+def export(ctx, run, epoch, method, scale, columns, out_dir, kept, no_process, as_json, profile_name):
     """Export RUN's candidates of one epoch for pixel-art tools: png/ (24 px), png_x<S>/, palette.gpl and
     palette.hex, sheet.png (+ sheet_x<S>.png) and manifest.json naming each image's sample, prompt and seed.
 
@@ -42,7 +43,7 @@ def export(ctx, run, epoch, method, scale, columns, out_dir, kept, no_process, a
     options = ExportOptions(scale=scale, columns=columns, out_dir=Path(out_dir).expanduser() if out_dir else None)
     path = review_argument(ctx, run)
     result = export_run(path, epoch=epoch, method=method, options=options, process=not no_process,
-                        kept=kept_candidates(path) if kept else None)
+                        kept=kept_candidates(path) if kept else None, profile=chosen_profile(ctx, profile_name))
     if as_json:
         click.echo(json.dumps({"out_dir": str(result.out_dir), **result.manifest}, indent=2, ensure_ascii=False))
         return

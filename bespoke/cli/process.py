@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bespoke.cli.common import quiet_option, run_argument
+from bespoke.cli.common import chosen_profile, profile_option, quiet_option, run_argument
 from bespoke.errors import UsageError
 
 if TYPE_CHECKING:
@@ -73,9 +73,11 @@ def render_table(report: ProcessReport) -> None:
                    "SLURM_CPUS_PER_TASK).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
+@profile_option
 @quiet_option
 @click.pass_context
-def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training, workers, force, as_json, quiet):
+def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training, workers, force, as_json,
+            profile_name, quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
     RUN_OR_DIR is a run (folder, run id or unique id prefix) or any folder of sample images."""
@@ -85,6 +87,7 @@ def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training
     from bespoke.review.process import process_path
     from bespoke.review.report import output_dirs
     from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
+    from bespoke.review.selection import rescored
     from bespoke.review.vote_agreement import check_lines
     from bespoke.review.votes import VOTES_FILE, read_votes
     from bespoke.review.voting import score_checks
@@ -101,13 +104,17 @@ def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training
         click.echo(json.dumps({**report.to_json(), **({"reused": True} if processed.reused else {})}, indent=2))
         return
     if not quiet:
+        profile = chosen_profile(ctx, profile_name)
+        if profile is not None:  # report.json keeps the stated weights' score; the table shows the profile's
+            report = rescored(report, profile.score_weights(), profile.name)
         render_table(report)
         done = "up to date, nothing rewritten (--force to redo)" if processed.reused else "processed"
         where = output_dirs(path)
         out.print(f"{len(report.samples)} samples {done}, {len(report.errors)} skipped; "
                   f"report: {where[1] / 'report.json'}; candidates: {where[0]}", soft_wrap=True)
         run_id = report.run_id or path.name
-        for _, check in score_checks([(run_id, run_id, report)], read_votes(where[1] / VOTES_FILE)):
+        weights = profile.score_weights() if profile is not None else None
+        for _, check in score_checks([(run_id, run_id, report)], read_votes(where[1] / VOTES_FILE), weights):
             for line in check_lines(check):
                 out.print(escape(line), soft_wrap=True)
         out.print(f"next: bespoke review {path}", soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bespoke.cli.common import get_settings, quiet_option, run_argument
+from bespoke.cli.common import chosen_profile, get_settings, profile_option, quiet_option, run_argument
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -50,6 +50,21 @@ def epoch_table(view: RunView) -> Table:
     return table
 
 
+def print_score_checks(views, request, profile, results) -> None:
+    """The score (under `profile`, else the stated weights) against the votes of each run that has some."""
+    from rich.markup import escape
+
+    from bespoke.review.vote_agreement import check_lines
+    from bespoke.review.voting import gather_votes, score_checks
+
+    weights = profile.score_weights() if profile is not None else None
+    runs = [(v.label, v.run_id, v.report) for v in views]
+    for label, check in score_checks(runs, gather_votes(request), weights):
+        for line in check_lines(check):
+            results.print(escape(line) if line.startswith(" ") else f"{escape(label)}: {escape(line)}",
+                          soft_wrap=True)
+
+
 def review_argument(ctx, arg: str) -> Path:
     """A REVIEW argument: a folder of sample images (or its bespoke_process/ output) as it is, else a run."""
     from bespoke.review.build import plain_folder
@@ -83,9 +98,10 @@ def open_report(html: Path, echo) -> None:
 @click.option("--open", "open_browser", is_flag=True, help="Open the report in your web browser.")
 @click.option("--no-process", is_flag=True, help="Use existing reports as they are; never run `process` first.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (and nothing else there).")
+@profile_option
 @quiet_option
 @click.pass_context
-def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as_json, quiet):
+def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as_json, profile_name, quiet):
     """Review runs: RUN is a run folder, a run id, a unique prefix of one, or any folder of sample images.
 
     Runs (and folders) whose report is missing or older than their samples are processed first. The report
@@ -95,25 +111,22 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as
 
     from bespoke.console import console, out
     from bespoke.review.build import best_rules, review_runs, summary
-    from bespoke.review.vote_agreement import check_lines
-    from bespoke.review.voting import VoteRequest, gather_votes, score_checks
+    from bespoke.review.voting import VoteRequest
 
     settings = get_settings(ctx)
     run_dirs = [review_argument(ctx, arg) for arg in runs]
+    profile = chosen_profile(ctx, profile_name)
     result = review_runs(run_dirs, out_dir=Path(out_dir) if out_dir else None, method=method,
-                         outputs_dir=settings.outputs_dir, process=not no_process, single_file=single_file)
+                         outputs_dir=settings.outputs_dir, process=not no_process, single_file=single_file,
+                         profile=profile)
     results = console if as_json else out  # with --json, stdout carries the JSON alone
     if not quiet:
         for view in result.views:
             results.print(epoch_table(view))
         for rule in best_rules(result.views):
             console.print(f"[dim]best-epoch rule: {escape(rule)}[/]")
-        voted = gather_votes(VoteRequest(tuple(run_dirs), out_dir=Path(out_dir) if out_dir else None,
-                                         outputs_dir=settings.outputs_dir))
-        for label, check in score_checks([(v.label, v.run_id, v.report) for v in result.views], voted):
-            for line in check_lines(check):
-                results.print(f"{escape(label)}: {escape(line)}" if not line.startswith(" ") else escape(line),
-                              soft_wrap=True)
+        print_score_checks(result.views, VoteRequest(tuple(run_dirs), out_dir=Path(out_dir) if out_dir else None,
+                                                     outputs_dir=settings.outputs_dir), profile, results)
         if any(v.simulated for v in result.views):
             console.print("[bold white on red] SIMULATED [/] samples made by bespoke's simulator; no model was trained.")
         for run_id, sheets in result.sheets.items():

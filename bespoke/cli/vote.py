@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from bespoke.cli.common import get_settings
-from bespoke.cli.review import review_argument
+from bespoke.cli.common import chosen_profile, get_settings
+from bespoke.cli.review import print_score_checks, review_argument
 
 
 def login_name() -> str:
@@ -96,14 +96,13 @@ def _serve(session, port: int, open_browser: bool) -> None:
         server.server_close()
 
 
-def _report(request, voter: str | None) -> None:
-    """--report: who voted, the rankings, and the score against the votes of each run."""
+def _report(request, voter: str | None, profile) -> None:
+    """--report: who voted, the rankings, and the score (under `profile`) against the votes of each run."""
     from rich.markup import escape
 
     from bespoke.console import console, out
-    from bespoke.review.vote_agreement import check_lines
     from bespoke.review.votes import votes_of
-    from bespoke.review.voting import gather_votes, load_sources, rankings, score_checks, votes_files
+    from bespoke.review.voting import gather_votes, load_sources, rankings, votes_files
 
     where = ", ".join(str(p) for p in votes_files(request) if p.exists()) or str(votes_files(request)[0])
     read = gather_votes(request)
@@ -114,9 +113,7 @@ def _report(request, voter: str | None) -> None:
     console.print(f"votes: {escape(str(where))} (votes in effect: {by}{skipped}){alone}", soft_wrap=True)
     sources = load_sources(request)
     render_rankings(rankings(sources, read, voter), out)
-    for label, check in score_checks([(s.label, s.run_id, s.report) for s in sources], read):
-        for line in check_lines(check):
-            out.print(escape(line if line.startswith(" ") else f"{label}: {line}"), soft_wrap=True)
+    print_score_checks(sources, request, profile, out)
 
 
 def render_calibration(result, out) -> None:
@@ -182,8 +179,10 @@ def _calibrate(request, voter: str | None, name: str, root: Path) -> None:
               "agrees with them; serve nothing.")
 @click.option("--calibrate", is_flag=True, help="Fit the score's term weights to the votes, show them beside "
               "the defaults and save them as a score profile; serve nothing.")
-@click.option("--profile", "profile_name", default="calibrated", show_default=True,
-              help="With --calibrate: the name of the score profile to save.")
+@click.option("--profile", "profile_name", default=None,
+              help="With --calibrate: the name of the score profile to save (default: calibrated); with "
+              "--report: the profile whose score is checked against the votes (default: score_profile in "
+              "bespoke.toml, else the stated weights).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser (the address is printed either way).")
 @click.option("--no-process", is_flag=True, help="Use existing reports as they are; never run `process` first.")
 @click.pass_context
@@ -196,11 +195,12 @@ def vote(ctx, runs, epochs, voter, port, out_dir, show_report, calibrate, profil
 
     settings = get_settings(ctx)
     paths = tuple(review_argument(ctx, arg).resolve() for arg in runs)
+    profile = None if calibrate else chosen_profile(ctx, profile_name)
     request = VoteRequest(paths, epochs, voter or login_name(), Path(out_dir) if out_dir else None,
-                          settings.outputs_dir, not no_process)
+                          settings.outputs_dir, not no_process, profile)
     if calibrate:
-        _calibrate(request, voter, profile_name, settings.project_root)
+        _calibrate(request, voter, profile_name or "calibrated", settings.project_root)
     elif show_report:
-        _report(request, voter)
+        _report(request, voter, profile)
     else:
         _serve(open_session(request), port, not no_browser)

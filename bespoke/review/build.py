@@ -18,10 +18,12 @@ from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
 from bespoke.review.html import RunView, build_html, single_file_path
 from bespoke.review.process import Loaded, current_report, process_path
+from bespoke.review.profiles import Profile
 from bespoke.review.records import ProcessReport
 from bespoke.review.report import PLAIN_OUTPUT, load_report, output_dirs, report_file
 from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 from bespoke.review.samples import IMAGE_SUFFIXES
+from bespoke.review.selection import rescored
 from bespoke.review.sheets import SheetOptions, build_contact_sheets, pick_method
 from bespoke.review.tb_events import epoch_losses
 from bespoke.run.manifest import RunManifest, load_manifest
@@ -188,12 +190,17 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
 
 
 def view_of(path: Path, *, method: str | None = None, process: bool = True,
-            processed: list[str] | None = None) -> RunView:
-    """The RunView of a run folder or of a plain folder of samples (processed first when stale)."""
+            processed: list[str] | None = None, profile: Profile | None = None) -> RunView:
+    """The RunView of a run folder or of a plain folder of samples (processed first when stale), its score
+    under `profile` when one is given (selection.rescored)."""
     folder = plain_folder(path)
     if folder is not None:
-        return load_plain_view(folder, method=method, process=process, processed=processed)
-    return load_view(path, method=method, process=process, processed=processed)
+        view = load_plain_view(folder, method=method, process=process, processed=processed)
+    else:
+        view = load_view(path, method=method, process=process, processed=processed)
+    if profile is not None:
+        view.report = rescored(view.report, profile.score_weights(), profile.name)
+    return view
 
 
 def _page_path(views: list[RunView], run_dirs: list[Path], out_dir: Path | None,
@@ -214,14 +221,16 @@ def _prune_sheets(folder: Path, keep: set[Path]) -> None:
 
 
 def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: str | None = None,
-                outputs_dir: Path | None = None, process: bool = True, single_file: bool = False) -> ReviewResult:
+                outputs_dir: Path | None = None, process: bool = True, single_file: bool = False,
+                profile: Profile | None = None) -> ReviewResult:
     """Build contact sheets for each run (or plain folder of samples) and one HTML page for all of them, in a
-    folder that holds every image the page shows. `single_file` also writes review.html with them inlined."""
+    folder that holds every image the page shows. `single_file` also writes review.html with them inlined;
+    `profile` scores the runs with its weights."""
     if not run_dirs:
         raise UsageError("review: give at least one run folder, run id or folder of samples")
     run_dirs = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))
     processed: list[str] = []
-    views = [view_of(p, method=method, process=process, processed=processed) for p in run_dirs]
+    views = [view_of(p, method=method, process=process, processed=processed, profile=profile) for p in run_dirs]
     html = _page_path(views, run_dirs, out_dir, outputs_dir)
     sheets = {}
     for view in views:

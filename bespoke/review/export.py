@@ -32,6 +32,7 @@ from bespoke.clock import now_iso
 from bespoke.errors import UsageError
 from bespoke.fsutil import atomic_write_json, atomic_write_text
 from bespoke.review.build import view_of as load_any_view
+from bespoke.review.profiles import Profile
 from bespoke.review.records import Candidate, ProcessReport, Sample
 from bespoke.review.report import output_dirs
 
@@ -279,12 +280,12 @@ def default_out(folder: Path, epoch: int, method: str) -> Path:
 
 def export_run(path: Path, *, epoch: int | None = None, method: str | None = None,
                options: ExportOptions | None = None, process: bool = True,
-               kept: list[tuple[str, str]] | None = None) -> ExportResult:
+               kept: list[tuple[str, str]] | None = None, profile: Profile | None = None) -> ExportResult:
     """Export a run's (or a plain folder's) candidates of `epoch` (default: its best epoch) and `method`
     (default: the method the review shows), processing the samples first when the report is stale. With
     `kept` ((sample file, method) pairs marked keep), exactly those (with `method`, when given, instead of
-    the method each was marked with)."""
-    view = load_any_view(Path(path), method=method, process=process)
+    the method each was marked with). `profile`: the best epoch by its weights."""
+    view = load_any_view(Path(path), method=method, process=process, profile=profile)
     if kept is not None:
         if epoch is not None:
             raise UsageError("--epoch with --kept: the kept candidates are exported whatever their epoch")

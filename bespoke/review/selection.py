@@ -20,18 +20,24 @@ A degenerate sample (black, solid, near-solid, no grid) scores 0 on every term. 
 the terms present (WEIGHTS: `new` counts double -- a LoRA returning its training set is the failure this
 rule exists to catch). The best epoch is the trained epoch (>= 1) with the highest total that has at least
 one non-degenerate sample (ties: the earlier epoch); epoch 0, the untrained model, never wins.
+
+A score profile (bespoke.review.profiles: weights fitted to the user's votes) rescores a report from the
+terms it records (`rescored`): every epoch's total under the profile's weights, the best epoch chosen again
+by the same rule, and the rule saying which profile and weights it used. report.json itself always holds
+the stated weights' score.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from bespoke.dataset.layout import GRID
 from bespoke.pixels.novelty import distinct_designs
-from bespoke.review.records import Best, EpochRow, Sample, Score
+from bespoke.review.records import Best, EpochRow, ProcessReport, Sample, Score
 
 TARGET_COLOURS = 23
 GRID_ERROR_SCALE = 8.0
@@ -70,9 +76,27 @@ def epoch_score(group: list[Sample], designs: dict[str, bytes]) -> tuple[Score, 
     pictures = [np.frombuffer(designs[s.file], dtype=np.uint8).reshape(GRID, GRID, 3) for s in alive]
     diversity = distinct_designs(pictures) / len(group)
     terms["varied"] = diversity
-    total = sum(WEIGHTS[k] * v for k, v in terms.items()) / sum(WEIGHTS[k] for k in terms)
+    total = weighted_total(terms, WEIGHTS)
     return (Score(total=round(total, 4), terms={k: round(v, 4) for k, v in terms.items()}), near_pct,
             round(diversity, 4))
+
+
+def weighted_total(terms: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """The score: the weighted mean of the terms present (0 when no present term has a weight)."""
+    used = [k for k in terms if weights.get(k, 0.0) > 0]
+    return sum(weights[k] * terms[k] for k in used) / sum(weights[k] for k in used) if used else 0.0
+
+
+def rescored(report: ProcessReport, weights: Mapping[str, float], profile: str) -> ProcessReport:
+    """`report` with each epoch's total under `weights` (from its recorded terms) and the best epoch chosen
+    again by RULE; the best's rule names `profile` and the weights."""
+    epochs = [replace(row, score=Score(total=round(weighted_total(row.score.terms, weights), 4),
+                                       terms=dict(row.score.terms))) for row in report.epochs]
+    best = choose_best(epochs, report.methods)
+    if best is not None:
+        stated = ", ".join(f"{k} {weights[k]:g}" for k in best.terms if k in weights)
+        best = replace(best, rule=f"{RULE}; weights of score profile {profile}: {stated}")
+    return replace(report, epochs=epochs, best=best)
 
 
 def display_method(methods: Sequence[str]) -> str | None:

@@ -8,14 +8,15 @@ runs from the votes between candidates of different runs (bespoke.review.ranking
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bespoke.errors import UsageError
 from bespoke.review.build import review_dir_for, view_of
 from bespoke.review.calibration import Calibration, calibrate
 from bespoke.review.html_data import label_views
+from bespoke.review.profiles import Profile
 from bespoke.review.ranking import Fit, Game, fit, head_to_head, head_to_head_text, verdict
 from bespoke.review.records import ProcessReport
 from bespoke.review.report import output_dirs
@@ -36,6 +37,7 @@ class VoteRequest:
     out_dir: Path | None = None
     outputs_dir: Path | None = None
     process: bool = True
+    profile: Profile | None = None  # score the runs with this profile (the pairs' order, the score column)
 
 
 def votes_path(paths: Sequence[Path], out_dir: Path | None = None, outputs_dir: Path | None = None) -> Path:
@@ -73,7 +75,7 @@ def load_sources(request: VoteRequest) -> list[Source]:
     unique among the runs (as the review page labels them)."""
     if not request.paths:
         raise UsageError("vote: give at least one run folder, run id or folder of samples")
-    views = [view_of(path, process=request.process) for path in request.paths]
+    views = [view_of(path, process=request.process, profile=request.profile) for path in request.paths]
     if len({v.run_id for v in views}) != len(views):
         raise UsageError("vote: the same run was given twice")
     label_views(views)
@@ -88,8 +90,7 @@ def load_sources(request: VoteRequest) -> list[Source]:
 def open_session(request: VoteRequest, seed: int | None = None) -> VoteSession:
     """A session on `request`'s runs: every pair that can be voted on, and the votes file."""
     paths = tuple(dict.fromkeys(Path(p).resolve() for p in request.paths))
-    request = VoteRequest(paths, request.epochs, request.voter, request.out_dir, request.outputs_dir,
-                          request.process)
+    request = replace(request, paths=paths)
     sources = load_sources(request)
     pairs, scores = build_pairs(sources, parse_epochs(request.epochs, len(sources)))
     votes = VotesFile(votes_path(paths, request.out_dir, request.outputs_dir))
@@ -181,15 +182,16 @@ def rankings(sources: Sequence[Source], read: Read, voter: str | None = None) ->
     return out
 
 
-def score_checks(runs: Sequence[tuple[str, str, ProcessReport]], read: Read) -> list[tuple[str, ScoreCheck]]:
+def score_checks(runs: Sequence[tuple[str, str, ProcessReport]], read: Read,
+                 weights: Mapping[str, float] | None = None) -> list[tuple[str, ScoreCheck]]:
     """(label, the score against the votes) of each (label, run id, report) that has votes between its own
-    epochs in `read`."""
+    epochs in `read` (the score under `weights`, default the stated ones)."""
     votes = votes_of(read.records)
     out = []
     for label, run_id, report in runs:
         own = [v for v in votes if v.a.run == run_id and v.b.run == run_id]
         if own:
-            out.append((label, check_score(epoch_terms(report), run_id, own)))
+            out.append((label, check_score(epoch_terms(report), run_id, own, weights)))
     return out
 
 

@@ -51,3 +51,46 @@ def test_a_bad_profiles_file_names_the_file_and_the_key(tmp_path, body, message)
     with pytest.raises(ConfigError):
         save_profile(tmp_path, Profile("y", {"pixel_art": 1.0}))  # a bad file is never overwritten
     assert (tmp_path / PROFILES_FILE).read_bytes() == before
+
+
+def test_rescoring_with_the_stated_weights_gives_the_reports_own_score(tmp_path):
+    from vote_fixtures import processed_run
+
+    from bespoke.review.report import load_report
+    from bespoke.review.selection import rescored
+
+    report = load_report(processed_run(tmp_path / "outputs"))
+    same = rescored(report, WEIGHTS, "default")
+    assert [r.score.total for r in same.epochs] == [r.score.total for r in report.epochs]
+    assert same.best is not None and report.best is not None and same.best.epoch == report.best.epoch
+    art = rescored(report, {**WEIGHTS, "few_colours": 0.0, "varied": 0.0}, "art")
+    by_art = max((r for r in report.epochs if r.epoch), key=lambda r: r.score.terms["pixel_art"])
+    assert art.best is not None and art.best.epoch == by_art.epoch != report.best.epoch
+    assert art.best.rule.endswith("; weights of score profile art: pixel_art 1, few_colours 0, varied 0")
+
+
+def test_review_process_and_export_score_with_a_profile_when_asked(tmp_path, isolated_project):
+    import json
+
+    from click.testing import CliRunner
+    from vote_fixtures import processed_run
+
+    from bespoke.cli import main
+
+    run = processed_run(tmp_path / "outputs")  # the stated weights pick epoch 4; pixel art alone epoch 2
+    save_profile(isolated_project, Profile("art", {"pixel_art": 1.0, "few_colours": 0.0, "varied": 0.0}))
+    report_before = (run / "report" / "report.json").read_bytes()
+    review = CliRunner().invoke(main, ["review", str(run), "--profile", "art", "--json"])
+    assert review.exit_code == 0, review.output
+    [summary] = json.loads(review.stdout)["runs"]
+    assert summary["best"]["epoch"] == 2 and "weights of score profile art" in summary["best"]["rule"]
+    assert (run / "report" / "report.json").read_bytes() == report_before  # report.json keeps the stated score
+    (isolated_project / "bespoke.toml").write_text('score_profile = "art"\n')
+    process = CliRunner().invoke(main, ["process", str(run)])
+    assert process.exit_code == 0 and "best: epoch 2" in process.output, process.output
+    export = CliRunner().invoke(main, ["export", str(run), "--json"])
+    assert json.loads(export.stdout)["epoch"] == 2
+    stated = CliRunner().invoke(main, ["export", str(run), "--profile", "default", "--json"])
+    assert json.loads(stated.stdout)["epoch"] == 4
+    missing = CliRunner().invoke(main, ["review", str(run), "--profile", "nobody"])
+    assert missing.exit_code != 0 and "score profile 'nobody': not in" in missing.output
