@@ -64,6 +64,7 @@ class Settings:
     accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
     presets_dir: Path | None = None  # the user's own presets folder (default: ./kohya_configs when it exists)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    score_profile: str | None = None  # the score profile review/process/export use (score_profiles.toml)
 
     def with_overrides(self, **changes) -> Settings:
         """A copy with non-None values replaced (used for command-line flags)."""
@@ -102,6 +103,7 @@ _KEYS = {
     "sd_python": "str",
     "base_model": "str",
     "presets_dir": "path",
+    "score_profile": "str",
 }
 _TABLES = ("accelerate", "slurm")
 _ACCELERATE_KEYS = {f.name: f for f in fields(AccelerateSettings)}
@@ -112,6 +114,7 @@ _ENV = {
     "BESPOKE_SD_SCRIPTS": "sd_scripts",
     "BESPOKE_PYTHON": "sd_python",
     "BESPOKE_BASE_MODEL": "base_model",
+    "BESPOKE_SCORE_PROFILE": "score_profile",
 }
 
 
@@ -203,7 +206,7 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
         path = Path(raw).expanduser()
         return (path if path.is_absolute() else root / path).resolve()
 
-    for key in ("sd_python", "base_model"):
+    for key in ("sd_python", "base_model", "score_profile"):
         if key in values and not isinstance(values[key], str):
             raise ConfigError(f"{file_path}: {key} must be a string")
     return Settings(
@@ -217,4 +220,5 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
         accelerate=accelerate,
         presets_dir=_presets_dir(root, path_of("presets_dir", "") if values.get("presets_dir") else None, file_path),
         slurm=slurm,
+        score_profile=values.get("score_profile") or None,
     )

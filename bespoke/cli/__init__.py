@@ -29,6 +29,7 @@ from bespoke.cli.review import review
 from bespoke.cli.runs import runs
 from bespoke.cli.sweep import sweep
 from bespoke.cli.train import train
+from bespoke.cli.vote import vote
 
 EXIT_CODES = """\b
 Exit codes:
@@ -65,5 +66,5 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
 
 
 for _command in (prepare, plan, presets, check, preflight, train, sweep, cancel, runs, doctor, process, review,
-                 generate, inspect, export, import_, baseline, demo):
+                 generate, inspect, export, import_, baseline, demo, vote):
     main.add_command(_command)

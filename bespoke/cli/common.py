@@ -96,3 +96,20 @@ def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, quiet=quiet, **kwargs)
 
     return wrapper
+
+
+def profile_option(func):
+    """`--profile NAME`: score with a profile of score_profiles.toml (default: score_profile in bespoke.toml)."""
+    return click.option("--profile", "profile_name", default=None,
+                        help="Score with this score profile of score_profiles.toml (`bespoke vote --calibrate` "
+                             "makes one; default: score_profile in bespoke.toml, else the stated weights; "
+                             "`default` = the stated weights).")(func)
+
+
+def chosen_profile(ctx, name: str | None):
+    """The Profile asked for by --profile or bespoke.toml's score_profile; None for the stated weights."""
+    from bespoke.review.profiles import DEFAULT_PROFILE, load_profile
+
+    settings = get_settings(ctx)
+    name = name or settings.score_profile
+    return None if name in (None, DEFAULT_PROFILE) else load_profile(settings.project_root, name)

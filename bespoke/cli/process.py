@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bespoke.cli.common import quiet_option, run_argument
+from bespoke.cli.common import chosen_profile, profile_option, quiet_option, run_argument
 from bespoke.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,17 +81,25 @@ def render_table(report: ProcessReport) -> None:
                    "SLURM_CPUS_PER_TASK).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
+@profile_option
 @quiet_option
 @click.pass_context
-def process(ctx, run_or_dir, methods, palette, tolerance, training, out_dir, workers, force, as_json, quiet):
+def process(ctx, run_or_dir, methods, palette, tolerance, training, out_dir, workers, force, as_json, profile_name,
+            quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
     RUN_OR_DIR is a run (folder, run id or unique id prefix), an sd-scripts output_dir (sample/ inside), or any
     folder of images (24 px pictures are their own candidates; a .txt beside an image is its prompt)."""
+    from rich.markup import escape
+
     from bespoke.console import out
     from bespoke.review.process import process_path
     from bespoke.review.report import output_dirs
     from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
+    from bespoke.review.selection import rescored
+    from bespoke.review.vote_agreement import check_lines
+    from bespoke.review.votes import VOTES_FILE, read_votes
+    from bespoke.review.voting import score_checks
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: must be 1 or more")
@@ -105,9 +113,17 @@ def process(ctx, run_or_dir, methods, palette, tolerance, training, out_dir, wor
         click.echo(json.dumps({**report.to_json(), **({"reused": True} if processed.reused else {})}, indent=2))
         return
     if not quiet:
+        profile = chosen_profile(ctx, profile_name)
+        if profile is not None:  # report.json keeps the stated weights' score; the table shows the profile's
+            report = rescored(report, profile.score_weights(), profile.name)
         render_table(report)
         done = "up to date, nothing rewritten (--force to redo)" if processed.reused else "processed"
         where = output_dirs(path, Path(out_dir).expanduser() if out_dir else None)
         out.print(f"{len(report.samples)} samples {done}, {len(report.errors)} skipped; "
                   f"report: {where[1] / 'report.json'}; candidates: {where[0]}", soft_wrap=True)
+        run_id = report.run_id or path.name
+        weights = profile.score_weights() if profile is not None else None
+        for _, check in score_checks([(run_id, run_id, report)], read_votes(where[1] / VOTES_FILE), weights):
+            for line in check_lines(check):
+                out.print(escape(line), soft_wrap=True)
         out.print(f"next: bespoke review {path}", soft_wrap=True)

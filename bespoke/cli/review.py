@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bespoke.cli.common import get_settings, quiet_option, run_argument
+from bespoke.cli.common import chosen_profile, get_settings, profile_option, quiet_option, run_argument
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -55,6 +55,21 @@ def epoch_table(view: RunView) -> Table:
     return table
 
 
+def print_score_checks(views, request, profile, results) -> None:
+    """The score (under `profile`, else the stated weights) against the votes of each run that has some."""
+    from rich.markup import escape
+
+    from bespoke.review.vote_agreement import check_lines
+    from bespoke.review.voting import gather_votes, score_checks
+
+    weights = profile.score_weights() if profile is not None else None
+    runs = [(v.label, v.run_id, v.report) for v in views]
+    for label, check in score_checks(runs, gather_votes(request), weights):
+        for line in check_lines(check):
+            results.print(escape(line) if line.startswith(" ") else f"{escape(label)}: {escape(line)}",
+                          soft_wrap=True)
+
+
 def review_argument(ctx, arg: str) -> Path:
     """A REVIEW argument: a folder of sample images (or its bespoke_process/ output) as it is, else a run."""
     from bespoke.review.build import plain_folder
@@ -92,9 +107,11 @@ def open_report(html: Path, echo) -> None:
 @click.option("--palette", default=None, help="grid-palette's palette when processing: dataset, k:<N> or a "
               "folder of 24 px PNGs (the score never depends on it).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (and nothing else there).")
+@profile_option
 @quiet_option
 @click.pass_context
-def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, training, palette, as_json, quiet):
+def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, training, palette, as_json,
+           profile_name, quiet):
     """Review runs: RUN is a run folder, a run id, a unique prefix of one, an sd-scripts output_dir, or any
     folder of sample images (24 px pictures are their own candidates).
 
@@ -107,12 +124,14 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, tr
     from bespoke.console import console, out
     from bespoke.review.build import Inputs, best_rules, review_runs, summary
     from bespoke.review.selection import describe_best
+    from bespoke.review.voting import VoteRequest
 
     settings = get_settings(ctx)
     run_dirs = [review_argument(ctx, arg) for arg in runs]
+    profile = chosen_profile(ctx, profile_name)
     result = review_runs(run_dirs, out_dir=Path(out_dir) if out_dir else None, method=method,
                          outputs_dir=settings.outputs_dir, process=not no_process, single_file=single_file,
-                         inputs=Inputs(training=training, palette=palette))
+                         inputs=Inputs(training=training, palette=palette, profile=profile))
     results = console if as_json else out  # with --json, stdout carries the JSON alone
     if not quiet:
         for view in result.views:
@@ -122,6 +141,8 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, tr
                     results.print(escape(line), soft_wrap=True)
         for rule in best_rules(result.views):
             console.print(f"[dim]best-epoch rule: {escape(rule)}[/]")
+        print_score_checks(result.views, VoteRequest(tuple(run_dirs), out_dir=Path(out_dir) if out_dir else None,
+                                                     outputs_dir=settings.outputs_dir), profile, results)
         if any(v.simulated for v in result.views):
             console.print("[bold white on red] SIMULATED [/] samples made by bespoke's simulator; no model was trained.")
         for run_id, sheets in result.sheets.items():

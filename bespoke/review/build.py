@@ -21,10 +21,12 @@ from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
 from bespoke.review.html import RunView, build_html, single_file_path
 from bespoke.review.process import Loaded, Processed, current_report, is_current, process_path
+from bespoke.review.profiles import Profile
 from bespoke.review.records import ProcessReport
 from bespoke.review.report import PLAIN_OUTPUT, REPORT_FILE, load_report, output_dirs, report_file
 from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 from bespoke.review.samples import IMAGE_SUFFIXES, find_samples, is_output_dir
+from bespoke.review.selection import rescored
 from bespoke.review.sheets import SheetOptions, build_contact_sheets, pick_method
 from bespoke.review.tb_events import epoch_losses
 from bespoke.run.manifest import RunManifest, load_manifest
@@ -34,10 +36,12 @@ from bespoke.run.paths import RunPaths, is_run_dir
 @dataclass(frozen=True)
 class Inputs:
     """What a review passes on to `process` for the folders it processes: `training` (a folder of 24 px
-    training images with captions; a run uses its own dataset) and `palette` (--palette)."""
+    training images with captions; a run uses its own dataset) and `palette` (--palette); and the score
+    profile the review shows (`profile`: --profile)."""
 
     training: str | None = None
     palette: str | None = None
+    profile: Profile | None = None  # the score profile to show the score under (not passed to process)
 
 
 @dataclass
@@ -235,7 +239,16 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
 def view_of(path: Path, *, method: str | None = None, process: bool = True,
             processed: list[str] | None = None, inputs: Inputs = Inputs(), out: Path | None = None) -> RunView:
     """The RunView of a run folder or of any other folder of samples (processed first when stale; a plain
-    folder's results in `out` when given). A folder of results (results_source) is its samples' view."""
+    folder's results in `out` when given), its score under `inputs.profile` when one is given
+    (selection.rescored). A folder of results (results_source) is its samples' view."""
+    view = _view(path, method=method, process=process, processed=processed, inputs=inputs, out=out)
+    if inputs.profile is not None:
+        view.report = rescored(view.report, inputs.profile.score_weights(), inputs.profile.name)
+    return view
+
+
+def _view(path: Path, *, method: str | None, process: bool, processed: list[str] | None, inputs: Inputs,
+          out: Path | None) -> RunView:
     source = results_source(path)
     if source is not None:
         default = output_dirs(source)[1].parent.resolve() == Path(path).resolve()  # its own bespoke_process/
@@ -270,7 +283,8 @@ def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: st
                 inputs: Inputs = Inputs()) -> ReviewResult:
     """Build contact sheets for each run (or plain folder of samples) and one HTML page for all of them, in a
     folder that holds every image the page shows. `single_file` also writes review.html with them inlined.
-    One folder of samples reviewed with `out_dir` has its results written there too."""
+    One folder of samples reviewed with `out_dir` has its results written there too; `inputs.profile` scores
+    the runs with its weights."""
     if not run_dirs:
         raise UsageError("review: give at least one run folder, run id or folder of samples")
     run_dirs = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))

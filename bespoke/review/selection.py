@@ -28,18 +28,24 @@ picture quality (the score without adherence; ties: the earlier epoch). For each
 how many more seeds per prompt would separate it from the highest at today's difference
 ((1.96 sd / mean difference)^2 pairs, at least MIN_SAMPLES, less those there are; none above MAX_SEEDS, none
 with one sample an epoch: no spread to go by).
+
+A score profile (bespoke.review.profiles: weights fitted to the user's votes) is another WEIGHTS mapping:
+`rescored` scores every sample of a report again from the terms it records under the profile's weights (the
+same total, `weighted_total`; `new` still multiplies) and chooses the best epoch again with choose_best, so the
+margin rule and the pick by picture quality are the same; the rule says which profile and weights it used.
+report.json itself always holds the stated weights' score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bespoke.dataset.layout import GRID
 from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, distinct_designs, shares
-from bespoke.review.records import Best, EpochRow, PromptTags, Sample, Score
+from bespoke.review.records import Best, EpochRow, ProcessReport, PromptTags, Sample, Score
 
 ANALYSIS_VERSION = 1  # of the candidates, terms and score: bump when any changes (older reports are redone)
 WEIGHTS = {"composition": 1.0, "clean_cells": 2.0, "feature_contrast": 1.0, "few_colours": 1.0, "adherence": 1.0,
@@ -93,14 +99,21 @@ def used_terms(samples: Sequence[Sample]) -> tuple[str, ...]:
     return tuple(t for t in WEIGHTS if alive and all(s.scoring.terms.get(t) is not None for s in alive))
 
 
-def sample_score(sample: Sample, used: Sequence[str]) -> float:
-    """The sample's score over the `used` terms (module docstring); 0 for a degenerate sample."""
-    terms = sample.scoring.terms
-    if sample.degenerate is not None or not used:
+def weighted_total(terms: Mapping[str, float | None], used: Sequence[str],
+                   weights: Mapping[str, float] = WEIGHTS) -> float:
+    """The score of one sample's terms: the weighted mean of the `used` terms that have a weight above 0, times
+    `new` when it is measured; 0 when no used term has a weight."""
+    counted = [t for t in used if weights.get(t, 0.0) > 0]
+    if not counted:
         return 0.0
-    total = sum(WEIGHTS[t] * float(terms[t] or 0.0) for t in used) / sum(WEIGHTS[t] for t in used)
+    total = sum(weights[t] * float(terms.get(t) or 0.0) for t in counted) / sum(weights[t] for t in counted)
     new = terms.get("new")
     return total * (1.0 if new is None else float(new))
+
+
+def sample_score(sample: Sample, used: Sequence[str], weights: Mapping[str, float] = WEIGHTS) -> float:
+    """The sample's score over the `used` terms (module docstring); 0 for a degenerate sample."""
+    return 0.0 if sample.degenerate is not None else weighted_total(sample.scoring.terms, used, weights)
 
 
 def score_samples(samples: Sequence[Sample], designs: dict[str, bytes]) -> dict[str, float]:
@@ -112,8 +125,8 @@ def score_samples(samples: Sequence[Sample], designs: dict[str, bytes]) -> dict[
     return {t: WEIGHTS[t] for t in used}
 
 
-def _quality(sample: Sample, used: Sequence[str]) -> float:
-    return sample_score(sample, [t for t in used if t in PICTURE])
+def _quality(sample: Sample, used: Sequence[str], weights: Mapping[str, float] = WEIGHTS) -> float:
+    return sample_score(sample, [t for t in used if t in PICTURE], weights)
 
 
 def _interval(values: np.ndarray, rng: np.random.Generator) -> list[float] | None:
@@ -129,20 +142,43 @@ def epoch_score(group: list[Sample], designs: dict[str, bytes],
     """(score, near_copy_pct or None, diversity) of one epoch's samples, whose `score` is set
     (score_samples); `used` is the run's used terms (None: those of this group)."""
     used = used_terms(group) if used is None else used
+    novel = [s.scoring.novelty for s in group if s.scoring.novelty is not None]
+    near_pct = round(100.0 * sum(n.near_copy for n in novel) / len(novel), 1) if novel else None
+    alive = [s for s in group if s.degenerate is None and s.file in designs]
+    diversity = distinct_designs([_design(designs, s) for s in alive]) / len(group)
+    return _epoch_total(group, used), near_pct, round(diversity, 4)
+
+
+def _epoch_total(group: Sequence[Sample], used: Sequence[str], weights: Mapping[str, float] = WEIGHTS) -> Score:
+    """An epoch's Score from its samples' `score` (set under `weights`): the mean with its interval, the mean
+    terms, and the picture quality under `weights`."""
     scores = np.array([s.scoring.score or 0.0 for s in group])
     terms = {}
     for name in (*used, "new"):
         values = [0.0 if s.degenerate is not None else s.scoring.terms.get(name) for s in group]
         if all(v is not None for v in values):
             terms[name] = round(float(np.mean([float(v or 0.0) for v in values])), 4)
-    quality = float(np.mean([_quality(s, used) for s in group]))
-    novel = [s.scoring.novelty for s in group if s.scoring.novelty is not None]
-    near_pct = round(100.0 * sum(n.near_copy for n in novel) / len(novel), 1) if novel else None
-    alive = [s for s in group if s.degenerate is None and s.file in designs]
-    diversity = distinct_designs([_design(designs, s) for s in alive]) / len(group)
-    score = Score(total=round(float(scores.mean()), 4), terms=terms,
-                  interval=_interval(scores, np.random.default_rng(0)), quality=round(quality, 4))
-    return score, near_pct, round(diversity, 4)
+    quality = float(np.mean([_quality(s, used, weights) for s in group]))
+    return Score(total=round(float(scores.mean()), 4), terms=terms,
+                 interval=_interval(scores, np.random.default_rng(0)), quality=round(quality, 4))
+
+
+def rescored(report: ProcessReport, weights: Mapping[str, float], profile: str) -> ProcessReport:
+    """`report` with every sample's and epoch's score under `weights` (from the recorded terms) and the best
+    epoch chosen again by choose_best; the best's rule names `profile` and the weights it used."""
+    used = used_terms(report.samples)
+    samples = [replace(s, scoring=replace(s.scoring, score=round(sample_score(s, used, weights), 4)))
+               for s in report.samples]
+    groups: dict[int | None, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.epoch, []).append(s)
+    epochs = [replace(row, score=_epoch_total(groups[row.epoch], used, weights)) if row.epoch in groups else row
+              for row in report.epochs]
+    best = choose_best(epochs, report.methods, samples)
+    if best is not None:
+        stated = ", ".join(f"{t} {weights.get(t, 0.0):g}" for t in used)
+        best = replace(best, rule=f"{RULE}; weights of score profile {profile}: {stated}")
+    return replace(report, samples=samples, epochs=epochs, best=best)
 
 
 def adherence_by_prompt(group: list[Sample], prompts: Sequence[PromptTags]) -> dict[str, list[float | None]]:
