@@ -2,7 +2,9 @@
 
 The supervisor (bespoke.run.runner) calls `on_line` from its reader threads and `tick` from the supervising
 thread every quarter second; everything the observer gets is emitted from `tick`, in order (lines only feed the
-thread-safe `RunProgress`). run.json is rewritten when an epoch begins or a checkpoint lands, never per step.
+thread-safe `RunProgress`). run.json is rewritten when an epoch begins or a checkpoint lands, never per step, and
+when the run's loop (bespoke.run.loop: each epoch measured, judged, asked whether to stop) recorded something;
+what the loop tells comes after run.json says it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bespoke.run.events import (
     TrainerSaid,
 )
 from bespoke.run.facts import trainer_facts
+from bespoke.run.loop import EpochLoop, LoopOptions, saving_now
 from bespoke.run.manifest import RunManifest, save_manifest
 from bespoke.run.paths import RunPaths
 from bespoke.run.progress import EpochTracker, ModelWatcher, RunProgress, state_epoch
@@ -60,6 +63,8 @@ class Supervision:
         self.told: set[Path] = {c.path for c in whole_checkpoints(paths.model_dir, self.output_name)}
         self.pending: set[Path] = set()  # checkpoints being written (sd-scripts writes in place)
         self.tracker = EpochTracker(samples_per_epoch, done=set(range(1, manifest.epochs_done + 1)))
+        self.loop = EpochLoop(paths, manifest, LoopOptions(), saves_state=False)  # train sets the run's own
+        self.outside_stop: threading.Event | None = None  # a sweep's stop, passed on to the loop's
 
     def on_line(self, stream: str, line: str) -> None:
         """Each line of the trainer's output (reader threads): the gate's pass line ends the preflight status."""
@@ -77,17 +82,27 @@ class Supervision:
                 self.emit(TrainerSaid(run_id, f"trainer says: {said.line}", "warning"))
         changed = self._facts()
         landed: list[Checkpoint] = []
-        if time.monotonic() - self.last_poll >= POLL_SECONDS:
+        if time.monotonic() - self.last_poll >= POLL_SECONDS or self.loop.wants_stop:
             self.last_poll = time.monotonic()
             self.firsts.collect()
             landed = self._poll()
         if self.progress.take_epoch_changed() or landed:
             self._record_disk()
             changed = True
+        changed |= self._epochs(ended=False)
+        outside = self.outside_stop is not None and self.outside_stop.is_set()
+        changed |= self.loop.tick(self.clean(), outside)
         if changed:
             save_manifest(self.paths.root, self.manifest)
-        self._epochs(ended=False)
+        for event in self.loop.take_told():
+            self.emit(event)
         self.emit(Progress(self.progress.snapshot()))
+
+    def clean(self) -> bool:
+        """No checkpoint or state is being written and every epoch with a checkpoint has drawn its samples: a
+        point where stopping the trainer cuts nothing."""
+        return (not self.pending and set(self.tracker.checkpoints) <= self.tracker.done
+                and not saving_now(self.paths.model_dir))
 
     def _facts(self) -> bool:
         if self.facts_written or not self.facts.ready():
@@ -115,7 +130,9 @@ class Supervision:
             self.tracker.add_samples(changes.samples)
             self.emit(SamplesWritten(run_id, tuple(changes.samples)))
         for state in changes.states:
-            self.emit(StateSaved(run_id, state_epoch(state), state))
+            epoch = state_epoch(state)
+            self.loop.state_saved(epoch)
+            self.emit(StateSaved(run_id, epoch, state))
         return landed
 
     def _record_disk(self) -> None:
@@ -126,14 +143,24 @@ class Supervision:
         self.manifest.samples = sample_counts(self.paths.sample_dir)
         self.manifest.last_loss = snap.loss
 
-    def _epochs(self, ended: bool) -> None:
+    def _epochs(self, ended: bool) -> bool:
+        """Tell every epoch that is complete now and hand it to the loop; True when one was."""
         snap = self.progress.snapshot()
-        for epoch, checkpoint, samples in self.tracker.complete(snap.epoch, ended):
-            self.emit(EpochFinished(self.manifest.id, self.paths.root, epoch, snap.total_epochs, checkpoint.path,
-                                    tuple(samples), max(0, self.tracker.expected - len(samples))))
+        complete = self.tracker.complete(snap.epoch, ended)
+        for epoch, checkpoint, samples in complete:
+            finished = EpochFinished(self.manifest.id, self.paths.root, epoch, snap.total_epochs, checkpoint.path,
+                                     tuple(samples), max(0, self.tracker.expected - len(samples)))
+            self.emit(finished)
+            self.loop.epoch_finished(finished, snap.loss)
+        return bool(complete)
 
-    def ended(self) -> None:
-        """The trainer is gone: a last look at model/, and every epoch with a checkpoint is complete."""
+    def ended(self, interrupted: bool) -> None:
+        """The trainer is gone: a last look at model/, every epoch with a checkpoint is complete, the judge's last
+        verdicts (none waited for after a signal) are recorded in run.json and told."""
         self.last_poll = 0.0
         self._poll()
         self._epochs(ended=True)
+        self.loop.close(interrupted)
+        save_manifest(self.paths.root, self.manifest)
+        for event in self.loop.take_told():
+            self.emit(event)

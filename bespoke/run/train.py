@@ -6,7 +6,8 @@ is `finished` exactly when `{output_name}.safetensors` is whole and its `ss_epoc
 Work is never lost: a finished run is skipped, an interrupted, failed or stale one resumes from its newest
 `*-state` folder (`bespoke.run.resume`), and `restart` keeps the old log (rotated) and the old model/ (moved to
 model.prev-N/). SIGINT, SIGTERM and SIGHUP stop the trainer's tree and mark the run interrupted; an exception
-in bespoke does the same before it propagates.
+in bespoke does the same before it propagates. A stop the run's loop requested (a stop rule, the budget:
+bespoke.run.loop) makes it `stopped-early`, which like `finished` is skipped unless `past_stop` continues it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from bespoke.kohya.preflight import gate_words
 from bespoke.kohya.validate import check_file
 from bespoke.run.events import Broadcast, Finished, Message, Observer, Started, TrainEvent, ignore
 from bespoke.run.lock import RunLock
-from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
+from bespoke.run.loop import EpochLoop, LoopOptions, close_attempt, loop_for
+from bespoke.run.manifest import EarlyStop, RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
 from bespoke.run.preflight import gate_refusal
@@ -79,6 +81,8 @@ class TrainResult:
     log_tail: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
     signum: int | None = None  # the signal that stopped bespoke (exit code 128 + signum)
+    early_stop: EarlyStop | None = None  # why a stopped-early run stopped
+    cost_usd: float | None = None  # what the run has cost so far (all attempts), with a GPU price
 
 
 def neutral_accelerate_config(paths: RunPaths) -> Path:
@@ -118,11 +122,13 @@ def refuse_simulated(manifest: RunManifest, paths: RunPaths) -> None:
 
 
 def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: RunProgress, output_name: str,
-             epochs_total: int | None) -> tuple[str, str | None]:
+             epochs_total: int | None, early: EarlyStop | None) -> tuple[str, str | None]:
     """(status, reason) of an attempt, decided from what is on disk: a whole final checkpoint of the last epoch
     is a finished run, whatever signal or exit code came with it."""
     if complete_final(checkpoints, epochs_total) is not None:
         return "finished", None
+    if result.interrupted and result.signum is None and early is not None:
+        return "stopped-early", early.reason
     if result.interrupted:
         return "interrupted", f"stopped by bespoke ({signal_name(result.signum)})"
     if result.exit_code != 0:
@@ -147,12 +153,18 @@ class TrainOptions:
     stop_timeouts: tuple[float, float] = DEFAULT_GRACE
     preflight: bool = True  # gate the launch with bespoke preflight (bespoke.kohya.preflight.gate_words)
     label: str = ""  # where the run goes in a sweep ("gpu 0"), for the live view
+    loop: LoopOptions = LoopOptions()  # score each epoch, stop on a rule or a budget (bespoke.run.loop)
+    past_stop: bool = False  # (--continue) train a stopped-early run on from its last state
 
 
 def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already finished") -> TrainResult:
     exit_code = manifest.attempt.exit_code if manifest.attempt is not None else None
-    return TrainResult(manifest.id, paths.root, "finished", exit_code, manifest.epochs_done, manifest.epochs_total,
-                       manifest.duration_s, manifest.final_loss, skipped=True, reason=reason)
+    if manifest.status == "stopped-early" and manifest.early_stop is not None:
+        reason = (f"stopped early after epoch {manifest.early_stop.after_epoch} ({manifest.early_stop.reason}); "
+                  "--continue trains on past the stop")
+    return TrainResult(manifest.id, paths.root, manifest.status, exit_code, manifest.epochs_done,
+                       manifest.epochs_total, manifest.duration_s, manifest.final_loss, skipped=True, reason=reason,
+                       early_stop=manifest.early_stop, cost_usd=manifest.cost_usd)
 
 
 def refuse_without_resume(manifest: RunManifest, options: TrainOptions) -> None:
@@ -176,6 +188,8 @@ def train_run(settings: Settings, run_dir: Path, options: TrainOptions = TrainOp
     refuse_simulated(manifest, paths)
     refuse_without_resume(manifest, options)
     if manifest.status == "finished" and not options.restart:
+        return _told(observer, _skipped(manifest, paths))
+    if manifest.status == "stopped-early" and not (options.restart or options.past_stop):
         return _told(observer, _skipped(manifest, paths))
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
     with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
@@ -208,6 +222,7 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
         return _skipped(manifest, paths, "already finished (every epoch is on disk)")
     say = lambda text: emit(Message(manifest.id, text))  # noqa: E731 - bespoke's own words about this run
     edited = check_configs(paths, manifest, say)
+    loop = loop_for(paths, manifest, training, options.loop, options.past_stop and not options.restart)
     resume = prepare_folder(paths, manifest, output_name, options.restart, say)
     rotated = rotate_log(paths.train_log)
     if options.restart and rotated:
@@ -222,6 +237,8 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
                                    bespoke_version=__version__, edited_configs=edited)
     if options.restart:  # a real restart of a run keeps nothing simulated or measured from before
         manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
+        manifest.epoch_log, manifest.cost_usd = [], None
+    manifest.early_stop = None
     manifest.status, manifest.epochs_total, manifest.output_name = "running", total_epochs, output_name
     save_manifest(paths.root, manifest)
     progress = RunProgress(manifest.id, total_epochs, label=options.label)
@@ -229,15 +246,17 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
     firsts = ResumeSamples(paths, attempt.number, resume is not None)
     supervision = Supervision(paths, manifest, progress, emit, TrainerFacts(settings), firsts,
                               samples_per_epoch(training, len(manifest.prompts)))
+    supervision.loop, supervision.outside_stop = loop, options.stop
     result = _supervised(LaunchedRun(argv, env, overrides, spec, resume), supervision, options, signals)
     supervision.facts.thread.join()
     problem = gate_refusal(paths.preflight_report, paths.root) if options.preflight and not result.interrupted else None
     if problem is not None:
+        loop.close(interrupted=True)
         save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
         raise problem
     attempt.resume_samples = firsts.collect()
-    supervision.ended()
-    return _finish(paths, manifest, result, progress, resume, supervision.facts.values)
+    supervision.ended(result.signum is not None or loop.outside)
+    return _finish(paths, manifest, result, progress, resume, loop, supervision.facts.values)
 
 
 def samples_per_epoch(training: Mapping, prompts: int) -> int:
@@ -268,10 +287,11 @@ def _supervised(launch: LaunchedRun, supervision: Supervision, options: TrainOpt
 
     try:
         return run_logged(launch.argv, launch.env, paths.train_log, cwd=launch.spec.cwd,
-                          on_line=supervision.on_line, on_tick=supervision.tick, stop=options.stop,
+                          on_line=supervision.on_line, on_tick=supervision.tick, stop=supervision.loop.stop,
                           stop_timeouts=options.stop_timeouts, env_overrides=recordable_env(launch.overrides),
                           on_start=spawned, signals=signals, run_dir=paths.root)
     except BaseException as error:  # the tree is stopped already; record that before it propagates
+        supervision.loop.close(interrupted=True)
         _record_crash(paths, manifest, error)
         if isinstance(error, OSError):
             raise RunError(f"run {manifest.id}: {error}; the trainer was stopped and the run marked interrupted: "
@@ -308,13 +328,16 @@ def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) 
 
 
 def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress,
-            resume: Path | None, facts: dict) -> TrainResult:
+            resume: Path | None, loop: EpochLoop, facts: dict) -> TrainResult:
     """Record how the attempt ended in run.json and return it."""
     output_name = manifest.output_name or "last"
     checkpoints = whole_checkpoints(paths.model_dir, output_name)
     snap = progress.snapshot()
     epochs_total = snap.total_epochs or manifest.epochs_total
-    status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total)
+    early = loop.early_stop(epochs_done(checkpoints))
+    status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total, early)
+    manifest.early_stop = early if status == "stopped-early" else None
+    close_attempt(manifest, loop, result.duration)
     tail = log_tail(paths.train_log, LOG_TAIL_LINES) if status != "finished" else None
     duration = manifest.duration_s + result.duration if resume is not None else result.duration
     progress.status = status
@@ -330,7 +353,8 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     save_manifest(paths.root, manifest)
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
                        snap.loss, reason, resumed_from=str(resume) if resume is not None else None,
-                       log_tail=tail or [], argv=attempt.argv, signum=result.signum)
+                       log_tail=tail or [], argv=attempt.argv, signum=result.signum, early_stop=manifest.early_stop,
+                       cost_usd=manifest.cost_usd)
 
 
 def train_request(settings: Settings, request: PlanRequest, options: TrainOptions = TrainOptions(),
