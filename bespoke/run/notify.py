@@ -143,6 +143,7 @@ class Notifier:
     _queue: queue.Queue = field(default_factory=queue.Queue, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _warned: bool = field(default=False, init=False)
+    _abandoned: threading.Event = field(default_factory=threading.Event, init=False)
     _runs: dict[str, Path] = field(default_factory=dict, init=False)
 
     def __call__(self, event: TrainEvent) -> None:
@@ -170,19 +171,22 @@ class Notifier:
             self._queue.put(_Message(target, dict(summary), run_dir / "logs" / "notify.log" if run_dir else None))
 
     def close(self, timeout: float = CLOSE_SECONDS) -> None:
-        """Wait at most `timeout` seconds for the queued messages (the thread is a daemon: it never holds the
-        process after that)."""
+        """Wait at most `timeout` seconds for the queued messages; what is left then is dropped (each logged in
+        notify.log, nothing said, no retry) and the thread, a daemon, never holds the process."""
         if self._thread is None:
             return
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._thread.is_alive():  # the rest is dropped: nothing is sent or said after the command moved on
+            self._abandoned.set()
 
     def _work(self) -> None:
         while True:
             message = self._queue.get()
             if message is None:
                 return
-            problem = deliver(message.target, message.summary, self.env)
+            problem = "not sent: the command ended first" if self._abandoned.is_set() else \
+                deliver(message.target, message.summary, self.env, abandon=self._abandoned)
             if problem is not None:
                 self._failed(message, problem)
 
@@ -196,22 +200,29 @@ class Notifier:
                     handle.write(line + "\n")
             except OSError:
                 pass
-        if not self._warned:
+        if not self._warned and not self._abandoned.is_set():
             self._warned = True
             progress.say(f"notify: {message.target.describe()} could not be told ({problem}); the run goes on"
                          + (f"; see {message.log}" if message.log else ""), "warning")
 
 
-def deliver(target: Target, summary: dict, env: Mapping[str, str], timeout: float = TIMEOUT_SECONDS) -> str | None:
-    """POST `summary` to `target` (retried); None when it was taken, else what went wrong last (no URL in it)."""
+def deliver(target: Target, summary: dict, env: Mapping[str, str], timeout: float | None = None,
+            abandon: threading.Event | None = None) -> str | None:
+    """POST `summary` to `target` (retried, unless `abandon` is set meanwhile); None when it was taken, else what
+    went wrong last (no URL in it)."""
     problem = "not sent"
     for attempt in range(RETRIES):
         if attempt:
-            time.sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
+            pause = BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)]
+            if abandon is not None and abandon.wait(pause):
+                return problem + " (no retry: the command ended)"
+            if abandon is None:
+                time.sleep(pause)
         try:
             data, headers = body(target, summary, env)
             request = urllib.request.Request(target.resolve(env), data=data, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) checked
+            wait = TIMEOUT_SECONDS if timeout is None else timeout  # read now: tests shorten it
+            with urllib.request.urlopen(request, timeout=wait) as response:  # noqa: S310 - http(s) checked
                 if 200 <= response.status < 300:
                     return None
                 problem = f"HTTP {response.status}"
