@@ -103,7 +103,7 @@ def main() -> None:
         write_dataset(project / "datasets" / "punks", count=4, seed=5)
         overrides = cpu_safe(os.environ["BESPOKE_TEST_TOKENIZER_CACHE"])
         run = plan_run(settings, PlanRequest(resolution=64, dataset=project / "datasets" / "punks",
-                                             overrides=overrides), progress=False).paths.root
+                                             overrides=overrides)).paths.root
         preflight_runs(settings, [run])  # warm-up, untimed: the first import of torch & co. reads them from disk
         one = [preflight_runs(settings, [run]).seconds for _ in range(options.repeat)]
         shipped = plan_shipped(settings, project / "shipped", (overrides[-1],))

@@ -25,10 +25,10 @@ def measure(source: Path, resolution: int, layout: str, repeat: int) -> tuple[fl
         cache = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
         try:
             start = time.perf_counter()
-            prepare_dataset(source, resolution, cache_dir=cache, layout=layout, progress=False)
+            prepare_dataset(source, resolution, cache_dir=cache, layout=layout)
             cold.append(time.perf_counter() - start)
             start = time.perf_counter()
-            assert prepare_dataset(source, resolution, cache_dir=cache, layout=layout, progress=False).cached
+            assert prepare_dataset(source, resolution, cache_dir=cache, layout=layout).cached
             warm.append(time.perf_counter() - start)
         finally:
             shutil.rmtree(cache, ignore_errors=True)

@@ -10,12 +10,17 @@
    process/decode is measured in one run. Target <= 2.
 2. Memory: peak RSS of the main process and of one worker, in a fresh subprocess, for M/10 and M samples
    (names are symlinks to the N files, so 10 000 samples need no 10 000 renders). Target: flat.
+
+CPU and memory of the workers: they are the fork server's children, not this process's, so after each run the
+fork server is stopped and waited for (as at the end of a `bespoke process` command): its CPU and its workers'
+then count in RUSAGE_CHILDREN, and each run pays the fork server's start, as every command does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing.forkserver
 import os
 import subprocess
 import sys
@@ -52,28 +57,40 @@ def decode_all(paths) -> tuple[float, float]:
 
 
 def cpu_now() -> float:
-    """CPU seconds of this process plus its finished children (the pool workers)."""
+    """CPU seconds of this process plus its finished children (the fork server and, through it, the workers)."""
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def timed_process(folder: Path, workers: int, training: Path, methods: str | None = None) -> tuple[dict, float, float]:
-    from bespoke.review.process import DEFAULT_METHODS, process_path
+def stop_fork_server() -> None:
+    """Stop the fork server and wait for it, so that its CPU and its workers' count as this process's children
+    (a private call of multiprocessing; a no-op when no fork server runs)."""
+    stop = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
+
+
+def timed_process(folder: Path, workers: int, training: Path, methods: str | None = None):
+    from bespoke.review.process import process_path
+    from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 
     start, cpu = time.perf_counter(), cpu_now()
-    report = process_path(folder, workers=workers, progress=False, palette=str(training), training=str(training),
-                          force=True, methods=methods or DEFAULT_METHODS)
+    report = process_path(folder, ProcessOptions(workers=workers, palette=str(training), training=str(training),
+                                                 force=True, methods=methods or DEFAULT_METHODS)).report
+    stop_fork_server()
     return report, time.perf_counter() - start, cpu_now() - cpu
 
 
 MEMORY_CHILD = r"""
-import json, resource, sys
+import json, multiprocessing.forkserver, resource, sys
 from bespoke.review.process import process_path
-report = process_path(sys.argv[1], workers=int(sys.argv[2]), progress=False, palette=sys.argv[3],
-                      training=sys.argv[3])
-print(json.dumps({"samples": len(report["samples"]),
+from bespoke.review.request import ProcessOptions
+report = process_path(sys.argv[1], ProcessOptions(workers=int(sys.argv[2]), palette=sys.argv[3],
+                                                  training=sys.argv[3])).report
+multiprocessing.forkserver._forkserver._stop()  # its workers' peak RSS then counts in RUSAGE_CHILDREN
+print(json.dumps({"samples": len(report.samples),
                   "main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "worker_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
@@ -118,11 +135,11 @@ def main() -> int:
         _, single, single_cpu = timed_process(tmp / "samples", 1, training)
         report, process, process_cpu = timed_process(tmp / "samples", args.workers, training)
         _, lean, lean_cpu = timed_process(tmp / "samples", args.workers, training, "nearest,grid")
-        n = len(report["samples"])
-        methods = len(report["methods"])
+        n = len(report.samples)
+        methods = len(report.methods)
         print(f"load average before: {load:.2f} on {os.cpu_count()} cores (other work shares them)")
-        print(f"training set: {training} ({report['training']['images']} images, palette "
-              f"{report['training']['palette']['size']} colours); methods {', '.join(report['methods'])}")
+        print(f"training set: {training} ({report.training.images} images, palette "
+              f"{report.training.palette['size']} colours); methods {', '.join(report.methods)}")
         print(f"{'what':<44} {'wall s':>7} {'wall ms/img':>11} {'ratio':>6} {'CPU ms/img':>10}")
         print(f"{'bare Pillow decode (1 process)':<44} {decode:7.2f} {1000 * decode / n:11.2f} {1.0:6.2f} "
               f"{1000 * decode_cpu / n:10.2f}")

@@ -43,9 +43,14 @@ class TrainerError(BespokeError):
 
 
 class PreflightError(BespokeError):
-    """Preflight: the installed sd-scripts would stop on this run's configs on this box (exit 1)."""
+    """Preflight refused: the installed sd-scripts would stop on this run's configs on this box (exit 7).
 
-    exit_code = 1
+    Its own code, apart from 1 (a crash, or doctor's "not ready") and 5 (the trainer failed, or the probe could not
+    run): a script or a Slurm array (`sacct` shows ExitCode 7:0) can tell "fix the config or the box, nothing ran"
+    from "bespoke or the trainer broke". 7 is the first code bespoke had not used; it stays clear of click's 2,
+    the shell's 126/127 and 128 + signal."""
+
+    exit_code = 7
 
 
 class ProcessError(BespokeError):

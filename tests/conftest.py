@@ -60,3 +60,13 @@ def fake(isolated_project, monkeypatch, tmp_path) -> Path:
     monkeypatch.setenv("FAKE_TRAINER_RECORD", str(record))
     write_dataset(isolated_project / "datasets" / "bespoke_punks", count=4, seed=5)
     return record
+
+
+def pytest_collection_modifyitems(config, items):
+    # pluggy calls the conftest registered last first: tests/real_trainer/conftest.py has marked its tests by now,
+    # and `-m` (the mark plugin, registered before any conftest) deselects after this
+    """A test that needs a browser, a Slurm cluster or the real trainer is slow by definition: the fast loop
+    (`pytest -m "not slow"`) never starts one."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in ("browser", "slurm", "real_trainer")):
+            item.add_marker(pytest.mark.slow)

@@ -1,7 +1,8 @@
 """Helpers for the review tests: hand-made run folders, simulated samples, and a stand-in process report.
 
-`fake_process` writes report.json in bespoke.process's schema (REPORT_SCHEMA) from the images on disk with plain
-Pillow NEAREST candidates, so sheets/HTML/review are tested independently of the extractor's quality.
+`fake_process` writes report.json through bespoke's own writer (typed records, so the real schema by
+construction) from the images on disk with plain Pillow NEAREST candidates, so sheets/HTML/review are tested
+independently of the extractor's quality.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ import numpy as np
 from manifest_helpers import write_run_json
 from PIL import Image
 
-from bespoke.fsutil import atomic_write_json
-from bespoke.review.report import REPORT_SCHEMA
+from bespoke.review.records import (
+    Best,
+    Candidate,
+    EpochRow,
+    MethodRow,
+    ProcessReport,
+    Sample,
+    SampleGrid,
+    Score,
+    Scoring,
+)
+from bespoke.review.report import write_report
 from bespoke.run.paths import RunPaths
 
 PROMPTS = [
@@ -49,7 +60,7 @@ _SAMPLE = re.compile(
 )
 
 
-def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = None) -> dict:
+def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = None) -> ProcessReport:
     """Write report.json of the real schema from the samples on disk (NEAREST candidates); returns it."""
     from bespoke.demo.simulator import read_prompt_file
     from bespoke.pixels.metrics import colors_nearest, is_clean, nearest24, top10_coverage, unique_colors
@@ -71,53 +82,51 @@ def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = N
         cov = top10_coverage(small)
         colors = unique_colors(small)
         prompt_index = int(match["prompt"]) if match else None
-        samples.append({
-            "file": path.relative_to(run_dir).as_posix(), "name": path.stem,
-            "epoch": int(match["epoch"]) if match and match["epoch"] else None,
-            "step": int(match["step"]) if match and match["step"] else None,
-            "prompt_index": prompt_index, "seed": int(match["seed"]) if match and match["seed"] else None,
-            "prompt": prompts.get(prompt_index), "width": img.width, "height": img.height,
-            "colors_nearest": cn, "top10_coverage": round(cov, 3), "clean": is_clean(cn, cov), "degenerate": None,
-            "grid": {"cell_w": img.width / 24, "cell_h": img.height / 24, "phase_x": 0, "phase_y": 0,
-                     "cells_x": 24, "cells_y": 24, "confidence": 0.5, "source": "fixture"},
-            "candidates": {method: {
-                "file": cand_path.relative_to(run_dir).as_posix(), "colors": colors, "top10_coverage": round(cov, 3),
-                "clean": is_clean(colors, cov), "off_palette": None, "grid_error": 10.0,
-                "background_uniform": False, "delta_e_max": 0.0, "delta_e_mean": 0.0, "moved_beyond": 0,
-                "novelty": None}},
-        })
+        candidate = Candidate(file=cand_path.relative_to(run_dir).as_posix(), colors=colors,
+                              top10_coverage=round(cov, 3), clean=is_clean(colors, cov), off_palette=None,
+                              grid_error=10.0, background_uniform=False, delta_e_max=0.0, delta_e_mean=0.0,
+                              moved_beyond=0, novelty=None)
+        samples.append(Sample(
+            file=path.relative_to(run_dir).as_posix(), name=path.stem,
+            epoch=int(match["epoch"]) if match and match["epoch"] else None,
+            step=int(match["step"]) if match and match["step"] else None,
+            prompt_index=prompt_index, seed=int(match["seed"]) if match and match["seed"] else None,
+            prompt=prompts.get(prompt_index), width=img.width, height=img.height,
+            colors_nearest=cn, top10_coverage=round(cov, 3), clean=is_clean(cn, cov), degenerate=None,
+            grid=SampleGrid(cell_w=img.width / 24, cell_h=img.height / 24, phase_x=0, phase_y=0, cells_x=24,
+                            cells_y=24, confidence=0.5, source="fixture"),
+            candidates={method: candidate},
+            scoring=Scoring(colors=colors, grid_error=10.0, off_palette=None, novelty=None),
+        ))
     epochs = []
-    for epoch in sorted({s["epoch"] for s in samples if s["epoch"] is not None}):
-        group = [s for s in samples if s["epoch"] == epoch]
-        cands = [s["candidates"][method] for s in group]
-        epochs.append({
-            "epoch": epoch, "samples": len(group),
-            "colors_nearest_mean": round(float(np.mean([s["colors_nearest"] for s in group])), 1),
-            "clean_pct": 100.0 * sum(s["clean"] for s in group) / len(group),
-            "top10_coverage_mean": round(float(np.mean([s["top10_coverage"] for s in group])), 3),
-            "degenerate_pct": 0.0, "near_copy_pct": None, "diversity": 1.0,
-            "score": {"total": round(1.0 / (1.0 + float(np.mean([c["colors"] for c in cands]))), 4),
-                      "terms": {"fixture": 0.0}},
-            "methods": {method: {
-                "colors_mean": round(float(np.mean([c["colors"] for c in cands])), 1),
-                "clean_pct": 100.0 * sum(c["clean"] for c in cands) / len(cands),
-                "off_palette_mean": None, "grid_error_mean": 10.0, "background_uniform_pct": 0.0,
-                "delta_e_max": 0.0, "delta_e_mean": 0.0, "moved_beyond": 0, "near_copy_pct": None}},
-        })
+    for epoch in sorted({s.epoch for s in samples if s.epoch is not None}):
+        group = [s for s in samples if s.epoch == epoch]
+        cands = [s.candidates[method] for s in group]
+        colors_mean = float(np.mean([c.colors for c in cands]))
+        epochs.append(EpochRow(
+            epoch=epoch, samples=len(group),
+            colors_nearest_mean=round(float(np.mean([s.colors_nearest for s in group])), 1),
+            clean_pct=100.0 * sum(s.clean for s in group) / len(group),
+            top10_coverage_mean=round(float(np.mean([s.top10_coverage for s in group])), 3),
+            degenerate_pct=0.0, near_copy_pct=None, diversity=1.0,
+            score=Score(total=round(1.0 / (1.0 + colors_mean), 4), terms={"fixture": 0.0}),
+            methods={method: MethodRow(
+                colors_mean=round(colors_mean, 1), clean_pct=100.0 * sum(c.clean for c in cands) / len(cands),
+                off_palette_mean=None, grid_error_mean=10.0, background_uniform_pct=0.0, delta_e_max=0.0,
+                delta_e_mean=0.0, moved_beyond=0, near_copy_pct=None)},
+        ))
     if best_epoch is None and epochs:
-        best_epoch = min(epochs, key=lambda e: e["colors_nearest_mean"])["epoch"]
+        best_epoch = min(epochs, key=lambda e: e.colors_nearest_mean or 0).epoch
     manifest = json.loads(paths.run_json.read_text()) if paths.run_json.exists() else {}
-    report = {
-        "schema_version": REPORT_SCHEMA, "kind": "bespoke.process", "tolerance": 5.0, "near_copy_threshold": 0.8,
-        "training": None, "created_at": "2026-11-22T00:00:00+00:00",
-        "source": str(run_dir), "run_id": manifest.get("id", run_dir.name), "simulated": bool(manifest.get("simulated")),
-        "methods": [method], "palette": None, "layout_hint": None, "samples": samples, "errors": [],
-        "epochs": epochs,
-        "best": {"epoch": best_epoch, "method": method, "rule": "fixture: lowest mean colours", "score": 0.0,
-                 "terms": {"fixture": 0.0}}
-        if best_epoch is not None else None,
-    }
-    atomic_write_json(paths.report_dir / "report.json", report)
+    report = ProcessReport(
+        created_at="2026-11-22T00:00:00+00:00", source=str(run_dir), run_id=manifest.get("id", run_dir.name),
+        simulated=bool(manifest.get("simulated")), methods=[method], palette=None, tolerance=5.0,
+        correct_cast=False, near_copy_threshold=0.8, novelty_tolerance=8.0, training=None, layout_hint=None,
+        samples=samples, errors=[], epochs=epochs,
+        best=Best(epoch=best_epoch, method=method, rule="fixture: lowest mean colours", score=0.0,
+                  terms={"fixture": 0.0}) if best_epoch is not None else None,
+    )
+    write_report(paths.report_dir, report)
     return report
 
 
@@ -127,7 +136,7 @@ def simulated_run(outputs: Path, run_id: str, resolution: int = 64, prompts: int
     from bespoke.demo.simulator import simulate_run
 
     run_dir = make_planned_run(outputs, run_id, resolution, prompts, epochs)
-    simulate_run(run_dir, progress=False)
+    simulate_run(run_dir)
     if process:
         fake_process(run_dir)
     return run_dir

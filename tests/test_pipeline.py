@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from click.testing import CliRunner
 from locations import FAKE_DIR
 from PIL import Image
@@ -14,6 +15,7 @@ from PIL import Image
 from bespoke.cli import main
 
 
+@pytest.mark.slow
 def test_train_process_review_runs(isolated_project, monkeypatch):
     from bespoke.dataset.synthetic import write_dataset
 

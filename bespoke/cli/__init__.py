@@ -33,12 +33,14 @@ from bespoke.cli.train import train
 EXIT_CODES = """\b
 Exit codes:
   0    done
-  1    a problem bespoke found (doctor: not ready; preflight: a stage fails)
+  1    doctor: this machine is not ready (or bespoke itself crashed)
   2    bad flags, arguments or config (a preset, TOML, prompt file, bespoke.toml)
   3    the dataset cannot be prepared
   4    a run folder is missing, locked or in the wrong state
-  5    the trainer (sd-scripts) failed or produced nothing
+  5    the trainer (sd-scripts) failed or produced nothing (or preflight could not run)
   6    process: no sample could be processed
+  7    preflight refused: the trainer would stop on this run's configs on this box
+       (preflight, and train/sweep/generate before launching: nothing was launched)
   129  stopped by SIGHUP (terminal closed), 130 by Ctrl-C, 143 by SIGTERM: the trainer was
        stopped and the run marked interrupted; run the same command again to resume
 """

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from bespoke.cli.common import get_settings
+from bespoke.cli.common import get_settings, quiet_option
 from bespoke.cli.review import epoch_table, open_report
 
 
@@ -18,7 +18,7 @@ from bespoke.cli.review import epoch_table, open_report
 @click.option("--quick", is_flag=True, help="A smaller demo: 4 epochs x 4 prompts.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic dataset and the simulator.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the report in your web browser.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or tables.")
+@quiet_option
 @click.pass_context
 def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
     """Everything bespoke does, on data it makes itself, without a GPU.
@@ -38,12 +38,7 @@ def demo(ctx, out_dir, epochs, prompts, quick, seed, open_browser, quiet):
                   "real; the samples come from bespoke's simulator, not from a model.")
     started = time.perf_counter()
 
-    def echo(message: str) -> None:
-        if not quiet:
-            console.print(escape(message), soft_wrap=True)
-
-    result = run_demo(settings, out_dir, epochs=epochs, prompts=prompts, quick=quick, seed=seed,
-                      progress=not quiet, echo=echo)
+    result = run_demo(settings, out_dir, epochs=epochs, prompts=prompts, quick=quick, seed=seed)
     if result.sd_scripts_placeholder and not quiet:
         console.print("[yellow]No sd-scripts checkout configured:[/] the commands above point at ./sd-scripts as a "
                       "placeholder. Set it with --sd-scripts, BESPOKE_SD_SCRIPTS or bespoke.toml to train for real.")

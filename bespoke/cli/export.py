@@ -32,13 +32,13 @@ def export(ctx, run, epoch, method, scale, columns, out_dir, no_process, as_json
     from rich.markup import escape
 
     from bespoke.console import out
-    from bespoke.review.export import DEFAULT_SCALE, export_run
+    from bespoke.review.export import DEFAULT_SCALE, ExportOptions, export_run
 
     get_settings(ctx)
     scale = DEFAULT_SCALE if scale is None else scale
-    result = export_run(review_argument(ctx, run), epoch=epoch, method=method, scale=scale,
-                        out_dir=Path(out_dir).expanduser() if out_dir else None, columns=columns,
-                        process=not no_process, progress=not as_json)
+    options = ExportOptions(scale=scale, columns=columns, out_dir=Path(out_dir).expanduser() if out_dir else None)
+    result = export_run(review_argument(ctx, run), epoch=epoch, method=method, options=options,
+                        process=not no_process)
     if as_json:
         click.echo(json.dumps({"out_dir": str(result.out_dir), **result.manifest}, indent=2, ensure_ascii=False))
         return

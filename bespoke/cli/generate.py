@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bespoke.cli.common import get_settings, run_argument
+from bespoke.cli.common import get_settings, quiet_option, run_argument
 
 
 @click.command()
@@ -22,7 +22,7 @@ from bespoke.cli.common import get_settings, run_argument
 @click.option("--sampler", help="gen_img.py sampler (default: the run's sample_sampler).")
 @click.option("--force", is_flag=True, help="Move an existing, different generation aside and generate again.")
 @click.option("--no-process", is_flag=True, help="Only generate; do not run `process` on the images.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@quiet_option
 @click.option("--json", "as_json", is_flag=True, help="Print generate.json (+ process summary) on stdout.")
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
               help="Check gen_img.py's arguments, the tokenizer (offline too), attention backend and files first.")
@@ -42,7 +42,7 @@ def generate(ctx, run, epoch, prompts_file, seeds, mul, steps, scale, sampler, f
     request = GenerateRequest(epoch=epoch, prompts_file=Path(prompts_file) if prompts_file else None,
                               seeds=parse_seeds(seeds), mul=mul, steps=steps, scale=scale, sampler=sampler,
                               force=force, preflight=preflight)
-    result = generate_and_process(settings, run_dir, request, process=not no_process, quiet=quiet or as_json)
+    result = generate_and_process(settings, run_dir, request, process=not no_process)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return

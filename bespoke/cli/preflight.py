@@ -63,7 +63,7 @@ def render_problems(report, console) -> None:
 def preflight(ctx, runs, as_json):
     """Run the installed sd-scripts' own checks on RUN's exact configs, in the trainer's Python, up to the model
     load: arguments, tokenizer, dataset, buckets, data loader, optimizer, attention, mixed precision, sample
-    prompts, network module. Exit 0 when every stage passes, 1 when one FAILs or NEEDS-HARDWARE this box
+    prompts, network module. Exit 0 when every stage passes, 7 when one FAILs or NEEDS-HARDWARE this box
     lacks, 5 when the probe cannot run in the trainer's Python."""
     from rich.console import Console
 

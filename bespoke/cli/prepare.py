@@ -6,7 +6,7 @@ import json
 
 import click
 
-from bespoke.cli.common import dataset_argument, get_settings
+from bespoke.cli.common import dataset_argument, get_settings, quiet_option
 
 
 def _parse_resolutions(values: tuple[str, ...]) -> list[int]:
@@ -93,7 +93,7 @@ def _render(prepared_list, console) -> None:
               help="Colour under transparent pixels: auto (each image's border colour, else white), #rrggbb or a name.")
 @click.option("--trigger", metavar="TEXT", help='Prepend "TEXT, " to every caption that does not start with it.')
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or table.")
+@quiet_option
 @click.pass_context
 def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, quiet):
     """Validate DATASET (a folder or a name under datasets/) and cache its training images at R px."""
@@ -108,7 +108,7 @@ def prepare(ctx, dataset, resolutions, layout, background, trigger, as_json, qui
     for size in sizes:
         try:
             done.append(prepare_dataset(source, size, cache_dir=settings.cache_dir, layout=layout,
-                                        background=background, trigger=trigger, progress=not quiet))
+                                        background=background, trigger=trigger))
         except DatasetError as error:
             problems = getattr(error, "problems", [])
             if len(problems) > 1 and not quiet:

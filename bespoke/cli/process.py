@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from bespoke.cli.common import run_argument
+from bespoke.cli.common import quiet_option, run_argument
 from bespoke.errors import UsageError
 
+if TYPE_CHECKING:
+    from bespoke.review.records import ProcessReport
 
-def render_table(report: dict) -> None:
+
+def render_table(report: ProcessReport) -> None:
     """The per-epoch table: samples, the raw NEAREST colour count, the shown candidate's colours and moves,
     near copies, diversity and the score; the best epoch marked and its rule stated."""
     from rich.table import Table
@@ -19,12 +23,12 @@ def render_table(report: dict) -> None:
     from bespoke.console import console, out
     from bespoke.review.selection import display_method
 
-    best = report.get("best") or {}
-    method = best.get("method") or display_method(report["methods"])
-    title = "bespoke process" + (" (SIMULATED samples)" if report.get("simulated") else "")
+    best = report.best
+    method = (best.method if best else None) or display_method(report.methods)
+    title = "bespoke process" + (" (SIMULATED samples)" if report.simulated else "")
     table = Table(title=title, caption=f"raw colours = colors_nearest, the raw Pillow NEAREST downscale's count "
                                        f"(not a candidate); moved > tol = cells moved beyond delta E "
-                                       f"{report.get('tolerance', 0):g}")
+                                       f"{report.tolerance:g}")
     for name in ("epoch", "samples", "raw colours", "degenerate %"):
         table.add_column(name, justify="right")
     if method:
@@ -32,24 +36,24 @@ def render_table(report: dict) -> None:
         table.add_column(f"{method}\nmoved > tol", justify="right")
     for name in ("near copies %", "diversity", "score", ""):
         table.add_column(name, justify="right")
-    for row in report["epochs"]:
-        epoch = row["epoch"]
+    for row in report.epochs:
+        epoch = row.epoch
         label = "?" if epoch is None else ("0 (before)" if epoch == 0 else str(epoch))
-        cells = [label, str(row["samples"]), f"{row['colors_nearest_mean']:.1f}", f"{row['degenerate_pct']:.0f}"]
+        cells = [label, str(row.samples), f"{row.colors_nearest_mean or 0:.1f}", f"{row.degenerate_pct or 0:.0f}"]
         if method:
-            stats = row["methods"].get(method, {})
-            cells += [f"{stats.get('colors_mean') or 0:.1f}", str(stats.get("moved_beyond", 0))]
-        near = row.get("near_copy_pct")
-        cells += ["-" if near is None else f"{near:.0f}", f"{row['diversity']:.2f}", f"{row['score']['total']:.3f}",
-                  "best" if best and epoch == best.get("epoch") else ""]
+            stats = row.methods.get(method)
+            cells += [f"{(stats.colors_mean if stats else None) or 0:.1f}", str(stats.moved_beyond if stats else 0)]
+        near = row.near_copy_pct
+        cells += ["-" if near is None else f"{near:.0f}", f"{row.diversity:.2f}", f"{row.score.total:.3f}",
+                  "best" if best and epoch == best.epoch else ""]
         table.add_row(*cells, style="bold green" if cells[-1] else None)
     out.print(table)
     if best:
-        terms = ", ".join(f"{k} {v:.2f}" for k, v in best["terms"].items())
-        out.print(f"best: epoch {best['epoch']} (score {best['score']:.3f}: {terms}); shown with {best['method']}.")
-        out.print(f"rule: {best['rule']}")
-    for error in report["errors"]:
-        console.print(f"[yellow]skipped[/] {error['file']}: {error['error']}")
+        terms = ", ".join(f"{k} {v:.2f}" for k, v in best.terms.items())
+        out.print(f"best: epoch {best.epoch} (score {best.score:.3f}: {terms}); shown with {best.method}.")
+        out.print(f"rule: {best.rule}")
+    for error in report.errors:
+        console.print(f"[yellow]skipped[/] {error.file}: {error.error}")
 
 
 @click.command()
@@ -64,33 +68,37 @@ def render_table(report: dict) -> None:
               "palette out first (moves every cell; the report's moves say by how much).")
 @click.option("--training", default=None, help="Folder of the 24 px training images, for novelty and the "
               "training palette (a run uses its prepared dataset).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default: the CPUs this process may use: its CPU affinity, cgroup quota and "
+                   "SLURM_CPUS_PER_TASK).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--force", is_flag=True, help="Process again even when the report is up to date for these options.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
+@quiet_option
 @click.pass_context
 def process(ctx, run_or_dir, methods, palette, tolerance, correct_cast, training, workers, force, as_json, quiet):
     """24 px candidates per sample and method, report.json + report.csv, per-epoch table.
 
     RUN_OR_DIR is a run (folder, run id or unique id prefix) or any folder of sample images."""
     from bespoke.console import out
-    from bespoke.review.process import DEFAULT_METHODS, process_path
+    from bespoke.review.process import process_path
     from bespoke.review.report import output_dirs
+    from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: must be 1 or more")
     folder = Path(run_or_dir).expanduser()
     path = folder if folder.is_dir() else run_argument(ctx, run_or_dir)
-    report = process_path(path, methods=methods or DEFAULT_METHODS, palette=palette, tolerance=tolerance,
-                          training=training, correct_cast=correct_cast, workers=workers,
-                          progress=not quiet and not as_json, force=force)
+    processed = process_path(path, ProcessOptions(methods=methods or DEFAULT_METHODS, palette=palette,
+                                                  tolerance=tolerance, training=training, correct_cast=correct_cast,
+                                                  workers=workers, force=force))
+    report = processed.report
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps({**report.to_json(), **({"reused": True} if processed.reused else {})}, indent=2))
         return
     if not quiet:
         render_table(report)
-        done = "up to date, nothing rewritten (--force to redo)" if report.get("reused") else "processed"
+        done = "up to date, nothing rewritten (--force to redo)" if processed.reused else "processed"
         where = output_dirs(path)
-        out.print(f"{len(report['samples'])} samples {done}, {len(report['errors'])} skipped; "
+        out.print(f"{len(report.samples)} samples {done}, {len(report.errors)} skipped; "
                   f"report: {where[1] / 'report.json'}; candidates: {where[0]}", soft_wrap=True)
         out.print(f"next: bespoke review {path}", soft_wrap=True)

@@ -4,37 +4,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from bespoke.cli.common import get_settings, run_argument
+from bespoke.cli.common import get_settings, quiet_option, run_argument
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from bespoke.review.html_data import RunView
 
 
-def epoch_table(view):
+def epoch_table(view: RunView) -> Table:
     """A rich table of the per-epoch numbers of one run (best epoch marked)."""
     from rich.table import Table
 
     method = view.method or "-"
-    best = (view.report.get("best") or {}).get("epoch")
+    best = view.report.best.epoch if view.report.best is not None else None
     sim = " [bold white on red] SIMULATED [/]" if view.simulated else ""
-    name = f" ({view.name})" if getattr(view, "name", None) else ""
+    name = f" ({view.name})" if view.name else ""
     table = Table(title=f"{view.run_id}{name}{sim}  candidates: {method}", title_justify="left")
-    for name in ("epoch", "samples", "raw colours", "degenerate %", "cand colours", "moved > tol", "off-palette",
-                 "near copies %", "diversity", "score"):
-        table.add_column(name, justify="right")
+    for column in ("epoch", "samples", "raw colours", "degenerate %", "cand colours", "moved > tol", "off-palette",
+                   "near copies %", "diversity", "score"):
+        table.add_column(column, justify="right")
 
     def fmt(value, spec="{:.1f}"):
         return "-" if value is None else spec.format(value)
 
-    for stats in view.report.get("epochs") or []:
-        ms = ((stats.get("methods") or {}).get(view.method) or {}) if view.method else {}
-        is_best = best is not None and stats.get("epoch") == best
+    for stats in view.report.epochs:
+        ms = stats.methods.get(view.method) if view.method else None
+        is_best = best is not None and stats.epoch == best
         table.add_row(
-            f"{'?' if stats.get('epoch') is None else stats['epoch']}{' *' if is_best else ''}",
-            str(stats.get("samples", "-")), fmt(stats.get("colors_nearest_mean")),
-            fmt(stats.get("degenerate_pct"), "{:.0f}"), fmt(ms.get("colors_mean")), fmt(ms.get("moved_beyond"), "{}"),
-            fmt(ms.get("off_palette_mean"), "{:.1%}"), fmt(stats.get("near_copy_pct"), "{:.0f}"),
-            fmt(stats.get("diversity"), "{:.2f}"), fmt((stats.get("score") or {}).get("total"), "{:.3f}"),
+            f"{'?' if stats.epoch is None else stats.epoch}{' *' if is_best else ''}",
+            str(stats.samples), fmt(stats.colors_nearest_mean), fmt(stats.degenerate_pct, "{:.0f}"),
+            fmt(ms.colors_mean if ms else None), fmt(ms.moved_beyond if ms else None, "{}"),
+            fmt(ms.off_palette_mean if ms else None, "{:.1%}"), fmt(stats.near_copy_pct, "{:.0f}"),
+            fmt(stats.diversity, "{:.2f}"), fmt(stats.score.total, "{:.3f}"),
             style="bold" if is_best else None,
         )
     if best is not None:
@@ -77,7 +83,7 @@ def open_report(html: Path, echo) -> None:
 @click.option("--open", "open_browser", is_flag=True, help="Open the report in your web browser.")
 @click.option("--no-process", is_flag=True, help="Use existing reports as they are; never run `process` first.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout (and nothing else there).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or tables.")
+@quiet_option
 @click.pass_context
 def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as_json, quiet):
     """Review runs: RUN is a run folder, a run id, a unique prefix of one, or any folder of sample images.
@@ -93,8 +99,7 @@ def review(ctx, runs, out_dir, method, single_file, open_browser, no_process, as
     settings = get_settings(ctx)
     run_dirs = [review_argument(ctx, arg) for arg in runs]
     result = review_runs(run_dirs, out_dir=Path(out_dir) if out_dir else None, method=method,
-                         outputs_dir=settings.outputs_dir, process=not no_process, progress=not quiet,
-                         single_file=single_file)
+                         outputs_dir=settings.outputs_dir, process=not no_process, single_file=single_file)
     results = console if as_json else out  # with --json, stdout carries the JSON alone
     if not quiet:
         for view in result.views:

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from bespoke import progress
 from bespoke.clock import now_iso
-from bespoke.console import console
 from bespoke.dataset.cache import (
     clean_stale_tmp,
     dataset_key,
@@ -42,7 +40,7 @@ from bespoke.dataset.render import (
     source_colours,
     upscale,
 )
-from bespoke.dataset.report import REPORT_FILE, build_report, image_entry, load_prepare_report
+from bespoke.dataset.report import REPORT_FILE, Recipe, build_report, image_entry, load_prepare_report
 from bespoke.dataset.sources import SourceImage, SourceProblems, decode_sources, list_sources
 from bespoke.errors import DatasetError
 from bespoke.fsutil import atomic_write_json
@@ -140,15 +138,10 @@ def _move_into_place(tmp: Path, final: Path) -> bool:
     return True
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not enabled or not console.is_terminal)
-
-
 def prepare_dataset(source: Path, resolution: int, *, cache_dir: Path, layout: str = "stretch",
-                    background: str | None = None, trigger: str | None = None,
-                    progress: bool = True) -> PreparedDataset:
-    """Validated, cached training images at `resolution` px for the punks in `source`.
+                    background: str | None = None, trigger: str | None = None) -> PreparedDataset:
+    """Validated, cached training images at `resolution` px for the punks in `source` (progress: a task while
+    the images are checked, another while they are built).
 
     The result lives in `<cache_dir>/prepared/<hash16>/`: `<name>.png` (R x R RGB) + `<name>.txt` +
     `prepare.json`. The same inputs and options return the finished folder without decoding anything.
@@ -171,25 +164,24 @@ def prepare_dataset(source: Path, resolution: int, *, cache_dir: Path, layout: s
     if final.exists():
         return _open_cached(final, source, key)
 
-    with _progress(progress) as bar:
-        task = bar.add_task(f"checking {len(files)} images", total=len(files))
-        images = decode_sources(files, problems, trigger, advance=lambda: bar.advance(task))
-        problems.raise_if_any()
+    with progress.task(f"checking {len(files)} images", total=len(files)) as checking:
+        images = decode_sources(files, problems, trigger, advance=checking.advance)
+    problems.raise_if_any()
 
-        root.mkdir(parents=True, exist_ok=True)
-        clean_stale_tmp(root)
-        tmp = make_tmp_folder(root, key)
-        try:
-            bar.update(task, description=f"preparing {geometry.describe()}", completed=0)
-            entries, palette = _build_all(images, background, geometry, tmp, lambda: bar.advance(task))
-            report = build_report(source, geometry, background, trigger, key, images, entries, palette, notes)
-            report["created_at"] = now_iso()
-            report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
-            atomic_write_json(tmp / REPORT_FILE, report)
-            if not _move_into_place(tmp, final):
-                return _open_cached(final, source, key)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    root.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(root)
+    tmp = make_tmp_folder(root, key)
+    try:
+        with progress.task(f"preparing {geometry.describe()}", total=len(images)) as building:
+            entries, palette = _build_all(images, background, geometry, tmp, building.advance)
+        report = build_report(Recipe(source, geometry, background, trigger, key), images, entries, palette, notes)
+        report["created_at"] = now_iso()
+        report["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+        atomic_write_json(tmp / REPORT_FILE, report)
+        if not _move_into_place(tmp, final):
+            return _open_cached(final, source, key)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return PreparedDataset(source=source, resolution=resolution, layout=geometry, dir=final, sha256=key,
                            palette=report["palette"], report=report, cached=False)

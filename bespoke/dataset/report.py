@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,18 @@ from bespoke.errors import DatasetError
 SCHEMA_VERSION = 1
 REPORT_FILE = "prepare.json"
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a prepared folder is made: the source folder, the layout at its resolution, the background and trigger
+    options, and the content hash of all of it with every source file (the cache key)."""
+
+    source: Path
+    geometry: Layout
+    background: str
+    trigger: str | None
+    key: str
 
 
 def image_entry(image: SourceImage, info: dict[str, Any], colours: set[int], border: RGB) -> dict[str, Any]:
@@ -83,10 +96,9 @@ def _background_policy(background: str) -> str:
     return policy + f"; alpha >= {ALPHA_THRESHOLD} keeps the pixel's colour"
 
 
-def build_report(source: Path, geometry: Layout, background: str, trigger: str | None, key: str,
-                 images: list[SourceImage], entries: list[dict[str, Any]], palette: set[int],
+def build_report(recipe: Recipe, images: list[SourceImage], entries: list[dict[str, Any]], palette: set[int],
                  notes: list[str]) -> dict[str, Any]:
-    """The `prepare.json` content (without `created_at` / `elapsed_seconds`, which the caller adds)."""
+    """The `prepare.json` content of `recipe` (without `created_at` / `elapsed_seconds`, which the caller adds)."""
     stats = caption_stats([image.caption for image in images])
     multi = [image.name for image in images if image.caption.extra_lines]
     bom = [image.name for image in images if image.caption.has_bom]
@@ -94,14 +106,14 @@ def build_report(source: Path, geometry: Layout, background: str, trigger: str |
     return {
         "schema_version": SCHEMA_VERSION,
         "prepare_version": PREPARE_VERSION,
-        "sha256": key,
-        "source": str(source),
-        "resolution": geometry.resolution,
-        "layout": geometry.to_json(),
-        "layout_description": geometry.describe(),
-        "background": background,
-        "background_policy": _background_policy(background),
-        "trigger": trigger,
+        "sha256": recipe.key,
+        "source": str(recipe.source),
+        "resolution": recipe.geometry.resolution,
+        "layout": recipe.geometry.to_json(),
+        "layout_description": recipe.geometry.describe(),
+        "background": recipe.background,
+        "background_policy": _background_policy(recipe.background),
+        "trigger": recipe.trigger,
         "summary": _summary(images, entries, palette),
         "images": entries,
         "palette": [packed_to_hex(c) for c in sorted(palette)],

@@ -10,18 +10,18 @@ while simulating (Ctrl-C) resumes: the partial run's samples are kept aside and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bespoke import progress
 from bespoke.dataset.layout import RESOLUTIONS
 from bespoke.dataset.synthetic import make_punk, write_dataset
 from bespoke.demo.simulator import simulate_run
 from bespoke.errors import RunError, UsageError
 from bespoke.fsutil import atomic_write_text
 from bespoke.kohya.launch import format_command
-from bespoke.review.build import ReviewResult, needs_processing, review_runs, sample_files
-from bespoke.review.process import process_run
+from bespoke.review.build import ReviewResult, review_runs, sample_files
+from bespoke.review.process import current_report
 from bespoke.run.manifest import load_manifest, save_manifest
 from bespoke.run.paths import RunPaths
 from bespoke.run.plan import PlanRequest, plan_run
@@ -103,21 +103,21 @@ def _check_sizes(epochs: int, prompts: int, resolutions: tuple[int, ...]) -> Non
         raise UsageError(f"demo resolutions {bad or '(none)'}: choose from {', '.join(map(str, RESOLUTIONS))}")
 
 
-def _plan_runs(settings: Settings, dataset: Path, prompts_file: Path, epochs: int, resolutions: tuple[int, ...],
-               progress: bool, say: Callable[[str], None]) -> list[DemoRun]:
+def _plan_runs(settings: Settings, dataset: Path, prompts_file: Path, epochs: int,
+               resolutions: tuple[int, ...]) -> list[DemoRun]:
     """The four real run configs, planned and validated exactly as for training (never launched)."""
     runs: list[DemoRun] = []
     for resolution in resolutions:
         request = PlanRequest(resolution=resolution, dataset=dataset, overrides=(f"max_train_epochs={epochs}",),
                               prompts=prompts_file)
-        plan = plan_run(settings, request, demo=True, progress=progress)
+        plan = plan_run(settings, request, demo=True)
         runs.append(DemoRun(resolution, plan.paths.root, plan.run_id, list(plan.argv), plan.created))
         command = format_command(plan.argv, plan.env_overrides, cwd=plan.paths.root)
-        say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {command}")
+        progress.say(f"{'planned' if plan.created else 'found  '} {plan.run_id}: {command}")
     return runs
 
 
-def _simulate(runs: list[DemoRun], seed: int, progress: bool, say: Callable[[str], None]) -> None:
+def _simulate(runs: list[DemoRun], seed: int) -> None:
     for run in runs:
         manifest = load_manifest(run.run_dir)
         if not manifest.demo and not manifest.simulated:
@@ -128,19 +128,18 @@ def _simulate(runs: list[DemoRun], seed: int, progress: bool, say: Callable[[str
             moved = set_aside_model_dir(RunPaths(run.run_dir).model_dir)
             manifest.status = "planned"
             save_manifest(run.run_dir, manifest)
-            say(f"{run.run_id}: resuming the demo (stopped while simulating); partial samples kept in "
+            progress.say(f"{run.run_id}: resuming the demo (stopped while simulating); partial samples kept in "
                 f"{moved.name if moved else '-'}")
         if manifest.status == "planned" and not sample_files(run.run_dir):
-            simulate_run(run.run_dir, seed=seed, progress=progress)
+            simulate_run(run.run_dir, seed=seed)
             run.simulated_now = True
-            say(f"SIMULATED samples for {run.run_id} (no model trained)")
+            progress.say(f"SIMULATED samples for {run.run_id} (no model trained)")
 
 
-def _process(runs: list[DemoRun], progress: bool) -> None:
+def _process(runs: list[DemoRun]) -> None:
     for run in runs:
-        if needs_processing(run.run_dir):
-            process_run(run.run_dir, methods=DEMO_METHODS, progress=progress)
-            run.processed_now = True
+        done = current_report(run.run_dir, methods=DEMO_METHODS)
+        run.processed_now = done is not None and not done.reused
 
 
 class _Stopwatch:
@@ -158,11 +157,10 @@ class _Stopwatch:
 
 def run_demo(
     settings: Settings, out: Path | str | None = None, *, epochs: int | None = None, prompts: int | None = None,
-    quick: bool = False, resolutions: tuple[int, ...] = RESOLUTIONS, seed: int = 0, progress: bool = True,
-    echo: Callable[[str], None] | None = None,
+    quick: bool = False, resolutions: tuple[int, ...] = RESOLUTIONS, seed: int = 0,
 ) -> DemoResult:
-    """Run the demo into `out` (default ./bespoke_demo) and return where the review is."""
-    say = echo or (lambda _msg: None)
+    """Run the demo into `out` (default ./bespoke_demo) and return where the review is; what it does on the way
+    is said through bespoke.progress."""
     epochs = int(epochs if epochs is not None else (4 if quick else 10))
     prompts = int(prompts if prompts is not None else (4 if quick else 8))
     _check_sizes(epochs, prompts, resolutions)
@@ -174,18 +172,17 @@ def run_demo(
     clock = _Stopwatch()
     dataset = out / "datasets" / (DATASET_NAME if seed == 0 else f"{DATASET_NAME}_seed{seed}")
     written = _ensure_dataset(dataset, seed)
-    say(f"dataset: {dataset} ({'generated ' + str(DATASET_SIZE) + ' synthetic punks' if written else 'reused'})")
+    progress.say(f"dataset: {dataset} ({'generated ' + str(DATASET_SIZE) + ' synthetic punks' if written else 'reused'})")
     prompts_file = out / "datasets" / f"demo_prompts_{prompts}_seed{seed}.txt"
     _ensure_prompts(prompts_file, demo_prompts(prompts, seed))
     clock.lap("dataset")
-    runs = _plan_runs(demo_settings, dataset, prompts_file, epochs, resolutions, progress, say)
+    runs = _plan_runs(demo_settings, dataset, prompts_file, epochs, resolutions)
     clock.lap("plan")
-    _simulate(runs, seed, progress, say)
+    _simulate(runs, seed)
     clock.lap("simulate")
-    _process(runs, progress)
+    _process(runs)
     clock.lap("process")
-    result = review_runs([r.run_dir for r in runs], outputs_dir=demo_settings.outputs_dir, process=False,
-                         progress=progress)
+    result = review_runs([r.run_dir for r in runs], outputs_dir=demo_settings.outputs_dir, process=False)
     clock.lap("review")
     return DemoResult(out=out, dataset=dataset, prompts_file=prompts_file, runs=runs, html=result.html,
                       sd_scripts_placeholder=settings.sd_scripts is None, timings=clock.timings, review=result)

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from rich.progress import Progress
 
+from bespoke import progress
 from bespoke.clock import now_iso
-from bespoke.console import console
 from bespoke.dataset.layout import GRID, layout_for
 from bespoke.dataset.synthetic import make_punk
 from bespoke.demo.degrade import jpeg
@@ -34,7 +33,7 @@ from bespoke.errors import ConfigError, RunError
 from bespoke.fsutil import atomic_write_bytes
 from bespoke.kohya.prompts import SamplePrompt, parse_prompt_file
 from bespoke.pixels.novelty import NEAR_COPY, TrainingSet, shares
-from bespoke.review.process import resolve_training
+from bespoke.review.request import resolve_training
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 
@@ -140,14 +139,27 @@ def _smooth_noise(rng: np.random.Generator, width: int, height: int, scale: int)
     return (big - 128.0) / 40.0
 
 
-def render_sample(
-    pixels: np.ndarray, width: int, height: int, epoch: int, epochs: int, seed: int, *, layout: str = "stretch",
-    bad: bool = False,
-) -> Image.Image:
-    """One simulated sample of the 24 px `pixels` at `epoch` of `epochs` (deterministic for `seed`)."""
+@dataclass(frozen=True, eq=False)
+class SampleSpec:
+    """One simulated sample: the 24 px punk it draws (24x24x3 uint8), its size, the epoch of how many it imitates,
+    its seed (the sample is deterministic for it), the grid layout, and whether it is one of the epoch's bad ones."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    epoch: int
+    epochs: int
+    seed: int
+    layout: str = "stretch"
+    bad: bool = False
+
+
+def render_sample(spec: SampleSpec) -> Image.Image:
+    """One simulated sample (see SampleSpec)."""
+    pixels, width, height, epoch, seed = spec.pixels, spec.width, spec.height, spec.epoch, spec.seed
     rng = np.random.default_rng(seed)
-    q = quality(epoch, epochs)
-    if bad:
+    q = quality(epoch, spec.epochs)
+    if spec.bad:
         q *= 0.6
     cell = min(width, height) / GRID
 
@@ -161,8 +173,8 @@ def render_sample(
     shift_x = int(round(phase * math.sin(1.7 * epoch + 0.9 * seed % 7)))
     shift_y = int(round(phase * math.cos(1.3 * epoch + 0.5 * seed % 5)))
     stretch = 1.0 + 0.03 * (1.0 - q) * math.sin(seed % 11 + epoch)
-    ys = _axis_map(height, layout, shift_y, stretch)
-    xs = _axis_map(width, layout, shift_x, stretch)
+    ys = _axis_map(height, spec.layout, shift_y, stretch)
+    xs = _axis_map(width, spec.layout, shift_x, stretch)
     base = np.clip(base, 0, 255).astype(np.uint8)
     out = Image.fromarray(np.ascontiguousarray(base[ys][:, xs]), "RGB")
     radius = cell * (0.7 * (1.0 - q) + 0.03)
@@ -189,16 +201,15 @@ def render_sample(
     texture = texture + rng.standard_normal((count, 3), dtype=np.float32) * (6.0 * (1.0 - q) + 2.0)
     arr[mask] = np.clip(arr[mask] + texture, 0, 255).astype(np.uint8)
     out = Image.fromarray(arr, "RGB")
-    if bad:  # a bad sample also went through a heavy JPEG: block artefacts and smeared colours
+    if spec.bad:  # a bad sample also went through a heavy JPEG: block artefacts and smeared colours
         out = jpeg(out, quality=50)
     return out
 
 
-def _render_job(job) -> tuple[Path, bytes]:
-    path, pixels, width, height, epoch, epochs, seed, layout, bad = job
-    image = render_sample(pixels, width, height, epoch, epochs, seed, layout=layout, bad=bad)
+def _render_job(job: tuple[Path, SampleSpec]) -> tuple[Path, bytes]:
+    path, spec = job
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
+    render_sample(spec).save(buffer, "PNG", compress_level=1)
     return path, buffer.getvalue()
 
 
@@ -230,46 +241,58 @@ def _check_fillable(paths: RunPaths, manifest: RunManifest) -> None:
                        "(real runs stay real)")
 
 
-def _jobs(paths: RunPaths, prompts: list[SimPrompt], designs: tuple[list, list], epoch_list: list[int], epochs: int,
-          seed: int, output_name: str, layout: str) -> list[tuple]:
+@dataclass(frozen=True)
+class _Simulation:
+    """One simulated run: where its samples go and how they are named, its grid layout, seed and epochs."""
+
+    sample_dir: Path
+    output_name: str
+    layout: str
+    seed: int
+    epochs: int
+    epoch_list: list[int]
+
+
+def _jobs(sim: _Simulation, prompts: list[SimPrompt], designs: tuple[list, list]) -> list[tuple[Path, SampleSpec]]:
     """One render job per (epoch, prompt), named as sd-scripts names its samples."""
     started = _dt.datetime.now().replace(microsecond=0)
+    seed, epochs = sim.seed, sim.epochs
     jobs = []
-    for epoch in epoch_list:
+    for epoch in sim.epoch_list:
         bad = _bad_prompts(seed, epoch, len(prompts))
         copied = np.random.default_rng([seed, epoch, 55]).random(len(prompts)) < copy_share(epoch, epochs)
         stamp = (started + _dt.timedelta(minutes=3 * epoch)).strftime("%Y%m%d%H%M%S")
         for prompt, new, copy, is_copy in zip(prompts, *designs, copied, strict=True):
-            pixels = copy if is_copy else new
             suffix = f"_{prompt.seed}" if prompt.seed is not None else ""
-            path = paths.sample_dir / f"{output_name}_e{epoch:06d}_{prompt.index:02d}_{stamp}{suffix}.png"
+            path = sim.sample_dir / f"{sim.output_name}_e{epoch:06d}_{prompt.index:02d}_{stamp}{suffix}.png"
             image_seed = (seed * 1_000_003 + epoch * 1009 + prompt.index * 31 + 7) % (2**32)
             # a memorised training image is drawn at its best: no bad sample, the peak's sharpness
-            jobs.append((path, pixels, prompt.width, prompt.height, epoch if not is_copy else round(0.78 * epochs),
-                         epochs, image_seed, layout, prompt.index in bad and not is_copy))
+            jobs.append((path, SampleSpec(copy if is_copy else new, prompt.width, prompt.height,
+                                          epoch if not is_copy else round(0.78 * epochs), epochs, image_seed,
+                                          sim.layout, prompt.index in bad and not is_copy)))
     return jobs
 
 
-def _render_all(jobs: list[tuple], label: str, progress: bool) -> list[Path]:
+def _render_all(jobs: list[tuple[Path, SampleSpec]], label: str) -> list[Path]:
     # Pillow and numpy release the GIL in the heavy parts (blur, noise, PNG encoding): threads use both cores
     written: list[Path] = []
     workers = max(1, min(4, os.cpu_count() or 1))
-    with Progress(console=console, disable=not progress or not console.is_terminal, transient=True) as bar, \
+    with progress.task(f"simulating {label}", total=len(jobs)) as rendering, \
             ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task(f"simulating {label}", total=len(jobs))
         for path, data in pool.map(_render_job, jobs):
             atomic_write_bytes(path, data)
             written.append(path)
-            bar.advance(task)
+            rendering.advance()
     return written
 
 
 def simulate_run(
     run_dir: Path, prompts: list[SamplePrompt] | list[SimPrompt] | None = None, *, seed: int = 0,
-    epochs: int | None = None, progress: bool = True,
+    epochs: int | None = None,
 ) -> SimulationResult:
     """Write simulated per-epoch samples into `<run>/model/sample/` of a planned run and mark it finished
-    and `simulated: true` in run.json. Refuses a run that already has samples or is a real run."""
+    and `simulated: true` in run.json (progress: a task of samples drawn). Refuses a run that already has samples
+    or is a real run."""
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
     manifest = load_manifest(run_dir)
@@ -286,8 +309,8 @@ def simulate_run(
     manifest.status, manifest.simulated = "running", True
     manifest.new_attempt(argv=[], host=None)
     save_manifest(run_dir, manifest)
-    jobs = _jobs(paths, sim_prompts, designs, epoch_list, epochs, seed, output_name, manifest.layout or "stretch")
-    written = _render_all(jobs, run_dir.name, progress)
+    simulation = _Simulation(paths.sample_dir, output_name, manifest.layout or "stretch", seed, epochs, epoch_list)
+    written = _render_all(_jobs(simulation, sim_prompts, designs), run_dir.name)
     sizes = sorted({(p.width, p.height) for p in sim_prompts})
     simulator = {
         "version": SIMULATOR_VERSION, "seed": seed, "epochs": epochs, "prompts": len(sim_prompts),

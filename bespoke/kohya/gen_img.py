@@ -92,15 +92,29 @@ def _precision_flag(training: dict) -> str | None:
     return {"fp16": "--fp16", "bf16": "--bf16"}.get(precision)
 
 
-def gen_img_args(*, base_model: str, outdir: Path, prompt_file: Path, checkpoint: Path, prompts: list[GenPrompt],
-                 training: dict, mul: float, sampler: str) -> tuple[str, ...]:
-    """gen_img.py arguments (FACTS.md §7); per-line options in the prompt file override --W/--H/--steps/--scale."""
-    first = prompts[0]
-    args = ["--ckpt", str(base_model), "--outdir", str(outdir), "--from_file", str(prompt_file),
+@dataclass(frozen=True)
+class GenImgInputs:
+    """What one gen_img.py run reads and writes: the base model and the LoRA, the prompts (and the file that holds
+    them, one line per prompt and seed), the LoRA multiplier, the sampler and the folder the images go to."""
+
+    base_model: str
+    outdir: Path
+    prompt_file: Path
+    checkpoint: Path
+    prompts: list[GenPrompt]
+    mul: float = 1.0
+    sampler: str = "ddim"
+
+
+def gen_img_args(inputs: GenImgInputs, training: dict) -> tuple[str, ...]:
+    """gen_img.py arguments (FACTS.md §7) for `inputs`, with what the run trained with (`training`: its
+    training.toml) that gen_img.py needs too; per-line options in the prompt file override --W/--H/--steps/--scale."""
+    first = inputs.prompts[0]
+    args = ["--ckpt", str(inputs.base_model), "--outdir", str(inputs.outdir), "--from_file", str(inputs.prompt_file),
             "--W", str(first.width), "--H", str(first.height), "--steps", str(first.steps),
-            "--scale", f"{first.scale:g}", "--sampler", sampler,
-            "--network_module", "networks.lora", "--network_weights", str(checkpoint), "--network_mul", f"{mul:g}",
-            "--images_per_prompt", "1", "--batch_size", "1"]
+            "--scale", f"{first.scale:g}", "--sampler", inputs.sampler,
+            "--network_module", "networks.lora", "--network_weights", str(inputs.checkpoint),
+            "--network_mul", f"{inputs.mul:g}", "--images_per_prompt", "1", "--batch_size", "1"]
     flag = _precision_flag(training)
     if flag:
         args.append(flag)

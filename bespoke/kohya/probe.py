@@ -20,6 +20,7 @@ that a stand-in checkout without torch (bespoke's test fake) can answer the same
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -46,13 +47,17 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
-def _device(torch) -> dict:
-    cuda = bool(torch.cuda.is_available())
-    device = {"torch": str(getattr(torch, "__version__", "?")), "cuda": cuda,
-              "bf16": bool(cuda and torch.cuda.is_bf16_supported())}
-    if cuda:
-        device["gpu"] = torch.cuda.get_device_name(0)
-    return device
+def _sibling(name: str):
+    """A script of this folder loaded by its path (this folder is never put on the trainer's sys.path)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"bespoke_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+envprobe = _sibling("envprobe")  # the one reading of the device: bespoke's environment probe's (envprobe.device)
 
 
 def _stopping(parser):
@@ -287,7 +292,7 @@ def run_job(job: dict, modules: dict, device: dict) -> list[dict]:
 
 def _checked(job: dict, modules: dict) -> dict:
     """This box's device and every stage of `job`: {"device", "stages"}."""
-    device = _device(modules["torch"])
+    device = envprobe.device(modules["torch"])
     return {"device": device, "stages": run_job(job, modules, device)}
 
 

@@ -4,7 +4,7 @@ report is missing or stale."""
 from __future__ import annotations
 
 from bespoke.errors import BespokeError
-from bespoke.pipeline.process import processed
+from bespoke.review.process import current_report
 from bespoke.review.report import report_summary
 from bespoke.run.manifest import DONE_STATUSES
 from bespoke.run.sweep import SweepRow
@@ -17,7 +17,7 @@ def process_sweep_rows(rows: list[SweepRow]) -> None:
         if row.run_dir is None or row.status not in (*DONE_STATUSES, "skipped"):
             continue
         try:
-            processed(row.run_dir)
+            current_report(row.run_dir)
         except BespokeError as error:  # the table still shows the run; the reason says why metrics are missing
             row.reason = f"process: {error}"
             continue

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.errors import BespokeError
-from bespoke.pipeline.process import processed
+from bespoke.review.process import current_report
+from bespoke.review.records import ProcessReport
 from bespoke.review.sheets import build_contact_sheets
 from bespoke.run.events import Observer, ignore
 from bespoke.run.manifest import DONE_STATUSES
@@ -22,19 +23,18 @@ class TrainOutcome:
     """How training ended and, for a finished run, its process report (or why there is none)."""
 
     result: TrainResult
-    report: dict | None = None
+    report: ProcessReport | None = None
     process_error: str | None = None  # the training finished, but processing its samples failed
     sheet: Path | None = None  # the first contact sheet, when one was asked for
 
     @property
     def best_epoch(self) -> int | None:
-        best = (self.report or {}).get("best") or {}
-        return best.get("epoch")
+        return self.report.best.epoch if self.report is not None and self.report.best is not None else None
 
     def summary(self) -> dict:
         """What a notification says of this run (bespoke.run.notify.end_summary)."""
-        best = (self.report or {}).get("best") or {}
-        return end_summary(self.result, self.sheet, (best.get("epoch"), best.get("score")) if best else None)
+        best = self.report.best if self.report is not None else None
+        return end_summary(self.result, self.sheet, (best.epoch, best.score) if best is not None else None)
 
 
 def train_and_process(settings: Settings, target: PlanRequest | Path, options: TrainOptions = TrainOptions(),
@@ -49,7 +49,8 @@ def train_and_process(settings: Settings, target: PlanRequest | Path, options: T
     outcome = TrainOutcome(result)
     if process and result.status in DONE_STATUSES and not result.skipped and result.signum is None:
         try:
-            outcome.report = processed(result.run_dir)
+            done = current_report(result.run_dir)
+            outcome.report = done.report if done is not None else None
             if sheet and outcome.report is not None:
                 sheets = build_contact_sheets(result.run_dir, outcome.report)
                 outcome.sheet = sheets[0].path if sheets else None

@@ -9,14 +9,17 @@ removed, so re-running a review is cheap and the folder never grows stale.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
+
+from bespoke.cpus import available_cpus
+from bespoke.review.records import ProcessReport
 
 THUMB_PX = 288  # sample thumbnails: shown at 144 px (sharp on 2x screens) and at 288 px in the compare view
 # WebP (lossy, q85) because a thumbnail is a resampled picture anyway: ~4 KB against ~15-30 KB as PNG, which
@@ -25,6 +28,7 @@ THUMB_QUALITY = 85
 IMG_DIR = "img"
 TRAIN_DIR = "train"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+AssetRun = tuple[str, Path, ProcessReport, dict[str, Any], str | None]  # key, folder, report, dataset, method
 
 
 @dataclass
@@ -80,10 +84,9 @@ def _copy(src: Path, dest: Path) -> bool:
         return False
 
 
-def training_image(view_manifest: dict, name: str) -> Path | None:
-    """Where the training image `name` (a candidate's novelty.nearest) is on this machine: the dataset's
-    source folder, else its prepared folder; None when neither has it."""
-    dataset = view_manifest.get("dataset") or {}
+def training_image(dataset: dict[str, Any], name: str) -> Path | None:
+    """Where the training image `name` (a candidate's novelty.nearest) is on this machine: the run's dataset
+    (run.json `dataset`) source folder, else its prepared folder; None when neither has it."""
     for key in ("source", "prepared_dir"):
         folder = dataset.get(key)
         if folder:
@@ -93,32 +96,32 @@ def training_image(view_manifest: dict, name: str) -> Path | None:
     return None
 
 
-def _jobs(run_dir: Path, report: dict, manifest: dict, page_dir: Path, key: str,
-          method: str | None) -> tuple[list, RunAssets]:
-    """(kind, src, dest) per image of one run (candidates of `method` only), and the URLs they will have."""
+def _jobs(run: AssetRun, page_dir: Path) -> tuple[list[tuple[str, Path, Path]], RunAssets]:
+    """(kind, src, dest) per image of one run (candidates of the shown method only), and their URLs."""
+    key, run_dir, report, dataset, method = run
     base = page_dir / IMG_DIR / key
     assets = RunAssets()
     jobs: list[tuple[str, Path, Path]] = []
-    for sample in report.get("samples") or []:
-        rel = sample["file"]
+    for sample in report.samples:
+        rel = sample.file
         dest = base / "s" / (safe_name(Path(rel).stem) + ".webp")
         jobs.append(("thumb", run_dir / rel, dest))
         assets.samples[rel] = dest.relative_to(page_dir).as_posix()
-        cands = sample.get("candidates") or {}
-        for cand in ([cands[method]] if method in cands else []):
-            crel = cand["file"]
-            parts = Path(crel).parts
-            folder = safe_name(parts[-2]) if len(parts) > 1 else "c"
-            cdest = base / "c" / folder / (safe_name(Path(crel).stem) + ".png")
-            jobs.append(("copy", run_dir / crel, cdest))
-            assets.candidates[crel] = cdest.relative_to(page_dir).as_posix()
-            nearest = (cand.get("novelty") or {}).get("nearest")
-            if nearest and nearest not in assets.training:
-                src = training_image(manifest, str(nearest))
-                if src is not None:
-                    tdest = page_dir / IMG_DIR / TRAIN_DIR / (safe_name(Path(str(nearest)).stem) + ".png")
-                    jobs.append(("thumb", src, tdest))
-                    assets.training[str(nearest)] = tdest.relative_to(page_dir).as_posix()
+        cand = sample.candidates.get(method) if method else None
+        if cand is None:
+            continue
+        parts = Path(cand.file).parts
+        folder = safe_name(parts[-2]) if len(parts) > 1 else "c"
+        cdest = base / "c" / folder / (safe_name(Path(cand.file).stem) + ".png")
+        jobs.append(("copy", run_dir / cand.file, cdest))
+        assets.candidates[cand.file] = cdest.relative_to(page_dir).as_posix()
+        nearest = cand.novelty.nearest if cand.novelty is not None else None
+        if nearest and nearest not in assets.training:
+            src = training_image(dataset, nearest)
+            if src is not None:
+                tdest = page_dir / IMG_DIR / TRAIN_DIR / (safe_name(Path(nearest).stem) + ".png")
+                jobs.append(("thumb", src, tdest))
+                assets.training[nearest] = tdest.relative_to(page_dir).as_posix()
     return jobs, assets
 
 
@@ -127,18 +130,18 @@ def _run(job: tuple[str, Path, Path]) -> bool:
     return _thumbnail(src, dest) if kind == "thumb" else _copy(src, dest)
 
 
-def build_assets(runs: list[tuple[str, Path, dict, dict, str | None]], page_dir: Path) -> dict[str, RunAssets]:
-    """Write every image of `runs` ((key, run folder, report, manifest, shown method) each) below
+def build_assets(runs: list[AssetRun], page_dir: Path) -> dict[str, RunAssets]:
+    """Write every image of `runs` ((key, run folder, report, run.json's dataset, shown method) each) below
     `page_dir/img/` and return their URLs per run key. Images that cannot be read get no URL (the page says
     so)."""
     page_dir = Path(page_dir)
     all_jobs: list[tuple[str, Path, Path]] = []
     by_key: dict[str, RunAssets] = {}
-    for key, run_dir, report, manifest, method in runs:
-        jobs, assets = _jobs(Path(run_dir), report, manifest, page_dir, key, method)
+    for run in runs:
+        jobs, assets = _jobs(run, page_dir)
         all_jobs += jobs
-        by_key[key] = assets
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        by_key[run[0]] = assets
+    with ThreadPoolExecutor(max_workers=min(4, available_cpus())) as pool:
         results = list(pool.map(_run, all_jobs))
     failed = {dest.relative_to(page_dir).as_posix() for job, ok in zip(all_jobs, results, strict=True) if not ok
               for dest in [job[2]]}

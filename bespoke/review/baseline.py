@@ -213,7 +213,7 @@ def _images_from_generate(settings, run_dir: Path, training: dict, seeds_per_pro
     by_epoch: dict[int, list[dict]] = {}
     for epoch in checkpoints:
         request = GenerateRequest(epoch=epoch, seeds=seeds, sampler=PROTOCOL_SAMPLER, force=force)
-        record = generate(settings, run_dir, request, quiet=quiet)
+        record = generate(settings, run_dir, request)
         outdir = Path(record["outdir"])
         by_epoch[epoch] = [{"file": str((outdir / i["file"]).relative_to(run_dir)), "prompt": i["prompt"],
                             "seed": i["seed"], **measure(outdir / i["file"])} for i in record["images"]]

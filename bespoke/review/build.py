@@ -17,10 +17,12 @@ from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
 from bespoke.review.html import RunView, build_html, single_file_path
-from bespoke.review.process import DEFAULT_METHODS, process_path, process_run
-from bespoke.review.report import PLAIN_OUTPUT, load_report, output_dirs
+from bespoke.review.process import Loaded, current_report, process_path
+from bespoke.review.records import ProcessReport
+from bespoke.review.report import PLAIN_OUTPUT, load_report, output_dirs, report_file
+from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 from bespoke.review.samples import IMAGE_SUFFIXES
-from bespoke.review.sheets import build_contact_sheets, pick_method
+from bespoke.review.sheets import SheetOptions, build_contact_sheets, pick_method
 from bespoke.review.tb_events import epoch_losses
 from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import RunPaths, is_run_dir
@@ -32,7 +34,7 @@ class ReviewResult:
 
     html: Path
     sheets: dict[str, list[Path]]
-    views: list = field(default_factory=list)
+    views: list[RunView] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
     single_file: Path | None = None  # review.html with every image inlined (--single-file)
 
@@ -58,17 +60,7 @@ def plain_folder(path: Path) -> Path | None:
 
 def report_path(run_dir: Path) -> Path:
     """The run's report/report.json."""
-    return output_dirs(Path(run_dir))[1] / "report.json"
-
-
-def needs_processing(run_dir: Path) -> bool:
-    """True when report.json is missing or older than the newest sample."""
-    report = report_path(run_dir)
-    samples = sample_files(run_dir)
-    if not report.is_file():
-        return True
-    newest = max((p.stat().st_mtime for p in samples), default=0.0)
-    return report.stat().st_mtime < newest
+    return report_file(run_dir)
 
 
 def epoch_loss(run_dir: Path, manifest: RunManifest) -> tuple[dict[int, float], str]:
@@ -109,9 +101,28 @@ def _training_toml(run_dir: Path) -> str | None:
         return None
 
 
-def load_view(run_dir: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
-              processed: list | None = None):
-    """A RunView of one run: processes it first when its report is missing or stale."""
+def _read_report(folder: Path) -> ProcessReport | None:
+    """The folder's report.json, read once; None when there is none or it is unreadable (processing writes a
+    new one; without processing `load_report` says what is wrong)."""
+    try:
+        return load_report(folder)
+    except ProcessError:
+        return None
+
+
+def _methods_for(report: ProcessReport | None, method: str | None) -> list[str] | None:
+    """The methods to process a stale run with: those its report was made with (and `method`), else None
+    (the defaults); never grid-palette, which process adds itself when there is a palette."""
+    methods = list(report.methods) if report is not None else []
+    if method and methods and method not in methods:
+        methods.append(method)
+    return [m for m in methods if m != "grid-palette"] or None
+
+
+def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
+              processed: list[str] | None = None) -> RunView:
+    """A RunView of one run: processes it first when its report is missing or stale. Reads run.json and
+    report.json once each (processing reuses them)."""
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
     samples = sample_files(run_dir)
@@ -119,37 +130,27 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
     if not samples and not has_report:
         raise RunError(f"{RunPaths(run_dir).sample_dir}: no samples (run status {manifest.status!r}); "
                        "train the run first, or try `bespoke demo`")
-    if process and samples and needs_processing(run_dir):
-        methods = None
-        if has_report:
-            try:
-                methods = load_report(run_dir).get("methods")
-            except ProcessError:
-                methods = None
-        if method and methods and method not in methods:
-            methods = [*methods, method]
-        if methods:  # process adds grid-palette itself when there is a palette
-            methods = [m for m in methods if m != "grid-palette"] or None
-        process_run(run_dir, methods=methods, progress=progress)  # with the training palette when known
-        if processed is not None:
-            processed.append(manifest.id)
-    report = load_report(run_dir)
-    if not report.get("samples"):
+    report = _read_report(run_dir) if has_report else None
+    if process and samples:
+        done = current_report(run_dir, methods=_methods_for(report, method),
+                                 loaded=Loaded(manifest=manifest, report=report))
+        if done is not None:
+            report = done.report
+            if not done.reused and processed is not None:
+                processed.append(manifest.id)
+    report = report or load_report(run_dir)  # none, or unreadable: says which
+    if not report.samples:
         raise RunError(f"{report_path(run_dir)}: the report has no samples; check {RunPaths(run_dir).sample_dir}")
     _check_method(report, method, run_dir)
     loss, source = epoch_loss(run_dir, manifest)
-    return RunView(
-        run_dir=run_dir, run_id=manifest.id, manifest=manifest.to_json(), report=report,
-        method=pick_method(report, method), training_toml=_training_toml(run_dir),
-        loss=loss, loss_source=source, run=manifest,
-    )
+    return RunView(run_dir=run_dir, run_id=manifest.id, report=report, method=pick_method(report, method),
+                   training_toml=_training_toml(run_dir), loss=loss, loss_source=source, run=manifest)
 
 
-def _check_method(report: dict, method: str | None, folder: Path) -> None:
-    methods = list(report.get("methods") or [])
+def _check_method(report: ProcessReport, method: str | None, folder: Path) -> None:
+    methods = report.methods
     if method and method not in methods:
-        where = output_dirs(folder)[1] / "report.json"
-        raise UsageError(f"--method {method}: {where} has {', '.join(methods) or 'no methods'}"
+        raise UsageError(f"--method {method}: {report_file(folder)} has {', '.join(methods) or 'no methods'}"
                          f"{did_you_mean(method, methods)}; run `bespoke process {folder} --methods {method}`")
 
 
@@ -157,30 +158,24 @@ def _plain_images(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def load_plain_view(folder: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
-                    processed: list | None = None) -> RunView:
+def load_plain_view(folder: Path, *, method: str | None = None, process: bool = True,
+                    processed: list[str] | None = None) -> RunView:
     """A RunView of a plain folder of samples (no run): processed first when its report is missing or older
     than its images (with the methods it was made with)."""
     folder = Path(folder)
-    report_file = output_dirs(folder)[1] / "report.json"
+    written = report_file(folder)
     newest = max((p.stat().st_mtime for p in _plain_images(folder)), default=0.0)
-    if process and (not report_file.is_file() or report_file.stat().st_mtime < newest):
-        methods = [m for m in (_old_methods(folder) or DEFAULT_METHODS) if m != "grid-palette"]
-        process_path(folder, methods=methods, progress=progress)
+    exists = written.is_file()
+    report = _read_report(folder) if exists else None
+    if process and (not exists or written.stat().st_mtime < newest):
+        methods = _methods_for(report, None) or list(DEFAULT_METHODS)
+        report = process_path(folder, ProcessOptions(methods=methods), loaded=Loaded(report=report)).report
         if processed is not None:
             processed.append(folder.name)
-    report = load_report(folder)
+    report = report or load_report(folder)
     _check_method(report, method, folder)
-    manifest = {"id": folder.name, "status": "folder of samples", "simulated": False}
-    return RunView(run_dir=folder, run_id=folder.name, manifest=manifest, report=report,
-                   method=pick_method(report, method), plain=True)
-
-
-def _old_methods(folder: Path) -> list[str] | None:
-    try:
-        return list(load_report(folder).get("methods") or []) or None
-    except ProcessError:
-        return None
+    return RunView(run_dir=folder, run_id=folder.name, report=report, method=pick_method(report, method),
+                   plain=True)
 
 
 def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
@@ -192,13 +187,13 @@ def review_dir_for(run_dirs: list[Path], outputs_dir: Path | None) -> Path:
     return base / f"review-{digest}"
 
 
-def view_of(path: Path, *, method: str | None = None, process: bool = True, progress: bool = True,
-            processed: list | None = None) -> RunView:
+def view_of(path: Path, *, method: str | None = None, process: bool = True,
+            processed: list[str] | None = None) -> RunView:
     """The RunView of a run folder or of a plain folder of samples (processed first when stale)."""
     folder = plain_folder(path)
     if folder is not None:
-        return load_plain_view(folder, method=method, process=process, progress=progress, processed=processed)
-    return load_view(path, method=method, process=process, progress=progress, processed=processed)
+        return load_plain_view(folder, method=method, process=process, processed=processed)
+    return load_view(path, method=method, process=process, processed=processed)
 
 
 def _page_path(views: list[RunView], run_dirs: list[Path], out_dir: Path | None,
@@ -219,20 +214,20 @@ def _prune_sheets(folder: Path, keep: set[Path]) -> None:
 
 
 def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: str | None = None,
-                outputs_dir: Path | None = None, process: bool = True, progress: bool = True,
-                single_file: bool = False) -> ReviewResult:
+                outputs_dir: Path | None = None, process: bool = True, single_file: bool = False) -> ReviewResult:
     """Build contact sheets for each run (or plain folder of samples) and one HTML page for all of them, in a
     folder that holds every image the page shows. `single_file` also writes review.html with them inlined."""
     if not run_dirs:
         raise UsageError("review: give at least one run folder, run id or folder of samples")
     run_dirs = list(dict.fromkeys(Path(p).resolve() for p in run_dirs))
     processed: list[str] = []
-    views = [view_of(p, method=method, process=process, progress=progress, processed=processed) for p in run_dirs]
+    views = [view_of(p, method=method, process=process, processed=processed) for p in run_dirs]
     html = _page_path(views, run_dirs, out_dir, outputs_dir)
     sheets = {}
     for view in views:
-        written = build_contact_sheets(view.run_dir, view.report, method=view.method, run_id=view.run_id,
-                                       simulated=view.simulated, out_dir=html.parent / "sheets" / view.key)
+        written = build_contact_sheets(view.run_dir, view.report, SheetOptions(
+            out_dir=html.parent / "sheets" / view.key, method=view.method, run_id=view.run_id,
+            simulated=view.simulated))
         view.sheets = [s.path for s in written]
         sheets[view.run_id] = view.sheets
     _prune_sheets(html.parent / "sheets", {p for paths in sheets.values() for p in paths})
@@ -242,10 +237,9 @@ def review_runs(run_dirs: list[Path], *, out_dir: Path | None = None, method: st
                         single_file=single_file_path(html) if single_file else None)
 
 
-def best_rules(views) -> list[str]:
+def best_rules(views: list[RunView]) -> list[str]:
     """The distinct best-epoch rules of the reviewed runs (printed once under the tables)."""
-    rules = [(v.report.get("best") or {}).get("rule") for v in views]
-    return list(dict.fromkeys(r for r in rules if r))
+    return list(dict.fromkeys(v.report.best.rule for v in views if v.report.best is not None))
 
 
 def summary(result: ReviewResult) -> dict:
@@ -257,7 +251,8 @@ def summary(result: ReviewResult) -> dict:
             {
                 "run_id": v.run_id, "name": v.name, "label": v.label, "run_dir": str(v.run_dir),
                 "simulated": v.simulated, "method": v.method,
-                "best": v.report.get("best"), "epochs": v.report.get("epochs"),
+                "best": v.report.best.to_json() if v.report.best is not None else None,
+                "epochs": [e.to_json() for e in v.report.epochs],
                 "sheets": [str(p) for p in result.sheets.get(v.run_id, [])],
             }
             for v in result.views

@@ -1,8 +1,8 @@
 """One sample -> its 24 px candidates and their metrics: the work each `process` worker does.
 
 The worker gets the job once (methods, palette, tolerance, layout prior, the training images and palette,
-where to write) and then one (path, stem) per sample; it returns the sample's report entry, or an error entry
-that never stops the other samples. Besides the asked-for methods every sample gets the *scoring candidate*:
+where to write) and then one (SampleInfo, stem) per sample; it returns an `Outcome`: the sample's report
+record, or a SampleError that never stops the other samples. Besides the asked-for methods every sample gets the *scoring candidate*:
 the default faithful candidate (merge.TOLERANCE, the training palette when known) whatever the flags, so the
 best-epoch score (bespoke.review.selection) never depends on which options `process` ran with.
 """
@@ -13,17 +13,28 @@ import io
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bespoke.dataset.layout import GRID, Layout
+from bespoke.kohya.naming import SampleInfo
 from bespoke.pixels import metrics as m
 from bespoke.pixels.downscale import PIL_METHODS, cell_colors, extract, pil_downscale
 from bespoke.pixels.grid import Grid, find_grid
 from bespoke.pixels.merge import TOLERANCE, moved_stats
 from bespoke.pixels.novelty import TrainingSet, novelty
 from bespoke.pixels.palette import Palette
+from bespoke.review.records import (
+    Candidate,
+    Novelty,
+    ReportFormatError,
+    Sample,
+    SampleError,
+    SampleGrid,
+    Scoring,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,37 @@ class Job:
     correct_cast: bool = False  # grid-palette takes the global colour cast out first (moves every cell)
 
 
+@dataclass(slots=True)
+class Outcome:
+    """One sample's result, as a worker returns it and the journal keeps it: its report record (or why it could
+    not be processed) and the scoring candidate's 24x24 RGB pixels (`design`, for diversity; None for an
+    error)."""
+
+    entry: Sample | SampleError
+    design: bytes | None = None
+
+    @property
+    def file(self) -> str:
+        return self.entry.file
+
+    def to_json(self) -> dict[str, Any]:
+        """{"sample": ..., "design": hex} or {"error": ...}."""
+        if isinstance(self.entry, SampleError):
+            return {"error": self.entry.to_json()}
+        return {"sample": self.entry.to_json(), "design": (self.design or b"").hex()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str) -> Outcome:
+        if "error" in data:
+            return cls(SampleError.from_json(data["error"], f"{where}.error"))
+        design = data.get("design")
+        if not isinstance(design, str) or len(design) != GRID * GRID * 3 * 2:
+            raise ReportFormatError(f"{where}.design: not the hex of {GRID}x{GRID} RGB pixels")
+        return cls(Sample.from_json(data.get("sample"), f"{where}.sample"), bytes.fromhex(design))
+
+
 _JOB: Job | None = None
+WARM_BLOCK = 31 << 20  # under 32 MiB: glibc raises its thresholds only for a freed block below that (64-bit)
 
 
 def init_worker(job: Job, pool: bool = False) -> None:
@@ -51,6 +92,11 @@ def init_worker(job: Job, pool: bool = False) -> None:
     _JOB = job
     if pool:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A fresh worker's malloc (glibc) hands each multi-megabyte temporary of a sample back to the OS and
+        # faults it in again: ~2000 page faults and +12 % CPU an image. Freeing one large block first raises
+        # its mmap and trim thresholds to what a long-lived process (which forked workers came from) has.
+        block = np.empty(WARM_BLOCK, dtype=np.uint8)
+        del block
 
 
 def relative(path: Path, base: Path) -> str:
@@ -82,7 +128,7 @@ def _open_rgb(path: Path) -> Image.Image:
         raise ValueError(f"truncated or corrupt image ({exc})") from None
 
 
-class _Sample:
+class _Decoded:
     """One decoded sample and what every method shares: its grid, the colours the model drew per cell."""
 
     def __init__(self, img: Image.Image, layout: Layout | None) -> None:
@@ -95,7 +141,7 @@ class _Sample:
         self.index = (m.upsample_index(self.grid.xs, w), m.upsample_index(self.grid.ys, h))
 
 
-def _pixels(job: Job, method: str, sample: _Sample) -> np.ndarray:
+def _pixels(job: Job, method: str, sample: _Decoded) -> np.ndarray:
     if method in PIL_METHODS:
         return sample.near if method == "nearest" else pil_downscale(sample.img, method)
     palette = job.palette if method == "grid-palette" else None
@@ -103,22 +149,26 @@ def _pixels(job: Job, method: str, sample: _Sample) -> np.ndarray:
                    correct_cast=job.correct_cast and palette is not None)[0]
 
 
-def _measure_candidate(job: Job, out: np.ndarray, sample: _Sample, degenerate: str | None) -> dict:
-    """The metrics of one 24 px candidate (see bespoke.review.report for each field)."""
+def _measure_candidate(job: Job, out: np.ndarray, sample: _Decoded, degenerate: str | None,
+                       file: str) -> Candidate:
+    """The metrics of one 24 px candidate written to `file` (bespoke.review.records.Candidate says each)."""
     colors, coverage = m.color_stats(out)
     training = job.training_palette
     off = m.off_palette(out, training.colors, training.codes) if training is not None else None
-    return {
-        "colors": colors, "top10_coverage": round(coverage, 4),
-        "clean": m.is_clean(colors, coverage) and degenerate is None,
-        "off_palette": None if off is None else round(off, 4),
-        "grid_error": round(m.grid_error(sample.arr, out, *sample.index), 3),
-        "background_uniform": m.background_uniform(out), **moved_stats(sample.cells, out, job.tolerance),
-        "novelty": novelty(out, job.training) if job.training is not None else None,
-    }
+    near = novelty(out, job.training) if job.training is not None else None
+    moved = moved_stats(sample.cells, out, job.tolerance)
+    return Candidate(
+        file=file, colors=colors, top10_coverage=round(coverage, 4),
+        clean=m.is_clean(colors, coverage) and degenerate is None,
+        off_palette=None if off is None else round(off, 4),
+        grid_error=round(m.grid_error(sample.arr, out, *sample.index), 3),
+        background_uniform=m.background_uniform(out), delta_e_max=moved["delta_e_max"],
+        delta_e_mean=moved["delta_e_mean"], moved_beyond=int(moved["moved_beyond"]),
+        novelty=Novelty(**near) if near is not None else None,
+    )
 
 
-def _scoring(job: Job, sample: _Sample, outputs: dict[str, np.ndarray]) -> np.ndarray:
+def _scoring(job: Job, sample: _Decoded, outputs: dict[str, np.ndarray]) -> np.ndarray:
     """The scoring candidate: the default faithful one with the training palette when known."""
     default_tol = job.tolerance == TOLERANCE
     if job.training_palette is None:
@@ -130,44 +180,46 @@ def _scoring(job: Job, sample: _Sample, outputs: dict[str, np.ndarray]) -> np.nd
     return extract(sample.arr, sample.grid, palette=job.training_palette, raw=sample.cells)[0]
 
 
-def _measure(job: Job, path: Path, stem: str) -> dict:
-    img = _open_rgb(path)
+def _measure(job: Job, info: SampleInfo, stem: str) -> Outcome:
+    img = _open_rgb(info.path)
     w, h = img.size
     if w < GRID or h < GRID:
         raise ValueError(f"too small ({w}x{h}); samples must be at least {GRID}x{GRID} px")
     if w != h:
         raise ValueError(f"not square ({w}x{h}); bespoke reads square samples of a {GRID}-cell grid")
-    sample = _Sample(img, job.layout)
+    sample = _Decoded(img, job.layout)
     cn, cov = m.color_stats(sample.near)
     outputs = {method: np.ascontiguousarray(_pixels(job, method, sample), dtype=np.uint8) for method in job.methods}
     scoring = _scoring(job, sample, outputs)
     degenerate = m.degenerate(sample.arr, sample.grid.source, scoring)
-    candidates: dict[str, dict] = {}
+    candidates: dict[str, Candidate] = {}
     score = None
     for method, out in outputs.items():
         target = job.candidates_dir / method / f"{stem}.png"
         _write_png(target, out)
-        candidates[method] = {"file": relative(target, job.base), **_measure_candidate(job, out, sample, degenerate)}
+        candidates[method] = _measure_candidate(job, out, sample, degenerate, relative(target, job.base))
         if out is scoring:
             score = candidates[method]
     if score is None:
-        score = _measure_candidate(job, scoring, sample, degenerate)
-    return {"width": w, "height": h, "colors_nearest": cn, "top10_coverage": round(cov, 4),
-            "clean": m.is_clean(cn, cov) and degenerate is None, "degenerate": degenerate,
-            "grid": sample.grid.to_json(), "candidates": candidates,
-            "scoring": {k: score[k] for k in ("colors", "grid_error", "off_palette", "novelty")},
-            "_design": scoring.tobytes().hex()}
+        score = _measure_candidate(job, scoring, sample, degenerate, "")
+    entry = Sample(file=relative(info.path, job.base), name=info.name, epoch=info.epoch, step=info.step,
+                   prompt_index=info.prompt_index, seed=info.seed, prompt=info.prompt, width=w, height=h,
+                   colors_nearest=cn, top10_coverage=round(cov, 4), clean=m.is_clean(cn, cov) and degenerate is None,
+                   degenerate=degenerate, grid=SampleGrid(**sample.grid.to_json()), candidates=candidates,
+                   scoring=Scoring(colors=score.colors, grid_error=score.grid_error, off_palette=score.off_palette,
+                                   novelty=score.novelty))
+    return Outcome(entry, scoring.tobytes())
 
 
-def process_sample(item: tuple[str, str]) -> dict:
-    """Process one sample (path, candidate stem) with the worker's job; returns its report entry or an error."""
+def process_sample(item: tuple[SampleInfo, str]) -> Outcome:
+    """Process one sample (its SampleInfo, candidate stem) with the worker's job: its record or its error."""
     job = _JOB
     assert job is not None, "init_worker() first"
-    path, stem = Path(item[0]), item[1]
-    rel = relative(path, job.base)
+    info, stem = item
+    rel = relative(info.path, job.base)
     try:
-        return {"file": rel, **_measure(job, path, stem)}
+        return _measure(job, info, stem)
     except (ValueError, OSError) as exc:
-        return {"file": rel, "error": str(exc)}
+        return Outcome(SampleError(file=rel, error=str(exc)))
     except Exception as exc:  # noqa: BLE001 - one odd image must never stop the others
-        return {"file": rel, "error": f"cannot process ({type(exc).__name__}: {exc})"}
+        return Outcome(SampleError(file=rel, error=f"cannot process ({type(exc).__name__}: {exc})"))

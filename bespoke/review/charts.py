@@ -94,28 +94,43 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def line_chart(
-    series: list[Series], *, title: str, x_label: str, y_label: str, x_domain: tuple[float, float] | None = None,
-    y_domain: tuple[float, float] | None = None, refs: Sequence[RefLine] = (), width: int = 640, height: int = 300,
-    integer_x: bool = True, css_class: str = "chart", chart_id: str = "",
-) -> str:
+@dataclass(frozen=True)
+class Chart:
+    """What a chart says and how big it is: `title`, axis labels, the x and y ranges (None: the data's; see
+    line_chart), horizontal `refs`, the viewBox size, whole-number x ticks (`integer_x`: epochs), and the
+    <svg>'s class and `data-chart` id."""
+
+    title: str
+    x_label: str
+    y_label: str
+    x_domain: tuple[float, float] | None = None
+    y_domain: tuple[float, float] | None = None
+    refs: Sequence[RefLine] = ()
+    width: int = 640
+    height: int = 300
+    integer_x: bool = True
+    css_class: str = "chart"
+    chart_id: str = ""
+
+
+def line_chart(series: list[Series], chart: Chart) -> str:
     """An inline <svg> line chart. Empty series are skipped; a chart with no data says so.
 
     Without `x_domain` the x axis spans the data; without `y_domain` the y axis runs from 0 to 8 % above the
-    highest point or reference line. `integer_x` puts x ticks on whole numbers (epochs).
+    highest point or reference line.
     """
-    (x0, x1), y_domain = _domains(series, refs, x_domain, y_domain)
+    (x0, x1), y_domain = _domains(series, chart.refs, chart.x_domain, chart.y_domain)
     y_ticks = nice_ticks(y_domain[0], y_domain[1])
-    frame = _Frame(width, height, x0, x1, y_ticks[0], max(y_ticks[-1], y_domain[1]))
+    frame = _Frame(chart.width, chart.height, x0, x1, y_ticks[0], max(y_ticks[-1], y_domain[1]))
     out = [
-        f'<svg class="{css_class}" data-chart="{escape(chart_id)}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-        f'<text class="title" x="{frame.left}" y="18">{escape(title)}</text>',
+        f'<svg class="{chart.css_class}" data-chart="{escape(chart.chart_id)}" viewBox="0 0 {chart.width} '
+        f'{chart.height}" role="img" aria-label="{escape(chart.title)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<text class="title" x="{frame.left}" y="18">{escape(chart.title)}</text>',
     ]
     out += _y_ticks(frame, y_ticks)
-    out += _x_ticks(frame, integer_x)
-    out += _axes(frame, x_label, y_label)
-    out += _ref_lines(frame, refs)
+    out += _x_ticks(frame, chart.integer_x)
+    out += _axes(frame, chart.x_label, chart.y_label)
+    out += _ref_lines(frame, chart.refs)
     drawn = [s for s in series if s.points]
     for s in drawn:
         out += _series(frame, s)

@@ -19,6 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,7 @@ from bespoke.clock import now_iso
 from bespoke.errors import UsageError
 from bespoke.fsutil import atomic_write_json, atomic_write_text
 from bespoke.review.build import view_of as load_any_view
+from bespoke.review.records import Candidate, ProcessReport, Sample
 from bespoke.review.report import output_dirs
 
 EXPORT_KIND = "bespoke.export"
@@ -36,29 +38,38 @@ MAX_SCALE = 64
 
 
 @dataclass(frozen=True)
-class Picked:
-    """One candidate to export: its sample entry and its candidate entry in the report."""
+class ExportOptions:
+    """How to export: `scale` (the integer upscale of the second PNG set and the sheet), sprite sheet
+    `columns` (None: a square-ish grid) and `out_dir` (None: `<run>/export/e<N>_<method>/`)."""
 
-    sample: dict
-    candidate: dict
+    scale: int = DEFAULT_SCALE
+    columns: int | None = None
+    out_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Picked:
+    """One candidate to export: its sample and its candidate in the report."""
+
+    sample: Sample
+    candidate: Candidate
     name: str
 
 
-def pick(report: dict, epoch: int, method: str) -> tuple[list[Picked], list[dict]]:
+def pick(report: ProcessReport, epoch: int, method: str) -> tuple[list[Picked], list[dict[str, str]]]:
     """(candidates of `epoch` with `method` in prompt order, samples left out with the reason)."""
-    samples = [s for s in report.get("samples") or [] if s.get("epoch") == epoch]
-    samples.sort(key=lambda s: (s.get("prompt_index") is None, s.get("prompt_index") or 0, s.get("seed") or 0,
-                                s.get("file", "")))
+    samples = [s for s in report.samples if s.epoch == epoch]
+    samples.sort(key=lambda s: (s.prompt_index is None, s.prompt_index or 0, s.seed or 0, s.file))
     picked: list[Picked] = []
-    left_out: list[dict] = []
+    left_out: list[dict[str, str]] = []
     names: set[str] = set()
     for sample in samples:
-        candidate = (sample.get("candidates") or {}).get(method)
-        if sample.get("degenerate"):
-            left_out.append({"sample": sample.get("file"), "reason": f"degenerate ({sample['degenerate']})"})
+        candidate = sample.candidates.get(method)
+        if sample.degenerate:
+            left_out.append({"sample": sample.file, "reason": f"degenerate ({sample.degenerate})"})
             continue
         if not candidate:
-            left_out.append({"sample": sample.get("file"), "reason": f"no {method} candidate"})
+            left_out.append({"sample": sample.file, "reason": f"no {method} candidate"})
             continue
         name = _name(sample, epoch)
         while name in names:
@@ -68,11 +79,11 @@ def pick(report: dict, epoch: int, method: str) -> tuple[list[Picked], list[dict
     return picked, left_out
 
 
-def _name(sample: dict, epoch: int) -> str:
-    if sample.get("prompt_index") is None:
-        return Path(sample.get("file", "sample")).stem
-    seed = f"_s{sample['seed']}" if sample.get("seed") is not None else ""
-    return f"e{epoch:03d}_p{int(sample['prompt_index']):02d}{seed}"
+def _name(sample: Sample, epoch: int) -> str:
+    if sample.prompt_index is None:
+        return Path(sample.file).stem
+    seed = f"_s{sample.seed}" if sample.seed is not None else ""
+    return f"e{epoch:03d}_p{sample.prompt_index:02d}{seed}"
 
 
 def palette_of(images: list[np.ndarray]) -> list[tuple[tuple[int, int, int], int]]:
@@ -151,18 +162,9 @@ def _remove_previous(out_dir: Path) -> None:
             target.unlink()
 
 
-def export_epoch(folder: Path, report: dict, *, epoch: int, method: str, out_dir: Path, scale: int = DEFAULT_SCALE,
-                 columns: int | None = None, label: str = "") -> ExportResult:
-    """Export the `method` candidates of `epoch` (paths in `report` are relative to `folder`) into `out_dir`."""
-    if not 1 <= scale <= MAX_SCALE:
-        raise UsageError(f"--scale {scale}: must be a whole number from 1 to {MAX_SCALE}")
-    picked, left_out = pick(report, epoch, method)
-    if not picked:
-        raise UsageError(f"epoch {epoch}: no {method} candidates to export"
-                         + (f" ({len(left_out)} left out: {left_out[0]['reason']})" if left_out else ""))
-    check_target(out_dir)
-    _remove_previous(out_dir)
-    images = [_read(Path(folder) / p.candidate["file"]) for p in picked]
+def _write_images(out_dir: Path, picked: list[Picked], images: list[np.ndarray], scale: int,
+                  epoch: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """png/ and png_x<scale>/ of every picked candidate: (files written, manifest entries)."""
     files: list[str] = []
     entries = []
     for p, img in zip(picked, images, strict=True):
@@ -171,12 +173,32 @@ def export_epoch(folder: Path, report: dict, *, epoch: int, method: str, out_dir
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr, "RGB").save(out_dir / rel)
             files.append(rel)
-        novelty = p.candidate.get("novelty") or {}
-        entries.append({"name": p.name, "png": small, f"png_x{scale}": big, "sample": Path(p.sample["file"]).name,
-                        "prompt": p.sample.get("prompt"), "prompt_index": p.sample.get("prompt_index"),
-                        "seed": p.sample.get("seed"), "epoch": epoch, "colours": p.candidate.get("colors"),
-                        "near_copy": novelty.get("near_copy"), "nearest_training_image": novelty.get("nearest")})
-    columns = columns or max(1, math.ceil(math.sqrt(len(images))))
+        novelty = p.candidate.novelty
+        entries.append({"name": p.name, "png": small, f"png_x{scale}": big, "sample": Path(p.sample.file).name,
+                        "prompt": p.sample.prompt, "prompt_index": p.sample.prompt_index, "seed": p.sample.seed,
+                        "epoch": epoch, "colours": p.candidate.colors,
+                        "near_copy": novelty.near_copy if novelty else None,
+                        "nearest_training_image": novelty.nearest if novelty else None})
+    return files, entries
+
+
+def export_epoch(folder: Path, report: ProcessReport, epoch: int, method: str, options: ExportOptions | None = None,
+                 label: str = "") -> ExportResult:
+    """Export the `method` candidates of `epoch` (paths in `report` are relative to `folder`)."""
+    options = options or ExportOptions()
+    scale = options.scale
+    if not 1 <= scale <= MAX_SCALE:
+        raise UsageError(f"--scale {scale}: must be a whole number from 1 to {MAX_SCALE}")
+    picked, left_out = pick(report, epoch, method)
+    if not picked:
+        raise UsageError(f"epoch {epoch}: no {method} candidates to export"
+                         + (f" ({len(left_out)} left out: {left_out[0]['reason']})" if left_out else ""))
+    out_dir = Path(options.out_dir) if options.out_dir else default_out(folder, epoch, method)
+    check_target(out_dir)
+    _remove_previous(out_dir)
+    images = [_read(Path(folder) / p.candidate.file) for p in picked]
+    files, entries = _write_images(out_dir, picked, images, scale, epoch)
+    columns = options.columns or max(1, math.ceil(math.sqrt(len(images))))
     sheet, positions = sheet_of(images, columns)
     sheet.save(out_dir / "sheet.png")
     sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST).save(
@@ -202,15 +224,14 @@ def default_out(folder: Path, epoch: int, method: str) -> Path:
     return base / "export" / f"e{epoch:03d}_{method}"
 
 
-def export_run(path: Path, *, epoch: int | None = None, method: str | None = None, scale: int = DEFAULT_SCALE,
-               out_dir: Path | None = None, columns: int | None = None, process: bool = True,
-               progress: bool = True) -> ExportResult:
+def export_run(path: Path, *, epoch: int | None = None, method: str | None = None,
+               options: ExportOptions | None = None, process: bool = True) -> ExportResult:
     """Export a run's (or a plain folder's) candidates of `epoch` (default: its best epoch) and `method`
     (default: the method the review shows), processing the samples first when the report is stale."""
-    view = load_any_view(Path(path), method=method, process=process, progress=progress)
-    best = (view.report.get("best") or {}).get("epoch")
+    view = load_any_view(Path(path), method=method, process=process)
+    best = view.report.best.epoch if view.report.best is not None else None
     chosen = epoch if epoch is not None else best
-    epochs = sorted({s["epoch"] for s in view.report.get("samples") or [] if s.get("epoch") is not None})
+    epochs = sorted({s.epoch for s in view.report.samples if s.epoch is not None})
     if chosen is None:
         raise UsageError(f"{path}: no best epoch in its report; pass --epoch (sampled: "
                          f"{', '.join(map(str, epochs)) or 'none'})")
@@ -218,8 +239,4 @@ def export_run(path: Path, *, epoch: int | None = None, method: str | None = Non
         raise UsageError(f"--epoch {chosen}: {path} has samples of epochs {', '.join(map(str, epochs)) or 'none'}")
     if view.method is None:
         raise UsageError(f"{path}: its report has no candidates; run `bespoke process {path}`")
-    folder = view.run_dir
-    target = Path(out_dir) if out_dir else default_out(folder, chosen, view.method)
-    label = view.manifest.get("name") or view.run_id
-    return export_epoch(folder, view.report, epoch=chosen, method=view.method, out_dir=target, scale=scale,
-                        columns=columns, label=str(label))
+    return export_epoch(view.run_dir, view.report, chosen, view.method, options, label=view.name or view.run_id)

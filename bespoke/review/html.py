@@ -164,7 +164,8 @@ def _page(views: list[RunView], page_dir: Path, *, baseline: Baseline | None, ti
     """The page's HTML, its images written below `page_dir`."""
     baseline = baseline or load_baseline()
     label_views(views)
-    assets = build_assets([(v.key, v.run_dir, v.report, v.manifest, v.method) for v in views], page_dir)
+    assets = build_assets([(v.key, v.run_dir, v.report, v.run.dataset if v.run else {}, v.method) for v in views],
+                          page_dir)
     for view in views:
         view.assets = assets[view.key]
     simulated = any(v.simulated for v in views)
@@ -180,7 +181,7 @@ def _page(views: list[RunView], page_dir: Path, *, baseline: Baseline | None, ti
     if generated:
         body.append(f'<p class="muted">Generated {escape(generated)} by bespoke review.</p>')
     body.append('<h2>Which epoch, which run</h2><div class="card">' + summary_table(views, baseline) + "</div>")
-    if any(e.get("epoch") is not None for v in views for e in v.report.get("epochs") or []):
+    if any(e.epoch is not None for v in views for e in v.report.epochs):
         body.append("<h2>Per epoch</h2>" + charts_html(views, baseline))
     else:  # a folder of images that are no sd-scripts samples: nothing to plot against epochs
         body.append('<p class="muted">No per-epoch charts: the file names carry no epoch (sd-scripts names its '
@@ -208,15 +209,15 @@ def _run_section(view: RunView, page_dir: Path) -> list[str]:
     if not view.plain:
         out.append('<details class="card"><summary>Run settings</summary>' + settings_html(view, page_dir)
                    + "</details>")
-    errors = view.report.get("errors") or []
+    errors = view.report.errors
     if errors:
         hint = ""
-        if any("not square" in str(e.get("error")) for e in errors):
+        if any("not square" in e.error for e in errors):
             hint = ('<p class="muted">bespoke finds the 24-cell grid on a square picture and does not guess which '
                     "part of a wider or taller image is the portrait: crop these to the square art and review "
                     "again.</p>")
         out.append('<div class="card"><h3>Samples that could not be processed</h3><ul>' + "".join(
-            f"<li><code>{escape(Path(str(e.get('file'))).name)}</code>: {escape(str(e.get('error')))}</li>"
+            f"<li><code>{escape(Path(e.file).name)}</code>: {escape(e.error)}</li>"
             for e in errors) + "</ul>" + hint + "</div>")
     out.append(f"<h3>Samples and {escape(view.method or 'no')} candidates ({CAND_PX} px; click one to compare "
                "it with the nearest training image)</h3>")

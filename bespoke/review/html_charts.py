@@ -4,10 +4,13 @@ training loss per epoch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from html import escape
 
-from bespoke.review.charts import PALETTE, RefLine, Series, legend, line_chart
-from bespoke.review.html_data import Baseline, RunView, baseline_applies, method_stat
+from bespoke.review.charts import PALETTE, Chart, RefLine, Series, legend, line_chart
+from bespoke.review.html_data import Baseline, RunView, baseline_applies, method_row
+from bespoke.review.records import EpochRow
 from bespoke.review.sheets import best_epoch
 
 BASELINE_GREY = "#8a9099"
@@ -25,7 +28,7 @@ def _box(svg: str, items: list[LegendItem], note: str = "") -> str:
 def charts_html(views: list[RunView], baseline: Baseline) -> str:
     """Every per-epoch chart of the runs on one shared epoch axis."""
     colors = {v.run_id: PALETTE[i % len(PALETTE)] for i, v in enumerate(views)}
-    epochs = [e.get("epoch") for v in views for e in v.report.get("epochs") or [] if e.get("epoch") is not None]
+    epochs = [e.epoch for v in views for e in v.report.epochs if e.epoch is not None]
     x_domain = (min(epochs + [1]), max(epochs + [1]))
     parts = ['<div class="charts">']
     score = _score_chart(views, colors, x_domain)
@@ -44,13 +47,7 @@ def _runs_legend(views: list[RunView], colors: dict[str, str]) -> list[LegendIte
 
 
 def _score_points(view: RunView) -> list[tuple[float, float]]:
-    points = []
-    for stats in view.report.get("epochs") or []:
-        score = stats.get("score")
-        total = score.get("total") if isinstance(score, dict) else score
-        if stats.get("epoch") is not None and isinstance(total, (int, float)):
-            points.append((float(stats["epoch"]), float(total)))
-    return points
+    return [(float(e.epoch), e.score.total) for e in view.report.epochs if e.epoch is not None]
 
 
 def _score_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[int, int]) -> str | None:
@@ -60,9 +57,9 @@ def _score_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
         return None
     ys = [y for s in series for _, y in s.points]
     low = min(0.0, min(ys))
-    svg = line_chart(series, title="Best-epoch score per epoch (higher is better)", x_label="epoch",
-                     y_label="score", x_domain=x_domain, y_domain=(low, max(ys) * 1.08 if max(ys) > 0 else 1.0),
-                     chart_id="score")
+    svg = line_chart(series, Chart(title="Best-epoch score per epoch (higher is better)", x_label="epoch",
+                                   y_label="score", x_domain=x_domain,
+                                   y_domain=(low, max(ys) * 1.08 if max(ys) > 0 else 1.0), chart_id="score"))
     return _box(svg, _runs_legend(views, colors), "The score of the best-epoch rule; its terms are in each run's "
                 "table. Rings mark each run's best epoch.")
 
@@ -70,8 +67,8 @@ def _score_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
 def _colour_chart(views: list[RunView], colors: dict[str, str], baseline: Baseline,
                   x_domain: tuple[int, int]) -> str:
     """Raw mean colours per epoch; the recorded 512 px run and its headline mean only beside a 512 px run."""
-    series = [Series(v.label, _epoch_points(v, "colors_nearest_mean"), colors[v.run_id], marks=_best_marks(v))
-              for v in views]
+    series = [Series(v.label, _epoch_points(v, lambda e: e.colors_nearest_mean), colors[v.run_id],
+                     marks=_best_marks(v)) for v in views]
     items = _runs_legend(views, colors)
     refs: list[RefLine] = []
     note = ("Raw colours: distinct colours after a plain NEAREST downscale of the sample to 24 px. Rings mark "
@@ -88,9 +85,9 @@ def _colour_chart(views: list[RunView], colors: dict[str, str], baseline: Baseli
                   (f"recorded baseline: {resolution} px epoch {epoch} mean {mean:.1f}", "#444", REF_DASH)]
         note += f" The recorded baseline ({baseline['source']}) applies to {resolution} px runs only."
     all_y = [y for s in series for _, y in s.points] + [r.y for r in refs] + [1.0]
-    svg = line_chart(series, title="Raw mean colours per epoch (lower is cleaner)", x_label="epoch",
-                     y_label="mean colours", x_domain=x_domain, y_domain=(0.0, max(all_y) * 1.08), refs=refs,
-                     chart_id="colours")
+    svg = line_chart(series, Chart(title="Raw mean colours per epoch (lower is cleaner)", x_label="epoch",
+                                   y_label="mean colours", x_domain=x_domain, y_domain=(0.0, max(all_y) * 1.08),
+                                   refs=refs, chart_id="colours"))
     return _box(svg, items, note)
 
 
@@ -99,16 +96,17 @@ def _clean_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
     series: list[Series] = []
     for view in views:
         color = colors[view.run_id]
-        if view.method:
-            series.append(Series(f"{view.label} {view.method}", _epoch_points(view, "clean_pct", view.method),
+        method = view.method
+        if method:
+            series.append(Series(f"{view.label} {method}", _epoch_points(view, partial(_clean_pct, method=method)),
                                  color, marks=_best_marks(view)))
-        series.append(Series(f"{view.label} samples", _epoch_points(view, "clean_pct"), color, dash="2 3",
+        series.append(Series(f"{view.label} samples", _epoch_points(view, lambda e: e.clean_pct), color, dash="2 3",
                              width=1.4, dots=False))
     methods = ", ".join(sorted({v.method for v in views if v.method})) or "no"
     items = _runs_legend(views, colors) + [(f"solid: {methods} candidates", "#444", None),
                                            ("dotted: raw samples", "#444", "2 3")]
-    svg = line_chart(series, title="% clean per epoch", x_label="epoch", y_label="% clean", x_domain=x_domain,
-                     y_domain=(0.0, 100.0), chart_id="clean")
+    svg = line_chart(series, Chart(title="% clean per epoch", x_label="epoch", y_label="% clean",
+                                   x_domain=x_domain, y_domain=(0.0, 100.0), chart_id="clean"))
     return _box(svg, items, "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it.")
 
 
@@ -121,9 +119,9 @@ def _loss_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[in
               for v in with_loss]
     simulated = any(v.simulated for v in with_loss)
     ys = [y for s in series for _, y in s.points]
-    svg = line_chart(series, title="Training loss per epoch" + (" (SIMULATED)" if simulated else ""),
-                     x_label="epoch", y_label="loss", x_domain=(min(x_domain[0], 1), x_domain[1]),
-                     y_domain=(0.0, max(ys) * 1.1 if max(ys) > 0 else 1.0), chart_id="loss")
+    svg = line_chart(series, Chart(title="Training loss per epoch" + (" (SIMULATED)" if simulated else ""),
+                                   x_label="epoch", y_label="loss", x_domain=(min(x_domain[0], 1), x_domain[1]),
+                                   y_domain=(0.0, max(ys) * 1.1 if max(ys) > 0 else 1.0), chart_id="loss"))
     sources = sorted({v.loss_source for v in with_loss if v.loss_source})
     return _box(svg, [(v.label, colors[v.run_id], None) for v in with_loss], "Source: " + "; ".join(sources) + ".")
 
@@ -133,14 +131,16 @@ def _best_marks(view: RunView) -> list[float]:
     return [float(best)] if best is not None else []
 
 
-def _epoch_points(view: RunView, key: str, method: str | None = None) -> list[tuple[float, float]]:
-    """(epoch, value) for every epoch of the report with a `key` value: of `method`'s candidates when given,
-    else of the samples."""
+def _clean_pct(row: EpochRow, method: str) -> float | None:
+    stats = method_row(row, method)
+    return stats.clean_pct if stats is not None else None
+
+
+def _epoch_points(view: RunView, value: Callable[[EpochRow], float | None]) -> list[tuple[float, float]]:
+    """(epoch, value) for every numbered epoch of the report that has a value."""
     points = []
-    for stats in view.report.get("epochs") or []:
-        if stats.get("epoch") is None:
-            continue
-        value = method_stat(stats, method, key) if method else stats.get(key)
-        if value is not None:
-            points.append((float(stats["epoch"]), float(value)))
+    for row in view.report.epochs:
+        y = value(row)
+        if row.epoch is not None and y is not None:
+            points.append((float(row.epoch), float(y)))
     return points

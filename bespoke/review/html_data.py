@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from bespoke.review.assets import RunAssets, safe_name
 from bespoke.review.baseline import recorded_baseline, recorded_epochs
+from bespoke.review.records import EpochRow, MethodRow, ProcessReport
 from bespoke.run.manifest import RunManifest
 from bespoke.run.names import differences as run_differences
 
@@ -24,13 +25,13 @@ class Baseline(TypedDict):
 
 @dataclass
 class RunView:
-    """Everything the page shows about one run."""
+    """Everything the page shows about one run (or one plain folder of samples: `run` None, `plain`)."""
 
     run_dir: Path
     run_id: str
-    manifest: dict
-    report: dict
+    report: ProcessReport
     method: str | None
+    run: RunManifest | None = None  # the run's run.json
     training_toml: str | None = None
     loss: dict[int, float] = field(default_factory=dict)  # per-epoch training loss
     loss_source: str = ""  # where `loss` came from (TensorBoard, the trainer log, the simulator)
@@ -38,7 +39,6 @@ class RunView:
     assets: RunAssets = field(default_factory=RunAssets)
     plain: bool = False  # a folder of images, not a run
     label_override: str | None = None  # set by label_views when several runs share a label
-    run: RunManifest | None = None  # the run's run.json (None for a plain folder of samples)
 
     @property
     def key(self) -> str:
@@ -48,19 +48,27 @@ class RunView:
     @property
     def name(self) -> str | None:
         """The user's label of the run (run.json `name`), None when it has none."""
-        name = self.manifest.get("name")
-        return str(name) if name else None
+        return self.run.name if self.run is not None and self.run.name else None
+
+    @property
+    def resolution(self) -> int | None:
+        """The run's training resolution (None for a folder of samples)."""
+        return self.run.resolution if self.run is not None else None
+
+    @property
+    def status(self) -> str:
+        """The run's status, or what a plain folder is."""
+        return self.run.status if self.run is not None else "folder of samples"
 
     @property
     def simulated(self) -> bool:
         """True when the run or its report says its samples came from the simulator."""
-        return bool(self.manifest.get("simulated") or self.report.get("simulated"))
+        return bool((self.run is not None and self.run.simulated) or self.report.simulated)
 
     @property
     def base_label(self) -> str:
         """The user's name of the run, else its resolution ('512 px'), else its id."""
-        resolution = self.manifest.get("resolution")
-        return self.name or (f"{resolution} px" if resolution else self.run_id)
+        return self.name or (f"{self.resolution} px" if self.resolution else self.run_id)
 
     @property
     def label(self) -> str:
@@ -110,9 +118,15 @@ def load_baseline() -> Baseline:
 
 def baseline_applies(view: RunView, baseline: Baseline) -> bool:
     """The recorded baseline is a comparison only for runs at its resolution (512 px)."""
-    return view.manifest.get("resolution") == baseline["resolution"]
+    return view.resolution == baseline["resolution"]
 
 
-def method_stat(stats: dict, method: str | None, key: str) -> Any:
-    """`key` of `method` in one epoch's stats of the report (None when absent or no method)."""
-    return ((stats.get("methods") or {}).get(method) or {}).get(key) if method else None
+def method_row(row: EpochRow | None, method: str | None) -> MethodRow | None:
+    """`method`'s row in one epoch of the report (None without that epoch, method or row)."""
+    return row.methods.get(method) if row is not None and method else None
+
+
+def best_row(report: ProcessReport) -> EpochRow | None:
+    """The report's row of its best epoch (None without a best epoch)."""
+    best = report.best
+    return next((e for e in report.epochs if e.epoch == best.epoch), None) if best is not None else None

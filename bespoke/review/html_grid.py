@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 
 from bespoke.review.html_data import RunView
+from bespoke.review.records import Candidate, Sample
 from bespoke.review.sheets import arrange, best_epoch, prompt_label
 
 HEADER_CHARS = 110  # longer prompt labels end at a word boundary with "…" (the full prompt is the tooltip)
@@ -22,90 +23,83 @@ def header_label(text: str, limit: int = HEADER_CHARS) -> str:
     return (cut or text[:limit]) + "…"
 
 
-def _pct(value: object) -> str:
-    return f"{100 * value:.0f} %" if isinstance(value, (int, float)) else "?"
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f} %"
 
 
-def _num(value: object, fmt: str = "{}") -> str:
-    if value is None:
-        return "—"
-    try:
-        return fmt.format(value)
-    except (TypeError, ValueError):
-        return escape(str(value))
-
-
-def _badges(sample: dict, candidate: dict | None) -> tuple[list[str], list[str]]:
+def _badges(sample: Sample, candidate: Candidate | None) -> tuple[list[str], list[str]]:
     """(CSS classes of the cell, HTML badges) for what is wrong or notable about a sample and its candidate."""
     classes, badges = [], []
-    degenerate = sample.get("degenerate")
-    if degenerate:
+    if sample.degenerate:
         classes.append("degenerate")
         badges.append(f'<span class="badge bad" title="degenerate sample: never clean, never best">'
-                      f'{escape(DEGENERATE.get(str(degenerate), str(degenerate)))}</span>')
-    novelty = (candidate or {}).get("novelty") or {}
-    if novelty.get("near_copy"):
+                      f'{escape(DEGENERATE.get(sample.degenerate, sample.degenerate))}</span>')
+    novelty = candidate.novelty if candidate is not None else None
+    if novelty is not None and novelty.near_copy:
         classes.append("near-copy")
-        badges.append(f'<span class="badge copy" title="{_pct(novelty.get("share"))} of cells match the training '
-                      f'image {escape(str(novelty.get("nearest")))}">near-copy</span>')
-    moved = (candidate or {}).get("moved_beyond")
-    if isinstance(moved, int) and moved > 0:
-        badges.append(f'<span class="badge warn" title="cells moved beyond the colour tolerance">{moved} cells '
-                      "moved</span>")
+        badges.append(f'<span class="badge copy" title="{_pct(novelty.share)} of cells match the training '
+                      f'image {escape(novelty.nearest)}">near-copy</span>')
+    if candidate is not None and candidate.moved_beyond > 0:
+        badges.append(f'<span class="badge warn" title="cells moved beyond the colour tolerance">'
+                      f"{candidate.moved_beyond} cells moved</span>")
     return classes, badges
 
 
-def _caption(sample: dict, method: str | None, candidate: dict | None) -> tuple[str, str]:
+def _caption(sample: Sample, method: str | None, candidate: Candidate | None) -> tuple[str, str]:
     """(candidate caption, training-image caption) for the compare view."""
-    cap = f"{sample.get('name') or sample.get('file')}"
-    if sample.get("seed") is not None:
-        cap += f" · seed {sample['seed']}"
-    if candidate:
-        cap += f" · {method}: {candidate.get('colors')} colours"
-        if candidate.get("delta_e_max") is not None:
-            cap += f", ΔE max {candidate['delta_e_max']:.1f} / mean {candidate.get('delta_e_mean') or 0:.1f}"
-    novelty = (candidate or {}).get("novelty") or {}
+    cap = sample.name or sample.file
+    if sample.seed is not None:
+        cap += f" · seed {sample.seed}"
+    if candidate is not None:
+        cap += (f" · {method}: {candidate.colors} colours, ΔE max {candidate.delta_e_max:.1f} / mean "
+                f"{candidate.delta_e_mean:.1f}")
+    novelty = candidate.novelty if candidate is not None else None
     tcap = ""
-    if novelty.get("nearest"):
-        tcap = (f"nearest training image: {novelty['nearest']} · {_pct(novelty.get('share'))} of cells match"
-                + (" · NEAR-COPY" if novelty.get("near_copy") else ""))
+    if novelty is not None and novelty.nearest:
+        tcap = (f"nearest training image: {novelty.nearest} · {_pct(novelty.share)} of cells match"
+                + (" · NEAR-COPY" if novelty.near_copy else ""))
     return cap, tcap
 
 
-def cell_html(view: RunView, sample: dict) -> str:
+def _numbers(sample: Sample, method: str | None, candidate: Candidate | None) -> str:
+    """The numbers under a cell: raw colours, and the candidate's colours, clean and largest move."""
+    nums = (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>'
+            f"{sample.colors_nearest}</b></span>")
+    if candidate is not None:
+        clean = ' <span class="ok">clean</span>' if candidate.clean else ""
+        nums += (f' · {escape(method or "")} <b>{candidate.colors}</b> colours{clean}'
+                 f" · ΔE max {candidate.delta_e_max:.1f}")
+    return nums
+
+
+def cell_html(view: RunView, sample: Sample) -> str:
     """One grid cell: sample thumbnail + candidate (a button that opens the compare view), numbers, marks."""
     method = view.method
-    candidate = (sample.get("candidates") or {}).get(method) if method else None
+    candidate = sample.candidates.get(method) if method else None
     classes, badges = _badges(sample, candidate)
     cap, tcap = _caption(sample, method, candidate)
-    thumb = view.assets.samples.get(sample["file"])
-    cand = view.assets.candidates.get(candidate["file"]) if candidate else None
-    nearest = ((candidate or {}).get("novelty") or {}).get("nearest")
-    train = view.assets.training.get(str(nearest)) if nearest else None
+    thumb = view.assets.samples.get(sample.file)
+    cand = view.assets.candidates.get(candidate.file) if candidate is not None else None
+    nearest = candidate.novelty.nearest if candidate is not None and candidate.novelty is not None else None
+    train = view.assets.training.get(nearest) if nearest else None
     attrs = f' data-cap="{escape(cap)}" data-tcap="{escape(tcap)}"' + (f' data-t="{train}"' if train else "")
     parts = [f'<div class="cell {" ".join(classes)}"{attrs}>',
              '<button type="button" class="cmp" title="compare sample, candidate and nearest training image">']
-    parts.append(f'<img class="thumb" src="{thumb}" alt="sample {escape(sample.get("name") or "")}">'
+    parts.append(f'<img class="thumb" src="{thumb}" alt="sample {escape(sample.name)}">'
                  if thumb else '<span class="missing">unreadable sample</span>')
-    if candidate and cand:
+    if candidate is not None and cand:
         parts.append(f'<img class="cand" src="{cand}" alt="{escape(method or "")} candidate">')
     elif method:
         parts.append('<span class="missing">no candidate</span>')
     parts.append("</button>")
-    nums = (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>'
-            f'{_num(sample.get("colors_nearest"))}</b></span>')
-    if candidate:
-        clean = ' <span class="ok">clean</span>' if candidate.get("clean") else ""
-        nums += f' · {escape(method or "")} <b>{_num(candidate.get("colors"))}</b> colours{clean}'
-        if candidate.get("delta_e_max") is not None:
-            nums += f' · ΔE max {_num(candidate.get("delta_e_max"), "{:.1f}")}'
+    nums = _numbers(sample, method, candidate)
     parts.append(nums + (" " + " ".join(badges) if badges else "") + "</div></div>")
     return "".join(parts)
 
 
 def samples_html(view: RunView) -> str:
     """The grid of one run: a row per epoch (the best marked), a column per prompt."""
-    rows, columns, grid = arrange(view.report.get("samples") or [])
+    rows, columns, grid = arrange(view.report.samples)
     if not rows:
         return '<p class="muted">No samples.</p>'
     best = best_epoch(view.report)
@@ -113,7 +107,8 @@ def samples_html(view: RunView) -> str:
     for col in columns:
         sample = next((grid[(r.key, col)] for r in rows if (r.key, col) in grid), None)
         label = prompt_label(sample, col)
-        out.append(f'<th title="{escape((sample or {}).get("prompt") or "")}">{escape(header_label(label))}</th>')
+        prompt = (sample.prompt if sample is not None else None) or ""
+        out.append(f'<th title="{escape(prompt)}">{escape(header_label(label))}</th>')
     out.append("</tr>")
     for row in rows:
         cls = ' class="best-row"' if best is not None and row.epoch == best else ""

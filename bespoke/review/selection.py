@@ -31,6 +31,7 @@ import numpy as np
 
 from bespoke.dataset.layout import GRID
 from bespoke.pixels.novelty import distinct_designs
+from bespoke.review.records import Best, EpochRow, Sample, Score
 
 TARGET_COLOURS = 23
 GRID_ERROR_SCALE = 8.0
@@ -42,46 +43,36 @@ RULE = ("best epoch = the trained epoch (>= 1, with at least one non-degenerate 
         "designs/samples; measured on the default faithful candidate whatever the process options")
 
 
-def _sample_terms(sample: dict) -> dict[str, float | None]:
-    scoring = sample["scoring"]
-    if sample.get("degenerate") is not None:
-        return {"pixel_art": 0.0, "few_colours": 0.0,
-                "style": None if scoring["off_palette"] is None else 0.0}
-    return {"pixel_art": math.exp(-scoring["grid_error"] / GRID_ERROR_SCALE),
-            "few_colours": min(1.0, TARGET_COLOURS / max(1, scoring["colors"])),
-            "style": None if scoring["off_palette"] is None else 1.0 - scoring["off_palette"]}
+def _sample_terms(sample: Sample) -> dict[str, float | None]:
+    scoring = sample.scoring
+    if sample.degenerate is not None:
+        return {"pixel_art": 0.0, "few_colours": 0.0, "style": None if scoring.off_palette is None else 0.0}
+    return {"pixel_art": math.exp(-scoring.grid_error / GRID_ERROR_SCALE),
+            "few_colours": min(1.0, TARGET_COLOURS / max(1, scoring.colors)),
+            "style": None if scoring.off_palette is None else 1.0 - scoring.off_palette}
 
 
-def epoch_score(group: list[dict], designs: dict[str, bytes]) -> tuple[dict, float | None, float]:
-    """({"total", "terms"}, near_copy_pct or None, diversity) of one epoch's samples; `designs` are the
-    scoring candidates' pixels by sample file."""
+def epoch_score(group: list[Sample], designs: dict[str, bytes]) -> tuple[Score, float | None, float]:
+    """(score, near_copy_pct or None, diversity) of one epoch's samples; `designs` are the scoring candidates'
+    pixels by sample file."""
     per = [_sample_terms(s) for s in group]
     terms: dict[str, float] = {}
     for name in ("pixel_art", "few_colours", "style"):
         values = [p[name] for p in per]
         if all(v is not None for v in values):
             terms[name] = float(np.mean([v for v in values if v is not None]))
-    alive = [s for s in group if s.get("degenerate") is None]
-    novel = [s["scoring"]["novelty"] for s in group if s["scoring"].get("novelty")]
+    alive = [s for s in group if s.degenerate is None]
+    novel = [s.scoring.novelty for s in group if s.scoring.novelty is not None]
     near_pct = None
     if novel:
-        near_pct = round(100.0 * sum(n["near_copy"] for n in novel) / len(novel), 1)
-        terms["new"] = sum(1 for s in alive if not s["scoring"]["novelty"]["near_copy"]) / len(group)
-    pictures = [np.frombuffer(designs[s["file"]], dtype=np.uint8).reshape(GRID, GRID, 3) for s in alive]
+        near_pct = round(100.0 * sum(n.near_copy for n in novel) / len(novel), 1)
+        terms["new"] = sum(1 for s in alive if s.scoring.novelty and not s.scoring.novelty.near_copy) / len(group)
+    pictures = [np.frombuffer(designs[s.file], dtype=np.uint8).reshape(GRID, GRID, 3) for s in alive]
     diversity = distinct_designs(pictures) / len(group)
     terms["varied"] = diversity
     total = sum(WEIGHTS[k] * v for k, v in terms.items()) / sum(WEIGHTS[k] for k in terms)
-    return ({"total": round(total, 4), "terms": {k: round(v, 4) for k, v in terms.items()}}, near_pct,
+    return (Score(total=round(total, 4), terms={k: round(v, 4) for k, v in terms.items()}), near_pct,
             round(diversity, 4))
-
-
-def score_epochs(epochs: list[dict], samples: list[dict], designs: dict[str, bytes]) -> None:
-    """Add `score`, `near_copy_pct` and `diversity` to every epoch row (in place)."""
-    groups: dict = {}
-    for s in samples:
-        groups.setdefault(s["epoch"], []).append(s)
-    for row in epochs:
-        row["score"], row["near_copy_pct"], row["diversity"] = epoch_score(groups[row["epoch"]], designs)
 
 
 def display_method(methods: Sequence[str]) -> str | None:
@@ -92,12 +83,12 @@ def display_method(methods: Sequence[str]) -> str | None:
     return methods[0] if methods else None
 
 
-def choose_best(epochs: list[dict], methods: Sequence[str]) -> dict | None:
-    """{"epoch", "method", "rule", "score", "terms"} by RULE; None when no trained epoch can win."""
-    rows = [r for r in epochs if r["epoch"] is not None and r["epoch"] >= 1 and r.get("score")
-            and (r.get("degenerate_pct") or 0) < 100]
+def choose_best(epochs: list[EpochRow], methods: Sequence[str]) -> Best | None:
+    """The best epoch by RULE; None when no trained epoch can win."""
+    rows = [r for r in epochs if r.epoch is not None and r.epoch >= 1 and (r.degenerate_pct or 0) < 100]
     if not rows:
         return None
-    row = min(rows, key=lambda r: (-r["score"]["total"], r["epoch"]))
-    return {"epoch": row["epoch"], "method": display_method(methods), "rule": RULE,
-            "score": row["score"]["total"], "terms": dict(row["score"]["terms"])}
+    row = min(rows, key=lambda r: (-r.score.total, r.epoch or 0))
+    assert row.epoch is not None
+    return Best(epoch=row.epoch, method=display_method(methods), rule=RULE, score=row.score.total,
+                terms=dict(row.score.terms))

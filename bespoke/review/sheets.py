@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bespoke.cpus import available_cpus
 from bespoke.fsutil import atomic_write_bytes
+from bespoke.review.records import EpochRow, ProcessReport, Sample
 
 THUMB = 120  # sample thumbnail, px
 SCALE = 4  # candidate magnification (24 px -> 96 px)
@@ -94,9 +95,9 @@ class _RunSheets:
     simulated: bool
     best: int | None
     rows: list[Row]
-    grid: dict[GridKey, dict]
+    grid: dict[GridKey, Sample]
     images: dict[str, Image.Image | None]
-    epoch_stats: dict[int | None, dict]
+    epoch_stats: dict[int | None, EpochRow]
     fonts: _Fonts
     parts: int
 
@@ -108,52 +109,51 @@ def _font(size: int) -> Font:
         return ImageFont.load_default()
 
 
-def row_key(sample: dict) -> Row:
+def row_key(sample: Sample) -> Row:
     """Where a sample goes vertically: its epoch, else its step, else an 'unknown' row."""
-    if sample.get("epoch") is not None:
-        return Row((0, int(sample["epoch"])), f"e{int(sample['epoch'])}", int(sample["epoch"]))
-    if sample.get("step") is not None:
-        return Row((1, int(sample["step"])), f"step {int(sample['step'])}", None)
+    if sample.epoch is not None:
+        return Row((0, sample.epoch), f"e{sample.epoch}", sample.epoch)
+    if sample.step is not None:
+        return Row((1, sample.step), f"step {sample.step}", None)
     return Row((2, 0), "?", None)
 
 
-def arrange(samples: list[dict]) -> tuple[list[Row], list[int], dict[GridKey, dict]]:
+def arrange(samples: list[Sample]) -> tuple[list[Row], list[int], dict[GridKey, Sample]]:
     """Rows (sorted), columns (prompt indexes) and {(row key, column): sample}; the last file wins a tie.
 
     Samples without a prompt index get a column each, numbered from 1000.
     """
     rows: dict[tuple[int, int], Row] = {}
-    grid: dict[GridKey, dict] = {}
+    grid: dict[GridKey, Sample] = {}
     unknown_col = 0
-    for sample in sorted(samples, key=lambda s: s.get("file", "")):
+    for sample in sorted(samples, key=lambda s: s.file):
         row = row_key(sample)
         rows.setdefault(row.key, row)
-        col = sample.get("prompt_index")
+        col = sample.prompt_index
         if col is None:
             col, unknown_col = 1000 + unknown_col, unknown_col + 1
-        grid[(row.key, int(col))] = sample
+        grid[(row.key, col)] = sample
     columns = sorted({col for _, col in grid})
     return [rows[k] for k in sorted(rows)], columns, grid
 
 
-def pick_method(report: dict, method: str | None = None) -> str | None:
+def pick_method(report: ProcessReport, method: str | None = None) -> str | None:
     """The candidate method to show: the requested one, else the report's best, else grid, else the first."""
-    methods = list(report.get("methods") or [])
+    methods = report.methods
     if method:
         return method
-    best = report.get("best") or {}
-    if best.get("method") in methods:
-        return best["method"]
+    if report.best is not None and report.best.method in methods:
+        return report.best.method
     if "grid" in methods:
         return "grid"
     return methods[0] if methods else None
 
 
-def prompt_label(sample: dict | None, column: int) -> str:
+def prompt_label(sample: Sample | None, column: int) -> str:
     """A short column title: the prompt without the shared caption prefix."""
     if column >= 1000:  # a file that is no sd-scripts sample: its own name says what it is
-        return str((sample or {}).get("name") or "(no prompt index)")
-    text = (sample or {}).get("prompt") or ""
+        return (sample.name if sample is not None else "") or "(no prompt index)"
+    text = (sample.prompt if sample is not None else None) or ""
     for prefix in ("pixel art, 24x24, portrait of bespoke punk ", "pixel art, 24x24, "):
         if text.startswith(prefix):
             text = text[len(prefix):]
@@ -161,10 +161,9 @@ def prompt_label(sample: dict | None, column: int) -> str:
     return f"#{column} {text}".strip()
 
 
-def best_epoch(report: dict) -> int | None:
+def best_epoch(report: ProcessReport) -> int | None:
     """The report's best epoch, None when it has none."""
-    best = report.get("best") or {}
-    return best.get("epoch")
+    return report.best.epoch if report.best is not None else None
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
@@ -207,30 +206,43 @@ def _chunks(items: list, limit: int) -> list[list]:
     return chunks
 
 
-def build_contact_sheets(
-    run_dir: Path, report: dict, *, out_dir: Path | None = None, method: str | None = None,
-    run_id: str | None = None, simulated: bool | None = None, max_width: int = MAX_WIDTH, max_rows: int = MAX_ROWS,
-) -> list[ContactSheet]:
-    """Write the contact sheet(s) of one processed run into `out_dir` (default `<run>/report/sheets/`).
+@dataclass(frozen=True)
+class SheetOptions:
+    """How to draw one run's sheets: `out_dir` (default `<run>/report/sheets/`), `method` (default
+    pick_method), `run_id` and `simulated` (default: the report's), and the size at which a sheet is split
+    (`max_width` px, `max_rows` rows)."""
 
-    Paths in `report` are relative to `run_dir`. A run wider than `max_width` px or longer than `max_rows`
-    rows is split into balanced parts. Returns the sheets written, in reading order.
+    out_dir: Path | None = None
+    method: str | None = None
+    run_id: str | None = None
+    simulated: bool | None = None
+    max_width: int = MAX_WIDTH
+    max_rows: int = MAX_ROWS
+
+
+def build_contact_sheets(run_dir: Path, report: ProcessReport,
+                         options: SheetOptions | None = None) -> list[ContactSheet]:
+    """Write the contact sheet(s) of one processed run (paths in `report` are relative to `run_dir`).
+
+    A run wider or longer than the options allow is split into balanced parts. Returns the sheets written,
+    in reading order.
     """
+    options = options or SheetOptions()
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir else run_dir / "report" / "sheets"
-    method = pick_method(report, method)
-    rows, columns, grid = arrange(report.get("samples") or [])
-    col_chunks = _chunks(columns, max(1, (max_width - LABEL_W) // CELL_W))
-    row_chunks = _chunks(rows, max_rows)
+    out_dir = Path(options.out_dir) if options.out_dir else run_dir / "report" / "sheets"
+    method = pick_method(report, options.method)
+    rows, columns, grid = arrange(report.samples)
+    col_chunks = _chunks(columns, max(1, (options.max_width - LABEL_W) // CELL_W))
+    row_chunks = _chunks(rows, options.max_rows)
     run = _RunSheets(
-        run_id=run_id or report.get("run_id") or run_dir.name,
+        run_id=options.run_id or report.run_id or run_dir.name,
         method=method,
-        simulated=bool(report.get("simulated")) if simulated is None else simulated,
+        simulated=report.simulated if options.simulated is None else options.simulated,
         best=best_epoch(report),
         rows=rows,
         grid=grid,
         images=_preload(run_dir, list(grid.values()), method),
-        epoch_stats={e.get("epoch"): e for e in report.get("epochs") or []},
+        epoch_stats={e.epoch: e for e in report.epochs},
         fonts=_Fonts.load(),
         parts=len(col_chunks) * len(row_chunks),
     )
@@ -242,15 +254,16 @@ def build_contact_sheets(
     return sheets
 
 
-def _preload(run_dir: Path, samples: list[dict], method: str | None) -> dict[str, Image.Image | None]:
-    """Thumbnails and scaled candidates of all samples, decoded on all cores (Pillow releases the GIL)."""
+def _preload(run_dir: Path, samples: list[Sample], method: str | None) -> dict[str, Image.Image | None]:
+    """Thumbnails and scaled candidates of all samples, decoded on the CPUs this process may use (Pillow
+    releases the GIL)."""
     jobs: list[tuple[str, tuple[int, int], Image.Resampling]] = []
     for sample in samples:
-        jobs.append((sample["file"], (THUMB, THUMB), Image.Resampling.BOX))
-        candidate = (sample.get("candidates") or {}).get(method) if method else None
+        jobs.append((sample.file, (THUMB, THUMB), Image.Resampling.BOX))
+        candidate = sample.candidates.get(method) if method else None
         if candidate:
-            jobs.append((candidate["file"], (CAND_PX, CAND_PX), Image.Resampling.NEAREST))
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            jobs.append((candidate.file, (CAND_PX, CAND_PX), Image.Resampling.NEAREST))
+    with ThreadPoolExecutor(max_workers=min(4, available_cpus())) as pool:
         loaded = pool.map(lambda job: _load(run_dir / job[0], job[1], job[2]), jobs)
         return {job[0]: image for job, image in zip(jobs, loaded, strict=True)}
 
@@ -323,46 +336,42 @@ def _draw_row_label(draw: ImageDraw.ImageDraw, run: _RunSheets, row: Row, y0: in
     fonts = run.fonts
     draw.text((12, y0 + PAD + 4), row.label, fill=INK, font=fonts.title)
     stats = run.epoch_stats.get(row.epoch) if row.epoch is not None else None
-    if stats:
-        mean = stats.get("colors_nearest_mean")
-        if mean is not None:
-            draw.text((12, y0 + PAD + 28), f"mean {mean:.0f}", fill=MUTED, font=fonts.small)
-        m_stats = (stats.get("methods") or {}).get(run.method) or {}
-        if m_stats.get("clean_pct") is not None:
-            draw.text((12, y0 + PAD + 44), f"{m_stats['clean_pct']:.0f}% clean", fill=MUTED, font=fonts.small)
+    if stats is not None:
+        if stats.colors_nearest_mean is not None:
+            draw.text((12, y0 + PAD + 28), f"mean {stats.colors_nearest_mean:.0f}", fill=MUTED, font=fonts.small)
+        m_stats = stats.methods.get(run.method) if run.method else None
+        if m_stats is not None and m_stats.clean_pct is not None:
+            draw.text((12, y0 + PAD + 44), f"{m_stats.clean_pct:.0f}% clean", fill=MUTED, font=fonts.small)
     if is_best:
         draw.text((12, y0 + PAD + 64), "BEST", fill=HIGHLIGHT_BAR, font=fonts.label)
 
 
-def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, sample: dict, x: int,
+def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, sample: Sample, x: int,
                y: int) -> None:
     """One cell at (x, y): the sample thumbnail, its candidate, and their numbers below."""
     fonts, method = run.fonts, run.method
-    thumb = run.images.get(sample["file"])
+    thumb = run.images.get(sample.file)
     if thumb is None:
         draw.rectangle((x + PAD, y + PAD, x + PAD + THUMB - 1, y + PAD + THUMB - 1), fill=MISSING)
         draw.text((x + PAD + 6, y + PAD + 50), "unreadable", fill=INK, font=fonts.small)
     else:
         sheet.paste(thumb, (x + PAD + (THUMB - thumb.width) // 2, y + PAD + (THUMB - thumb.height) // 2))
     cx = x + PAD + THUMB + GAP
-    candidate = (sample.get("candidates") or {}).get(method) if method else None
-    cand = run.images.get(candidate["file"]) if candidate else None
+    candidate = sample.candidates.get(method) if method else None
+    cand = run.images.get(candidate.file) if candidate else None
     if cand is None:
         draw.rectangle((cx, y + PAD, cx + CAND_PX - 1, y + PAD + CAND_PX - 1), fill=MISSING)
         draw.text((cx + 6, y + PAD + 40), "no candidate", fill=INK, font=fonts.small)
     else:
         sheet.paste(cand, (cx, y + PAD))
     ty = y + PAD + THUMB + 3
-    colors = sample.get("colors_nearest")
-    draw.text((x + PAD, ty), f"{colors} colours" if colors is not None else "-", fill=INK, font=fonts.text)
-    coverage = sample.get("top10_coverage")
-    if coverage is not None:
-        # "top10 2%" read as "top 102%": say what the share is of, with a space before %
-        draw.text((x + PAD, ty + 16), f"top-10 share {100 * coverage:.0f} %", fill=MUTED, font=fonts.small)
+    draw.text((x + PAD, ty), f"{sample.colors_nearest} colours", fill=INK, font=fonts.text)
+    # "top10 2%" read as "top 102%": say what the share is of, with a space before %
+    draw.text((x + PAD, ty + 16), f"top-10 share {100 * sample.top10_coverage:.0f} %", fill=MUTED, font=fonts.small)
     if candidate:
-        clean = bool(candidate.get("clean"))
-        draw.text((cx, ty), f"{method} {candidate.get('colors')}", fill=CLEAN if clean else INK, font=fonts.text)
+        clean = candidate.clean
+        draw.text((cx, ty), f"{method} {candidate.colors}", fill=CLEAN if clean else INK, font=fonts.text)
         if clean:
             draw.text((cx, ty + 16), "clean", fill=CLEAN, font=fonts.small)
-        elif candidate.get("grid_error") is not None:
-            draw.text((cx, ty + 16), f"grid err {candidate['grid_error']:.0f}", fill=MUTED, font=fonts.small)
+        else:
+            draw.text((cx, ty + 16), f"grid err {candidate.grid_error:.0f}", fill=MUTED, font=fonts.small)

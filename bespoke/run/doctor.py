@@ -1,12 +1,12 @@
 """`bespoke doctor`: is this machine ready to train, and what exactly to fix if not.
 
-One probe runs in the trainer's Python (versions, accelerate, torch + CUDA, and the installed sd-scripts'
-own argument parser), so the answers are about the environment that will really train.
+The environment probe (bespoke.run.facts.trainer_facts) runs in the trainer's Python (versions, accelerate,
+torch + CUDA, xformers, the optional packages, and the installed sd-scripts' own argument parser), so the answers
+are about the environment that will really train; then every shipped preset is preflighted there.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -15,39 +15,12 @@ from pathlib import Path
 
 from bespoke.errors import BespokeError, ConfigError
 from bespoke.kohya.config import load_toml
+from bespoke.kohya.environment import TrainerFacts
 from bespoke.kohya.presets import resolve_preset
+from bespoke.run.facts import trainer_facts
 from bespoke.run.paths import RunPaths, list_run_dirs
 from bespoke.run.preflight import plan_shipped, preflight_runs
-from bespoke.run.runner import run_capture
 from bespoke.settings import Settings
-
-# Runs inside the trainer's Python with the sd-scripts checkout as argv[1]. Prints one JSON line.
-PROBE = r"""
-import json, os, sys
-out = {"python": sys.version.split()[0], "executable": sys.executable}
-try:
-    import accelerate
-    out["accelerate"] = accelerate.__version__
-except Exception as exc:
-    out["accelerate_error"] = f"{type(exc).__name__}: {exc}"
-try:
-    import torch
-    out["torch"] = torch.__version__
-    out["cuda"] = bool(torch.cuda.is_available())
-    out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if out["cuda"] else []
-except Exception as exc:
-    out["torch_error"] = f"{type(exc).__name__}: {exc}"
-checkout = sys.argv[1]
-try:
-    sys.path.insert(0, checkout)
-    os.chdir(checkout)
-    import train_network
-    parser = train_network.setup_parser()
-    out["options"] = sorted({a.dest for a in parser._actions if a.dest != "help"})
-except BaseException as exc:
-    out["parser_error"] = f"{type(exc).__name__}: {exc}"
-sys.stdout.write("\n" + json.dumps(out) + "\n")
-"""
 
 # Keys bespoke writes into every training.toml besides the preset's own (kohya.config.build_training_config).
 _FILLED_KEYS = ("pretrained_model_name_or_path", "resolution", "output_dir", "output_name", "logging_dir",
@@ -92,18 +65,6 @@ def keys_bespoke_writes(settings: Settings) -> tuple[list[str], str]:
     return sorted(set(preset.training) | set(_FILLED_KEYS)), "the default preset (base + res-512)"
 
 
-def _probe(settings: Settings) -> tuple[dict | None, str]:
-    done = run_capture([settings.trainer_python, "-c", PROBE, str(settings.sd_scripts or ".")], timeout=180)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line), ""
-            except ValueError:
-                break
-    detail = (done.stderr.strip().splitlines() or [f"exit code {done.exit_code}"])[-1]
-    return None, detail
-
-
 def _free_gb(path: Path) -> float:
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
@@ -145,26 +106,42 @@ def _checkout_checks(settings: Settings) -> tuple[list[Check], Path | None]:
     return [Check("sd-scripts", "ok", f"{sd} (train_network.py found)")], Path(sd)
 
 
-def _python_checks(python: str, info: dict | None, detail: str) -> list[Check]:
-    """What the probe in the trainer's Python found: the interpreter, accelerate, torch and the GPU."""
-    if info is None:
-        return [Check("trainer python", "error", f"{python} did not run the probe ({detail})",
+def _python_checks(python: str, facts: TrainerFacts) -> list[Check]:
+    """What the environment probe found in the trainer's Python: the interpreter, accelerate, torch and the GPU."""
+    if facts.python is None:
+        return [Check("trainer python", "error", f"{python} did not run the probe ({facts.errors.get('probe')})",
                       "set --python / BESPOKE_PYTHON / sd_python to the Python of your sd-scripts venv")]
-    checks = [Check("trainer python", "ok", f"{python} (Python {info['python']})")]
-    if "accelerate" in info:
-        checks.append(Check("accelerate", "ok", f"accelerate {info['accelerate']}"))
+    checks = [Check("trainer python", "ok", f"{python} (Python {facts.python})")]
+    if "probe" in facts.errors:  # it ran, then an import killed it: what comes after it is unknown
+        checks.append(Check("environment probe", "error", facts.errors["probe"],
+                            "reinstall that package in the trainer's venv, or uninstall it"))
+    if facts.accelerate is not None:
+        checks.append(Check("accelerate", "ok", f"accelerate {facts.accelerate}"))
     else:
-        checks.append(Check("accelerate", "error", f"accelerate does not import: {info.get('accelerate_error')}",
+        checks.append(Check("accelerate", "error", f"accelerate does not import: {facts.errors.get('accelerate')}",
                             f"{python} -m pip install -r requirements.txt (in the sd-scripts checkout)"))
-    if "torch" not in info:
-        checks.append(Check("torch", "error", f"torch does not import: {info.get('torch_error')}",
+    if facts.torch is None:
+        checks.append(Check("torch", "error", f"torch does not import: {facts.errors.get('torch')}",
                             f"install torch in that venv ({python} -m pip install torch torchvision)"))
-    elif info.get("cuda"):
-        checks.append(Check("torch", "ok", f"torch {info['torch']}, CUDA: {', '.join(info['gpus'])}"))
+    elif facts.device.cuda:
+        checks.append(Check("torch", "ok", f"torch {facts.torch}, CUDA: {facts.device.describe()}"))
     else:
-        checks.append(Check("torch", "warning", f"torch {info['torch']} sees no CUDA GPU: training runs on CPU "
+        checks.append(Check("torch", "warning", f"torch {facts.torch} sees no CUDA GPU: training runs on CPU "
                             "(hours per epoch at 512 px)", "install a CUDA build of torch and check nvidia-smi"))
-    return checks
+    return checks + [_packages_check(facts)]
+
+
+def _packages_check(facts: TrainerFacts) -> Check:
+    """xformers and the optional packages: which import (a preset that needs another fails its preflight)."""
+    present = [f"{p.name} {p.version or ''}".strip() for p in (facts.xformers, *facts.packages) if p.importable]
+    broken = [f"{p.name} ({p.error})" for p in (facts.xformers, *facts.packages)
+              if not p.importable and p.error != "not installed"]
+    absent = [p.name for p in (facts.xformers, *facts.packages) if p.error == "not installed"]
+    message = f"importable: {', '.join(present) or 'none'}; not installed: {', '.join(absent) or 'none'}"
+    if broken:
+        return Check("optional packages", "warning", f"{message}; installed but failing: {'; '.join(broken)}",
+                     "reinstall those in the trainer's venv (a preset that uses one fails its preflight)")
+    return Check("optional packages", "info", message)
 
 
 def _disk_check(outputs_dir: Path) -> Check:
@@ -174,15 +151,15 @@ def _disk_check(outputs_dir: Path) -> Check:
                  "free some space or point --outputs elsewhere (a run needs ~1-5 GB)" if level != "ok" else "")
 
 
-def _options_check(settings: Settings, sd: Path, python: str, info: dict) -> Check:
+def _options_check(settings: Settings, sd: Path, python: str, facts: TrainerFacts) -> Check:
     """Every training key bespoke writes must be an option of the installed train_network.py."""
-    if "options" not in info:
+    if facts.options is None:
         return Check("sd-scripts options", "error",
-                     f"could not read train_network.setup_parser(): {info.get('parser_error')}",
+                     f"could not read train_network.setup_parser(): {facts.errors.get('options')}",
                      f"install sd-scripts' requirements in {python}'s venv (pip install -r requirements.txt in the "
                      "checkout)")
     keys, origin = keys_bespoke_writes(settings)
-    missing = [k for k in keys if k not in set(info["options"])]
+    missing = [k for k in keys if k not in set(facts.options)]
     if missing:
         return Check("sd-scripts options", "error",
                      f"this sd-scripts does not know {', '.join(missing)} (keys from {origin}); it would silently "
@@ -220,11 +197,11 @@ def run_checks(settings: Settings) -> list[Check]:
     """Every readiness check, in order; each problem carries its fix."""
     checks, sd = _checkout_checks(settings)
     python = settings.trainer_python
-    info, detail = _probe(settings)
-    checks += _python_checks(python, info, detail)
+    facts = trainer_facts(settings, options=sd is not None)
+    checks += _python_checks(python, facts)
     checks += _base_model_checks(settings.base_model)
     checks.append(_disk_check(settings.outputs_dir))
-    if sd is not None and info is not None:
-        checks.append(_options_check(settings, sd, python, info))
+    if sd is not None and facts.python is not None:
+        checks.append(_options_check(settings, sd, python, facts))
         checks += preflight_checks(settings)
     return checks

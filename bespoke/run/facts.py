@@ -1,27 +1,18 @@
-"""Facts about the trainer's environment recorded with every plan and attempt: the sd-scripts commit, the
-versions of python/torch/accelerate as the trainer's own Python reports them, and the GPU."""
+"""The trainer's environment, probed once: one process in the trainer's Python (bespoke/kohya/envprobe.py) for
+Python, torch, accelerate, the device, xformers and the optional packages, plus the sd-scripts commit read from
+its checkout. `doctor`, every attempt's `trainer` record in run.json and `plan`'s commit all come from here."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from concurrent.futures import ThreadPoolExecutor
+import os
 from pathlib import Path
 
+from bespoke.kohya.environment import TrainerFacts, env_probe_argv, parse_environment
+from bespoke.kohya.launch import trainer_env
 from bespoke.run.runner import run_capture
 from bespoke.settings import Settings
 
-_VERSIONS_CODE = (
-    "import json, sys\n"
-    "from importlib import metadata\n"
-    "out = {'python': sys.version.split()[0]}\n"
-    "for name in ('torch', 'accelerate'):\n"
-    "    try:\n"
-    "        out[name] = metadata.version(name)\n"
-    "    except Exception:\n"
-    "        out[name] = 'not installed'\n"
-    "print(json.dumps(out))\n"
-)
+PROBE_TIMEOUT_S = 120.0  # torch, bitsandbytes and friends imported on a busy box with a cold disk cache
 
 
 def sd_scripts_commit(checkout: Path | None) -> str | None:
@@ -54,28 +45,13 @@ def _ref_commit(git: Path, ref: str) -> str | None:
     return None
 
 
-def trainer_facts(settings: Settings, timeout: float = 20.0) -> dict:
-    """sd-scripts commit, python/torch/accelerate versions as the trainer's Python reports them, GPU name.
-
-    Two quick helper commands, run concurrently; any failure becomes "unknown".
-    """
-    def commit():
-        return sd_scripts_commit(settings.sd_scripts) or "unknown"
-
-    def versions():
-        done = run_capture([settings.trainer_python, "-c", _VERSIONS_CODE], timeout=timeout)
-        try:
-            return json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return {"python": "unknown", "torch": "unknown", "accelerate": "unknown"}
-
-    def gpu():
-        if shutil.which("nvidia-smi") is None:
-            return None
-        done = run_capture(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout=timeout)
-        names = [n.strip() for n in done.stdout.splitlines() if n.strip()] if done.exit_code == 0 else []
-        return ", ".join(names) or None
-
-    with ThreadPoolExecutor(3) as pool:
-        jobs = pool.submit(commit), pool.submit(versions), pool.submit(gpu)
-        return {"sd_scripts_commit": jobs[0].result(), "versions": jobs[1].result(), "gpu": jobs[2].result()}
+def trainer_facts(settings: Settings, *, options: bool = False, timeout: float = PROBE_TIMEOUT_S,
+                  base_env: dict[str, str] | None = None) -> TrainerFacts:
+    """The trainer's environment as its own Python sees it (see bespoke.kohya.environment.TrainerFacts), in the
+    environment a launch would give it; with `options`, train_network.py's option names too (imports sd-scripts:
+    seconds more). Never raises: what could not be found is None, with the reason in `errors`."""
+    checkout = settings.sd_scripts if settings.sd_scripts and Path(settings.sd_scripts).is_dir() else None
+    python = settings.trainer_python
+    env, _removed = trainer_env(dict(os.environ if base_env is None else base_env), python)
+    done = run_capture(env_probe_argv(python, checkout, options), timeout=timeout, env=env)
+    return parse_environment(done.stdout, done.stderr, done.exit_code, sd_scripts_commit(settings.sd_scripts))

@@ -15,20 +15,17 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+from bespoke import progress
 from bespoke.clock import now_iso
-from bespoke.console import console
 from bespoke.errors import Interrupted, RunError, TrainerError, UsageError, did_you_mean
 from bespoke.fsutil import atomic_write_json, atomic_write_text, move_aside, read_json, sha256_file
 from bespoke.kohya.checkpoints import by_epoch, find_checkpoints
 from bespoke.kohya.gen_img import (
     SAMPLERS,
+    GenImgInputs,
     GenPrompt,
     baseline_prompts,
     gen_img_args,
@@ -36,7 +33,7 @@ from bespoke.kohya.gen_img import (
     prompts_from_file,
     render_gen_prompts,
 )
-from bespoke.kohya.launch import LaunchSpec, build_launch, recordable_env
+from bespoke.kohya.launch import Launch, LaunchSpec, build_launch, recordable_env
 from bespoke.kohya.output import log_tail, trainer_error
 from bespoke.kohya.preflight import gate_words
 from bespoke.run.manifest import load_manifest
@@ -47,7 +44,6 @@ from bespoke.run.runner import ProcessResult, rotate_log, run_logged, signal_nam
 from bespoke.settings import Settings
 
 SCHEMA_VERSION = 1
-Say = Callable[[str], None]
 DEFAULT_SEEDS = (1, 2, 3, 4)
 MAX_SEEDS = 1000
 
@@ -145,7 +141,7 @@ def _set_aside(outdir: Path) -> Path:
     return move_aside(outdir, lambda n: f"{outdir.name}.{stamp}" + (f"-{n - 1}" if n > 1 else ""))
 
 
-def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say: Say) -> dict | None:
+def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool) -> dict | None:
     """Make `outdir` free for a new generation, or return its finished record when it already holds this one.
 
     A finished generation of another request needs `force`; a failed/interrupted one is moved aside
@@ -157,54 +153,21 @@ def _claim_outdir(outdir: Path, key: dict, expected: list[str], force: bool, say
     same = old is not None and old.get("request") == key
     finished = old is not None and old.get("status") == "finished"
     if same and finished and all((outdir / n).is_file() for n in expected) and not force:
-        say(f"{outdir}: already generated (same checkpoint, prompts and seeds); reusing it")
+        progress.say(f"{outdir}: already generated (same checkpoint, prompts and seeds); reusing it")
         return old
     if (old is None or (finished and not same)) and not force:
         what = "a different finished generation" if old is not None else "files bespoke did not write"
         raise RunError(f"{outdir}: holds {what}; pass --force to move it aside "
                        f"(kept as {outdir.name}.<time>) and generate again")
     moved = _set_aside(outdir)
-    say(f"{outdir}: previous generation ({(old or {}).get('status', 'unknown')}) moved to {moved.name}")
+    progress.say(f"{outdir}: previous generation ({(old or {}).get('status', 'unknown')}) moved to {moved.name}")
     return None
-
-
-class _GenView:
-    """images done / total: a rich bar on a terminal, a line per image otherwise, nothing when quiet."""
-
-    def __init__(self, console: Console, total: int, label: str, quiet: bool):
-        self.console, self.total, self.label = console, total, label
-        self.mode = "quiet" if quiet else ("live" if console.is_terminal else "plain")
-        self.done = 0
-        self.progress: Progress | None = None
-        self.last_plain = time.monotonic()
-
-    def start(self) -> None:
-        if self.mode == "live":
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("images"), TimeRemainingColumn(), console=self.console,
-                                     transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=self.total)
-
-    def update(self, done: int) -> None:
-        if done == self.done:
-            return
-        self.done = done
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done)
-        elif self.mode == "plain" and (done == self.total or time.monotonic() - self.last_plain >= 10):
-            self.last_plain = time.monotonic()
-            self.console.print(f"{self.label}: {done}/{self.total} images")
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
 
 
 @dataclass(frozen=True)
 class _Resolved:
-    """A request made concrete for one run: which checkpoint, prompts, sampler and base model."""
+    """A request made concrete for one run: which checkpoint, prompts, sampler and base model; the folder it goes
+    to, the images it must write there, and its key (what makes two generations the same)."""
 
     epoch: int
     checkpoint: Path
@@ -212,6 +175,9 @@ class _Resolved:
     sampler: str
     base_model: str
     training: dict
+    outdir: Path
+    expected: list[str]
+    key: dict
 
 
 def _resolve(settings: Settings, run_dir: Path, request: GenerateRequest) -> _Resolved:
@@ -232,19 +198,22 @@ def _resolve(settings: Settings, run_dir: Path, request: GenerateRequest) -> _Re
     base_model = base_model_argument(str(training.get("pretrained_model_name_or_path") or manifest.base_model
                                          or settings.base_model))
     render_gen_prompts(prompts, request.seeds)  # bad prompt text: fail before touching the folder
-    return _Resolved(epoch, checkpoint, prompts, sampler, base_model, training)
+    key = _request_key(sha256_file(checkpoint), prompts, request.seeds, request.mul, sampler, base_model)
+    return _Resolved(epoch, checkpoint, prompts, sampler, base_model, training,
+                     outdir=RunPaths(run_dir).generated_dir / f"e{epoch:06d}",
+                     expected=[image_name(p, s) for p in prompts for s in request.seeds], key=key)
 
 
-def _script_args(request: GenerateRequest, job: _Resolved, outdir: Path) -> tuple[str, ...]:
-    return gen_img_args(base_model=job.base_model, outdir=outdir, prompt_file=outdir / "prompts.txt",
-                        checkpoint=job.checkpoint, prompts=job.prompts, training=job.training, mul=request.mul,
-                        sampler=job.sampler)
+def _script_args(request: GenerateRequest, job: _Resolved) -> tuple[str, ...]:
+    return gen_img_args(GenImgInputs(base_model=job.base_model, outdir=job.outdir,
+                                     prompt_file=job.outdir / "prompts.txt", checkpoint=job.checkpoint,
+                                     prompts=job.prompts, mul=request.mul, sampler=job.sampler), job.training)
 
 
-def generate(settings: Settings, run_dir: Path, request: GenerateRequest = GenerateRequest(), *, quiet: bool = False,
-             base_env: dict[str, str] | None = None, say: Say | None = None,
-             stop: threading.Event | None = None) -> dict:
-    """Generate `request` from a run's checkpoint into `<run>/generated/e{NNNNNN}/`.
+def generate(settings: Settings, run_dir: Path, request: GenerateRequest = GenerateRequest(), *,
+             base_env: dict[str, str] | None = None, stop: threading.Event | None = None) -> dict:
+    """Generate `request` from a run's checkpoint into `<run>/generated/e{NNNNNN}/` (progress: a task of images
+    done; messages: bespoke.progress.say).
 
     Returns the generate.json manifest plus "outdir" and "reused".
     Raises RunError (no such epoch, folder holds a different generation), ConfigError (no sd-scripts,
@@ -252,69 +221,74 @@ def generate(settings: Settings, run_dir: Path, request: GenerateRequest = Gener
     (Ctrl-C, SIGTERM, or the `stop` event set: gen_img.py's process group is stopped), PreflightError
     (`request.preflight`: gen_img.py would reject its arguments, or no tokenizer / attention backend / file).
     """
-    say = say or (lambda text: None if quiet else console.print(text))
     run_dir = Path(run_dir)
     settings.sd_script("gen_img.py")  # no sd-scripts / no gen_img.py: say so before anything is written
     job = _resolve(settings, run_dir, request)
-    outdir = RunPaths(run_dir).generated_dir / f"e{job.epoch:06d}"
-    checkpoint_sha = sha256_file(job.checkpoint)
-    key = _request_key(checkpoint_sha, job.prompts, request.seeds, request.mul, job.sampler, job.base_model)
-    expected = [image_name(p, s) for p in job.prompts for s in request.seeds]
-    reusable = _claim_outdir(outdir, key, expected, request.force, say)
+    reusable = _claim_outdir(job.outdir, job.key, job.expected, request.force)
     if reusable is not None:
-        return {**reusable, "outdir": str(outdir), "reused": True}
-    record = _launch(settings, run_dir, request, job, outdir, key, expected, quiet, base_env, stop)
-    say(f"generated {len(expected)} images from epoch {job.epoch} into {outdir}")
-    return {**record, "outdir": str(outdir), "reused": False}
+        return {**reusable, "outdir": str(job.outdir), "reused": True}
+    record = _launch(settings, run_dir, request, job, base_env, stop)
+    progress.say(f"generated {len(job.expected)} images from epoch {job.epoch} into {job.outdir}")
+    return {**record, "outdir": str(job.outdir), "reused": False}
 
 
-def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _Resolved, outdir: Path, key: dict,
-            expected: list[str], quiet: bool, base_env: dict[str, str] | None,
-            stop: threading.Event | None) -> dict:
-    """Run gen_img.py into `outdir`, keeping generate.json current; returns the finished record or raises."""
+def _record(run_dir: Path, request: GenerateRequest, job: _Resolved, launch: Launch, cwd: Path | None) -> dict:
+    """generate.json of a generation about to start (status "running")."""
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "bespoke-generate", "run": str(run_dir),
+        "run_id": load_manifest(run_dir).id, "epoch": job.epoch,
+        "checkpoint": {"path": str(job.checkpoint), "sha256": job.key["checkpoint_sha256"],
+                       "size": job.checkpoint.stat().st_size},
+        "base_model": job.base_model, "request": job.key, "seeds": list(request.seeds), "mul": request.mul,
+        "sampler": job.sampler, "prompts": [p.to_json() for p in job.prompts], "prompt_file": "prompts.txt",
+        "images": [{"file": image_name(p, s), "prompt": p.name, "seed": s} for p in job.prompts for s in request.seeds],
+        "argv": launch.argv, "env_overrides": recordable_env(launch.env_overrides),
+        "env_removed": launch.env_removed, "cwd": str(cwd) if cwd else None,
+        "log": "generate.log", "status": "running", "started": now_iso(), "finished": None, "exit_code": None,
+    }
+
+
+def _launch(settings: Settings, run_dir: Path, request: GenerateRequest, job: _Resolved,
+            base_env: dict[str, str] | None, stop: threading.Event | None) -> dict:
+    """Run gen_img.py into the job's folder, keeping generate.json current; returns the finished record or raises."""
+    outdir = job.outdir
     outdir.mkdir(parents=True, exist_ok=True)
-    prompt_file = outdir / "prompts.txt"
-    atomic_write_text(prompt_file, render_gen_prompts(job.prompts, request.seeds))
-    script_args = _script_args(request, job, outdir)
-    spec = gen_launch_spec(settings, script_args, cwd=run_dir)
+    atomic_write_text(outdir / "prompts.txt", render_gen_prompts(job.prompts, request.seeds))
+    spec = gen_launch_spec(settings, _script_args(request, job), cwd=run_dir)
     report = outdir / "preflight.json"
     if request.preflight:  # gen_img.py's own checks inside the launch, which then generates in that process
         spec = replace(spec, gate=gate_words(report))
-    argv, env, overrides = build_launch(spec, dict(os.environ if base_env is None else base_env))
+    launch = build_launch(spec, dict(os.environ if base_env is None else base_env))
     log_path = outdir / "generate.log"
     rotate_log(log_path)
-    record = {
-        "schema_version": SCHEMA_VERSION, "kind": "bespoke-generate", "run": str(run_dir),
-        "run_id": load_manifest(run_dir).id, "epoch": job.epoch,
-        "checkpoint": {"path": str(job.checkpoint), "sha256": key["checkpoint_sha256"],
-                       "size": job.checkpoint.stat().st_size},
-        "base_model": job.base_model, "request": key, "seeds": list(request.seeds), "mul": request.mul,
-        "sampler": job.sampler, "prompts": [p.to_json() for p in job.prompts], "prompt_file": prompt_file.name,
-        "images": [{"file": image_name(p, s), "prompt": p.name, "seed": s} for p in job.prompts for s in request.seeds],
-        "argv": argv, "env_overrides": recordable_env(overrides), "cwd": str(spec.cwd) if spec.cwd else None,
-        "log": log_path.name, "status": "running", "started": now_iso(), "finished": None, "exit_code": None,
-    }
+    record = _record(run_dir, request, job, launch, spec.cwd)
     atomic_write_json(outdir / "generate.json", record)
-    view = _GenView(console, len(expected), f"generate e{job.epoch:06d}", quiet)
-    last = [0.0]
-
-    def on_tick() -> None:
-        if time.monotonic() - last[0] >= 0.3:
-            last[0] = time.monotonic()
-            view.update(sum(1 for n in expected if (outdir / n).is_file()))
-
-    view.start()
-    try:
-        result = run_logged(argv, env, log_path, cwd=spec.cwd, on_tick=on_tick, stop=stop,
-                            env_overrides=recordable_env(overrides))
-    finally:
-        view.stop()
+    with progress.task(f"generate e{job.epoch:06d}", total=len(job.expected)) as images:
+        result = run_logged(launch.argv, launch.env, log_path, cwd=spec.cwd, on_tick=_ImageCounter(job, images),
+                            stop=stop, env_overrides=recordable_env(launch.env_overrides))
     problem = gate_refusal(report, run_dir) if request.preflight and not result.interrupted else None
     if problem is not None:  # nothing was generated; the next generate moves this folder aside
         record.update(status="refused", reason=str(problem), finished=now_iso(), exit_code=result.exit_code)
         atomic_write_json(outdir / "generate.json", record)
         raise problem
-    return _record_outcome(record, result, outdir, expected, log_path)
+    return _record_outcome(record, result, outdir, job.expected, log_path)
+
+
+class _ImageCounter:
+    """run_logged's on_tick: advances a task by the expected images that appeared (a look every 0.3 s at most)."""
+
+    def __init__(self, job: _Resolved, images: progress.Task):
+        self.job, self.images = job, images
+        self.seen, self.looked = 0, 0.0
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.looked < 0.3:
+            return
+        self.looked = time.monotonic()
+        seen = sum(1 for n in self.job.expected if (self.job.outdir / n).is_file())
+        if seen > self.seen:
+            self.images.advance(seen - self.seen)
+            self.seen = seen
 
 
 def _record_outcome(record: dict, result: ProcessResult, outdir: Path, expected: list[str], log_path: Path) -> dict:

@@ -38,6 +38,7 @@ class Attempt:
     started_at: str
     argv: list[str] = field(default_factory=list)
     env_overrides: dict[str, str] = field(default_factory=dict)
+    env_removed: dict[str, str] = field(default_factory=dict)  # the caller's variables kept from the trainer
     cwd: str | None = None
     host: str | None = None
     resumed_from: str | None = None

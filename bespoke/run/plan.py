@@ -218,11 +218,9 @@ def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPres
     )
 
 
-def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
-             progress: bool = True, create: bool = True) -> RunPlan:
+def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False, create: bool = True) -> RunPlan:
     """Create (or find) the run folder for `request`: configs written, validated, launch argv recorded.
 
-    `progress=False` silences the dataset preparation's progress bar (for callers with their own output).
     `create=False` resolves and validates everything (the run id included) but writes no run folder: the
     returned plan has `created=False` and the manifest that would have been written. `demo` marks a run
     planned by `bespoke demo` (its samples come from the simulator).
@@ -235,8 +233,7 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
         raise ConfigError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     prompts = _prompts_for(preset, request)
     prepared = prepare_dataset(Path(request.dataset).expanduser(), request.resolution, cache_dir=settings.cache_dir,
-                               layout=layout, background=request.background, trigger=request.trigger,
-                               progress=progress)
+                               layout=layout, background=request.background, trigger=request.trigger)
     base_model = base_model_argument(settings.base_model)
     parse_stop_rule(preset.bespoke.get("stop_when"), f"preset {preset.name or 'base'}: [bespoke] stop_when")
     holdout = hold_out(prepared, preset.validation_share, preset.validation_seed)
@@ -248,7 +245,7 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False,
     # the files the trainer opens, from its working directory (the run folder)
     check_image_dirs(rendered.dataset_config, rendered.training, str(paths.dataset_toml), paths.root)
     check_network_weights(rendered.training, str(paths.training_toml), paths.root)
-    argv, _env, env_overrides = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
+    argv, _env, env_overrides, _removed = build_launch(launch_spec_for(settings, paths, rendered.training), dict(os.environ))
     if paths.root.exists():
         return _existing(paths, rendered, argv, env_overrides, name if create else None)
     manifest = _manifest_for(settings, request, preset, prepared, rendered, argv, env_overrides)

@@ -10,13 +10,14 @@ generates with the modules it has already imported, and `refusal` turns the gate
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bespoke.dataset.synthetic import write_dataset
 from bespoke.errors import BespokeError, ConfigError, PreflightError, TrainerError
-from bespoke.kohya.launch import train_script_args
+from bespoke.kohya.launch import train_script_args, trainer_env
 from bespoke.kohya.preflight import (
     FAIL,
     RunPreflight,
@@ -38,11 +39,13 @@ PROBE_TIMEOUT_S = 1800.0  # a batch of runs on a busy CPU box; a hung probe must
 
 @dataclass
 class PreflightReport:
-    """Every run's stages, what the probe saw of this box, and how long the probe took."""
+    """Every run's stages, what the probe saw of this box (envprobe.device's dict), how long the probe took, and
+    what of the caller's environment it was not given (bespoke.kohya.launch.trainer_env)."""
 
     runs: list[RunPreflight]
     device: dict
     seconds: float
+    env_removed: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -50,7 +53,7 @@ class PreflightReport:
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "device": self.device, "seconds": round(self.seconds, 3),
-                "runs": [r.to_json() for r in self.runs]}
+                "env_removed": self.env_removed, "runs": [r.to_json() for r in self.runs]}
 
 
 def _job(run_dir: Path) -> dict:
@@ -72,14 +75,16 @@ def _probe(settings: Settings, script: Path, jobs: list[dict], env: dict[str, st
     if not jobs:
         return PreflightReport([], {}, 0.0)
     started = time.monotonic()
-    done = run_capture(probe_argv(settings.trainer_python, script.parent, jobs), timeout=PROBE_TIMEOUT_S,
-                       cwd=script.parent, env=env)
+    python = settings.trainer_python
+    clean, removed = trainer_env(dict(os.environ if env is None else env), python)
+    done = run_capture(probe_argv(python, script.parent, jobs), timeout=PROBE_TIMEOUT_S, cwd=script.parent,
+                       env=clean)
     seconds = time.monotonic() - started
     runs = parse_probe(done.stdout, done.stderr, done.exit_code, [j["id"] for j in jobs])
     by_id = {r.run: r for r in runs}
     ordered = [by_id.get(j["id"]) or RunPreflight(j["id"], error="the probe gave no answer for this run")
                for j in jobs]
-    return PreflightReport(ordered, probe_device(done.stdout), seconds)
+    return PreflightReport(ordered, probe_device(done.stdout), seconds, removed)
 
 
 def problem_summary(run: RunPreflight) -> str:
@@ -146,6 +151,6 @@ def plan_shipped(settings: Settings, folder: Path, overrides: tuple[str, ...] = 
     runs = {}
     for resolution, preset in shipped_combinations():
         plan = plan_run(scratch, PlanRequest(resolution=resolution, dataset=dataset, preset=preset,
-                                             overrides=overrides), progress=False)
+                                             overrides=overrides))
         runs[f"{resolution} {preset}" if preset else str(resolution)] = plan.paths.root
     return runs

@@ -38,11 +38,12 @@ POLL_SECONDS = 0.5  # how often model/ is scanned (a scan lists two folders)
 
 
 class TrainerFacts:
-    """Versions/commit/GPU of the trainer take ~0.2 s of helper processes: gathered while the trainer starts."""
+    """The trainer's environment (bespoke.run.facts) takes seconds (it imports torch): gathered while it starts."""
 
     def __init__(self, settings: Settings):
         self.values: dict = {}
-        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings)), daemon=True)
+        self.thread = threading.Thread(target=lambda: self.values.update(trainer_facts(settings).to_json()),
+                                       daemon=True)
         self.thread.start()
 
     def ready(self) -> bool:

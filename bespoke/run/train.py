@@ -187,13 +187,14 @@ def train_run(settings: Settings, run_dir: Path, options: TrainOptions = TrainOp
     manifest = load_manifest(paths.root)
     refuse_simulated(manifest, paths)
     refuse_without_resume(manifest, options)
+    observer = Broadcast.of([observer])  # a display that fails (a hung-up terminal) never fails the run
     if manifest.status == "finished" and not options.restart:
         return _told(observer, _skipped(manifest, paths))
     if manifest.status == "stopped-early" and not (options.restart or options.past_stop):
         return _told(observer, _skipped(manifest, paths))
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
     with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
-        result = _train_locked(settings, paths, options, Broadcast.of([_lock_hook(lock), observer]), signals)
+        result = _train_locked(settings, paths, options, _with_lock(lock, observer), signals)
     if result.signum is None and signals.signum is not None:  # it came while run.json was being written
         result.signum = signals.signum
     return _told(observer, result)
@@ -204,11 +205,13 @@ def _told(observer: Observer, result: TrainResult) -> TrainResult:
     return result
 
 
-def _lock_hook(lock: RunLock) -> Observer:
-    """The lock records which trainer it waits for, as soon as the trainer is spawned."""
+def _with_lock(lock: RunLock, observer: Observer) -> Observer:
+    """The lock records which trainer it waits for as soon as the trainer is spawned (an error there is bespoke's
+    and stops the run, unlike a display's), then the observer hears of it."""
     def observe(event: TrainEvent) -> None:
         if isinstance(event, Started):
             lock.trainer_started(event.pid)
+        observer(event)
     return observe
 
 
@@ -227,14 +230,14 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
     rotated = rotate_log(paths.train_log)
     if options.restart and rotated:
         say(f"{manifest.id}: old log kept in {rotated.name}")
-    spec, (argv, env, overrides) = _launch(settings, paths, training, options, resume)
+    spec, (argv, env, overrides, removed) = _launch(settings, paths, training, options, resume)
     if signals.signum is not None:  # stopped before anything was launched: nothing changed
         return TrainResult(manifest.id, paths.root, manifest.status, reason="stopped before the launch",
                            signum=signals.signum)
     before = copy.deepcopy(manifest)  # what run.json goes back to if the preflight gate stops the launch
     attempt = manifest.new_attempt(argv=argv, env_overrides=recordable_env(overrides), cwd=str(spec.cwd),
                                    host=socket.gethostname(), resumed_from=resume.name if resume else None,
-                                   bespoke_version=__version__, edited_configs=edited)
+                                   bespoke_version=__version__, edited_configs=edited, env_removed=removed)
     if options.restart:  # a real restart of a run keeps nothing simulated or measured from before
         manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
         manifest.epoch_log, manifest.cost_usd = [], None
@@ -361,6 +364,7 @@ def train_request(settings: Settings, request: PlanRequest, options: TrainOption
                   observer: Observer = ignore) -> TrainResult:
     """`bespoke train`: plan (or find) the run folder for this request, then `train_run` it."""
     plan = plan_run(settings, request)
+    observer = Broadcast.of([observer])
     observer(Message(plan.run_id, f"run {plan.run_id} ({'new' if plan.created else plan.manifest.status}): "
                                   f"{plan.paths.root}"))
     return train_run(settings, plan.paths.root, options, observer)

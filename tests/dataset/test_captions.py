@@ -15,7 +15,7 @@ def test_captions_are_kept_byte_for_byte(tmp_path, cache):
     folder = tmp_path / "caps"
     raw = "pixel art, 24x24, caf\u00e9 punk, lad\n".encode()
     write_pair(folder, "one", make_punk(1).image(), raw)
-    prepared = prepare_dataset(folder, 64, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(folder, 64, cache_dir=cache)
     assert (prepared.dir / "one.txt").read_bytes() == raw
     assert prepared.report["images"][0]["caption_chars"] == len("pixel art, 24x24, caf\u00e9 punk, lad")
 
@@ -25,7 +25,7 @@ def test_trigger_is_prepended_once(tmp_path, cache):
     write_pair(folder, "plain", make_punk(1).image(), b"pixel art, lad")
     write_pair(folder, "already", make_punk(2).image(), b"bspk punk, pixel art, lady\n")
     write_pair(folder, "prefix_only", make_punk(3).image(), b"bspk punks, lady")
-    prepared = prepare_dataset(folder, 64, cache_dir=cache, trigger="  bspk punk ", progress=False)
+    prepared = prepare_dataset(folder, 64, cache_dir=cache, trigger="  bspk punk ")
     assert (prepared.dir / "plain.txt").read_bytes() == b"bspk punk, pixel art, lad"
     assert (prepared.dir / "already.txt").read_bytes() == b"bspk punk, pixel art, lady\n"
     assert (prepared.dir / "prefix_only.txt").read_bytes() == b"bspk punk, bspk punks, lady"
@@ -33,7 +33,7 @@ def test_trigger_is_prepended_once(tmp_path, cache):
     assert prepared.report["caption_stats"]["trigger_added"] == 2
     assert (folder / "plain.txt").read_bytes() == b"pixel art, lad"  # sources untouched
     with pytest.raises(UsageError, match="trigger phrase is empty"):
-        prepare_dataset(folder, 64, cache_dir=cache, trigger="  ", progress=False)
+        prepare_dataset(folder, 64, cache_dir=cache, trigger="  ")
 
 
 def test_caption_stats_and_long_caption_warning(tmp_path, cache):
@@ -44,7 +44,7 @@ def test_caption_stats_and_long_caption_warning(tmp_path, cache):
     write_pair(folder, "b", make_punk(2).image(), long)
     write_pair(folder, "c", make_punk(3).image(), "first line, lad\nsecond line ignored\n")
     write_pair(folder, "d", make_punk(4).image(), "\ufeffpixel art, bom".encode())
-    report = prepare_dataset(folder, 64, cache_dir=cache, progress=False).report
+    report = prepare_dataset(folder, 64, cache_dir=cache).report
     stats = report["caption_stats"]
     assert stats["count"] == 4
     assert stats["chars"]["min"] == len(short) and stats["chars"]["max"] == len(long)

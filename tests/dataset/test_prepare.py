@@ -34,7 +34,7 @@ from bespoke.errors import DatasetError, UsageError
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
 def test_stretch_is_pillow_nearest_with_exact_cells(synthetic_dataset, cache, resolution):
-    prepared = prepare_dataset(synthetic_dataset, resolution, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(synthetic_dataset, resolution, cache_dir=cache)
     assert not prepared.cached and prepared.layout.name == "stretch"
     edges = prepared.layout.edges
     assert edges[0] == 0 and edges[-1] == resolution and len(edges) == 25
@@ -53,7 +53,7 @@ def test_stretch_is_pillow_nearest_with_exact_cells(synthetic_dataset, cache, re
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
 def test_pad_has_integer_cells_centred_and_border_margin(synthetic_dataset, cache, resolution):
-    prepared = prepare_dataset(synthetic_dataset, resolution, cache_dir=cache, layout="pad", progress=False)
+    prepared = prepare_dataset(synthetic_dataset, resolution, cache_dir=cache, layout="pad")
     cell = resolution // 24
     offset = (resolution - 24 * cell) // 2
     assert prepared.layout.edges == tuple(offset + i * cell for i in range(25))
@@ -101,7 +101,7 @@ def test_invariant_guard_fires_on_a_new_colour(synthetic_dataset, cache, monkeyp
 
     monkeypatch.setattr(prepare, "upscale", tampered)
     with pytest.raises(PrepareInvariantError):
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     assert_nothing_written(cache)
 
 
@@ -122,7 +122,7 @@ def test_modes_rgb_rgba_p_l_la_1(tmp_path, cache):
     write_pair(folder, "grey", Image.fromarray(rgb).convert("L"))
     write_pair(folder, "grey_alpha", Image.fromarray(rgb).convert("LA"))
     write_pair(folder, "bilevel", Image.fromarray(rgb).convert("1"))
-    prepared = prepare_dataset(folder, 128, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(folder, 128, cache_dir=cache)
     entries = {e["name"]: e for e in prepared.report["images"]}
     assert {n: e["mode"] for n, e in entries.items()} == {
         "bilevel": "1", "grey": "L", "grey_alpha": "LA", "palette": "P", "rgb": "RGB", "rgba_opaque": "RGBA"}
@@ -143,7 +143,7 @@ def test_transparent_hole_takes_the_border_colour(tmp_path, cache):
     rgba[10:14, 10:14, :3] = (9, 9, 9)  # hidden RGB under alpha 0 must not leak
     folder = tmp_path / "hole"
     write_pair(folder, "hole", Image.fromarray(rgba, "RGBA"))
-    prepared = prepare_dataset(folder, 64, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(folder, 64, cache_dir=cache)
     entry = prepared.report["images"][0]
     ring = np.concatenate([rgba[0], rgba[-1], rgba[1:-1, 0], rgba[1:-1, -1]])[:, :3]
     values, counts = np.unique(ring, axis=0, return_counts=True)
@@ -161,7 +161,7 @@ def test_sprite_on_transparent_background_falls_back_to_white(tmp_path, cache):
     rgba[6:20, 6:18, 3] = 255
     folder = tmp_path / "sprite"
     write_pair(folder, "sprite", Image.fromarray(rgba, "RGBA"))
-    prepared = prepare_dataset(folder, 64, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(folder, 64, cache_dir=cache)
     entry = prepared.report["images"][0]
     assert entry["background"] == "#ffffff" and entry["background_source"] == "fallback-white"
     assert any("composited on white" in w for w in prepared.report["warnings"])
@@ -177,7 +177,7 @@ def test_explicit_background_and_semi_transparent_pixels_are_snapped(tmp_path, c
     rgba[0, 2, 3] = 0
     folder = tmp_path / "semi"
     write_pair(folder, "semi", Image.fromarray(rgba, "RGBA"))
-    prepared = prepare_dataset(folder, 64, cache_dir=cache, background="#102030", progress=False)
+    prepared = prepare_dataset(folder, 64, cache_dir=cache, background="#102030")
     entry = prepared.report["images"][0]
     assert entry["semi_transparent_pixels"] == 2 and entry["transparent_pixels"] == 1
     assert entry["background"] == "#102030" and entry["background_source"] == "flag"
@@ -194,7 +194,7 @@ def test_palette_png_with_transparency(tmp_path, cache):
     index = img.getpixel((0, 0))
     folder = tmp_path / "ptrns"
     write_pair(folder, "ptrns", png_bytes(img, transparency=index))
-    prepared = prepare_dataset(folder, 64, cache_dir=cache, background="black", progress=False)
+    prepared = prepare_dataset(folder, 64, cache_dir=cache, background="black")
     entry = prepared.report["images"][0]
     assert entry["mode"] == "P" and entry["composited"] and entry["background"] == "#000000"
     assert entry["transparent_pixels"] == int((np.asarray(img) == index).sum())
@@ -212,7 +212,7 @@ def test_parse_background():
 def test_resolution_checks(synthetic_dataset, cache):
     for bad in (100, 32, 4096):
         with pytest.raises(UsageError, match=f"resolution {bad} is not usable"):
-            prepare_dataset(synthetic_dataset, bad, cache_dir=cache, progress=False)
+            prepare_dataset(synthetic_dataset, bad, cache_dir=cache)
     assert_nothing_written(cache)
 
 
@@ -220,7 +220,7 @@ def test_resolution_checks(synthetic_dataset, cache):
 
 
 def test_cache_hit_is_a_no_op_without_decoding(synthetic_dataset, cache, monkeypatch):
-    first = prepare_dataset(synthetic_dataset, 128, cache_dir=cache, progress=False)
+    first = prepare_dataset(synthetic_dataset, 128, cache_dir=cache)
     stamps = {p.name: p.stat().st_mtime_ns for p in first.dir.iterdir()}
     contents = tree(first.dir)
     time.sleep(0.01)
@@ -229,7 +229,7 @@ def test_cache_hit_is_a_no_op_without_decoding(synthetic_dataset, cache, monkeyp
         raise AssertionError("a cache hit must not decode images")
 
     monkeypatch.setattr(sources, "decode_source", no_decode)
-    again = prepare_dataset(synthetic_dataset, 128, cache_dir=cache, progress=False)
+    again = prepare_dataset(synthetic_dataset, 128, cache_dir=cache)
     assert again.cached and again.dir == first.dir and again.sha256 == first.sha256
     assert again.palette == first.palette and again.report == first.report
     assert {p.name: p.stat().st_mtime_ns for p in again.dir.iterdir()} == stamps
@@ -238,28 +238,28 @@ def test_cache_hit_is_a_no_op_without_decoding(synthetic_dataset, cache, monkeyp
 
 
 def test_cache_key_follows_content_and_options(synthetic_dataset, cache):
-    base = prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+    base = prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     variants = [
-        prepare_dataset(synthetic_dataset, 128, cache_dir=cache, progress=False),
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, layout="pad", progress=False),
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, background="white", progress=False),
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, trigger="bspk", progress=False),
+        prepare_dataset(synthetic_dataset, 128, cache_dir=cache),
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, layout="pad"),
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, background="white"),
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, trigger="bspk"),
     ]
     # the same colour spelled differently is the same dataset
-    assert prepare_dataset(synthetic_dataset, 64, cache_dir=cache, background="#FFF", progress=False).cached
+    assert prepare_dataset(synthetic_dataset, 64, cache_dir=cache, background="#FFF").cached
     caption = next(synthetic_dataset.glob("*.txt"))
     caption.write_bytes(caption.read_bytes() + b", extra tag")
-    variants.append(prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False))
+    variants.append(prepare_dataset(synthetic_dataset, 64, cache_dir=cache))
     keys = {base.sha256} | {v.sha256 for v in variants}
     assert len(keys) == 6 and not any(v.cached for v in variants)
 
 
 def test_damaged_cache_is_reported_not_rewritten(synthetic_dataset, cache):
-    first = prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+    first = prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     victim = next(first.dir.glob("*.png"))
     victim.unlink()
     with pytest.raises(DatasetError, match=rf"{first.dir.name}: cached dataset is not usable \(1 files are missing"):
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     assert not victim.exists()
 
 
@@ -271,7 +271,7 @@ def test_concurrent_finisher_wins(synthetic_dataset, cache, monkeypatch):
         return real_rename(src, dst)
 
     monkeypatch.setattr(prepare.os, "rename", other_process_first)
-    prepared = prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     assert prepared.cached
     assert [p.name for p in (cache / "prepared").iterdir()] == [prepared.dir.name]
 
@@ -284,12 +284,12 @@ def test_stale_temp_folders_are_cleaned(synthetic_dataset, cache):
         (folder / "x.png").write_bytes(b"partial")
     old = time.time() - 2 * STALE_TMP_SECONDS
     os.utime(stale, (old, old))
-    prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+    prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     assert not stale.exists() and fresh.exists()
 
 
 def test_report_file_and_loaders(synthetic_dataset, cache):
-    prepared = prepare_dataset(synthetic_dataset, 256, cache_dir=cache, progress=False)
+    prepared = prepare_dataset(synthetic_dataset, 256, cache_dir=cache)
     on_disk = json.loads((prepared.dir / "prepare.json").read_text())
     assert on_disk == prepared.report == load_prepare_report(prepared.dir)
     for key in ("schema_version", "source", "resolution", "layout", "background", "trigger", "images", "palette",
@@ -321,18 +321,18 @@ def test_crash_midway_leaves_no_final_folder(synthetic_dataset, cache, monkeypat
     before = tree(synthetic_dataset)
     monkeypatch.setattr(prepare, "encode_png", flaky)
     with pytest.raises(OSError, match="disk full"):
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     assert_nothing_written(cache)
     assert tree(synthetic_dataset) == before
     monkeypatch.setattr(prepare, "encode_png", real)
-    assert not prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False).cached
+    assert not prepare_dataset(synthetic_dataset, 64, cache_dir=cache).cached
 
 
 def test_cache_folder_without_report_is_reported(synthetic_dataset, cache):
-    first = prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+    first = prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
     (first.dir / "prepare.json").unlink()
     with pytest.raises(DatasetError, match=rf"{first.dir.name}: cached dataset is not usable .*delete that folder"):
-        prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False)
+        prepare_dataset(synthetic_dataset, 64, cache_dir=cache)
 
 
 # ---------------------------------------------------------------------------------------------- the real set
@@ -345,7 +345,7 @@ def test_real_punks_prepare_exactly(shared_dir, cache):
     manifest = json.loads((source / "MANIFEST.json").read_text())
     before = {p.name: p.stat().st_mtime_ns for p in source.iterdir()}
     for resolution in (512, 64):
-        prepared = prepare_dataset(source, resolution, cache_dir=cache, progress=False)
+        prepared = prepare_dataset(source, resolution, cache_dir=cache)
         report = prepared.report
         assert report["summary"]["images"] == 203 == len(list(prepared.dir.glob("*.png")))
         # the captions are the baseline's: 146-550 chars, mean 287, 9-15 tags (baseline.md)

@@ -23,7 +23,7 @@ def _bad(tmp_path, cache, build, match, **options):
     build(folder)
     before = tree(folder)
     with pytest.raises(DatasetError, match=match) as info:
-        prepare_dataset(folder, 64, cache_dir=cache, progress=False, **options)
+        prepare_dataset(folder, 64, cache_dir=cache, **options)
     assert "\n" not in str(info.value)
     assert tree(folder) == before
     assert_nothing_written(cache)
@@ -111,18 +111,18 @@ def test_duplicate_names(tmp_path, cache, names):
 
 def test_folder_problems(tmp_path, cache):
     with pytest.raises(DatasetError, match=r"missing_folder: dataset folder not found"):
-        prepare_dataset(tmp_path / "missing_folder", 64, cache_dir=cache, progress=False)
+        prepare_dataset(tmp_path / "missing_folder", 64, cache_dir=cache)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DatasetError, match=r"empty: is empty"):
-        prepare_dataset(empty, 64, cache_dir=cache, progress=False)
+        prepare_dataset(empty, 64, cache_dir=cache)
     (empty / "notes.txt").write_text("hello")
     with pytest.raises(DatasetError, match=r"empty: has no \.png images"):
-        prepare_dataset(empty, 64, cache_dir=cache, progress=False)
+        prepare_dataset(empty, 64, cache_dir=cache)
     afile = tmp_path / "file.png"
     afile.write_bytes(b"x")
     with pytest.raises(DatasetError, match=r"file\.png: is a file, not a folder"):
-        prepare_dataset(afile, 64, cache_dir=cache, progress=False)
+        prepare_dataset(afile, 64, cache_dir=cache)
     assert_nothing_written(cache)
 
 
@@ -153,7 +153,7 @@ def test_ignored_files_are_noted(synthetic_dataset, cache):
     (synthetic_dataset / ".DS_Store").write_bytes(b"\0")
     (synthetic_dataset / "sub").mkdir()
     (synthetic_dataset / "orphan.txt").write_text("no image")
-    notes = prepare_dataset(synthetic_dataset, 64, cache_dir=cache, progress=False).report["notes"]
+    notes = prepare_dataset(synthetic_dataset, 64, cache_dir=cache).report["notes"]
     assert any(n.startswith("MANIFEST.json: not a PNG") for n in notes)
     assert any(n.startswith(".DS_Store: hidden") for n in notes)
     assert any(n.startswith("sub/: subfolder") for n in notes)

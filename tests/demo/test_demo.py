@@ -35,6 +35,7 @@ def _demo(out: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                            "--prompts", "2", *args], cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_then_reuses_everything(isolated_project, tmp_path):
     out = tmp_path / "demo"
     first = _demo(out, cwd=isolated_project)
@@ -107,11 +108,11 @@ def test_demo_resumes_a_half_simulated_run(tmp_path):
     from bespoke.settings import load_settings
 
     out = tmp_path / "demo"
-    first = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
+    first = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,))
     run = first.runs[0].run_dir
     change_manifest(run, status="running")  # as if the previous demo was stopped (Ctrl-C) while simulating
     samples = sorted(p.name for p in RunPaths(run).sample_dir.glob("*.png"))
-    again = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,), progress=False)
+    again = run_demo(load_settings(), out, epochs=1, prompts=1, resolutions=(64,))
     assert again.runs[0].simulated_now and manifest_of(run)["status"] == "finished"
     # what the stopped demo drew is kept aside, never deleted; the run has a full set again
     assert sorted(p.name for p in (run / "model.prev-1" / "sample").glob("*.png")) == samples

@@ -140,8 +140,7 @@ def plan_small_run(project: Path, settings, overrides: tuple[str, ...] = ()) -> 
     punks = Path(project) / "punks"
     if not punks.is_dir():
         write_dataset(punks, count=4, seed=5)
-    plan = plan_run(settings, PlanRequest(resolution=64, dataset=punks, overrides=SMALL_RUN + tuple(overrides)),
-                    progress=False)
+    plan = plan_run(settings, PlanRequest(resolution=64, dataset=punks, overrides=SMALL_RUN + tuple(overrides)))
     return plan.paths.root
 
 

@@ -79,8 +79,7 @@ def test_plan_refuses_each_bad_config_set_on_the_command_line(isolated_project, 
 @pytest.mark.parametrize("resolution, preset", [(512, None), (256, None), (128, None), (64, None),
                                                 (512, "baseline-512")])
 def test_every_shipped_preset_passes_the_rules(isolated_project, settings, synthetic_dataset, resolution, preset):
-    plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=synthetic_dataset, preset=preset),
-                    progress=False)
+    plan = plan_run(settings, PlanRequest(resolution=resolution, dataset=synthetic_dataset, preset=preset))
     assert check_file(plan.paths.root)[0] == "run folder"
 
 

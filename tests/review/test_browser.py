@@ -54,7 +54,7 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     settings = load_settings().with_overrides(outputs_dir=root / "outputs", datasets_dir=root / "datasets",
                                               cache_dir=root / "cache")
-    return run_demo(settings, root / "demo", epochs=4, prompts=3, progress=False)
+    return run_demo(settings, root / "demo", epochs=4, prompts=3)
 
 
 def _copy_alone(sweep, dest: Path) -> Path:
@@ -98,7 +98,7 @@ def test_single_file_page_renders_alone(sweep, tmp_path):
     from bespoke.review.build import review_runs
 
     result = review_runs([r.run_dir for r in sweep.runs], out_dir=tmp_path / "built", process=False,
-                         progress=False, single_file=True)
+                         single_file=True)
     assert result.single_file == result.html.with_name("review.html")
     alone = tmp_path / "mail" / "review.html"
     alone.parent.mkdir()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,6 +18,7 @@ from review_fixtures import fake_process, make_planned_run, simulated_run
 
 from bespoke.cli import main
 from bespoke.review import build as review
+from bespoke.review.process import Processed
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths
 
@@ -62,7 +66,7 @@ def assert_every_image_on_disk(html_path: Path, reports: list[tuple[Path, dict]]
     for run, report in reports:
         method = report["best"]["method"] if report.get("best") else report["methods"][0]
         for sample in report["samples"]:
-            assert (run / sample["candidates"][method]["file"]).read_bytes() in cands
+            assert (run / sample["candidates"][method]["file"]).read_bytes() in cands  # report.json as on disk
 
 
 @pytest.fixture
@@ -75,7 +79,7 @@ def two_runs(tmp_path):
 
 def test_single_run_review_writes_html_and_sheets(two_runs):
     _, run, _ = two_runs
-    result = review.review_runs([run], progress=False)
+    result = review.review_runs([run])
     assert result.html == RunPaths(run).report_dir / "index.html"
     assert result.processed == []  # the report was fresh
     report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
@@ -90,7 +94,7 @@ def test_single_run_review_writes_html_and_sheets(two_runs):
 
 def test_sweep_review_shares_axes_and_draws_the_baseline(two_runs):
     outputs, a, b = two_runs
-    result = review.review_runs([a, b], outputs_dir=outputs, progress=False)
+    result = review.review_runs([a, b], outputs_dir=outputs)
     assert result.html.parent.parent == outputs and result.html.parent.name.startswith("review-")
     reports = [(r, json.loads((RunPaths(r).report_dir / "report.json").read_text())) for r in (a, b)]
     assert_every_image_on_disk(result.html, reports)
@@ -109,7 +113,7 @@ def test_sweep_review_shares_axes_and_draws_the_baseline(two_runs):
     assert "vs recorded 512 px baseline 216.6" in text and "n/a" in text  # the column says it does not apply
     assert (result.html.parent / "sheets" / "64-a-11111111").is_dir()  # the sheets live in the review folder
     # same order -> same folder; the review never lands inside a run
-    again = review.review_runs([b, a], outputs_dir=outputs, progress=False)
+    again = review.review_runs([b, a], outputs_dir=outputs)
     assert again.html == result.html
 
 
@@ -117,7 +121,7 @@ def test_non_simulated_run_has_no_banner(tmp_path):
     run = simulated_run(tmp_path, "64-real-33333333", resolution=64, prompts=2, epochs=2, process=False)
     change_manifest(run, simulated=False)
     fake_process(run)
-    result = review.review_runs([run], progress=False)
+    result = review.review_runs([run])
     text = result.html.read_text()
     assert "SIMULATED" not in text and 'data-simulated="false"' in text
 
@@ -127,15 +131,17 @@ def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
 
     def fake(run_dir, **kwargs):
         calls.append((Path(run_dir).name, kwargs))
-        return fake_process(run_dir)
+        return Processed(fake_process(run_dir))
 
-    monkeypatch.setattr(review, "process_run", fake)
+    from bespoke.review import process as process_module
+
+    monkeypatch.setattr(process_module, "process_run", fake)  # what current_report runs on a stale report
     run = simulated_run(tmp_path, "64-stale-44444444", resolution=64, prompts=2, epochs=2, process=False)
-    review.review_runs([run], progress=False)
+    review.review_runs([run])
     assert [c[0] for c in calls] == ["64-stale-44444444"]
     from manifest_helpers import change_manifest
 
-    from bespoke.review.process import default_palette
+    from bespoke.review.request import default_palette
 
     # process_run takes the run's training palette when its run.json names a prepared dataset; this one does not
     assert "palette" not in calls[0][1] and default_palette(run) is None
@@ -144,7 +150,7 @@ def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
     (tmp_path / "prepared").mkdir()
     (tmp_path / "prepared" / "prepare.json").write_text('{"schema_version": 1, "palette": ["#000000"]}')
     assert default_palette(run) == "dataset"
-    review.review_runs([run], progress=False)
+    review.review_runs([run])
     assert len(calls) == 1  # fresh report: not processed again
     sample = next(RunPaths(run).sample_dir.glob("*.png"))
     import os
@@ -152,15 +158,15 @@ def test_stale_or_missing_report_is_processed_first(tmp_path, monkeypatch):
 
     later = time.time() + 5
     os.utime(sample, (later, later))
-    review.review_runs([run], progress=False)
+    review.review_runs([run])
     assert len(calls) == 2
-    review.review_runs([run], progress=False, process=False)
+    review.review_runs([run], process=False)
     assert len(calls) == 2
 
 
 def test_review_runs_the_real_process_when_no_report(tmp_path):
     run = simulated_run(tmp_path, "64-real-process", resolution=64, prompts=2, epochs=2, process=False)
-    result = review.review_runs([run], progress=False)
+    result = review.review_runs([run])
     assert result.processed == ["64-real-process"]
     report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
     assert report["kind"] == "bespoke.process" and len(report["samples"]) == 4
@@ -315,7 +321,8 @@ def test_report_of_another_kind_is_refused(two_runs):
     path.write_text(json.dumps(data))
     result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
     assert result.exit_code == 6
-    assert "not a bespoke process report of schema 2" in result.output
+    assert "report.json: schema_version 99; this bespoke reads process reports of schema 3 (and upgrades 2)" in \
+        result.output
     assert json.loads(path.read_text())["schema_version"] == 99
     assert not (RunPaths(a).report_dir / "index.html").exists()
 
@@ -331,3 +338,39 @@ def test_non_square_samples_are_listed_with_why(two_runs, tmp_path):
     assert result.exit_code == 0, result.output
     text = (folder / "bespoke_process" / "report" / "index.html").read_text()
     assert "<code>wide.png</code>: not square (96x64)" in text and "crop these to the square art" in text
+
+
+_OPENED: list[str] | None = None  # file names opened for reading while a test listens (audit hook below)
+
+
+def _listen(event: str, args: tuple) -> None:
+    if _OPENED is None or event != "open" or not isinstance(args[0], (str, bytes, Path)):
+        return
+    mode, flags = args[1], args[2] or 0
+    reading = ("r" in mode and "+" not in mode) if isinstance(mode, str) else (flags & 3) == os.O_RDONLY
+    if reading:
+        _OPENED.append(os.path.basename(os.fsdecode(args[0])))
+
+
+def test_a_review_of_a_stale_run_reads_each_file_once(tmp_path):
+    """run.json, report.json and the prepared dataset's prepare.json are read once each, processing included."""
+    global _OPENED
+    run = simulated_run(tmp_path, "64-once-66666666", resolution=64, prompts=2, epochs=2)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "prepare.json").write_text(json.dumps({"schema_version": 1, "palette": ["#000000", "#ffffff"]}))
+    change_manifest(run, dataset={"prepared_dir": str(prepared)})
+    later = time.time() + 5
+    for sample in RunPaths(run).sample_dir.glob("*.png"):  # every sample newer than the report: stale
+        os.utime(sample, (later, later))
+    sys.addaudithook(_listen)
+    _OPENED = []
+    try:
+        result = review.review_runs([run])
+    finally:
+        opened, _OPENED = _OPENED, None
+    assert result.processed == ["64-once-66666666"]  # stale: processed again, with the dataset's palette
+    palette = result.views[0].report.palette
+    assert palette is not None and (palette["mode"], palette["size"]) == ("dataset", 2)
+    counts = {name: opened.count(name) for name in ("run.json", "report.json", "prepare.json")}
+    assert counts == {"run.json": 1, "report.json": 1, "prepare.json": 1}, opened

@@ -12,7 +12,8 @@ from review_fixtures import fake_process, simulated_run
 
 from bespoke.cli import main
 from bespoke.errors import UsageError
-from bespoke.review.export import export_run, gpl_text, hex_text, palette_of
+from bespoke.review.export import ExportOptions, export_run, gpl_text, hex_text, palette_of
+from bespoke.review.report import write_report
 from bespoke.run.paths import RunPaths
 
 
@@ -24,7 +25,7 @@ def run(tmp_path):
 def test_export_of_the_best_epoch(run):
     report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
     best = report["best"]["epoch"]
-    result = export_run(run, scale=8, progress=False)
+    result = export_run(run, options=ExportOptions(scale=8))
     out = result.out_dir
     assert out == run / "export" / f"e{best:03d}_grid"
     manifest = json.loads((out / "manifest.json").read_text())
@@ -63,24 +64,24 @@ def test_palette_most_used_first():
 
 def test_degenerate_samples_are_left_out_and_named(run):
     report = fake_process(run)
-    target = next(s for s in report["samples"] if s["epoch"] == 2)
-    target["degenerate"] = "nan-black"
-    (RunPaths(run).report_dir / "report.json").write_text(json.dumps(report))
-    result = export_run(run, epoch=2, progress=False, process=False)
+    target = next(s for s in report.samples if s.epoch == 2)
+    target.degenerate = "nan-black"
+    write_report(RunPaths(run).report_dir, report)
+    result = export_run(run, epoch=2, process=False)
     assert len(result.manifest["images"]) == 2
-    assert result.manifest["left_out"] == [{"sample": target["file"], "reason": "degenerate (nan-black)"}]
+    assert result.manifest["left_out"] == [{"sample": target.file, "reason": "degenerate (nan-black)"}]
 
 
 def test_bad_input(run, tmp_path):
     with pytest.raises(UsageError, match="--epoch 9: .* has samples of epochs 1, 2, 3"):
-        export_run(run, epoch=9, progress=False)
+        export_run(run, epoch=9)
     with pytest.raises(UsageError, match="--scale 0"):
-        export_run(run, scale=0, progress=False)
+        export_run(run, options=ExportOptions(scale=0))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "mine.txt").write_text("keep me")
     with pytest.raises(UsageError, match="not empty and not a bespoke export"):
-        export_run(run, out_dir=busy, progress=False)
+        export_run(run, options=ExportOptions(out_dir=busy))
     assert [p.name for p in busy.iterdir()] == ["mine.txt"]
 
 

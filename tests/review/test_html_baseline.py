@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from review_fixtures import fake_process, simulated_run
 
 from bespoke.review import html, html_data
 from bespoke.review.baseline import recorded_baseline
+from bespoke.run.manifest import load_manifest
 
 
 def test_load_baseline_is_the_recorded_baseline():
@@ -44,14 +47,14 @@ def test_incomplete_data_raises_instead_of_using_other_numbers(monkeypatch):
 def test_page_draws_and_names_the_recorded_baseline_for_512_px_runs_only(tmp_path):
     run = simulated_run(tmp_path, "512-page-1", resolution=64, prompts=2, epochs=2, process=False)
     report = fake_process(run)
-    view = html.RunView(run_dir=run, run_id="512-page-1", manifest={"id": "512-page-1", "resolution": 512},
+    view = html.RunView(run_dir=run, run_id="512-page-1", run=replace(load_manifest(run), resolution=512),
                         report=report, method="grid")
     text = html.build_html([view], tmp_path / "page" / "index.html").read_text(encoding="utf-8")
     assert "The recorded baseline (recorded CAPTION_FIX evaluation (512 px, epoch 8)) applies to 512 px runs" in text
     assert "recorded baseline, 512 px epoch 8: 216.6" in text and "vs recorded 512 px baseline 216.6" in text
     assert "baseline_recorded.json" not in text and "shared/baseline" not in text  # no internal paths
 
-    small = html.RunView(run_dir=run, run_id="64-page-1", manifest={"id": "64-page-1", "resolution": 64},
+    small = html.RunView(run_dir=run, run_id="64-page-1", run=replace(load_manifest(run), resolution=64),
                          report=report, method="grid")
     text = html.build_html([small], tmp_path / "page64" / "index.html").read_text(encoding="utf-8")
     assert "recorded baseline, 512 px" not in text and "recorded 512 px run" not in text

@@ -3,7 +3,6 @@ and degenerate samples, the compare view's nearest training image, unbroken prom
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,32 +12,33 @@ from review_fixtures import fake_process, simulated_run
 
 from bespoke.review import html
 from bespoke.review.html_grid import header_label
+from bespoke.review.records import Best, Novelty, ProcessReport, Score
+from bespoke.review.report import load_report
 from bespoke.run.manifest import load_manifest
 
 
-def _enrich(run: Path, train_dir: Path) -> dict:
+def _enrich(run: Path, train_dir: Path) -> ProcessReport:
     """The report with the fields the faithful-candidates work adds (score, novelty, degenerate)."""
     report = fake_process(run)
     train_dir.mkdir(exist_ok=True)
     Image.new("RGB", (24, 24), (10, 200, 30)).save(train_dir / "lad_007.png")
-    for i, sample in enumerate(report["samples"]):
-        cand = sample["candidates"]["grid"]
-        cand.update(delta_e_max=4.2, delta_e_mean=1.1, moved_beyond=0,
-                    novelty={"nearest": "lad_007.png", "share": 0.97 if i == 0 else 0.4, "near_copy": i == 0})
-        sample["degenerate"] = "nan-black" if i == 1 else None
-    for row in report["epochs"]:
-        row.update(score={"total": 0.5 + 0.1 * row["epoch"], "terms": {"grid fit": 0.9, "novelty": 0.7}},
-                   near_copy_pct=12.5, diversity=0.8)
-    report["best"] = {"epoch": 2, "method": "grid", "rule": "highest score", "score": 0.7,
-                      "terms": {"grid fit": 0.91, "faithful": 0.88, "novelty": 0.75}}
+    for i, sample in enumerate(report.samples):
+        cand = sample.candidates["grid"]
+        cand.delta_e_max, cand.delta_e_mean, cand.moved_beyond = 4.2, 1.1, 0
+        cand.novelty = Novelty(nearest="lad_007.png", share=0.97 if i == 0 else 0.4, near_copy=i == 0)
+        sample.degenerate = "nan-black" if i == 1 else None
+    for row in report.epochs:
+        row.score = Score(total=0.5 + 0.1 * (row.epoch or 0), terms={"grid fit": 0.9, "novelty": 0.7})
+        row.near_copy_pct, row.diversity = 12.5, 0.8
+    report.best = Best(epoch=2, method="grid", rule="highest score", score=0.7,
+                       terms={"grid fit": 0.91, "faithful": 0.88, "novelty": 0.75})
     return report
 
 
 def _view(run, report, train_dir, **manifest):
-    values = {"id": run.name, "resolution": 64, "dataset": {"source": str(train_dir)}, **manifest}
-    known = {k: v for k, v in values.items() if k in ("name", "overrides", "resolution")}
-    return html.RunView(run_dir=run, run_id=run.name, report=report, method="grid", manifest=values,
-                        run=replace(load_manifest(run), **known))
+    values = {"resolution": 64, "dataset": {"source": str(train_dir)}, **manifest}
+    return html.RunView(run_dir=run, run_id=run.name, report=report, method="grid",
+                        run=replace(load_manifest(run), **values))
 
 
 def test_score_terms_marks_and_compare(tmp_path):
@@ -60,10 +60,8 @@ def test_score_terms_marks_and_compare(tmp_path):
 def test_runs_that_share_a_name_show_what_differs(tmp_path):
     a = simulated_run(tmp_path, "64-a-11111111", resolution=64, prompts=1, epochs=1)
     b = simulated_run(tmp_path, "64-b-22222222", resolution=64, prompts=1, epochs=1)
-    views = [_view(a, json.loads((a / "report/report.json").read_text()), tmp_path, name="dim test",
-                   overrides=["network_dim=8", "max_train_epochs=1"]),
-             _view(b, json.loads((b / "report/report.json").read_text()), tmp_path, name="dim test",
-                   overrides=["network_dim=32", "max_train_epochs=1"])]
+    views = [_view(a, load_report(a), tmp_path, name="dim test", overrides=["network_dim=8", "max_train_epochs=1"]),
+             _view(b, load_report(b), tmp_path, name="dim test", overrides=["network_dim=32", "max_train_epochs=1"])]
     text = html.build_html(views, tmp_path / "out" / "index.html").read_text()
     assert "dim test · network_dim 8" in text and "dim test · network_dim 32" in text
     assert "max_train_epochs" not in re.sub(r"<details.*?</details>", "", text, flags=re.S)  # same in both
@@ -79,11 +77,11 @@ def test_prompt_headers_end_at_a_word():
 
 def test_images_are_reused_and_stale_ones_removed(tmp_path):
     run = simulated_run(tmp_path, "64-cache-11111111", resolution=64, prompts=1, epochs=1)
-    report = json.loads((run / "report/report.json").read_text())
+    report = load_report(run)
     page = tmp_path / "out" / "index.html"
     html.build_html([_view(run, report, tmp_path)], page)
     thumbs = sorted((page.parent / "img").rglob("*.webp"))
-    assert len(thumbs) == len(report["samples"])
+    assert len(thumbs) == len(report.samples)
     with Image.open(thumbs[0]) as img:
         assert max(img.size) <= 288
     before = {p: p.stat().st_mtime_ns for p in thumbs}

@@ -23,6 +23,7 @@ from bespoke.demo.degrade import degrade
 from bespoke.errors import Interrupted
 from bespoke.review import candidates, process
 from bespoke.review.process import process_path
+from bespoke.review.request import ProcessOptions as Options
 
 TRAIN = [make_punk(i).pixels for i in range(8)]
 
@@ -62,37 +63,39 @@ def _new(seed):
 def test_nan_black_samples_are_degenerate_and_never_best(tmp_path):
     black = Image.new("RGB", (512, 512))
     run = _run(tmp_path, {0: [_new(0), _new(1)], 1: [_new(2), _new(3)], 2: [black, black], 3: [_new(4), black]})
-    report = process_path(run, workers=1, progress=False)
-    blacks = [s for s in report["samples"] if s["epoch"] == 2]
-    assert all(s["degenerate"] == "nan-black" and not s["clean"] for s in blacks)
-    assert all(not c["clean"] for s in blacks for c in s["candidates"].values())
-    rows = {r["epoch"]: r for r in report["epochs"]}
-    assert rows[2]["score"]["total"] == 0.0 and rows[2]["degenerate_pct"] == 100
-    assert rows[3]["score"]["total"] < rows[1]["score"]["total"]  # half black: half the score
-    assert report["best"]["epoch"] == 1
+    report = process_path(run, Options(workers=1)).report
+    blacks = [s for s in report.samples if s.epoch == 2]
+    assert all(s.degenerate == "nan-black" and not s.clean for s in blacks)
+    assert all(not c.clean for s in blacks for c in s.candidates.values())
+    rows = {r.epoch: r for r in report.epochs}
+    assert rows[2].score.total == 0.0 and rows[2].degenerate_pct == 100
+    assert rows[3].score.total < rows[1].score.total  # half black: half the score
+    assert report.best is not None and report.best.epoch == 1
 
 
 def test_near_copies_of_training_images_lose_to_new_designs(tmp_path):
     copies = [degrade(TRAIN[i], "soft", seed=i)[0] for i in range(3)]
     run = _run(tmp_path, {1: [_new(i) for i in range(3)], 2: copies})
-    report = process_path(run, palette="dataset", workers=1, progress=False)
-    for s in report["samples"]:
-        novelty = s["candidates"]["grid-palette"]["novelty"]
-        if s["epoch"] == 2:
-            assert novelty["near_copy"] and novelty["nearest"] == f"train_{s['prompt_index']}"
+    report = process_path(run, Options(palette="dataset", workers=1)).report
+    for s in report.samples:
+        novelty = s.candidates["grid-palette"].novelty
+        assert novelty is not None
+        if s.epoch == 2:
+            assert novelty.near_copy and novelty.nearest == f"train_{s.prompt_index}"
         else:
-            assert not novelty["near_copy"]
-    rows = {r["epoch"]: r for r in report["epochs"]}
-    assert rows[2]["near_copy_pct"] == 100 and rows[1]["near_copy_pct"] == 0
-    assert rows[2]["score"]["terms"]["new"] == 0 and rows[1]["score"]["terms"]["new"] == 1
-    assert report["best"]["epoch"] == 1 and report["training"]["images"] == len(TRAIN)
+            assert not novelty.near_copy
+    rows = {r.epoch: r for r in report.epochs}
+    assert rows[2].near_copy_pct == 100 and rows[1].near_copy_pct == 0
+    assert rows[2].score.terms["new"] == 0 and rows[1].score.terms["new"] == 1
+    assert report.best is not None and report.best.epoch == 1
+    assert report.training is not None and report.training.images == len(TRAIN)
 
 
 def test_one_design_drawn_many_times_is_not_varied(tmp_path):
     same = [degrade(make_punk(2000).pixels, "soft", seed=s)[0] for s in range(3)]
     run = _run(tmp_path, {1: same, 2: [_new(i) for i in range(3)]})
-    rows = {r["epoch"]: r for r in process_path(run, workers=1, progress=False)["epochs"]}
-    assert rows[1]["diversity"] == pytest.approx(1 / 3, abs=0.01) and rows[2]["diversity"] == 1
+    rows = {r.epoch: r for r in process_path(run, Options(workers=1)).report.epochs}
+    assert rows[1].diversity == pytest.approx(1 / 3, abs=0.01) and rows[2].diversity == 1
 
 
 def test_interrupted_process_resumes_with_the_finished_samples(tmp_path, monkeypatch):
@@ -108,16 +111,17 @@ def test_interrupted_process_resumes_with_the_finished_samples(tmp_path, monkeyp
 
     monkeypatch.setattr(process, "process_sample", flaky)
     with pytest.raises(Interrupted) as info:
-        process_path(run, workers=1, progress=False)
+        process_path(run, Options(workers=1))
     assert "3 of 6 samples done and kept in" in str(info.value) and "run the same command again" in str(info.value)
     assert not (run / "report" / "report.json").exists()
     calls.clear()
-    report = process_path(run, workers=1, progress=False)
-    assert len(calls) == 3 and len(report["samples"]) == 6  # only the 3 unfinished ones were processed
+    report = process_path(run, Options(workers=1)).report
+    assert len(calls) == 3 and len(report.samples) == 6  # only the 3 unfinished ones were processed
     assert not (run / "report" / "partial.jsonl").exists()
     monkeypatch.undo()
-    fresh = process_path(run, workers=1, progress=False, force=True)
-    assert [s["scoring"] for s in fresh["samples"]] == [s["scoring"] for s in report["samples"]]
+    fresh = process_path(run, Options(workers=1, force=True)).report
+    assert [s.scoring for s in fresh.samples] == [s.scoring for s in report.samples]
+    assert fresh.epochs == report.epochs  # the journal's designs score diversity as the fresh run does
 
 
 def _lines(path) -> int:
@@ -132,6 +136,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_process_is_one_line_and_resumable(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()

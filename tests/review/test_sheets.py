@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 
 import pytest
 from PIL import Image
 from review_fixtures import fake_process, simulated_run
 
 from bespoke.review import sheets
+from bespoke.review.report import load_report
+from bespoke.review.sheets import SheetOptions
 from bespoke.run.paths import RunPaths
 
 
@@ -51,8 +53,8 @@ def test_sheet_geometry_and_best_row_highlight(processed_run):
 
 def test_simulated_banner_only_on_simulated_runs(processed_run):
     run, report = processed_run
-    sim = sheets.build_contact_sheets(run, report, out_dir=run / "a")[0]
-    real = sheets.build_contact_sheets(run, report, out_dir=run / "b", simulated=False)[0]
+    sim = sheets.build_contact_sheets(run, report, SheetOptions(out_dir=run / "a"))[0]
+    real = sheets.build_contact_sheets(run, report, SheetOptions(out_dir=run / "b", simulated=False))[0]
     with Image.open(sim.path) as a, Image.open(real.path) as b:
         assert a.convert("RGB").getpixel((a.width - 3, sheets.TITLE_H + 3)) == sheets.BANNER
         assert b.convert("RGB").getpixel((b.width - 3, sheets.TITLE_H + 3)) != sheets.BANNER
@@ -61,37 +63,41 @@ def test_simulated_banner_only_on_simulated_runs(processed_run):
 
 def test_wide_sweeps_split_into_balanced_sheets_that_fit_a_laptop(tmp_path):
     run = simulated_run(tmp_path, "64-wide", resolution=64, prompts=10, epochs=2)
-    report = json.loads((RunPaths(run).report_dir / "report.json").read_text())
-    written = sheets.build_contact_sheets(run, report, max_width=1300)  # room for 5 cells
+    report = load_report(run)
+    written = sheets.build_contact_sheets(run, report, SheetOptions(max_width=1300))  # room for 5 cells
     assert [len(s.columns) for s in written] == [5, 5]
     assert all(s.size[0] <= 1300 for s in written)
     assert sorted(c for s in written for c in s.columns) == list(range(10))
     assert [s.path.name for s in written] == ["contact_grid_part1.png", "contact_grid_part2.png"]
-    narrow = sheets.build_contact_sheets(run, report, max_width=1200, out_dir=run / "narrow")  # room for 4
+    narrow = sheets.build_contact_sheets(run, report, SheetOptions(max_width=1200, out_dir=run / "narrow"))  # 4
     assert [len(s.columns) for s in narrow] == [4, 3, 3]
 
 
 def test_missing_or_broken_images_become_placeholders(processed_run):
     run, report = processed_run
-    first = report["samples"][0]
-    (run / first["candidates"]["grid"]["file"]).unlink()
-    (run / report["samples"][1]["file"]).write_bytes(b"not a png")
+    first = report.samples[0]
+    (run / first.candidates["grid"].file).unlink()
+    (run / report.samples[1].file).write_bytes(b"not a png")
     written = sheets.build_contact_sheets(run, report)
     assert written[0].path.is_file()
 
 
-def test_pick_method_prefers_request_then_best_then_grid():
-    report = {"methods": ["nearest", "grid", "grid-palette"], "best": {"method": "grid-palette"}}
+def test_pick_method_prefers_request_then_best_then_grid(processed_run):
+    _, report = processed_run
+    report = replace(report, methods=["nearest", "grid", "grid-palette"],
+                     best=replace(report.best, method="grid-palette"))
     assert sheets.pick_method(report, "nearest") == "nearest"
     assert sheets.pick_method(report) == "grid-palette"
-    assert sheets.pick_method({"methods": ["nearest", "grid"], "best": None}) == "grid"
-    assert sheets.pick_method({"methods": [], "best": None}) is None
+    assert sheets.pick_method(replace(report, methods=["nearest", "grid"], best=None)) == "grid"
+    assert sheets.pick_method(replace(report, methods=[], best=None)) is None
 
 
-def test_rows_follow_epochs_then_steps():
-    samples = [{"file": "b", "epoch": None, "step": 40, "prompt_index": 0},
-               {"file": "a", "epoch": 2, "step": None, "prompt_index": 1},
-               {"file": "c", "epoch": 10, "step": None, "prompt_index": 0}]
+def test_rows_follow_epochs_then_steps(processed_run):
+    _, report = processed_run
+    model = report.samples[0]
+    samples = [replace(model, file="b", epoch=None, step=40, prompt_index=0),
+               replace(model, file="a", epoch=2, step=None, prompt_index=1),
+               replace(model, file="c", epoch=10, step=None, prompt_index=0)]
     rows, columns, grid = sheets.arrange(samples)
     assert [r.label for r in rows] == ["e2", "e10", "step 40"]
     assert columns == [0, 1]

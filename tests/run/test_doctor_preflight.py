@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from click.testing import CliRunner
 from locations import FAKE_DIR
 
@@ -33,6 +34,7 @@ def test_every_shipped_preset_and_resolution_is_preflighted(isolated_project):
     assert not list(isolated_project.glob("outputs/*"))  # planned in a temporary folder, not the user's outputs
 
 
+@pytest.mark.slow
 def test_no_xformers_no_bitsandbytes_no_bf16_or_no_offline_tokenizer_is_not_ready(isolated_project, monkeypatch):
     base = isolated_project / "sd15.safetensors"
     base.write_bytes(b"x" * 1000)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError, RunError, TrainerError, UsageError
+from bespoke.kohya.gen_img import GenImgInputs
 from bespoke.pixels.metrics import colors_nearest
 from bespoke.run.generate import (
     GenerateRequest,
@@ -62,15 +63,15 @@ def test_prompt_file_one_line_per_prompt_and_seed():
 
 def test_gen_img_args_follow_the_run(tmp_path):
     prompts = [GenPrompt("a", "pixel art", "", 512, 512, 30, 7.5)]
-    common = dict(base_model="/m/base.safetensors", outdir=tmp_path / "o", prompt_file=tmp_path / "p.txt",
-                  checkpoint=tmp_path / "c.safetensors", prompts=prompts, mul=0.8, sampler="pndm")
-    args = gen_img_args(training={"mixed_precision": "bf16", "xformers": True}, **common)
+    common = GenImgInputs(base_model="/m/base.safetensors", outdir=tmp_path / "o", prompt_file=tmp_path / "p.txt",
+                          checkpoint=tmp_path / "c.safetensors", prompts=prompts, mul=0.8, sampler="pndm")
+    args = gen_img_args(common, {"mixed_precision": "bf16", "xformers": True})
     text = " ".join(args)
     assert "--network_module networks.lora --network_weights" in text and "--network_mul 0.8" in text
     assert "--images_per_prompt 1 --batch_size 1" in text and "--sampler pndm" in text
     assert "--bf16" in args and "--xformers" in args and "--fp16" not in args
-    assert "--fp16" in gen_img_args(training={"mixed_precision": "fp16", "sdpa": True}, **common)
-    plain = gen_img_args(training={"mixed_precision": "no"}, **common)
+    assert "--fp16" in gen_img_args(common, {"mixed_precision": "fp16", "sdpa": True})
+    plain = gen_img_args(common, {"mixed_precision": "no"})
     assert "--fp16" not in plain and "--bf16" not in plain
 
 
@@ -153,7 +154,7 @@ def test_generate_fail_then_generate_reuse_and_force(gen_run, monkeypatch):
     # 1. gen_img.py fails after 3 images: exit code, its own exception line, a manifest that says so
     monkeypatch.setenv("FAKE_GEN_IMG_FAIL_AFTER", "3")
     with pytest.raises(TrainerError) as info:
-        generate(settings, run, GenerateRequest(epoch=2, seeds=(1, 5)), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=2, seeds=(1, 5)))
     message = str(info.value)
     assert "gen_img.py exited with code 1" in message and "RuntimeError: fake failure after 3 images" in message
     assert "\n" not in message and info.value.exit_code == 5
@@ -192,15 +193,15 @@ def test_generate_fail_then_generate_reuse_and_force(gen_run, monkeypatch):
 
     # 3. the same request again: reused, nothing relaunched or rewritten
     before = {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()}
-    again = generate(settings, run, GenerateRequest(epoch=2, seeds=(1, 5)), quiet=True)
+    again = generate(settings, run, GenerateRequest(epoch=2, seeds=(1, 5)))
     assert again["reused"] is True
     assert {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()} == before
 
     # 4. a different request into the same folder needs --force, and then keeps the old one aside
     with pytest.raises(RunError, match="holds a different finished generation; pass --force"):
-        generate(settings, run, GenerateRequest(epoch=2, seeds=(3,)), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=2, seeds=(3,)))
     assert {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()} == before
-    forced = generate(settings, run, GenerateRequest(epoch=2, seeds=(3,), force=True), quiet=True)
+    forced = generate(settings, run, GenerateRequest(epoch=2, seeds=(3,), force=True))
     assert forced["status"] == "finished"
     assert sorted(p.name for p in outdir.glob("*.png"))[0] == "brown_eyes_lady_s3.png"
     kept = [p for p in (run / "generated").iterdir() if p.name.startswith("e000002.") and p not in aside]
@@ -228,7 +229,7 @@ def test_generate_stopped_midway_is_marked_interrupted(gen_run, monkeypatch):
     threading.Thread(target=stop_after_two_images, daemon=True).start()
     started = time.monotonic()
     with pytest.raises(Interrupted, match="partial images and the log are in"):
-        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,)), quiet=True, stop=stop)
+        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,)), stop=stop)
     assert time.monotonic() - started < 40  # the hanging gen_img.py was stopped, not waited for
     record = json.loads((outdir / "generate.json").read_text())
     assert record["status"] == "interrupted" and len(record["missing"]) == 5
@@ -238,19 +239,19 @@ def test_generate_stopped_midway_is_marked_interrupted(gen_run, monkeypatch):
 def test_generate_errors_before_launch(gen_run, tmp_path, monkeypatch):
     run, settings = gen_run
     with pytest.raises(ConfigError, match="no sd-scripts checkout configured"):
-        generate(load_settings(), run, GenerateRequest(epoch=1), quiet=True)
+        generate(load_settings(), run, GenerateRequest(epoch=1))
     empty = tmp_path / "sd"
     empty.mkdir()
     with pytest.raises(ConfigError, match="sd: no gen_img.py; is this an up-to-date kohya-ss sd-scripts checkout"):
-        generate(settings.with_overrides(sd_scripts=empty), run, GenerateRequest(epoch=1), quiet=True)
+        generate(settings.with_overrides(sd_scripts=empty), run, GenerateRequest(epoch=1))
     bad = tmp_path / "bad.txt"
     bad.write_text("pixel art --zz 3\n")
     with pytest.raises(ConfigError, match="unknown option --zz"):
-        generate(settings, run, GenerateRequest(epoch=1, prompts_file=bad), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=1, prompts_file=bad))
     with pytest.raises(UsageError, match='did you mean "euler_a"'):
-        generate(settings, run, GenerateRequest(epoch=1, sampler="euler-a"), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=1, sampler="euler-a"))
     with pytest.raises(UsageError, match="must be a positive number"):
-        generate(settings, run, GenerateRequest(epoch=1, scale=0.0), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=1, scale=0.0))
     monkeypatch.setenv("BESPOKE_SD_SCRIPTS", str(FAKES))
     result = CliRunner().invoke(main, ["generate", str(run), "--epoch", "9"])
     assert result.exit_code == 4 and "available epochs: 1, 2, 3" in result.output

@@ -9,10 +9,13 @@ import sys
 
 import pytest
 import toml
+from click.testing import CliRunner
 from locations import FAKE_DIR
 from lora_fixtures import make_run_with_checkpoints
 
+from bespoke.cli import main
 from bespoke.errors import PreflightError
+from bespoke.kohya.gen_img import GenImgInputs
 from bespoke.kohya.preflight import GATE_SCRIPT
 from bespoke.run.generate import GenerateRequest, GenPrompt, gen_img_args, generate
 from bespoke.settings import load_settings
@@ -34,25 +37,27 @@ def _set_training(run, **values):
 
 
 def test_gen_img_args_carry_the_tokenizer_cache_and_long_prompts(tmp_path):
-    common = dict(base_model="/m/b.safetensors", outdir=tmp_path, prompt_file=tmp_path / "p.txt",
-                  checkpoint=tmp_path / "c.safetensors", prompts=[GenPrompt("a", "x")], mul=1.0, sampler="ddim")
-    args = gen_img_args(training={"tokenizer_cache_dir": "/tok", "max_token_length": 225, "clip_skip": 2,
-                                  "sdpa": True, "v2": False}, **common)
+    common = GenImgInputs(base_model="/m/b.safetensors", outdir=tmp_path, prompt_file=tmp_path / "p.txt",
+                          checkpoint=tmp_path / "c.safetensors", prompts=[GenPrompt("a", "x")], mul=1.0,
+                          sampler="ddim")
+    args = gen_img_args(common, {"tokenizer_cache_dir": "/tok", "max_token_length": 225, "clip_skip": 2,
+                                 "sdpa": True, "v2": False})
     text = " ".join(args)
     assert "--tokenizer_cache_dir /tok" in text and "--max_embeddings_multiples 3" in text
     assert "--clip_skip 2" in text and "--sdpa" in args and "--v2" not in args
     assert "--max_token_length" not in text  # gen_img.py has no such option: argparse would exit 2
-    plain = gen_img_args(training={}, **common)
+    plain = gen_img_args(common, {})
     assert "--tokenizer_cache_dir" not in plain and "--max_embeddings_multiples" not in plain
 
 
+@pytest.mark.slow
 def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixes_it(gen_run, monkeypatch,
                                                                                      tmp_path):
     run, settings = gen_run
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     request = GenerateRequest(epoch=1, seeds=(1,))
     with pytest.raises(PreflightError) as info:
-        generate(settings, run, request, quiet=True)
+        generate(settings, run, request)
     assert "tokenizer FAIL" in str(info.value) and "tokenizer_cache_dir" in str(info.value)
     assert not (tmp_path / "gen_seen.json").exists()  # the gate stopped the launch before gen_img.py's own code
     outdir = run / "generated" / "e000001"
@@ -60,10 +65,14 @@ def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixe
     assert refused["status"] == "refused" and "tokenizer FAIL" in refused["reason"]
     assert str(GATE_SCRIPT) in refused["argv"] and not list(outdir.glob("*.png"))
     assert "bespoke preflight: the trainer would stop: tokenizer FAIL" in (outdir / "generate.log").read_text()
+    command = CliRunner().invoke(main, ["--sd-scripts", str(FAKE_DIR), "--python", sys.executable, "generate",
+                                        str(run), "--epoch", "1", "--seeds", "1", "--no-process"])
+    assert command.exit_code == PreflightError.exit_code == 7, command.output  # refused: its own exit code
+    assert "tokenizer FAIL" in command.output and not (tmp_path / "gen_seen.json").exists()
     cache = tmp_path / "tok"
     (cache / "openai_clip-vit-large-patch14").mkdir(parents=True)
     _set_training(run, tokenizer_cache_dir=str(cache), max_token_length=225)
-    record = generate(settings, run, request, quiet=True)
+    record = generate(settings, run, request)
     assert record["status"] == "finished"
     assert [p.name for p in (run / "generated").glob("e000001.*")]  # the refused attempt, moved aside, kept
     assert "bespoke preflight passed: 5 stages" in (outdir / "generate.log").read_text()
@@ -72,16 +81,17 @@ def test_offline_without_a_tokenizer_stops_before_gen_img_and_the_cache_dir_fixe
     assert argv[argv.index("--max_embeddings_multiples") + 1] == "3"
 
 
+@pytest.mark.slow
 def test_generate_preflight_reports_a_missing_attention_backend_and_no_gpu(gen_run, monkeypatch):
     run, settings = gen_run
     _set_training(run, xformers=True)
     monkeypatch.setenv("FAKE_TRAINER_MISSING", "xformers")
     with pytest.raises(PreflightError, match="attention FAIL: ImportError: No xformers"):
-        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,)), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,)))
     monkeypatch.setenv("FAKE_TRAINER_GPU", "none")  # the run trained in bf16: gen_img.py gets --bf16
     with pytest.raises(PreflightError, match="mixed precision NEEDS-HARDWARE"):
-        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,)), quiet=True)
-    record = generate(settings, run, GenerateRequest(epoch=1, seeds=(1,), preflight=False), quiet=True)
+        generate(settings, run, GenerateRequest(epoch=1, seeds=(1,)))
+    record = generate(settings, run, GenerateRequest(epoch=1, seeds=(1,), preflight=False))
     assert record["status"] == "finished"  # --no-preflight launches anyway (the fake is lenient there)
 
 

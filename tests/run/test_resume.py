@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
 from click.testing import CliRunner
 from faultkit import PROMPTS, disk_state, make_run
 from manifest_helpers import change_manifest, manifest_of
@@ -24,6 +25,7 @@ def _interrupt_after_epoch_1(run, monkeypatch):
     monkeypatch.delenv("FAKE_TRAINER_FAIL_AT_STEP")
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_untrained_samples_and_inspect_flags_the_short_ss_steps(fake, isolated_project,
                                                                                  monkeypatch):
     run = make_run(isolated_project)
@@ -48,6 +50,7 @@ def test_resume_keeps_the_untrained_samples_and_inspect_flags_the_short_ss_steps
     assert "2 checkpoint(s) disagree" in invoke("inspect", str(run)).output
 
 
+@pytest.mark.slow
 def test_a_clean_run_has_no_steps_mismatch(fake, isolated_project):
     from bespoke.run.inspect import inspect_path
 
@@ -56,6 +59,7 @@ def test_a_clean_run_has_no_steps_mismatch(fake, isolated_project):
     assert [e["mismatches"] for e in inspect_path(run)["checkpoints"]] == [[], [], []]
 
 
+@pytest.mark.slow
 def test_finished_is_decided_from_disk_whatever_run_json_says(fake, isolated_project):
     run = make_run(isolated_project)
     assert invoke("train", "--run", str(run), "--no-process").exit_code == 0
@@ -65,6 +69,7 @@ def test_finished_is_decided_from_disk_whatever_run_json_says(fake, isolated_pro
     assert manifest_of(run)["status"] == "finished" and len(fake.read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_no_state_says_what_restart_would_lose(fake, isolated_project):
     run = make_run(isolated_project)
     assert invoke("train", "--run", str(run), "--no-process").exit_code == 0
@@ -80,6 +85,7 @@ def test_no_state_says_what_restart_would_lose(fake, isolated_project):
     assert "--restart trains every epoch again" in result.output and "model.prev-N" in result.output
 
 
+@pytest.mark.slow
 def test_a_hand_edited_config_is_checked_then_used_and_recorded_or_refused(fake, isolated_project):
     from bespoke.fsutil import sha256_file
 
@@ -105,7 +111,7 @@ def test_a_demo_run_is_never_trained_and_a_real_run_never_simulated(fake, isolat
     from bespoke.settings import load_settings
 
     result = run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True,
-                      resolutions=(64,), progress=False)
+                      resolutions=(64,))
     demo_run = result.runs[0].run_dir
     refused = invoke("train", "--run", str(demo_run))
     assert refused.exit_code == 4 and "SIMULATED" in refused.output and not fake.exists()
@@ -118,11 +124,11 @@ def test_a_demo_run_is_never_trained_and_a_real_run_never_simulated(fake, isolat
     from bespoke.errors import RunError
 
     with pytest.raises(RunError, match="real run"):
-        run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True, resolutions=(64,),
-                 progress=False)
+        run_demo(load_settings(), isolated_project / "demo", epochs=2, prompts=2, quick=True, resolutions=(64,))
     assert not (demo_run / "model").exists() and not manifest_of(demo_run)["simulated"]
 
 
+@pytest.mark.slow
 def test_files_and_folders_honour_the_umask(fake, isolated_project):
     old = os.umask(0o022)
     try:

@@ -119,6 +119,7 @@ def test_names_tell_runs_sharing_one_apart(isolated_project):
     assert shared_name_notes(manifests) == ["name 'dim' is shared by 2 runs: network_dim 4 vs 8"]
 
 
+@pytest.mark.slow
 def test_plan_and_train_take_a_name_and_the_id_stays_the_hash(fake, isolated_project):
     first = invoke("plan", "-r", "64", "--name", "first try", "--set", "max_train_epochs=1", "--json")
     plan = json.loads(first.stdout)
@@ -135,6 +136,7 @@ def test_plan_and_train_take_a_name_and_the_id_stays_the_hash(fake, isolated_pro
     assert bad.exit_code == 2 and "--name" in bad.output
 
 
+@pytest.mark.slow
 def test_a_sweep_carries_entry_names_into_run_json_and_its_table(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     path = isolated_project / "sweep-dim.toml"

@@ -43,6 +43,7 @@ def runs_by_resolution(project: Path) -> dict[int, Path]:
             if p.is_dir() and (p / "run.json").exists()}
 
 
+@pytest.mark.slow
 def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_FAIL_RESOLUTION", "128")
     result = invoke("sweep", "-r", "256,128,64", *TINY, "--json")
@@ -72,6 +73,7 @@ def test_sweep_continues_past_a_failed_run_and_rerun_skips_finished(fake, isolat
     assert (runs[128] / "logs" / "train.1.log").exists()
 
 
+@pytest.mark.slow
 def test_gpus_run_one_child_per_gpu_concurrently_and_ctrl_c_stops_them_all(fake, isolated_project):
     import os
     import signal
@@ -199,9 +201,14 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
     outputs = isolated_project / "outputs"
     write_run_json(outputs / "512-a-1", **{"id": "512-a-1", "status": "finished", "resolution": 512, "preset": "a",
                                          "epochs_done": 10, "epochs_total": 10})
-    (outputs / "512-a-1" / "report").mkdir()
-    (outputs / "512-a-1" / "report" / "report.json").write_text(json.dumps(
-        {"schema_version": 2, "kind": "bespoke.process", "best": {"epoch": 8, "method": "grid"}, "epochs": []}))
+    from bespoke.review.records import Best, ProcessReport
+    from bespoke.review.report import write_report
+
+    write_report(outputs / "512-a-1" / "report", ProcessReport(
+        created_at="2026-01-01T00:00:00Z", source=str(outputs / "512-a-1"), run_id="512-a-1", simulated=False,
+        methods=["grid"], palette=None, tolerance=5.0, correct_cast=False, near_copy_threshold=0.8,
+        novelty_tolerance=8.0, training=None, layout_hint=None, samples=[], errors=[], epochs=[],
+        best=Best(epoch=8, method="grid", rule="test", score=0.5, terms={})))
     write_run_json(outputs / "64-demo-2", **{"id": "64-demo-2", "status": "finished", "resolution": 64,
                                            "preset": None, "simulated": True, "num_epochs": 4, "epochs_done": 4})
     (outputs / "not-a-run").mkdir()

@@ -60,6 +60,7 @@ def hand_run(project: Path, image_dir: Path, *, save_state: bool = False, epochs
 # ---------------------------------------------------------------- real launches
 
 
+@pytest.mark.slow
 def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fake, isolated_project, tmp_path):
     personal = tmp_path / "hf_home" / "accelerate" / "default_config.yaml"
     personal.parent.mkdir(parents=True)
@@ -106,6 +107,7 @@ def test_clean_run_manifest_disk_and_personal_accelerate_config_does_not_leak(fa
     assert not (run / "logs" / "train.1.log").exists()
 
 
+@pytest.mark.slow
 def test_failing_trainer_exit_code_and_log_tail(fake, isolated_project, monkeypatch):
     monkeypatch.setenv("FAKE_TRAINER_FAIL_AT_STEP", "3")
     result = invoke("train", "-r", "64", *TINY)
@@ -137,6 +139,7 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_group_marks_interrupted_then_resume_finishes(fake, isolated_project):
     from bespoke.dataset.synthetic import write_dataset
 

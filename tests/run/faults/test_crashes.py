@@ -25,6 +25,7 @@ def _train(run):
     return CliRunner().invoke(main, ["train", "--run", str(run), "--no-process"])
 
 
+@pytest.mark.slow
 def test_an_exception_in_the_supervision_loop_stops_the_trainer_first(fake_env, isolated_project, monkeypatch,
                                                                        fault_table):
     run = make_run(isolated_project)
@@ -55,6 +56,7 @@ def test_an_exception_in_the_supervision_loop_stops_the_trainer_first(fake_env, 
     assert final.attempt["resumed_from"] == "hand-000001-state" and len(fake_env.read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_run_json(fake_env, isolated_project, monkeypatch, fault_table):
     run = make_run(isolated_project)
     real_write = manifest_module.atomic_write_json

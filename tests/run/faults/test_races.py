@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from faultkit import disk_state, launch, make_run, seen, trainers
 
 from bespoke.errors import RunError
@@ -33,6 +34,7 @@ def _racer(run_dir: str, start, attempted, results) -> None:
     lock.release()
 
 
+@pytest.mark.slow
 def test_the_lock_acquisition_raced_100_times_has_exactly_one_winner(tmp_path, fault_table):
     context = multiprocessing.get_context("fork")
     dead = subprocess.Popen(["true"])
@@ -61,6 +63,7 @@ def test_the_lock_acquisition_raced_100_times_has_exactly_one_winner(tmp_path, f
                        f"({time.monotonic() - started:.1f} s) | loser: RunError (exit 4) | - | - |")
 
 
+@pytest.mark.slow
 def test_two_whole_train_commands_racing_train_once(tmp_path, fault_table):
     for round_number in range(2):
         root = tmp_path / f"round{round_number}"

@@ -30,6 +30,8 @@ from faultkit import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # every case launches a trainer (and bespoke) and signals it
+
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
 
 

@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from faultkit import disk_state, make_env, seen, trainers, wait_for
 
 from bespoke.dataset.synthetic import write_dataset
 from bespoke.run.manifest import load_manifest
+
+pytestmark = pytest.mark.slow  # a whole sweep of bespoke subprocesses
 
 SWEEP = ("sweep", "-r", "128,64", "--gpus", "0,1", "--no-process", "--set", "max_train_epochs=3",
          "--set", "mixed_precision=no", "--set", "num_repeats=1", "--set", "batch_size=2")

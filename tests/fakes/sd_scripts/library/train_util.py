@@ -46,6 +46,9 @@ class _Cuda:
     def is_available(self) -> bool:
         return os.environ.get("FAKE_TRAINER_GPU", "bf16") != "none"
 
+    def device_count(self) -> int:  # like torch's, it initialises nothing
+        return int(self.is_available())
+
     def is_bf16_supported(self) -> bool:
         self._lazy_init()
         return os.environ.get("FAKE_TRAINER_GPU", "bf16") == "bf16"
