@@ -83,14 +83,18 @@ class Supervision:
                 self.emit(TrainerSaid(run_id, f"trainer says: {said.line}", "warning"))
         changed = self._facts()
         landed: list[Checkpoint] = []
-        if time.monotonic() - self.last_poll >= POLL_SECONDS or self.loop.wants_stop:
+        # the epoch the trainer says it is in, read before model/ is: the samples of the epochs before it were
+        # drawn before it said so, so the scan below finds them (an epoch is never told without its samples)
+        in_progress = self.progress.snapshot().epoch
+        epoch_changed = self.progress.take_epoch_changed()
+        if epoch_changed or time.monotonic() - self.last_poll >= POLL_SECONDS or self.loop.wants_stop:
             self.last_poll = time.monotonic()
             self.firsts.collect()
             landed = self._poll()
-        if self.progress.take_epoch_changed() or landed:
+        if epoch_changed or landed:
             self._record_disk()
             changed = True
-        changed |= self._epochs(ended=False)
+        changed |= self._epochs(ended=False, in_progress=in_progress)
         outside = self.outside_stop is not None and self.outside_stop.is_set()
         changed |= self.loop.tick(self.clean(), outside)
         if changed:
@@ -144,10 +148,11 @@ class Supervision:
         self.manifest.samples = sample_counts(self.paths.sample_dir)
         self.manifest.last_loss = snap.loss
 
-    def _epochs(self, ended: bool) -> bool:
-        """Tell every epoch that is complete now and hand it to the loop; True when one was."""
+    def _epochs(self, ended: bool, in_progress: int | None = None) -> bool:
+        """Tell every epoch that is complete now (`in_progress`: the epoch the trainer was in when model/ was
+        last scanned) and hand it to the loop; True when one was."""
         snap = self.progress.snapshot()
-        complete = self.tracker.complete(snap.epoch, ended)
+        complete = self.tracker.complete(snap.epoch if in_progress is None else in_progress, ended)
         for epoch, checkpoint, samples in complete:
             finished = EpochFinished(self.manifest.id, self.paths.root, epoch, snap.total_epochs, checkpoint.path,
                                      tuple(samples), max(0, self.tracker.expected - len(samples)))

@@ -20,7 +20,8 @@ share splits it with `validation_seed` as train_util.split_train_val does) it va
 (fake_tensorboard) at step = the epoch, before the epoch's checkpoint, as the real one does.
 
 Knobs (environment): FAKE_TRAINER_VAL_LOWEST_AT=E (the validation loss falls until epoch E, then rises;
-default: it falls all along), FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
+default: it falls all along), FAKE_TRAINER_SAMPLES_BEST_AT=E (the samples are pixel art on a 24-cell grid,
+sharpest at epoch E and softer, noisier away from it; default: blurry, sharpening all along), FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
 FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
 dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),
 FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options),
@@ -174,16 +175,21 @@ def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> 
     sample_dir = Path(args.output_dir) / "sample"
     sample_dir.mkdir(parents=True, exist_ok=True)
     total = max(int(args.max_train_epochs or 1), 1)
+    best_at = int(os.environ.get("FAKE_TRAINER_SAMPLES_BEST_AT", "0") or 0)
     for index, prompt in enumerate(prompts):
-        source = Image.open(images[(index + epoch) % len(images)]).convert("RGB")
         size = (prompt["width"], prompt["height"])
-        image = source.resize(size, Image.BILINEAR)
-        # blurrier and noisier early in training, closer to the blocky source later
-        blur = max(size) / 24 * (0.9 - 0.6 * min(epoch, total) / total)
-        image = image.filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
         rng = np.random.default_rng((prompt["seed"] or 0) * 1000 + epoch)
-        pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10 - 6 * min(epoch, total) / total,
-                                                                  (size[1], size[0], 3))
+        if best_at:  # pixel art on its grid, sharpest at epoch best_at, softer and noisier away from it
+            away = min(1.0, abs(epoch - best_at) / best_at)
+            image = Image.open(images[index % len(images)]).convert("RGB").resize(size, Image.NEAREST)
+            image = image.filter(ImageFilter.GaussianBlur(radius=0.8 * away * max(size) / 64))
+            noise = 2 + 4 * away
+        else:  # blurrier and noisier early in training, closer to the blocky source later
+            source = Image.open(images[(index + epoch) % len(images)]).convert("RGB")
+            blur = max(size) / 24 * (0.9 - 0.6 * min(epoch, total) / total)
+            image = source.resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+            noise = 10 - 6 * min(epoch, total) / total
+        pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, noise, (size[1], size[0], 3))
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
         ts = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
         name = (f"{args.output_name}_" if args.output_name else "") + f"e{epoch:06d}_{index:02d}_{ts}"
