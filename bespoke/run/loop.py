@@ -31,7 +31,7 @@ from bespoke.run.events import EpochFinished, EpochMeasured, EpochScored, Stoppi
 from bespoke.run.judge import EpochJudge, JudgeFactory, Verdict
 from bespoke.run.manifest import EarlyStop, RunManifest
 from bespoke.run.paths import RunPaths
-from bespoke.run.stopping import StopDecision, StopRule, best_scored, decide, parse_stop_rule
+from bespoke.run.stop_rules import StopDecision, StopRule, best_scored, decide, parse_stop_rule
 
 SCORE_WAIT_SECONDS = 300.0  # how long a run that ended (not stopped by a signal) waits for its last scores
 

@@ -18,7 +18,7 @@ from bespoke.run.cost import Budget, Price
 from bespoke.run.events import EpochFinished
 from bespoke.run.loop import SCORE_WAIT_SECONDS, LoopOptions
 from bespoke.run.paths import RunPaths
-from bespoke.run.stopping import StopRule
+from bespoke.run.stop_rules import StopRule
 from bespoke.run.train import TrainOptions, train_run
 from bespoke.settings import load_settings
 
