@@ -9,6 +9,11 @@ s/epoch is what bespoke recorded in run.json's epoch_log (`seconds`: from one ep
 sampling and validation included); the first epoch is left out (it also paid for the model load). The ratio
 is with / without.
 
+Measured 2026-12-07 on the harness (2 CPUs shared, load 11-16), `--pairs 1 --epochs 2 --prompts 1 --punks 4
+--validation-share 0 --sample-steps 2`: 291.8 s/epoch without, 266.1 s/epoch with (ratio 0.912), whole runs
+732.7 s / 726.6 s, both epochs judged (random weights: "every sample is degenerate"): no slowdown that the
+machine's load swings do not swamp; one pair and a trivial judging load, so not a bound on a busy judge.
+
 Usage: source <harness>/env.sh; .venv/bin/python benchmarks/bench_live_score.py [--epochs 4] [--pairs 2]
        [--prompts 4] [--punks 8] [--validation-share 0.25] [--sample-steps 8]
 """
