@@ -100,6 +100,27 @@ def describe_samples(samples: tuple[Path, ...]) -> str:
     return f"{len(samples)} new sample{'s' if len(samples) != 1 else ''}{which}"
 
 
+def describe_epoch(record) -> str:
+    """'epoch 3: 41 s, $0.05, loss 0.1234, val loss 0.1301' for an EpochMeasured record."""
+    from bespoke.run.cost import usd
+
+    parts = [f"{record.seconds:.0f} s" if record.seconds is not None else None,
+             usd(record.cost_usd) if record.cost_usd is not None else None,
+             f"loss {record.train_loss:.4f}" if record.train_loss is not None else None,
+             f"val loss {record.validation_loss:.4f}" if record.validation_loss is not None else None,
+             f"{record.missing_samples} sample(s) missing" if record.missing_samples else None]
+    return f"epoch {record.epoch}: " + ", ".join(p for p in parts if p)
+
+
+def describe_score(event: events.EpochScored) -> str:
+    """'epoch 3 score 0.612 (0.580-0.640); best so far: epoch 3' for an EpochScored event."""
+    if event.score is None:
+        return f"epoch {event.epoch}: not scored ({event.error or 'no samples'})"
+    interval = f" ({event.low:.3f}-{event.high:.3f})" if event.low is not None and event.high is not None else ""
+    best = f"; best so far: epoch {event.best_epoch}" if event.best_epoch is not None else ""
+    return f"epoch {event.epoch} score {event.score:.3f}{interval}{best}"
+
+
 class TrainView:
     """The observer that shows training on the terminal: a live bar per run (rich) with bespoke's messages above
     it; in a pipe or a Slurm log, plain lines, each only when what it says changed (a step line at most every
@@ -128,6 +149,10 @@ class TrainView:
             self.say(f"{event.run_id}: checkpoint {event.path.name}")
         elif isinstance(event, events.SamplesWritten):
             self.say(f"{event.run_id}: {describe_samples(event.paths)}")
+        elif isinstance(event, events.EpochMeasured):
+            self.say(f"{event.run_id}: {describe_epoch(event.record)}")
+        elif isinstance(event, events.EpochScored):
+            self.say(f"{event.run_id}: {describe_score(event)}", "info" if event.score is not None else "warning")
         elif isinstance(event, events.Stopping):
             self.say(f"{event.run_id}: stopping the trainer ({event.reason})", "warning")
         elif isinstance(event, events.Finished):

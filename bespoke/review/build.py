@@ -19,6 +19,7 @@ from bespoke.clock import now_iso
 from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
+from bespoke.kohya.tensorboard import VALIDATION_TAG, epoch_losses
 from bespoke.review.html import RunView, build_html, single_file_path
 from bespoke.review.process import Loaded, Processed, current_report, is_current, process_path
 from bespoke.review.profiles import Profile
@@ -28,7 +29,6 @@ from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 from bespoke.review.samples import IMAGE_SUFFIXES, find_samples, is_output_dir
 from bespoke.review.selection import rescored
 from bespoke.review.sheets import SheetOptions, build_contact_sheets, pick_method
-from bespoke.review.tb_events import epoch_losses
 from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import RunPaths, is_run_dir
 
@@ -111,6 +111,12 @@ def epoch_loss(run_dir: Path, manifest: RunManifest) -> tuple[dict[int, float], 
     return last, "the trainer log's avr_loss at the last step of each epoch" if last else ""
 
 
+def validation_loss(run_dir: Path) -> dict[int, float]:
+    """{epoch: loss on the designs held out for validation}: sd-scripts' TensorBoard
+    `loss/validation/epoch_average` (empty when the run held none out)."""
+    return epoch_losses(RunPaths(Path(run_dir)).tensorboard_dir, VALIDATION_TAG)
+
+
 def loss_history(run_dir: Path, manifest: RunManifest) -> list[dict]:
     """Training loss points: run.json `loss_history` (simulated runs), else the trainer log's `avr_loss` values."""
     if manifest.loss_history:
@@ -178,7 +184,8 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
     _check_method(report, method, run_dir)
     loss, source = epoch_loss(run_dir, manifest)
     return RunView(run_dir=run_dir, run_id=manifest.id, report=report, method=pick_method(report, method),
-                   training_toml=_training_toml(run_dir), loss=loss, loss_source=source, run=manifest)
+                   training_toml=_training_toml(run_dir), loss=loss, loss_source=source, run=manifest,
+                   validation_loss=validation_loss(run_dir))
 
 
 def _check_method(report: ProcessReport, method: str | None, folder: Path) -> None:

@@ -81,19 +81,32 @@ def process_run(run_dir: Path, *, methods: Sequence[str] | None = None, force: b
     if loaded is None:
         manifest = load_manifest(run_dir) if is_run_dir(run_dir) else None
         loaded = Loaded(manifest=manifest, report=None if force else _existing_report(Path(run_dir)))
-    options = ProcessOptions(methods=methods or DEFAULT_METHODS, palette=default_palette(run_dir, loaded.manifest),
-                             force=force)
-    return process_path(run_dir, options, loaded=loaded)
+    return process_path(run_dir, run_options(run_dir, loaded.manifest, methods, force), loaded=loaded)
 
 
-def _stems(infos: list[SampleInfo]) -> list[str]:
+def run_options(run_dir: Path, manifest: RunManifest | None, methods: Sequence[str] | None = None,
+                force: bool = False) -> ProcessOptions:
+    """The options bespoke processes a run with on its own (process_run; live scoring while it trains, which
+    fills the same journal): the default methods and the run's training palette when it is on this machine."""
+    return ProcessOptions(methods=methods or DEFAULT_METHODS, palette=default_palette(run_dir, manifest), force=force)
+
+
+def sample_stems(infos: list[SampleInfo]) -> list[str]:
+    """The candidate file stem of each sample: its name, or its file name when two samples share a name."""
     seen: dict[str, int] = {}
     for info in infos:
         seen[info.name] = seen.get(info.name, 0) + 1
     return [info.name if seen[info.name] == 1 else info.path.name.replace(".", "_") for info in infos]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def job_for(request: Request, candidates_dir: Path, scorer: Scorer) -> Job:
+    """What each worker needs to process a sample of `request` into `candidates_dir`, its score's terms measured
+    with `scorer` (build_scorer: the training set and the prompts)."""
+    return Job(request.methods, request.palette, request.tolerance, request.layout, request.path, candidates_dir,
+               request.training, request.training_palette, scorer)
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
     """A start method that never forks this process: the fork server (Linux, macOS), else spawn (Windows)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -105,7 +118,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 def _start_fork_server(workers: int) -> None:
     """Start the fork server now when a pool will need it: its interpreter starts and imports while this process
     reads the training images, instead of after (it waits, idle, if the report turns out to be up to date)."""
-    if workers > 1 and _pool_context().get_start_method() == "forkserver":
+    if workers > 1 and pool_context().get_start_method() == "forkserver":
         multiprocessing.forkserver.ensure_running()
 
 
@@ -114,7 +127,7 @@ def _iterate(items: list[tuple[SampleInfo, str]], job: Job, workers: int) -> Ite
         init_worker(job)
         yield from map(process_sample, items)
         return
-    with _pool_context().Pool(workers, initializer=init_worker, initargs=(job, True)) as pool:
+    with pool_context().Pool(workers, initializer=init_worker, initargs=(job, True)) as pool:
         yield from pool.imap(process_sample, items, chunksize=max(1, min(16, len(items) // (workers * 8))))
 
 
@@ -123,11 +136,10 @@ def _run_workers(request: Request, infos: list[SampleInfo], candidates_dir: Path
     """Every sample's outcome (reused from the journal, or processed and appended to it), in `infos` order,
     and the Scorer they were measured with. Ctrl-C stops the workers and raises Interrupted saying what was
     kept."""
-    stems = dict(zip((str(i.path) for i in infos), _stems(infos), strict=True))
+    stems = dict(zip((str(i.path) for i in infos), sample_stems(infos), strict=True))
     results = journal.reusable(request.path)
     scorer = build_scorer(request.training_set, (info.prompt for info in infos))
-    job = Job(request.methods, request.palette, request.tolerance, request.layout, request.path, candidates_dir,
-              request.training, request.training_palette, scorer)
+    job = job_for(request, candidates_dir, scorer)
     todo = [info for info in infos if relative(info.path, request.path) not in results]
     items = [(info, stems[str(info.path)]) for info in todo]
     with progress.task("processing", total=len(infos)) as bar:

@@ -244,7 +244,7 @@ def package_checks(settings: Settings, facts: TrainerFacts) -> list[Check]:
         else:
             spare[installed[package.module]].append(package.pypi)
     if spare[True] or spare[False]:
-        checks.append(Check("packages nothing needs", "info", "not needed by your presets or runs: installed "
+        checks.append(Check("unneeded packages", "info", "not needed by your presets or runs: installed "
                             f"{', '.join(spare[True]) or 'none'}; not installed {', '.join(spare[False]) or 'none'}"))
     return checks
 

@@ -111,5 +111,5 @@ def test_doctor_names_the_optional_packages_your_presets_and_runs_need(isolated_
     if importlib.util.find_spec("prodigyopt") is None:  # a run needs it: the machine is not ready
         assert prodigy["level"] == "error" and result.exit_code == 1
     assert "fix: install `lycoris-lora` in the trainer's venv" in result.output
-    unneeded = checks["packages nothing needs"]
+    unneeded = checks["unneeded packages"]
     assert unneeded["level"] == "info" and "lion-pytorch" in unneeded["message"]

@@ -234,8 +234,8 @@ def sample_images_common(pipe_class, accelerator, args, epoch, steps, *rest, **k
 def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, epoch, steps, prompt_replacement,
                            controlnet=None):
     """One image drawn with the weights as they are (accelerator.learned epochs; a resumed run's first sample is
-    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on,
-    seeded noise. The name carries the epoch (or step) it is drawn at."""
+    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on, or
+    peaking at FAKE_TRAINER_SAMPLES_BEST_AT; seeded noise. The name carries the epoch (or step) it is drawn at."""
     import datetime
 
     import numpy as np
@@ -243,14 +243,20 @@ def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, e
 
     images, total = accelerator.fake_images, max(int(args.max_train_epochs or 1), 1)
     index, done = prompt_dict["enum"], accelerator.learned
-    source = Image.open(images[(index + done) % len(images)]).convert("RGB")
     size = (prompt_dict["width"], prompt_dict["height"])
-    image = source.resize(size, Image.BILINEAR)
-    blur = max(size) / 24 * (0.9 - 0.6 * min(done, total) / total)
-    image = image.filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+    best_at = int(os.environ.get("FAKE_TRAINER_SAMPLES_BEST_AT", "0") or 0)
+    if best_at:  # pixel art on its grid, sharpest at epoch best_at, softer and noisier away from it
+        away = min(1.0, abs(done - best_at) / best_at)
+        image = Image.open(images[index % len(images)]).convert("RGB").resize(size, Image.NEAREST)
+        image = image.filter(ImageFilter.GaussianBlur(radius=0.8 * away * max(size) / 64))
+        noise = 2 + 4 * away
+    else:  # blurrier and noisier early in training, closer to the blocky source later
+        source = Image.open(images[(index + done) % len(images)]).convert("RGB")
+        blur = max(size) / 24 * (0.9 - 0.6 * min(done, total) / total)
+        image = source.resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+        noise = 10 - 6 * min(done, total) / total
     rng = np.random.default_rng((prompt_dict["seed"] or 0) * 1000 + done)
-    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10 - 6 * min(done, total) / total,
-                                                              (size[1], size[0], 3))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, noise, (size[1], size[0], 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     ts = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
     name = (f"{args.output_name}_" if args.output_name else "") + \
