@@ -21,7 +21,9 @@ share splits it with `validation_seed` as train_util.split_train_val does) it va
 
 Knobs (environment): FAKE_TRAINER_VAL_LOWEST_AT=E (the validation loss falls until epoch E, then rises;
 default: it falls all along), FAKE_TRAINER_SAMPLES_BEST_AT=E (the samples are pixel art on a 24-cell grid,
-sharpest at epoch E and softer, noisier away from it; default: blurry, sharpening all along), FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
+sharpest at epoch E and softer, noisier away from it; default: blurry, sharpening all along),
+FAKE_TRAINER_OPTIMUM='{"learning_rate": 1e-4, "network_dim": 16}' (the same pixel-art samples, whose peak is earlier
+and softer the further the run's options are from these: a simulated objective with a known optimum), FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
 FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
 dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),
 FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options),
@@ -168,6 +170,22 @@ def _hang_in(where: str) -> None:
             time.sleep(1)
 
 
+def _optimum_peak(args, total: int) -> tuple[int, float]:
+    """FAKE_TRAINER_OPTIMUM: the samples' peak follows the settings. Its distance from the optimum (the mean over
+    the given options: decades apart for numbers, 0 or 1 for anything else, each at most 1) makes the peak both
+    earlier (epoch round(total * (1 - distance)), at least 1) and softer (that much blur at the peak)."""
+    optimum = json.loads(os.environ["FAKE_TRAINER_OPTIMUM"])
+    parts = []
+    for key, wanted in optimum.items():
+        value = getattr(args, key)
+        if isinstance(wanted, (int, float)) and isinstance(value, (int, float)) and wanted > 0 and value > 0:
+            parts.append(min(1.0, abs(math.log10(value / wanted))))
+        else:
+            parts.append(0.0 if str(value) == str(wanted) else 1.0)
+    distance = sum(parts) / max(len(parts), 1)
+    return max(1, round(total * (1 - distance))), distance
+
+
 def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> None:
     import numpy as np
     from PIL import Image, ImageFilter
@@ -176,11 +194,14 @@ def _write_sample(args, epoch: int, prompts: list[dict], images: list[Path]) -> 
     sample_dir.mkdir(parents=True, exist_ok=True)
     total = max(int(args.max_train_epochs or 1), 1)
     best_at = int(os.environ.get("FAKE_TRAINER_SAMPLES_BEST_AT", "0") or 0)
+    floor = 0.0  # how soft the sharpest epoch is
+    if os.environ.get("FAKE_TRAINER_OPTIMUM"):
+        best_at, floor = _optimum_peak(args, total)
     for index, prompt in enumerate(prompts):
         size = (prompt["width"], prompt["height"])
         rng = np.random.default_rng((prompt["seed"] or 0) * 1000 + epoch)
         if best_at:  # pixel art on its grid, sharpest at epoch best_at, softer and noisier away from it
-            away = min(1.0, abs(epoch - best_at) / best_at)
+            away = min(1.0, floor + (1 - floor) * abs(epoch - best_at) / best_at)
             image = Image.open(images[index % len(images)]).convert("RGB").resize(size, Image.NEAREST)
             image = image.filter(ImageFilter.GaussianBlur(radius=0.8 * away * max(size) / 64))
             noise = 2 + 4 * away
