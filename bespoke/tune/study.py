@@ -68,9 +68,12 @@ def storage_for(folder: Path, url: str | None) -> Any:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path), JournalFileOpenLock(str(path))))
 
 
-def sampler_for(space: SearchSpace) -> Any:
+def sampler_for(space: SearchSpace, asked: int = 0) -> Any:
+    """TPE, seeded with the space's seed plus the trials asked before: each trial draws from its own stream, so a
+    re-run or another worker (a new process) never repeats the proposals of the first."""
     optuna = optuna_module()
-    return optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.random_trials)
+    seed = space.seed + asked if space.seed is not None else None
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.random_trials)
 
 
 def pruner_for(space: SearchSpace) -> Any:
@@ -211,6 +214,7 @@ def take_trial(study: Study, worker: Worker) -> tuple[Any, bool] | None:
                 return trial, True
         if spent(study.space, trials) is not None:
             return None
+        study.optuna.sampler = sampler_for(study.space, len(trials))
         trial = study.optuna.ask({p.key: p.distribution() for p in study.space.params})
         trial.set_user_attr(WORKER, worker.token)
         return trial, False
