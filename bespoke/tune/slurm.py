@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bespoke.clock import now_iso
-from bespoke.errors import RunError
+from bespoke.errors import RunError, UsageError
 from bespoke.fsutil import atomic_write_json, atomic_write_text
 from bespoke.run import slurm
 from bespoke.settings import Settings
@@ -83,8 +83,6 @@ def submit_study(settings: Settings, space: SearchSpace, tasks: int, request: sl
     """Check and open the study here, then submit `tasks` workers (nothing when some are queued or running)."""
     slurm.require_slurm()
     if tasks < 1:
-        from bespoke.errors import UsageError
-
         raise UsageError(f"--slurm {tasks}: give at least 1 task")
     prepare(settings, space, storage)
     folder = study_dir(settings, space.name)

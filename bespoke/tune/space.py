@@ -53,6 +53,11 @@ from bespoke.errors import BespokeError, ConfigError, did_you_mean
 from bespoke.kohya.presets import parse_override
 from bespoke.tomlfile import parse_toml
 
+try:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+except ImportError:  # without the `tune` extra a space still parses; a study says how to install Optuna
+    CategoricalDistribution = FloatDistribution = IntDistribution = None  # type: ignore[assignment,misc]
+
 TABLES = {"study": ("name", "resolution", "preset", "set", "dataset", "objective", "seed", "random_trials"),
           "pruner": ("kind", "startup_trials", "warmup_epochs"),
           "budget": ("trials", "hours", "usd", "gpu_price_per_hour"),
@@ -83,8 +88,6 @@ class Param:
 
     def distribution(self) -> Any:
         """The Optuna distribution of this parameter."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
         if self.kind == "categorical":
             return CategoricalDistribution(list(self.choices))
         if self.kind == "int":

@@ -22,10 +22,16 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from bespoke.errors import ConfigError, UsageError
+from bespoke.errors import ConfigError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import atomic_write_text
 from bespoke.settings import Settings
-from bespoke.tune.space import SearchSpace
+from bespoke.tune.space import SearchSpace, parse_space
+
+try:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+except ImportError:  # the `tune` extra is not installed: optuna_module() says how to install it
+    optuna = None  # type: ignore[assignment]
 
 TUNES_DIR = "tunes"
 JOURNAL = "journal.log"
@@ -39,10 +45,8 @@ _COUNTER = iter(range(1, 1 << 30))
 
 def optuna_module() -> Any:
     """optuna, or a usage error saying how to install it."""
-    try:
-        import optuna
-    except ImportError:
-        raise UsageError("bespoke tune needs Optuna: pip install 'bespoke[tune]' (or pip install optuna)") from None
+    if optuna is None:
+        raise UsageError("bespoke tune needs Optuna: pip install 'bespoke[tune]' (or pip install optuna)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -57,9 +61,7 @@ def study_dir(settings: Settings, name: str) -> Path:
 
 def storage_for(folder: Path, url: str | None) -> Any:
     """The study's storage: the journal file in its folder, or what `url` names."""
-    optuna = optuna_module()
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
+    optuna_module()
     if url and "://" in url:
         return optuna.storages.RDBStorage(url)
     path = Path(url).expanduser() if url else folder / JOURNAL
@@ -71,13 +73,13 @@ def storage_for(folder: Path, url: str | None) -> Any:
 def sampler_for(space: SearchSpace, asked: int = 0) -> Any:
     """TPE, seeded with the space's seed plus the trials asked before: each trial draws from its own stream, so a
     re-run or another worker (a new process) never repeats the proposals of the first."""
-    optuna = optuna_module()
+    optuna_module()
     seed = space.seed + asked if space.seed is not None else None
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.random_trials)
 
 
 def pruner_for(space: SearchSpace) -> Any:
-    optuna = optuna_module()
+    optuna_module()
     pruning = space.pruning
     if pruning.kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=pruning.startup_trials,
@@ -114,28 +116,25 @@ class Study:
 
 def open_study(settings: Settings, space: SearchSpace, storage: str | None = None) -> Study:
     """Create the study (or load it: `tune` again continues it)."""
-    optuna = optuna_module()
+    optuna_module()
     folder = study_dir(settings, space.name)
     keep_space(folder, space)
     study = optuna.create_study(study_name=space.name, storage=storage_for(folder, storage),
-                                direction=space.direction, sampler=sampler_for(space), pruner=pruner_for(space),
+                                direction=space.direction,  # type: ignore[arg-type]
+                                sampler=sampler_for(space), pruner=pruner_for(space),
                                 load_if_exists=True)
     return Study(space, folder, study)
 
 
 def load_study(settings: Settings, name: str, storage: str | None = None) -> Study:
     """An existing study by name (its space from its folder)."""
-    from bespoke.tune.space import parse_space
-
     folder = study_dir(settings, name)
     copy = folder / SPACE_COPY
     if not copy.is_file():
         known = sorted(p.name for p in tunes_root(settings).iterdir()) if tunes_root(settings).is_dir() else []
-        from bespoke.errors import RunError, did_you_mean
-
         raise RunError(f"{name}: no such study in {tunes_root(settings)}{did_you_mean(name, known)}")
     space = parse_space(copy.read_text(encoding="utf-8"), copy)
-    optuna = optuna_module()
+    optuna_module()
     study = optuna.load_study(study_name=space.name, storage=storage_for(folder, storage),
                               sampler=sampler_for(space), pruner=pruner_for(space))
     return Study(space, folder, study)
@@ -202,7 +201,7 @@ def remaining_usd(space: SearchSpace, trials: list) -> float | None:
 
 def take_trial(study: Study, worker: Worker) -> tuple[Any, bool] | None:
     """(an Optuna trial, whether it was taken back from a stopped worker), or None once the budget is spent."""
-    optuna = optuna_module()
+    optuna_module()
     with study.ask_lock, _LIVE_LOCK:
         _LIVE.add(worker.token)
         trials = study.optuna.get_trials(deepcopy=False)

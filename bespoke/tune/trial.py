@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bespoke.errors import BespokeError
+from bespoke.errors import BespokeError, ConfigError
 from bespoke.pipeline.live import LoopRequest, loop_options
 from bespoke.pipeline.train import TrainOutcome, train_and_process
 from bespoke.review.process import current_report
@@ -53,8 +53,6 @@ def check_space(settings: Settings, space: SearchSpace, dataset: Path) -> int:
 
 
 def _check_measurable(space: SearchSpace, values: dict, training: dict, manifest) -> None:
-    from bespoke.errors import ConfigError
-
     if space.objective == "score" and (training.get("sample_every_n_epochs") != 1 or not manifest.prompts):
         raise refusal(space, values, ConfigError("the score objective needs samples after every epoch "
                                                  "(sample_every_n_epochs = 1 and a prompt)"))
