@@ -69,7 +69,7 @@ def render_report(report, console, as_json: bool) -> None:
         console.print(f"review of the top trials: {escape(str(report.review))}", highlight=False)
 
 
-@tune.command("run", hidden=True)
+@tune.command("run")
 @click.argument("space_file", metavar="SPACE", type=click.Path(path_type=str))
 @click.option("--gpus", help="One worker per GPU of this machine, e.g. --gpus 0,1.")
 @click.option("--slurm", "slurm_tasks", type=int, metavar="N",
@@ -85,7 +85,7 @@ def render_report(report, console, as_json: bool) -> None:
 @quiet_option
 @click.pass_context
 def run(ctx, space_file, gpus, slurm_tasks, storage, partition, time_limit, gres, preflight, as_json, quiet):
-    """Run (or continue) the study of SPACE here, or on Slurm."""
+    """Run (or continue) the study of SPACE here, or on Slurm (`bespoke tune SPACE` is the same)."""
     from bespoke.console import console
     from bespoke.tune.space import load_space
 

@@ -140,6 +140,10 @@ def load_study(settings: Settings, name: str, storage: str | None = None) -> Stu
     return Study(space, folder, study)
 
 
+_LIVE: set[str] = set()  # the tokens of this process's workers (a lock held here is not tested from here)
+_LIVE_LOCK = threading.Lock()
+
+
 class Worker:
     """One worker's identity and the lock it holds for its life (its trials are orphaned once it is free)."""
 
@@ -154,6 +158,8 @@ class Worker:
         return self
 
     def __exit__(self, *exc) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(self.token)
         self.lock.release()
         self.path.unlink(missing_ok=True)
 
@@ -172,10 +178,6 @@ def worker_gone(folder: Path, token: str | None, mine: set[str]) -> bool:
     lock.release()
     (folder / "workers" / f"{token}.lock").unlink(missing_ok=True)
     return True
-
-
-_LIVE: set[str] = set()  # the tokens of this process's workers (a lock held here is not tested from here)
-_LIVE_LOCK = threading.Lock()
 
 
 def spent(space: SearchSpace, trials: list) -> str | None:
@@ -218,7 +220,3 @@ def take_trial(study: Study, worker: Worker) -> tuple[Any, bool] | None:
         trial.set_user_attr(WORKER, worker.token)
         return trial, False
 
-
-def release(worker: Worker) -> None:
-    with _LIVE_LOCK:
-        _LIVE.discard(worker.token)

@@ -19,7 +19,7 @@ from bespoke.run.runner import SigtermAsInterrupt
 from bespoke.run.sweep_file import parse_gpus
 from bespoke.settings import Settings
 from bespoke.tune.space import SearchSpace
-from bespoke.tune.study import Study, Worker, open_study, release, spent, take_trial
+from bespoke.tune.study import Study, Worker, open_study, spent, take_trial
 from bespoke.tune.trial import TrialEnd, TrialSetup, check_space, run_trial
 
 
@@ -38,26 +38,23 @@ def work(setup: TrialSetup, observer: Observer, outcome: TuneOutcome) -> None:
     """One worker: trials until the budget is spent or the worker is stopped."""
     study = setup.study
     with Worker(study) as worker:
-        try:
-            while not (setup.stop is not None and setup.stop.is_set()):
-                taken = take_trial(study, worker)
-                if taken is None:
-                    break
-                trial, resumed = taken
-                where = f" on gpu {setup.gpu}" if setup.gpu is not None else ""
-                observer(Message(f"trial-{trial.number}", f"{study.space.name}: trial {trial.number}"
-                                 f"{' (taken back: its worker stopped)' if resumed else ''}{where}: "
-                                 + ", ".join(f"{k}={v}" for k, v in trial.params.items())))
-                end = run_trial(setup, trial, observer)
-                outcome.ends.append(end)
-                observer(Message(f"trial-{trial.number}", f"trial {trial.number}: {end.state}"
-                                 + (f" ({end.reason})" if end.reason else "")))
-                if end.state == "RUNNING":  # stopped by a signal: the trial waits for the next worker
-                    outcome.interrupted = True
-                    outcome.signum = outcome.signum or end.signum or None
-                    break
-        finally:
-            release(worker)
+        while not (setup.stop is not None and setup.stop.is_set()):
+            taken = take_trial(study, worker)
+            if taken is None:
+                break
+            trial, resumed = taken
+            where = f" on gpu {setup.gpu}" if setup.gpu is not None else ""
+            observer(Message(f"trial-{trial.number}", f"{study.space.name}: trial {trial.number}"
+                             f"{' (taken back: its worker stopped)' if resumed else ''}{where}: "
+                             + ", ".join(f"{k}={v}" for k, v in trial.params.items())))
+            end = run_trial(setup, trial, observer)
+            outcome.ends.append(end)
+            observer(Message(f"trial-{trial.number}", f"trial {trial.number}: {end.state}"
+                             + (f" ({end.reason})" if end.reason else "")))
+            if end.state == "RUNNING":  # stopped by a signal: the trial waits for the next worker
+                outcome.interrupted = True
+                outcome.signum = outcome.signum or end.signum or None
+                break
 
 
 def prepare(settings: Settings, space: SearchSpace, storage: str | None) -> tuple[Study, Path]:
