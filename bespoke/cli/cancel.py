@@ -1,5 +1,6 @@
-"""`bespoke cancel SWEEP|STUDY|RUN`: cancel a Slurm sweep's (a tune study's workers, or one run's) queued and running tasks; the runs stay
-resumable (interrupted), and `bespoke sweep ... --slurm` again resubmits them."""
+"""`bespoke cancel SWEEP|STUDY|RUN`: cancel a Slurm sweep's (a tune study's workers, or one run's) queued and
+running tasks; the runs stay resumable (interrupted), and `bespoke sweep ... --slurm` (`bespoke tune`) again
+resubmits (resumes) them."""
 
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ def cancel(target, wait):
 
     from bespoke.console import console
     from bespoke.run.slurm_sweep import cancel_runs
-
-    settings = get_settings(click.get_current_context())
     from bespoke.tune.slurm import cancel_study
 
+    settings = get_settings(click.get_current_context())
     cancelled = cancel_study(settings, target, wait=wait)
     if cancelled is not None:  # a study of `bespoke tune --slurm`: its workers
         console.print(f"cancelled {len(cancelled)} worker task(s) of study {target}: {' '.join(cancelled) or '-'}; "
