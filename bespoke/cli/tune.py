@@ -81,16 +81,19 @@ def render_report(report, console, as_json: bool) -> None:
 @click.option("--gres", help="--slurm: generic resources per task, e.g. gpu:1.")
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
               help="Check each trial's run with sd-scripts' own code inside its launch.")
+@click.option("--study-name", hidden=True, help="The study's name when SPACE has no [study] name (Slurm workers "
+                                                 "run the study's copy of the space).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @quiet_option
 @click.pass_context
-def run(ctx, space_file, gpus, slurm_tasks, storage, partition, time_limit, gres, preflight, as_json, quiet):
+def run(ctx, space_file, gpus, slurm_tasks, storage, partition, time_limit, gres, preflight, study_name, as_json,
+        quiet):
     """Run (or continue) the study of SPACE here, or on Slurm (`bespoke tune SPACE` is the same)."""
     from bespoke.console import console
     from bespoke.tune.space import load_space
 
     settings = get_settings(ctx)
-    space = load_space(space_file)
+    space = load_space(space_file, study_name)
     if slurm_tasks is not None:
         from bespoke.run.slurm import slurm_request
         from bespoke.tune.slurm import submit_study

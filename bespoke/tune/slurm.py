@@ -39,7 +39,8 @@ class StudySubmission:
 def script_text(folder: Path, tasks: int, request: slurm.SlurmRequest, command: list[str], project: Path,
                 storage: str | None) -> str:
     name = folder.name
-    worker = [*command, "tune", str(folder / SPACE_COPY), "--quiet", *(["--storage", storage] if storage else [])]
+    worker = [*command, "tune", str(folder / SPACE_COPY), "--study-name", name, "--quiet",
+              *(["--storage", storage] if storage else [])]
     lines = [
         "#!/bin/bash",
         f"# bespoke tune {name}: {tasks} worker task(s); each pulls trials from the study's storage until its",

@@ -255,8 +255,9 @@ def _objective(source: str, value) -> str:
     return str(value)
 
 
-def parse_space(text: str, source: Path) -> SearchSpace:
-    """The space in `text` (read from `source`), every key and range checked; one-line ConfigErrors."""
+def parse_space(text: str, source: Path, default_name: str | None = None) -> SearchSpace:
+    """The space in `text` (read from `source`), every key and range checked; one-line ConfigErrors. Without a
+    [study] name the study is named `default_name`, else the file's name."""
     where = str(source)
     data = parse_toml(text, where)
     _unknown(where, "top-level", data, TABLES)
@@ -285,7 +286,7 @@ def parse_space(text: str, source: Path) -> SearchSpace:
                           "parameter [params.resolution]")
     if resolution is not None:
         _number(where, "[study] resolution", resolution, "int", positive=True)
-    name = str(study.get("name") or Path(source).stem)
+    name = str(study.get("name") or default_name or Path(source).stem)
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"{where}: [study] name = {name!r}: use letters, digits, - and _ (it names a folder)")
     seed = study.get("seed")
@@ -297,14 +298,14 @@ def parse_space(text: str, source: Path) -> SearchSpace:
                        _number(where, "[study] random_trials", study.get("random_trials", 10), "int"))
 
 
-def load_space(path: Path) -> SearchSpace:
+def load_space(path: Path, default_name: str | None = None) -> SearchSpace:
     """Read and parse a space file (a missing or unreadable file is a one-line ConfigError)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: search space not readable ({error.strerror or error})") from None
-    return parse_space(text, path)
+    return parse_space(text, path, default_name)
 
 
 def describe(values: dict) -> str:

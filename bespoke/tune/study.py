@@ -133,7 +133,7 @@ def load_study(settings: Settings, name: str, storage: str | None = None) -> Stu
     if not copy.is_file():
         known = sorted(p.name for p in tunes_root(settings).iterdir()) if tunes_root(settings).is_dir() else []
         raise RunError(f"{name}: no such study in {tunes_root(settings)}{did_you_mean(name, known)}")
-    space = parse_space(copy.read_text(encoding="utf-8"), copy)
+    space = parse_space(copy.read_text(encoding="utf-8"), copy, folder.name)
     optuna_module()
     study = optuna.load_study(study_name=space.name, storage=storage_for(folder, storage),
                               sampler=sampler_for(space), pruner=pruner_for(space))

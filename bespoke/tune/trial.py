@@ -140,7 +140,9 @@ def _options(setup: TrialSetup, reporter: Reporter) -> TrainOptions:
     space, trials = setup.study.space, setup.study.optuna.get_trials(deepcopy=False)
     price = space.budget.gpu_price_per_hour
     left = remaining_usd(space, trials)
-    loop = loop_options(setup.settings.train, LoopRequest(budget=left if left is not None else None,
+    if left is not None:  # a trial taken back after the budget was spent stops at its first clean point
+        left = max(left, 1e-6)
+    loop = loop_options(setup.settings.train, LoopRequest(budget=left,
                                                           gpu_price=price, live_score=True,
                                                           count_earlier_attempts=False))
     return TrainOptions(loop=replace(loop, prune=reporter), pin_gpu=setup.gpu, preflight=setup.preflight,

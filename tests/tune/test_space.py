@@ -96,3 +96,9 @@ low = 8""")
 def test_an_override_is_written_as_set_takes_it():
     assert override("lr_scheduler", "cosine") == 'lr_scheduler="cosine"'
     assert override("network_alpha", 4.0) == "network_alpha=4.0"
+
+
+def test_a_space_without_a_name_is_named_for_its_file_and_its_studys_copy_for_the_study(tmp_path):
+    text = space_text().replace('name = "fake"\n', "")
+    assert parse_space(text, Path("lr-dim.toml")).name == "lr-dim"
+    assert parse_space(text, Path("outputs/tunes/lr-dim/space.toml"), "lr-dim").name == "lr-dim"

@@ -39,3 +39,28 @@ def test_two_slurm_workers_finish_a_four_trial_study(cluster, isolated_project, 
     assert len(runs) == 4 and all(load_manifest(r).status == "finished" for r in runs)
     report = CliRunner().invoke(main, ["tune", "report", "slurmy", "--json", "--no-review"], catch_exceptions=False)
     assert report.exit_code == 0 and '"best":' in report.output
+
+
+def test_cancel_stops_a_studys_workers_and_tune_again_resumes_the_cancelled_trial(cluster, isolated_project,
+                                                                                 monkeypatch):
+    use_optimum(monkeypatch, step_seconds=0.5)
+    write_space(isolated_project, name="cancelled", trials=2, epochs=3, startup=5)
+    result = CliRunner().invoke(main, ["tune", "space.toml", "--slurm", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    def training() -> bool:
+        runs = [load_manifest(p.parent) for p in (isolated_project / "outputs").glob("*/run.json")]
+        return any(m.status == "running" and m.epoch_log for m in runs)
+
+    wait_for(training, timeout=300, what="the first trial to train an epoch")
+    cancel = CliRunner().invoke(main, ["cancel", "cancelled"], catch_exceptions=False)
+    assert cancel.exit_code == 0 and "cancelled 1 worker task(s) of study cancelled" in cancel.output
+    trials = journal_trials(isolated_project, "cancelled")
+    assert [t.state.name for t in trials] == ["RUNNING"] and trials[0].user_attrs["interrupted"]
+    run = Path(trials[0].user_attrs["run_dir"])
+    assert load_manifest(run).status == "interrupted"
+    again = CliRunner().invoke(main, ["tune", "space.toml", "--quiet"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    trials = journal_trials(isolated_project, "cancelled")
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert Path(trials[0].user_attrs["run_dir"]) == run and load_manifest(run).attempt.number == 2
