@@ -113,3 +113,28 @@ def test_two_workers_share_one_journal_without_asking_past_the_budget(fake, isol
     assert len({t.user_attrs["worker"].rsplit("-", 2)[1] for t in trials}) == 2  # both processes took trials
     runs = [Path(t.user_attrs["run_dir"]) for t in trials]
     assert len(set(runs)) == 4 and all(load_manifest(r).attempt.number == 1 for r in runs)
+
+
+@pytest.mark.slow
+def test_one_worker_per_gpu_pins_each_trial_and_ctrl_c_leaves_both_trials_to_take_back(fake, isolated_project,
+                                                                                      monkeypatch):
+    import json
+
+    use_optimum(monkeypatch, step_seconds=0.5)
+    write_space(isolated_project, trials=2, epochs=3, startup=5)
+    workers = _tune(isolated_project, "--gpus", "0,1")
+    _wait(lambda: _running_trial(isolated_project, 0) and _running_trial(isolated_project, 1))
+    workers.send_signal(signal.SIGINT)
+    out, _ = workers.communicate(timeout=60)
+    assert workers.returncode == 130, out
+    launched = [json.loads(line) for line in fake.read_text().splitlines()]
+    assert sorted(c["env"]["CUDA_VISIBLE_DEVICES"] for c in launched) == ["0", "1"]
+    trials = journal_trials(isolated_project)
+    assert [t.state.name for t in trials] == ["RUNNING", "RUNNING"]
+    assert all(load_manifest(Path(t.user_attrs["run_dir"])).status == "interrupted" for t in trials)
+    again = _tune(isolated_project)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    trials = journal_trials(isolated_project)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(load_manifest(Path(t.user_attrs["run_dir"])).attempt.number == 2 for t in trials)
