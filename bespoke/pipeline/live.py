@@ -43,7 +43,7 @@ from bespoke.run.judge import Verdict
 from bespoke.run.loop import LoopOptions
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, read_training
-from bespoke.run.stopping import parse_stop_rule
+from bespoke.run.stop_rules import parse_stop_rule
 from bespoke.settings import TrainSettings
 
 NICENESS = 10  # the workers' nice increment: the trainer's data loaders come first

@@ -13,7 +13,7 @@ from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import list_run_dirs
 from bespoke.run.resume import live_status
 from bespoke.run.slurm_sweep import slurm_columns
-from bespoke.run.stopping import best_scored
+from bespoke.run.stop_rules import best_scored
 
 
 @dataclass

@@ -16,6 +16,7 @@ from bespoke.clock import now_iso
 from bespoke.errors import ProcessError, RunError, UsageError, did_you_mean
 from bespoke.fsutil import sha256_bytes
 from bespoke.kohya.output import loss_points
+from bespoke.kohya.tensorboard import VALIDATION_TAG, epoch_losses
 from bespoke.review.html import RunView, build_html, single_file_path
 from bespoke.review.process import Loaded, current_report, process_path
 from bespoke.review.records import ProcessReport
@@ -23,7 +24,6 @@ from bespoke.review.report import PLAIN_OUTPUT, load_report, output_dirs, report
 from bespoke.review.request import DEFAULT_METHODS, ProcessOptions
 from bespoke.review.samples import IMAGE_SUFFIXES
 from bespoke.review.sheets import SheetOptions, build_contact_sheets, pick_method
-from bespoke.review.tb_events import epoch_losses
 from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import RunPaths, is_run_dir
 
@@ -80,6 +80,12 @@ def epoch_loss(run_dir: Path, manifest: RunManifest) -> tuple[dict[int, float], 
                 "run.json loss_history (per step), averaged per epoch")
     last = {e: float(max(pts, key=lambda p: p.get("step") or 0)["loss"]) for e, pts in sorted(by_epoch.items())}
     return last, "the trainer log's avr_loss at the last step of each epoch" if last else ""
+
+
+def validation_loss(run_dir: Path) -> dict[int, float]:
+    """{epoch: loss on the designs held out for validation}: sd-scripts' TensorBoard
+    `loss/validation/epoch_average` (empty when the run held none out)."""
+    return epoch_losses(RunPaths(Path(run_dir)).tensorboard_dir, VALIDATION_TAG)
 
 
 def loss_history(run_dir: Path, manifest: RunManifest) -> list[dict]:
@@ -144,7 +150,8 @@ def load_view(run_dir: Path, *, method: str | None = None, process: bool = True,
     _check_method(report, method, run_dir)
     loss, source = epoch_loss(run_dir, manifest)
     return RunView(run_dir=run_dir, run_id=manifest.id, report=report, method=pick_method(report, method),
-                   training_toml=_training_toml(run_dir), loss=loss, loss_source=source, run=manifest)
+                   training_toml=_training_toml(run_dir), loss=loss, loss_source=source, run=manifest,
+                   validation_loss=validation_loss(run_dir))
 
 
 def _check_method(report: ProcessReport, method: str | None, folder: Path) -> None:

@@ -35,6 +35,7 @@ class RunView:
     training_toml: str | None = None
     loss: dict[int, float] = field(default_factory=dict)  # per-epoch training loss
     loss_source: str = ""  # where `loss` came from (TensorBoard, the trainer log, the simulator)
+    validation_loss: dict[int, float] = field(default_factory=dict)  # per-epoch loss on the held-out designs
     sheets: list[Path] = field(default_factory=list)
     assets: RunAssets = field(default_factory=RunAssets)
     plain: bool = False  # a folder of images, not a run

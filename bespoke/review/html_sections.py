@@ -13,6 +13,7 @@ from bespoke.review.epochs import mean_of, pct_of
 from bespoke.review.html_data import Baseline, RunView, baseline_applies, best_row, differences, method_row
 from bespoke.review.records import EpochRow
 from bespoke.review.sheets import best_epoch
+from bespoke.run.cost import usd
 from bespoke.run.manifest import RunManifest
 
 
@@ -163,6 +164,26 @@ def settings_html(view: RunView, page_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _loop_items(run: RunManifest) -> list[tuple[str, str]]:
+    """What the run's loop recorded: why it stopped early, what it cost, the designs held out for validation."""
+    items = []
+    if run.status == "stopped-early" and run.early_stop is not None:
+        items.append(("stopped early", escape(f"after epoch {run.early_stop.after_epoch} ({run.early_stop.rule}): "
+                                              f"{run.early_stop.reason}")))
+    if run.cost_usd is not None:
+        price = f" at {usd(run.gpu_price_per_hour)} per GPU-hour" if run.gpu_price_per_hour is not None else ""
+        per_epoch = [r.cost_usd for r in run.epoch_log if r.cost_usd is not None]
+        mean = f", {usd(sum(per_epoch) / len(per_epoch))} an epoch" if per_epoch else ""
+        items.append(("cost", escape(f"{usd(run.cost_usd)}{price}{mean} (every attempt)")))
+    held = run.dataset.get("validation")
+    if isinstance(held, dict) and held.get("designs"):
+        names = "; ".join(", ".join(design) for design in held["designs"])
+        items.append(("held out for validation", escape(
+            f"{held.get('images')} pictures in {len(held['designs'])} designs (share {held.get('share')}, seed "
+            f"{held.get('seed')}): {names}")))
+    return items
+
+
 def _settings_items(view: RunView, run: RunManifest, page_dir: Path) -> list[tuple[str, str]]:
     """(name, HTML value) of the run's manifest facts, the simulator and links to its contact sheets."""
     attempt = run.attempt
@@ -182,6 +203,7 @@ def _settings_items(view: RunView, run: RunManifest, page_dir: Path) -> list[tup
         ("epochs done", escape(str(run.epochs_done))),
         ("started / finished", escape(f"{started} / {finished}")),
     ]
+    items += _loop_items(run)
     if view.simulated:
         sim = run.simulator or {}
         items.append(("simulator", '<span class="sim-tag">SIMULATED</span> ' + escape(

@@ -32,9 +32,31 @@ from bespoke.run.events import EpochFinished, EpochMeasured, EpochScored, Stoppi
 from bespoke.run.judge import EpochJudge, JudgeFactory, Verdict
 from bespoke.run.manifest import EarlyStop, EpochRecord, RunManifest
 from bespoke.run.paths import RunPaths
-from bespoke.run.stopping import StopDecision, StopRule, best_scored, decide, parse_stop_rule
+from bespoke.run.stop_rules import StopDecision, StopRule, best_scored, decide, parse_stop_rule
 
 SCORE_WAIT_SECONDS = 300.0  # how long a run that ended (not stopped by a signal) waits for its last scores
+
+
+class StopRequest:
+    """A caller's "stop this run at the next clean point" (e.g. a tuner pruning a trial from its observer on
+    EpochScored): `request` from any thread; the loop takes it at its next tick and the run stops as a stop
+    rule stops it -- after its last complete epoch (checkpoint and state saved), `stopped-early` with `rule` and
+    `reason` in run.json's early_stop, resumable with `train --continue`. The first request counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asked: tuple[str, str] | None = None
+
+    def request(self, reason: str, rule: str = "requested") -> None:
+        with self._lock:
+            if self._asked is None:
+                self._asked = (rule, reason)
+
+    @property
+    def asked(self) -> tuple[str, str] | None:
+        """(rule, reason) once requested."""
+        with self._lock:
+            return self._asked
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class LoopOptions:
     # another stop rule, asked like stop_when whenever an epoch was recorded or scored (an Optuna pruner:
     # bespoke.tune); it returns the decision to stop at a clean point, or None
     prune: Callable[[list[EpochRecord]], StopDecision | None] | None = None
+    stop_request: StopRequest | None = None  # a caller's stop (see StopRequest)
 
 
 class EpochLoop:
@@ -133,6 +156,8 @@ class EpochLoop:
             self.decision = self._unless_last(decide(rule, self.manifest.epoch_log, self.floor))
         if self.decision is None and self.options.prune is not None and (changed or self.fresh):
             self.decision = self._unless_last(self.options.prune(self.manifest.epoch_log))
+        if self.decision is None:
+            self.decision = self._requested()
         self.fresh = False
         if outside_stop and not self.stop.is_set():
             self.outside = True
@@ -142,6 +167,15 @@ class EpochLoop:
             self.told.append(Stopping(self.manifest.id, self.decision.reason))
             self.stop.set()
         return changed
+
+    def _requested(self) -> StopDecision | None:
+        """The caller's stop, after the last complete epoch (none before the first: it waits for one)."""
+        asked = self.options.stop_request.asked if self.options.stop_request is not None else None
+        done = [r.epoch for r in self.manifest.epoch_log if r.seconds is not None and r.epoch > self.floor]
+        if asked is None or not done:
+            return None
+        best = best_scored(self.manifest.epoch_log)
+        return self._unless_last(StopDecision(asked[0], asked[1], max(done), best.epoch if best else None))
 
     def _unless_last(self, decision: StopDecision | None) -> StopDecision | None:
         """No stop after the last epoch: the run is finishing anyway."""

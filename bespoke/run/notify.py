@@ -35,7 +35,7 @@ from bespoke.errors import BespokeError, UsageError
 from bespoke.run.cost import usd
 from bespoke.run.events import EpochScored, Finished, Started, TrainEvent
 from bespoke.run.manifest import load_manifest
-from bespoke.run.stopping import best_scored
+from bespoke.run.stop_rules import best_scored
 
 FORMATS = ("slack", "discord", "ntfy", "json")
 TIMEOUT_SECONDS = 5.0  # one POST

@@ -43,7 +43,7 @@ from bespoke.run.facts import sd_scripts_commit
 from bespoke.run.holdout import Holdout, hold_out
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, is_run_dir
-from bespoke.run.stopping import parse_stop_rule
+from bespoke.run.stop_rules import parse_stop_rule
 from bespoke.settings import Settings
 
 CONFIG_FILES = ("training.toml", "dataset.toml", "prompts.txt")

@@ -24,7 +24,7 @@ from bespoke.review.process import current_report
 from bespoke.run.events import Observer
 from bespoke.run.manifest import EpochRecord, load_manifest
 from bespoke.run.plan import PlanRequest, plan_run
-from bespoke.run.stopping import StopDecision, best_scored
+from bespoke.run.stop_rules import StopDecision, best_scored
 from bespoke.run.train import TrainOptions
 from bespoke.settings import Settings
 from bespoke.tune.space import SearchSpace, refusal

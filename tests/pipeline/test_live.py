@@ -24,7 +24,7 @@ from bespoke.run.events import EpochFinished, EpochScored
 from bespoke.run.loop import LoopOptions
 from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths
-from bespoke.run.stopping import StopRule
+from bespoke.run.stop_rules import StopRule
 from bespoke.run.train import TrainOptions, train_run
 from bespoke.settings import TrainSettings, load_settings
 

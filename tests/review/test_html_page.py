@@ -91,3 +91,22 @@ def test_images_are_reused_and_stale_ones_removed(tmp_path):
     html.build_html([_view(run, report, tmp_path)], page)
     assert {p: p.stat().st_mtime_ns for p in thumbs} == before  # up to date: not rewritten
     assert not stale.exists()  # a copied folder carries only what the page shows
+
+
+def test_the_loop_of_a_run_on_its_page_validation_loss_cost_early_stop_held_out_designs(tmp_path):
+    from bespoke.run.manifest import EarlyStop, EpochRecord
+
+    run = simulated_run(tmp_path, "64-loop-22222222", resolution=64, prompts=2, epochs=3, process=False)
+    report = fake_process(run)
+    held = {"share": 0.1, "seed": 42, "images": 3, "designs": [["lad_102_bunya", "lad_102_bunya2"], ["lad_7_x"]]}
+    view = _view(run, report, tmp_path / "train", status="stopped-early", cost_usd=0.42, gpu_price_per_hour=1.89,
+                 early_stop=EarlyStop("peaked:2", "peaked: no epoch scored above epoch 1's score", 3, 1),
+                 epoch_log=[EpochRecord(e, cost_usd=0.14) for e in (1, 2, 3)],
+                 dataset={"source": str(tmp_path / "train"), "validation": held})
+    view.loss, view.validation_loss = {1: 0.2, 2: 0.15, 3: 0.12}, {1: 0.25, 2: 0.22, 3: 0.24}
+    text = html.build_html([view], tmp_path / "out" / "index.html").read_text()
+    assert "Training and validation loss per epoch" in text and "dashed: validation" in text
+    assert 'stroke-dasharray="4 3"' in text  # the validation line, beside the solid training one
+    assert "after epoch 3 (peaked:2): peaked: no epoch scored above epoch 1" in text
+    assert "$0.42 at $1.89 per GPU-hour, $0.14 an epoch" in text
+    assert "3 pictures in 2 designs (share 0.1, seed 42): lad_102_bunya, lad_102_bunya2; lad_7_x" in text

@@ -16,9 +16,9 @@ from bespoke.errors import UsageError
 from bespoke.run import events
 from bespoke.run.cost import Budget, Price
 from bespoke.run.events import EpochFinished
-from bespoke.run.loop import SCORE_WAIT_SECONDS, LoopOptions
+from bespoke.run.loop import SCORE_WAIT_SECONDS, LoopOptions, StopRequest
 from bespoke.run.paths import RunPaths
-from bespoke.run.stopping import StopRule
+from bespoke.run.stop_rules import StopRule
 from bespoke.run.train import TrainOptions, train_run
 from bespoke.settings import load_settings
 
@@ -135,3 +135,48 @@ def test_no_stop_after_the_last_epoch_and_the_judge_is_waited_for_at_the_end(slo
     assert manifest["status"] == "finished" and manifest["early_stop"] is None
     assert judge.closed == SCORE_WAIT_SECONDS  # not stopped by a signal: the last scores are waited for
     assert [r["score"] for r in manifest["epoch_log"]] == [0.9, 0.5, 0.4] and judge.submitted == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_caller_prunes_a_run_from_its_observer_and_it_stops_after_that_epoch(slow_fake, isolated_project):
+    """A tuner's "prune now": told epoch 3's score (EpochScored), it asks for a stop; the run stops as a rule
+    stops it (epoch 3's checkpoint and state whole), stopped-early with the caller's rule and reason."""
+    run = loop_run(isolated_project, epochs=10)
+    prune = StopRequest()
+    told: list[events.TrainEvent] = []
+
+    def tuner(event: events.TrainEvent) -> None:
+        told.append(event)
+        if isinstance(event, events.EpochScored) and event.epoch == 3:
+            prune.request("trial 7: epoch 3 scored 0.50, below the median of the others (0.61)", rule="pruned")
+            prune.request("a second request", rule="ignored")  # the first counts
+
+    options = TrainOptions(preflight=False, loop=LoopOptions(judge=ScriptedJudge(PEAK), stop_request=prune))
+    train_run(load_settings(), run, options, tuner)
+    manifest = manifest_of(run)
+    assert manifest["status"] == "stopped-early", manifest["attempt"]
+    early = manifest["early_stop"]
+    assert early["rule"] == "pruned" and early["reason"].startswith("trial 7: epoch 3 scored 0.50")
+    # told at epoch 3's score: the stop lands at the next clean point, at most the epoch then under way later
+    assert early["after_epoch"] == manifest["epochs_done"] in (3, 4) and early["best_epoch"] == 3
+    assert (RunPaths(run).model_dir / f"loop-{early['after_epoch']:06d}-state" / "random_states_0.pkl").is_file()
+    assert [e.reason for e in told if isinstance(e, events.Stopping)] == [early["reason"]]
+
+
+def test_a_stop_requested_before_any_epoch_waits_for_one():
+    from bespoke.run.loop import EpochLoop
+    from bespoke.run.manifest import EpochRecord, RunManifest
+
+    prune = StopRequest()
+    prune.request("not wanted", rule="pruned")
+    manifest = RunManifest(id="r", status="running", num_epochs=10)
+    loop = EpochLoop(RunPaths(Path("/nowhere")), manifest, LoopOptions(stop_request=prune), saves_state=True)
+    assert not loop.tick(clean=True) and not loop.stop.is_set()  # no epoch complete: nothing to stop after
+    manifest.epoch_log.append(EpochRecord(1, seconds=2.0))
+    loop.tick(clean=False)
+    assert loop.decision is not None and loop.decision.after_epoch == 1 and not loop.stop.is_set()  # not clean
+    loop.tick(clean=True)
+    assert not loop.stop.is_set()  # epoch 1's state is not saved yet
+    loop.state_saved(1)
+    loop.tick(clean=True)
+    assert loop.stop.is_set() and loop.early_stop(1) is not None and loop.early_stop(1).rule == "pruned"

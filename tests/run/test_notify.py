@@ -19,7 +19,7 @@ from bespoke.run import notify
 from bespoke.run.events import Broadcast, Finished
 from bespoke.run.loop import LoopOptions
 from bespoke.run.notify import Notifier, Target, body, parse_target
-from bespoke.run.stopping import StopRule
+from bespoke.run.stop_rules import StopRule
 from bespoke.run.train import TrainOptions, train_run
 from bespoke.settings import load_settings
 

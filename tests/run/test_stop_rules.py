@@ -7,7 +7,7 @@ import pytest
 from bespoke.errors import UsageError
 from bespoke.run.cost import Budget, Price, check_budget, check_price, usd
 from bespoke.run.manifest import EpochRecord
-from bespoke.run.stopping import StopRule, best_scored, decide, parse_stop_rule
+from bespoke.run.stop_rules import StopRule, best_scored, decide, parse_stop_rule
 
 
 def scored(*scores: float, width: float | None = None) -> list[EpochRecord]:
