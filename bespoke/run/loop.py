@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from bespoke.kohya.tensorboard import EPOCH_TAG, VALIDATION_TAG, epoch_scalars
 from bespoke.run.cost import Budget, Price, usd
 from bespoke.run.events import EpochFinished, EpochMeasured, EpochScored, Stopping, TrainEvent
 from bespoke.run.judge import EpochJudge, JudgeFactory, Verdict
-from bespoke.run.manifest import EarlyStop, RunManifest
+from bespoke.run.manifest import EarlyStop, EpochRecord, RunManifest
 from bespoke.run.paths import RunPaths
 from bespoke.run.stop_rules import StopDecision, StopRule, best_scored, decide, parse_stop_rule
 
@@ -67,6 +68,9 @@ class LoopOptions:
     stop_explicit: bool = False  # the flag was given (`off` too): it wins over the preset's rule
     budget: Budget | None = None
     price: Price | None = None
+    # another stop rule, asked like stop_when whenever an epoch was recorded or scored (an Optuna pruner:
+    # bespoke.tune); it returns the decision to stop at a clean point, or None
+    prune: Callable[[list[EpochRecord]], StopDecision | None] | None = None
     stop_request: StopRequest | None = None  # a caller's stop (see StopRequest)
 
 
@@ -150,6 +154,8 @@ class EpochLoop:
         rule = self.options.stop_when
         if self.decision is None and rule is not None and (changed or self.fresh):
             self.decision = self._unless_last(decide(rule, self.manifest.epoch_log, self.floor))
+        if self.decision is None and self.options.prune is not None and (changed or self.fresh):
+            self.decision = self._unless_last(self.options.prune(self.manifest.epoch_log))
         if self.decision is None:
             self.decision = self._requested()
         self.fresh = False

@@ -231,6 +231,25 @@ def sample_images_common(pipe_class, accelerator, args, epoch, steps, *rest, **k
         sample_image_inference(accelerator, args, None, save_dir, prompt, epoch, steps, None)
 
 
+def _optimum_peak(args, total: int) -> tuple[int, float]:
+    """FAKE_TRAINER_OPTIMUM: the samples' peak follows the settings. Its distance from the optimum (the mean over
+    the given options: decades apart for numbers, 0 or 1 for anything else, each at most 1) makes the peak both
+    earlier (epoch round(total * (1 - distance)), at least 1) and softer (that much blur at the peak)."""
+    import json
+    import math
+
+    optimum = json.loads(os.environ["FAKE_TRAINER_OPTIMUM"])
+    parts = []
+    for key, wanted in optimum.items():
+        value = getattr(args, key)
+        if isinstance(wanted, (int, float)) and isinstance(value, (int, float)) and wanted > 0 and value > 0:
+            parts.append(min(1.0, abs(math.log10(value / wanted))))
+        else:
+            parts.append(0.0 if str(value) == str(wanted) else 1.0)
+    distance = sum(parts) / max(len(parts), 1)
+    return max(1, round(total * (1 - distance))), distance
+
+
 def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, epoch, steps, prompt_replacement,
                            controlnet=None):
     """One image drawn with the weights as they are (accelerator.learned epochs; a resumed run's first sample is
@@ -245,8 +264,11 @@ def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, e
     index, done = prompt_dict["enum"], accelerator.learned
     size = (prompt_dict["width"], prompt_dict["height"])
     best_at = int(os.environ.get("FAKE_TRAINER_SAMPLES_BEST_AT", "0") or 0)
+    floor = 0.0  # how soft the sharpest epoch is
+    if os.environ.get("FAKE_TRAINER_OPTIMUM"):
+        best_at, floor = _optimum_peak(args, total)
     if best_at:  # pixel art on its grid, sharpest at epoch best_at, softer and noisier away from it
-        away = min(1.0, abs(done - best_at) / best_at)
+        away = min(1.0, floor + (1 - floor) * abs(done - best_at) / best_at)
         image = Image.open(images[index % len(images)]).convert("RGB").resize(size, Image.NEAREST)
         image = image.filter(ImageFilter.GaussianBlur(radius=0.8 * away * max(size) / 64))
         noise = 2 + 4 * away
