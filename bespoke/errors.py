@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
+from difflib import SequenceMatcher
+from os.path import commonprefix
 
 
 class BespokeError(Exception):
@@ -71,7 +72,22 @@ class Interrupted(BespokeError):
             self.exit_code = 128 + int(signum)
 
 
+def close_matches(word: str, choices: Iterable[str], cutoff: float = 0.6) -> list[str]:
+    """The choices close to `word`, the likeliest first. Case is ignored (option names mix it: AdamW,
+    cosine); a choice that starts with what was typed (a name cut short: "adamw8") comes first, then the
+    most similar (difflib's ratio), favouring a longer shared beginning ("adamw9": AdamW before Adam)."""
+    typed = word.lower()
+    scored = []
+    for choice in dict.fromkeys(choices):
+        name = choice.lower()
+        ratio = SequenceMatcher(None, typed, name).ratio()
+        if ratio >= cutoff:
+            shared = len(commonprefix([typed, name])) / max(len(typed), 1)
+            scored.append((name.startswith(typed), ratio + shared / 2, choice))
+    return [choice for *_, choice in sorted(scored, key=lambda item: item[:2], reverse=True)]
+
+
 def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    close = close_matches(word, choices, cutoff)
     return f' (did you mean "{close[0]}"?)' if close else ""

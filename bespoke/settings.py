@@ -44,6 +44,24 @@ class SlurmSettings:
     extra: tuple[str, ...] = ()  # more `#SBATCH` lines, verbatim (e.g. "--qos=low", "--constraint=a100")
 
 
+@dataclass(frozen=True)
+class TrainSettings:
+    """`[train]` in bespoke.toml: the loop's defaults for `train` and `sweep` (flags override each). A webhook
+    URL is a secret: write `$NAME` to take it from the environment variable NAME when it is sent."""
+
+    stop_when: str | None = None  # peaked[:N] | val-loss[:N] | off
+    notify: tuple[str, ...] = ()  # webhook targets: [slack:|discord:|ntfy:|json:]URL or $VARIABLE
+    notify_epochs: bool = False  # also tell each scored epoch
+    on_finish: str | None = None  # a command run once when the run or sweep ends, whatever the outcome
+    gpu_price_per_hour: float | None = None  # USD per GPU-hour
+    budget: float | None = None  # USD a command may spend
+    live_score: bool = True  # score each epoch while training
+
+
+# [train] key in bespoke.toml -> type
+_TRAIN_KEYS = {"stop_when": str, "notify": list, "notify_epochs": bool, "on_finish": str,
+               "gpu_price_per_hour": float, "budget": float, "live_score": bool}
+
 # [slurm] key in bespoke.toml -> (field, type)
 _SLURM_KEYS = {"partition": ("partition", str), "account": ("account", str), "time": ("time", str),
                "gres": ("gres", str), "max-concurrent": ("max_concurrent", int),
@@ -64,6 +82,8 @@ class Settings:
     accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
     presets_dir: Path | None = None  # the user's own presets folder (default: ./kohya_configs when it exists)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    score_profile: str | None = None  # the score profile review/process/export use (score_profiles.toml)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
     def with_overrides(self, **changes) -> Settings:
         """A copy with non-None values replaced (used for command-line flags)."""
@@ -102,8 +122,9 @@ _KEYS = {
     "sd_python": "str",
     "base_model": "str",
     "presets_dir": "path",
+    "score_profile": "str",
 }
-_TABLES = ("accelerate", "slurm")
+_TABLES = ("accelerate", "slurm", "train")
 _ACCELERATE_KEYS = {f.name: f for f in fields(AccelerateSettings)}
 _ENV = {
     "BESPOKE_OUTPUTS": "outputs_dir",
@@ -112,6 +133,7 @@ _ENV = {
     "BESPOKE_SD_SCRIPTS": "sd_scripts",
     "BESPOKE_PYTHON": "sd_python",
     "BESPOKE_BASE_MODEL": "base_model",
+    "BESPOKE_SCORE_PROFILE": "score_profile",
 }
 
 
@@ -128,7 +150,8 @@ def _read_file(path: Path) -> dict:
     for key in data:
         if key not in _KEYS:
             raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, list(_KEYS) + list(_TABLES))}")
-    known: dict[str, list[str]] = {"accelerate": list(_ACCELERATE_KEYS), "slurm": list(_SLURM_KEYS)}
+    known: dict[str, list[str]] = {"accelerate": list(_ACCELERATE_KEYS), "slurm": list(_SLURM_KEYS),
+                                   "train": list(_TRAIN_KEYS)}
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
@@ -153,6 +176,24 @@ def _slurm_from(values: dict, source: str) -> SlurmSettings:
             raise ConfigError(f"{source}: slurm.{key} must be at least 1, got {value}")
         kwargs[name] = value
     return SlurmSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def _train_from(values: dict, source: str) -> TrainSettings:
+    kwargs: dict[str, object] = {}
+    for key, value in values.items():
+        kind = _TRAIN_KEYS[key]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: train.{key} must be a list of strings, e.g. [\"slack:$SLACK_WEBHOOK\"]")
+            value = tuple(value)
+        elif kind is float:
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{source}: train.{key} must be a number of USD, 0 or more, got {value!r}")
+            value = float(value)
+        elif not isinstance(value, kind):
+            raise ConfigError(f"{source}: train.{key} must be {kind.__name__}, got {value!r}")
+        kwargs[key] = value
+    return TrainSettings(**kwargs)  # type: ignore[arg-type]
 
 
 def _accelerate_from(values: dict, source: str) -> AccelerateSettings:
@@ -187,6 +228,7 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
     values = _read_file(file_path)
     accelerate = _accelerate_from(values.pop("accelerate", {}), str(file_path))
     slurm = _slurm_from(values.pop("slurm", {}), str(file_path))
+    train = _train_from(values.pop("train", {}), str(file_path))
     for var, key in _ENV.items():
         if environ.get(var):
             values[key] = environ[var]
@@ -203,7 +245,7 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
         path = Path(raw).expanduser()
         return (path if path.is_absolute() else root / path).resolve()
 
-    for key in ("sd_python", "base_model"):
+    for key in ("sd_python", "base_model", "score_profile"):
         if key in values and not isinstance(values[key], str):
             raise ConfigError(f"{file_path}: {key} must be a string")
     return Settings(
@@ -217,4 +259,6 @@ def load_settings(root: Path | None = None, env: Mapping[str, str] | None = None
         accelerate=accelerate,
         presets_dir=_presets_dir(root, path_of("presets_dir", "") if values.get("presets_dir") else None, file_path),
         slurm=slurm,
+        score_profile=values.get("score_profile") or None,
+        train=train,
     )

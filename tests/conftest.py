@@ -16,7 +16,7 @@ def isolated_project(tmp_path, monkeypatch):
     monkeypatch.chdir(project)
     monkeypatch.setenv("BESPOKE_PROJECT", str(project))
     for var in ("BESPOKE_OUTPUTS", "BESPOKE_DATASETS", "BESPOKE_CACHE", "BESPOKE_SD_SCRIPTS", "BESPOKE_PYTHON",
-                "BESPOKE_BASE_MODEL", "BESPOKE_NUM_CPU_THREADS"):
+                "BESPOKE_BASE_MODEL", "BESPOKE_NUM_CPU_THREADS", "BESPOKE_SCORE_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     # a personal accelerate config must never leak into tests (nor out of them)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))

@@ -27,6 +27,7 @@ from bespoke.review.records import (
     Scoring,
 )
 from bespoke.review.report import write_report
+from bespoke.review.selection import ANALYSIS_VERSION
 from bespoke.run.paths import RunPaths
 
 PROMPTS = [
@@ -121,8 +122,8 @@ def fake_process(run_dir: Path, method: str = "grid", best_epoch: int | None = N
     report = ProcessReport(
         created_at="2026-11-22T00:00:00+00:00", source=str(run_dir), run_id=manifest.get("id", run_dir.name),
         simulated=bool(manifest.get("simulated")), methods=[method], palette=None, tolerance=5.0,
-        correct_cast=False, near_copy_threshold=0.8, novelty_tolerance=8.0, training=None, layout_hint=None,
-        samples=samples, errors=[], epochs=epochs,
+        near_copy_threshold=0.8, novelty_tolerance=8.0, training=None, layout_hint=None,
+        samples=samples, errors=[], epochs=epochs, analysis_version=ANALYSIS_VERSION,
         best=Best(epoch=best_epoch, method=method, rule="fixture: lowest mean colours", score=0.0,
                   terms={"fixture": 0.0}) if best_epoch is not None else None,
     )

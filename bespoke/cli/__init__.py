@@ -29,6 +29,8 @@ from bespoke.cli.review import review
 from bespoke.cli.runs import runs
 from bespoke.cli.sweep import sweep
 from bespoke.cli.train import train
+from bespoke.cli.tune import tune
+from bespoke.cli.vote import vote
 
 EXIT_CODES = """\b
 Exit codes:
@@ -64,6 +66,6 @@ def main(ctx: click.Context, outputs_dir: str | None, sd_scripts: str | None, sd
                          "base_model": base_model}}
 
 
-for _command in (prepare, plan, presets, check, preflight, train, sweep, cancel, runs, doctor, process, review,
-                 generate, inspect, export, import_, baseline, demo):
+for _command in (prepare, plan, presets, check, preflight, train, sweep, tune, cancel, runs, doctor, process, review,
+                 generate, inspect, export, import_, baseline, demo, vote):
     main.add_command(_command)

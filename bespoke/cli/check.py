@@ -19,16 +19,21 @@ def check(files):
 
     from bespoke.console import console, out
     from bespoke.errors import BespokeError, ConfigError
-    from bespoke.kohya.validate import check_file
+    from bespoke.kohya.check import file_problems
 
-    failed = []
+    failed, count = [], 0
     for name in files:
         try:
-            kind, summary = check_file(Path(name))
-        except BespokeError as error:
+            kind, summary, problems = file_problems(Path(name))
+        except BespokeError as error:  # not readable as a config at all
+            kind, summary, problems = "", "", [error]
+        if problems:
             failed.append(name)
-            console.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
+            count += len(problems)
+            for problem in problems:
+                console.print(f"[red]error[/red] {escape(str(problem))}", soft_wrap=True)
             continue
         out.print(f"[green]ok[/green]    {escape(name)}: {kind}, {summary}", soft_wrap=True)
     if failed:
-        raise ConfigError(f"{len(failed)} of {len(files)} file(s) failed the check")
+        raise ConfigError(f"{len(failed)} of {len(files)} file(s) failed the check ({count} problem"
+                          f"{'s' if count != 1 else ''})")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bespoke.errors import BespokeError
-from bespoke.run.paths import resolve_dataset, resolve_run
-from bespoke.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the settings and run folders load when a command runs, not for --help
+    from bespoke.settings import Settings
 
 RES_HELP = "Training resolution (512, 256, 128 or 64)."
 
@@ -43,6 +44,8 @@ class BespokeGroup(click.Group):
 
 def get_settings(ctx: click.Context) -> Settings:
     """Settings of this invocation, resolved once: flags over BESPOKE_* env over bespoke.toml over defaults."""
+    from bespoke.settings import load_settings
+
     obj = ctx.find_root().obj
     if "settings" not in obj:
         flags = obj["flags"]
@@ -59,11 +62,15 @@ def get_settings(ctx: click.Context) -> Settings:
 
 def run_argument(ctx: click.Context, arg: str) -> Path:
     """A RUN argument: a run folder, a run id in the outputs folder, or a unique prefix of one."""
+    from bespoke.run.paths import resolve_run
+
     return resolve_run(arg, get_settings(ctx).outputs_dir)
 
 
 def dataset_argument(ctx: click.Context, arg: str | None) -> Path:
     """A --dataset / DATASET argument: a folder, or a name in the datasets folder (default bespoke_punks)."""
+    from bespoke.run.paths import resolve_dataset
+
     return resolve_dataset(arg, get_settings(ctx).datasets_dir)
 
 
@@ -89,3 +96,20 @@ def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, quiet=quiet, **kwargs)
 
     return wrapper
+
+
+def profile_option(func):
+    """`--profile NAME`: score with a profile of score_profiles.toml (default: score_profile in bespoke.toml)."""
+    return click.option("--profile", "profile_name", default=None,
+                        help="Score with this score profile of score_profiles.toml (`bespoke vote --calibrate` "
+                             "makes one; default: score_profile in bespoke.toml, else the stated weights; "
+                             "`default` = the stated weights).")(func)
+
+
+def chosen_profile(ctx, name: str | None):
+    """The Profile asked for by --profile or bespoke.toml's score_profile; None for the stated weights."""
+    from bespoke.review.profiles import DEFAULT_PROFILE, load_profile
+
+    settings = get_settings(ctx)
+    name = name or settings.score_profile
+    return None if name in (None, DEFAULT_PROFILE) else load_profile(settings.project_root, name)

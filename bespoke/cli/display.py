@@ -11,12 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
 from bespoke import progress
 from bespoke.run import events
+
+if TYPE_CHECKING:  # rich loads when something is shown, not for a command's --help
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 class _RichTask:
@@ -31,17 +33,27 @@ class _RichTask:
 
 
 class ConsoleDisplay:
-    """bespoke.progress.Display on a rich Console (stderr)."""
+    """bespoke.progress.Display on a rich Console (stderr: bespoke.console's, made on first use, unless given)."""
 
-    def __init__(self, console: Console):
-        self.console = console
+    def __init__(self, console: Console | None = None):
+        self._console = console
         self._lock = threading.Lock()
         self._bar: Progress | None = None
         self._open = 0
 
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from bespoke.console import console
+
+            self._console = console
+        return self._console
+
     def open(self, description: str, total: int | None) -> progress.Task:
         if not self.console.is_terminal:
             return progress.SILENT.open(description, total)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         with self._lock:
             if self._bar is None:
                 self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -68,9 +80,7 @@ class ConsoleDisplay:
 
 def display_for(quiet: bool) -> progress.Display:
     """The display of one invocation: silent with --quiet, else the stderr console's."""
-    from bespoke.console import console
-
-    return progress.SILENT if quiet else ConsoleDisplay(console)
+    return progress.SILENT if quiet else ConsoleDisplay()
 
 
 def _clock(seconds: float | None) -> str:
@@ -88,6 +98,27 @@ def describe_samples(samples: tuple[Path, ...]) -> str:
     epochs = sorted({info.epoch for p in samples if (info := parse_sample_name(p)).epoch is not None})
     which = f" (epoch {', '.join(str(e) for e in epochs)})" if epochs else ""
     return f"{len(samples)} new sample{'s' if len(samples) != 1 else ''}{which}"
+
+
+def describe_epoch(record) -> str:
+    """'epoch 3: 41 s, $0.05, loss 0.1234, val loss 0.1301' for an EpochMeasured record."""
+    from bespoke.run.cost import usd
+
+    parts = [f"{record.seconds:.0f} s" if record.seconds is not None else None,
+             usd(record.cost_usd) if record.cost_usd is not None else None,
+             f"loss {record.train_loss:.4f}" if record.train_loss is not None else None,
+             f"val loss {record.validation_loss:.4f}" if record.validation_loss is not None else None,
+             f"{record.missing_samples} sample(s) missing" if record.missing_samples else None]
+    return f"epoch {record.epoch}: " + ", ".join(p for p in parts if p)
+
+
+def describe_score(event: events.EpochScored) -> str:
+    """'epoch 3 score 0.612 (0.580-0.640); best so far: epoch 3' for an EpochScored event."""
+    if event.score is None:
+        return f"epoch {event.epoch}: not scored ({event.error or 'no samples'})"
+    interval = f" ({event.low:.3f}-{event.high:.3f})" if event.low is not None and event.high is not None else ""
+    best = f"; best so far: epoch {event.best_epoch}" if event.best_epoch is not None else ""
+    return f"epoch {event.epoch} score {event.score:.3f}{interval}{best}"
 
 
 class TrainView:
@@ -118,6 +149,10 @@ class TrainView:
             self.say(f"{event.run_id}: checkpoint {event.path.name}")
         elif isinstance(event, events.SamplesWritten):
             self.say(f"{event.run_id}: {describe_samples(event.paths)}")
+        elif isinstance(event, events.EpochMeasured):
+            self.say(f"{event.run_id}: {describe_epoch(event.record)}")
+        elif isinstance(event, events.EpochScored):
+            self.say(f"{event.run_id}: {describe_score(event)}", "info" if event.score is not None else "warning")
         elif isinstance(event, events.Stopping):
             self.say(f"{event.run_id}: stopping the trainer ({event.reason})", "warning")
         elif isinstance(event, events.Finished):
@@ -128,6 +163,8 @@ class TrainView:
         target.print(text, style="yellow" if level == "warning" else None, markup=False, highlight=False)
 
     def _start(self, run_id: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
         self._stop()
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.fields[steps]}"),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("ETA {task.fields[eta]}"),

@@ -14,8 +14,8 @@ from bespoke.errors import BespokeError
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
 @click.pass_context
 def doctor(ctx, as_json):
-    """Is this machine ready to train? Checks sd-scripts, its Python, accelerate, torch/GPU, the optional packages
-    (xformers, bitsandbytes, LyCORIS, ...), base model, disk, keys, and preflights every shipped preset."""
+    """Is this machine ready to train? Checks sd-scripts, its Python, accelerate, torch/GPU, the optional trainer
+    packages your presets and runs need (LyCORIS, DAdaptation, ...), base model, disk, keys, and preflights."""
     from bespoke.console import console, out
     from bespoke.run.doctor import run_checks
 

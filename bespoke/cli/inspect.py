@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from bespoke.cli.common import get_settings, run_argument
-from bespoke.run.paths import find_run
 
 
 def _fmt_size(size_bytes: int) -> str:
@@ -135,6 +134,7 @@ def inspect(ctx, path, as_json):
     """
     from bespoke.console import console, out
     from bespoke.run.inspect import inspect_path
+    from bespoke.run.paths import find_run
 
     target = find_run(path, get_settings(ctx).outputs_dir) or Path(path).expanduser().resolve()
     if not target.exists() and target.suffix != ".safetensors":

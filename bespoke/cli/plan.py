@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import click
@@ -32,6 +31,8 @@ KEY_SETTINGS = (
 
 def plan_summary(plan) -> dict:
     """The JSON form of a RunPlan (what `plan --json` prints)."""
+    import shlex
+
     from bespoke.run.plan import modified_configs
 
     return {
@@ -39,6 +40,7 @@ def plan_summary(plan) -> dict:
         "name": plan.manifest.name,
         "run_dir": str(plan.paths.root),
         "created": plan.created,
+        "renamed_from": plan.renamed_from,
         "modified_configs": [] if plan.created else modified_configs(plan.paths, plan.manifest),
         "status": plan.manifest.status,
         "training_toml": str(plan.paths.training_toml),
@@ -54,22 +56,34 @@ def plan_summary(plan) -> dict:
     }
 
 
-def render_plan(plan, console, sd_scripts=None) -> None:
-    """Human summary of a plan on `console` (the plan command passes stdout: it is the command's result)."""
+def _folder_state(plan) -> str:
+    """What plan did to the run folder: made it, found it untouched, or relabelled it (its configs untouched)."""
+    if plan.created:
+        return "[green]new run folder[/green]"
+    if plan.renamed_from is not None:
+        from rich.markup import escape
+
+        return (f"[yellow]existing run folder (configs unchanged; renamed {escape(repr(plan.renamed_from))} -> "
+                f"{escape(repr(plan.manifest.name))})[/yellow]")
+    return "[yellow]existing run folder (unchanged)[/yellow]"
+
+
+def render_plan(plan, console, messages, sd_scripts=None) -> None:
+    """Human summary of a plan on `console` (stdout: it is the command's result); notes and warnings on
+    `messages` (stderr)."""
     from rich.markup import escape
     from rich.table import Table
 
     from bespoke.kohya.launch import format_command
     from bespoke.run.plan import modified_configs
 
-    state = "[green]new run folder[/green]" if plan.created else "[yellow]existing run folder (unchanged)[/yellow]"
-    console.print(f"{state}: [bold]{escape(str(plan.paths.root))}[/bold]")
+    console.print(f"{_folder_state(plan)}: [bold]{escape(str(plan.paths.root))}[/bold]")
     if not plan.created:
         console.print(f"  status {plan.manifest.status}; the same config always finds this folder")
         changed = modified_configs(plan.paths, plan.manifest)
         if changed:
-            console.print(f"[yellow]warning:[/yellow] {', '.join(changed)} changed since planning (edited by hand?); "
-                          f"the trainer reads the files as they are now — check them with `bespoke check`")
+            messages.print(f"[yellow]warning:[/yellow] {', '.join(changed)} changed since planning (edited by "
+                           f"hand?); the trainer reads the files as they are now — check them with `bespoke check`")
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -89,8 +103,8 @@ def render_plan(plan, console, sd_scripts=None) -> None:
     console.print(escape(format_command(plan.argv, plan.env_overrides, cwd=plan.paths.root)), soft_wrap=True,
                   highlight=False)
     if sd_scripts is None:
-        console.print("[yellow]note:[/yellow] no sd-scripts checkout configured (the command assumes ./sd-scripts); "
-                      "set --sd-scripts, BESPOKE_SD_SCRIPTS or sd_scripts in bespoke.toml before `bespoke train`")
+        messages.print("[yellow]note:[/yellow] no sd-scripts checkout configured (the command assumes ./sd-scripts); "
+                       "set --sd-scripts, BESPOKE_SD_SCRIPTS or sd_scripts in bespoke.toml before `bespoke train`")
 
 
 @click.command()
@@ -109,7 +123,7 @@ def render_plan(plan, console, sd_scripts=None) -> None:
 def plan(ctx, resolution, preset, name, dataset, overrides, prompts, layout, background, trigger, as_json):
     """Write outputs/<run-id>/ with validated training.toml, dataset.toml, prompts.txt and run.json
     (status planned), and print the exact launch command. Nothing is trained."""
-    from bespoke.console import out
+    from bespoke.console import console, out
     from bespoke.run.plan import PlanRequest, plan_run
 
     settings = get_settings(ctx)
@@ -128,4 +142,4 @@ def plan(ctx, resolution, preset, name, dataset, overrides, prompts, layout, bac
     if as_json:
         click.echo(json.dumps(plan_summary(planned), indent=2, ensure_ascii=False))
     else:
-        render_plan(planned, out, settings.sd_scripts)
+        render_plan(planned, out, console, settings.sd_scripts)

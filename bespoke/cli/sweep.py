@@ -10,6 +10,7 @@ from typing import Any, Literal
 import click
 
 from bespoke.cli.common import get_settings, quiet_option
+from bespoke.cli.train import LoopFlags, loop_flags
 from bespoke.errors import Interrupted, TrainerError, UsageError
 
 
@@ -24,9 +25,10 @@ def comparison_table(rows, labels: dict | None = None):
     named = any(labels.get(r.run_id) or r.name for r in rows)
     if named:
         table.add_column("name")
+    costs = any(r.cost_usd is not None for r in rows)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("status", "left"), ("epochs", "right"), ("time", "right"), ("loss", "right"), ("best", "right"),
-        ("colours", "right"))
+        ("colours", "right")) + (("cost", "right"),) * costs
     for column, justify in columns:
         table.add_column(column, justify=justify)
     for row in rows:
@@ -38,8 +40,22 @@ def comparison_table(rows, labels: dict | None = None):
             f"{row.final_loss:.4f}" if row.final_loss is not None else "-",
             str(row.best_epoch) if row.best_epoch is not None else "-",
             f"{row.mean_colors:.1f}" if row.mean_colors is not None else "-",
+            *(usd(row.cost_usd),) * costs,
         )
+    if costs:
+        table.caption = f"sweep cost {usd(sweep_cost(rows))} (every attempt of these runs)"
     return table
+
+
+def sweep_cost(rows) -> float:
+    """What the sweep's runs cost, every attempt counted."""
+    return round(sum(r.cost_usd or 0.0 for r in rows), 4)
+
+
+def usd(value) -> str:
+    from bespoke.run.cost import usd as as_usd
+
+    return as_usd(value)
 
 
 def rows_to_json(rows) -> list[dict]:
@@ -47,8 +63,8 @@ def rows_to_json(rows) -> list[dict]:
     return [{"run": r.run_id, "name": r.name, "path": str(r.run_dir) if r.run_dir else None, "status": r.status,
              "skipped": r.skipped, "resolution": r.resolution, "preset": r.preset, "epochs_done": r.epochs_done,
              "epochs_total": r.epochs_total, "duration_s": r.duration, "final_loss": r.final_loss,
-             "best_epoch": r.best_epoch, "mean_colors": r.mean_colors, "reason": r.reason, "gpu": r.gpu}
-            for r in rows]
+             "best_epoch": r.best_epoch, "mean_colors": r.mean_colors, "reason": r.reason, "gpu": r.gpu,
+             "cost_usd": r.cost_usd} for r in rows]
 
 
 def row_labels(rows) -> tuple[dict, list[str]]:
@@ -127,9 +143,11 @@ def _render_slurm(submission, console, as_json: bool) -> None:
 @quiet_option
 @click.option("--preflight/--no-preflight", default=True, show_default=True,
               help="Run `bespoke preflight` on every run (one probe) before launching any.")
+@loop_flags
 @click.pass_context
 def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard, use_slurm, partition, account,
-          time_limit, gres, max_concurrent, restart, process, as_json, quiet, preflight):
+          time_limit, gres, max_concurrent, restart, process, as_json, quiet, preflight, stop_when, budget, gpu_price,
+          notify, notify_epochs, on_finish, live_score):
     """Train several runs: skip finished ones, continue past failures, end with a comparison table.
 
     Here, one after another; with --gpus, one run per GPU of this machine at once; with --shard i/n, this
@@ -145,6 +163,10 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
         if gpus or shard or restart:
             raise UsageError("--slurm lets Slurm place the runs: drop --gpus/--shard (ask for GPUs with --gres); "
                              "--restart a run with `bespoke train --run RUN --restart`")
+        if any(v is not None for v in (stop_when, budget, gpu_price, notify_epochs, on_finish, live_score)) or notify:
+            raise UsageError("with --slurm each task runs `bespoke train --run RUN` on its node: put --stop-when, "
+                             "--budget, --gpu-price, --notify, --on-finish and --live-score in bespoke.toml's [train] "
+                             "table, which every task reads")
         slurm = slurm_request(settings.slurm, partition=partition, account=account, time=time_limit, gres=gres,
                               max_concurrent=max_concurrent)
         submission = submit_to_slurm(settings, request=slurm, resolutions=resolutions, preset=preset,
@@ -154,11 +176,11 @@ def sweep(ctx, resolutions, preset, sweep_file, dataset, overrides, gpus, shard,
     if partition or account or time_limit or gres or max_concurrent:
         raise UsageError("--partition/--account/--time/--gres/--max-concurrent are for --slurm")
     from bespoke.run.sweep import SweepRequest
-    from bespoke.run.train import TrainOptions
 
     request = SweepRequest(resolutions=resolutions, preset=preset, sweep_file=file, dataset=dataset,
                            overrides=tuple(overrides), gpus=gpus, shard=shard)
-    _local(settings, console, request, TrainOptions(restart=restart, preflight=preflight), process, as_json, quiet)
+    flags = LoopFlags(stop_when, budget, gpu_price, tuple(notify), notify_epochs, on_finish, live_score)
+    _local(settings, console, request, (restart, process, as_json, quiet, preflight), flags)
 
 
 class SweepView:
@@ -225,9 +247,10 @@ def announce(console, row) -> None:
     """How one run of a sweep ended, in a line (and the trainer's error with the log's path when it failed)."""
     from bespoke.kohya.output import trainer_error
 
-    style = {"finished": "green", "failed": "red", "interrupted": "yellow", "error": "red"}.get(row.status, "")
-    extra = f" ({row.reason})" if row.reason and row.status != "finished" else ""
-    skipped = " (already finished, skipped)" if row.skipped else ""
+    style = {"finished": "green", "stopped-early": "green", "failed": "red", "interrupted": "yellow",
+             "error": "red"}.get(row.status, "")
+    extra = f" ({row.reason})" if row.reason and row.status != "finished" and not row.skipped else ""
+    skipped = f" (already {row.status}, skipped)" if row.skipped else ""
     text = f"{row.run_id}: {row.status}{skipped}{extra}"
     console.print(text, style=style or None, markup=False, highlight=False)
     if row.status == "failed" and row.log_tail:
@@ -251,21 +274,48 @@ def progress_table(states: dict):
     return table
 
 
-def _local(settings, console, request, options, process: bool, as_json: bool, quiet: bool) -> None:
-    from bespoke.console import out
+def _local(settings, console, request, choices: tuple[bool, bool, bool, bool, bool], flags: LoopFlags) -> None:
+    from bespoke.cli.train import loop_setup
+    from bespoke.run.events import Broadcast
+    from bespoke.run.train import TrainOptions
+
+    restart, process, as_json, quiet, preflight = choices
+    loop, notifier, finish = loop_setup(settings, flags, kind="sweep")
+    view = SweepView(console, quiet, parallel=bool(request.gpus))
+    options = TrainOptions(restart=restart, preflight=preflight, loop=loop)
+    with finish:  # whatever happens from here on, the on-finish command runs once
+        try:
+            outcome = _run_local(settings, request, options, (view, Broadcast.of([view, notifier])), process)
+        finally:
+            view.close()
+            notifier.close()
+        finish.record("interrupted" if outcome.interrupted else _sweep_status(outcome.rows),
+                      runs=" ".join(r.run_id for r in outcome.rows), cost_usd=sweep_cost(outcome.rows))
+        _render_local(console, outcome, as_json)
+
+
+def _sweep_status(rows) -> str:
+    return "failed" if any(r.status not in ("finished", "stopped-early") for r in rows) else "finished"
+
+
+def _run_local(settings, request, options, views, process: bool):
     from bespoke.pipeline.sweep import process_sweep_rows
     from bespoke.run.sweep import run_sweep
 
-    view = SweepView(console, quiet, parallel=bool(request.gpus))
+    view, observer = views
     try:
-        outcome = run_sweep(settings, request, options, view)
-        view.close()
+        outcome = run_sweep(settings, request, options, observer)
+        view.close()  # the live table is gone before processing shows its own progress
         if process and not outcome.interrupted:
             process_sweep_rows(outcome.rows)
     except KeyboardInterrupt:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped") from None
-    finally:
-        view.close()
+    return outcome
+
+
+def _render_local(console, outcome, as_json: bool) -> None:
+    from bespoke.console import out
+
     if as_json:
         click.echo(json.dumps(rows_to_json(outcome.rows), indent=2))
     labels, notes = row_labels(outcome.rows)
@@ -274,7 +324,7 @@ def _local(settings, console, request, options, process: bool, as_json: bool, qu
         console.print(note, highlight=False)
     if outcome.interrupted:
         raise Interrupted("sweep interrupted; run the same command again to resume where it stopped")
-    bad = [r.run_id for r in outcome.rows if r.status not in ("finished",)]
+    bad = [r.run_id for r in outcome.rows if r.status not in ("finished", "stopped-early")]
     if bad:
         raise TrainerError(f"{len(bad)} of {len(outcome.rows)} runs did not finish: {', '.join(bad)} "
                            "(see each run's logs/train.log)")

@@ -48,17 +48,36 @@ def dataset_only_keys() -> set[str]:
     return set(levels["datasets"]) - set(levels["subsets"])
 
 
-def build_dataset_config(preset: ResolvedPreset, image_dir: Path | str) -> dict:
-    """Dataset TOML: one [[datasets]] (resolution, batch, buckets) with one subset (image_dir, captions)."""
+def build_dataset_config(preset: ResolvedPreset, image_dir: Path | str, validation_dir: Path | str | None = None,
+                         validation_seed: int = 0) -> dict:
+    """Dataset TOML: one [[datasets]] (resolution, batch, buckets) with one subset (image_dir, captions).
+
+    With `validation_dir` (designs held out for validation), a second [[datasets]] of the same settings holds
+    exactly those images out: `validation_split = 1.0` (a float: the trainer's schema refuses an int), seeded,
+    one pass over them per validation (`num_repeats = 1`). sd-scripts' own random split would part a design's
+    background twins; this one keeps whole designs on one side (FACTS.md §11, verified on the real trainer)."""
     per_dataset = dataset_only_keys()
-    dataset = {"resolution": preset.resolution}
-    subset = {"image_dir": str(image_dir)}
+    dataset: dict = {"resolution": preset.resolution}
+    subset: dict = {"image_dir": str(image_dir)}
     for key in sorted(preset.dataset):
         value = preset.dataset[key]
         if value is None:
             continue
         (dataset if key in per_dataset else subset)[key] = value
-    return {"datasets": [{**dict(sorted(dataset.items())), "subsets": [dict(sorted(subset.items()))]}]}
+    blocks = [{**dict(sorted(dataset.items())), "subsets": [dict(sorted(subset.items()))]}]
+    if validation_dir is not None:
+        held = {**dataset, "validation_split": 1.0, "validation_seed": int(validation_seed)}
+        held_subset = {**subset, "image_dir": str(validation_dir), "num_repeats": 1}
+        blocks.append({**dict(sorted(held.items())), "subsets": [dict(sorted(held_subset.items()))]})
+    return {"datasets": blocks}
+
+
+def has_validation(dataset_config: dict) -> bool:
+    """The dataset TOML holds images out for validation (a dataset or [general] with validation_split > 0)."""
+    general = dataset_config.get("general") or {}
+    blocks = [general, *(dataset_config.get("datasets") or [])]
+    return any(isinstance(b, dict) and isinstance(b.get("validation_split"), int | float)
+               and b["validation_split"] > 0 for b in blocks)
 
 
 def toml_error(text: str, exc: Exception) -> str:

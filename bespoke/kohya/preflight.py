@@ -13,6 +13,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bespoke.kohya.packages import fix_rows
+
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
 GATE_SCRIPT = Path(__file__).with_name("gate.py")
 MARKER = "BESPOKE_PREFLIGHT"
@@ -106,6 +108,7 @@ def _quote(value: str) -> str:
 
 _FIXES: tuple[tuple[str, str, str], ...] = (
     # (stage, regex on the message, fix); the first match wins
+    *fix_rows(),  # an optional trainer package missing (lycoris-lora, dadaptation, ...): install it
     ("buckets", r"bucket_reso_steps is", "--set bucket_reso_steps=64 (SD 1.x needs a multiple of 64; keep "
                                          "min_bucket_reso <= the resolution), or --set enable_bucket=false"),
     ("dataset", r"min_bucket_reso must be", "--set min_bucket_reso=<the resolution or less>"),
@@ -132,7 +135,10 @@ _FIXES: tuple[tuple[str, str, str], ...] = (
     ("mixed precision", r".", "--set mixed_precision=" + _quote("no") + " --set save_precision=" + _quote("float")),
     ("sample prompts", r".", "check the prompt file (--prompts FILE, or the preset's prompt set)"),
     ("network module", r"network_weights", "--set network_weights to an existing LoRA file, or remove it"),
-    ("network module", r".", "--set network_module=" + _quote("networks.lora")),
+    ("network module", r"No module named '?networks", "--set network_module=" + _quote("networks.lora") +
+                                                      " (or networks.dylora, networks.lora_fa: sd-scripts' own)"),
+    ("network module", r".", "install the package of network_module in the trainer's venv, or --set network_module="
+                             "<one of sd-scripts' own: networks.lora, networks.dylora, networks.lora_fa>"),
     ("arguments", r".", "`bespoke check RUN` names the key; fix it with --set KEY=VALUE"),
     ("gen_img arguments", r".", "this gen_img.py rejects an option bespoke passes: update sd-scripts "
                                 "(git pull in the checkout)"),

@@ -32,6 +32,9 @@ BESPOKE_KEYS = {
     "layout": str,
     "sample_size": int,
     "resolution": int,
+    "validation_share": float,  # the share of the pictures held out (whole designs) for validation; 0 = none
+    "validation_seed": int,
+    "stop_when": str,  # `train --stop-when`'s default for runs of this preset
 }
 # Values bespoke derives itself; a preset or --set may not set them.
 MANAGED_TRAINING = {
@@ -90,6 +93,14 @@ class ResolvedPreset:
     @property
     def description(self) -> str:
         return self.bespoke.get("description", "")
+
+    @property
+    def validation_share(self) -> float:
+        return float(self.bespoke.get("validation_share", 0.0))
+
+    @property
+    def validation_seed(self) -> int:
+        return int(self.bespoke.get("validation_seed", 0))
 
 
 def presets_folder(path: Path | None = None) -> Path:
@@ -176,8 +187,13 @@ def _check_table_keys(tables: dict, source: str) -> None:
         if key not in BESPOKE_KEYS:
             raise ConfigError(f"{source}: [bespoke] key {key!r} is not a bespoke preset key{did_you_mean(key, BESPOKE_KEYS)}")
         kind = BESPOKE_KEYS[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
+        kinds = (float, int) if kind is float else (kind,)  # 0 is a share too
+        if not isinstance(value, kinds) or isinstance(value, bool):
             raise ConfigError(f"{source}: [bespoke] {key} must be {kind.__name__}, got {value!r}")
+    share = tables["bespoke"].get("validation_share")
+    if share is not None and not 0 <= share < 1:
+        raise ConfigError(f"{source}: [bespoke] validation_share must be at least 0 and below 1 (0.1 holds out a "
+                          f"tenth of the designs; 0 none), got {share!r}")
     for key in tables["training"]:
         if key in MANAGED_TRAINING:
             raise ConfigError(f"{source}: training key {key!r} is set by bespoke: it {MANAGED_TRAINING[key]}")

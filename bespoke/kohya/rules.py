@@ -17,6 +17,7 @@ Each error is one line: the file, the key, and the fix as a `--set key=value`.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,40 +111,61 @@ def check_ranges(values: dict, source: str, where: str = "", training: bool = Fa
 
 
 def check_training_rules(training: dict, source: str) -> None:
-    """The trainer's own rules on the flat training options (after the config file is flattened)."""
-    check_ranges(training, source, training=True)
+    """The trainer's own rules on the flat training options (after the config file is flattened): the first
+    one broken raises (`training_rules` lists them, for a caller that reports every one)."""
+    for rule in training_rules():
+        rule(training, source)
+
+
+def training_rules() -> tuple[Callable[[dict, str], None], ...]:
+    """Each rule of the trainer on the flat training options, independent of the others."""
+    ranges = functools.partial(check_ranges, training=True)
+    requires = tuple(functools.partial(_check_requires, requirement) for requirement in _REQUIRES)
+    return (ranges, _check_bucket_fallbacks, _check_workers, _check_validation_split, *requires,
+            _check_key_value_args, _check_something_trains, _check_strings)
+
+
+def _check_bucket_fallbacks(training: dict, source: str) -> None:
     if training.get("enable_bucket") and isinstance(training.get("resolution"), str):
         # without a dataset TOML (or one that leaves them unset) the training values are the dataset's
         fallbacks = _training_fallbacks(training)
         _check_buckets(source, "training", fallbacks, fallbacks["resolution"])
+
+
+def _check_workers(training: dict, source: str) -> None:
     workers = training.get("max_data_loader_n_workers", 8)
     if training.get("persistent_data_loader_workers") and workers == 0:
         raise ConfigError(f"{source}: persistent_data_loader_workers = true needs max_data_loader_n_workers > 0 "
                           f"(torch: 'persistent_workers option needs num_workers > 0', after the model load); "
                           f"--set persistent_data_loader_workers=false or --set max_data_loader_n_workers=2")
+
+
+def _check_validation_split(training: dict, source: str) -> None:
     split = training.get("validation_split")
     if split is not None and not isinstance(split, float):
         raise ConfigError(f"{source}: validation_split = {split!r} must be a float (sd-scripts' dataset sanitizer "
                           f"refuses an int: 'expected float'); --set training.validation_split={float(split)}")
-    requires = (
-        ("adaptive_noise_scale", lambda t: t.get("noise_offset") is not None, "noise_offset", "--set noise_offset=0.05"),
-        ("scale_v_pred_loss_like_noise_pred", lambda t: t.get("v_parameterization"), "v_parameterization = true",
-         "--set scale_v_pred_loss_like_noise_pred=false"),
-        ("v_pred_like_loss", lambda t: not t.get("v_parameterization"), "v_parameterization off",
-         "remove v_pred_like_loss"),
-        ("full_fp16", lambda t: t.get("mixed_precision") == "fp16", "mixed_precision = \"fp16\"",
-         "--set full_fp16=false"),
-        ("full_bf16", lambda t: t.get("mixed_precision") == "bf16", "mixed_precision = \"bf16\"",
-         "--set full_bf16=false"),
-        ("fp8_base", lambda t: t.get("mixed_precision", "no") != "no", "mixed_precision fp16 or bf16",
-         "--set fp8_base=false"),
-    )
-    for key, ok, needs, fix in requires:
-        if training.get(key) not in (None, False) and not ok(training):
-            raise ConfigError(f"{source}: {key} needs {needs} (sd-scripts refuses it otherwise); {fix}")
-    _check_key_value_args(training, source)
-    _check_something_trains(training, source)
-    _check_strings(training, source)
+
+
+_REQUIRES = (  # key, what it needs, the need in words, the fix
+    ("adaptive_noise_scale", lambda t: t.get("noise_offset") is not None, "noise_offset", "--set noise_offset=0.05"),
+    ("scale_v_pred_loss_like_noise_pred", lambda t: t.get("v_parameterization"), "v_parameterization = true",
+     "--set scale_v_pred_loss_like_noise_pred=false"),
+    ("v_pred_like_loss", lambda t: not t.get("v_parameterization"), "v_parameterization off",
+     "remove v_pred_like_loss"),
+    ("full_fp16", lambda t: t.get("mixed_precision") == "fp16", "mixed_precision = \"fp16\"",
+     "--set full_fp16=false"),
+    ("full_bf16", lambda t: t.get("mixed_precision") == "bf16", "mixed_precision = \"bf16\"",
+     "--set full_bf16=false"),
+    ("fp8_base", lambda t: t.get("mixed_precision", "no") != "no", "mixed_precision fp16 or bf16",
+     "--set fp8_base=false"),
+)
+
+
+def _check_requires(requirement: tuple, training: dict, source: str) -> None:
+    key, ok, needs, fix = requirement
+    if training.get(key) not in (None, False) and not ok(training):
+        raise ConfigError(f"{source}: {key} needs {needs} (sd-scripts refuses it otherwise); {fix}")
 
 
 def _check_strings(training: dict, source: str) -> None:

@@ -19,7 +19,6 @@ from bespoke.kohya.options import (
     train_network_options,
 )
 from bespoke.kohya.presets import ResolvedPreset
-from bespoke.kohya.prompts import parse_prompt_file
 from bespoke.kohya.rules import (
     check_dataset_rules,
     check_image_dirs,
@@ -156,7 +155,7 @@ def _check_dataset_value(source: str, where: str, key: str, kind, value) -> None
                               f"{', '.join(choices)}{did_you_mean(value, choices)}")
 
 
-def _check_dataset_table(source: str, where: str, table, level: str, extra: tuple[str, ...] = ()) -> None:
+def check_dataset_table(source: str, where: str, table, level: str, extra: tuple[str, ...] = ()) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {where} must be a table")
     allowed = dataset_levels()[level]
@@ -182,19 +181,19 @@ def validate_dataset(config: dict, source: str = "dataset.toml", training: dict 
             raise ConfigError(f"{source}: top-level key {key!r} is not allowed (only [general] and [[datasets]])"
                               f"{did_you_mean(key, ('general', 'datasets'))}")
     general = config.get("general", {})
-    _check_dataset_table(source, "[general]", general, "general")
+    check_dataset_table(source, "[general]", general, "general")
     datasets = config.get("datasets")
     if not isinstance(datasets, list) or not datasets:
         raise ConfigError(f"{source}: no [[datasets]] table; add one with a [[datasets.subsets]] image_dir")
     for i, dataset in enumerate(datasets):
         where = f"datasets[{i}]"
-        _check_dataset_table(source, where, dataset, "datasets", extra=("subsets",))
+        check_dataset_table(source, where, dataset, "datasets", extra=("subsets",))
         subsets = dataset.get("subsets")
         if not isinstance(subsets, list) or not subsets:
             raise ConfigError(f"{source}: {where} has no [[datasets.subsets]]; add one with image_dir")
         for j, subset in enumerate(subsets):
             sub_where = f"{where}.subsets[{j}]"
-            _check_dataset_table(source, sub_where, subset, "subsets")
+            check_dataset_table(source, sub_where, subset, "subsets")
             if not subset.get("image_dir"):
                 raise ConfigError(f"{source}: {sub_where}: key 'image_dir' is required (the folder of images + captions)")
     check_dataset_rules(config, training or {}, source)
@@ -224,17 +223,25 @@ def check_consistency(training: dict, dataset_config: dict, source: str) -> None
     check_dataset_rules(dataset_config, training, source)
 
 
-def validate_training_toml(path: Path) -> dict:
-    """Load a training TOML as sd-scripts does (toml.load + flatten) and validate it; returns flat values."""
-    data = load_toml(path)
+def duplicate_keys(data: dict, path: Path) -> list[ConfigError]:
+    """Keys set twice in a training TOML (in two sections, or a section and the top level)."""
     seen: dict[str, str] = {}
+    problems = []
     for section, value in data.items():
         for key in value if isinstance(value, dict) else (section,):
             where = f"[{section}]" if isinstance(value, dict) else "the top level"
             if key in seen:
-                raise ConfigError(f"{path}: key {key!r} is set in {seen[key]} and in {where}; sd-scripts silently "
-                                  f"keeps the later one: keep one")
+                problems.append(ConfigError(f"{path}: key {key!r} is set in {seen[key]} and in {where}; sd-scripts "
+                                            f"silently keeps the later one: keep one"))
             seen[key] = where
+    return problems
+
+
+def validate_training_toml(path: Path) -> dict:
+    """Load a training TOML as sd-scripts does (toml.load + flatten) and validate it; returns flat values."""
+    data = load_toml(path)
+    for problem in duplicate_keys(data, path):
+        raise problem
     return validate_training(flatten_training(data), str(path))
 
 
@@ -260,7 +267,7 @@ def validate_preset_values(preset: ResolvedPreset) -> None:
         if key not in levels["datasets"] and key not in levels["subsets"]:
             known = set(levels["datasets"]) | set(levels["subsets"])
             raise ConfigError(f"{source}: [dataset] key {key!r} is not a dataset TOML key{did_you_mean(key, known)}")
-        _check_dataset_table(source, "[dataset]", {key: value}, level)
+        check_dataset_table(source, "[dataset]", {key: value}, level)
 
 
 def validate_run_configs(training_toml: Path, dataset_toml: Path, base: Path | None = None) -> tuple[dict, dict]:
@@ -272,44 +279,3 @@ def validate_run_configs(training_toml: Path, dataset_toml: Path, base: Path | N
     check_image_dirs(dataset_config, training, str(dataset_toml), base)
     check_network_weights(training, str(training_toml), base)
     return training, dataset_config
-
-
-def _run_root(path: Path) -> Path | None:
-    """The run folder a config file (or the folder itself) belongs to, or None."""
-    for folder in (path, path.parent.parent):
-        if (folder / "run.json").is_file() and (folder / "config" / "training.toml").is_file():
-            return folder
-    return None
-
-
-def check_file(path: Path) -> tuple[str, str]:
-    """Validate a hand-edited sd-scripts file, or a run folder, guessing its kind: returns (kind, summary).
-
-    A file inside a run folder's config/ is checked together with its sibling (the trainer reads both)."""
-    path = Path(path)
-    root = _run_root(path)
-    if path.is_dir():
-        if root is None:
-            raise ConfigError(f"{path}: not a run folder (no run.json + config/training.toml) nor a config file")
-        training, dataset_config = validate_run_configs(root / "config" / "training.toml",
-                                                        root / "config" / "dataset.toml", root)
-        prompts = parse_prompt_file(root / "config" / "prompts.txt")
-        return "run folder", (f"{len(training)} training options, {len(dataset_config['datasets'])} dataset(s), "
-                              f"{len(prompts)} prompts")
-    suffix = path.suffix.lower()
-    data = load_toml(path) if suffix == ".toml" else None
-    if suffix in (".txt", ".json") or (data is not None and "prompt" in data):
-        prompts = parse_prompt_file(path)
-        return "sample prompts", f"{len(prompts)} prompts"
-    if data is None:
-        raise ConfigError(f"{path}: not a .toml config or a .txt/.toml/.json prompt file")
-    if root is not None:
-        validate_run_configs(root / "config" / "training.toml", root / "config" / "dataset.toml", root)
-    if "datasets" in data or "general" in data:
-        config = validate_dataset(data, str(path))
-        check_image_dirs(config, {}, str(path), root)
-        subsets = sum(len(d.get("subsets", [])) for d in config["datasets"])
-        return "dataset config", f"{len(config['datasets'])} dataset(s), {subsets} subset(s)"
-    values = validate_training_toml(path)
-    check_network_weights(values, str(path), root)
-    return "training config", f"{len(values)} train_network.py options"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bespoke.errors import BespokeError
 from bespoke.review.process import current_report
 from bespoke.review.report import report_summary
+from bespoke.run.manifest import DONE_STATUSES
 from bespoke.run.sweep import SweepRow
 
 
@@ -13,7 +14,7 @@ def process_sweep_rows(rows: list[SweepRow]) -> None:
     """Fill each finished run's best epoch and colours (processing it when needed); a run whose processing fails
     keeps its row, with the reason."""
     for row in rows:
-        if row.run_dir is None or row.status not in ("finished", "skipped"):
+        if row.run_dir is None or row.status not in (*DONE_STATUSES, "skipped"):
             continue
         try:
             current_report(row.run_dir)

@@ -88,25 +88,23 @@ def box_index(others: NDArray[np.float64], size: float) -> BoxIndex:
 _NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
-def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
-                   index: BoxIndex | None = None) -> NDArray[np.intp]:
-    """For each row of `points` (Nx3 CIELAB) the index of the nearest row of `others` (Mx3) within `radius`,
-    or -1. `index` is box_index(others, radius) when already built.
+def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
+                 index: BoxIndex | None = None) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Every pair of a row of `points` (Nx3 CIELAB) and a row of `others` (Mx3) within `radius`: (point index,
+    other index, squared distance), grouped by point in order. `index` is box_index(others, radius) when
+    already built.
 
     Only the colours in the 27 cubes of side `radius` around a point are measured: a palette of thousands
     of colours against hundreds of cells costs a few thousand pairs, not a million."""
     n = len(points)
-    out = np.full(n, -1, dtype=np.intp)
     if not n or not len(others):
-        return out
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0)
     if index is None or index.size != radius:
         index = box_index(others, radius)
     keys = _box_keys(np.floor(points / radius).astype(np.int64)[:, None, :] + _NEIGHBOURS[None])  # N x 27
     lo = np.searchsorted(index.keys, keys.ravel(), side="left")
     lengths = np.searchsorted(index.keys, keys.ravel(), side="right") - lo
     total = int(lengths.sum())
-    if not total:
-        return out
     owner = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), lengths)  # grouped by point, in order
     starts = np.cumsum(lengths) - lengths
     cand = index.order[np.repeat(lo, lengths) + (np.arange(total) - np.repeat(starts, lengths))]
@@ -114,11 +112,21 @@ def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], rad
     for c in range(3):  # per channel: no total x 3 temporaries
         diff = points[owner, c] - others[cand, c]
         d2 += diff * diff
-    d2[d2 > radius * radius] = np.inf
-    seg = np.flatnonzero(np.bincount(owner, minlength=n))
-    seg_start = np.searchsorted(owner, seg)
+    near = d2 <= radius * radius
+    return owner[near], cand[near], d2[near]
+
+
+def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
+                   index: BoxIndex | None = None) -> NDArray[np.intp]:
+    """For each row of `points` (Nx3 CIELAB) the index of the nearest row of `others` (Mx3) within `radius`,
+    or -1 (the first of equally near ones). `index` is box_index(others, radius) when already built."""
+    out = np.full(len(points), -1, dtype=np.intp)
+    owner, cand, d2 = pairs_within(points, others, radius, index)
+    if not len(owner):
+        return out
+    seg_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     best = np.minimum.reduceat(d2, seg_start)  # each point's nearest distance (its pairs are contiguous)
-    at_best = np.flatnonzero((d2 == np.repeat(best, np.diff(np.append(seg_start, total)))) & np.isfinite(d2))
+    at_best = np.flatnonzero(d2 == np.repeat(best, np.diff(np.append(seg_start, len(owner)))))
     first = np.unique(owner[at_best], return_index=True)[1]  # the first nearest of each point
     out[owner[at_best[first]]] = cand[at_best[first]]
     return out

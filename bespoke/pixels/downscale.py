@@ -5,8 +5,9 @@ the outer `BORDER` of the cell on each side is ignored (neighbours bleed into it
 the model's soft edges), the rest is sampled on a regular lattice and reduced with a per-channel median
 (robust to noise; with one majority colour it returns that colour): the colour the model drew for that
 cell. Then bespoke.pixels.merge reduces the colours without moving any cell farther than the tolerance.
-`grid-palette` does the same and also snaps to a fixed palette (the dataset's, or a folder's) where a
-palette colour is within the tolerance, or -- an explicit request -- reduces to k colours.
+`grid-palette` is that result with colours merged into a fixed palette's (the dataset's, or a folder's) where
+two or more become one palette colour -- never splitting a colour, never moving a flat region visibly -- or,
+an explicit request, reduced to k colours.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 from bespoke.dataset.layout import GRID
 from bespoke.pixels import palette as pal
 from bespoke.pixels.grid import Grid
-from bespoke.pixels.merge import TOLERANCE, estimate_cast, reduce_colours, remove_cast
+from bespoke.pixels.merge import TOLERANCE, reduce_colours, snap_to_palette
 
 PIL_METHODS = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX,
                "bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
@@ -64,26 +65,23 @@ def cell_colors(arr: NDArray[np.uint8], grid: Grid) -> NDArray[np.uint8]:
 
 def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = None,
             palette: pal.Palette | None = None, raw: NDArray[np.uint8] | None = None,
-            correct_cast: bool = False) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+            reduced: NDArray[np.uint8] | None = None) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """`grid` (palette None) or `grid-palette` candidate of an HxWx3 uint8 sample; returns (candidate, raw
     cell colours), both 24x24x3 uint8 RGB.
 
     `tolerance` is how far (CIE76 delta E, merge.TOLERANCE when None; 0 = no reduction) a cell may move from
-    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors).
-    `correct_cast` (an explicit request, with a fixed palette only) first takes the picture's global colour
-    cast against the palette out -- it moves every cell, and the candidate's moves say by how much."""
+    the colour the model drew; `raw` are the sample's cell colours when already computed (cell_colors), and
+    `reduced` their reduce_colours at this tolerance (the `grid` candidate: every palette step starts from it)."""
     cells = cell_colors(arr, grid) if raw is None else raw
-    if correct_cast and palette is not None and palette.colors is not None:
-        fixed = remove_cast(cells, estimate_cast(cells, palette.colors))
-        return extract(arr, grid, tolerance=tolerance, palette=palette, raw=fixed)[0], cells
     tol = TOLERANCE if tolerance is None else float(tolerance)
-    if palette is not None and palette.mode == "k":
+    reduced = reduce_colours(cells, tol) if reduced is None else reduced
+    if palette is None:
+        return reduced, cells
+    if palette.mode == "k":
         if palette.k is None:
             raise ValueError("a 'k' palette needs k")
-        return pal.kmeans_colors(reduce_colours(cells, tol), int(palette.k)), cells
-    if palette is not None and palette.colors is None:
+        return pal.kmeans_colors(reduced, int(palette.k)), cells
+    if palette.colors is None:
         raise ValueError(f"a {palette.mode!r} palette needs colors")
-    if palette is None:
-        return reduce_colours(cells, tol), cells
-    return reduce_colours(cells, tol, palette.colors, palette.lab, palette.index(tol)), cells
+    return snap_to_palette(reduced, cells, palette.colors, palette.lab, tol, palette.index(tol)), cells
 

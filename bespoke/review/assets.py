@@ -89,9 +89,9 @@ def training_image(dataset: dict[str, Any], name: str) -> Path | None:
     (run.json `dataset`) source folder, else its prepared folder; None when neither has it."""
     for key in ("source", "prepared_dir"):
         folder = dataset.get(key)
-        if folder:
-            path = Path(folder) / Path(name).name
-            if path.is_file():
+        for file in (Path(name).name, f"{Path(name).name}.png"):  # a prepared dataset names its images bare
+            path = Path(folder) / file if folder else None
+            if path is not None and path.is_file():
                 return path
     return None
 

@@ -1,10 +1,15 @@
 """One sample -> its 24 px candidates and their metrics: the work each `process` worker does.
 
-The worker gets the job once (methods, palette, tolerance, layout prior, the training images and palette,
-where to write) and then one (SampleInfo, stem) per sample; it returns an `Outcome`: the sample's report
-record, or a SampleError that never stops the other samples. Besides the asked-for methods every sample gets the *scoring candidate*:
-the default faithful candidate (merge.TOLERANCE, the training palette when known) whatever the flags, so the
-best-epoch score (bespoke.review.selection) never depends on which options `process` ran with.
+The worker gets the job once (methods, palette, tolerance, layout prior, the training images and palette, the
+Scorer, where to write) and then one (SampleInfo, stem) per sample; it returns an `Outcome`: the sample's
+report record, or a SampleError that never stops the other samples. Besides the asked-for methods every sample
+gets the *scoring candidate*: the default faithful candidate (merge.TOLERANCE, the training palette when known)
+whatever the flags, and its terms (bespoke.pixels.terms), so the best-epoch score (bespoke.review.selection)
+never depends on which options `process` ran with. Novelty is measured on the grid candidates and the scoring
+candidate only (Pillow's resamplers are there for comparison, and are no design).
+
+A 24 px picture is its own grid (source "native": each pixel a cell); a larger one needs cells of 2 px or more
+(48 px and up) for its grid to be found.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from bespoke.pixels.grid import Grid, find_grid
 from bespoke.pixels.merge import TOLERANCE, moved_stats
 from bespoke.pixels.novelty import TrainingSet, novelty
 from bespoke.pixels.palette import Palette
+from bespoke.pixels.terms import CandidateTerms, Context, candidate_terms
 from bespoke.review.records import (
     Candidate,
     Novelty,
@@ -35,6 +41,11 @@ from bespoke.review.records import (
     SampleGrid,
     Scoring,
 )
+from bespoke.review.samples import label_of
+from bespoke.review.scoring import Scorer
+
+NOVELTY_METHODS = ("grid", "grid-palette")
+MIN_CELL = 2  # px: a sample whose cells are smaller has no grid to find (24 px pictures are their own cells)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ class Job:
     candidates_dir: Path
     training: TrainingSet | None = None  # the training images at 24 px (novelty)
     training_palette: Palette | None = None  # the training set's colours (off_palette, the scoring candidate)
-    correct_cast: bool = False  # grid-palette takes the global colour cast out first (moves every cell)
+    scorer: Scorer = Scorer()  # what the scoring candidate's terms are measured against
 
 
 @dataclass(slots=True)
@@ -128,6 +139,9 @@ def _open_rgb(path: Path) -> Image.Image:
         raise ValueError(f"truncated or corrupt image ({exc})") from None
 
 
+NATIVE_EDGES = tuple(float(i) for i in range(GRID + 1))
+
+
 class _Decoded:
     """One decoded sample and what every method shares: its grid, the colours the model drew per cell."""
 
@@ -135,27 +149,53 @@ class _Decoded:
         self.img = img
         self.arr = np.asarray(img)
         w, h = img.size
-        self.near = m.nearest24(img)
-        self.grid: Grid = find_grid(self.arr, layout)
-        self.cells = cell_colors(self.arr, self.grid)
+        self.native = w == GRID
+        if self.native:  # a 24 px picture: each pixel is a cell, as it is
+            self.near = self.arr
+            self.grid: Grid = Grid(NATIVE_EDGES, NATIVE_EDGES, 1.0, "native")
+            self.cells = np.ascontiguousarray(self.arr)
+        else:
+            self.near = m.nearest24(img)
+            self.grid = find_grid(self.arr, layout)
+            self.cells = cell_colors(self.arr, self.grid)
         self.index = (m.upsample_index(self.grid.xs, w), m.upsample_index(self.grid.ys, h))
+        self._reduced: dict[float, np.ndarray] = {}
+        self._novelty: dict[bytes, dict | None] = {}
+
+    def reduced(self, tolerance: float) -> np.ndarray:
+        """The faithful reduction of the cells at `tolerance` (the `grid` candidate), computed once."""
+        if tolerance not in self._reduced:
+            self._reduced[tolerance] = extract(self.arr, self.grid, tolerance=tolerance, raw=self.cells)[0]
+        return self._reduced[tolerance]
+
+    def grid_candidate(self, tolerance: float, palette: Palette | None) -> np.ndarray:
+        """`grid` (palette None) or `grid-palette` at `tolerance`, from the one reduction."""
+        reduced = self.reduced(tolerance)
+        if palette is None:
+            return reduced
+        return extract(self.arr, self.grid, tolerance=tolerance, palette=palette, raw=self.cells, reduced=reduced)[0]
+
+    def novelty(self, out: np.ndarray, training: TrainingSet) -> dict | None:
+        """novelty() of a candidate, once per distinct picture (grid-palette often draws what grid draws)."""
+        key = out.tobytes()
+        if key not in self._novelty:
+            self._novelty[key] = novelty(out, training)
+        return self._novelty[key]
 
 
 def _pixels(job: Job, method: str, sample: _Decoded) -> np.ndarray:
     if method in PIL_METHODS:
         return sample.near if method == "nearest" else pil_downscale(sample.img, method)
-    palette = job.palette if method == "grid-palette" else None
-    return extract(sample.arr, sample.grid, tolerance=job.tolerance, palette=palette, raw=sample.cells,
-                   correct_cast=job.correct_cast and palette is not None)[0]
+    return sample.grid_candidate(job.tolerance, job.palette if method == "grid-palette" else None)
 
 
 def _measure_candidate(job: Job, out: np.ndarray, sample: _Decoded, degenerate: str | None,
-                       file: str) -> Candidate:
+                       file: str, with_novelty: bool = True) -> Candidate:
     """The metrics of one 24 px candidate written to `file` (bespoke.review.records.Candidate says each)."""
     colors, coverage = m.color_stats(out)
     training = job.training_palette
     off = m.off_palette(out, training.colors, training.codes) if training is not None else None
-    near = novelty(out, job.training) if job.training is not None else None
+    near = sample.novelty(out, job.training) if job.training is not None and with_novelty else None
     moved = moved_stats(sample.cells, out, job.tolerance)
     return Candidate(
         file=file, colors=colors, top10_coverage=round(coverage, 4),
@@ -174,40 +214,64 @@ def _scoring(job: Job, sample: _Decoded, outputs: dict[str, np.ndarray]) -> np.n
     if job.training_palette is None:
         if default_tol and "grid" in outputs:
             return outputs["grid"]
-        return extract(sample.arr, sample.grid, raw=sample.cells)[0]
-    if default_tol and "grid-palette" in outputs and job.palette is job.training_palette and not job.correct_cast:
+        return sample.grid_candidate(TOLERANCE, None)
+    if default_tol and "grid-palette" in outputs and job.palette is job.training_palette:
         return outputs["grid-palette"]
-    return extract(sample.arr, sample.grid, palette=job.training_palette, raw=sample.cells)[0]
+    return sample.grid_candidate(TOLERANCE, job.training_palette)
 
 
-def _measure(job: Job, info: SampleInfo, stem: str) -> Outcome:
-    img = _open_rgb(info.path)
+def _decode(path: Path) -> Image.Image:
+    img = _open_rgb(path)
     w, h = img.size
     if w < GRID or h < GRID:
         raise ValueError(f"too small ({w}x{h}); samples must be at least {GRID}x{GRID} px")
     if w != h:
         raise ValueError(f"not square ({w}x{h}); bespoke reads square samples of a {GRID}-cell grid")
-    sample = _Decoded(img, job.layout)
+    if GRID < w < MIN_CELL * GRID:
+        raise ValueError(f"{w}x{h}: cells of {w / GRID:.2f} px, under {MIN_CELL}; bespoke reads {GRID} px pictures "
+                         f"as they are and samples of {MIN_CELL * GRID} px and up")
+    return img
+
+
+def _terms(job: Job, info: SampleInfo, sample: _Decoded, scoring: np.ndarray, score: Candidate) -> CandidateTerms:
+    share = score.novelty.share if score.novelty is not None else None
+    return candidate_terms(scoring, Context(prior=job.scorer.reference, tags=job.scorer.tags(info.prompt),
+                                            grid_error=None if sample.native else score.grid_error,
+                                            novelty_share=share))
+
+
+def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: None if v is None else round(float(v), 4) for k, v in values.items()}
+
+
+def _measure(job: Job, info: SampleInfo, stem: str) -> Outcome:
+    sample = _Decoded(_decode(info.path), job.layout)
     cn, cov = m.color_stats(sample.near)
     outputs = {method: np.ascontiguousarray(_pixels(job, method, sample), dtype=np.uint8) for method in job.methods}
     scoring = _scoring(job, sample, outputs)
-    degenerate = m.degenerate(sample.arr, sample.grid.source, scoring)
+    fit = m.grid_error(sample.arr, scoring, *sample.index)
+    degenerate = m.degenerate(sample.arr, sample.grid.source, scoring, None if sample.native else fit)
     candidates: dict[str, Candidate] = {}
     score = None
     for method, out in outputs.items():
         target = job.candidates_dir / method / f"{stem}.png"
         _write_png(target, out)
-        candidates[method] = _measure_candidate(job, out, sample, degenerate, relative(target, job.base))
+        candidates[method] = _measure_candidate(job, out, sample, degenerate, relative(target, job.base),
+                                                with_novelty=method in NOVELTY_METHODS)
         if out is scoring:
             score = candidates[method]
     if score is None:
         score = _measure_candidate(job, scoring, sample, degenerate, "")
+    terms = _terms(job, info, sample, scoring, score)
+    w, h = sample.img.size
     entry = Sample(file=relative(info.path, job.base), name=info.name, epoch=info.epoch, step=info.step,
                    prompt_index=info.prompt_index, seed=info.seed, prompt=info.prompt, width=w, height=h,
                    colors_nearest=cn, top10_coverage=round(cov, 4), clean=m.is_clean(cn, cov) and degenerate is None,
                    degenerate=degenerate, grid=SampleGrid(**sample.grid.to_json()), candidates=candidates,
                    scoring=Scoring(colors=score.colors, grid_error=score.grid_error, off_palette=score.off_palette,
-                                   novelty=score.novelty))
+                                   novelty=score.novelty, terms=_rounded(terms.as_dict()),
+                                   tags=[None if v is None else round(v, 4) for v in terms.tags]),
+                   label=label_of(info))
     return Outcome(entry, scoring.tobytes())
 
 

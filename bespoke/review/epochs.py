@@ -33,9 +33,11 @@ def method_row(cands: list[Candidate]) -> MethodRow:
     )
 
 
-def epoch_table(samples: list[Sample], methods: Sequence[str], designs: dict[str, bytes]) -> list[EpochRow]:
+def epoch_table(samples: list[Sample], methods: Sequence[str], designs: dict[str, bytes],
+                used: Sequence[str] | None = None) -> list[EpochRow]:
     """One row per epoch: trained epochs in order, then the samples of unknown epoch; `designs` are the
-    scoring candidates' pixels by sample file (diversity)."""
+    scoring candidates' pixels by sample file (diversity), `used` the terms the run's score uses
+    (bespoke.review.selection.score_samples)."""
     groups: dict[int | None, list[Sample]] = {}
     for s in samples:
         groups.setdefault(s.epoch, []).append(s)
@@ -43,7 +45,7 @@ def epoch_table(samples: list[Sample], methods: Sequence[str], designs: dict[str
     rows = []
     for epoch in keys:
         group = groups[epoch]
-        score, near_copy_pct, diversity = epoch_score(group, designs)
+        score, near_copy_pct, diversity = epoch_score(group, designs, used)
         rows.append(EpochRow(
             epoch=epoch, samples=len(group), colors_nearest_mean=mean_of(s.colors_nearest for s in group),
             clean_pct=pct_of(s.clean for s in group), top10_coverage_mean=mean_of(s.top10_coverage for s in group),

@@ -1,10 +1,11 @@
 """The review page's "Per epoch" charts, each with its own legend: the best-epoch score (when the report has
 one), raw mean colours (with the recorded 512 px baseline only when a 512 px run is shown), % clean, and the
-training loss per epoch."""
+training loss per epoch (and the validation loss on the held-out designs beside it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from html import escape
 
@@ -16,6 +17,7 @@ from bespoke.review.sheets import best_epoch
 BASELINE_GREY = "#8a9099"
 BASELINE_DASH = "1 3"
 REF_DASH = "6 4"
+VALIDATION_DASH = "4 3"  # the validation loss beside the training loss
 LegendItem = tuple[str, str, str | None]
 
 
@@ -105,25 +107,57 @@ def _clean_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[i
     methods = ", ".join(sorted({v.method for v in views if v.method})) or "no"
     items = _runs_legend(views, colors) + [(f"solid: {methods} candidates", "#444", None),
                                            ("dotted: raw samples", "#444", "2 3")]
-    svg = line_chart(series, Chart(title="% clean per epoch", x_label="epoch", y_label="% clean",
-                                   x_domain=x_domain, y_domain=(0.0, 100.0), chart_id="clean"))
-    return _box(svg, items, "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it.")
+    series, same = _nested(series)  # solid lines only: nested dotted lines would read as a comb
+    svg = line_chart(series, Chart(title="% clean per epoch (few colours, higher is better)", x_label="epoch",
+                                   y_label="% clean", x_domain=x_domain, y_domain=(0.0, 100.0), chart_id="clean"))
+    note = "Clean: at most 50 colours and the 10 most used colours cover at least 70 % of it."
+    if same:
+        note += " " + " ".join(f"Identical lines, drawn as nested stripes: {', '.join(names)}." for names in same)
+    return _box(svg, items, note)
+
+
+def _nested(series: list[Series]) -> tuple[list[Series], list[list[str]]]:
+    """`series` with each group of identical lines drawn as nested stripes (the first widest, each later one
+    narrower on top, so every colour shows), and the names of each group of two or more."""
+    groups: dict[tuple[tuple[float, float], ...], list[int]] = {}
+    for i, s in enumerate(series):
+        if s.points and not s.dash:
+            groups.setdefault(tuple(s.points), []).append(i)
+    out = list(series)
+    same = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        same.append([series[i].name for i in members])
+        for rank, i in enumerate(members):
+            out[i] = replace(series[i], width=series[i].width + 2.5 * (len(members) - 1 - rank))
+    return out, same
 
 
 def _loss_chart(views: list[RunView], colors: dict[str, str], x_domain: tuple[int, int]) -> str | None:
-    """Training loss per epoch of the runs that have one; None when none has."""
-    with_loss = [v for v in views if v.loss]
+    """Training loss per epoch of the runs that have one, with the loss on their held-out designs beside it
+    (dashed); None when no run has a loss."""
+    with_loss = [v for v in views if v.loss or v.validation_loss]
     if not with_loss:
         return None
     series = [Series(v.label, [(float(e), y) for e, y in sorted(v.loss.items())], colors[v.run_id])
-              for v in with_loss]
+              for v in with_loss if v.loss]
+    series += [Series(f"{v.label} (validation)", [(float(e), y) for e, y in sorted(v.validation_loss.items())],
+                      colors[v.run_id], dash=VALIDATION_DASH) for v in with_loss if v.validation_loss]
     simulated = any(v.simulated for v in with_loss)
     ys = [y for s in series for _, y in s.points]
-    svg = line_chart(series, Chart(title="Training loss per epoch" + (" (SIMULATED)" if simulated else ""),
+    validated = any(v.validation_loss for v in with_loss)
+    title = ("Training and validation loss per epoch" if validated else "Training loss per epoch")
+    svg = line_chart(series, Chart(title=title + (" (SIMULATED)" if simulated else ""),
                                    x_label="epoch", y_label="loss", x_domain=(min(x_domain[0], 1), x_domain[1]),
                                    y_domain=(0.0, max(ys) * 1.1 if max(ys) > 0 else 1.0), chart_id="loss"))
     sources = sorted({v.loss_source for v in with_loss if v.loss_source})
-    return _box(svg, [(v.label, colors[v.run_id], None) for v in with_loss], "Source: " + "; ".join(sources) + ".")
+    if validated:
+        sources.append("dashed: the loss on the designs held out for validation (TensorBoard "
+                       "loss/validation/epoch_average)")
+    legend = _runs_legend(with_loss, colors) + ([("solid: training", "#444", None),
+                                                  ("dashed: validation", "#444", VALIDATION_DASH)] if validated else [])
+    return _box(svg, legend, "Source: " + "; ".join(sources) + ".")
 
 
 def _best_marks(view: RunView) -> list[float]:

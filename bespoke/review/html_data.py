@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
+from bespoke.pixels.metrics import NOT_PIXEL_ART
 from bespoke.review.assets import RunAssets, safe_name
 from bespoke.review.baseline import recorded_baseline, recorded_epochs
 from bespoke.review.records import EpochRow, MethodRow, ProcessReport
@@ -35,9 +36,11 @@ class RunView:
     training_toml: str | None = None
     loss: dict[int, float] = field(default_factory=dict)  # per-epoch training loss
     loss_source: str = ""  # where `loss` came from (TensorBoard, the trainer log, the simulator)
+    validation_loss: dict[int, float] = field(default_factory=dict)  # per-epoch loss on the held-out designs
     sheets: list[Path] = field(default_factory=list)
     assets: RunAssets = field(default_factory=RunAssets)
     plain: bool = False  # a folder of images, not a run
+    results: Path | None = None  # where its candidates and report are, when not beside it (process --out)
     label_override: str | None = None  # set by label_views when several runs share a label
 
     @property
@@ -130,3 +133,60 @@ def best_row(report: ProcessReport) -> EpochRow | None:
     """The report's row of its best epoch (None without a best epoch)."""
     best = report.best
     return next((e for e in report.epochs if e.epoch == best.epoch), None) if best is not None else None
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What the top table shows of one run: the chosen epoch ('8', or 'one set' for a folder whose names carry
+    no epoch), its score, interval and terms, and its row of the report."""
+
+    epoch: str
+    score: float | None
+    interval: list[float] | None
+    terms: dict[str, float]
+    row: EpochRow | None
+
+
+def headline(report: ProcessReport) -> Headline | None:
+    """The report's best epoch; for a folder of samples without epochs, its one set; None without either."""
+    best = report.best
+    if best is not None:
+        row = best_row(report)
+        return Headline(str(best.epoch), best.score, row.score.interval if row else None, best.terms, row)
+    if len(report.epochs) == 1 and report.epochs[0].epoch is None:
+        row = report.epochs[0]
+        return Headline("one set", row.score.total, row.score.interval, row.score.terms, row)
+    return None
+
+
+def best_of_runs(views: list[RunView]) -> tuple[str | None, dict[str, str]]:
+    """(run id of the highest-scoring run, or None for fewer than two scored runs; per other run id, a note
+    when its score lies within the best run's interval: not told apart at this sample count)."""
+    scored = [(h.score, v.run_id, h) for v in views if (h := headline(v.report)) is not None and h.score is not None]
+    if len(scored) < 2:
+        return None, {}
+    top_score, top_id, top = max(scored, key=lambda item: item[0])
+    notes = {}
+    if top.interval:
+        for score, run_id, _ in scored:
+            if run_id != top_id and score >= top.interval[0]:
+                notes[run_id] = "within the best run's interval: not told apart at this sample count"
+    return top_id, notes
+
+
+def colour_change(delta_e: float) -> str:
+    """A colour move (CIE76 delta E) in a pixel artist's words."""
+    for limit, words in ((1.0, "no visible change"), (2.3, "barely visible"), (5.0, "close match"),
+                         (10.0, "visible change")):
+        if delta_e <= limit:
+            return words
+    return "a different colour"
+
+
+def blockiness(grid_error: float) -> str:
+    """How well a sample is drawn in 24-cell blocks, in words (grid error: the mean difference, 0-255, between
+    the sample and its candidate drawn back as blocks; the user's real samples 1.9-6.3, blurred ones 7-12)."""
+    for limit, words in ((2.0, "crisp blocks"), (7.0, "slightly soft blocks"), (NOT_PIXEL_ART, "blurry blocks")):
+        if grid_error <= limit:
+            return words
+    return "no blocks: not pixel art"

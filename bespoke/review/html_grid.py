@@ -1,18 +1,19 @@
-"""The review page's samples grid: epochs as rows, prompts as columns; each cell a sample thumbnail beside its
-24 px candidate drawn large and pixelated, with its numbers and marks (degenerate sample, near-copy of a
-training image, cells moved beyond the tolerance). A click opens the compare view (JS in html.py): sample,
-candidate and the nearest training image side by side."""
+"""The review page's samples grid: epochs as rows, prompts as columns; each cell the 24 px candidate drawn large
+and pixelated (its sample thumbnail beside it when the page's toggle asks), with its words and marks (degenerate
+sample, near-copy of a training image, cells moved beyond the tolerance; the figures in tooltips). A click
+opens the compare view (JS in html.py): sample, candidate and the nearest training image side by side."""
 
 from __future__ import annotations
 
 from html import escape
 
-from bespoke.review.html_data import RunView
+from bespoke.review.html_data import RunView, colour_change
 from bespoke.review.records import Candidate, Sample
 from bespoke.review.sheets import arrange, best_epoch, prompt_label
 
-HEADER_CHARS = 110  # longer prompt labels end at a word boundary with "…" (the full prompt is the tooltip)
-DEGENERATE = {"solid": "solid colour", "near-solid": "near-solid", "nan-black": "NaN black", "no-grid": "no grid"}
+HEADER_CHARS = 64  # longer prompt labels end at a word boundary with "…" (the full prompt is the tooltip)
+DEGENERATE = {"solid": "solid colour", "near-solid": "near-solid", "nan-black": "NaN black", "no-grid": "no grid",
+              "not-pixel-art": "not pixel art"}
 
 
 def header_label(text: str, limit: int = HEADER_CHARS) -> str:
@@ -37,8 +38,8 @@ def _badges(sample: Sample, candidate: Candidate | None) -> tuple[list[str], lis
     novelty = candidate.novelty if candidate is not None else None
     if novelty is not None and novelty.near_copy:
         classes.append("near-copy")
-        badges.append(f'<span class="badge copy" title="{_pct(novelty.share)} of cells match the training '
-                      f'image {escape(novelty.nearest)}">near-copy</span>')
+        badges.append(f'<span class="badge copy" title="reproduces {_pct(novelty.share)} of the training punk '
+                      f'{escape(novelty.nearest)}\'s figure">near-copy</span>')
     if candidate is not None and candidate.moved_beyond > 0:
         badges.append(f'<span class="badge warn" title="cells moved beyond the colour tolerance">'
                       f"{candidate.moved_beyond} cells moved</span>")
@@ -51,25 +52,31 @@ def _caption(sample: Sample, method: str | None, candidate: Candidate | None) ->
     if sample.seed is not None:
         cap += f" · seed {sample.seed}"
     if candidate is not None:
-        cap += (f" · {method}: {candidate.colors} colours, ΔE max {candidate.delta_e_max:.1f} / mean "
-                f"{candidate.delta_e_mean:.1f}")
+        cap += (f" · {method}: {candidate.colors} colours, {colour_change(candidate.delta_e_max)} (largest colour "
+                f"change ΔE {candidate.delta_e_max:.1f}, mean {candidate.delta_e_mean:.1f})")
     novelty = candidate.novelty if candidate is not None else None
     tcap = ""
     if novelty is not None and novelty.nearest:
-        tcap = (f"nearest training image: {novelty.nearest} · {_pct(novelty.share)} of cells match"
-                + (" · NEAR-COPY" if novelty.near_copy else ""))
+        moved = f", shifted {novelty.shift[0]:+d} rows, {novelty.shift[1]:+d} columns" if novelty.shift and any(
+            novelty.shift) else ""
+        tcap = (f"nearest training punk: {novelty.nearest} · the candidate reproduces {_pct(novelty.share)} of its "
+                f"figure{moved}" + (" · NEAR-COPY" if novelty.near_copy else ""))
     return cap, tcap
 
 
 def _numbers(sample: Sample, method: str | None, candidate: Candidate | None) -> str:
-    """The numbers under a cell: raw colours, and the candidate's colours, clean and largest move."""
-    nums = (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>'
-            f"{sample.colors_nearest}</b></span>")
-    if candidate is not None:
-        clean = ' <span class="ok">clean</span>' if candidate.clean else ""
-        nums += (f' · {escape(method or "")} <b>{candidate.colors}</b> colours{clean}'
-                 f" · ΔE max {candidate.delta_e_max:.1f}")
-    return nums
+    """The words under a cell: the candidate's colours, few colours, how far it moved the colours (the figures
+    in titles); the raw sample's colours without a candidate."""
+    if candidate is None:
+        return (f'<div class="nums"><span title="raw colours (NEAREST downscale)">raw <b>{sample.colors_nearest}'
+                "</b> colours</span>")
+    clean = (' · <span class="ok" title="clean: at most 50 colours, the 10 most used covering 70 % of it">'
+             "few colours</span>") if candidate.clean else ""
+    moved = (f"largest colour change ΔE {candidate.delta_e_max:.1f} (mean {candidate.delta_e_mean:.1f}) from "
+             "what the model drew; 1 is invisible, 2.3 just noticeable side by side")
+    return (f'<div class="nums"><span title="{escape(method or "")} candidate; the raw sample (NEAREST downscale) '
+            f'has {sample.colors_nearest}"><b>{candidate.colors}</b> colours</span>{clean}'
+            f' · <span title="{escape(moved)}">{colour_change(candidate.delta_e_max)}</span>')
 
 
 def cell_html(view: RunView, sample: Sample) -> str:
@@ -83,6 +90,9 @@ def cell_html(view: RunView, sample: Sample) -> str:
     nearest = candidate.novelty.nearest if candidate is not None and candidate.novelty is not None else None
     train = view.assets.training.get(nearest) if nearest else None
     attrs = f' data-cap="{escape(cap)}" data-tcap="{escape(tcap)}"' + (f' data-t="{train}"' if train else "")
+    shift = candidate.novelty.shift if candidate is not None and candidate.novelty is not None else None
+    if train and shift:
+        attrs += f' data-shift="{int(shift[0])} {int(shift[1])}"'
     parts = [f'<div class="cell {" ".join(classes)}"{attrs}>',
              '<button type="button" class="cmp" title="compare sample, candidate and nearest training image">']
     parts.append(f'<img class="thumb" src="{thumb}" alt="sample {escape(sample.name)}">'

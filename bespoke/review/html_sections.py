@@ -1,5 +1,6 @@
-"""The review page's tables and per-run sections: the summary, per-epoch and methods tables, the best-epoch
-line, the run settings, and the samples grid (each sample beside its 24 px candidate)."""
+"""The review page's tables and per-run sections: the summary (the best run marked; one card per run on a
+narrow screen), the per-epoch table in words with the figures in tooltips, the folded terms, adherence and
+methods tables, the best-epoch line (or a folder's one set), and the run settings."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bespoke.review.epochs import mean_of, pct_of
-from bespoke.review.html_data import Baseline, RunView, baseline_applies, best_row, differences, method_row
-from bespoke.review.records import EpochRow
+from bespoke.review.html_data import (
+    Baseline,
+    RunView,
+    baseline_applies,
+    best_of_runs,
+    best_row,
+    blockiness,
+    differences,
+    headline,
+    method_row,
+)
+from bespoke.review.records import EpochRow, MethodRow
+from bespoke.review.selection import describe_best
 from bespoke.review.sheets import best_epoch
+from bespoke.run.cost import usd
 from bespoke.run.manifest import RunManifest
 
 
@@ -37,73 +50,162 @@ def _terms(terms: dict[str, float]) -> str:
     return ", ".join(f"{escape(k)} {_num(v, '{:.3g}')}" for k, v in terms.items())
 
 
+def _summary_heads(baseline: Baseline) -> list[tuple[str, str, str]]:
+    """(label, CSS class, title) of each summary column: what a reader needs first comes first."""
+    res, ref = baseline["resolution"], float(baseline["mean_colors_nearest"])
+    return [("run", "l", ""), ("best epoch", "", ""), ("score", "", "higher is better"),
+            ("why (score terms)", "l", ""),
+            ("% with few colours at best", "", "clean: at most 50 colours, the 10 most used covering 70 % of it"),
+            ("raw colours at best", "", "colors_nearest: colours after a plain NEAREST downscale to 24 px"),
+            (f"vs recorded {res} px baseline {ref:.1f} (fewer is better)", "", f"only for {res} px runs"),
+            ("near-copies at best", "", ""), ("differs by", "l", ""), ("status", "l", ""), ("epochs", "", ""),
+            ("samples", "", ""), ("method", "l", "")]
+
+
 def summary_table(views: list[RunView], baseline: Baseline) -> str:
-    """Which epoch of which run: one row per run with its label, what differs from the other runs, the chosen
-    epoch and its score with each term, and the raw downscale colours (vs the recorded baseline at 512 px)."""
-    ref = float(baseline["mean_colors_nearest"])
+    """Which epoch of which run: one row per run with its label, the chosen epoch and its score with each term,
+    the raw downscale colours (vs the recorded baseline at 512 px) and what differs from the other runs; the
+    best of several runs marked, the runs it cannot be told apart from said so. On a narrow screen each row
+    reflows into a card of label: value lines (CSS; each cell carries its column's label)."""
+    heads = _summary_heads(baseline)
     diffs = differences(views)
-    rows = ['<table class="summary"><tr><th class="l">run</th><th class="l">differs by</th><th class="l">status</th>'
-            '<th>epochs</th><th>samples</th><th>best epoch</th><th class="l">method</th><th>score</th>'
-            '<th class="l">why (score terms)</th><th>near-copies at best</th>'
-            '<th title="colors_nearest: colours after a plain NEAREST downscale to 24 px">raw colours at best</th>'
-            f'<th title="only for {baseline["resolution"]} px runs">vs recorded {baseline["resolution"]} px '
-            f'baseline {ref:.1f}</th><th>% clean at best</th></tr>']
+    top, close = best_of_runs(views)
+    rows = ['<div class="scroll"><table class="summary"><tr>' + "".join(
+        f'<th class="{cls}"' + (f' title="{escape(title)}"' if title else "") + f">{escape(label)}</th>"
+        for label, cls, title in heads) + "</tr>"]
     for view in views:
-        best = view.report.best
-        stats = best_row(view.report)
-        mean = stats.colors_nearest_mean if stats is not None else None
-        delta = (f"{mean - ref:+.1f}" if mean is not None else "—") if baseline_applies(view, baseline) else \
-            '<span class="muted">n/a</span>'
-        status = escape(view.status)
-        if view.simulated:
-            status += ' <span class="sim-tag">SIMULATED</span>'
-        ident = f'<br><span class="muted">{escape(view.run_id)}</span>' if view.label != view.run_id else ""
-        shown = method_row(stats, view.method)
-        rows.append(
-            f'<tr><td class="l"><a href="#run-{escape(view.key)}"><b>{escape(view.label)}</b></a>{ident}</td>'
-            f'<td class="l">{escape(", ".join(diffs.get(view.run_id) or []) or "—")}</td>'
-            f'<td class="l">{status}</td><td>{_num(view.run.epochs_done if view.run else None, "{}")}</td>'
-            f'<td>{len(view.report.samples)}</td><td><b>{_num(best.epoch if best else None, "{}")}</b></td>'
-            f'<td class="l">{escape(str((best.method if best else None) or view.method or "—"))}</td>'
-            f'<td>{_num(best.score if best else None, "{:.3g}")}</td>'
-            f'<td class="l terms">{(_terms(best.terms) if best else "") or "—"}</td>'
-            f'<td>{_num(stats.near_copy_pct if stats else None, "{:.0f} %")}</td><td>{_num(mean)}</td>'
-            f'<td>{delta}</td><td>{_num(shown.clean_pct if shown else None, "{:.0f} %")}</td></tr>'
-        )
-    rows.append("</table>")
+        cells = _summary_cells(view, diffs.get(view.run_id) or [], baseline, (top, close.get(view.run_id)))
+        cls = ' class="best"' if top == view.run_id else ""
+        rows.append(f"<tr{cls}>" + "".join(f'<td class="{c}" data-label="{escape(label)}">{cell}</td>'
+                                           for (label, c, _), cell in zip(heads, cells, strict=True)) + "</tr>")
+    rows.append("</table></div>")
     return "\n".join(rows)
+
+
+def _vs_baseline(mean: float | None, ref: float) -> str:
+    """The raw colours' difference from the baseline, with which way it goes ("−9.2 (fewer: better)")."""
+    if mean is None:
+        return "—"
+    delta = mean - ref
+    way = "fewer: better" if delta < 0 else ("more: worse" if delta > 0 else "the same")
+    return f"{delta:+.1f}".replace("-", "−") + f" ({way})"
+
+
+def _summary_cells(view: RunView, diffs: list[str], baseline: Baseline,
+                   best: tuple[str | None, str | None]) -> list[str]:
+    """One run's cells of the summary table (HTML, in _summary_heads order); `best` is (the best run's id,
+    this run's note against it)."""
+    head = headline(view.report)
+    stats = head.row if head is not None else None
+    mean = stats.colors_nearest_mean if stats is not None else None
+    delta = _vs_baseline(mean, float(baseline["mean_colors_nearest"])) if baseline_applies(view, baseline) else \
+        '<span class="muted">n/a</span>'
+    status = escape(view.status)
+    if view.simulated:
+        status += ' <span class="sim-tag">SIMULATED</span>'
+    ident = f'<br><span class="muted">{escape(view.run_id)}</span>' if view.label != view.run_id else ""
+    mark = ' <span class="best-run">★ best run</span>' if best[0] == view.run_id else ""
+    note = f'<br><span class="muted">{escape(best[1])}</span>' if best[1] else ""
+    shown = method_row(stats, view.method)
+    method = view.report.best.method if view.report.best is not None else None
+    return [f'<a href="#run-{escape(view.key)}"><b>{escape(view.label)}</b></a>{ident}{mark}{note}',
+            f'<b>{escape(head.epoch) if head else "—"}</b>', _num(head.score if head else None, "{:.3g}"),
+            (_terms(head.terms) if head else "") or "—", _num(shown.clean_pct if shown else None, "{:.0f} %"),
+            _num(mean), delta, _num(stats.near_copy_pct if stats else None, "{:.0f} %"),
+            escape(", ".join(diffs) or "—"), status, _num(view.run.epochs_done if view.run else None, "{}"),
+            str(len(view.report.samples)), escape(str(method or view.method or "—"))]
 
 
 def _score_cell(row: EpochRow) -> str:
     title = "; ".join(f"{k} {v}" for k, v in row.score.terms.items())
-    return f'<td title="{escape(title)}">{_num(row.score.total, "{:.3g}")}</td>'
+    interval = row.score.interval
+    span = "—" if interval is None else f"{interval[0]:.3f}–{interval[1]:.3f}"
+    return f'<td title="{escape(title)}">{_num(row.score.total, "{:.3g}")}</td><td>{span}</td>'
+
+
+def _words_cell(words: str, title: str) -> str:
+    return f'<td class="l" title="{escape(title)}">{escape(words)}</td>'
+
+
+def _method_cells(ms: MethodRow | None) -> str:
+    """The shown method's colours, % few colours, share in the training colours and blockiness, in words with
+    the figure in the title."""
+    if ms is None:
+        return "<td>—</td>" * 4
+    inside = "—" if ms.off_palette_mean is None else f"{1 - ms.off_palette_mean:.1%}".replace("%", " %")
+    blocks = "—" if ms.grid_error_mean is None else blockiness(ms.grid_error_mean)
+    return (f'<td>{_num(ms.colors_mean)}</td><td>{_num(ms.clean_pct, "{:.0f} %")}</td>'
+            f'<td title="off_palette {_num(ms.off_palette_mean, "{:.3f}")}: the share of cells with no training '
+            f'colour within delta E 5">{inside}</td>'
+            + _words_cell(blocks, f"grid error {_num(ms.grid_error_mean, '{:.2f}')}: mean difference (0-255) "
+                                  "between the sample and its 24 px candidate drawn back as blocks"))
 
 
 def epoch_table(view: RunView) -> str:
-    """The per-epoch numbers of one run, the best epoch highlighted; near-copies when the report has them."""
-    m = view.method or "—"
+    """The per-epoch numbers of one run, the best epoch highlighted, in words where a number is jargon (the
+    figure in the cell's title); the terms and prompt adherence folded below it."""
+    m = escape(view.method or "—")
     best = best_epoch(view.report)
-    head = ("<tr><th>epoch</th><th>score</th><th>samples</th>"
+    head = ("<tr><th>epoch</th><th>score</th><th title=\"95 % bootstrap interval over the epoch's samples\">"
+            "interval</th><th>samples</th>"
             '<th title="colors_nearest: colours after a plain NEAREST downscale to 24 px">raw colours</th>'
-            "<th>% clean (raw)</th><th>top-10 colour share</th>"
-            f"<th>{escape(m)} colours</th><th>{escape(m)} % clean</th><th>off-palette</th><th>grid error</th>"
-            "<th>uniform bg</th><th>near-copies</th><th>diversity</th></tr>")
-    rows = ["<table>", head]
+            f"<th>{m} colours</th><th title=\"clean: at most 50 colours, the 10 most used covering 70 % of it\">"
+            f"{m} % with few colours</th><th title=\"1 - off_palette\">cells in the training colours</th>"
+            '<th class="l" title="grid error">drawn in blocks</th>'
+            "<th>plain background</th><th>near-copies</th><th>diversity</th></tr>")
+    rows = ['<div class="scroll"><table class="epochs">', head]
     for stats in view.report.epochs:
         ms = method_row(stats, view.method)
         cls = ' class="best"' if best is not None and stats.epoch == best else ""
         rows.append(
-            f'<tr{cls}><td>{_num(stats.epoch, "{}", "?")}{" ★" if cls else ""}</td>' + _score_cell(stats)
-            + f'<td>{stats.samples}</td><td>{_num(stats.colors_nearest_mean)}</td>'
-            f'<td>{_num(stats.clean_pct, "{:.0f} %")}</td><td>{_num(stats.top10_coverage_mean, "{:.0%}")}</td>'
-            f'<td>{_num(ms.colors_mean if ms else None)}</td><td>{_num(ms.clean_pct if ms else None, "{:.0f} %")}</td>'
-            f'<td>{_num(ms.off_palette_mean if ms else None, "{:.1%}")}</td>'
-            f'<td>{_num(ms.grid_error_mean if ms else None)}</td>'
-            f'<td>{_num(ms.background_uniform_pct if ms else None, "{:.0f} %")}</td>'
+            f'<tr{cls}><td>{_num(stats.epoch, "{}", "all")}{" ★" if cls else ""}</td>' + _score_cell(stats)
+            + f'<td>{stats.samples}</td><td>{_num(stats.colors_nearest_mean)}</td>' + _method_cells(ms)
+            + f'<td>{_num(ms.background_uniform_pct if ms else None, "{:.0f} %")}</td>'
             f'<td>{_num(stats.near_copy_pct, "{:.0f} %")}</td><td>{_num(stats.diversity, "{:.3g}")}</td></tr>'
         )
-    rows.append("</table>")
+    rows.append("</table></div>")
+    return "\n".join(rows) + terms_table(view) + adherence_html(view)
+
+
+def terms_table(view: RunView) -> str:
+    """Every term of the score per epoch (the mean over its samples), the tied epochs marked ("" without)."""
+    names = list(dict.fromkeys(k for row in view.report.epochs for k in row.score.terms))
+    if not names:
+        return ""
+    best = view.report.best
+    tied = set(best.tied) if best is not None else set()
+    rows = ['<details class="fold"><summary>The score\'s terms per epoch</summary><div class="scroll">'
+            '<table class="terms-table"><tr><th>epoch</th>'
+            + "".join(f"<th>{escape(n)}</th>" for n in names) + "<th>picture quality</th><th>score</th></tr>"]
+    for row in view.report.epochs:
+        mark = " ★" if best is not None and row.epoch == best.epoch else (" ~" if row.epoch in tied else "")
+        rows.append(f'<tr><td>{_num(row.epoch, "{}", "?")}{mark}</td>'
+                    + "".join(f'<td>{_num(row.score.terms.get(n), "{:.3f}")}</td>' for n in names)
+                    + f'<td>{_num(row.score.quality, "{:.3f}")}</td><td>{_num(row.score.total, "{:.3f}")}</td></tr>')
+    rows.append('</table></div><p class="muted">★ the pick; ~ indistinguishable from the highest score at this '
+                'sample count</p></details>')
     return "\n".join(rows)
+
+
+def adherence_html(view: RunView) -> str:
+    """Per prompt, each tag's adherence per epoch and how it is measured ("fails on blue hair, works on pink")."""
+    epochs = [row for row in view.report.epochs if row.adherence]
+    parts = []
+    for entry in view.report.prompts:
+        shown = [row for row in epochs if entry.prompt in row.adherence]
+        if not shown or not entry.tags:
+            continue
+        rows = [f'<table class="adherence"><caption>{escape(entry.prompt)}</caption><tr><th class="l">tag</th>'
+                + "".join(f"<th>e{_num(row.epoch, '{}', '?')}</th>" for row in shown) + '<th class="l">measured by</th></tr>']
+        for i, tag in enumerate(entry.tags):
+            values = "".join(f'<td>{_num(row.adherence[entry.prompt][i], "{:.2f}")}</td>' for row in shown)
+            how = escape(tag.measure or f"not measured: {tag.why or 'no measure applies'}")
+            rows.append(f'<tr><td class="l">{escape(tag.text)}</td>{values}<td class="l muted">{how}</td></tr>')
+        parts.append("\n".join(rows) + "</table>")
+    if not parts:
+        return ""
+    return (f'<details class="fold"><summary>Prompt adherence per tag (0–1), {len(parts)} prompts</summary>'
+            '<div class="scroll">' + "\n".join(parts) + "</div></details>")
 
 
 def methods_html(view: RunView) -> str:
@@ -113,7 +215,7 @@ def methods_html(view: RunView) -> str:
         return ""
     at_best = best_row(view.report)
     samples = view.report.samples
-    rows = ['<table class="methods"><tr><th class="l">method</th><th>colours at best</th><th>% clean at best</th>'
+    rows = ['<div class="scroll"><table class="methods"><tr><th class="l">method</th><th>colours at best</th><th>% clean at best</th>'
             '<th>colours, all epochs</th><th>% clean, all epochs</th><th>grid error, all</th></tr>']
     for m in methods:
         cands = [s.candidates[m] for s in samples if m in s.candidates]
@@ -126,22 +228,38 @@ def methods_html(view: RunView) -> str:
             f'<td>{_num(pct_of(c.clean for c in cands), "{:.0f} %")}</td>'
             f'<td>{_num(mean_of(c.grid_error for c in cands))}</td></tr>'
         )
-    rows.append("</table>")
-    return "<h3>Methods compared (candidates)</h3>" + "\n".join(rows)
+    rows.append("</table></div>")
+    return ('<details class="fold"><summary>Methods compared (candidates)</summary>' + "\n".join(rows)
+            + "</details>")
 
 
 def best_html(view: RunView) -> str:
     """The chosen epoch and why: method, score, each term of the score, and the rule that picked it."""
     best = view.report.best
     if best is None:
-        return '<p class="best-choice muted">No best epoch: no epoch-numbered samples were processed.</p>'
+        return _one_set_html(view)
     why = ""
     if best.terms:
         why = '<ul class="terms">' + "".join(f"<li>{escape(k)}: <b>{_num(v, '{:.3g}')}</b></li>"
                                               for k, v in best.terms.items()) + "</ul>"
+    margin = "".join(f"<li>{escape(line.strip())}</li>" for line in describe_best(best)[1:])
     return (f'<p class="best-choice">Best epoch: <b>{best.epoch}</b> '
             f'(method {escape(str(best.method))}, score {best.score:.3g}).</p>{why}'
-            f'<p class="muted">Rule: {escape(best.rule or "not stated")}</p>')
+            + (f'<ul class="margin">{margin}</ul>' if margin else "")
+            + '<details class="fold muted"><summary>How the best epoch is chosen</summary>'
+            f'<p>Rule: {escape(best.rule or "not stated")}</p></details>')
+
+
+def _one_set_html(view: RunView) -> str:
+    """A folder whose names carry no epoch: its samples are one set, with one score (no epoch to choose)."""
+    head = headline(view.report)
+    if head is None or head.score is None:
+        return '<p class="best-choice muted">No best epoch: no epoch-numbered samples were processed.</p>'
+    span = f" (95 % interval {head.interval[0]:.3f}–{head.interval[1]:.3f})" if head.interval else ""
+    terms = "".join(f"<li>{escape(k)}: <b>{_num(v, '{:.3g}')}</b></li>" for k, v in head.terms.items())
+    return (f'<p class="best-choice">One set: <b>score {head.score:.3g}</b>{span}. The file names carry no epoch, '
+            "so there is no epoch to choose; <code>bespoke export</code> exports them all.</p>"
+            + (f'<ul class="terms">{terms}</ul>' if terms else ""))
 
 
 def settings_html(view: RunView, page_dir: Path) -> str:
@@ -163,6 +281,26 @@ def settings_html(view: RunView, page_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _loop_items(run: RunManifest) -> list[tuple[str, str]]:
+    """What the run's loop recorded: why it stopped early, what it cost, the designs held out for validation."""
+    items = []
+    if run.status == "stopped-early" and run.early_stop is not None:
+        items.append(("stopped early", escape(f"after epoch {run.early_stop.after_epoch} ({run.early_stop.rule}): "
+                                              f"{run.early_stop.reason}")))
+    if run.cost_usd is not None:
+        price = f" at {usd(run.gpu_price_per_hour)} per GPU-hour" if run.gpu_price_per_hour is not None else ""
+        per_epoch = [r.cost_usd for r in run.epoch_log if r.cost_usd is not None]
+        mean = f", {usd(sum(per_epoch) / len(per_epoch))} an epoch" if per_epoch else ""
+        items.append(("cost", escape(f"{usd(run.cost_usd)}{price}{mean} (every attempt)")))
+    held = run.dataset.get("validation")
+    if isinstance(held, dict) and held.get("designs"):
+        names = "; ".join(", ".join(design) for design in held["designs"])
+        items.append(("held out for validation", escape(
+            f"{held.get('images')} pictures in {len(held['designs'])} designs (share {held.get('share')}, seed "
+            f"{held.get('seed')}): {names}")))
+    return items
+
+
 def _settings_items(view: RunView, run: RunManifest, page_dir: Path) -> list[tuple[str, str]]:
     """(name, HTML value) of the run's manifest facts, the simulator and links to its contact sheets."""
     attempt = run.attempt
@@ -182,6 +320,7 @@ def _settings_items(view: RunView, run: RunManifest, page_dir: Path) -> list[tup
         ("epochs done", escape(str(run.epochs_done))),
         ("started / finished", escape(f"{started} / {finished}")),
     ]
+    items += _loop_items(run)
     if view.simulated:
         sim = run.simulator or {}
         items.append(("simulator", '<span class="sim-tag">SIMULATED</span> ' + escape(

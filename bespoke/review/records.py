@@ -10,119 +10,52 @@ says where in the file (`ReportFormatError`; the loader adds the file and what t
 may be missing (older files lack it). Adding a field: give it a default, bump REPORT_SCHEMA, and add an
 upgrade step to `UPGRADES` when older files need more than the default.
 
-Schema history: 3 -- this one, every record typed. 2 -- the same fields, except that reports written before
-they were recorded lack `correct_cast` (upgraded to false: the option did not exist) and `novelty_tolerance`
-(upgraded to 5.0: novelty used merge.TOLERANCE then).
+Schema history: 4 -- this one: every sample's score terms (`Scoring.terms`, `tags`, `score`), the epoch's
+interval, the indistinguishable epochs and the pick (`Best`), the prompts' tags (`prompts`), `analysis_version`;
+`correct_cast` is gone (dropped when reading an older report). 3 -- every record typed. 2 -- the same fields,
+except that reports written before it was recorded lack `novelty_tolerance` (upgraded to 5.0: novelty used
+merge.TOLERANCE then).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
-REPORT_SCHEMA = 3
+from bespoke.review.record_base import (
+    ReportFormatError,
+    _at,
+    _by_name,
+    _each,
+    _fail,
+    _items,
+    _names,
+    _optional,
+    _plain,
+    _Record,
+    _values,
+)
+
+__all__ = ["ReportFormatError"]
+
+REPORT_SCHEMA = 4
 REPORT_KIND = "bespoke.process"
 V2_NOVELTY_TOLERANCE = 5.0
 LONG_LISTS = ("samples", "errors", "epochs")
 
 
-class ReportFormatError(ValueError):
-    """A report (or journal) record that is not what this bespoke writes; the message says where in it."""
-
-
-R = TypeVar("R", bound="_Record")
-
-
-class _Record:
-    """A report record: JSON out with its field names as keys, JSON in with unknown keys refused."""
-
-    __slots__ = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as plain JSON values, keys in field order."""
-        return {name: _plain(getattr(self, name)) for name in _names(type(self))}
-
-    @classmethod
-    def from_json(cls: type[R], data: object, where: str) -> R:
-        """The record of `data` (`where`: its place in the file, for the error)."""
-        return cls(**_values(cls, data, where))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, _Record):
-        return value.to_json()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-_NAMES: dict[type, tuple[str, ...]] = {}
-_REQUIRED: dict[type, tuple[str, ...]] = {}
-
-
-def _names(cls: type) -> tuple[str, ...]:
-    if cls not in _NAMES:  # thousands of records per report: fields() once per class
-        _NAMES[cls] = tuple(f.name for f in fields(cls))
-    return _NAMES[cls]
-
-
-def _required(cls: type) -> tuple[str, ...]:
-    if cls not in _REQUIRED:
-        _REQUIRED[cls] = tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
-    return _REQUIRED[cls]
-
-
-def _fail(where: str, text: str) -> ReportFormatError:
-    return ReportFormatError(f"{where}: {text}" if where else text)
-
-
-def _at(where: str, key: str) -> str:
-    """The place of `key` inside the record at `where` (samples[3].grid)."""
-    return f"{where}.{key}" if where else key
-
-
-def _values(cls: type, data: object, where: str) -> dict[str, Any]:
-    """`data` as constructor values of `cls`: an object with no unknown and no missing required key."""
-    if not isinstance(data, dict):
-        raise _fail(where, "not a JSON object")
-    unknown = sorted(set(data) - set(_names(cls)))
-    if unknown:
-        raise _fail(where, f"unknown key(s) {', '.join(map(str, unknown))}")
-    missing = [name for name in _required(cls) if name not in data]
-    if missing:
-        raise _fail(where, f"missing key(s) {', '.join(missing)}")
-    return dict(data)
-
-
-def _items(data: object, where: str, kind: type) -> Any:
-    if not isinstance(data, kind):
-        raise _fail(where, f"not a JSON {'array' if kind is list else 'object'}")
-    return data
-
-
-def _each(build: Callable[[object, str], R], data: object, where: str) -> list[R]:
-    return [build(item, f"{where}[{i}]") for i, item in enumerate(_items(data, where, list))]
-
-
-def _by_name(build: Callable[[object, str], R], data: object, where: str) -> dict[str, R]:
-    return {key: build(item, _at(where, key)) for key, item in _items(data, where, dict).items()}
-
-
-def _optional(build: Callable[[object, str], R], data: object, where: str) -> R | None:
-    return None if data is None else build(data, where)
-
-
 @dataclass(slots=True, kw_only=True)
 class Novelty(_Record):
-    """How near a candidate is to the training images: `nearest` (the training file name), `share` (0-1 of
-    its cells within `novelty_tolerance` of that image's cells) and `near_copy` (share >= near_copy_threshold)."""
+    """How near a candidate is to the training images: `nearest` (the training file name), `share` (0-1: the
+    part of that training punk's figure the candidate draws within `novelty_tolerance` at the same place),
+    `near_copy` (share >= near_copy_threshold) and `shift` ([dy, dx] cells: where the training figure sits in
+    the candidate; None in older reports)."""
 
     nearest: str
     share: float
     near_copy: bool
+    shift: list[int] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -159,12 +92,20 @@ class Candidate(_Record):
 @dataclass(slots=True, kw_only=True)
 class Scoring(_Record):
     """The scoring candidate's values (the default faithful candidate, with the training palette when known,
-    whatever the methods asked for): what the best-epoch score reads (bespoke.review.selection)."""
+    whatever the methods asked for): what the best-epoch score reads (bespoke.review.selection).
+
+    `terms`: each term of the score on this sample, 0-1 (bespoke.pixels.terms; None where it cannot be measured:
+    no training set, no prompt tag, a 24 px image has no pixel_art, one sample of its prompt in its epoch has
+    no `varied`); `tags`: the adherence of each tag of its prompt (the report's `prompts` entry of it, in
+    order); `score`: the sample's score (selection.RULE; 0 for a degenerate sample)."""
 
     colors: int
     grid_error: float
     off_palette: float | None
     novelty: Novelty | None
+    terms: dict[str, float | None] = field(default_factory=dict)
+    tags: list[float | None] = field(default_factory=list)
+    score: float | None = None
 
     @classmethod
     def from_json(cls, data: object, where: str) -> Scoring:
@@ -196,8 +137,9 @@ class Sample(_Record):
     say) and `prompt` (the run's prompt of that index); `width`, `height`; `colors_nearest` -- the RAW count of
     colours of Pillow's NEAREST downscale to 24 px (the user's historical metric, 216.6 at their best epoch; a
     property of the raw sample, not of any candidate), `top10_coverage` and `clean` on that raw downscale
-    (never clean when degenerate); `degenerate` (None, "nan-black", "solid", "near-solid" or "no-grid");
-    `grid`; `candidates` by method; `scoring`.
+    (never clean when degenerate); `degenerate` (None, "nan-black", "solid", "near-solid", "no-grid" or
+    "not-pixel-art"); `grid`; `candidates` by method; `scoring`; `label` (what a plain file name says besides
+    its epoch, e01_green_bg_lad -> green_bg_lad: pairs samples across epochs when no prompt index says it).
     """
 
     file: str
@@ -216,6 +158,7 @@ class Sample(_Record):
     grid: SampleGrid
     candidates: dict[str, Candidate]
     scoring: Scoring
+    label: str | None = None
 
     @classmethod
     def from_json(cls, data: object, where: str) -> Sample:
@@ -253,12 +196,16 @@ class MethodRow(_Record):
 
 @dataclass(slots=True, kw_only=True)
 class Score(_Record):
-    """An epoch's best-epoch score: `total` 0-1, the weighted mean of `terms` (name -> 0-1; which terms and
-    their weights: bespoke.review.selection.RULE). New figures about the score (an interval over the samples,
-    per-prompt results) are added here as fields with a default."""
+    """An epoch's best-epoch score: `total` 0-1, the mean of its samples' scores; `terms` (name -> the mean of
+    that term over the epoch's samples; which terms and their weights: bespoke.review.selection.RULE);
+    `interval` ([low, high], the 95 % bootstrap interval of `total` over the samples; None with one sample an
+    epoch); `quality` (the same score without adherence: how clean the pictures are, what the pick among
+    indistinguishable epochs reads)."""
 
     total: float
     terms: dict[str, float] = field(default_factory=dict)
+    interval: list[float] | None = None
+    quality: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -267,8 +214,9 @@ class EpochRow(_Record):
 
     `samples`, `colors_nearest_mean` (the raw NEAREST count, see Sample), `clean_pct`, `top10_coverage_mean`,
     `degenerate_pct`, `near_copy_pct` (% of samples whose scoring candidate is a near copy; None without
-    training images), `diversity` (distinct designs / samples, 0-1), `score`, and `methods` (a MethodRow per
-    method).
+    training images), `diversity` (distinct designs / samples, 0-1), `score`, `methods` (a MethodRow per
+    method) and `adherence` (per prompt of the report's `prompts`, by its text: the mean adherence of each of
+    its tags over the epoch's samples of that prompt, None where a tag is not measured).
     """
 
     epoch: int | None
@@ -281,6 +229,7 @@ class EpochRow(_Record):
     diversity: float
     score: Score
     methods: dict[str, MethodRow]
+    adherence: dict[str, list[float | None]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: object, where: str) -> EpochRow:
@@ -292,15 +241,48 @@ class EpochRow(_Record):
 
 @dataclass(slots=True, kw_only=True)
 class Best(_Record):
-    """The best epoch: the trained epoch with the highest score whatever flags `process` ran with (epoch 0 and
-    degenerate samples never win); `method` (the candidate shown for it), `rule` (in words), its `score` total
-    and `terms`."""
+    """The best epoch, whatever flags `process` ran with (epoch 0 and degenerate samples never win): `epoch` (the
+    pick), `method` (the candidate shown for it), `rule` (in words), its `score` total and `terms`; `highest`
+    (the epoch with the highest score), `tied` (the epochs the samples cannot tell from `highest` at 95 %,
+    `highest` among them; the pick is one of them), `more_seeds` (per tied epoch but `highest`, by its number:
+    how many more seeds per prompt would separate it from `highest` at today's difference; None when no
+    practical number would; none with one sample an epoch) and `resolved` (false with fewer than
+    selection.MIN_SAMPLES samples an epoch: nothing told apart)."""
 
     epoch: int
     method: str | None
     rule: str
     score: float
     terms: dict[str, float]
+    highest: int | None = None
+    tied: list[int] = field(default_factory=list)
+    more_seeds: dict[str, int | None] = field(default_factory=dict)
+    resolved: bool = True
+
+
+@dataclass(slots=True, kw_only=True)
+class TagInfo(_Record):
+    """One tag of a prompt and how its adherence is measured: `text`, `measure` (in words: learned from which
+    training punks, and/or the hex colour where bespoke finds it; None when it is not measured) and `why` (why
+    not, else None)."""
+
+    text: str
+    measure: str | None
+    why: str | None
+
+
+@dataclass(slots=True, kw_only=True)
+class PromptTags(_Record):
+    """A prompt of the samples and its tags (what `Scoring.tags` and `EpochRow.adherence` are in order of)."""
+
+    prompt: str
+    tags: list[TagInfo]
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> PromptTags:
+        values = _values(cls, data, where)
+        values["tags"] = _each(TagInfo.from_json, values["tags"], _at(where, "tags"))
+        return cls(**values)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -314,12 +296,16 @@ class TrainingSource(_Record):
 
 
 def _upgrade_v2(data: dict[str, Any]) -> dict[str, Any]:
-    data.setdefault("correct_cast", False)
     data.setdefault("novelty_tolerance", V2_NOVELTY_TOLERANCE)
     return data
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _upgrade_v2}  # version -> version + 1
+def _upgrade_v3(data: dict[str, Any]) -> dict[str, Any]:
+    data.pop("correct_cast", None)  # the option is gone: it repainted more pictures than it helped
+    return data
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _upgrade_v2, 3: _upgrade_v3}  # v -> v + 1
 
 
 @dataclass(slots=True, kw_only=True)
@@ -328,13 +314,14 @@ class ProcessReport(_Record):
 
     `created_at`, `source` (the folder processed), `run_id` and `simulated` (None / false for a plain folder);
     the options it was made with: `methods`, `palette` (the --palette request: Palette.to_json, or None),
-    `tolerance` (CIE76 delta E a default candidate may move a cell from the colour the model drew),
-    `correct_cast` (grid-palette took the global colour cast out first: moves every cell), `training`,
+    `tolerance` (CIE76 delta E a default candidate may move a cell from the colour the model drew), `training`,
     `layout_hint` (the run's cell layout, Layout.to_json, or None); the constants it was measured with:
-    `near_copy_threshold` (share of cells matching one training image at which a candidate is a near copy),
-    `novelty_tolerance` (delta E within which a cell matches the training image's cell); then `samples`,
-    `errors`, `epochs` (trained epochs in order, then the unknown epoch) and `best` (None when no trained
-    epoch can win). On disk `schema_version` and `kind` come first.
+    `near_copy_threshold` (share of a training figure reproduced at which a candidate is a near copy),
+    `novelty_tolerance` (delta E within which a cell matches the training figure's cell), `analysis_version`
+    (of the candidates, terms and score: a report of another version is processed again; 0 in older files),
+    `weights` (the terms this run's score uses and their weights; `new` multiplies), `prompts` (each prompt's
+    tags); then `samples`, `errors`, `epochs` (trained epochs in order, then the unknown epoch) and `best` (None
+    when no trained epoch can win). On disk `schema_version` and `kind` come first.
     """
 
     created_at: str
@@ -344,7 +331,6 @@ class ProcessReport(_Record):
     methods: list[str]
     palette: dict[str, Any] | None
     tolerance: float
-    correct_cast: bool
     near_copy_threshold: float
     novelty_tolerance: float
     training: TrainingSource | None
@@ -353,6 +339,9 @@ class ProcessReport(_Record):
     errors: list[SampleError]
     epochs: list[EpochRow]
     best: Best | None
+    analysis_version: int = 0
+    weights: dict[str, float] = field(default_factory=dict)
+    prompts: list[PromptTags] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.items(lists=False))
@@ -384,4 +373,6 @@ class ProcessReport(_Record):
         values["errors"] = _each(SampleError.from_json, values["errors"], _at(where, "errors"))
         values["epochs"] = _each(EpochRow.from_json, values["epochs"], _at(where, "epochs"))
         values["best"] = _optional(Best.from_json, values["best"], _at(where, "best"))
+        if "prompts" in values:
+            values["prompts"] = _each(PromptTags.from_json, values["prompts"], _at(where, "prompts"))
         return cls(**values)

@@ -1,7 +1,8 @@
 """The process report on disk: where it is, its one reader (`load_report`) and its one writer (`write_report`).
 
 `<run>/report/report.json` (+ report.csv, one row per sample and method) for a run folder, or
-`<folder>/bespoke_process/report/` for a plain folder of images. Both files are written atomically and
+`<folder>/bespoke_process/report/` for any other folder (a folder of images, an sd-scripts output_dir), or
+`<out>/report/` when `--out` names where results go (a read-only folder of samples). Both files are written atomically and
 streamed one record at a time (thousands of samples); report.json carries `schema_version` and `kind` first,
 then one sample, error or epoch row per line. The schema is bespoke.review.records (ProcessReport and the
 records it holds, each documenting its fields); older schemas are upgraded on read. While `process` runs,
@@ -30,17 +31,19 @@ CSV_FIELDS = ("file", "name", "epoch", "step", "prompt_index", "seed", "width", 
               "moved_beyond", "nearest_training", "novelty_share", "near_copy", "degenerate")
 
 
-def output_dirs(path: Path) -> tuple[Path, Path]:
-    """(candidates dir, report dir) for a run folder or a plain folder."""
+def output_dirs(path: Path, out: Path | None = None) -> tuple[Path, Path]:
+    """(candidates dir, report dir) for a run folder or a plain folder, or inside `out` when given."""
+    if out is not None:
+        return Path(out) / "candidates", Path(out) / "report"
     if is_run_dir(path):
         paths = RunPaths(path)
         return paths.candidates_dir, paths.report_dir
     return path / PLAIN_OUTPUT / "candidates", path / PLAIN_OUTPUT / "report"
 
 
-def report_file(path: Path) -> Path:
-    """The report.json of a run folder or a plain folder."""
-    return output_dirs(Path(path))[1] / REPORT_FILE
+def report_file(path: Path, out: Path | None = None) -> Path:
+    """The report.json of a run folder or a plain folder (or of `out`, when the results went there)."""
+    return output_dirs(Path(path), out)[1] / REPORT_FILE
 
 
 def _write_csv(handle: IO[str], samples: list[Sample]) -> None:
@@ -79,11 +82,11 @@ def write_report(report_dir: Path, report: ProcessReport) -> None:
     atomic_write_stream(Path(report_dir) / REPORT_FILE, lambda handle: _write_json(handle, report), text=True)
 
 
-def load_report(run_or_dir: Path) -> ProcessReport:
-    """The report.json of a run folder or a plain folder; a one-line ProcessError naming the file (and what to
-    do) when it is missing, unreadable, of another kind or schema, or not what bespoke writes."""
+def load_report(run_or_dir: Path, out: Path | None = None) -> ProcessReport:
+    """The report.json of a run folder or a plain folder (or of `out`); a one-line ProcessError naming the file
+    (and what to do) when it is missing, unreadable, of another kind or schema, or not what bespoke writes."""
     path = Path(run_or_dir)
-    where = report_file(path)
+    where = report_file(path, out)
     if not where.is_file():
         raise ProcessError(f"{where}: no process report; run `bespoke process {path}`")
     try:

@@ -1,9 +1,12 @@
-"""What `process` is asked to do, resolved against the folder: methods, palette, tolerance, cell layout, and the
-training images and palette (novelty, off_palette, the scoring candidate).
+"""What `process` is asked to do, resolved against the folder: methods, palette, tolerance, cell layout, where
+the results go, and the training set (images, palette and captions: novelty, off_palette, the scoring candidate
+and the terms of the score).
 
-The training images and palette come from the run's prepared dataset, or `training=<folder of 24 px images>`
-for a plain folder. run.json and prepare.json are each read once per request (a caller that has read run.json
-already passes it in).
+The training set is the run's prepared dataset whenever it is on this machine (so a run's score is the same
+whatever `--training` says), else `training=<folder of 24 px images>` (with their .txt captions). For a folder
+that is not a run, `--training` also gives `grid-palette` its palette when `--palette` names none, so that
+the candidate shown is the one scored. run.json and prepare.json are each read once per request (a caller
+that has read run.json already passes it in).
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bespoke import progress
 from bespoke.dataset.layout import GRID, Layout
 from bespoke.dataset.prepare import REPORT_FILE, load_prepare_report
 from bespoke.errors import BespokeError, UsageError, did_you_mean
 from bespoke.pixels import palette as pal
 from bespoke.pixels.merge import TOLERANCE
-from bespoke.pixels.novelty import TrainingSet, read_folder, read_prepared
+from bespoke.pixels.novelty import MATCH_TOLERANCE, NEAR_COPY, TrainingSet, read_folder, read_prepared
 from bespoke.review.records import TrainingSource
+from bespoke.review.scoring import Training
+from bespoke.review.selection import ANALYSIS_VERSION
 from bespoke.run.manifest import RunManifest, load_manifest
 from bespoke.run.paths import is_run_dir
 
@@ -31,15 +37,17 @@ KNOWN_METHODS = ("nearest", "box", "bilinear", "lanczos", "grid", "grid-palette"
 class ProcessOptions:
     """What `process` is asked for (its command-line options): `methods` (names or a comma list), `palette`
     (dataset, k:<N> or a folder), `tolerance` (delta E; None: merge.TOLERANCE), `layout_hint` (None: the run's),
-    `training` (a folder of 24 px images; None: the run's prepared dataset), `correct_cast`, `workers` (None:
-    the CPUs this process may use) and `force` (process again even when the report is up to date)."""
+    `training` (a folder of 24 px images with their captions; a run uses its prepared dataset when it is on
+    this machine), `out` (the folder for candidates/ and report/; None: the run's own, or
+    <folder>/bespoke_process/), `workers` (None: the CPUs this process may use) and `force` (process again even
+    when the report is up to date)."""
 
     methods: str | Sequence[str] | None = DEFAULT_METHODS
     palette: str | None = None
     tolerance: float | None = None
     layout_hint: Layout | None = None
     training: str | None = None
-    correct_cast: bool = False
+    out: str | Path | None = None
     workers: int | None = None
     force: bool = False
 
@@ -54,17 +62,25 @@ class Request:
     palette: pal.Palette | None
     tolerance: float
     layout: Layout | None
-    training: TrainingSet | None
-    training_palette: pal.Palette | None
-    training_source: str | None
-    correct_cast: bool = False
+    training_set: Training | None
+    out: Path | None = None
+
+    @property
+    def training(self) -> TrainingSet | None:
+        """The training images at 24 px (novelty), or None."""
+        return self.training_set.images if self.training_set is not None else None
+
+    @property
+    def training_palette(self) -> pal.Palette | None:
+        """The training palette (off_palette, the scoring candidate), or None."""
+        return self.training_set.palette if self.training_set is not None else None
 
     def training_record(self) -> TrainingSource | None:
         """Where the training images and palette came from, as the report records it."""
-        if self.training_palette is None:
+        if self.training_set is None:
             return None
-        return TrainingSource(source=self.training_source, images=len(self.training) if self.training else 0,
-                              palette=self.training_palette.to_json())
+        return TrainingSource(source=self.training_set.source, images=len(self.training_set.images),
+                              palette=self.training_set.palette.to_json())
 
 
 class PreparedDataset:
@@ -124,33 +140,65 @@ def resolve_palette(spec: str | None, run_dir: Path | None, prepared: PreparedDa
     return pal.Palette("dataset", colors=pal.parse_hex(colors, where))
 
 
-def resolve_training(run_dir: Path | None, manifest: RunManifest | None, folder: str | None,
-                     prepared: PreparedDataset | None = None,
-                     ) -> tuple[TrainingSet | None, pal.Palette | None, str | None]:
-    """(training images at 24 px, training palette, where they came from) for novelty and the score:
-    `folder` (24 px images) when given, else the run's prepared dataset when it is on this machine."""
-    if folder:
-        path = Path(folder).expanduser()
-        if not path.is_dir():
-            raise UsageError(f"--training {folder}: not a folder; pass the folder of the 24 px training images")
-        training = read_folder(path)
-        if not len(training):
-            raise UsageError(f"--training {folder}: no readable 24x24 images in it")
-        return training, pal.Palette("folder", colors=pal.palette_from_folder(path)), str(path)
-    if run_dir is None:
-        return None, None, None
-    prepared = prepared or PreparedDataset(manifest)
+def _caption(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    except OSError:
+        return ""
+
+
+def _training_folder(folder: str) -> Training:
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"--training {folder}: not a folder; pass the folder of the 24 px training images")
+    images = read_folder(path)
+    if not len(images):
+        raise UsageError(f"--training {folder}: no readable 24x24 images in it; pass the folder of the 24 px "
+                         "training images (each with its .txt caption)")
+    captions = tuple(_caption((path / name).with_suffix(".txt")) for name in images.names)
+    return Training(images, pal.Palette("folder", colors=pal.palette_from_folder(path)), captions, str(path))
+
+
+def _prepared_training(run_dir: Path, prepared: PreparedDataset) -> Training | None:
+    """The run's prepared dataset read back at 24 px, with its captions; None when it is not on this machine."""
     try:
         palette = resolve_palette("dataset", run_dir, prepared)
     except BespokeError:  # the prepared dataset is not on this machine: no training images, no palette
-        return None, None, None
+        return None
     if palette is None or prepared.folder is None:
-        return None, None, None
+        return None
     report = prepared.report()
     layout = layout_from_json(report.get("layout"))
     names = [str(e.get("name")) for e in report.get("images") or [] if isinstance(e, dict) and e.get("name")]
-    images = read_prepared(prepared.folder, names, layout.edges) if layout is not None else None
-    return (images if images is not None and len(images) else None), palette, str(prepared.folder)
+    images = read_prepared(prepared.folder, names, layout.edges) if layout is not None else TrainingSet.from_arrays(
+        [], [])
+    captions = tuple(_caption(prepared.folder / f"{name}.txt") for name in images.names)
+    return Training(images, palette, captions, str(prepared.folder))
+
+
+def resolve_training_set(run_dir: Path | None, manifest: RunManifest | None, folder: str | None,
+                         prepared: PreparedDataset | None = None) -> Training | None:
+    """The training set for novelty and the score: a run's prepared dataset when it is on this machine (a
+    `folder` given beside it is not used, and the user is told), else `folder`; None without either."""
+    if run_dir is not None:
+        own = _prepared_training(run_dir, prepared or PreparedDataset(manifest))
+        if own is not None:
+            if folder:
+                progress.say(f"--training {folder}: not used; run {run_dir.name} is scored against its own prepared "
+                             f"dataset ({own.source})", "warning")
+            return own
+    return _training_folder(folder) if folder else None
+
+
+def resolve_training(run_dir: Path | None, manifest: RunManifest | None, folder: str | None,
+                     prepared: PreparedDataset | None = None,
+                     ) -> tuple[TrainingSet | None, pal.Palette | None, str | None]:
+    """(training images at 24 px or None when none were read, training palette, where they came from):
+    resolve_training_set, as a tuple."""
+    found = resolve_training_set(run_dir, manifest, folder, prepared)
+    if found is None:
+        return None, None, None
+    return (found.images if len(found.images) else None), found.palette, found.source
 
 
 def default_palette(run_dir: Path, manifest: RunManifest | None = None) -> str | None:
@@ -190,27 +238,31 @@ def resolve_request(path: Path, options: ProcessOptions, manifest: RunManifest |
     if tolerance is not None and tolerance < 0:
         raise UsageError(f"--tolerance {tolerance}: must be 0 (no merging) or a positive delta E, e.g. {TOLERANCE:g}")
     prepared = PreparedDataset(manifest) if run_dir is not None else None
-    train_set, train_palette, source = resolve_training(run_dir, manifest, options.training, prepared)
-    palette, training = options.palette, options.training
-    same_folder = training and palette and Path(palette).expanduser().resolve() == Path(training).expanduser().resolve()
+    training_set = resolve_training_set(run_dir, manifest, options.training, prepared)
+    train_palette = training_set.palette if training_set is not None else None
+    palette = options.palette
+    if palette is None and run_dir is None and training_set is not None:
+        palette = options.training  # a folder's training set gives grid-palette its palette: shown = scored
+    same_folder = options.training and palette and \
+        Path(palette).expanduser().resolve() == Path(options.training).expanduser().resolve()
     resolved = train_palette if same_folder else resolve_palette(palette, run_dir, prepared)
     if resolved is not None and train_palette is not None and resolved.to_json() == train_palette.to_json():
         resolved = train_palette  # one object: the scoring candidate reuses grid-palette
-    if options.correct_cast and (resolved is None or resolved.colors is None):
-        raise UsageError("--correct-cast needs a fixed palette to measure the cast against: "
-                         "--palette dataset or a folder of 24 px PNGs")
     layout = options.layout_hint
     if layout is None and manifest is not None:
         layout = layout_from_json(manifest.dataset.get("layout"))
+    out = Path(options.out).expanduser() if options.out is not None else None
     return Request(path, manifest, parse_methods(options.methods, resolved), resolved,
-                   TOLERANCE if tolerance is None else float(tolerance), layout, train_set, train_palette, source,
-                   options.correct_cast)
+                   TOLERANCE if tolerance is None else float(tolerance), layout, training_set, out)
 
 
 def report_options(request: Request) -> dict[str, Any]:
-    """What an existing report or journal must have been made with to be reused (the report's JSON fields)."""
+    """What an existing report or journal must have been made with to be reused (the report's JSON fields):
+    the options, and what the candidates and the score were measured with."""
     training = request.training_record()
     return {"methods": list(request.methods), "palette": request.palette.to_json() if request.palette else None,
-            "tolerance": request.tolerance, "correct_cast": request.correct_cast,
+            "tolerance": request.tolerance,
             "layout_hint": request.layout.to_json() if request.layout is not None else None,
-            "training": training.to_json() if training is not None else None}
+            "training": training.to_json() if training is not None else None,
+            "near_copy_threshold": NEAR_COPY, "novelty_tolerance": MATCH_TOLERANCE,
+            "analysis_version": ANALYSIS_VERSION}

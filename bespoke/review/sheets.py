@@ -51,7 +51,8 @@ GridKey = tuple[tuple[int, int], int]  # (row key, column)
 
 @dataclass(frozen=True)
 class Row:
-    """One sheet row: its sort key, its label ('e8', 'step 120', '?') and its epoch (None if not an epoch)."""
+    """One sheet row: its sort key, its label ('e8', 'step 120', 'all' for samples without either) and its
+    epoch (None if not an epoch)."""
 
     key: tuple[int, int]
     label: str
@@ -110,27 +111,32 @@ def _font(size: int) -> Font:
 
 
 def row_key(sample: Sample) -> Row:
-    """Where a sample goes vertically: its epoch, else its step, else an 'unknown' row."""
+    """Where a sample goes vertically: its epoch, else its step, else one row for all the rest ('all')."""
     if sample.epoch is not None:
         return Row((0, sample.epoch), f"e{sample.epoch}", sample.epoch)
     if sample.step is not None:
         return Row((1, sample.step), f"step {sample.step}", None)
-    return Row((2, 0), "?", None)
+    return Row((2, 0), "all", None)  # a folder's samples without an epoch: one set
 
 
 def arrange(samples: list[Sample]) -> tuple[list[Row], list[int], dict[GridKey, Sample]]:
     """Rows (sorted), columns (prompt indexes) and {(row key, column): sample}; the last file wins a tie.
 
-    Samples without a prompt index get a column each, numbered from 1000.
+    Samples without a prompt index share a column with the samples of their label (e01_cash_lad and
+    e02_cash_lad: one column), numbered from 1000; a sample with neither gets a column of its own.
     """
     rows: dict[tuple[int, int], Row] = {}
     grid: dict[GridKey, Sample] = {}
-    unknown_col = 0
+    labels = {label: 1000 + i for i, label in enumerate(sorted({s.label for s in samples
+                                                                if s.prompt_index is None and s.label}))}
+    unknown_col = len(labels)
     for sample in sorted(samples, key=lambda s: s.file):
         row = row_key(sample)
         rows.setdefault(row.key, row)
         col = sample.prompt_index
-        if col is None:
+        if col is None and sample.label in labels:
+            col = labels[sample.label]
+        elif col is None:
             col, unknown_col = 1000 + unknown_col, unknown_col + 1
         grid[(row.key, col)] = sample
     columns = sorted({col for _, col in grid})
@@ -151,8 +157,8 @@ def pick_method(report: ProcessReport, method: str | None = None) -> str | None:
 
 def prompt_label(sample: Sample | None, column: int) -> str:
     """A short column title: the prompt without the shared caption prefix."""
-    if column >= 1000:  # a file that is no sd-scripts sample: its own name says what it is
-        return (sample.name if sample is not None else "") or "(no prompt index)"
+    if column >= 1000:  # a file that is no sd-scripts sample: its label (else its own name) says what it is
+        return ((sample.label or sample.name) if sample is not None else "") or "(no prompt index)"
     text = (sample.prompt if sample is not None else None) or ""
     for prefix in ("pixel art, 24x24, portrait of bespoke punk ", "pixel art, 24x24, "):
         if text.startswith(prefix):

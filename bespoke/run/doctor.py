@@ -13,12 +13,13 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bespoke.errors import BespokeError, ConfigError
+from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.kohya.config import load_toml
 from bespoke.kohya.environment import TrainerFacts
-from bespoke.kohya.presets import resolve_preset
+from bespoke.kohya.packages import PACKAGES, TrainerPackage, needed_by
+from bespoke.kohya.presets import list_presets, load_preset_file, resolve_preset
 from bespoke.run.facts import trainer_facts
-from bespoke.run.paths import RunPaths, list_run_dirs
+from bespoke.run.paths import RunPaths, list_run_dirs, read_training
 from bespoke.run.preflight import plan_shipped, preflight_runs
 from bespoke.settings import Settings
 
@@ -193,12 +194,68 @@ def preflight_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+def package_needs(settings: Settings) -> dict[str, list[str]]:
+    """{module: ["preset NAME" | "run ID", ...]}: which of your presets (the ones `bespoke presets` lists, shadowed
+    ones aside) and run folders make the trainer import an optional package. A preset counts for what it sets
+    itself (what it inherits is base's)."""
+    needs: dict[str, list[str]] = {}
+    sources: list[tuple[str, dict]] = []
+    for row in list_presets(user_dir=settings.presets_dir):
+        if row["role"] != "sweep" and not row["shadowed_by"]:
+            try:
+                sources.append((f"preset {row['name']}", load_preset_file(Path(row["path"]))["training"]))
+            except ConfigError:
+                continue  # `bespoke presets` / `check` say what is wrong with it
+    for folder in list_run_dirs(settings.outputs_dir):
+        try:
+            sources.append((f"run {folder.name}", read_training(RunPaths(folder))))
+        except RunError:
+            continue
+    for label, training in sources:
+        for package in needed_by(training):
+            needs.setdefault(package.module, []).append(label)
+    return needs
+
+
+def _package_check(package: TrainerPackage, users: list[str], installed: bool, python: str, cuda: bool) -> Check:
+    who = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+    gpu = " (it works only on a CUDA GPU, which this box has not)" if package.gpu_only and not cuda else ""
+    if installed:
+        return Check(f"package {package.pypi}", "ok", f"installed; needed by {who} for {package.needed_for}{gpu}")
+    # a run that needs it cannot train here; a preset only when it is used
+    level = "error" if any(user.startswith("run ") for user in users) and not gpu else "warning"
+    return Check(f"package {package.pypi}", level, f"not installed in the trainer's venv; needed by {who} for "
+                 f"{package.needed_for}{gpu}", package.fix().replace("<trainer python>", python))
+
+
+def package_checks(settings: Settings, facts: TrainerFacts) -> list[Check]:
+    """The optional trainer packages your presets and runs need, each installed or not in the trainer's Python;
+    one line for the ones nothing of yours needs."""
+    if facts.python is None:
+        return []  # the probe did not run: _python_checks says why
+    installed = {package.module: facts.package(package.module).importable for package in PACKAGES}
+    needs = package_needs(settings)
+    checks: list[Check] = []
+    spare: dict[bool, list[str]] = {True: [], False: []}
+    for package in PACKAGES:
+        if package.module in needs:
+            checks.append(_package_check(package, needs[package.module], installed[package.module],
+                                         settings.trainer_python, facts.device.cuda))
+        else:
+            spare[installed[package.module]].append(package.pypi)
+    if spare[True] or spare[False]:
+        checks.append(Check("unneeded packages", "info", "not needed by your presets or runs: installed "
+                            f"{', '.join(spare[True]) or 'none'}; not installed {', '.join(spare[False]) or 'none'}"))
+    return checks
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every readiness check, in order; each problem carries its fix."""
     checks, sd = _checkout_checks(settings)
     python = settings.trainer_python
     facts = trainer_facts(settings, options=sd is not None)
     checks += _python_checks(python, facts)
+    checks += package_checks(settings, facts)
     checks += _base_model_checks(settings.base_model)
     checks.append(_disk_check(settings.outputs_dir))
     if sd is not None and facts.python is not None:

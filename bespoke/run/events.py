@@ -9,7 +9,9 @@ raises is dropped for the rest of the run with a warning (a display bug never st
 
 An epoch is `EpochFinished` once its checkpoint is whole and its samples are on disk (every prompt drawn, or
 the next epoch began, or the trainer ended); `StateSaved` when a `*-state` folder is whole (the trainer wrote
-its last file, `random_states_0.pkl`), the point a resume can start from.
+its last file, `random_states_0.pkl`), the point a resume can start from. `EpochMeasured` follows each
+EpochFinished with what run.json now records of the epoch (time, cost, training and validation loss) and
+`EpochScored` comes when live scoring has judged it (bespoke.run.judge), both after run.json says so.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from bespoke import progress
 
-if TYPE_CHECKING:  # only for annotations: train.py and sweep.py import this module
+if TYPE_CHECKING:  # only for annotations: train.py and sweep.py import this module, and a --help loads it
+    from bespoke.run.manifest import EpochRecord
     from bespoke.run.sweep import SweepRow
     from bespoke.run.train import TrainResult
 
@@ -115,6 +118,28 @@ class EpochFinished:
 
 
 @dataclass(frozen=True)
+class EpochMeasured:
+    """Epoch `record.epoch` is recorded in run.json: its time, cost, training and validation loss."""
+
+    run_id: str
+    record: EpochRecord  # a copy: the observer may keep it
+
+
+@dataclass(frozen=True)
+class EpochScored:
+    """Live scoring judged an epoch (recorded in run.json): its score and interval, and the best epoch so far."""
+
+    run_id: str
+    epoch: int
+    score: float | None
+    low: float | None = None
+    high: float | None = None
+    best_epoch: int | None = None
+    best_score: float | None = None
+    error: str | None = None  # why the epoch has no score
+
+
+@dataclass(frozen=True)
 class StateSaved:
     """A whole `*-state` folder: a resume can start after `epoch`."""
 
@@ -160,7 +185,7 @@ class RunDone:
 
 
 TrainEvent = (Started | Message | Progress | TrainerSaid | CheckpointWritten | SamplesWritten | EpochFinished
-              | StateSaved | Stopping | Finished | SweepPlanned | RunDone)
+              | EpochMeasured | EpochScored | StateSaved | Stopping | Finished | SweepPlanned | RunDone)
 Observer = Callable[[TrainEvent], None]
 
 

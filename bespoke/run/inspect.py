@@ -14,6 +14,7 @@ from bespoke.kohya.config import load_toml
 from bespoke.kohya.lora_check import check_against_run
 from bespoke.kohya.metadata import LoraSummary, WeightsError, as_int, summarize
 from bespoke.kohya.naming import CHECKPOINT_SUFFIX
+from bespoke.run.manifest import load_manifest
 from bespoke.run.paths import RunPaths, is_run_dir, read_training
 
 _IMAGES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what sd-scripts' DreamBooth subsets pick up
@@ -84,6 +85,16 @@ def _files(folder: Path, training: dict | None) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == CHECKPOINT_SUFFIX) if folder.is_dir() else []
 
 
+def _why_no_weights(run: Path) -> str:
+    """Why a run folder has no LoRA to inspect, in words (a run in this state is exit 4, not a bad argument)."""
+    manifest = load_manifest(run)
+    if manifest.demo or manifest.simulated:
+        return "it is a demo run (its samples are simulated: no LoRA was trained); inspect a trained run"
+    if manifest.status == "planned":
+        return f"the run is not trained yet (status planned); train it first (`bespoke train --run {run.name}`)"
+    return f"none on disk (status {manifest.status}): were they moved or deleted?"
+
+
 def inspect_path(path: Path) -> dict:
     """What `bespoke inspect` shows. A file: {"kind": "file", "summary", "mismatches", "run"}; a run folder or a
     folder of checkpoints: {"kind": "folder", "checkpoints": [{file, summary | error, mismatches}]}.
@@ -104,6 +115,8 @@ def inspect_path(path: Path) -> dict:
     per_epoch = steps_per_epoch(run, training) if run and training is not None else None
     folder = RunPaths(run).model_dir if run else path
     files = _files(folder, training if run else None)
+    if not files and run is not None:
+        raise RunError(f"{folder}: no .safetensors checkpoints here: {_why_no_weights(run)}")
     if not files:
         raise WeightsError(f"{folder}: no .safetensors checkpoints here")
     entries: list[dict[str, object]] = []

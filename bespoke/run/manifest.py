@@ -4,8 +4,10 @@ A `RunManifest` holds what `plan` decided (immutable afterwards), what is on dis
 samples: refreshed from the folder after every epoch and at the end) and the current `Attempt` — one launch of
 the trainer, replaced whole at every launch so that nothing of an earlier attempt (exit code, log tail, reason)
 survives into the next. bespoke's own versions (`versions`) and the trainer's (`attempt.trainer`) are kept
-apart. The file is written atomically and carries `schema_version`; schema 1 files (bespoke 0.1, one flat
-dict) are read and upgraded in memory.
+apart. `epoch_log` holds one `EpochRecord` per trained epoch (time, cost, training and validation loss, the live
+score and its interval), kept across attempts; `early_stop` says why a `stopped-early` run stopped. The file is
+written atomically and carries `schema_version`; schema 1 files (bespoke 0.1, one flat dict) are read and
+upgraded in memory.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from bespoke.run.paths import RunPaths
 
 SCHEMA_VERSION = 4
 # 2 -> 3 only added optional fields (name, slurm); 3 -> 4 too (attempt.stop, attempt.trainer_end,
-# attempt.filled_samples)
+# attempt.filled_samples, attempt.cost_usd; epoch_log, early_stop, cost, dataset.validation)
 READABLE_VERSIONS = (1, 2, 3, SCHEMA_VERSION)
-STATUSES = ("planned", "running", "finished", "failed", "interrupted")
+STATUSES = ("planned", "running", "finished", "failed", "interrupted", "stopped-early")
+# statuses a run ends in having trained what it was going to (nothing to resume without asking)
+DONE_STATUSES = ("finished", "stopped-early")
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Attempt:
     filled_samples: list[str] = field(default_factory=list)  # missing epoch samples put back from those redraws
     stop: StopRecord | None = None  # how bespoke stopped the trainer, when it did
     trainer_end: TrainerEnd | None = None
+    cost_usd: float | None = None  # duration x the GPU price (when one is set)
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> Attempt:
@@ -105,6 +110,44 @@ class Attempt:
         if values.get("trainer_end") is not None:
             values["trainer_end"] = TrainerEnd.from_json(values["trainer_end"], source)
         return cls(**values)
+
+
+@dataclass
+class EpochRecord:
+    """What bespoke measured of one trained epoch: written when the epoch is complete (its checkpoint whole, its
+    samples drawn), its score added when live scoring has judged it."""
+
+    epoch: int
+    attempt: int | None = None
+    finished_at: str | None = None
+    seconds: float | None = None  # wall time since the previous epoch ended (the first: since the launch)
+    cost_usd: float | None = None  # seconds x the GPU price
+    train_loss: float | None = None  # loss/epoch_average
+    validation_loss: float | None = None  # loss/validation/epoch_average (held-out designs)
+    samples: int = 0
+    missing_samples: int = 0
+    score: float | None = None  # the epoch's score (bespoke.review.selection), measured while training
+    score_low: float | None = None  # its interval over the epoch's samples, when the score has one
+    score_high: float | None = None
+    score_error: str | None = None  # why the epoch could not be scored
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> EpochRecord:
+        return _build(cls, data, f"{source}: epoch_log")
+
+
+@dataclass
+class EarlyStop:
+    """Why a run is `stopped-early`: the rule, in words, and the epoch it judged best."""
+
+    rule: str  # "peaked:3", "val-loss:2", "budget $5.00"
+    reason: str
+    after_epoch: int  # the last epoch trained (its checkpoint and state saved)
+    best_epoch: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> EarlyStop:
+        return _build(cls, data, f"{source}: early_stop")
 
 
 @dataclass
@@ -149,6 +192,12 @@ class RunManifest:
     loss_history: list[dict] | None = None
     demo: bool = False  # planned by `bespoke demo`
     slurm: dict[str, Any] | None = None  # job/array task ids when submitted through `sweep --slurm`
+    # the loop: per-epoch measurements, an early stop, what the run cost (over all attempts)
+    epoch_log: list[EpochRecord] = field(default_factory=list)
+    early_stop: EarlyStop | None = None
+    cost_usd: float | None = None
+    gpu_price_per_hour: float | None = None  # the price the last attempt was charged at
+    stop_when: str | None = None  # the preset's stop rule (`train --stop-when` overrides it)
     updated_at: str | None = None
 
     def to_json(self) -> dict:
@@ -168,10 +217,22 @@ class RunManifest:
         values = _known(cls, data, source)
         if values.get("attempt") is not None:
             values["attempt"] = Attempt.from_json(values["attempt"], source)
+        if values.get("early_stop") is not None:
+            values["early_stop"] = EarlyStop.from_json(values["early_stop"], source)
+        values["epoch_log"] = [EpochRecord.from_json(e, source) for e in values.get("epoch_log") or []]
         manifest = cls(**values)
         if manifest.status not in STATUSES:
             raise RunError(f"{source}: status {manifest.status!r} is not one of {', '.join(STATUSES)}")
         return manifest
+
+    def epoch_record(self, epoch: int) -> EpochRecord:
+        """The record of `epoch` (made, in epoch order, when there is none yet)."""
+        for record in self.epoch_log:
+            if record.epoch == epoch:
+                return record
+        record = EpochRecord(epoch)
+        self.epoch_log = sorted([*self.epoch_log, record], key=lambda r: r.epoch)
+        return record
 
     def new_attempt(self, **values: Any) -> Attempt:
         """Start a new attempt (numbered after the previous one); the previous one is dropped whole."""
@@ -187,6 +248,18 @@ def _known(cls: type, data: dict, source: str) -> dict:
         raise RunError(f"{source}: unknown key(s) {', '.join(unknown)}; restore run.json from a backup or re-plan "
                        "the run (bespoke never writes these)")
     return {k: v for k, v in data.items() if k in names}
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """A record from its JSON object: unknown and missing keys are one-line RunErrors."""
+    if not isinstance(data, dict):
+        raise RunError(f"{where}: not a JSON object; restore run.json from a backup or re-plan the run")
+    try:
+        return cls(**_known(cls, data, where))
+    except TypeError as error:
+        missing = sorted({f.name for f in fields(cls)} - set(data))
+        raise RunError(f"{where}: missing key(s) {', '.join(missing) or '?'}; restore run.json from a backup or "
+                       "re-plan the run") from error
 
 
 _V1_ATTEMPT = ("started_at", "finished_at", "exit_code", "cwd", "host", "resumed_from", "reason", "log_tail")

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import toml
@@ -40,8 +40,10 @@ from bespoke.kohya.validate import (
     validate_training,
 )
 from bespoke.run.facts import sd_scripts_commit
+from bespoke.run.holdout import Holdout, hold_out
 from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, is_run_dir
+from bespoke.run.stop_rules import parse_stop_rule
 from bespoke.settings import Settings
 
 CONFIG_FILES = ("training.toml", "dataset.toml", "prompts.txt")
@@ -75,6 +77,7 @@ class RunPlan:
     env_overrides: dict
     created: bool
     manifest: RunManifest
+    renamed_from: str | None = None  # an existing run this plan relabelled: its name before ("" for none)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class _Rendered:
     prompts: list[SamplePrompt]
     prompts_text: str
     run_id: str
+    holdout: Holdout | None = None
 
 
 def run_local_paths(paths: RunPaths) -> dict[str, str]:
@@ -136,7 +140,8 @@ def _prompts_for(preset: ResolvedPreset, request: PlanRequest) -> tuple[list[Sam
     return prompts, render_prompts(prompts, header=header)
 
 
-def _run_hash(training: dict, dataset_config: dict, dataset_sha: str, prompts_text: str, layout: str) -> str:
+def _run_hash(training: dict, dataset_config: dict, dataset_sha: str, prompts_text: str, layout: str,
+              holdout: Holdout | None = None) -> str:
     dataset_values = json.loads(json.dumps(dataset_config))
     for dataset in dataset_values["datasets"]:
         for subset in dataset["subsets"]:
@@ -148,6 +153,8 @@ def _run_hash(training: dict, dataset_config: dict, dataset_sha: str, prompts_te
         "prompts": prompts_text,
         "layout": layout,
     }
+    if holdout is not None:  # which pictures train (the folders' paths are not part of the id)
+        payload["validation"] = holdout.names
     return sha256_bytes(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8"))[:8]
 
 
@@ -174,16 +181,19 @@ def _dataset_count(prepared: PreparedDataset) -> int:
 
 
 def _render(preset: ResolvedPreset, base_model: str, prepared: PreparedDataset, paths: RunPaths, run_id: str,
-            prompts: tuple[list[SamplePrompt], str]) -> _Rendered:
+            prompts: tuple[list[SamplePrompt], str], holdout: Holdout | None = None) -> _Rendered:
     """Render the configs and validate what sd-scripts will parse: the text read back with toml, as it does."""
     training = build_training_config(preset, base_model=base_model, run_local=run_local_paths(paths))
-    dataset_config = build_dataset_config(preset, prepared.dir)
+    if holdout is None:
+        dataset_config = build_dataset_config(preset, prepared.dir)
+    else:
+        dataset_config = build_dataset_config(preset, holdout.train_dir, holdout.validation_dir, holdout.seed)
     training_text = render_training_toml(training, _header("Training config (--config_file)", run_id, preset))
     dataset_text = render_dataset_toml(dataset_config, _header("Dataset config (--dataset_config)", run_id, preset))
     validate_training(flatten_training(toml.loads(training_text)), str(paths.training_toml))
     validate_dataset(toml.loads(dataset_text), str(paths.dataset_toml), training)
     check_consistency(training, dataset_config, str(paths.dataset_toml))
-    return _Rendered(training, dataset_config, training_text, dataset_text, *prompts, run_id)
+    return _Rendered(training, dataset_config, training_text, dataset_text, *prompts, run_id, holdout)
 
 
 def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPreset, prepared: PreparedDataset,
@@ -198,13 +208,14 @@ def _manifest_for(settings: Settings, request: PlanRequest, preset: ResolvedPres
             "source": str(Path(prepared.source)), "prepared_dir": str(prepared.dir), "sha256": prepared.sha256,
             "images": _dataset_count(prepared), "layout": prepared.layout.to_json(),
             "palette_size": len(prepared.palette), "background": request.background, "trigger": request.trigger,
+            "validation": rendered.holdout.to_json() if rendered.holdout is not None else None,
         },
         config_sha256={name: sha256_bytes(text.encode("utf-8")) for name, text in texts.items()},
         output_name=rendered.training["output_name"], num_epochs=rendered.training.get("max_train_epochs"),
         sample_size=preset.sample_size, prompts=[p.to_json() for p in rendered.prompts],
         argv=argv, env_overrides=env_overrides, sd_scripts=str(settings.sd_scripts) if settings.sd_scripts else None,
         sd_scripts_commit=sd_scripts_commit(settings.sd_scripts), base_model=settings.base_model,
-        versions=_versions(),
+        versions=_versions(), stop_when=preset.bespoke.get("stop_when"),
     )
 
 
@@ -225,11 +236,13 @@ def plan_run(settings: Settings, request: PlanRequest, *, demo: bool = False, cr
     prepared = prepare_dataset(Path(request.dataset).expanduser(), request.resolution, cache_dir=settings.cache_dir,
                                layout=layout, background=request.background, trigger=request.trigger)
     base_model = base_model_argument(settings.base_model)
-    probe = _render(preset, base_model, prepared, RunPaths(Path("/run")), "-", prompts)
+    parse_stop_rule(preset.bespoke.get("stop_when"), f"preset {preset.name or 'base'}: [bespoke] stop_when")
+    holdout = hold_out(prepared, preset.validation_share, preset.validation_seed)
+    probe = _render(preset, base_model, prepared, RunPaths(Path("/run")), "-", prompts, holdout)
     run_id = f"{request.resolution}-{preset.name or 'default'}-" + _run_hash(
-        probe.training, probe.dataset_config, prepared.sha256, probe.prompts_text, layout)
+        probe.training, probe.dataset_config, prepared.sha256, probe.prompts_text, layout, holdout)
     paths = RunPaths(Path(settings.outputs_dir) / run_id)
-    rendered = _render(preset, base_model, prepared, paths, run_id, prompts)
+    rendered = _render(preset, base_model, prepared, paths, run_id, prompts, holdout)
     # the files the trainer opens, from its working directory (the run folder)
     check_image_dirs(rendered.dataset_config, rendered.training, str(paths.dataset_toml), paths.root)
     check_network_weights(rendered.training, str(paths.training_toml), paths.root)
@@ -267,12 +280,14 @@ def _existing(paths: RunPaths, rendered: _Rendered, argv: list[str], env_overrid
     if not is_run_dir(paths.root):
         raise RunError(f"{paths.root} exists but has no run.json; move it away (bespoke never overwrites it)")
     manifest = load_manifest(paths.root)
+    renamed_from = None
     if name is not None and name != manifest.name and manifest.status != "running":
         # a name is a label, not part of what trains: the same config under a new name renames the run
-        manifest.name = name
+        renamed_from, manifest.name = manifest.name or "", name
         save_manifest(paths.root, manifest)
-    return _plan(paths.root.name, paths, rendered, list(manifest.argv or argv),
+    plan = _plan(paths.root.name, paths, rendered, list(manifest.argv or argv),
                  dict(manifest.env_overrides or env_overrides), False, manifest)
+    return replace(plan, renamed_from=renamed_from)
 
 
 def _create_run_folder(paths: RunPaths, rendered: _Rendered, manifest: RunManifest) -> bool:

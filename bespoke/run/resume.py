@@ -85,7 +85,7 @@ def prepare_folder(paths: RunPaths, manifest: RunManifest, output_name: str, res
         if moved:
             say(f"{run_id}: starting over; old model/ kept in {moved.name}")
         return None
-    if status in ("running", "interrupted", "failed"):
+    if status in ("running", "interrupted", "failed", "stopped-early"):  # stopped-early: train --continue
         resume = newest_state_dir(paths.model_dir)
         checkpoints = whole_checkpoints(paths.model_dir, output_name)
         if resume is not None:

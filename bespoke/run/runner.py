@@ -37,6 +37,7 @@ LineCallback = Callable[[str], object]  # one line of the log without its termin
 
 # every signal that means "stop": Ctrl-C, `docker stop` / `kill`, a closed terminal or dropped SSH session
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_REQUEST = "stop request"  # who asked, when `hooks.stop` did (a sweep's Ctrl-C, the run's loop)
 _NEW_GROUP = {"start_new_session": True} if os.name == "posix" else {
     "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
 
@@ -119,7 +120,7 @@ def run_capture(argv: list[str], timeout: float = 30.0, cwd: Path | None = None,
 def signal_name(signum: int | None) -> str:
     """'SIGTERM' for 15."""
     try:
-        return signal.Signals(signum).name if signum is not None else "stop request"
+        return signal.Signals(signum).name if signum is not None else STOP_REQUEST
     except ValueError:
         return f"signal {signum}"
 
@@ -203,7 +204,7 @@ class _Watch:
         return self.signals.event.is_set() or (self.stop is not None and self.stop.is_set())
 
     def asked_by(self) -> str:
-        return signal_name(self.signals.signum) if self.signals.signum is not None else "stop request"
+        return signal_name(self.signals.signum) if self.signals.signum is not None else STOP_REQUEST
 
     def hurry(self) -> bool:
         return self.signals.count >= 2  # a second Ctrl-C: no more patience

@@ -22,7 +22,7 @@ from bespoke.errors import BespokeError, RunError, did_you_mean
 from bespoke.fsutil import atomic_write_json, atomic_write_text, sha256_bytes
 from bespoke.run import slurm
 from bespoke.run.lock import RunLock
-from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
+from bespoke.run.manifest import DONE_STATUSES, RunManifest, load_manifest, save_manifest
 from bespoke.run.names import name_labels
 from bespoke.run.paths import RunPaths, list_run_dirs, resolve_run
 from bespoke.run.plan import RunPlan
@@ -68,7 +68,7 @@ class SlurmSubmission:
 
     @property
     def all_finished(self) -> bool:
-        return all(row.status == "finished" for row in self.rows)
+        return all(row.status in DONE_STATUSES for row in self.rows)
 
 
 def _write_sweep_json(sweep_dir: Path, sweep_id: str, plans: list[RunPlan], submission: dict | None) -> None:
@@ -110,8 +110,8 @@ def task_states(manifests: list[RunManifest]) -> dict[str, slurm.TaskState]:
 
 def _decide(manifest: RunManifest, state: slurm.TaskState | None) -> str | None:
     """Why a run is not submitted now (None: submit it)."""
-    if manifest.status == "finished":
-        return "finished (skipped)"
+    if manifest.status in DONE_STATUSES:
+        return f"{manifest.status} (skipped)"
     if state is not None and state.active:
         return f"already {state.shown} as task {state.job} (not submitted twice)"
     return None

@@ -54,16 +54,19 @@ class SweepRow:
     gpu: str | None = None
     skipped: bool = False
     log_tail: list[str] = field(default_factory=list)
+    cost_usd: float | None = None  # the run's cost (all its attempts), with a GPU price
 
 
 def row_from_manifest(run_dir: Path, manifest: RunManifest) -> SweepRow:
     """A table row from a run's run.json."""
     reason = manifest.attempt.reason if manifest.attempt is not None else None
+    if manifest.early_stop is not None and manifest.status == "stopped-early":
+        reason = manifest.early_stop.reason
     return SweepRow(
         run_id=manifest.id, run_dir=Path(run_dir), resolution=manifest.resolution, name=manifest.name,
         preset=manifest.preset,
         status=manifest.status, epochs_done=manifest.epochs_done, epochs_total=manifest.epochs_total,
-        duration=manifest.duration_s, final_loss=manifest.final_loss, reason=reason,
+        duration=manifest.duration_s, final_loss=manifest.final_loss, reason=reason, cost_usd=manifest.cost_usd,
     )
 
 
@@ -87,6 +90,12 @@ class SweepRunner:
         self.emit: Observer = Serialized(observer)
 
     def _one(self, run_dir: Path, gpu: str | None) -> SweepRow:
+        budget = self.options.loop.budget
+        if budget is not None and budget.exhausted:  # nothing left for another run
+            row = row_from_manifest(run_dir, load_manifest(run_dir))
+            row.reason, row.gpu = f"not started: the sweep's budget is spent ({budget.spent:.2f} USD)", gpu
+            self.emit(RunDone(row))
+            return row
         try:
             options = replace(self.options, pin_gpu=gpu, label=f"gpu {gpu}" if gpu is not None else "")
             result = train_run(self.settings, run_dir, options, self.emit)
@@ -97,7 +106,7 @@ class SweepRunner:
             row = row_from_manifest(run_dir, load_manifest(run_dir))
             row.gpu, row.skipped, row.log_tail = gpu, result.skipped, result.log_tail
             if result.skipped:
-                row.reason = "already finished (skipped)"
+                row.reason = f"already {result.status} (skipped)"
         self.emit(RunDone(row))
         return row
 

@@ -6,7 +6,9 @@ is `finished` exactly when `{output_name}.safetensors` is whole and its `ss_epoc
 Work is never lost: a finished run is skipped, an interrupted, failed or stale one resumes from its newest
 `*-state` folder (`bespoke.run.resume`), and `restart` keeps the old log (rotated) and the old model/ (moved to
 model.prev-N/). SIGINT, SIGTERM and SIGHUP stop the trainer (bespoke.run.stopping: recorded in the attempt) and
-mark the run interrupted; an exception in bespoke does the same before it propagates.
+mark the run interrupted; an exception in bespoke does the same before it propagates. A stop the run's loop
+requested (a stop rule, the budget, a caller's StopRequest: bespoke.run.loop) goes the same way, at a clean point,
+and makes it `stopped-early`, which like `finished` is skipped unless `past_stop` continues it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bespoke import __version__
 from bespoke.clock import now_iso
 from bespoke.errors import BespokeError, ConfigError, RunError
 from bespoke.fsutil import atomic_write_text, sha256_file
+from bespoke.kohya.check import check_file
 from bespoke.kohya.checkpoints import Checkpoint
 from bespoke.kohya.launch import (
     NEUTRAL_ACCELERATE_CONFIG,
@@ -35,10 +38,10 @@ from bespoke.kohya.launch import (
 from bespoke.kohya.metadata import as_int
 from bespoke.kohya.output import log_tail
 from bespoke.kohya.preflight import gate_words
-from bespoke.kohya.validate import check_file
 from bespoke.run.events import Broadcast, Finished, Message, Observer, Started, Stopping, TrainEvent, ignore
 from bespoke.run.lock import RunLock
-from bespoke.run.manifest import RunManifest, load_manifest, save_manifest
+from bespoke.run.loop import EpochLoop, LoopOptions, close_attempt, loop_for
+from bespoke.run.manifest import EarlyStop, RunManifest, load_manifest, save_manifest
 from bespoke.run.paths import RunPaths, read_training
 from bespoke.run.plan import CONFIG_FILES, PlanRequest, launch_spec_for, modified_configs, plan_run
 from bespoke.run.preflight import gate_refusal
@@ -56,7 +59,15 @@ from bespoke.run.resume import (
     stop_note,
     whole_checkpoints,
 )
-from bespoke.run.runner import Hooks, ProcessResult, ProcessSpec, StopSignals, rotate_log, run_logged
+from bespoke.run.runner import (
+    STOP_REQUEST,
+    Hooks,
+    ProcessResult,
+    ProcessSpec,
+    StopSignals,
+    rotate_log,
+    run_logged,
+)
 from bespoke.run.stopping import StopPolicy
 from bespoke.run.supervision import Supervision, TrainerFacts
 from bespoke.settings import Settings
@@ -83,6 +94,8 @@ class TrainResult:
     log_tail: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
     signum: int | None = None  # the signal that stopped bespoke (exit code 128 + signum)
+    early_stop: EarlyStop | None = None  # why a stopped-early run stopped
+    cost_usd: float | None = None  # what the run has cost so far (all attempts), with a GPU price
 
 
 def neutral_accelerate_config(paths: RunPaths) -> Path:
@@ -122,11 +135,13 @@ def refuse_simulated(manifest: RunManifest, paths: RunPaths) -> None:
 
 
 def _outcome(result: ProcessResult, checkpoints: list[Checkpoint], progress: RunProgress, output_name: str,
-             epochs_total: int | None) -> tuple[str, str | None]:
+             epochs_total: int | None, early: EarlyStop | None) -> tuple[str, str | None]:
     """(status, reason) of an attempt, decided from what is on disk: a whole final checkpoint of the last epoch
     is a finished run, whatever signal or exit code came with it."""
     if complete_final(checkpoints, epochs_total) is not None:
         return "finished", None
+    if result.interrupted and result.signum is None and early is not None:
+        return "stopped-early", early.reason
     if result.interrupted:
         return "interrupted", None  # the reason says where the resume starts: _finish (resume.stop_note)
     if result.exit_code != 0:
@@ -151,12 +166,18 @@ class TrainOptions:
     stop_timeouts: tuple[float, float] = DEFAULT_GRACE
     preflight: bool = True  # gate the launch with bespoke preflight (bespoke.kohya.preflight.gate_words)
     label: str = ""  # where the run goes in a sweep ("gpu 0"), for the live view
+    loop: LoopOptions = LoopOptions()  # score each epoch, stop on a rule or a budget (bespoke.run.loop)
+    past_stop: bool = False  # (--continue) train a stopped-early run on from its last state
 
 
 def _skipped(manifest: RunManifest, paths: RunPaths, reason: str = "already finished") -> TrainResult:
     exit_code = manifest.attempt.exit_code if manifest.attempt is not None else None
-    return TrainResult(manifest.id, paths.root, "finished", exit_code, manifest.epochs_done, manifest.epochs_total,
-                       manifest.duration_s, manifest.final_loss, skipped=True, reason=reason)
+    if manifest.status == "stopped-early" and manifest.early_stop is not None:
+        reason = (f"stopped early after epoch {manifest.early_stop.after_epoch} ({manifest.early_stop.reason}); "
+                  "--continue trains on past the stop")
+    return TrainResult(manifest.id, paths.root, manifest.status, exit_code, manifest.epochs_done,
+                       manifest.epochs_total, manifest.duration_s, manifest.final_loss, skipped=True, reason=reason,
+                       early_stop=manifest.early_stop, cost_usd=manifest.cost_usd)
 
 
 def refuse_without_resume(manifest: RunManifest, options: TrainOptions) -> None:
@@ -181,6 +202,8 @@ def train_run(settings: Settings, run_dir: Path, options: TrainOptions = TrainOp
     refuse_without_resume(manifest, options)
     observer = Broadcast.of([observer])  # a display that fails (a hung-up terminal) never fails the run
     if manifest.status == "finished" and not options.restart:
+        return _told(observer, _skipped(manifest, paths))
+    if manifest.status == "stopped-early" and not (options.restart or options.past_stop):
         return _told(observer, _skipped(manifest, paths))
     settings.sd_script("train_network.py")  # before the lock: a missing checkout changes nothing on disk
     with StopSignals() as signals, RunLock(paths, manifest.id) as lock:
@@ -215,6 +238,7 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
         return _skipped(manifest, paths, "already finished (every epoch is on disk)")
     say = lambda text: emit(Message(manifest.id, text))  # noqa: E731 - bespoke's own words about this run
     edited = check_configs(paths, manifest, say)
+    loop = loop_for(paths, manifest, training, options.loop, options.past_stop and not options.restart)
     resume = prepare_folder(paths, manifest, output_name, options.restart, say)
     rotated = rotate_log(paths.train_log)
     if options.restart and rotated:
@@ -229,6 +253,8 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
                                    bespoke_version=__version__, edited_configs=edited, env_removed=removed)
     if options.restart:  # a real restart of a run keeps nothing simulated or measured from before
         manifest.loss_history, manifest.last_loss, manifest.final_loss, manifest.duration_s = None, None, None, 0.0
+        manifest.epoch_log, manifest.cost_usd = [], None
+    manifest.early_stop = None
     manifest.status, manifest.epochs_total, manifest.output_name = "running", total_epochs, output_name
     save_manifest(paths.root, manifest)
     progress = RunProgress(manifest.id, total_epochs, label=options.label)
@@ -236,15 +262,17 @@ def _train_locked(settings: Settings, paths: RunPaths, options: TrainOptions, em
     firsts = ResumeSamples(paths, attempt.number, resume, training)
     supervision = Supervision(paths, manifest, progress, emit, TrainerFacts(settings), firsts,
                               samples_per_epoch(training, expected_prompts(paths, training)))
+    supervision.loop, supervision.outside_stop = loop, options.stop
     result = _supervised(LaunchedRun(argv, env, overrides, spec, resume), supervision, options, signals)
     supervision.facts.thread.join()
     problem = gate_refusal(paths.preflight_report, paths.root) if options.preflight and not result.interrupted else None
     if problem is not None:
+        loop.close(interrupted=True)
         save_manifest(paths.root, before)  # nothing was trained: the run is as it was, the log says why
         raise problem
     firsts.record(attempt)
-    supervision.ended()
-    return _finish(paths, manifest, result, progress, resume, supervision.facts.values)
+    supervision.ended(result.signum is not None or loop.outside)
+    return _finish(paths, manifest, result, progress, resume, loop, supervision.facts.values)
 
 
 def samples_per_epoch(training: Mapping, prompts: int) -> int:
@@ -273,14 +301,19 @@ def _supervised(launch: LaunchedRun, supervision: Supervision, options: TrainOpt
         emit(Started(manifest.id, paths.root, pid, manifest.attempt.number if manifest.attempt else 1,
                      manifest.epochs_total, launch.resume.name if launch.resume else None))
 
+    def stopping(asked_by: str) -> None:  # the loop's own stop was told with its reason (EpochLoop.tick)
+        loop = supervision.loop
+        if asked_by != STOP_REQUEST or loop.requested is None or loop.outside:
+            emit(Stopping(manifest.id, asked_by))
+
     try:
         return run_logged(ProcessSpec(tuple(launch.argv), launch.env, paths.train_log, launch.spec.cwd,
                                       recordable_env(launch.overrides), paths.root, StopPolicy(*options.stop_timeouts)),
                           Hooks(on_line=supervision.on_line, on_tick=supervision.tick, on_start=spawned,
-                                on_stopping=lambda asked_by: emit(Stopping(manifest.id, asked_by)),
-                                on_stop=lambda record: setattr(manifest.attempt, "stop", record), stop=options.stop,
-                                signals=signals))
+                                on_stopping=stopping, on_stop=lambda record: setattr(manifest.attempt, "stop", record),
+                                stop=supervision.loop.stop, signals=signals))
     except BaseException as error:  # the tree is stopped already; record that before it propagates
+        supervision.loop.close(interrupted=True)
         _record_crash(paths, manifest, error)
         if isinstance(error, OSError):
             raise RunError(f"run {manifest.id}: {error}; the trainer was stopped and the run marked interrupted: "
@@ -314,13 +347,18 @@ def _record_crash(paths: RunPaths, manifest: RunManifest, error: BaseException) 
 
 
 def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progress: RunProgress,
-            resume: Path | None, facts: dict) -> TrainResult:
+            resume: Path | None, loop: EpochLoop, facts: dict) -> TrainResult:
     """Record how the attempt ended in run.json and return it."""
     output_name = manifest.output_name or "last"
     checkpoints = whole_checkpoints(paths.model_dir, output_name)
     snap = progress.snapshot()
     epochs_total = snap.total_epochs or manifest.epochs_total
-    status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total)
+    manifest.epochs_total = epochs_total
+    record_on_disk(paths, manifest)  # epochs done: what a resume keeps
+    early = loop.early_stop(manifest.epochs_done)
+    status, reason = _outcome(result, checkpoints, progress, output_name, epochs_total, early)
+    manifest.early_stop = early if status == "stopped-early" else None
+    close_attempt(manifest, loop, result.duration)
     tail = log_tail(paths.train_log, LOG_TAIL_LINES) if status != "finished" else None
     duration = manifest.duration_s + result.duration if resume is not None else result.duration
     progress.status = status
@@ -330,8 +368,7 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     attempt.log_tail, attempt.duration_s, attempt.trainer = tail, round(result.duration, 3), dict(facts)
     attempt.signal = result.stop.asked_by if result.stop is not None and result.signum is not None else None
     attempt.stop, attempt.trainer_end = result.stop, result.trainer_end
-    manifest.status, manifest.epochs_total = status, epochs_total
-    record_on_disk(paths, manifest)
+    manifest.status = status
     if result.stop is not None and status == "interrupted":
         attempt.reason = stop_note(paths, manifest, result.stop.asked_by, snap.epoch)
     elif status == "finished" and manifest.samples.get("missing"):  # lost to a hard stop, never redrawn: say so
@@ -340,7 +377,8 @@ def _finish(paths: RunPaths, manifest: RunManifest, result: ProcessResult, progr
     save_manifest(paths.root, manifest)
     return TrainResult(manifest.id, paths.root, status, result.exit_code, manifest.epochs_done, epochs_total, duration,
                        snap.loss, attempt.reason, resumed_from=str(resume) if resume is not None else None,
-                       log_tail=tail or [], argv=attempt.argv, signum=result.signum)
+                       log_tail=tail or [], argv=attempt.argv, signum=result.signum, early_stop=manifest.early_stop,
+                       cost_usd=manifest.cost_usd)
 
 
 def train_request(settings: Settings, request: PlanRequest, options: TrainOptions = TrainOptions(),

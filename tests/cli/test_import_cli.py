@@ -17,13 +17,37 @@ def test_import_kohya_gui_lists_what_it_did_not_take(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "lion_optimizer.toml").is_file()
     text = " ".join(result.stdout.split())
-    assert "train_data_dir" in text and "set by bespoke" in text and "no_token_padding" in text
+    assert "not imported from lion_optimizer.json" in text and "train_data_dir" in text and "set by bespoke" in text
+    assert "fields the GUI itself does not pass for an SD 1.x LoRA were ignored" in text  # no_token_padding & co.
     assert "validated at 64 px, 128 px, 256 px, 512 px" in text
+    assert "warning: max_train_epochs = 1: one trained epoch" in " ".join(result.stderr.split())  # "epoch": "1"
     again = CliRunner().invoke(main, ["import", "kohya-gui", str(GUI), "--out", str(tmp_path), "--json"])
     assert again.exit_code == 2 and "exists" in again.output  # never overwritten without --force
-    forced = CliRunner().invoke(main, ["import", "kohya-gui", str(GUI), "--out", str(tmp_path), "--json", "--force"])
+    forced = CliRunner().invoke(main, ["import", "kohya-gui", str(GUI), "--out", str(tmp_path), "--json", "--force",
+                                       "--set", "max_train_epochs=10"])
     data = json.loads(forced.stdout)
     assert data["training"]["unet_lr"] == 3.333e-05 and data["dataset"]["batch_size"] == 8
+    assert data["overrides"] == ["max_train_epochs=10"] and data["warnings"] == []
+
+
+def test_with_nothing_left_out_there_is_no_table(tmp_path):
+    """A config whose every setting is taken prints no empty "not imported" table (issue 20)."""
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({"LoRA_type": "LyCORIS/LoHa", "network_dim": 8, "network_alpha": 4,
+                                  "learning_rate": 0.0002, "optimizer": "AdamW", "epoch": 10, "xformers": "sdpa"}))
+    result = CliRunner().invoke(main, ["import", "kohya-gui", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not imported" not in result.stdout and "┏" not in result.stdout
+    assert "translated as the kohya_ss GUI does" in result.stdout and "algo=loha" in result.stdout
+    assert "needs `lycoris-lora` in the trainer's venv" in " ".join(result.stdout.split())
+    assert result.stderr == ""  # 10 epochs: no warning
+
+
+def test_import_refuses_an_sdxl_preset_in_one_line(tmp_path):
+    sdxl = GUI.parent / "refused" / "SDXL - LoKR v1.0.json"
+    result = CliRunner().invoke(main, ["import", "kohya-gui", str(sdxl), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert len(result.stderr.strip().splitlines()) == 1 and "sdxl_train_network.py" in result.stderr
 
 
 def test_import_of_a_prompt_list_is_a_config_error(tmp_path):

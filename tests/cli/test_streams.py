@@ -34,3 +34,11 @@ def test_a_pipe_gets_whole_lines(synthetic_dataset):
     assert ("layers: base <- res-R <- --preset NAME|FILE <- --set key=value; a kohya_configs/ folder in the project "
             "is searched first") in done.stdout.splitlines()
     assert "…" not in done.stdout
+
+
+def test_plan_notes_go_to_stderr_and_stdout_holds_the_plan_alone(synthetic_dataset):
+    result = CliRunner().invoke(main, ["plan", "-r", "64", "--dataset", str(synthetic_dataset)])
+    assert result.exit_code == 0, result.output
+    assert "no sd-scripts checkout configured" in result.stderr
+    assert "no sd-scripts checkout configured" not in result.stdout and "note:" not in result.stdout
+    assert "launch command" in result.stdout

@@ -25,7 +25,7 @@ from bespoke.settings import DEFAULT_BASE_MODEL
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = {"512": (512, None), "256": (256, None), "128": (128, None), "64": (64, None),
-         "baseline-512": (512, "baseline-512")}
+         "baseline-512": (512, "baseline-512"), "64-validation": (64, None)}
 UPDATE = os.environ.get("BESPOKE_UPDATE_GOLDEN") == "1"
 RUN_LOCAL = {"output_dir": "model", "logging_dir": "logs/tensorboard", "sample_prompts": "config/prompts.txt"}
 
@@ -34,7 +34,10 @@ def _render(name: str) -> tuple[str, str]:
     resolution, preset = CASES[name]
     resolved = resolve_preset(resolution, preset)
     training = build_training_config(resolved, base_model=DEFAULT_BASE_MODEL, run_local=RUN_LOCAL)
-    dataset = build_dataset_config(resolved, "/PREPARED/images")
+    if name.endswith("-validation"):  # designs held out (bespoke.run.holdout): a second dataset of them
+        dataset = build_dataset_config(resolved, "/PREPARED/train", "/PREPARED/validation", resolved.validation_seed)
+    else:
+        dataset = build_dataset_config(resolved, "/PREPARED/images")
     header = f"golden: {name}"
     return render_training_toml(training, header), render_dataset_toml(dataset, header)
 
@@ -95,9 +98,23 @@ def test_golden_files_validate_as_sd_scripts_reads_them(name):
     ds = dataset["datasets"][0]
     assert ds["resolution"] == resolution and isinstance(ds["resolution"], int)
     assert ds["min_bucket_reso"] <= resolution <= ds["max_bucket_reso"]
-    assert ds["subsets"][0]["image_dir"] == "/PREPARED/images"
+    held_out = name.endswith("-validation")
+    assert ds["subsets"][0]["image_dir"] == ("/PREPARED/train" if held_out else "/PREPARED/images")
     assert ds["subsets"][0]["caption_extension"] == ".txt"
     assert all(value is not None for value in training.values())
+    assert training["validate_every_n_epochs"] == 1
+    if held_out:  # the same dataset settings, every held-out picture once, all of them for validation
+        train_block, held = dataset["datasets"]
+        assert held["validation_split"] == 1.0 and isinstance(held["validation_split"], float)
+        assert held["validation_seed"] == 42 and "validation_split" not in train_block
+        assert {k: v for k, v in held.items() if not k.startswith("validation") and k != "subsets"} == \
+            {k: v for k, v in train_block.items() if k != "subsets"}
+        (subset,) = held["subsets"]
+        assert subset["image_dir"] == "/PREPARED/validation" and subset["num_repeats"] == 1
+        assert {k: v for k, v in subset.items() if k not in ("image_dir", "num_repeats")} == \
+            {k: v for k, v in train_block["subsets"][0].items() if k not in ("image_dir", "num_repeats")}
+    else:
+        assert len(dataset["datasets"]) == 1
 
 
 def test_render_is_deterministic_whatever_the_insertion_order():

@@ -185,3 +185,24 @@ def test_cli_inspect_file_panel_and_json(tmp_path, wide_console):
     data = json.loads(cli.invoke(main, ["inspect", str(path), "--json"]).stdout)
     assert data["summary"]["dim"] == 32 and data["summary"]["dataset"]["repeats"] == [10]
     assert data["summary"]["tag_frequency"][0] == {"tag": "pixel art", "count": 203}
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"status": "finished", "demo": True, "simulated": True}, "a demo run"),
+    ({"status": "planned"}, "status planned"),
+])
+def test_inspect_of_a_run_without_checkpoints_is_a_run_state_error(isolated_project, fields, says):
+    """A run folder with no LoRA yet (a demo run: simulated samples; a planned run) is a run in the wrong state:
+    exit 4 (README's exit codes), with what it is; a plain folder without checkpoints stays a bad argument."""
+    from manifest_helpers import write_run_json
+
+    run = isolated_project / "outputs" / "64-demo-0000abcd"
+    write_run_json(run, id=run.name, resolution=64, **fields)
+    (run / "model" / "sample").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["inspect", run.name])
+    assert result.exit_code == 4, result.output
+    assert says in result.output and "no .safetensors checkpoints" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    plain = isolated_project / "empty"
+    plain.mkdir()
+    assert CliRunner().invoke(main, ["inspect", str(plain)]).exit_code == 2

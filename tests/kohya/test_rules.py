@@ -14,10 +14,11 @@ from locations import FAKE_DIR
 
 from bespoke.cli import main
 from bespoke.errors import ConfigError
+from bespoke.kohya.check import check_file
 from bespoke.kohya.config import load_toml
 from bespoke.kohya.rules import check_dataset_rules, check_training_rules
 from bespoke.kohya.tomlwriter import toml_value
-from bespoke.kohya.validate import check_file, validate_training
+from bespoke.kohya.validate import validate_training
 from bespoke.run.plan import PlanRequest, plan_run
 from bespoke.settings import load_settings
 
@@ -205,3 +206,48 @@ def test_mixed_arrays_are_named(tmp_path):
     with pytest.raises(ConfigError, match="array of mixed types"):
         plan_run(load_settings(tmp_path), PlanRequest(resolution=64, dataset=tmp_path,
                                                        overrides=('text_encoder_lr=[1, 2.0]',)))
+
+
+def _line_with(output: str, text: str) -> list[str]:
+    return [line for line in output.splitlines() if text in line]
+
+
+def test_check_reports_every_problem_of_a_file_one_line_each(run_dir):
+    training = run_dir / "config" / "training.toml"
+    text = training.read_text()
+    for good, bad in (("network_dim =", "network_dimm ="), ('optimizer_type = "AdamW"', 'optimizer_type = "adamw9"'),
+                      (r"learning_rate = 0.0001", 'learning_rate = "fast"'),
+                      ("persistent_data_loader_workers = false", "persistent_data_loader_workers = true")):
+        assert good in text
+        text = text.replace(good, bad)
+    training.write_text(text)
+    result = CliRunner().invoke(main, ["check", str(training)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error ")]
+    assert len(lines) == 4, result.output
+    assert _line_with(result.output, "'network_dimm' is not a train_network.py option")
+    assert _line_with(result.output, "'optimizer_type' = 'adamw9'")
+    assert _line_with(result.output, "key 'learning_rate' must be")
+    assert _line_with(result.output, "persistent_data_loader_workers = true needs max_data_loader_n_workers > 0")
+    assert all(str(training) in line for line in lines)
+    assert "1 of 1 file(s) failed the check (4 problems)" in result.output
+
+
+def test_check_reports_every_problem_of_a_dataset_file(tmp_path):
+    dataset = tmp_path / "dataset.toml"
+    dataset.write_text('[general]\ncaption_extensionn = ".txt"\n\n[[datasets]]\nresolution = 64\nbatch_size = 0\n\n'
+                       '  [[datasets.subsets]]\n  image_dir = "/data/images"\n  num_repeats = 2.5\n  shufle_caption = true\n')
+    result = CliRunner().invoke(main, ["check", str(dataset)])
+    assert result.exit_code == 2, result.output
+    assert _line_with(result.output, "'caption_extensionn' is not allowed here")
+    assert _line_with(result.output, "'shufle_caption' is not allowed here")
+    assert _line_with(result.output, "key 'num_repeats' must be int")
+    assert _line_with(result.output, "batch_size = 0 makes no sense")
+
+
+def test_check_of_a_missing_path_says_no_such_file(isolated_project):
+    for missing in ("outputs/nothere", "outputs/nothere.toml"):
+        result = CliRunner().invoke(main, ["check", missing])
+        assert result.exit_code == 2, result.output
+        assert f"{missing}: no such file or run folder" in result.output
+        assert "not a .toml config" not in result.output

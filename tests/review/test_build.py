@@ -321,7 +321,7 @@ def test_report_of_another_kind_is_refused(two_runs):
     path.write_text(json.dumps(data))
     result = CliRunner().invoke(main, ["review", str(a), "--no-process"])
     assert result.exit_code == 6
-    assert "report.json: schema_version 99; this bespoke reads process reports of schema 3 (and upgrades 2)" in \
+    assert "report.json: schema_version 99; this bespoke reads process reports of schema 4 (and upgrades 2, 3)" in \
         result.output
     assert json.loads(path.read_text())["schema_version"] == 99
     assert not (RunPaths(a).report_dir / "index.html").exists()

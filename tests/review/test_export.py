@@ -46,10 +46,13 @@ def test_export_of_the_best_epoch(run):
         pixels.append(cand)
     colours = {tuple(int(v) for v in c) for img in pixels for c in img.reshape(-1, 3)}
     hex_lines = (out / "palette.hex").read_text().split()
-    assert len(hex_lines) == len(colours) == manifest["palette_colours"]
-    assert {tuple(int(h[i:i + 2], 16) for i in (0, 2, 4)) for h in hex_lines} == colours
+    assert len(hex_lines) == manifest["palette_colours"] < len(colours) == manifest["image_colours"]
+    from bespoke.pixels.colour import delta_e
+
+    palette = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in hex_lines])
+    assert delta_e(np.array(sorted(colours))[:, None, :], palette[None]).min(axis=1).max() <= 5.0
     gpl = (out / "palette.gpl").read_text().splitlines()
-    assert gpl[0] == "GIMP Palette" and len(gpl) == 4 + len(colours)
+    assert gpl[0] == "GIMP Palette" and len(gpl) == 5 + len(hex_lines)
     assert Image.open(out / "sheet_x8.png").size == tuple(8 * s for s in Image.open(out / "sheet.png").size)
 
 
@@ -98,3 +101,72 @@ def test_cli_export_twice_replaces_its_own_files(run, tmp_path):
     assert not list((out / "png_x4").glob("*.png")) and len(list((out / "png_x2").glob("*.png"))) == 3
     bad = CliRunner().invoke(main, ["export", str(run), "--epoch", "7"])
     assert bad.exit_code == 2 and "--epoch 7" in bad.output
+
+
+@pytest.fixture
+def folder_of_samples(tmp_path):
+    """Five 192 px samples whose names carry no epoch, as a user's folder of pictures, reviewed."""
+    from bespoke.dataset.synthetic import make_punk
+
+    folder = tmp_path / "my samples"
+    folder.mkdir()
+    for i in range(5):
+        pixels = make_punk(700 + i).pixels
+        Image.fromarray(pixels).resize((192, 192), Image.Resampling.NEAREST).save(folder / f"pick_{i}.png")
+    reviewed = CliRunner().invoke(main, ["review", str(folder)])
+    assert reviewed.exit_code == 0, reviewed.output
+    return folder
+
+
+def test_a_reviewed_folder_exports_its_one_set(folder_of_samples):
+    done = CliRunner().invoke(main, ["export", str(folder_of_samples), "--json"])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads(done.stdout)
+    out = folder_of_samples / "bespoke_process" / "export" / f"e000_{manifest['method']}"
+    assert manifest["out_dir"] == str(out) and manifest["epoch"] == 0
+    assert sorted(e["sample"] for e in manifest["images"]) == [f"pick_{i}.png" for i in range(5)]
+    assert len(list((out / "png").glob("*.png"))) == 5
+    again = CliRunner().invoke(main, ["export", str(folder_of_samples), "--epoch", "0", "--no-process"])
+    assert again.exit_code == 0, again.output
+    assert "5 images" in again.stdout
+    wrong = CliRunner().invoke(main, ["export", str(folder_of_samples), "--epoch", "3", "--no-process"])
+    assert wrong.exit_code == 2
+    assert "no epochs" in wrong.output and "--epoch 0" in wrong.output
+
+
+def test_the_palette_merges_near_identical_colours_across_images():
+    from bespoke.pixels.colour import delta_e
+    from bespoke.review.export import merged_palette
+
+    rng = np.random.default_rng(3)
+    base = {"skin": (219, 177, 138), "hair": (40, 110, 60), "shirt": (30, 60, 170), "bg": (200, 200, 205)}
+    images = []
+    for _ in range(8):  # eight candidates: the same four colours, each drawn a hair differently per image
+        img = np.zeros((24, 24, 3), dtype=np.uint8)
+        for i, rgb in enumerate(base.values()):
+            img[6 * i:6 * i + 6] = np.clip(np.array(rgb) + rng.integers(-2, 3, 3), 0, 255)
+        images.append(img)
+    images[0][3, 3] = (255, 255, 255)  # one eye highlight on one pixel: a colour of its own, kept
+    exact = palette_of(images)
+    merged = merged_palette(images)
+    assert len(exact) > 20 and len(merged) == 5
+    assert sum(n for _, n in merged) == 8 * 24 * 24
+    assert merged[-1] == ((255, 255, 255), 1)
+    colours = np.array([c for c, _ in merged])
+    for c, _ in exact:  # every colour of the images is a near match (delta E 5) of a palette colour
+        assert delta_e(np.array([c]), colours).min() <= 5.0
+
+
+def test_export_says_how_many_colours_the_palette_has(run):
+    done = CliRunner().invoke(main, ["export", str(run), "--epoch", "1", "--json"])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads(done.stdout)
+    out = run / "export" / "e001_grid"
+    hex_lines = (out / "palette.hex").read_text().split()
+    assert manifest["palette_colours"] == len(hex_lines) <= manifest["image_colours"]
+    exact = {tuple(int(v) for v in c) for p in (out / "png").glob("*.png")
+             for c in np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3)}
+    assert manifest["image_colours"] == len(exact)
+    said = CliRunner().invoke(main, ["export", str(run), "--epoch", "1"])
+    assert (f"palette of {len(hex_lines)} colours (the {len(exact)} colours of the images, near-identical ones "
+            f"merged), sprite sheet {manifest['columns']} columns") in said.stdout

@@ -25,7 +25,8 @@ def _enrich(run: Path, train_dir: Path) -> ProcessReport:
     for i, sample in enumerate(report.samples):
         cand = sample.candidates["grid"]
         cand.delta_e_max, cand.delta_e_mean, cand.moved_beyond = 4.2, 1.1, 0
-        cand.novelty = Novelty(nearest="lad_007.png", share=0.97 if i == 0 else 0.4, near_copy=i == 0)
+        cand.novelty = Novelty(nearest="lad_007.png", share=0.97 if i == 0 else 0.4, near_copy=i == 0,
+                               shift=[1, -2] if i == 0 else [0, 0])
         sample.degenerate = "nan-black" if i == 1 else None
     for row in report.epochs:
         row.score = Score(total=0.5 + 0.1 * (row.epoch or 0), terms={"grid fit": 0.9, "novelty": 0.7})
@@ -52,9 +53,11 @@ def test_score_terms_marks_and_compare(tmp_path):
     assert text.count('class="cell near-copy"') == 1 and text.count('class="cell degenerate"') == 1
     assert "NaN black" in text and "near-copy" in text
     assert 'data-t="img/train/lad_007.png"' in text and (page.parent / "img/train/lad_007.png").is_file()
-    assert "nearest training image: lad_007.png · 97 % of cells match · NEAR-COPY" in text
-    assert "<th>score</th>" in text and "<th>near-copies</th>" in text and 'data-chart="score"' in text
-    assert "image-rendering:pixelated" in text and "button.cmp img{width:144px;height:144px" in text
+    assert ("nearest training punk: lad_007.png · the candidate reproduces 97 % of its figure, shifted +1 rows, "
+            "-2 columns · NEAR-COPY") in text
+    assert text.count('data-shift="1 -2"') == 1  # the compare view draws the training figure where the copy is
+    assert "<th>score</th>" in text and "<th>near-copies</th>" in text and "interval</th>" in text and 'data-chart="score"' in text
+    assert "image-rendering:pixelated" in text and "button.cmp img{width:120px;height:120px" in text
 
 
 def test_runs_that_share_a_name_show_what_differs(tmp_path):
@@ -91,3 +94,22 @@ def test_images_are_reused_and_stale_ones_removed(tmp_path):
     html.build_html([_view(run, report, tmp_path)], page)
     assert {p: p.stat().st_mtime_ns for p in thumbs} == before  # up to date: not rewritten
     assert not stale.exists()  # a copied folder carries only what the page shows
+
+
+def test_the_loop_of_a_run_on_its_page_validation_loss_cost_early_stop_held_out_designs(tmp_path):
+    from bespoke.run.manifest import EarlyStop, EpochRecord
+
+    run = simulated_run(tmp_path, "64-loop-22222222", resolution=64, prompts=2, epochs=3, process=False)
+    report = fake_process(run)
+    held = {"share": 0.1, "seed": 42, "images": 3, "designs": [["lad_102_bunya", "lad_102_bunya2"], ["lad_7_x"]]}
+    view = _view(run, report, tmp_path / "train", status="stopped-early", cost_usd=0.42, gpu_price_per_hour=1.89,
+                 early_stop=EarlyStop("peaked:2", "peaked: no epoch scored above epoch 1's score", 3, 1),
+                 epoch_log=[EpochRecord(e, cost_usd=0.14) for e in (1, 2, 3)],
+                 dataset={"source": str(tmp_path / "train"), "validation": held})
+    view.loss, view.validation_loss = {1: 0.2, 2: 0.15, 3: 0.12}, {1: 0.25, 2: 0.22, 3: 0.24}
+    text = html.build_html([view], tmp_path / "out" / "index.html").read_text()
+    assert "Training and validation loss per epoch" in text and "dashed: validation" in text
+    assert 'stroke-dasharray="4 3"' in text  # the validation line, beside the solid training one
+    assert "after epoch 3 (peaked:2): peaked: no epoch scored above epoch 1" in text
+    assert "$0.42 at $1.89 per GPU-hour, $0.14 an epoch" in text
+    assert "3 pictures in 2 designs (share 0.1, seed 42): lad_102_bunya, lad_102_bunya2; lad_7_x" in text

@@ -61,7 +61,7 @@ def test_run_folder_report_and_candidates(tmp_path):
 
     assert sorted(p.name for p in sample.iterdir()) == before  # nothing written among the samples
     on_disk = json.loads((run / "report" / "report.json").read_text())
-    assert on_disk["kind"] == REPORT_KIND == "bespoke.process" and on_disk["schema_version"] == REPORT_SCHEMA == 3
+    assert on_disk["kind"] == REPORT_KIND == "bespoke.process" and on_disk["schema_version"] == REPORT_SCHEMA == 4
     assert on_disk == report.to_json()  # what was returned is what was written
     assert report.tolerance == TOLERANCE and report.near_copy_threshold == NEAR_COPY
     assert report.run_id == "run-512" and report.simulated is True
@@ -95,7 +95,9 @@ def test_run_folder_report_and_candidates(tmp_path):
     # epoch 2 is an exact stretch (pixel art, few colours): the score says so, and says why
     best = report.best
     assert best is not None and best.epoch == 2 and best.method == "grid-palette" and best.rule
-    assert set(best.terms) == {"pixel_art", "few_colours", "style", "varied"}
+    assert set(best.terms) == {"pixel_art", "few_colours", "clean_cells", "feature_contrast"}  # no training set
+    assert best.highest == 2 and report.epochs[1].score.interval is not None
+    assert not best.resolved and best.tied == [1, 2]  # 2 samples an epoch cannot tell epochs apart
     assert report.epochs[1].score.total > report.epochs[0].score.total
     assert not (run / "report" / "partial.jsonl").exists()  # the journal is gone once the report is written
     # the same answer whatever options process ran with
@@ -137,8 +139,6 @@ def test_usage_errors(tmp_path):
         process_path(folder, Options(methods="gird"))
     with pytest.raises(UsageError, match="needs --palette"):
         process_path(folder, Options(methods="grid-palette"))
-    with pytest.raises(UsageError, match="--correct-cast needs a fixed palette"):
-        process_path(folder, Options(correct_cast=True, palette="k:8"))
     with pytest.raises(UsageError, match="--tolerance -1: must be 0"):
         process_path(folder, Options(tolerance=-1))
     with pytest.raises(UsageError, match="--training .*nowhere: not a folder"):

@@ -86,7 +86,7 @@ def test_near_copies_of_training_images_lose_to_new_designs(tmp_path):
             assert not novelty.near_copy
     rows = {r.epoch: r for r in report.epochs}
     assert rows[2].near_copy_pct == 100 and rows[1].near_copy_pct == 0
-    assert rows[2].score.terms["new"] == 0 and rows[1].score.terms["new"] == 1
+    assert rows[2].score.terms["new"] < 0.01 and rows[1].score.terms["new"] > 0.99
     assert report.best is not None and report.best.epoch == 1
     assert report.training is not None and report.training.images == len(TRAIN)
 

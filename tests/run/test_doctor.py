@@ -70,3 +70,46 @@ def test_no_checkout_configured(isolated_project):
     result = invoke("--python", str(isolated_project / "nopython"), "doctor")
     assert result.exit_code == 1
     assert "no sd-scripts checkout configured" in result.output and "--sd-scripts PATH" in result.output
+
+
+def test_doctor_names_the_optional_packages_your_presets_and_runs_need(isolated_project, monkeypatch):
+    """Which optional trainer packages (bespoke.kohya.packages) the user's presets and runs need, and whether the
+    trainer's Python has them: asked of that Python itself (a package put on its path counts as installed)."""
+    from bespoke.dataset.synthetic import write_dataset
+    from bespoke.run.plan import PlanRequest, plan_run
+    from bespoke.settings import load_settings
+
+    presets = isolated_project / "kohya_configs"
+    presets.mkdir()
+    (presets / "my-locon.toml").write_text('[bespoke]\ndescription = "LoCon"\n[training]\n'
+                                           'network_module = "lycoris.kohya"\nnetwork_args = ["algo=locon"]\n')
+    (presets / "my-dadapt.toml").write_text('[bespoke]\ndescription = "DAdapt"\n[training]\n'
+                                            'optimizer_type = "DAdaptAdam"\nlearning_rate = 1.0\n')
+    site = isolated_project / "trainer-site"
+    (site / "dadaptation").mkdir(parents=True)
+    (site / "dadaptation" / "__init__.py").write_text("")
+    # the trainer's environment is cleaned of the caller's PYTHONPATH (kohya.launch): a trainer Python of its own
+    python = isolated_project / "trainer-python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    write_dataset(isolated_project / "ds", count=2, seed=1)
+    settings = load_settings().with_overrides(sd_scripts=FAKE_DIR, sd_python=str(python))
+    run = plan_run(settings, PlanRequest(resolution=64, dataset=isolated_project / "ds",
+                                         overrides=("optimizer_type=Prodigy",))).paths.root
+
+    result = invoke("--sd-scripts", str(FAKE_DIR), "--python", str(python), "doctor", "--json")
+    checks = checks_of(result)
+    lycoris = checks["package lycoris-lora"]
+    assert lycoris["level"] == "warning" and "not installed in the trainer's venv" in lycoris["message"]
+    assert "preset my-locon" in lycoris["message"] and "install `lycoris-lora`" in lycoris["fix"]
+    dadapt = checks["package dadaptation"]
+    assert dadapt["level"] == "ok" and "installed" in dadapt["message"] and "preset my-dadapt" in dadapt["message"]
+    prodigy = checks["package prodigyopt"]
+    assert f"run {run.name}" in prodigy["message"]
+    import importlib.util
+
+    if importlib.util.find_spec("prodigyopt") is None:  # a run needs it: the machine is not ready
+        assert prodigy["level"] == "error" and result.exit_code == 1
+    assert "fix: install `lycoris-lora` in the trainer's venv" in result.output
+    unneeded = checks["unneeded packages"]
+    assert unneeded["level"] == "info" and "lion-pytorch" in unneeded["message"]

@@ -64,6 +64,8 @@ def test_a_new_attempt_replaces_the_last_one_whole(tmp_path):
     ({"schema_version": 2, "netwrk_dim": 4}, "unknown key(s) netwrk_dim"),
     ({"schema_version": 2, "status": "done"}, "status 'done' is not one of"),
     ({"schema_version": 2, "attempt": {"number": 1, "started_at": "t", "exitcode": 0}}, "attempt: unknown key(s)"),
+    ({"schema_version": 4, "epoch_log": [{"epoch": 1, "scor": 0.5}]}, "epoch_log: unknown key(s) scor"),
+    ({"schema_version": 4, "status": "stopped-early", "early_stop": {"rule": "peaked:2"}}, "early_stop"),
 ])
 def test_bad_run_json_is_a_one_line_error(tmp_path, change, message):
     (tmp_path / "run.json").write_text(json.dumps({"id": "r", **change}))

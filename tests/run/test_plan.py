@@ -286,3 +286,24 @@ def test_replan_reports_hand_edited_configs_without_touching_them(synthetic_data
     assert plan.paths.dataset_toml.read_text() == edited
     result = CliRunner().invoke(main, ["plan", "-r", "64", "--dataset", str(synthetic_dataset), "--json"])
     assert json.loads(result.stdout)["modified_configs"] == ["dataset.toml"]
+
+
+def test_plan_with_a_new_name_on_an_existing_run_says_it_renamed_it(synthetic_dataset):
+    def plan_cli(*extra):
+        result = CliRunner().invoke(main, ["plan", "-r", "64", "--dataset", str(synthetic_dataset), *extra])
+        assert result.exit_code == 0, result.output
+        return result
+
+    first = plan_cli("--name", "first try")
+    assert "new run folder" in first.stdout
+    run_dir = next((synthetic_dataset.parent.parent / "outputs").iterdir())
+    configs = _snapshot(run_dir / "config")
+    same = plan_cli("--name", "first try")
+    assert "existing run folder (unchanged)" in same.stdout and "renamed" not in same.output
+    renamed = plan_cli("--name", "second")
+    assert "(unchanged)" not in renamed.output
+    assert "existing run folder (configs unchanged; renamed 'first try' -> 'second')" in renamed.stdout
+    assert manifest_of(run_dir)["name"] == "second"
+    assert _snapshot(run_dir / "config") == configs  # what trains is untouched: only the label changed
+    unnamed = plan_cli()  # no --name: the name stays
+    assert "existing run folder (unchanged)" in unnamed.stdout and manifest_of(run_dir)["name"] == "second"

@@ -206,7 +206,7 @@ def test_runs_lists_status_epochs_best_and_marks_simulated(isolated_project):
 
     write_report(outputs / "512-a-1" / "report", ProcessReport(
         created_at="2026-01-01T00:00:00Z", source=str(outputs / "512-a-1"), run_id="512-a-1", simulated=False,
-        methods=["grid"], palette=None, tolerance=5.0, correct_cast=False, near_copy_threshold=0.8,
+        methods=["grid"], palette=None, tolerance=5.0, near_copy_threshold=0.8,
         novelty_tolerance=8.0, training=None, layout_hint=None, samples=[], errors=[], epochs=[],
         best=Best(epoch=8, method="grid", rule="test", score=0.5, terms={})))
     write_run_json(outputs / "64-demo-2", **{"id": "64-demo-2", "status": "finished", "resolution": 64,

@@ -15,7 +15,10 @@ Each returns the real trainer's error messages (the last line of its traceback),
 
 from __future__ import annotations
 
+import math
 import os
+import random
+from pathlib import Path
 
 # --- voluptuous-style type checks (voluptuous uses isinstance: a bool is an int, an int is not a float) ----------
 
@@ -307,10 +310,23 @@ def images_of(image_dir) -> list[str]:
                   if os.path.splitext(name)[1] in IMAGE_EXTENSIONS)
 
 
+def split_images(paths: list[str], values: dict, seed) -> tuple[list, list]:
+    """train_util.split_train_val: a dataset's images shuffled with its validation_seed (else the training
+    seed) and split by validation_split, training images first; (training, validation) as Paths."""
+    split = values.get("validation_split") or 0.0
+    if not 0.0 < split <= 1.0:
+        return [Path(p) for p in paths], []
+    paths = sorted(paths)
+    random.Random(values.get("validation_seed") if values.get("validation_seed") is not None else seed).shuffle(paths)
+    cut = math.ceil(len(paths) * (1 - split))
+    return sorted(Path(p) for p in paths[:cut]), sorted(Path(p) for p in paths[cut:])
+
+
 def image_count(user_config: dict, args: dict) -> int:
-    """Images x repeats over all subsets (0 -> "No data found")."""
-    return sum(len(images_of(s.get("image_dir"))) * int(s.get("num_repeats") or 0)
-               for _values, subsets in resolved_datasets(user_config, args) for s in subsets)
+    """Training images x repeats over all subsets (0 -> "No data found"; held-out images do not train)."""
+    return sum(len(split_images(images_of(s.get("image_dir")), values, args.get("seed"))[0])
+               * int(s.get("num_repeats") or 0)
+               for values, subsets in resolved_datasets(user_config, args) for s in subsets)
 
 
 def check_dataset(user_config: dict, args: dict) -> list[str]:

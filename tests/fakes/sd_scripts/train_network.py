@@ -19,7 +19,18 @@ It behaves like the real script for everything bespoke relies on (../shared/kohy
   per prompt (e000000 with sample_at_first), `{name}-{epoch:06d}-state` dirs with train_state.json
   when save_state, and continues after the epoch of `--resume DIR`.
 
-Knobs (environment): FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
+With a dataset that holds images out (`validation_split` per dataset: 1.0 holds out all of that dataset's, a
+share splits it with `validation_seed` as train_util.split_train_val does) it validates after every epoch
+(`validate_every_n_epochs`) and, with `logging_dir`, writes `loss/epoch_average`,
+`loss/validation/epoch_average` and `loss/validation/epoch_divergence` to a TensorBoard event file
+(fake_tensorboard) at step = the epoch, before the epoch's checkpoint, as the real one does.
+
+Knobs (environment): FAKE_TRAINER_VAL_LOWEST_AT=E (the validation loss falls until epoch E, then rises;
+default: it falls all along), FAKE_TRAINER_SAMPLES_BEST_AT=E (the samples are pixel art on a 24-cell grid,
+sharpest at epoch E and softer, noisier away from it; default: blurry, sharpening all along; library/train_util.py),
+FAKE_TRAINER_OPTIMUM='{"learning_rate": 1e-4, "network_dim": 16}' (the same pixel-art samples, whose peak is
+earlier and softer the further the run's options are from these: a simulated objective with a known optimum),
+FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
 FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
 dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),
 FAKE_TRAINER_DROP_OPTIONS=a,b (pretend to be an older sd-scripts without these options),
@@ -246,23 +257,27 @@ def train(args: argparse.Namespace) -> int:
     dataset_config = _load_dataset_config(args.dataset_config)
     images: list[Path] = []
     datasets_meta = []
-    num_images_repeats = 0
+    num_images_repeats = num_validation_repeats = 0
     batch_size = int(args.train_batch_size or 1)
     resolution = None
     for values, subsets in fake_rules.resolved_datasets(dataset_config, vars(args)):
-        batch_size = int(values["batch_size"])
-        resolution = list(values["resolution"])
         metas = []
         for subset in subsets:
-            found = [Path(p) for p in fake_rules.images_of(subset.get("image_dir"))]
+            found, held = fake_rules.split_images(fake_rules.images_of(subset.get("image_dir")), values,
+                                                  args.seed)
             repeats = int(subset["num_repeats"])
+            num_validation_repeats += len(held) * repeats
+            if not found:
+                continue
+            batch_size, resolution = int(values["batch_size"]), list(values["resolution"])
             _warn_missing_captions(found, subset["caption_extension"])
             images += found
             num_images_repeats += len(found) * repeats
             metas.append({"img_count": len(found), "num_repeats": repeats,
                           "image_dir": os.path.basename(str(subset.get("image_dir", "")))})
-        datasets_meta.append({"is_dreambooth": True, "batch_size_per_device": batch_size,
-                              "resolution": resolution, "subsets": metas})
+        if metas:
+            datasets_meta.append({"is_dreambooth": True, "batch_size_per_device": batch_size,
+                                  "resolution": resolution, "subsets": metas})
     if not images:  # checked_launch stops first; kept for callers of train() alone
         print("ERROR    No data found. Please verify arguments (train_data_dir must be the parent of folders "
               "with images) / 画像がありません。", file=sys.stderr)
@@ -281,7 +296,7 @@ def train(args: argparse.Namespace) -> int:
     args.max_train_steps = total_steps
     print("running training / 学習開始")
     print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {num_images_repeats}")
-    print("  num validation images * repeats / 検証画像の数×繰り返し回数: 0")
+    print(f"  num validation images * repeats / 検証画像の数×繰り返し回数: {num_validation_repeats}")
     print("  num reg images / 正則化画像の数: 0")
     print(f"  num batches per epoch / 1epochのバッチ数: {steps_per_epoch}")
     print(f"  num epochs / epoch数: {num_epochs}")
@@ -306,6 +321,7 @@ def train(args: argparse.Namespace) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     name = args.output_name or "last"
     started = time.time()
+    validation = _Validation(args, num_validation_repeats)
     every = args.save_every_n_epochs  # as train_network.py: 0 is a ZeroDivisionError after the first epoch
     network = importlib.import_module(args.network_module or "networks.lora").create_network(
         1.0, args.network_dim, args.network_alpha, None, None, None)
@@ -334,6 +350,7 @@ def train(args: argparse.Namespace) -> int:
         done = epoch + 1
         network.epoch = accelerator.epoch = accelerator.learned = done
         accelerator.step = step
+        validation.after_epoch(done, loss)
         if every is not None and done % int(every) == 0 and done < num_epochs:
             path = output_dir / f"{name}-{done:06d}.safetensors"
             _save_model(network, path, _metadata(args, done, step, datasets_meta, num_epochs, started))
@@ -348,6 +365,37 @@ def train(args: argparse.Namespace) -> int:
                 _metadata(args, num_epochs, step, datasets_meta, num_epochs, started))
     print("model saved.")
     return 0
+
+
+class _Validation:
+    """train_network.py's epoch validation and its TensorBoard logs (the real order: validation, then the epoch
+    average, both before the epoch's checkpoint is saved)."""
+
+    def __init__(self, args: argparse.Namespace, held: int):
+        import fake_tensorboard
+
+        self.held = held
+        self.every = getattr(args, "validate_every_n_epochs", None)
+        self.lowest_at = int(os.environ.get("FAKE_TRAINER_VAL_LOWEST_AT", "0") or 0)
+        log_with = getattr(args, "log_with", None)
+        logged = getattr(args, "logging_dir", None) and log_with in (None, "tensorboard", "all")
+        self.writer = fake_tensorboard.EventWriter(args.logging_dir, getattr(args, "log_prefix", None)) \
+            if logged else None
+
+    def loss(self, epoch: int) -> float:
+        if self.lowest_at:
+            return 0.08 + 0.01 * (epoch - self.lowest_at) ** 2
+        return 0.2 / (1 + 0.5 * epoch) + 0.05
+
+    def after_epoch(self, epoch: int, train_loss: float) -> None:
+        logs = {}
+        if self.held and (self.every is None or epoch % int(self.every) == 0):
+            value = self.loss(epoch)
+            sys.stderr.write(f"\repoch validation steps: 100%|██████████| 4/4 [00:00<00:00, "
+                             f"val_epoch_avg_loss={value:.3g}, timestep=800]\n")
+            logs = {"loss/validation/epoch_average": value, "loss/validation/epoch_divergence": value - train_loss}
+        if self.writer is not None:
+            self.writer.scalars(epoch, {**logs, "loss/epoch_average": train_loss})
 
 
 def _die(message: str, logged: str | None = None) -> int:

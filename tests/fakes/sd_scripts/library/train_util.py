@@ -231,11 +231,30 @@ def sample_images_common(pipe_class, accelerator, args, epoch, steps, *rest, **k
         sample_image_inference(accelerator, args, None, save_dir, prompt, epoch, steps, None)
 
 
+def _optimum_peak(args, total: int) -> tuple[int, float]:
+    """FAKE_TRAINER_OPTIMUM: the samples' peak follows the settings. Its distance from the optimum (the mean over
+    the given options: decades apart for numbers, 0 or 1 for anything else, each at most 1) makes the peak both
+    earlier (epoch round(total * (1 - distance)), at least 1) and softer (that much blur at the peak)."""
+    import json
+    import math
+
+    optimum = json.loads(os.environ["FAKE_TRAINER_OPTIMUM"])
+    parts = []
+    for key, wanted in optimum.items():
+        value = getattr(args, key)
+        if isinstance(wanted, (int, float)) and isinstance(value, (int, float)) and wanted > 0 and value > 0:
+            parts.append(min(1.0, abs(math.log10(value / wanted))))
+        else:
+            parts.append(0.0 if str(value) == str(wanted) else 1.0)
+    distance = sum(parts) / max(len(parts), 1)
+    return max(1, round(total * (1 - distance))), distance
+
+
 def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, epoch, steps, prompt_replacement,
                            controlnet=None):
     """One image drawn with the weights as they are (accelerator.learned epochs; a resumed run's first sample is
-    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on,
-    seeded noise. The name carries the epoch (or step) it is drawn at."""
+    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on, or
+    peaking at FAKE_TRAINER_SAMPLES_BEST_AT; seeded noise. The name carries the epoch (or step) it is drawn at."""
     import datetime
 
     import numpy as np
@@ -243,14 +262,23 @@ def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, e
 
     images, total = accelerator.fake_images, max(int(args.max_train_epochs or 1), 1)
     index, done = prompt_dict["enum"], accelerator.learned
-    source = Image.open(images[(index + done) % len(images)]).convert("RGB")
     size = (prompt_dict["width"], prompt_dict["height"])
-    image = source.resize(size, Image.BILINEAR)
-    blur = max(size) / 24 * (0.9 - 0.6 * min(done, total) / total)
-    image = image.filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+    best_at = int(os.environ.get("FAKE_TRAINER_SAMPLES_BEST_AT", "0") or 0)
+    floor = 0.0  # how soft the sharpest epoch is
+    if os.environ.get("FAKE_TRAINER_OPTIMUM"):
+        best_at, floor = _optimum_peak(args, total)
+    if best_at:  # pixel art on its grid, sharpest at epoch best_at, softer and noisier away from it
+        away = min(1.0, floor + (1 - floor) * abs(done - best_at) / best_at)
+        image = Image.open(images[index % len(images)]).convert("RGB").resize(size, Image.NEAREST)
+        image = image.filter(ImageFilter.GaussianBlur(radius=0.8 * away * max(size) / 64))
+        noise = 2 + 4 * away
+    else:  # blurrier and noisier early in training, closer to the blocky source later
+        source = Image.open(images[(index + done) % len(images)]).convert("RGB")
+        blur = max(size) / 24 * (0.9 - 0.6 * min(done, total) / total)
+        image = source.resize(size, Image.BILINEAR).filter(ImageFilter.GaussianBlur(radius=max(blur, 0.3)))
+        noise = 10 - 6 * min(done, total) / total
     rng = np.random.default_rng((prompt_dict["seed"] or 0) * 1000 + done)
-    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10 - 6 * min(done, total) / total,
-                                                              (size[1], size[0], 3))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, noise, (size[1], size[0], 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     ts = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
     name = (f"{args.output_name}_" if args.output_name else "") + \

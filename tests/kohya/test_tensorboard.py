@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
+from locations import FAKE_DIR
 
-from bespoke.review.tb_events import epoch_losses, event_files, read_scalars
+from bespoke.kohya.tensorboard import (
+    EPOCH_TAG,
+    VALIDATION_TAG,
+    epoch_losses,
+    epoch_scalars,
+    event_files,
+    read_scalars,
+)
 
-DATA = Path(__file__).parent / "data" / "tensorboard"
+DATA = Path(__file__).parents[1] / "review" / "data" / "tensorboard"
 
 
 def test_reads_every_scalar_of_a_real_event_file():
@@ -46,3 +55,21 @@ def test_not_an_event_file(tmp_path):
     with pytest.raises(ValueError):
         read_scalars(junk)
     assert epoch_losses(tmp_path) == {}  # skipped, never fatal for a review
+
+
+def test_the_validation_loss_beside_the_training_loss_of_a_resumed_run(tmp_path, monkeypatch):
+    """Two launches' event files (as the fake trainer writes them, in the real format): epoch_scalars reads both
+    tags at once; the later launch wins for an epoch it logged again."""
+    monkeypatch.syspath_prepend(str(FAKE_DIR))
+    from fake_tensorboard import EventWriter
+
+    first = EventWriter(str(tmp_path), None)
+    for epoch in (1, 2):
+        first.scalars(epoch, {"loss/epoch_average": 0.2 / epoch, "loss/validation/epoch_average": 0.3 / epoch})
+    time.sleep(1.1)  # the next launch's folder is named by the second it started
+    second = EventWriter(str(tmp_path), None)
+    second.scalars(2, {"loss/epoch_average": 0.09, "loss/validation/epoch_average": 0.14})
+    second.scalars(3, {"loss/epoch_average": 0.08})
+    found = epoch_scalars(tmp_path, (EPOCH_TAG, VALIDATION_TAG))
+    assert {e: round(v, 4) for e, v in found[EPOCH_TAG].items()} == {1: 0.2, 2: 0.09, 3: 0.08}
+    assert {e: round(v, 4) for e, v in found[VALIDATION_TAG].items()} == {1: 0.3, 2: 0.14}

@@ -1,7 +1,8 @@
 """Scalars from TensorBoard event files (what sd-scripts writes under `logging_dir`), read without TensorBoard.
 
-sd-scripts logs `loss/epoch_average` once per epoch (step = the epoch number) and `loss/current`,
-`loss/average` per step, to `<logging_dir>/<timestamp>/network_train/events.out.tfevents.*`. The review only
+sd-scripts logs `loss/epoch_average` once per epoch (step = the epoch number), with a validation set also
+`loss/validation/epoch_average` (before that epoch's checkpoint is saved; accelerate flushes every log), and
+`loss/current`, `loss/average` per step, to `<logging_dir>/<timestamp>/network_train/events.out.tfevents.*`. The review only
 needs those few floats; the `tensorboard` package (with protobuf and grpcio) is not a dependency of bespoke,
 and the format is small and stable, so this module reads it directly:
 
@@ -18,6 +19,7 @@ import struct
 from pathlib import Path
 
 EPOCH_TAG = "loss/epoch_average"
+VALIDATION_TAG = "loss/validation/epoch_average"
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -119,16 +121,21 @@ def event_files(folder: Path) -> list[Path]:
     return sorted(folder.rglob("events.out.tfevents.*"), key=lambda p: (p.stat().st_mtime, str(p)))
 
 
-def epoch_losses(folder: Path, tag: str = EPOCH_TAG) -> dict[int, float]:
-    """{epoch: loss} from the `tag` scalars of every event file below `folder`; a resumed run's later launch
-    wins for the epochs it logged again. Unreadable files are skipped."""
-    losses: dict[int, float] = {}
+def epoch_scalars(folder: Path, tags: tuple[str, ...]) -> dict[str, dict[int, float]]:
+    """{tag: {epoch: value}} from every event file below `folder`; a resumed run's later launch wins for the
+    epochs it logged again. Unreadable files are skipped."""
+    found: dict[str, dict[int, float]] = {tag: {} for tag in tags}
     for path in event_files(folder):
         try:
             scalars = read_scalars(path)
         except (OSError, ValueError, struct.error):
             continue
         for name, step, value in scalars:
-            if name == tag:
-                losses[int(step)] = value
-    return dict(sorted(losses.items()))
+            if name in found:
+                found[name][int(step)] = value
+    return {tag: dict(sorted(values.items())) for tag, values in found.items()}
+
+
+def epoch_losses(folder: Path, tag: str = EPOCH_TAG) -> dict[int, float]:
+    """{epoch: loss} from the `tag` scalars of every event file below `folder` (see epoch_scalars)."""
+    return epoch_scalars(folder, (tag,))[tag]

@@ -1,0 +1,258 @@
+"""Prompt adherence: does a 24 px candidate show the colours and items its prompt names, as the training punks
+that carry those words show them?
+
+Each tag of the prompt (bespoke.pixels.phrases) is measured in up to two ways:
+
+- learned: the training punks that carry the tag (its key words; when fewer than MIN_POSITIVES do, its
+  colour words and noun, then its last colour word and noun, then its noun alone) against those that do not.
+  Per cell, how likely the candidate's colour is among the carriers' colours at that cell or a neighbour, over
+  how likely among the others (a log ratio, with one pseudo-punk of all of them for smoothing), weighted by
+  how much the two groups differ at that cell (the carriers' mean log ratio minus the others', each punk left
+  out of its own group): "bright green background" weighs the edge cells, "sunglasses" the eye row, "golden
+  earrings" the ears. The weighted mean log ratio becomes 0-1 through a logistic placed on the training set
+  itself (each punk scored with itself left out): the carriers' median maps to 0.88, the others' to 0.12.
+  A tag the training punks do not tell apart (AUC of those scores under MIN_AUC) is not measured -- say so,
+  do not guess;
+- hex: a tag naming exact colours (#ff66cc) with a noun bespoke can find (background, hair, skin, eyes,
+  lips/mouth: bespoke.pixels.anatomy) scores exp(-dE^2 / (2 HEX_SIGMA^2)) of the delta E between the colour
+  asked and the colour drawn there (a flat region's own colour; the nearest cell for eyes and lips).
+
+A tag's adherence is the mean of its measures; a candidate's, the mean over its measured tags. Per tag, so
+a report can say "fails on blue hair, works on pink".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bespoke.dataset.layout import GRID
+from bespoke.pixels.anatomy import Anatomy, nearest
+from bespoke.pixels.colour import rgb_to_lab
+from bespoke.pixels.phrases import Phrase, phrases
+from bespoke.pixels.prior import Reference, TrainingPrior, soft_bins
+
+MIN_POSITIVES = 4  # training punks that must carry a tag for it to be learned
+MIN_NEGATIVES = 10  # ... and punks that must not
+MIN_AUC = 0.7  # how well the learned score must tell the carriers from the others on the training set
+HEX_SIGMA = 20.0  # delta E: a drawn colour this far from the asked hex scores 0.61
+EVIDENCE = math.log(2)  # a cell is evidence for a tag where its colour is twice as likely among the carriers
+FOCUS = 0.3  # cells weighing less than this share of the strongest cell are left out
+EPSILON = 1e-3  # floor of a likelihood: a colour no punk shows is not infinitely strong evidence
+ZONES = (  # where each family of accessories is drawn on the template (bespoke.pixels.anatomy), how many cells
+    (frozenset({"glasse", "sunglasse", "shade"}), (slice(10, 14), slice(7, 18)), 10),
+    (frozenset({"hat", "cap", "beanie", "crown", "tiara", "bow"}), (slice(0, 9), slice(4, 20)), 12),
+    (frozenset({"earring"}), (slice(13, 19), np.r_[5:9, 16:20]), 2),
+    (frozenset({"necklace", "chain"}), (slice(19, 24), slice(7, 18)), 4),
+)
+REGION_NOUNS = {"background": "background", "hair": "hair", "skin": "skin", "eye": "eyes", "lip": "mouth",
+                "mouth": "mouth"}
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A tag learned from the training punks: which words matched, how many carry them, where they differ."""
+
+    words: tuple[str, ...]
+    positives: int
+    auc: float
+    carriers: NDArray[np.float32]  # cells x bins: how often the carriers show each bin around each cell
+    others: NDArray[np.float32]
+    weights: NDArray[np.float64]  # cells
+    top: int | None  # an accessory: the mean of its zone's `top` strongest cells, not of all of them
+    mid: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class TagModel:
+    """How one tag of a prompt is measured; `why` says why it is not, when neither measure applies."""
+
+    phrase: Phrase
+    learned: Learned | None
+    region: str | None  # the anatomy region its hex colours are looked for in
+    why: str | None
+
+    @property
+    def measured(self) -> bool:
+        """Whether any measure applies."""
+        return self.learned is not None or self.region is not None
+
+
+def _carriers(prior: TrainingPrior, words: Sequence[str]) -> NDArray[np.bool_]:
+    wanted = frozenset(words)
+    return np.array([any(wanted <= tag for tag in tags) for tags in prior.tags], dtype=bool)
+
+
+def _word_sets(phrase: Phrase) -> list[tuple[str, ...]]:
+    """The key-word sets to try in order (module docstring)."""
+    sets = [phrase.words]
+    if phrase.noun is not None:
+        colours = phrase.colours
+        if colours:
+            sets.append((*colours, phrase.noun))
+            sets.append((colours[-1], phrase.noun))
+        sets.append((phrase.noun,))
+    unique: list[tuple[str, ...]] = []
+    for s in sets:
+        if s and s not in unique:
+            unique.append(s)
+    return unique
+
+
+def _log_ratio(own: NDArray[np.float32], carriers: NDArray[np.float32],
+               others: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Per cell of one or more pictures (... x cells x bins), log(likelihood among carriers / among others)."""
+    plus = (own * carriers).sum(axis=-1, dtype=np.float64)
+    minus = (own * others).sum(axis=-1, dtype=np.float64)
+    return np.log((plus + EPSILON) / (minus + EPSILON))
+
+
+def _auc(positive: NDArray[np.float64], negative: NDArray[np.float64]) -> float:
+    """Mann-Whitney: the chance a carrier scores above a non-carrier (ties count half)."""
+    above = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(above + 0.5 * ties)
+
+
+def _ratios(prior: TrainingPrior, carrier: NDArray[np.bool_]) -> tuple[NDArray[np.float64], NDArray[np.float32],
+                                                                     NDArray[np.float32]]:
+    """(per punk and cell the log ratio with the punk left out of its own group, the carriers' and the others'
+    bin frequencies around each cell, each with one pseudo-punk of everyone)."""
+    around = prior.around
+    n_plus, n_minus = int(carrier.sum()), int((~carrier).sum())
+    everyone = around.mean(axis=0)
+    sum_plus, sum_minus = around[carrier].sum(axis=0), around[~carrier].sum(axis=0)
+    member = carrier[:, None, None]
+    loo_plus = (sum_plus[None] - np.where(member, around, 0) + everyone) / (n_plus + 1 - member)
+    loo_minus = (sum_minus[None] - np.where(member, 0, around) + everyone) / (n_minus + 1 - ~member)
+    ratios = _log_ratio(prior.own, loo_plus.astype(np.float32), loo_minus.astype(np.float32))
+    return (ratios, ((sum_plus + everyone) / (n_plus + 1)).astype(np.float32),
+            ((sum_minus + everyone) / (n_minus + 1)).astype(np.float32))
+
+
+def _where(ratios: NDArray[np.float64], carrier: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Per cell, how much the carriers differ from the others there: by how much on average, times how much
+    more often a carrier than another punk shows the evidence (what only a few variants of one design share
+    weighs little), the faint cells left out (FOCUS: many of them add up)."""
+    differ = np.maximum(ratios[carrier].mean(axis=0) - ratios[~carrier].mean(axis=0), 0.0)
+    often = np.maximum((ratios[carrier] > EVIDENCE).mean(axis=0) - (ratios[~carrier] > EVIDENCE).mean(axis=0), 0.0)
+    weights = differ * often
+    weights[weights < FOCUS * weights.max()] = 0.0
+    return weights
+
+
+def _pool(ratios: NDArray[np.float64], weights: NDArray[np.float64], top: int | None) -> NDArray[np.float64]:
+    """The score of one or more pictures (... x cells of log ratios): the weighted mean, or for an accessory
+    the mean of the `top` largest log ratios inside its zone (an earring is two cells of a 48-cell zone)."""
+    if top is None:
+        return ratios @ weights / max(float(weights.sum()), 1e-12)
+    inside = np.where(weights > 0, ratios, -np.inf)
+    return np.sort(inside, axis=-1)[..., -top:].mean(axis=-1)
+
+
+def _learn(prior: TrainingPrior, words: tuple[str, ...], carrier: NDArray[np.bool_],
+           zone: tuple[NDArray[np.float64], int] | None) -> Learned:
+    """The tag's model: where the carriers differ, or -- for an accessory, when it tells the carriers from the
+    others better on the training set -- the `zone` (cell weights, top) where its family is drawn."""
+    ratios, carriers, others = _ratios(prior, carrier)
+    options: list[tuple[NDArray[np.float64], int | None]] = [(_where(ratios, carrier), None)]
+    if zone is not None:
+        options.append(zone)
+    tried = []
+    for weights, top in options:
+        scores = _pool(ratios, weights, top)
+        tried.append((_auc(scores[carrier], scores[~carrier]), weights, top, scores))
+    auc, weights, top, scores = max(tried, key=lambda t: t[0])
+    med_plus, med_minus = float(np.median(scores[carrier])), float(np.median(scores[~carrier]))
+    return Learned(words, int(carrier.sum()), auc, carriers, others, weights, top,
+                   (med_plus + med_minus) / 2, max((med_plus - med_minus) / 4, 1e-9))
+
+
+def _zone(noun: str | None) -> tuple[NDArray[np.float64], int] | None:
+    """Where an accessory of the noun's family sits (its ZONES rectangle as cell weights) and how many cells
+    of it count, or None.
+    Learned per cell the differences between wearers and the others of the 203 punks are the wearers'
+    backgrounds as much as the accessory (55 punks wear glasses; what sets them apart most is the edge
+    columns), so an accessory is looked for where a pixel artist draws it."""
+    for family, (rows, cols), top in ZONES:
+        if noun in family:
+            zone = np.zeros((GRID, GRID))
+            zone[rows, cols] = 1.0
+            return zone.reshape(-1), top
+    return None
+
+
+def tag_model(prior: TrainingPrior | None, phrase: Phrase) -> TagModel:
+    """How `phrase` is measured with this training prior (None: only its hex colours can be)."""
+    region = next((REGION_NOUNS[w] for w in phrase.words if w in REGION_NOUNS), None) if phrase.hexes else None
+    why = None
+    learned = None
+    if prior is not None:
+        for words in _word_sets(phrase):
+            carrier = _carriers(prior, words)
+            if MIN_POSITIVES <= carrier.sum() <= len(prior) - MIN_NEGATIVES:
+                learned = _learn(prior, words, carrier, _zone(phrase.noun))
+                break
+        if learned is None:
+            why = "too few training punks carry it, or nearly all do"
+        elif learned.auc < MIN_AUC:
+            why = f"the training punks that carry {' '.join(learned.words)!r} do not look different (AUC {learned.auc:.2f})"
+            learned = None
+    else:
+        why = "no training captions"
+    return TagModel(phrase, learned, region, None if region is not None or learned is not None else why)
+
+
+def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, ...]:
+    """Every tag of `prompt` and how it is measured (built once per prompt of a run)."""
+    return tuple(tag_model(prior, p) for p in phrases(prompt))
+
+
+def _learned_score(learned: Learned, own: NDArray[np.float32]) -> float:
+    score = float(_pool(_log_ratio(own, learned.carriers, learned.others), learned.weights, learned.top))
+    return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
+
+
+def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, int]]) -> float | None:
+    masks = {"background": anatomy.background, "hair": anatomy.hair, "skin": anatomy.skin,
+             "eyes": anatomy.eyes[0] | anatomy.eyes[1], "mouth": anatomy.mouth}
+    flat = {"background": anatomy.background_colour, "hair": anatomy.hair_colour, "skin": anatomy.skin_colour}
+    scores = []
+    for code in hexes:
+        asked = rgb_to_lab(np.array(code, dtype=np.float64))
+        drawn = flat.get(region)
+        if drawn is not None and len(hexes) == 1:
+            distance: float | None = float(np.sqrt(((drawn - asked) ** 2).sum()))
+        else:
+            distance = nearest(anatomy, masks[region], asked)
+        if distance is not None:
+            scores.append(math.exp(-distance ** 2 / (2 * HEX_SIGMA ** 2)))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
+               prior: TrainingPrior | Reference | None) -> list[float | None]:
+    """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
+    own = soft_bins(anatomy.lab.reshape(-1, 3), prior.bins) if prior is not None else None
+    out: list[float | None] = []
+    for model in models:
+        parts = []
+        if model.learned is not None and own is not None:
+            parts.append(_learned_score(model.learned, own))
+        if model.region is not None:
+            hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
+            if hexed is not None:
+                parts.append(hexed)
+        out.append(float(np.mean(parts)) if parts else None)
+    return out
+
+
+def adherence(scores: Sequence[float | None]) -> float | None:
+    """A candidate's adherence: the mean of its measured tags' scores (None when no tag is measured)."""
+    measured = [s for s in scores if s is not None]
+    return float(np.mean(measured)) if measured else None

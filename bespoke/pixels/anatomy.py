@@ -1,0 +1,148 @@
+"""Where the face, eyes, mouth and hair of a 24 px punk are, and what colour each is drawn in.
+
+The user's punks are drawn on one template (measured on the 203 training punks: the face is the skin-coloured
+region around rows 12-16, columns 9-14; the eyes are two 2x2 blocks at rows 11-12, columns 9-10 and 14-15; the
+mouth is row 17, columns 11-13), so a picture is read against it, allowing the whole face to sit up to
+MAX_SHIFT cells off:
+
+- regions: cells joined to a 4-neighbour within REGION_TOLERANCE (CIE76 delta E) -- one colour as the eye
+  sees it, whatever noise a 512 px sample leaves in its cells;
+- skin: the region covering most of the face window among the figure's cells (bespoke.pixels.figure), and its
+  colour (the median of its cells);
+- eyes and mouth: the template's cells, moved by the offset (up to MAX_SHIFT each way) at which the picture
+  best matches the template -- eyes and mouth not skin, the cells between and around them skin; each
+  feature's colour is its cell most unlike the skin (a pupil, a lens, a lip);
+- hair: the figure's cells above the eyes that are not skin; its colour is its biggest region's (a hat counts
+  as hair here: it is what frames the face).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bespoke.pixels.colour import rgb_to_lab
+from bespoke.pixels.figure import background_mask, components
+
+REGION_TOLERANCE = 10.0  # delta E between neighbouring cells of one region
+FACE_WINDOW = (slice(12, 17), slice(9, 15))  # rows, columns the skin covers on (almost) every training punk
+EYES = (((11, 9), (11, 10), (12, 9), (12, 10)), ((11, 14), (11, 15), (12, 14), (12, 15)))
+MOUTH = ((17, 11), (17, 12), (17, 13))
+# skin on the template: between the eyes, the cheeks below them, above and below the mouth
+SKIN_CELLS = tuple((r, c) for r in (11, 12) for c in (11, 12, 13)) + tuple((r, c) for r in (13, 14)
+                                                                       for c in range(9, 16)) \
+    + tuple((r, c) for r in (16, 18) for c in (11, 12, 13))
+EYE_ROW = 11  # hair is what the figure has above this row (moved with the face)
+MAX_SHIFT = 2  # cells the face may sit off the template
+MIN_SKIN = 12  # cells: a smaller skin region is no face
+
+
+def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE) -> NDArray[np.intp]:
+    """A region label per cell of an NxNx3 CIELAB picture: 4-neighbours within `tolerance` share a label
+    (the smallest flat index of the region)."""
+    limit = tolerance * tolerance
+    return components(((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1) <= limit,
+                      ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= limit)
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """A punk read against the template: masks are NxN bool, colours CIELAB (3 floats) or None when absent."""
+
+    lab: NDArray[np.float64]  # the picture in CIELAB (NxNx3)
+    background: NDArray[np.bool_]
+    background_colour: NDArray[np.float64] | None
+    skin: NDArray[np.bool_]
+    skin_colour: NDArray[np.float64] | None
+    eyes: tuple[NDArray[np.bool_], NDArray[np.bool_]]  # left, right
+    mouth: NDArray[np.bool_]
+    hair: NDArray[np.bool_]
+    hair_colour: NDArray[np.float64] | None
+
+
+def _template(cells: tuple[tuple[int, int], ...], shift: tuple[int, int], size: int) -> NDArray[np.bool_]:
+    mask = np.zeros((size, size), dtype=bool)
+    for row, col in cells:
+        r, c = row + shift[0], col + shift[1]
+        if 0 <= r < size and 0 <= c < size:
+            mask[r, c] = True
+    return mask
+
+
+def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
+                    mask: NDArray[np.bool_]) -> NDArray[np.float64] | None:
+    """The median colour of the biggest region inside `mask` (None for an empty mask)."""
+    if not mask.any():
+        return None
+    ids, counts = np.unique(labels[mask], return_counts=True)
+    biggest = (labels == ids[int(np.argmax(counts))]) & mask
+    return np.median(lab[biggest], axis=0)
+
+
+def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    size = labels.shape[0]
+    window = np.zeros((size, size), dtype=bool)
+    window[FACE_WINDOW] = True
+    inside = labels[window & figure]
+    if not len(inside):
+        return np.zeros((size, size), dtype=bool)
+    ids, counts = np.unique(inside, return_counts=True)
+    skin = labels == ids[int(np.argmax(counts))]
+    return skin if skin.sum() >= MIN_SKIN else np.zeros((size, size), dtype=bool)
+
+
+_STEPS = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
+                key=lambda s: abs(s[0]) + abs(s[1]))  # the smallest move first: it wins ties
+_MASKS: dict[int, tuple[NDArray[np.bool_], NDArray[np.bool_]]] = {}
+
+
+def _step_masks(size: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(off, on): per step of _STEPS, the template's eye and mouth cells, and its skin cells (built once)."""
+    if size not in _MASKS:
+        _MASKS[size] = (np.stack([_template(EYES[0] + EYES[1] + MOUTH, s, size) for s in _STEPS]),
+                        np.stack([_template(SKIN_CELLS, s, size) for s in _STEPS]))
+    return _MASKS[size]
+
+
+def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
+    """The offset at which the most template cells match: eyes and mouth off the skin, SKIN_CELLS on it
+    (ties: the smallest move)."""
+    off, on = _step_masks(skin.shape[0])
+    scores = (off & ~skin).sum(axis=(1, 2)) + (on & skin).sum(axis=(1, 2))
+    return _STEPS[int(np.argmax(scores))]
+
+
+def read(cells: NDArray[np.uint8]) -> Anatomy:
+    """Read a 24x24 RGB picture against the template (module docstring)."""
+    size = cells.shape[0]
+    lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
+    labels = regions(lab)
+    background = background_mask(cells)
+    figure = ~background
+    skin = _skin(labels, figure)
+    shift = _shift(skin) if skin.any() else (0, 0)
+    eyes = (_template(EYES[0], shift, size), _template(EYES[1], shift, size))
+    mouth = _template(MOUTH, shift, size)
+    above = np.zeros((size, size), dtype=bool)
+    above[:max(0, EYE_ROW + shift[0])] = True
+    hair = figure & above & ~skin
+    return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
+                   skin=skin, skin_colour=np.median(lab[skin], axis=0) if skin.any() else None,
+                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair))
+
+
+def most_unlike(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float:
+    """The largest delta E between a cell in `mask` and `colour` (0 for an empty mask): how far the most
+    distinct cell of a feature stands from what surrounds it."""
+    if not mask.any():
+        return 0.0
+    return float(np.sqrt(((anatomy.lab[mask] - colour) ** 2).sum(axis=-1)).max())
+
+
+def nearest(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float | None:
+    """The smallest delta E between a cell in `mask` and `colour` (None for an empty mask)."""
+    if not mask.any():
+        return None
+    return float(np.sqrt(((anatomy.lab[mask] - colour) ** 2).sum(axis=-1)).min())

@@ -1,0 +1,164 @@
+"""Figure and background of a 24 px portrait: which cells are the punk, which are what it stands on.
+
+A punk stands on a background that shows along the top and the two sides (the shoulders fill the bottom rows,
+big hair or a hat may touch the top). The background is found per image, so a flat, split, striped, gradient
+or checkered background is all one to the rest of bespoke (novelty compares figures, composition measures
+the silhouette):
+
+1. Seeds: the top row and the upper part of the left and right columns (SIDE_ROWS), in order along that path.
+2. Background colours: the seed cells grouped greedily within COLOUR_TOLERANCE (CIE76 delta E). A group is
+   background when it covers at least MIN_SHARE of the seeds and shows on a side column, or runs down a side
+   column for SIDE_RUN cells, or shows on both side columns (a horizontal stripe), or -- seen on the top row
+   only -- covers MIN_SHARE and lies within BAND_TOLERANCE of a background neighbour there (a gradient's band):
+   hair or a hat touching the top shows in the middle of the top row only, and stands apart.
+3. Background cells: cells within COLOUR_TOLERANCE of some seed cell of those groups, connected to a seed of
+   them through such cells (4-neighbours), each step within STEP_TOLERANCE -- a gradient flows (while it
+   stays within COLOUR_TOLERANCE of a colour seen at the edge), an outline stops it -- or between two
+   background colours that meet along the seed path: a checkered or striped background's bricks meet at the
+   edge too, so the fill may cross between them anywhere, if they are at most MEET_TOLERANCE apart (a black
+   and white split background never lets the fill into a white face).
+
+Everything else is the figure. Written by hand: the fill is the connected components of 576 cells
+(`components`, a few vectorised passes), and scipy.ndimage would be a large dependency for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bespoke.pixels.colour import rgb_to_lab, sq_distances
+
+SIDE_ROWS = 0.6  # the left and right columns seed the background down to this share of the height
+COLOUR_TOLERANCE = 12.0  # delta E: a background cell is this close to a background colour seen at the edge
+STEP_TOLERANCE = 10.0  # delta E between neighbouring background cells (a gradient's step)
+MIN_SHARE = 0.1  # a colour group with this share of the edge seeds is background ...
+SIDE_RUN = 3  # ... and so is one running this many cells down a side column
+BOTH_SIDES = 2  # ... or showing on this many cells of each side column
+BAND_TOLERANCE = 20.0  # delta E: a top-row colour this close to a background neighbour is a band of it
+MEET_TOLERANCE = 40.0  # delta E: two background colours this close that meet at the edge may meet anywhere
+
+
+def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """(rows, columns, side) of the seeds in path order: the left column bottom-up, the top row, the right
+    column top-down; side is 0 on the left column, 1 on the top row, 2 on the right column."""
+    side = max(1, int(round(size * SIDE_ROWS)))
+    down = np.arange(side)
+    rows = np.concatenate([down[::-1], np.zeros(size - 2, dtype=np.intp), down])
+    cols = np.concatenate([np.zeros(side, dtype=np.intp), np.arange(1, size - 1), np.full(side, size - 1)])
+    where = np.concatenate([np.zeros(side, dtype=np.intp), np.ones(size - 2, dtype=np.intp),
+                            np.full(side, 2, dtype=np.intp)])
+    return rows, cols, where
+
+
+def _groups(lab: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Greedy grouping of seed colours: each unassigned seed with the most neighbours within the tolerance
+    starts a group of all unassigned seeds within it; returns a group index per seed."""
+    near = sq_distances(lab, lab) <= COLOUR_TOLERANCE ** 2
+    group = np.full(len(lab), -1, dtype=np.intp)
+    index = 0
+    while (group < 0).any():
+        free = group < 0
+        counts = (near & free[None, :]).sum(axis=1) * free
+        centre = int(np.argmax(counts))
+        group[free & near[centre]] = index
+        index += 1
+    return group
+
+
+def _longest_run(flags: NDArray[np.bool_]) -> int:
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
+
+
+def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
+                       lab: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which seed groups are background colours (module docstring, step 2)."""
+    count = int(group.max()) + 1
+    big = np.bincount(group, minlength=count) / len(group) >= MIN_SHARE
+    kept = big & (np.bincount(group[where != 1], minlength=count) > 0)
+    for g in range(count):
+        left, right = (group == g) & (where == 0), (group == g) & (where == 2)
+        if left.sum() >= BOTH_SIDES and right.sum() >= BOTH_SIDES:
+            kept[g] = True
+        elif max(_longest_run(left[where == 0]), _longest_run(right[where == 2])) >= SIDE_RUN:
+            kept[g] = True
+    # a big colour seen only on the top row is background when it steps smoothly from one that is (the bands
+    # of a gradient); a hat or hair stands apart from the background it touches
+    close = ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= BAND_TOLERANCE ** 2
+    while True:
+        a, b = group[:-1][close], group[1:][close]
+        grown = kept.copy()
+        grown[a[kept[b] & big[a]]] = True
+        grown[b[kept[a] & big[b]]] = True
+        if (grown == kept).all():
+            return kept
+        kept = grown
+
+
+def _meeting(group: NDArray[np.intp], kept: NDArray[np.bool_], lab: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """(groups + 1) x (groups + 1): the pairs of different background colours that meet along the seed path
+    (neighbouring seeds) and are at most MEET_TOLERANCE apart; the last row and column, no group, meet none."""
+    count = len(kept)
+    meet = np.zeros((count + 1, count + 1), dtype=bool)
+    a, b = group[:-1], group[1:]
+    both = kept[a] & kept[b] & (a != b) & (((lab[:-1] - lab[1:]) ** 2).sum(axis=-1) <= MEET_TOLERANCE ** 2)
+    meet[a[both], b[both]] = True
+    meet[b[both], a[both]] = True
+    return meet
+
+
+def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.intp]:
+    """Connected components of an NxN grid whose cells join their right neighbour where `right` (Nx(N-1)) and
+    the one below where `down` ((N-1)xN): a label per cell, the smallest flat index of its component.
+    Label propagation with pointer jumping: a few vectorised passes."""
+    size = down.shape[1]
+    index = np.arange(size * size).reshape(size, size)
+    a = np.concatenate([index[:, :-1][right], index[:-1][down]])
+    b = np.concatenate([index[:, 1:][right], index[1:][down]])
+    labels = np.arange(size * size)
+    while True:
+        low = np.minimum(labels[a], labels[b])
+        new = labels.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        new = new[new]
+        if (new == labels).all():
+            return labels.reshape(size, size)
+        labels = new
+
+
+def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
+    """True where a cell of the 24x24 (any NxN) RGB picture is background (see the module docstring)."""
+    size = cells.shape[0]
+    lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
+    rows, cols, where = _seed_path(size)
+    seed_lab = lab[rows, cols]
+    group = _groups(seed_lab)
+    kept = _background_groups(group, where, seed_lab)
+    if not kept.any():
+        return np.zeros((size, size), dtype=bool)
+    seed_kept = kept[group]
+    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[seed_kept])
+    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[seed_kept][d2.argmin(axis=1)], -1)
+    nearest = nearest.reshape(size, size)
+    like = nearest >= 0
+    meet = _meeting(group, kept, seed_lab)
+    step = STEP_TOLERANCE ** 2
+    labels = np.where(like, nearest, len(kept))  # the no-group index meets nothing
+    # which neighbour pairs a fill may cross: (down, right) pairs of background-like cells
+    down = ((((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
+    right = ((((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1) <= step) | meet[labels[:, 1:], labels[:, :-1]]) \
+        & like[:, 1:] & like[:, :-1]
+    component = components(right, down)
+    seeded = np.zeros(size * size, dtype=bool)
+    seeded[component[rows[seed_kept], cols[seed_kept]]] = True  # a seed is within the tolerance of itself
+    return seeded[component] & like
+
+
+def figure_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
+    """True where a cell is the figure: everything that is not background."""
+    return ~background_mask(cells)
