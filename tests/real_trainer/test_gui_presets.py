@@ -32,8 +32,8 @@ def test_every_imported_gui_preset_preflights(real, tmp_path):
     imported = [import_gui_config(path, out_dir=tmp_path / "presets") for path in sorted(FIXTURES.glob("*.json"))]
     runs = [plan_run(scratch, PlanRequest(resolution=512, dataset=tmp_path / "datasets" / "punks",
                                           preset=str(result.path),
-                                          overrides=(f'tokenizer_cache_dir="{real.tokenizer_cache}"',)),
-                     progress=False).paths.root for result in imported]
+                                          overrides=(f'tokenizer_cache_dir="{real.tokenizer_cache}"',))
+                     ).paths.root for result in imported]
     report = preflight_runs(scratch, runs)
     assert len(report.runs) == len(imported) == 23
     missing = {p.pypi: not _importable(str(settings.sd_python), p.module) for r in imported for p in r.packages}
