@@ -79,9 +79,9 @@ class RealBespoke:
         return load_settings(self.project, env=self.env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real(tmp_path_factory) -> RealBespoke:
-    """A project folder for the whole session: settings at the real trainer, 4 synthetic punks as the default
+    """A project folder for each test module (a module's tests share its runs; no module finds another's): settings at the real trainer, 4 synthetic punks as the default
     dataset, a one-prompt file at 64 px."""
     from bespoke.dataset.synthetic import write_dataset
 
@@ -92,6 +92,6 @@ def real(tmp_path_factory) -> RealBespoke:
     return RealBespoke(project)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cpu_overrides(real) -> tuple[str, ...]:
     return cpu_safe(real.tokenizer_cache)

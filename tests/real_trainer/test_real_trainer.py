@@ -51,7 +51,7 @@ def test_every_shipped_preset_at_every_resolution_preflights_clean(real, tmp_pat
         assert all(r.stages[STAGE_NAMES.index("mixed precision")].status == HARDWARE for r in report.runs)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained_64(real, cpu_overrides):
     """One real `bespoke train -r 64`: 4 punks, 2 epochs of 2 steps, 1 sample prompt; shared by the tests below."""
     started = time.monotonic()
