@@ -112,21 +112,25 @@ class TrainingSet:
         return self.pictures[index]
 
 
-def read_folder(folder: Path) -> TrainingSet:
-    """The 24x24 images of a folder (e.g. the user's punks; other sizes and unreadable files are skipped)."""
-    names, images = [], []
+def grid_images(folder: Path) -> list[tuple[Path, NDArray[np.uint8]]]:
+    """The 24x24 images of a folder as RGB arrays, by name (other sizes and unreadable files are skipped)."""
+    found = []
     for path in sorted(Path(folder).iterdir()):
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         try:
             with Image.open(path) as img:
-                if img.size != (GRID, GRID):
-                    continue
-                images.append(np.asarray(img.convert("RGB")))
+                if img.size == (GRID, GRID):
+                    found.append((path, np.asarray(img.convert("RGB"))))
         except OSError:
             continue
-        names.append(path.name)
-    return TrainingSet.from_arrays(names, images)
+    return found
+
+
+def read_folder(folder: Path) -> TrainingSet:
+    """The 24x24 images of a folder (e.g. the user's punks; other sizes and unreadable files are skipped)."""
+    found = grid_images(folder)
+    return TrainingSet.from_arrays([path.name for path, _ in found], [image for _, image in found])
 
 
 def read_prepared(folder: Path, names: Sequence[str], edges: Sequence[float]) -> TrainingSet:

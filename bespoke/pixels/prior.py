@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from bespoke.dataset.layout import GRID
 from bespoke.pixels.colour import rgb_to_lab, sq_distances
 from bespoke.pixels.figure import figure_mask
-from bespoke.pixels.novelty import IMAGE_SUFFIXES
+from bespoke.pixels.novelty import grid_images
 from bespoke.pixels.palette import kmeans_colors
 from bespoke.pixels.phrases import caption_tags
 
@@ -97,18 +96,9 @@ def _neighbourhood_max(maps: NDArray[np.float32]) -> NDArray[np.float32]:
 def read_training(folder: Path) -> TrainingPrior | None:
     """The prior of a folder of 24x24 training images, each with its caption beside it (`<stem>.txt`, UTF-8;
     a missing caption counts as none); None when the folder holds no 24x24 image."""
-    names, images, captions = [], [], []
-    for path in sorted(Path(folder).iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        try:
-            with Image.open(path) as img:
-                if img.size != (GRID, GRID):
-                    continue
-                images.append(np.asarray(img.convert("RGB")))
-        except OSError:
-            continue
-        names.append(path.name)
-        caption = path.with_suffix(".txt")
-        captions.append(caption.read_text(encoding="utf-8", errors="replace") if caption.is_file() else "")
-    return TrainingPrior.build(names, images, captions) if images else None
+    found = grid_images(folder)
+    if not found:
+        return None
+    captions = [caption.read_text(encoding="utf-8", errors="replace") if caption.is_file() else ""
+                for caption in (path.with_suffix(".txt") for path, _ in found)]
+    return TrainingPrior.build([path.name for path, _ in found], [image for _, image in found], captions)
