@@ -8,9 +8,8 @@ matches Debian's chromium (no driver download: its path is given)."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+from chrome import chrome
 from locations import ARTIFACTS
 from vote_fixtures import processed_run
 
@@ -20,29 +19,11 @@ from bespoke.review.voting import VoteRequest, open_session, votes_path
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync")
-
 
 @pytest.fixture
 def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium "
-                    "chromium-driver; .ci/run installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    with chrome(tmp_path / "profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
