@@ -140,18 +140,8 @@ class SweepRunner:
                 if row.status == "interrupted":
                     self.stop.set()
 
-        threads = [threading.Thread(target=worker, args=(gpu,), daemon=True, name=f"sweep-gpu{gpu}")
-                   for gpu in gpus]
-        for thread in threads:
-            thread.start()
-        try:
-            with SigtermAsInterrupt():
-                while any(t.is_alive() for t in threads):
-                    time.sleep(0.2)
-        except KeyboardInterrupt:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
+        join_or_stop([threading.Thread(target=worker, args=(gpu,), daemon=True, name=f"sweep-gpu{gpu}")
+                      for gpu in gpus], self.stop)
         return [rows[Path(d).name] for d in run_dirs if Path(d).name in rows]
 
 
@@ -243,3 +233,20 @@ def submit_to_slurm(settings: Settings, *, request: SlurmRequest, resolutions: s
     label = Path(sweep_file).stem if sweep_file is not None else None
     return submit_sweep(settings, list(unique.values()), request, label=label,
                         preflight=lambda plans: preflight(settings, plans))
+
+
+def join_or_stop(threads: list[threading.Thread], stop: threading.Event) -> bool:
+    """Start `threads` (one per GPU) and wait for them all; a Ctrl-C (or SIGTERM, SIGHUP) sets `stop` and waits
+    for each to wind its run down. True when it was interrupted."""
+    for thread in threads:
+        thread.start()
+    try:
+        with SigtermAsInterrupt():
+            while any(t.is_alive() for t in threads):
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        return True
+    return False

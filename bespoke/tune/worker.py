@@ -9,13 +9,12 @@ the worker ends and its lock is released, so `tune` again takes that trial back 
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bespoke.run.events import Message, Observer, Serialized
 from bespoke.run.paths import resolve_dataset
-from bespoke.run.runner import SigtermAsInterrupt
+from bespoke.run.sweep import join_or_stop
 from bespoke.run.sweep_file import parse_gpus
 from bespoke.settings import Settings
 from bespoke.tune.space import SearchSpace
@@ -85,14 +84,5 @@ def _parallel(setup: TrialSetup, gpu_ids: tuple[str, ...], observer: Observer, o
     stop = threading.Event()
     threads = [threading.Thread(target=work, args=(replace(setup, gpu=gpu, stop=stop), observer, outcome),
                                 daemon=True, name=f"tune-gpu{gpu}") for gpu in gpu_ids]
-    for thread in threads:
-        thread.start()
-    try:
-        with SigtermAsInterrupt():
-            while any(t.is_alive() for t in threads):
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        stop.set()
+    if join_or_stop(threads, stop):
         outcome.interrupted = True
-        for thread in threads:
-            thread.join()
