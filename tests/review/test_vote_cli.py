@@ -3,14 +3,17 @@ prints the ranking in words from the votes file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 
+import psutil
 import pytest
 from click.testing import CliRunner
 from vote_fixtures import processed_run
@@ -52,28 +55,76 @@ def test_report_with_no_votes_yet(tmp_path):
     assert result.exit_code == 0 and "nobody yet" in result.output and "no votes yet" in result.output
 
 
+@pytest.fixture
+def vote_child():
+    """Start `python -m bespoke vote ARGS…` (stdout and stderr piped, text) and make sure it is gone at the end
+    on every path: a readline or a request that times out, a failed assertion, a child that ignores Ctrl-C
+    (then it and every process it started are killed)."""
+    children: list[subprocess.Popen] = []
+
+    def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        child = subprocess.Popen([sys.executable, "-m", "bespoke", "vote", *args], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        _kill_tree(child)
+
+
+def _kill_tree(child: subprocess.Popen) -> None:
+    if child.poll() is not None:
+        return
+    try:
+        tree = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(tree, timeout=10)
+    child.communicate()  # reap it and close its pipes
+
+
+def _first_line(child: subprocess.Popen, timeout: float) -> str:
+    """The child's first line of stdout, or "" when none comes within `timeout` s (readline alone would wait
+    for ever on a child that hangs before printing)."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(child.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else ""
+
+
+def _stop(child: subprocess.Popen) -> str:
+    """Ctrl-C the child and its stderr once it has stopped (a child still there after 30 s fails the test;
+    the fixture kills it)."""
+    child.send_signal(signal.SIGINT)
+    try:
+        return child.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        pytest.fail("bespoke vote did not stop within 30 s of Ctrl-C")
+
+
 @pytest.mark.slow  # bespoke in a subprocess
-def test_the_page_is_served_announced_and_stopped_by_ctrl_c(tmp_path):
+def test_the_page_is_served_announced_and_stopped_by_ctrl_c(tmp_path, vote_child):
     run = processed_run(tmp_path / "outputs")
     env = {**os.environ, "SSH_CONNECTION": "203.0.113.7 50122 198.51.100.20 2222", "COLUMNS": "300"}
-    child = subprocess.Popen([sys.executable, "-m", "bespoke", "vote", str(run), "--no-browser", "--voter", "eve"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        first = child.stdout.readline()
-        match = re.fullmatch(r"vote: (http://127\.0\.0\.1:(\d+)/)\n", first)
-        assert match, first + child.stderr.read(2000)
-        url, port = match.group(1), match.group(2)
-        page = urllib.request.urlopen(url, timeout=10).read().decode()
-        secret = re.search(r'"secret": "([0-9a-f]{32})"', page).group(1)
-        request = urllib.request.Request(url + "api/next?client=t", headers={"X-Bespoke-Secret": secret})
-        token = json.loads(urllib.request.urlopen(request, timeout=10).read())["token"]
-        body = json.dumps({"token": token, "answer": "same"}).encode()
-        request = urllib.request.Request(url + "api/vote", data=body, method="POST",
-                                         headers={"X-Bespoke-Secret": secret, "Content-Type": "application/json"})
-        assert json.loads(urllib.request.urlopen(request, timeout=10).read())["written"]
-    finally:
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=30)
+    child = vote_child([str(run), "--no-browser", "--voter", "eve"], env)
+    first = _first_line(child, timeout=60)
+    match = re.fullmatch(r"vote: (http://127\.0\.0\.1:(\d+)/)\n", first)
+    assert match, f"first line {first!r}"
+    url, port = match.group(1), match.group(2)
+    page = urllib.request.urlopen(url, timeout=10).read().decode()
+    secret = re.search(r'"secret": "([0-9a-f]{32})"', page).group(1)
+    request = urllib.request.Request(url + "api/next?client=t", headers={"X-Bespoke-Secret": secret})
+    token = json.loads(urllib.request.urlopen(request, timeout=10).read())["token"]
+    body = json.dumps({"token": token, "answer": "same"}).encode()
+    request = urllib.request.Request(url + "api/vote", data=body, method="POST",
+                                     headers={"X-Bespoke-Secret": secret, "Content-Type": "application/json"})
+    assert json.loads(urllib.request.urlopen(request, timeout=10).read())["written"]
+    err = _stop(child)
     assert child.returncode == 0, err
     assert f"ssh -N -L {port}:127.0.0.1:{port} -p 2222 " in err and "@198.51.100.20" in err
     assert str(votes_path((run,))) in err and "18 pairs" in err

@@ -69,7 +69,12 @@ def test_two_processes_with_two_threads_each_lose_and_duplicate_nothing(tmp_path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, "60"], env=env)
                for tag in ("p1", "p2")]
-    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    try:
+        assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    finally:  # a writer that timed out is not left running
+        for w in writers:
+            w.kill()
+            w.wait()
     lines = path.read_text(encoding="utf-8").splitlines()
     read = read_votes(path)
     assert read.skipped == 0 and len(lines) == len(read.records)
