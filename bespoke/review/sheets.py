@@ -1,8 +1,9 @@
 """Contact sheets: one PNG per run (split when large), epochs as rows x prompts as columns.
 
-Each cell shows the sample scaled down beside its 24 px candidate scaled up with NEAREST (pixels stay
-square), with `colors_nearest` of the sample and the candidate's colour count under them. The best
-epoch's row is highlighted; simulated runs carry a red SIMULATED banner. Sized to open on a laptop.
+Each cell shows, left to right and labelled, the sample | its `grid` candidate (the cells as the model drew
+them) | the candidate the review shows (bespoke.review.sheet_cells), with `colors_nearest` of the sample and
+each candidate's colour count under them. The best epoch's row is highlighted; simulated runs carry a red
+SIMULATED banner. Sized to open on a laptop.
 """
 
 from __future__ import annotations
@@ -13,39 +14,40 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from bespoke.cpus import available_cpus
 from bespoke.fsutil import atomic_write_bytes
 from bespoke.review.records import EpochRow, ProcessReport, Sample
+from bespoke.review.sheet_cells import (
+    CAND_PX,
+    CELL_H,
+    INK,
+    MUTED,
+    PAD,
+    THUMB,
+    Fonts,
+    cell_width,
+    draw_cell,
+    fit,
+    load_panel,
+    panel_methods,
+)
 
-THUMB = 120  # sample thumbnail, px
-SCALE = 4  # candidate magnification (24 px -> 96 px)
-PAD = 6
-GAP = 4
-TEXT_H = 34
 LABEL_W = 74
 TITLE_H = 34
 BANNER_H = 26
 COLHEAD_H = 34
 MAX_WIDTH = 2000
 MAX_ROWS = 14
-CAND_PX = 24 * SCALE
-CELL_W = PAD + THUMB + GAP + CAND_PX + PAD
-CELL_H = PAD + max(THUMB, CAND_PX) + TEXT_H + PAD
 MIN_SHEET_W = 560  # room for the title and the SIMULATED banner text
 
 BG = (250, 250, 248)
 ROW_ALT = (241, 242, 244)
 HIGHLIGHT = (255, 236, 150)
 HIGHLIGHT_BAR = (226, 140, 0)
-INK = (30, 32, 36)
-MUTED = (110, 114, 120)
-CLEAN = (20, 130, 60)
 BANNER = (200, 30, 40)
-MISSING = (200, 200, 204)
 
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 GridKey = tuple[tuple[int, int], int]  # (row key, column)
 
 
@@ -76,18 +78,6 @@ class ContactSheet:
 
 
 @dataclass(frozen=True)
-class _Fonts:
-    title: Font
-    label: Font
-    text: Font
-    small: Font
-
-    @classmethod
-    def load(cls) -> _Fonts:
-        return cls(_font(16), _font(15), _font(13), _font(11))
-
-
-@dataclass(frozen=True)
 class _RunSheets:
     """What every sheet (part) of one run shares: the run's grid, its decoded images and its numbers."""
 
@@ -99,15 +89,9 @@ class _RunSheets:
     grid: dict[GridKey, Sample]
     images: dict[str, Image.Image | None]
     epoch_stats: dict[int | None, EpochRow]
-    fonts: _Fonts
+    fonts: Fonts
     parts: int
-
-
-def _font(size: int) -> Font:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: bitmap font, one size
-        return ImageFont.load_default()
+    cell_w: int
 
 
 def row_key(sample: Sample) -> Row:
@@ -172,32 +156,6 @@ def best_epoch(report: ProcessReport) -> int | None:
     return report.best.epoch if report.best is not None else None
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: int) -> str:
-    """`text`, or as many whole words of it as fit with "…" (a cut word reads as another word)."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    words = text.split(" ")
-    while len(words) > 1 and draw.textlength(" ".join(words) + "…", font=font) > width:
-        words.pop()
-    text = " ".join(words).rstrip(",;:")
-    while text and draw.textlength(text + "…", font=font) > width:  # one long word: cut it after all
-        text = text[:-1]
-    return text + "…"
-
-
-def _load(path: Path, size: tuple[int, int], resample: Image.Resampling) -> Image.Image | None:
-    """The image as RGB: NEAREST-resized to `size` (candidates), else shrunk to fit it; None when unreadable."""
-    try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-            if resample == Image.Resampling.NEAREST:
-                return rgb.resize(size, Image.Resampling.NEAREST)
-            rgb.thumbnail(size, Image.Resampling.BOX, reducing_gap=2.0)
-            return rgb
-    except (OSError, ValueError):
-        return None
-
-
 def _chunks(items: list, limit: int) -> list[list]:
     """Split into the fewest balanced chunks of at most `limit` items."""
     if not items:
@@ -238,7 +196,8 @@ def build_contact_sheets(run_dir: Path, report: ProcessReport,
     out_dir = Path(options.out_dir) if options.out_dir else run_dir / "report" / "sheets"
     method = pick_method(report, options.method)
     rows, columns, grid = arrange(report.samples)
-    col_chunks = _chunks(columns, max(1, (options.max_width - LABEL_W) // CELL_W))
+    cell_w = cell_width(method)
+    col_chunks = _chunks(columns, max(1, (options.max_width - LABEL_W) // cell_w))
     row_chunks = _chunks(rows, options.max_rows)
     run = _RunSheets(
         run_id=options.run_id or report.run_id or run_dir.name,
@@ -249,8 +208,9 @@ def build_contact_sheets(run_dir: Path, report: ProcessReport,
         grid=grid,
         images=_preload(run_dir, list(grid.values()), method),
         epoch_stats={e.epoch: e for e in report.epochs},
-        fonts=_Fonts.load(),
+        fonts=Fonts.load(),
         parts=len(col_chunks) * len(row_chunks),
+        cell_w=cell_w,
     )
     sheets = []
     for r_index, row_chunk in enumerate(row_chunks):
@@ -261,17 +221,15 @@ def build_contact_sheets(run_dir: Path, report: ProcessReport,
 
 
 def _preload(run_dir: Path, samples: list[Sample], method: str | None) -> dict[str, Image.Image | None]:
-    """Thumbnails and scaled candidates of all samples, decoded on the CPUs this process may use (Pillow
-    releases the GIL)."""
-    jobs: list[tuple[str, tuple[int, int], Image.Resampling]] = []
+    """Every panel of every sample (the sample, its grid and shown candidates) at its size on the sheet,
+    decoded on the CPUs this process may use (Pillow releases the GIL)."""
+    files = []
     for sample in samples:
-        jobs.append((sample.file, (THUMB, THUMB), Image.Resampling.BOX))
-        candidate = sample.candidates.get(method) if method else None
-        if candidate:
-            jobs.append((candidate.file, (CAND_PX, CAND_PX), Image.Resampling.NEAREST))
+        files.append((sample.file, THUMB))
+        files.extend((c.file, CAND_PX) for m in panel_methods(method) if (c := sample.candidates.get(m)))
     with ThreadPoolExecutor(max_workers=min(4, available_cpus())) as pool:
-        loaded = pool.map(lambda job: _load(run_dir / job[0], job[1], job[2]), jobs)
-        return {job[0]: image for job, image in zip(jobs, loaded, strict=True)}
+        loaded = pool.map(lambda job: load_panel(run_dir / job[0], (job[1], job[1])), files)
+        return {file: image for (file, _), image in zip(files, loaded, strict=True)}
 
 
 def _write_sheet(run: _RunSheets, out_dir: Path, part: int, rows: list[Row], columns: list[int]) -> ContactSheet:
@@ -290,7 +248,7 @@ def _draw_sheet(run: _RunSheets, part: int, rows: list[Row],
                 columns: list[int]) -> tuple[Image.Image, dict[str, tuple[int, int]]]:
     """One part's image and each row's (y0, y1) on it."""
     top = TITLE_H + (BANNER_H if run.simulated else 0) + COLHEAD_H
-    width = LABEL_W + CELL_W * len(columns)
+    width = LABEL_W + run.cell_w * len(columns)
     sheet = Image.new("RGB", (max(width, MIN_SHEET_W), top + CELL_H * len(rows)), BG)
     draw = ImageDraw.Draw(sheet)
     _draw_title(draw, run, part, sheet.width)
@@ -302,8 +260,8 @@ def _draw_sheet(run: _RunSheets, part: int, rows: list[Row],
         y += BANNER_H
     for i, col in enumerate(columns):
         sample = next((run.grid[(row.key, col)] for row in run.rows if (row.key, col) in run.grid), None)
-        draw.text((LABEL_W + i * CELL_W + PAD, y + 10),
-                  _fit(draw, prompt_label(sample, col), run.fonts.text, CELL_W - 2 * PAD),
+        draw.text((LABEL_W + i * run.cell_w + PAD, y + 10),
+                  fit(draw, prompt_label(sample, col), run.fonts.text, run.cell_w - 2 * PAD),
                   fill=INK, font=run.fonts.text)
     boxes = {}
     for j, row in enumerate(rows):
@@ -319,7 +277,7 @@ def _draw_title(draw: ImageDraw.ImageDraw, run: _RunSheets, part: int, width: in
         title += f"  ·  best epoch {run.best}"
     if run.parts > 1:
         title += f"  ·  part {part}/{run.parts}"
-    draw.text((PAD, 9), _fit(draw, title, run.fonts.title, width - 2 * PAD), fill=INK, font=run.fonts.title)
+    draw.text((PAD, 9), fit(draw, title, run.fonts.title, width - 2 * PAD), fill=INK, font=run.fonts.title)
 
 
 def _draw_row(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, row: Row, index: int, y0: int,
@@ -334,7 +292,7 @@ def _draw_row(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, ro
     for i, col in enumerate(columns):
         sample = run.grid.get((row.key, col))
         if sample is not None:
-            _draw_cell(sheet, draw, run, sample, LABEL_W + i * CELL_W, y0)
+            draw_cell(sheet, sample, (LABEL_W + i * run.cell_w, y0), run.method, (run.images, run.fonts))
 
 
 def _draw_row_label(draw: ImageDraw.ImageDraw, run: _RunSheets, row: Row, y0: int, is_best: bool) -> None:
@@ -350,34 +308,3 @@ def _draw_row_label(draw: ImageDraw.ImageDraw, run: _RunSheets, row: Row, y0: in
             draw.text((12, y0 + PAD + 44), f"{m_stats.clean_pct:.0f}% clean", fill=MUTED, font=fonts.small)
     if is_best:
         draw.text((12, y0 + PAD + 64), "BEST", fill=HIGHLIGHT_BAR, font=fonts.label)
-
-
-def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, run: _RunSheets, sample: Sample, x: int,
-               y: int) -> None:
-    """One cell at (x, y): the sample thumbnail, its candidate, and their numbers below."""
-    fonts, method = run.fonts, run.method
-    thumb = run.images.get(sample.file)
-    if thumb is None:
-        draw.rectangle((x + PAD, y + PAD, x + PAD + THUMB - 1, y + PAD + THUMB - 1), fill=MISSING)
-        draw.text((x + PAD + 6, y + PAD + 50), "unreadable", fill=INK, font=fonts.small)
-    else:
-        sheet.paste(thumb, (x + PAD + (THUMB - thumb.width) // 2, y + PAD + (THUMB - thumb.height) // 2))
-    cx = x + PAD + THUMB + GAP
-    candidate = sample.candidates.get(method) if method else None
-    cand = run.images.get(candidate.file) if candidate else None
-    if cand is None:
-        draw.rectangle((cx, y + PAD, cx + CAND_PX - 1, y + PAD + CAND_PX - 1), fill=MISSING)
-        draw.text((cx + 6, y + PAD + 40), "no candidate", fill=INK, font=fonts.small)
-    else:
-        sheet.paste(cand, (cx, y + PAD))
-    ty = y + PAD + THUMB + 3
-    draw.text((x + PAD, ty), f"{sample.colors_nearest} colours", fill=INK, font=fonts.text)
-    # "top10 2%" read as "top 102%": say what the share is of, with a space before %
-    draw.text((x + PAD, ty + 16), f"top-10 share {100 * sample.top10_coverage:.0f} %", fill=MUTED, font=fonts.small)
-    if candidate:
-        clean = candidate.clean
-        draw.text((cx, ty), f"{method} {candidate.colors}", fill=CLEAN if clean else INK, font=fonts.text)
-        if clean:
-            draw.text((cx, ty + 16), "clean", fill=CLEAN, font=fonts.small)
-        else:
-            draw.text((cx, ty + 16), f"grid err {candidate.grid_error:.0f}", fill=MUTED, font=fonts.small)
