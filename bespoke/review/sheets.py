@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from bespoke.cpus import available_cpus
 from bespoke.fsutil import atomic_write_bytes
 from bespoke.review.records import EpochRow, ProcessReport, Sample
+from bespoke.review.selection import display_method
 from bespoke.review.sheet_cells import (
     CAND_PX,
     CELL_H,
@@ -128,15 +129,13 @@ def arrange(samples: list[Sample]) -> tuple[list[Row], list[int], dict[GridKey, 
 
 
 def pick_method(report: ProcessReport, method: str | None = None) -> str | None:
-    """The candidate method to show: the requested one, else the report's best, else grid, else the first."""
+    """The candidate method to show: the requested one, else the report's best, else the one the page shows."""
     methods = report.methods
     if method:
         return method
     if report.best is not None and report.best.method in methods:
         return report.best.method
-    if "grid" in methods:
-        return "grid"
-    return methods[0] if methods else None
+    return display_method(methods)
 
 
 def prompt_label(sample: Sample | None, column: int) -> str:

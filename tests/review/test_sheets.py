@@ -89,13 +89,15 @@ def test_missing_or_broken_images_become_placeholders(processed_run):
     assert written[0].path.is_file()
 
 
-def test_pick_method_prefers_request_then_best_then_grid(processed_run):
+def test_pick_method_prefers_request_then_best_then_the_pages_candidate(processed_run):
     _, report = processed_run
     report = replace(report, methods=["nearest", "grid", "grid-palette"],
                      best=replace(report.best, method="grid-palette"))
     assert sheets.pick_method(report, "nearest") == "nearest"
     assert sheets.pick_method(report) == "grid-palette"
     assert sheets.pick_method(replace(report, methods=["nearest", "grid"], best=None)) == "grid"
+    # a folder without epochs shows what its page shows: grid-palette when it was computed
+    assert sheets.pick_method(replace(report, methods=["nearest", "grid", "grid-palette"], best=None)) == "grid-palette"
     assert sheets.pick_method(replace(report, methods=[], best=None)) is None
 
 
