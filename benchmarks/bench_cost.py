@@ -5,9 +5,10 @@
 Per resolution, the same N sample files (generated punks, softened, shifted and JPEG-damaged like SD samples,
 saved as PNG) are, in this one process and interleaved so that the box's load falls on both alike:
 - decoded by bare Pillow (open, load, RGB): the reference;
-- processed by the worker code of `bespoke process` (bespoke.review.candidates.process_sample, the job a run
-  gets: the 5 default methods plus grid-palette against the training palette, novelty against the training
-  images, the scoring candidate's terms against the prior and a 9-tag prompt, the candidates written as PNG).
+- processed by the worker code of `bespoke process` (bespoke.review.candidates.process_sample, the job
+  `process FOLDER --training T` sends: its default methods, printed, plus grid-palette against the training
+  palette, novelty against the training images, the scoring candidate's terms against the prior and a 9-tag
+  prompt, the candidates written as PNG).
 Times are CPU seconds of this process (time.process_time; the box is shared, wall time is not ours), the
 median of `--repeats` passes over the N files, per image. "analysis" is process minus decode: the target is
 analysis <= decode, so process <= 2x decode. `--stages` also times each step of a sample on its own (the
@@ -97,7 +98,7 @@ def cpu_per_image(work, items, repeats: int) -> float:
 def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     """CPU ms per image of each step a worker takes, alone (the fastest of `repeats` passes)."""
     from bespoke.pixels import metrics as m
-    from bespoke.pixels.downscale import pil_downscale
+    from bespoke.pixels.downscale import PIL_METHODS, pil_downscale
     from bespoke.pixels.grid import find_grid
     from bespoke.pixels.terms import Context, candidate_terms
 
@@ -106,6 +107,8 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     shown = [d.grid_candidate(job.tolerance, palette) for d in decoded]
     context = Context(prior=job.scorer.reference, tags=job.scorer.tags(items[0][0].prompt), grid_error=3.0,
                       novelty_share=0.2)
+    pil = [k for k in job.methods if k in PIL_METHODS]
+    count = len(job.methods)
     steps = {
         "decode": lambda i: candidates._open_rgb(items[i][0].path),
         "find the grid": lambda i: find_grid(decoded[i].arr, job.layout),
@@ -113,14 +116,14 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
         "grid: merge the noise": lambda i: candidates.extract(decoded[i].arr, decoded[i].grid, raw=decoded[i].cells),
         "grid-palette: snap": lambda i: candidates.extract(decoded[i].arr, decoded[i].grid, palette=palette,
                                                            raw=decoded[i].cells, reduced=decoded[i].reduced(5.0)),
-        "Pillow nearest+box+bilinear+lanczos": lambda i: [m.nearest24(decoded[i].img)] + [
-            pil_downscale(decoded[i].img, k) for k in ("box", "bilinear", "lanczos")],
-        "metrics of 6 candidates (no novelty)": lambda i: [candidates._measure_candidate(
-            job, shown[i], decoded[i], None, "", with_novelty=False) for _ in range(6)],
+        f"Pillow {'+'.join(pil)}": lambda i: [m.nearest24(decoded[i].img) if k == "nearest" else
+                                             pil_downscale(decoded[i].img, k) for k in pil],
+        f"metrics of {count} candidates (no novelty)": lambda i: [candidates._measure_candidate(
+            job, shown[i], decoded[i], None, "", with_novelty=False) for _ in range(count)],
         "novelty (once)": lambda i: candidates.novelty(shown[i], job.training),
         "terms": lambda i: candidate_terms(shown[i], context),
-        "write 6 PNGs": lambda i: [candidates._write_png(job.candidates_dir / "grid" / "x.png", shown[i])
-                                  for _ in range(6)],
+        f"write {count} PNGs": lambda i: [candidates._write_png(job.candidates_dir / "grid" / "x.png", shown[i])
+                                         for _ in range(count)],
     }
     out = {}
     for name, step in steps.items():
@@ -138,6 +141,7 @@ def measure(size: int, count: int, repeats: int, training: Path, tmp: Path, prof
     folder = tmp / f"s{size}"
     make_samples(folder, count, size)
     job, items = job_for(folder, training, tmp / f"out{size}")
+    print(f"{size} px: methods {','.join(job.methods)}")
     candidates.init_worker(job)
     paths = [info.path for info, _ in items]
     for path in paths:  # the page cache and Pillow's plugins warm, the worker's first-call costs paid
