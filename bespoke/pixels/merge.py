@@ -162,14 +162,18 @@ def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palett
     return out[inverse].reshape(reduced.shape)
 
 
-def cell_moves(cells: NDArray[np.uint8], out: NDArray[np.uint8]) -> NDArray[np.float64]:
-    """CIE76 delta E of every cell between the colour the model drew (`cells`) and a candidate (`out`)."""
-    return np.sqrt(((rgb_to_lab(cells) - rgb_to_lab(out)) ** 2).sum(axis=-1))
+def cell_moves(cells: NDArray[np.uint8], out: NDArray[np.uint8],
+               cells_lab: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """CIE76 delta E of every cell between the colour the model drew (`cells`; its CIELAB `cells_lab` when
+    already computed) and a candidate (`out`)."""
+    drawn = rgb_to_lab(cells) if cells_lab is None else cells_lab
+    return np.sqrt(((drawn - rgb_to_lab(out)) ** 2).sum(axis=-1))
 
 
-def moved_stats(cells: NDArray[np.uint8], out: NDArray[np.uint8], tolerance: float = TOLERANCE) -> dict[str, float]:
+def moved_stats(cells: NDArray[np.uint8], out: NDArray[np.uint8], tolerance: float = TOLERANCE,
+                cells_lab: NDArray[np.float64] | None = None) -> dict[str, float]:
     """{"delta_e_max", "delta_e_mean", "moved_beyond"}: how far `out` moved the cells (delta E) and how many
-    moved more than `tolerance` (plus a hair for 8-bit rounding)."""
-    d = cell_moves(cells, out)
+    moved more than `tolerance` (plus a hair for 8-bit rounding). `cells_lab`: rgb_to_lab(cells), when known."""
+    d = cell_moves(cells, out, cells_lab)
     return {"delta_e_max": round(float(d.max()), 3), "delta_e_mean": round(float(d.mean()), 3),
             "moved_beyond": int((d > tolerance + 1e-6).sum())}
