@@ -15,6 +15,7 @@ A 24 px picture is its own grid (source "native": each pixel a cell); a larger o
 from __future__ import annotations
 
 import io
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,12 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
     buffer = io.BytesIO()
     # compress_level 1: a 24 px PNG is ~150 bytes larger than at the default 6 and a third cheaper to write
     Image.fromarray(arr, "RGB").save(buffer, "PNG", compress_level=1)
-    with open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    data = buffer.getvalue()
+    # overwritten, then cut to its length: truncating a re-processed candidate first (open "wb") frees its
+    # blocks only to allocate them again, and costs more than encoding it
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666), "wb") as handle:  # an fd: "wb" truncates nothing
+        handle.write(data)
+        handle.truncate()
 
 
 def _open_rgb(path: Path) -> Image.Image:

@@ -292,3 +292,19 @@ def test_workers_fit_the_cpus_and_none_is_forked_from_this_process(tmp_path, mon
     servers = {pid for pid, (ppid, cmdline) in seen.items() if ppid == me.pid and "forkserver" in cmdline}
     workers = [pid for pid, (ppid, cmdline) in seen.items() if ppid in servers or "spawn_main" in cmdline]
     assert len(workers) == 2, seen
+
+
+def test_reprocessing_rewrites_each_candidate_whole(tmp_path):
+    run = tmp_path / "run"
+    _make_run(run, palette=False)
+    every_colour = process_path(run, Options(methods="grid", tolerance=0, workers=1)).report
+    merged = process_path(run, Options(methods="grid", workers=1, force=True)).report
+    for before, after in zip(every_colour.samples, merged.samples, strict=True):
+        old, new = before.candidates["grid"], after.candidates["grid"]
+        assert old.file == new.file and new.colors <= old.colors  # the same file, now a smaller picture
+        data = (run / new.file).read_bytes()
+        assert data.index(b"IEND") + 8 == len(data)  # nothing of the bigger PNG left after the new one's end
+        with Image.open(run / new.file) as img:
+            assert len(img.getcolors(24 * 24)) == new.colors
+    assert any(a.candidates["grid"].colors < b.candidates["grid"].colors
+               for a, b in zip(merged.samples, every_colour.samples, strict=True))
