@@ -51,7 +51,9 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64]) -> list[int]:
     """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
     column is covered; a row's gain is the count of cells it would newly cover."""
     uncovered = np.ones(within.shape[1], dtype=bool)
-    weights = within.astype(np.float64)  # once: a bool matrix in a product is converted at every step
+    # once: a bool matrix in a product is converted at every step; float32 sums these cell counts exactly
+    weights = within.astype(np.float32)
+    counts = counts.astype(np.float32)
     gain = weights @ counts
     chosen: list[int] = []
     while uncovered.any():
