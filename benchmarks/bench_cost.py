@@ -1,6 +1,7 @@
 """What `process` costs per image against a bare Pillow decode of it, at 512 and 128 px, side by side.
 
     .venv/bin/python benchmarks/bench_cost.py [--samples 60] [--repeats 5] [--training DIR] [--profile DIR]
+                                              [--methods M] [--stages]
 
 Per resolution, the same N sample files (generated punks, softened, shifted and JPEG-damaged like SD samples,
 saved as PNG) are, in this one process and interleaved so that the box's load falls on both alike:
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -72,9 +74,11 @@ def decode(path: Path) -> None:
             img.convert("RGB")
 
 
-def job_for(folder: Path, training: Path, out: Path) -> tuple[candidates.Job, list]:
-    """The worker job `bespoke process FOLDER --training T --out OUT` sends (the scorer built once)."""
-    request = resolve_request(folder, ProcessOptions(training=str(training), out=str(out)))
+def job_for(folder: Path, training: Path, out: Path, methods: str | None = None) -> tuple[candidates.Job, list]:
+    """The worker job `bespoke process FOLDER --training T --out OUT [--methods M]` sends (the scorer built
+    once)."""
+    options = ProcessOptions(training=str(training), out=str(out))
+    request = resolve_request(folder, replace(options, methods=methods) if methods else options)
     infos = find_samples(folder)
     scorer = build_scorer(request.training_set, (i.prompt for i in infos))
     for method in request.methods:
@@ -137,10 +141,11 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     return out
 
 
-def measure(size: int, count: int, repeats: int, training: Path, tmp: Path, profile: Path | None) -> dict:
+def measure(size: int, args: argparse.Namespace, training: Path, tmp: Path) -> dict:
+    count, repeats, profile = args.samples, args.repeats, args.profile
     folder = tmp / f"s{size}"
     make_samples(folder, count, size)
-    job, items = job_for(folder, training, tmp / f"out{size}")
+    job, items = job_for(folder, training, tmp / f"out{size}", args.methods)
     print(f"{size} px: methods {','.join(job.methods)}")
     candidates.init_worker(job)
     paths = [info.path for info, _ in items]
@@ -175,6 +180,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="512,128")
     parser.add_argument("--training", default=None)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--methods", default=None, help="process's --methods (default: process's default)")
     parser.add_argument("--stages", action="store_true", help="time each step of a sample on its own")
     args = parser.parse_args()
     global STAGES
@@ -187,7 +193,7 @@ def main() -> int:
         print(f"{'size':>5} {'decode ms':>10} {'process ms':>11} {'analysis ms':>12} {'process/decode':>15} "
               f"{'analysis/decode':>16}")
         for size in (int(s) for s in args.sizes.split(",")):
-            row = measure(size, args.samples, args.repeats, training, Path(tmp), args.profile)
+            row = measure(size, args, training, Path(tmp))
             analysis = row["process"] - row["decode"]
             print(f"{size:>5} {row['decode']:10.2f} {row['process']:11.2f} {analysis:12.2f} "
                   f"{row['process'] / row['decode']:15.2f} {analysis / row['decode']:16.2f}")
