@@ -1,13 +1,15 @@
 """What `process` costs per image against a bare Pillow decode of it, at 512 and 128 px, side by side.
 
     .venv/bin/python benchmarks/bench_cost.py [--samples 60] [--repeats 5] [--training DIR] [--profile DIR]
+                                              [--methods M] [--stages]
 
 Per resolution, the same N sample files (generated punks, softened, shifted and JPEG-damaged like SD samples,
 saved as PNG) are, in this one process and interleaved so that the box's load falls on both alike:
 - decoded by bare Pillow (open, load, RGB): the reference;
-- processed by the worker code of `bespoke process` (bespoke.review.candidates.process_sample, the job a run
-  gets: the 5 default methods plus grid-palette against the training palette, novelty against the training
-  images, the scoring candidate's terms against the prior and a 9-tag prompt, the candidates written as PNG).
+- processed by the worker code of `bespoke process` (bespoke.review.candidates.process_sample, the job
+  `process FOLDER --training T` sends: its default methods, printed, plus grid-palette against the training
+  palette, novelty against the training images, the scoring candidate's terms against the prior and a 9-tag
+  prompt, the candidates written as PNG).
 Times are CPU seconds of this process (time.process_time; the box is shared, wall time is not ours), the
 median of `--repeats` passes over the N files, per image. "analysis" is process minus decode: the target is
 analysis <= decode, so process <= 2x decode. `--stages` also times each step of a sample on its own (the
@@ -25,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -71,9 +74,11 @@ def decode(path: Path) -> None:
             img.convert("RGB")
 
 
-def job_for(folder: Path, training: Path, out: Path) -> tuple[candidates.Job, list]:
-    """The worker job `bespoke process FOLDER --training T --out OUT` sends (the scorer built once)."""
-    request = resolve_request(folder, ProcessOptions(training=str(training), out=str(out)))
+def job_for(folder: Path, training: Path, out: Path, methods: str | None = None) -> tuple[candidates.Job, list]:
+    """The worker job `bespoke process FOLDER --training T --out OUT [--methods M]` sends (the scorer built
+    once)."""
+    options = ProcessOptions(training=str(training), out=str(out))
+    request = resolve_request(folder, replace(options, methods=methods) if methods else options)
     infos = find_samples(folder)
     scorer = build_scorer(request.training_set, (i.prompt for i in infos))
     for method in request.methods:
@@ -97,7 +102,7 @@ def cpu_per_image(work, items, repeats: int) -> float:
 def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     """CPU ms per image of each step a worker takes, alone (the fastest of `repeats` passes)."""
     from bespoke.pixels import metrics as m
-    from bespoke.pixels.downscale import pil_downscale
+    from bespoke.pixels.downscale import PIL_METHODS, pil_downscale
     from bespoke.pixels.grid import find_grid
     from bespoke.pixels.terms import Context, candidate_terms
 
@@ -106,6 +111,8 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     shown = [d.grid_candidate(job.tolerance, palette) for d in decoded]
     context = Context(prior=job.scorer.reference, tags=job.scorer.tags(items[0][0].prompt), grid_error=3.0,
                       novelty_share=0.2)
+    pil = [k for k in job.methods if k in PIL_METHODS]
+    count = len(job.methods)
     steps = {
         "decode": lambda i: candidates._open_rgb(items[i][0].path),
         "find the grid": lambda i: find_grid(decoded[i].arr, job.layout),
@@ -113,14 +120,14 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
         "grid: merge the noise": lambda i: candidates.extract(decoded[i].arr, decoded[i].grid, raw=decoded[i].cells),
         "grid-palette: snap": lambda i: candidates.extract(decoded[i].arr, decoded[i].grid, palette=palette,
                                                            raw=decoded[i].cells, reduced=decoded[i].reduced(5.0)),
-        "Pillow nearest+box+bilinear+lanczos": lambda i: [m.nearest24(decoded[i].img)] + [
-            pil_downscale(decoded[i].img, k) for k in ("box", "bilinear", "lanczos")],
-        "metrics of 6 candidates (no novelty)": lambda i: [candidates._measure_candidate(
-            job, shown[i], decoded[i], None, "", with_novelty=False) for _ in range(6)],
+        f"Pillow {'+'.join(pil)}": lambda i: [m.nearest24(decoded[i].img) if k == "nearest" else
+                                             pil_downscale(decoded[i].img, k) for k in pil],
+        f"metrics of {count} candidates (no novelty)": lambda i: [candidates._measure_candidate(
+            job, shown[i], decoded[i], None, "", with_novelty=False) for _ in range(count)],
         "novelty (once)": lambda i: candidates.novelty(shown[i], job.training),
         "terms": lambda i: candidate_terms(shown[i], context),
-        "write 6 PNGs": lambda i: [candidates._write_png(job.candidates_dir / "grid" / "x.png", shown[i])
-                                  for _ in range(6)],
+        f"write {count} PNGs": lambda i: [candidates._write_png(job.candidates_dir / "grid" / "x.png", shown[i])
+                                         for _ in range(count)],
     }
     out = {}
     for name, step in steps.items():
@@ -134,10 +141,12 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     return out
 
 
-def measure(size: int, count: int, repeats: int, training: Path, tmp: Path, profile: Path | None) -> dict:
+def measure(size: int, args: argparse.Namespace, training: Path, tmp: Path) -> dict:
+    count, repeats, profile = args.samples, args.repeats, args.profile
     folder = tmp / f"s{size}"
     make_samples(folder, count, size)
-    job, items = job_for(folder, training, tmp / f"out{size}")
+    job, items = job_for(folder, training, tmp / f"out{size}", args.methods)
+    print(f"{size} px: methods {','.join(job.methods)}")
     candidates.init_worker(job)
     paths = [info.path for info, _ in items]
     for path in paths:  # the page cache and Pillow's plugins warm, the worker's first-call costs paid
@@ -171,6 +180,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="512,128")
     parser.add_argument("--training", default=None)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--methods", default=None, help="process's --methods (default: process's default)")
     parser.add_argument("--stages", action="store_true", help="time each step of a sample on its own")
     args = parser.parse_args()
     global STAGES
@@ -183,7 +193,7 @@ def main() -> int:
         print(f"{'size':>5} {'decode ms':>10} {'process ms':>11} {'analysis ms':>12} {'process/decode':>15} "
               f"{'analysis/decode':>16}")
         for size in (int(s) for s in args.sizes.split(",")):
-            row = measure(size, args.samples, args.repeats, training, Path(tmp), args.profile)
+            row = measure(size, args, training, Path(tmp))
             analysis = row["process"] - row["decode"]
             print(f"{size:>5} {row['decode']:10.2f} {row['process']:11.2f} {analysis:12.2f} "
                   f"{row['process'] / row['decode']:15.2f} {analysis / row['decode']:16.2f}")

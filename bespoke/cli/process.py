@@ -66,7 +66,7 @@ def render_table(report: ProcessReport) -> None:
 @click.command()
 @click.argument("run_or_dir")
 @click.option("--methods", default=None, help="Comma list of nearest,box,bilinear,lanczos,grid,grid-palette "
-              "(default: all but grid-palette, which is added when --palette is given).")
+              "(default: nearest,grid; grid-palette is added when --palette is given).")
 @click.option("--palette", default=None, help="dataset (the run's training palette), k:<N>, or a folder of 24 px PNGs.")
 @click.option("--tolerance", type=float, default=None,
               help="How far (CIE76 delta E) grid/grid-palette may move a cell from the colour the model drew "

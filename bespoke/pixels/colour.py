@@ -39,6 +39,17 @@ def lab_to_rgb(lab: ArrayLike) -> NDArray[np.uint8]:
     return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)
 
 
+def unique_rgb(rgb: ArrayLike) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]:
+    """np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True, return_counts=True) of uint8 RGB, the same
+    colours in the same (lexicographic) order: (colours, inverse, counts). Each colour packed in one int
+    first: numpy's unique along an axis sorts rows as opaque records, several times slower."""
+    flat = np.asarray(rgb).reshape(-1, 3)
+    codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    packed, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+    return colours, inverse.reshape(-1), counts
+
+
 def delta_e(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     """CIE76 delta E between RGB colours `a` and `b` (0-255, broadcastable ...x3), elementwise."""
     return np.sqrt(((rgb_to_lab(a) - rgb_to_lab(b)) ** 2).sum(axis=-1))

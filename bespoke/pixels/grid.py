@@ -84,14 +84,16 @@ def _axis_profile(a: NDArray[np.uint8], box: int) -> tuple[Profile, Profile]:
     return profile, raw
 
 
-def _profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[tuple[Profile, Profile],
-                                                                        tuple[Profile, Profile]]:
-    """((x profile, x raw profile), (y profile, y raw profile)); raw keeps the noise floor."""
+def _profiles(arr: NDArray[np.uint8], box: int | None = None,
+              image: Image.Image | None = None) -> tuple[tuple[Profile, Profile], tuple[Profile, Profile]]:
+    """((x profile, x raw profile), (y profile, y raw profile)); raw keeps the noise floor. `image`: `arr` as
+    an RGB Pillow image, when there is one."""
     h, w = arr.shape[:2]
     block = max(1, h // 32)
     if box is None:
         box = BOX if BOX else max(1, round(w / GRID / 4))
-    image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    if image is None:
+        image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
     # Pillow's reduce averages blocks in C: rows in blocks for the x profile, columns for the y profile
     rows = np.asarray(image.reduce((1, block)))
     cols = np.asarray(image.reduce((block, 1))).transpose(1, 0, 2)
@@ -170,16 +172,16 @@ def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> 
     radius = max(1, int(pitch / 5))
     baseline = float(np.median(smooth))
     spread = float(np.median(np.abs(smooth - baseline))) + 1e-9
-    out = edges.copy()
-    for i, e in enumerate(edges):
-        c = int(round(e))
-        lo, hi = max(1, c - radius), min(n - 1, c + radius)
-        if hi <= lo:
-            continue
-        window = smooth[lo - 1:hi]
-        j = int(np.argmax(window))
-        if window[j] > baseline + 6 * spread:
-            out[i] = lo + j
+    # every edge's window [lo, hi] of boundaries at once; positions outside it never win the argmax
+    centre = np.rint(edges).astype(np.int64)
+    lo, hi = np.maximum(1, centre - radius), np.minimum(n - 1, centre + radius)
+    at = (centre - radius)[:, None] + np.arange(2 * radius + 1)[None, :]
+    inside = (at >= lo[:, None]) & (at <= hi[:, None])
+    window = np.where(inside, smooth[np.clip(at - 1, 0, len(smooth) - 1)], -np.inf)
+    j = np.argmax(window, axis=1)
+    peak = window[np.arange(len(edges)), j]
+    moved = (hi > lo) & (peak > baseline + 6 * spread)
+    out = np.where(moved, (centre - radius + j).astype(np.float64), edges)
     # keep edges increasing and cells at least half a pitch wide
     for i in range(1, len(out)):
         if out[i] - out[i - 1] < pitch / 2:
@@ -195,14 +197,15 @@ def prior_edges(size: int, layout: Layout | None) -> NDArray[np.float64]:
     return np.array(layout.edges, dtype=np.float64) * (size / layout.resolution)
 
 
-def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None) -> Grid:
-    """Detect the grid of an HxWx3 uint8 sample (square, >= 24 px); falls back to the layout prior (source
-    "prior") below 48 px or when the confidence is under MIN_CONFIDENCE."""
+def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image.Image | None = None) -> Grid:
+    """Detect the grid of an HxWx3 uint8 sample (square, >= 24 px; `image`: the same as an RGB Pillow image,
+    when the caller has it); falls back to the layout prior (source "prior") below 48 px or when the
+    confidence is under MIN_CONFIDENCE."""
     h, w = arr.shape[:2]
     prior_x, prior_y = prior_edges(w, layout), prior_edges(h, layout)
     if w < 2 * GRID:  # too few pixels per cell to see edges: the prior is all we have
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), 0.0, "prior")
-    (px, rx), (py, ry) = _profiles(arr)
+    (px, rx), (py, ry) = _profiles(arr, image=image)
     xs, cx = _detect_axis(px, rx, w, prior_x)
     ys, cy = _detect_axis(py, ry, h, prior_y)
     confidence = min(cx, cy)

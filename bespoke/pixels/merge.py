@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bespoke.pixels.colour import BoxIndex, lab_to_rgb, nearest_within, rgb_to_lab, sq_distances
+from bespoke.pixels.colour import (
+    BoxIndex,
+    lab_to_rgb,
+    nearest_within,
+    rgb_to_lab,
+    sq_distances,
+    unique_rgb,
+)
 
 TOLERANCE = 5.0  # delta E: a cell may move this far from the colour the model drew (a near match to the eye)
 INVISIBLE = 1.0  # delta E: a colour on two or more cells moves at most this far when it merges into a palette colour
@@ -41,10 +48,12 @@ FLAT_SHARE = 0.9  # ... covering this share of the cells: the image is flat pixe
 
 
 def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64]) -> list[int]:
-    """Greedy weighted set cover: rows of `within` (candidates x distinct colours) until every column is
-    covered; a row's gain is the count of cells it would newly cover."""
+    """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
+    column is covered; a row's gain is the count of cells it would newly cover."""
     uncovered = np.ones(within.shape[1], dtype=bool)
-    weights = within.astype(np.float64)  # once: a bool matrix in a product is converted at every step
+    # once: a bool matrix in a product is converted at every step; float32 sums these cell counts exactly
+    weights = within.astype(np.float32)
+    counts = counts.astype(np.float32)
     gain = weights @ counts
     chosen: list[int] = []
     while uncovered.any():
@@ -54,7 +63,8 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64]) -> list[int]:
             break
         chosen.append(best)
         uncovered &= ~newly
-        gain -= weights[:, newly] @ counts[newly]
+        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows: contiguous
+        gain -= counts[newly] @ weights[newly]
     return chosen
 
 
@@ -84,7 +94,7 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
     art, and `tolerance` <= 0, return `cells` itself."""
     if tolerance <= 0:
         return cells
-    colours, inverse, counts = np.unique(cells.reshape(-1, 3), axis=0, return_inverse=True, return_counts=True)
+    colours, inverse, counts = unique_rgb(cells)
     if is_flat(counts):
         return cells
     lab = rgb_to_lab(colours)
@@ -93,7 +103,7 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
     chosen = np.array(_cover(d2 <= tolerance * tolerance, counts.astype(np.float64)), dtype=np.intp)
     label = d2[chosen].argmin(axis=0)
     rgb = _settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
-    return rgb[label][inverse.reshape(-1)].reshape(cells.shape)
+    return rgb[label][inverse].reshape(cells.shape)
 
 
 def _packed(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
@@ -109,9 +119,8 @@ def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette:
     the tolerance of each reduced and each drawn colour), and which colour may become which of them
     (colours x options): every drawn cell of the colour within the tolerance of it, the colour itself
     within INVISIBLE (or on one cell), and a colour already on the palette only itself."""
-    colours, inverse, counts = np.unique(reduced.reshape(-1, 3), axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    drawn = np.unique(cells.reshape(-1, 3), axis=0)
+    colours, inverse, counts = unique_rgb(reduced)
+    drawn = unique_rgb(cells)[0]
     nearest = nearest_within(rgb_to_lab(np.concatenate([colours, drawn])), palette_lab, tolerance, index)
     options = np.unique(nearest[nearest >= 0])
     if not len(options):
@@ -155,14 +164,18 @@ def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palett
     return out[inverse].reshape(reduced.shape)
 
 
-def cell_moves(cells: NDArray[np.uint8], out: NDArray[np.uint8]) -> NDArray[np.float64]:
-    """CIE76 delta E of every cell between the colour the model drew (`cells`) and a candidate (`out`)."""
-    return np.sqrt(((rgb_to_lab(cells) - rgb_to_lab(out)) ** 2).sum(axis=-1))
+def cell_moves(cells: NDArray[np.uint8], out: NDArray[np.uint8],
+               cells_lab: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """CIE76 delta E of every cell between the colour the model drew (`cells`; its CIELAB `cells_lab` when
+    already computed) and a candidate (`out`)."""
+    drawn = rgb_to_lab(cells) if cells_lab is None else cells_lab
+    return np.sqrt(((drawn - rgb_to_lab(out)) ** 2).sum(axis=-1))
 
 
-def moved_stats(cells: NDArray[np.uint8], out: NDArray[np.uint8], tolerance: float = TOLERANCE) -> dict[str, float]:
+def moved_stats(cells: NDArray[np.uint8], out: NDArray[np.uint8], tolerance: float = TOLERANCE,
+                cells_lab: NDArray[np.float64] | None = None) -> dict[str, float]:
     """{"delta_e_max", "delta_e_mean", "moved_beyond"}: how far `out` moved the cells (delta E) and how many
-    moved more than `tolerance` (plus a hair for 8-bit rounding)."""
-    d = cell_moves(cells, out)
+    moved more than `tolerance` (plus a hair for 8-bit rounding). `cells_lab`: rgb_to_lab(cells), when known."""
+    d = cell_moves(cells, out, cells_lab)
     return {"delta_e_max": round(float(d.max()), 3), "delta_e_mean": round(float(d.mean()), 3),
             "moved_beyond": int((d > tolerance + 1e-6).sum())}

@@ -15,6 +15,7 @@ A 24 px picture is its own grid (source "native": each pixel a cell); a larger o
 from __future__ import annotations
 
 import io
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from bespoke.dataset.layout import GRID, Layout
 from bespoke.kohya.naming import SampleInfo
 from bespoke.pixels import metrics as m
+from bespoke.pixels.colour import rgb_to_lab
 from bespoke.pixels.downscale import PIL_METHODS, cell_colors, extract, pil_downscale
 from bespoke.pixels.grid import Grid, find_grid
 from bespoke.pixels.merge import TOLERANCE, moved_stats
@@ -122,9 +124,14 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
     """A small derived image, written in place: no temp file and rename per candidate (thousands of them,
     and the rename costs more than the PNG). An interrupted run leaves no new report; re-run to redo."""
     buffer = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buffer, "PNG")
-    with open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    # compress_level 1: a 24 px PNG is ~150 bytes larger than at the default 6 and a third cheaper to write
+    Image.fromarray(arr, "RGB").save(buffer, "PNG", compress_level=1)
+    data = buffer.getvalue()
+    # overwritten, then cut to its length: truncating a re-processed candidate first (open "wb") frees its
+    # blocks only to allocate them again, and costs more than encoding it
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666), "wb") as handle:  # an fd: "wb" truncates nothing
+        handle.write(data)
+        handle.truncate()
 
 
 def _open_rgb(path: Path) -> Image.Image:
@@ -156,8 +163,9 @@ class _Decoded:
             self.cells = np.ascontiguousarray(self.arr)
         else:
             self.near = m.nearest24(img)
-            self.grid = find_grid(self.arr, layout)
+            self.grid = find_grid(self.arr, layout, image=img)
             self.cells = cell_colors(self.arr, self.grid)
+        self.cells_lab = rgb_to_lab(self.cells)  # every candidate's moves are measured from it
         self.index = (m.upsample_index(self.grid.xs, w), m.upsample_index(self.grid.ys, h))
         self._reduced: dict[float, np.ndarray] = {}
         self._novelty: dict[bytes, dict | None] = {}
@@ -196,7 +204,7 @@ def _measure_candidate(job: Job, out: np.ndarray, sample: _Decoded, degenerate: 
     training = job.training_palette
     off = m.off_palette(out, training.colors, training.codes) if training is not None else None
     near = sample.novelty(out, job.training) if job.training is not None and with_novelty else None
-    moved = moved_stats(sample.cells, out, job.tolerance)
+    moved = moved_stats(sample.cells, out, job.tolerance, cells_lab=sample.cells_lab)
     return Candidate(
         file=file, colors=colors, top10_coverage=round(coverage, 4),
         clean=m.is_clean(colors, coverage) and degenerate is None,

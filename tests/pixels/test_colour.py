@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bespoke.pixels.colour import delta_e, lab_to_rgb, nearest_within, rgb_to_lab
+from bespoke.pixels.colour import delta_e, lab_to_rgb, nearest_within, rgb_to_lab, unique_rgb
 
 
 def test_reference_values():
@@ -30,3 +30,16 @@ def test_nearest_within_matches_brute_force():
     assert nearest_within(points, others, 5.0).tolist() == expected.tolist()
     assert (expected >= 0).sum() > 50  # the case is not trivially empty
     assert nearest_within(points[:0], others, 5.0).tolist() == []
+
+
+def test_unique_rgb_is_numpys_unique_of_rows():
+    rng = np.random.default_rng(3)
+    cells = rng.integers(0, 256, (24, 24, 3)).astype(np.uint8)
+    cells[:12] = cells[12:]  # repeats
+    cells[0, :4] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]  # each channel's extreme
+    colours, inverse, counts = unique_rgb(cells)
+    want, want_inverse, want_counts = np.unique(cells.reshape(-1, 3), axis=0, return_inverse=True,
+                                                return_counts=True)
+    assert colours.dtype == np.uint8 and np.array_equal(colours, want)
+    assert np.array_equal(inverse, want_inverse.reshape(-1)) and np.array_equal(counts, want_counts)
+    assert np.array_equal(colours[inverse].reshape(cells.shape), cells)

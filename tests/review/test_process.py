@@ -20,7 +20,7 @@ from bespoke.review.records import REPORT_KIND, REPORT_SCHEMA
 from bespoke.review.report import load_report
 from bespoke.review.request import ProcessOptions as Options
 
-METHODS = ("nearest", "box", "bilinear", "lanczos", "grid")
+METHODS = ("nearest", "grid")  # the default; Pillow's other resamplers only when asked for
 
 
 def _make_run(root, epochs=(1, 2), prompts=2, palette=True):
@@ -90,7 +90,7 @@ def test_run_folder_report_and_candidates(tmp_path):
     assert s.candidates["grid"].colors < s.candidates["nearest"].colors / 5
     assert load_report(run).samples == report.samples
     csv_lines = (run / "report" / "report.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 4 * 6
+    assert len(csv_lines) == 1 + 4 * (len(METHODS) + 1)  # a row per sample and method
     assert [e.epoch for e in report.epochs] == [1, 2]
     # epoch 2 is an exact stretch (pixel art, few colours): the score says so, and says why
     best = report.best
@@ -101,7 +101,10 @@ def test_run_folder_report_and_candidates(tmp_path):
     assert report.epochs[1].score.total > report.epochs[0].score.total
     assert not (run / "report" / "partial.jsonl").exists()  # the journal is gone once the report is written
     # the same answer whatever options process ran with
-    plain = process_path(run, Options(methods="nearest,grid", workers=1)).report
+    plain = process_path(run, Options(methods="nearest,box,bilinear,lanczos,grid", workers=1)).report
+    assert plain.methods == ["nearest", "box", "bilinear", "lanczos", "grid"]
+    assert {c.file.split("/")[-2] for c in plain.samples[0].candidates.values()} == set(plain.methods)
+    assert all((run / c.file).is_file() for s in plain.samples for c in s.candidates.values())
     assert plain.best is not None and (plain.best.epoch, plain.best.score, plain.best.method) == (2, best.score, "grid")
     assert [e.score for e in plain.epochs] == [e.score for e in report.epochs]
     nearest = process_path(run, Options(methods="nearest", workers=1)).report
@@ -234,7 +237,7 @@ def test_rerun_reuses_an_up_to_date_report_without_rewriting(tmp_path):
     assert (report.stat().st_mtime_ns, candidate.stat().st_mtime_ns) == stamps  # nothing rewritten
 
     # other options, a newer sample, or --force: processed again
-    assert not process_path(run, Options(methods="nearest,grid", palette="dataset", workers=1)).reused
+    assert not process_path(run, Options(methods="nearest,box,grid", palette="dataset", workers=1)).reused
     assert not process_path(run, dataset).reused
     assert process_path(run, dataset).reused is True
     newest_sample = max(p.stat().st_mtime for p in sample.glob("*.png"))
@@ -289,3 +292,19 @@ def test_workers_fit_the_cpus_and_none_is_forked_from_this_process(tmp_path, mon
     servers = {pid for pid, (ppid, cmdline) in seen.items() if ppid == me.pid and "forkserver" in cmdline}
     workers = [pid for pid, (ppid, cmdline) in seen.items() if ppid in servers or "spawn_main" in cmdline]
     assert len(workers) == 2, seen
+
+
+def test_reprocessing_rewrites_each_candidate_whole(tmp_path):
+    run = tmp_path / "run"
+    _make_run(run, palette=False)
+    every_colour = process_path(run, Options(methods="grid", tolerance=0, workers=1)).report
+    merged = process_path(run, Options(methods="grid", workers=1, force=True)).report
+    for before, after in zip(every_colour.samples, merged.samples, strict=True):
+        old, new = before.candidates["grid"], after.candidates["grid"]
+        assert old.file == new.file and new.colors <= old.colors  # the same file, now a smaller picture
+        data = (run / new.file).read_bytes()
+        assert data.index(b"IEND") + 8 == len(data)  # nothing of the bigger PNG left after the new one's end
+        with Image.open(run / new.file) as img:
+            assert len(img.getcolors(24 * 24)) == new.colors
+    assert any(a.candidates["grid"].colors < b.candidates["grid"].colors
+               for a, b in zip(merged.samples, every_colour.samples, strict=True))
