@@ -17,11 +17,11 @@ an epoch has samples.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,7 @@ class LiveJudge:
         self._stopped.set()
         with self._pool_lock:
             if self._pool is not None:
-                self._pool.terminate()
+                put_down(self._pool)
         if self._thread.ident is not None:
             self._thread.join(STOP_WAIT_SECONDS)
         return self.collect()
@@ -181,7 +181,7 @@ class LiveJudge:
         finally:
             with self._pool_lock:
                 if self._pool is not None:
-                    self._pool.terminate()
+                    put_down(self._pool)
                     self._pool = None
 
     def _refuse_all(self, why: str) -> None:
@@ -217,21 +217,33 @@ class LiveJudge:
         with self._pool_lock:
             if self._pool is None and not self._stopped.is_set():
                 workers = max(1, min(self.workers or spare_cpus(self.run_dir), per_epoch))
-                self._pool = pool_context().Pool(workers, initializer=_worker, initargs=(session.job,
-                                                                                          self.niceness))
+                self._pool = open_pool(workers, session.job, self.niceness)
             pool = self._pool
         if pool is None:
             return
-        results = pool.imap(process_sample, todo)
-        for _ in todo:
+        for result in [pool.submit(process_sample, item) for item in todo]:
             while True:
                 if self._stopped.is_set():
                     return
                 try:
-                    yield results.next(timeout=POLL_SECONDS)
+                    yield result.result(timeout=POLL_SECONDS)
                     break
-                except multiprocessing.TimeoutError:
+                except TimeoutError:
                     continue
+
+
+def open_pool(workers: int, job: Job, niceness: int) -> ProcessPoolExecutor:
+    """The judge's niced workers. An executor, not multiprocessing.Pool: Slurm's cancel, a pre-emption or a time
+    limit sends SIGTERM to every process of the task, and a Pool whose idle worker died holding its task queue's
+    lock waits on that lock for ever in terminate(), so bespoke hung until SIGKILL without recording its stop.
+    The executor notices a dead worker (BrokenProcessPool) and never takes that lock to shut down."""
+    return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_worker, initargs=(job, niceness))
+
+
+def put_down(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool without waiting: what is queued is dropped, a sample being processed finishes (tens of ms)
+    and its worker exits."""
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def verdict_of(epoch: int, outcomes: list[Outcome], methods: tuple[str, ...]) -> Verdict:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from loop_fixtures import loop_run, slow_steps
 from manifest_helpers import manifest_of
@@ -137,3 +139,34 @@ def test_the_workers_are_niced(tmp_path):
     with pool_context().Pool(1, initializer=live._worker, initargs=(job_for(request, tmp_path, Scorer()), 5)) as pool:
         niceness = pool.apply(os.nice, (0,))
     assert niceness == min(19, os.nice(0) + 5)
+
+
+def _killed_from_outside(pool) -> list[psutil.Process]:
+    """SIGTERM to the pool's workers and their fork server, as Slurm's cancel sends it to every process of a task."""
+    worker = psutil.Process(pool.submit(os.getpid).result(timeout=120))
+    server = psutil.Process(worker.ppid())
+    workers = server.children()
+    for process in [*workers, server]:
+        process.send_signal(signal.SIGTERM)
+    psutil.wait_procs(workers, timeout=10)
+    # the server is this process's child: multiprocessing reaps it (and starts another) when it is next needed
+    deadline = time.monotonic() + 10
+    while server.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return workers
+
+
+def test_a_judge_whose_workers_were_killed_from_outside_puts_its_pool_down_at_once(tmp_path):
+    """multiprocessing.Pool's terminate() waited for ever on the task queue's lock an idle worker died holding, so
+    a cancelled Slurm task hung until SIGKILL with its stop unrecorded."""
+    request = resolve_request(tmp_path, run_options(tmp_path, None))
+    job = job_for(request, tmp_path, Scorer())
+    pool = live.open_pool(2, job, 0)
+    victims = _killed_from_outside(pool)
+    assert not any(p.is_running() for p in victims)
+    began = time.monotonic()
+    live.put_down(pool)
+    assert time.monotonic() - began < 2
+    again = live.open_pool(1, job, 0)  # the next judge gets a fork server again
+    assert again.submit(os.getpid).result(timeout=120) != os.getpid()
+    live.put_down(again)
