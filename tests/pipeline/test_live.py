@@ -52,7 +52,9 @@ def test_each_epoch_is_scored_as_process_scores_it_and_no_sample_is_processed_tw
     samples = sorted(p.relative_to(run).as_posix() for p in paths.sample_dir.glob("*.png"))
     assert sorted(files) == samples and len(files) == 4
     written = {p: p.stat().st_mtime_ns for p in paths.candidates_dir.rglob("*.png")}
-    assert len(written) == 4 * len(load_manifest(run).prompts) * 5  # epochs x prompts x the default methods
+    manifest_record = load_manifest(run)
+    methods = resolve_request(run, run_options(run, manifest_record), manifest_record).methods
+    assert len(written) == 4 * len(manifest_record.prompts) * len(methods)  # epochs x prompts x the run's methods
     time.sleep(0.05)
     processed = current_report(run)
     assert processed is not None and not processed.reused

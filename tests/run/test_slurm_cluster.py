@@ -218,10 +218,6 @@ def _assert_cancelled_resumable(project: Path, run_id: str) -> None:
     assert manifest["epochs_done"] >= 1 and states_on_disk(project, run_id)
 
 
-@pytest.mark.xfail(strict=True, reason="bespoke bug, not timing: Slurm's cancel SIGTERMs every process of the task, "
-                   "the live judge's pool workers and fork server too; bespoke then hangs after the trainer stopped "
-                   "(LiveJudge.close -> Pool.terminate, bespoke/pipeline/live.py) until KillWait's SIGKILL, so run.json "
-                   "keeps 'running' with no stop record and `bespoke cancel` blocks for KillWait")
 def test_a_killed_task_resumes_and_cancel_leaves_resumable_runs(cluster, isolated_project, monkeypatch, request):
     """Every run's trainer hangs at a step past its first epoch (FAKE_TRAINER_HANG_AT_STEP), so each one is
     training, with a state on disk, whenever the test acts: the kill and both cancels reach running runs by
