@@ -32,7 +32,7 @@ from bespoke.kohya.metadata import as_int
 from bespoke.review.candidates import Job, Outcome, init_worker, process_sample, relative
 from bespoke.review.epochs import epoch_table
 from bespoke.review.journal import Journal
-from bespoke.review.process import job_for, pool_context, run_options, sample_stems
+from bespoke.review.process import job_for, pool_context, put_down, run_options, sample_stems
 from bespoke.review.records import EpochRow, Sample, SampleError, Score
 from bespoke.review.report import output_dirs
 from bespoke.review.request import Request, report_options, resolve_request
@@ -233,17 +233,8 @@ class LiveJudge:
 
 
 def open_pool(workers: int, job: Job, niceness: int) -> ProcessPoolExecutor:
-    """The judge's niced workers. An executor, not multiprocessing.Pool: Slurm's cancel, a pre-emption or a time
-    limit sends SIGTERM to every process of the task, and a Pool whose idle worker died holding its task queue's
-    lock waits on that lock for ever in terminate(), so bespoke hung until SIGKILL without recording its stop.
-    The executor notices a dead worker (BrokenProcessPool) and never takes that lock to shut down."""
+    """The judge's niced workers (an executor: see bespoke.review.process.put_down)."""
     return ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=_worker, initargs=(job, niceness))
-
-
-def put_down(pool: ProcessPoolExecutor) -> None:
-    """Stop the pool without waiting: what is queued is dropped, a sample being processed finishes (tens of ms)
-    and its worker exits."""
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def verdict_of(epoch: int, outcomes: list[Outcome], methods: tuple[str, ...]) -> Verdict:

@@ -23,6 +23,7 @@ import multiprocessing.forkserver
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +128,20 @@ def _iterate(items: list[tuple[SampleInfo, str]], job: Job, workers: int) -> Ite
         init_worker(job)
         yield from map(process_sample, items)
         return
-    with pool_context().Pool(workers, initializer=init_worker, initargs=(job, True)) as pool:
-        yield from pool.imap(process_sample, items, chunksize=max(1, min(16, len(items) // (workers * 8))))
+    pool = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=init_worker, initargs=(job, True))
+    try:
+        yield from pool.map(process_sample, items, chunksize=max(1, min(16, len(items) // (workers * 8))))
+    finally:
+        put_down(pool)
+
+
+def put_down(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool of workers without waiting: what is queued is dropped, a sample being processed finishes (tens of
+    ms) and its worker exits. An executor, not multiprocessing.Pool, because Slurm's cancel, a pre-emption or a time
+    limit sends SIGTERM to every process of the task: a Pool whose idle worker died holding its task queue's lock
+    waits on that lock for ever in terminate(), and bespoke hung until SIGKILL with its stop unrecorded. The
+    executor notices a dead worker (BrokenProcessPool) and never takes that lock to shut down."""
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_workers(request: Request, infos: list[SampleInfo], candidates_dir: Path, workers: int,

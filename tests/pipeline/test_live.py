@@ -19,7 +19,7 @@ from manifest_helpers import manifest_of
 from bespoke.pipeline import live
 from bespoke.pipeline.live import LiveJudge, LoopRequest, loop_options, score_interval, verdict_of
 from bespoke.review.candidates import Outcome
-from bespoke.review.process import current_report, job_for, pool_context, run_options
+from bespoke.review.process import current_report, job_for, pool_context, put_down, run_options
 from bespoke.review.records import SampleError, Score
 from bespoke.review.request import resolve_request
 from bespoke.review.scoring import Scorer
@@ -167,8 +167,8 @@ def test_a_judge_whose_workers_were_killed_from_outside_puts_its_pool_down_at_on
     victims = _killed_from_outside(pool)
     assert not any(p.is_running() for p in victims)
     began = time.monotonic()
-    live.put_down(pool)
+    put_down(pool)
     assert time.monotonic() - began < 2
     again = live.open_pool(1, job, 0)  # the next judge gets a fork server again
     assert again.submit(os.getpid).result(timeout=120) != os.getpid()
-    live.put_down(again)
+    put_down(again)
