@@ -316,3 +316,10 @@ def refusal(space: SearchSpace, values: dict, error: BespokeError) -> ConfigErro
     """The error for a corner of the space that plan refuses."""
     return ConfigError(f"{space.source}: the space can propose {describe(values)}, which is refused: {error}; "
                        "narrow that parameter's range (or its choices) so every value it can take trains")
+
+
+def unmeasurable(space: SearchSpace, values: dict, why: str) -> ConfigError:
+    """The error for settings under which the study's objective has nothing to measure: the objective or the
+    settings are at fault, not a parameter's range."""
+    return ConfigError(f"{space.source}: [study] objective = \"{space.objective}\" cannot be measured with the "
+                       f"settings (e.g. {describe(values)}): {why}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ WORKER = "worker"  # trial user attributes bespoke keeps
 RUN_DIR = "run_dir"
 COST = "cost_usd"
 SECONDS = "seconds"
+TAKEN_AT = "taken_at"  # when the worker running the trial took it (time.time())
 _COUNTER = iter(range(1, 1 << 30))
 
 
@@ -180,25 +182,40 @@ def worker_gone(folder: Path, token: str | None, mine: set[str]) -> bool:
     return True
 
 
+def _used(space: SearchSpace, trials: list) -> tuple[float, float]:
+    """(GPU-seconds, USD) the study has used: what each trial recorded when it last ended, plus, for a trial
+    running now, the time since its worker took it (so N workers do not each spend the whole budget)."""
+    now, price = time.time(), space.budget.gpu_price_per_hour or 0.0
+    seconds = usd = 0.0
+    for trial in trials:
+        seconds += float(trial.user_attrs.get(SECONDS) or 0.0)
+        usd += float(trial.user_attrs.get(COST) or 0.0)
+        taken = trial.user_attrs.get(TAKEN_AT)
+        if trial.state.name == "RUNNING" and taken is not None:
+            running = max(now - float(taken), 0.0)
+            seconds, usd = seconds + running, usd + running / 3600 * price
+    return seconds, usd
+
+
 def spent(space: SearchSpace, trials: list) -> str | None:
-    """Why the budget is spent (None while it lasts), from the study's trials."""
+    """Why the budget is spent (None while it lasts), from the study's trials (running ones included)."""
     budget = space.budget
     if budget.trials is not None and len(trials) >= budget.trials:
         return f"{len(trials)} of {budget.trials} trials asked"
-    seconds = sum(float(t.user_attrs.get(SECONDS) or 0.0) for t in trials)
+    seconds, usd = _used(space, trials)
     if budget.hours is not None and seconds / 3600 >= budget.hours:
         return f"{seconds / 3600:.2f} of {budget.hours} GPU-hours spent"
-    usd = sum(float(t.user_attrs.get(COST) or 0.0) for t in trials)
     if budget.usd is not None and usd >= budget.usd:
         return f"{usd:.2f} of {budget.usd:.2f} USD spent"
     return None
 
 
 def remaining_usd(space: SearchSpace, trials: list) -> float | None:
-    """What is left of a USD budget (the next trial stops before it would pass it)."""
+    """What is left of a USD budget, running trials' time counted (the next trial stops before it would pass
+    it)."""
     if space.budget.usd is None:
         return None
-    return max(space.budget.usd - sum(float(t.user_attrs.get(COST) or 0.0) for t in trials), 0.0)
+    return max(space.budget.usd - _used(space, trials)[1], 0.0)
 
 
 def take_trial(study: Study, worker: Worker) -> tuple[Any, bool] | None:
@@ -212,11 +229,13 @@ def take_trial(study: Study, worker: Worker) -> tuple[Any, bool] | None:
                     study.folder, frozen.user_attrs.get(WORKER), _LIVE):
                 trial = optuna.trial.Trial(study.optuna, frozen._trial_id)
                 trial.set_user_attr(WORKER, worker.token)
+                trial.set_user_attr(TAKEN_AT, time.time())
                 return trial, True
         if spent(study.space, trials) is not None:
             return None
         study.optuna.sampler = sampler_for(study.space, len(trials))
         trial = study.optuna.ask({p.key: p.distribution() for p in study.space.params})
         trial.set_user_attr(WORKER, worker.token)
+        trial.set_user_attr(TAKEN_AT, time.time())
         return trial, False
 

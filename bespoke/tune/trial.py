@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bespoke.errors import BespokeError, ConfigError
+from bespoke.errors import BespokeError
 from bespoke.pipeline.live import LoopRequest, loop_options
 from bespoke.pipeline.train import TrainOutcome, train_and_process
 from bespoke.review.process import current_report
@@ -27,7 +27,7 @@ from bespoke.run.plan import PlanRequest, plan_run
 from bespoke.run.stop_rules import StopDecision, best_scored
 from bespoke.run.train import TrainOptions
 from bespoke.settings import Settings
-from bespoke.tune.space import SearchSpace, refusal
+from bespoke.tune.space import SearchSpace, refusal, unmeasurable
 from bespoke.tune.study import COST, RUN_DIR, SECONDS, Study, optuna_module, remaining_usd
 
 PRUNE_RULE = "optuna"
@@ -54,11 +54,13 @@ def check_space(settings: Settings, space: SearchSpace, dataset: Path) -> int:
 
 def _check_measurable(space: SearchSpace, values: dict, training: dict, manifest) -> None:
     if space.objective == "score" and (training.get("sample_every_n_epochs") != 1 or not manifest.prompts):
-        raise refusal(space, values, ConfigError("the score objective needs samples after every epoch "
-                                                 "(sample_every_n_epochs = 1 and a prompt)"))
+        raise unmeasurable(space, values, "the score objective needs samples after every epoch: set "
+                                          "sample_every_n_epochs = 1 and give a prompt (in [study] set or the "
+                                          "preset), or choose objective = \"val-loss\"")
     if space.objective == "val-loss" and not (manifest.dataset or {}).get("validation"):
-        raise refusal(space, values, ConfigError("the val-loss objective needs designs held out: set "
-                                                 "bespoke.validation_share"))
+        raise unmeasurable(space, values, "the val-loss objective needs designs held out: set "
+                                          "bespoke.validation_share (in [study] set or the preset), or choose "
+                                          "objective = \"score\"")
 
 
 class Reporter:

@@ -102,3 +102,13 @@ def test_a_space_without_a_name_is_named_for_its_file_and_its_studys_copy_for_th
     text = space_text().replace('name = "fake"\n', "")
     assert parse_space(text, Path("lr-dim.toml")).name == "lr-dim"
     assert parse_space(text, Path("outputs/tunes/lr-dim/space.toml"), "lr-dim").name == "lr-dim"
+
+
+def test_an_objective_the_settings_cannot_measure_is_blamed_on_the_objective_not_a_parameter(isolated_project):
+    text = space_text().replace('seed = 3', 'seed = 3\nobjective = "val-loss"')
+    with pytest.raises(ConfigError) as error:
+        check_space(load_settings(), parse(text), _dataset())
+    message = str(error.value)
+    assert message.startswith("space.toml: [study] objective = \"val-loss\" cannot be measured")
+    assert "held out" in message and "bespoke.validation_share" in message
+    assert "the space can propose" not in message and "narrow that parameter" not in message

@@ -75,3 +75,21 @@ def test_a_good_trial_is_not_pruned_and_nothing_is_reported_twice():
     assert reporter([_record(1, 0.6)]) is None
     assert reporter([_record(1, 0.6), EpochRecord(epoch=2)]) is None  # epoch 2 not scored yet: nothing new
     assert study.optuna.get_trials()[-1].intermediate_values == {1: 0.6}
+
+
+def test_a_running_trials_time_counts_against_an_hours_budget_so_workers_do_not_overshoot(monkeypatch):
+    import time
+
+    text = space_text(trials=8).replace("[budget]\ntrials = 8", "[budget]\nhours = 0.5")
+    study = open_study(load_settings(), parse_space(text, load_settings().project_root / "space.toml"))
+    clock = [time.time()]
+    monkeypatch.setattr("bespoke.tune.study.time.time", lambda: clock[0])
+    with Worker(study) as first, Worker(study) as second:
+        running = take_trial(study, first)
+        assert running is not None and not running[1]
+        clock[0] += 0.2 * 3600  # one trial running for 12 minutes: 0.2 of 0.5 hours
+        assert spent(study.space, study.optuna.get_trials()) is None
+        assert take_trial(study, second) is not None
+        clock[0] += 0.16 * 3600  # two running: 0.36 + 0.16 hours; nothing has ended yet
+        assert spent(study.space, study.optuna.get_trials()) == "0.52 of 0.5 GPU-hours spent"
+        assert take_trial(study, second) is None

@@ -1,4 +1,4 @@
-"""`bespoke tune` with real Optuna and the fake trainer, whose samples peak later and sharper the nearer a trial's
+"""`bespoke tune` with real Optuna and the fake trainer, whose samples peak later and cleaner the nearer a trial's
 settings are to a known optimum (tune_fixtures.OPTIMUM): the study finds it within its budget, prunes the trials
 that peak early and low, survives Ctrl-C and a re-run (no trial lost or run twice), and two workers share one
 journal."""
@@ -24,9 +24,6 @@ from bespoke.tune.worker import tune_here
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap (issue 24, open): on issue 21's score the fake's simulated objective "
-                   "(samples blurred away from the optimum) no longer orders the trials, since the faithful 24 px "
-                   "candidate undoes the blur; the fake needs damage the candidate keeps. Strict: passing means fixed")
 def test_eight_trials_of_three_parameters_find_the_known_optimum_and_prune_early_low_trials(fake, isolated_project,
                                                                                           monkeypatch):
     use_optimum(monkeypatch)

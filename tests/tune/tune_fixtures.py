@@ -52,14 +52,14 @@ def write_space(project: Path, **kwargs) -> Path:
 
 
 def use_optimum(monkeypatch, step_seconds: float = 0.4) -> None:
-    """The fake's samples peak later and sharper the nearer a trial is to OPTIMUM; steps slow enough that each
+    """The fake's samples peak later and cleaner the nearer a trial is to OPTIMUM; steps slow enough that each
     epoch's score lands before the next epoch ends (so the pruner's stop comes in time)."""
     monkeypatch.setenv("FAKE_TRAINER_OPTIMUM", json.dumps(OPTIMUM))
     monkeypatch.setenv("FAKE_TRAINER_STEP_SECONDS", str(step_seconds))
 
 
 def distance(params: dict) -> float:
-    """The fake's distance of a trial from OPTIMUM (tests/fakes/sd_scripts/train_network.py _optimum_peak)."""
+    """The fake's distance of a trial from OPTIMUM (tests/fakes/sd_scripts/library/train_util.py _optimum_peak)."""
     parts = [min(1.0, abs(math.log10(params["learning_rate"] / OPTIMUM["learning_rate"]))),
              min(1.0, abs(math.log10(params["network_dim"] / OPTIMUM["network_dim"]))),
              0.0 if params["lr_scheduler"] == OPTIMUM["lr_scheduler"] else 1.0]

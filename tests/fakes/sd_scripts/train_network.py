@@ -26,10 +26,11 @@ share splits it with `validation_seed` as train_util.split_train_val does) it va
 (fake_tensorboard) at step = the epoch, before the epoch's checkpoint, as the real one does.
 
 Knobs (environment): FAKE_TRAINER_VAL_LOWEST_AT=E (the validation loss falls until epoch E, then rises;
-default: it falls all along), FAKE_TRAINER_SAMPLES_BEST_AT=E (the samples are pixel art on a 24-cell grid,
-sharpest at epoch E and softer, noisier away from it; default: blurry, sharpening all along; library/train_util.py),
-FAKE_TRAINER_OPTIMUM='{"learning_rate": 1e-4, "network_dim": 16}' (the same pixel-art samples, whose peak is
-earlier and softer the further the run's options are from these: a simulated objective with a known optimum),
+default: it falls all along), FAKE_TRAINER_SAMPLES_BEST_AT=E (the samples are new punks on a 24-cell grid,
+cleanest at epoch E and more damaged cell by cell away from it; default: blurry training images, sharpening all
+along; library/train_util.py), FAKE_TRAINER_OPTIMUM='{"learning_rate": 1e-4, "network_dim": 16}' (the same
+samples, whose peak is earlier and more damaged the further the run's options are from these: a simulated
+objective with a known optimum),
 FAKE_TRAINER_FAIL_AT_STEP=N (traceback, exit 1), FAKE_TRAINER_HANG_AT_STEP=N (sleeps),
 FAKE_TRAINER_STEP_SECONDS=float (default 0.02), FAKE_TRAINER_FAIL_RESOLUTION=R (fail at step 1 when the
 dataset resolution is R), FAKE_TRAINER_RECORD=path (append a JSON line of what it saw: argv, accelerate env),

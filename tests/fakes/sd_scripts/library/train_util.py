@@ -234,7 +234,7 @@ def sample_images_common(pipe_class, accelerator, args, epoch, steps, *rest, **k
 def _optimum_peak(args, total: int) -> tuple[int, float]:
     """FAKE_TRAINER_OPTIMUM: the samples' peak follows the settings. Its distance from the optimum (the mean over
     the given options: decades apart for numbers, 0 or 1 for anything else, each at most 1) makes the peak both
-    earlier (epoch round(total * (1 - distance)), at least 1) and softer (that much blur at the peak)."""
+    earlier (epoch round(total * (1 - distance)), at least 1) and worse (that much damage at the peak)."""
     import json
     import math
 
@@ -250,11 +250,40 @@ def _optimum_peak(args, total: int) -> tuple[int, float]:
     return max(1, round(total * (1 - distance))), distance
 
 
+def _damaged_punk(prompt_dict: dict, away: float):
+    """What a model `away` (0-1) from good draws for a prompt: a new punk (not one it trained on) with damage at
+    its 24 px cells that a faithful candidate keeps, growing with `away`: the figure moved off the centre, stray
+    cells of colours no neighbour has, the eyes and mouth painted over in the skin next to them, and the
+    background drifting to another colour."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from bespoke.dataset.synthetic import make_punk
+
+    key = f"{prompt_dict['prompt']}|{prompt_dict['seed']}".encode()
+    seed = 900_000 + int(hashlib.sha256(key).hexdigest()[:8], 16) % 100_000
+    cells = make_punk(seed).pixels.astype(np.int16)
+    rng = np.random.default_rng(seed)
+    background = cells[0, 0].copy()
+    cells[(cells == background).all(axis=-1)] = np.clip(background + (rng.integers(60, 120, 3) * away).astype(
+        np.int16) * rng.choice([-1, 1], 3), 0, 255)
+    face = cells[9:16, 8:16].copy()  # the eyes and mouth rows: each cell painted over with the one to its left
+    painted = rng.random(face.shape[:2]) < 0.8 * away
+    face[:, 1:][painted[:, 1:]] = face[:, :-1][painted[:, 1:]]
+    cells[9:16, 8:16] = face
+    cells = np.roll(cells, (round(4 * away), round(3 * away)), axis=(0, 1))
+    stray = rng.random(cells.shape[:2]) < 0.3 * away
+    cells[stray] = rng.integers(0, 256, (int(stray.sum()), 3))
+    return Image.fromarray(cells.astype(np.uint8), "RGB")
+
+
 def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, epoch, steps, prompt_replacement,
                            controlnet=None):
     """One image drawn with the weights as they are (accelerator.learned epochs; a resumed run's first sample is
-    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on, or
-    peaking at FAKE_TRAINER_SAMPLES_BEST_AT; seeded noise. The name carries the epoch (or step) it is drawn at."""
+    drawn with the resumed epoch's, like the real one): a training image, blurred less as training goes on, or a
+    new punk least damaged at FAKE_TRAINER_SAMPLES_BEST_AT (or FAKE_TRAINER_OPTIMUM's peak); seeded noise. The name carries the epoch (or step) it is drawn at."""
     import datetime
 
     import numpy as np
@@ -264,13 +293,12 @@ def sample_image_inference(accelerator, args, pipeline, save_dir, prompt_dict, e
     index, done = prompt_dict["enum"], accelerator.learned
     size = (prompt_dict["width"], prompt_dict["height"])
     best_at = int(os.environ.get("FAKE_TRAINER_SAMPLES_BEST_AT", "0") or 0)
-    floor = 0.0  # how soft the sharpest epoch is
+    floor = 0.0  # how damaged the best epoch is
     if os.environ.get("FAKE_TRAINER_OPTIMUM"):
         best_at, floor = _optimum_peak(args, total)
-    if best_at:  # pixel art on its grid, sharpest at epoch best_at, softer and noisier away from it
+    if best_at:  # a new punk on its grid, cleanest at epoch best_at, more damaged away from it
         away = min(1.0, floor + (1 - floor) * abs(done - best_at) / best_at)
-        image = Image.open(images[index % len(images)]).convert("RGB").resize(size, Image.NEAREST)
-        image = image.filter(ImageFilter.GaussianBlur(radius=0.8 * away * max(size) / 64))
+        image = _damaged_punk(prompt_dict, away).resize(size, Image.NEAREST)
         noise = 2 + 4 * away
     else:  # blurrier and noisier early in training, closer to the blocky source later
         source = Image.open(images[(index + done) % len(images)]).convert("RGB")
