@@ -62,8 +62,6 @@ def panel_methods(shown: str | None) -> tuple[str, ...]:
     return (GRID,) if shown in (None, GRID) else (GRID, shown)
 
 
-
-
 def cell_width(shown: str | None) -> int:
     """The width of one cell: the sample and its candidate panels."""
     return PAD + THUMB + len(panel_methods(shown)) * (GAP + CAND_PX) + PAD
