@@ -16,6 +16,7 @@ and the source says "prior".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -60,24 +61,42 @@ class Grid:
         }
 
 
-def _axis_profile(a: NDArray[np.uint8], box: int) -> tuple[Profile, Profile]:
-    """Edge energy at every boundary 1..W-1 between the columns of `a` (rows already block-averaged:
-    noise falls, vertical edges stay): |mean of `box` px right - mean of `box` px left| summed over
-    channels (blurred edges are ramps), the noise floor removed, summed over rows; and the same with the
-    noise floor kept."""
-    w = a.shape[1]
-    # channels first: every reduction below then runs over long contiguous rows
-    planes = np.pad(a.transpose(2, 0, 1).astype(np.int32), ((0, 0), (0, 0), (box + 1, box)), mode="edge")
-    c = np.cumsum(planes, axis=2)
+def _edge_steps(lines: list[NDArray[np.uint8]], box: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per array of `lines` (R x W x 3, rows already block-averaged: noise falls, vertical edges stay; all
+    the same shape), at every row and boundary 1..W-1 between its columns: |mean of `box` px right - mean
+    of `box` px left| summed over channels (blurred edges are ramps) with the noise floor removed, and as it
+    is. Both (len(lines), R, W - 1)."""
+    count, (r, w, _) = len(lines), lines[0].shape
+    # one edge-padded int32 array for every axis and channel: each numpy call below serves all of them.
+    # The steps are exact integers: the order they are computed in changes nothing
+    planes = np.empty((count, 3, r, w + 2 * box + 1), np.int32)
+    for plane, a in zip(planes, lines, strict=True):
+        plane[:, :, box + 1:box + 1 + w] = a.transpose(2, 0, 1)
+    planes[..., :box + 1] = planes[..., box + 1:box + 2]
+    planes[..., box + 1 + w:] = planes[..., box + w:box + w + 1]
+    c = np.cumsum(planes, axis=3, dtype=np.int32)
     # padded index j is column j - box - 1; c[j] sums padded 0..j. Boundary t is between columns t-1 and t:
     # right = c[t + 2 box] - c[t + box], left = c[t + box] - c[t]
-    step = c[:, :, 2 * box + 1:2 * box + w] - 2 * c[:, :, box + 1:box + w] + c[:, :, 1:w]
+    step = c[..., 2 * box + 1:2 * box + w] - 2 * c[..., box + 1:box + w]
+    step += c[..., 1:w]
     np.abs(step, out=step)
-    diff = (step[0] + step[1] + step[2]) * (1.0 / box)
+    diff = (step[:, 0] + step[:, 1] + step[:, 2]) * (1.0 / box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
-    floor = 3.0 * float(np.median(diff[:, ::3])) + 1.0
-    profile = np.maximum(diff - floor, 0.0).sum(axis=0).astype(np.float64)
-    raw = diff.sum(axis=0).astype(np.float64)
+    floor = 3.0 * np.median(diff[:, :, ::3].reshape(count, -1), axis=1) + 1.0
+    above = diff - floor[:, None, None]
+    np.maximum(above, 0.0, out=above)
+    return above, diff
+
+
+def _row_sums(above: NDArray[np.float64], diff: NDArray[np.float64], box: int,
+              transposed: bool) -> tuple[Profile, Profile]:
+    """The profile and the raw profile of one axis: its steps summed over rows. `transposed`: the axis's
+    lines were columns. Their old array lay transposed in memory and numpy summed it along memory
+    (pairwise); summing a transposed copy keeps those float roundings."""
+    if transposed:
+        profile, raw = np.ascontiguousarray(above.T).sum(axis=1), np.ascontiguousarray(diff.T).sum(axis=1)
+    else:
+        profile, raw = above.sum(axis=0), diff.sum(axis=0)
     for p in (profile, raw):  # near the border the padding, not the image, makes the step
         p[:box] = 0.0
         p[len(p) - box:] = 0.0
@@ -97,7 +116,12 @@ def _profiles(arr: NDArray[np.uint8], box: int | None = None,
     # Pillow's reduce averages blocks in C: rows in blocks for the x profile, columns for the y profile
     rows = np.asarray(image.reduce((1, block)))
     cols = np.asarray(image.reduce((block, 1))).transpose(1, 0, 2)
-    return _axis_profile(rows, box), _axis_profile(cols, box)
+    if rows.shape == cols.shape:  # a square sample: both axes in one pass
+        above, diff = _edge_steps([rows, cols], box)
+        return _row_sums(above[0], diff[0], box, False), _row_sums(above[1], diff[1], box, True)
+    (above_x,), (diff_x,) = _edge_steps([rows], box)
+    (above_y,), (diff_y,) = _edge_steps([cols], box)
+    return _row_sums(above_x, diff_x, box, False), _row_sums(above_y, diff_y, box, True)
 
 
 def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, Profile]:
@@ -108,22 +132,41 @@ def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, P
     return px, py
 
 
-def _comb_scores(profile: Profile, pitches: NDArray[np.float64],
-                 phases: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Mean profile on the edges of every comb (pitches[p], phases[p, f]) over the whole axis."""
-    n = len(profile) + 1  # boundaries live at 1..n-1
+@dataclass(frozen=True)
+class _Teeth:
+    """Where the teeth of a family of combs (pitches[p], phases[p, f]) fall on a profile: tooth k of comb
+    (p, f) interpolates profile[lo] and profile[hi] with weights w_lo and w_hi, both 0 for a tooth outside
+    the axis. It depends on the axis length and the combs only, not on the sample."""
+
+    lo: NDArray[np.intp]
+    hi: NDArray[np.intp]
+    w_lo: NDArray[np.float64]
+    w_hi: NDArray[np.float64]
+    expected: NDArray[np.float64]  # (P, 1): the number of teeth each pitch is expected to have
+
+
+def _teeth(length: int, pitches: NDArray[np.float64], phases: NDArray[np.float64]) -> _Teeth:
+    """The teeth of every comb (pitches[p], phases[p or 0, f]) on a profile of `length` entries."""
+    n = length + 1  # boundaries live at 1..n-1
     k = np.arange(-1, int(n / pitches.min()) + 2)
     pos = phases[:, :, None] + pitches[:, None, None] * k[None, None, :]  # (P, F, K)
     valid = (pos >= 1) & (pos <= n - 1)
     # teeth fall between pixel boundaries: interpolate the profile linearly (boundary t is index t - 1)
     t = np.clip(pos, 1, n - 1) - 1
-    lo = np.floor(t).astype(np.int64)
-    hi = np.minimum(lo + 1, len(profile) - 1)
+    lo = np.floor(t).astype(np.intp)
+    hi = np.minimum(lo + 1, length - 1)
     frac = t - lo
-    values = profile[lo] * (1 - frac) + profile[hi] * frac
+    # a weight of 0 outside the axis gives that tooth 0, as masking its interpolated value did
     # divide by the expected number of teeth, not the count inside the image: a coarser comb would
     # otherwise win just by dropping a weak tooth off the end
-    return (values * valid).sum(axis=2) / ((n - 1) / pitches)[:, None]
+    return _Teeth(lo, hi, (1 - frac) * valid, frac * valid, ((n - 1) / pitches)[:, None])
+
+
+def _comb_scores(profile: Profile, teeth: _Teeth) -> NDArray[np.float64]:
+    """Mean profile on the teeth of every comb over the whole axis."""
+    values = profile[teeth.lo] * teeth.w_lo
+    values += profile[teeth.hi] * teeth.w_hi
+    return values.sum(axis=2) / teeth.expected
 
 
 def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.float64]:
@@ -131,22 +174,45 @@ def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.flo
     return np.exp(-0.5 * ((pitches / nominal - 1.0) / PITCH_SIGMA) ** 2)
 
 
+@dataclass(frozen=True)
+class _Search:
+    """The coarse comb search on an axis: every pitch within 8 % of the nominal cell, 24 phases each."""
+
+    pitches: NDArray[np.float64]
+    phases: NDArray[np.float64]
+    teeth: _Teeth
+    prior: NDArray[np.float64]  # (P, 1): _pitch_prior of each pitch
+
+
+@lru_cache(maxsize=16)
+def _coarse_search(nominal: float, length: int) -> _Search:
+    """The coarse search of a profile of `length` entries (one per layout and sample size: a job's samples
+    share it)."""
+    pitches = np.arange(nominal * 0.92, nominal * 1.08, max(nominal * 0.004, 0.01))
+    phases = pitches[:, None] * (np.arange(24) / 24)[None, :]
+    return _Search(pitches, phases, _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
+
+
+FINE_PITCH = np.linspace(-0.0025, 0.0025, 11)  # relative to the nominal cell
+FINE_PHASE = np.linspace(-0.5, 0.5, 11)  # px
+SLIDE = np.arange(32)
+
+
 def _detect_axis(profile: Profile, raw: Profile, size: int,
                  prior: NDArray[np.float64]) -> tuple[NDArray[np.floating[Any]], float]:
     """Best 25 edges along one axis of `size` px and the comb contrast (confidence)."""
     smooth = profile
     nominal = (prior[-1] - prior[0]) / GRID
-    pitches = np.arange(nominal * 0.92, nominal * 1.08, max(nominal * 0.004, 0.01))
-    phases = pitches[:, None] * (np.arange(24) / 24)[None, :]
+    search = _coarse_search(float(nominal), len(smooth))
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
-    scores = _comb_scores(smooth, pitches, phases) * _pitch_prior(pitches, nominal)[:, None]
-    best = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    scores = _comb_scores(smooth, search.teeth) * search.prior
+    best_p, best_f = divmod(int(np.argmax(scores)), scores.shape[1])
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
-    fine_p = pitches[best[0]] + np.linspace(-0.0025, 0.0025, 11) * nominal
-    fine_ph = phases[best] + np.linspace(-0.5, 0.5, 11)
-    fine = _comb_scores(smooth, fine_p, np.broadcast_to(fine_ph, (11, 11)).copy())
+    fine_p = search.pitches[best_p] + FINE_PITCH * nominal
+    fine_ph = search.phases[best_p, best_f] + FINE_PHASE
+    fine = _comb_scores(smooth, _teeth(len(smooth), fine_p, fine_ph[None, :]))
     fine = fine * _pitch_prior(fine_p, nominal)[:, None]
-    i, j = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    i, j = divmod(int(np.argmax(fine)), fine.shape[1])
     pitch, phase = float(fine_p[i]), float(fine_ph[j])
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
@@ -158,8 +224,8 @@ def _confidence(raw: Profile, phase: float, pitch: float) -> float:
     """1 - median/best of the comb at the found pitch slid over all phases, on the profile that keeps
     the noise floor: a sharp grid has nothing between its edges (near 1), noise or a plain image is
     the same at every phase (near 0), a blurry grid is in between."""
-    phases = (phase + pitch * np.arange(32) / 32)[None, :]
-    scores = _comb_scores(raw, np.array([pitch]), phases)[0]
+    phases = (phase + pitch * SLIDE / 32)[None, :]
+    scores = _comb_scores(raw, _teeth(len(raw), np.array([pitch]), phases))[0]
     best = float(scores[0])
     if best <= 0:
         return 0.0
@@ -181,12 +247,13 @@ def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> 
     j = np.argmax(window, axis=1)
     peak = window[np.arange(len(edges)), j]
     moved = (hi > lo) & (peak > baseline + 6 * spread)
-    out = np.where(moved, (centre - radius + j).astype(np.float64), edges)
+    out = np.where(moved, (centre - radius + j).astype(np.float64), edges).tolist()
+    original = edges.tolist()
     # keep edges increasing and cells at least half a pitch wide
     for i in range(1, len(out)):
         if out[i] - out[i - 1] < pitch / 2:
-            out[i] = edges[i]
-    return out
+            out[i] = original[i]
+    return np.array(out)
 
 
 def prior_edges(size: int, layout: Layout | None) -> NDArray[np.float64]:
