@@ -67,25 +67,41 @@ def _edge_steps(lines: list[NDArray[np.uint8]], box: int) -> tuple[NDArray[np.fl
     of `box` px left| summed over channels (blurred edges are ramps) with the noise floor removed, and as it
     is. Both (len(lines), R, W - 1)."""
     count, (r, w, _) = len(lines), lines[0].shape
-    # one edge-padded int32 array for every axis and channel: each numpy call below serves all of them.
-    # The steps are exact integers: the order they are computed in changes nothing
-    planes = np.empty((count, 3, r, w + 2 * box + 1), np.int32)
-    for plane, a in zip(planes, lines, strict=True):
-        plane[:, :, box + 1:box + 1 + w] = a.transpose(2, 0, 1)
-    planes[..., :box + 1] = planes[..., box + 1:box + 2]
-    planes[..., box + 1 + w:] = planes[..., box + w:box + w + 1]
-    c = np.cumsum(planes, axis=3, dtype=np.int32)
-    # padded index j is column j - box - 1; c[j] sums padded 0..j. Boundary t is between columns t-1 and t:
-    # right = c[t + 2 box] - c[t + box], left = c[t + box] - c[t]
-    step = c[..., 2 * box + 1:2 * box + w] - 2 * c[..., box + 1:box + w]
-    step += c[..., 1:w]
+    # the steps are exact integers (so the order they are summed in changes nothing), under 3 * 255 * box:
+    # int16 holds them for any box up to 42 (a 4000 px sample)
+    levels = np.int16 if 3 * 255 * box < 2 ** 15 else np.int32
+    # every axis in one edge-padded array: each numpy call below serves all of them; padded j is column j - box
+    padded = np.empty((count, r, w + 2 * box, 3), levels)
+    for plane, a in zip(padded, lines, strict=True):
+        plane[:, box:box + w] = a
+    padded[:, :, :box] = padded[:, :, box:box + 1]
+    padded[:, :, box + w:] = padded[:, :, box + w - 1:box + w]
+    # window[j]: the sum of padded j .. j + box - 1, i.e. columns j - box .. j - 1
+    window = padded[:, :, :w + box].copy()
+    for shift in range(1, box):
+        window += padded[:, :, shift:shift + w + box]
+    # boundary t (1..W-1) lies between columns t - 1 and t: right = window[t + box], left = window[t]
+    step = window[:, :, 1 + box:w + box] - window[:, :, 1:w]
     np.abs(step, out=step)
-    diff = (step[:, 0] + step[:, 1] + step[:, 2]) * (1.0 / box)
+    total = step[..., 0] + step[..., 1] + step[..., 2]
+    diff = total * (1.0 / box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
-    floor = 3.0 * np.median(diff[:, :, ::3].reshape(count, -1), axis=1) + 1.0
+    floor = 3.0 * _median_rows(total[:, :, ::3].reshape(count, -1), 1.0 / box) + 1.0
     above = diff - floor[:, None, None]
     np.maximum(above, 0.0, out=above)
     return above, diff
+
+
+def _median_rows(totals: NDArray[np.integer[Any]], scale: float) -> NDArray[np.float64]:
+    """np.median of each row of `totals * scale` (scale > 0 keeps the order; a sort of small integers is
+    far cheaper than np.median's partition of floats): the middle value or the mean of the two middle ones,
+    computed as np.median computes it."""
+    ordered = np.sort(totals, axis=1)
+    half = ordered.shape[1] // 2
+    upper = ordered[:, half] * scale
+    if ordered.shape[1] % 2:
+        return upper
+    return (ordered[:, half - 1] * scale + upper) / 2
 
 
 def _row_sums(above: NDArray[np.float64], diff: NDArray[np.float64], box: int,
@@ -114,8 +130,9 @@ def _profiles(arr: NDArray[np.uint8], box: int | None = None,
     if image is None:
         image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
     # Pillow's reduce averages blocks in C: rows in blocks for the x profile, columns for the y profile
+    # (transposed by Pillow too: a contiguous copy costs half of what numpy's strided one does)
     rows = np.asarray(image.reduce((1, block)))
-    cols = np.asarray(image.reduce((block, 1))).transpose(1, 0, 2)
+    cols = np.asarray(image.reduce((block, 1)).transpose(Image.Transpose.TRANSPOSE))
     if rows.shape == cols.shape:  # a square sample: both axes in one pass
         above, diff = _edge_steps([rows, cols], box)
         return _row_sums(above[0], diff[0], box, False), _row_sums(above[1], diff[1], box, True)
@@ -176,7 +193,7 @@ def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.flo
 
 @dataclass(frozen=True)
 class _Search:
-    """The coarse comb search on an axis: every pitch within 8 % of the nominal cell, 24 phases each."""
+    """A comb search on an axis: combs (pitches[p], phases[p, f]), their teeth and the pitch prior."""
 
     pitches: NDArray[np.float64]
     phases: NDArray[np.float64]
@@ -184,40 +201,59 @@ class _Search:
     prior: NDArray[np.float64]  # (P, 1): _pitch_prior of each pitch
 
 
+FINE_PITCH = np.linspace(-0.0025, 0.0025, 11)  # relative to the nominal cell
+FINE_PHASE = np.linspace(-0.5, 0.5, 11)  # px
+SLIDE = np.arange(32)
+
+
 @lru_cache(maxsize=16)
 def _coarse_search(nominal: float, length: int) -> _Search:
-    """The coarse search of a profile of `length` entries (one per layout and sample size: a job's samples
-    share it)."""
+    """Every pitch within 8 % of the `nominal` cell, 24 phases each, on a profile of `length` entries (one
+    search per layout and sample size: a job's samples share it)."""
     pitches = np.arange(nominal * 0.92, nominal * 1.08, max(nominal * 0.004, 0.01))
     phases = pitches[:, None] * (np.arange(24) / 24)[None, :]
     return _Search(pitches, phases, _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
 
 
-FINE_PITCH = np.linspace(-0.0025, 0.0025, 11)  # relative to the nominal cell
-FINE_PHASE = np.linspace(-0.5, 0.5, 11)  # px
-SLIDE = np.arange(32)
+@lru_cache(maxsize=64)
+def _fine_search(nominal: float, length: int, best_p: int, best_f: int) -> _Search:
+    """The fine search around the coarse winner (best_p, best_f): a job's samples win at a few dozen of
+    them, so it is kept too (~110 kB each)."""
+    coarse = _coarse_search(nominal, length)
+    pitches = coarse.pitches[best_p] + FINE_PITCH * nominal
+    phases = (coarse.phases[best_p, best_f] + FINE_PHASE)[None, :]
+    return _Search(pitches, np.broadcast_to(phases, (len(pitches), phases.shape[1])),
+                   _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
 
 
 def _detect_axis(profile: Profile, raw: Profile, size: int,
                  prior: NDArray[np.float64]) -> tuple[NDArray[np.floating[Any]], float]:
     """Best 25 edges along one axis of `size` px and the comb contrast (confidence)."""
     smooth = profile
-    nominal = (prior[-1] - prior[0]) / GRID
-    search = _coarse_search(float(nominal), len(smooth))
+    nominal = float((prior[-1] - prior[0]) / GRID)
+    search = _coarse_search(nominal, len(smooth))
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
     scores = _comb_scores(smooth, search.teeth) * search.prior
     best_p, best_f = divmod(int(np.argmax(scores)), scores.shape[1])
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
-    fine_p = search.pitches[best_p] + FINE_PITCH * nominal
-    fine_ph = search.phases[best_p, best_f] + FINE_PHASE
-    fine = _comb_scores(smooth, _teeth(len(smooth), fine_p, fine_ph[None, :]))
-    fine = fine * _pitch_prior(fine_p, nominal)[:, None]
+    search = _fine_search(nominal, len(smooth), best_p, best_f)
+    fine = _comb_scores(smooth, search.teeth) * search.prior
     i, j = divmod(int(np.argmax(fine)), fine.shape[1])
-    pitch, phase = float(fine_p[i]), float(fine_ph[j])
+    pitch, phase = float(search.pitches[i]), float(search.phases[i, j])
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
     edges = phase + pitch * (n + np.arange(GRID + 1))
     return _refine(edges, smooth, pitch), _confidence(raw, phase, pitch)
+
+
+def _median(values: NDArray[np.float64]) -> float:
+    """np.median of a 1-d array, without its overhead: the middle value, or the two middle ones summed and
+    halved (as np.median's mean of them does)."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    middle = np.partition(values, (half - 1, half))
+    return (float(middle[half - 1]) + float(middle[half])) / 2
 
 
 def _confidence(raw: Profile, phase: float, pitch: float) -> float:
@@ -229,24 +265,24 @@ def _confidence(raw: Profile, phase: float, pitch: float) -> float:
     best = float(scores[0])
     if best <= 0:
         return 0.0
-    return float(np.clip(1.0 - float(np.median(scores)) / best, 0.0, 1.0))
+    return min(max(1.0 - _median(scores) / best, 0.0), 1.0)
 
 
 def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> NDArray[np.floating[Any]]:
     """Move each inner edge to a clear local profile peak within pitch/5 (SD grids drift a little)."""
     n = len(smooth) + 1
     radius = max(1, int(pitch / 5))
-    baseline = float(np.median(smooth))
-    spread = float(np.median(np.abs(smooth - baseline))) + 1e-9
-    # every edge's window [lo, hi] of boundaries at once; positions outside it never win the argmax
+    baseline = _median(smooth)
+    spread = _median(np.abs(smooth - baseline)) + 1e-9
+    # every edge's window [lo, hi] of boundaries at once: boundary t is bounded[t], and the -inf on either
+    # side of the profile stands for every position outside the axis, which never wins the argmax
+    bounded = np.concatenate(([-np.inf], smooth, [-np.inf]))
     centre = np.rint(edges).astype(np.int64)
     lo, hi = np.maximum(1, centre - radius), np.minimum(n - 1, centre + radius)
     at = (centre - radius)[:, None] + np.arange(2 * radius + 1)[None, :]
-    inside = (at >= lo[:, None]) & (at <= hi[:, None])
-    window = np.where(inside, smooth[np.clip(at - 1, 0, len(smooth) - 1)], -np.inf)
+    window = bounded[np.clip(at, 0, n)]
     j = np.argmax(window, axis=1)
-    peak = window[np.arange(len(edges)), j]
-    moved = (hi > lo) & (peak > baseline + 6 * spread)
+    moved = (hi > lo) & (window.max(axis=1) > baseline + 6 * spread)
     out = np.where(moved, (centre - radius + j).astype(np.float64), edges).tolist()
     original = edges.tolist()
     # keep edges increasing and cells at least half a pitch wide
