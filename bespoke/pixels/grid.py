@@ -77,19 +77,36 @@ def _edge_steps(lines: list[NDArray[np.uint8]], box: int) -> tuple[NDArray[np.fl
     padded[:, :, :box] = padded[:, :, box:box + 1]
     padded[:, :, box + w:] = padded[:, :, box + w - 1:box + w]
     # window[j]: the sum of padded j .. j + box - 1, i.e. columns j - box .. j - 1
-    window = padded[:, :, :w + box].copy()
-    for shift in range(1, box):
-        window += padded[:, :, shift:shift + w + box]
+    window = _window_sums(padded, box, w + box)
     # boundary t (1..W-1) lies between columns t - 1 and t: right = window[t + box], left = window[t]
     step = window[:, :, 1 + box:w + box] - window[:, :, 1:w]
     np.abs(step, out=step)
-    total = step[..., 0] + step[..., 1] + step[..., 2]
+    total = step[..., 0] + step[..., 1]
+    total += step[..., 2]
     diff = total * (1.0 / box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
     floor = 3.0 * _median_rows(total[:, :, ::3].reshape(count, -1), 1.0 / box) + 1.0
     above = diff - floor[:, None, None]
     np.maximum(above, 0.0, out=above)
     return above, diff
+
+
+def _window_sums(values: NDArray[np.integer[Any]], width: int, count: int) -> NDArray[np.integer[Any]]:
+    """values[..., j:j + width, :] summed, for j < count (axis -2; count + width - 1 <= its length): by
+    doubling, sums over 1, 2, 4, ... entries, one add each, and `width` made of those in binary."""
+    total: NDArray[np.integer[Any]] | None = None
+    span, size, start = values, 1, 0  # span[..., j, :] sums `size` entries from j
+    while True:
+        if width & 1:
+            part = span[..., start:start + count, :]
+            total = part.copy() if total is None else total + part
+            start += size
+        width >>= 1
+        if not width:
+            assert total is not None
+            return total
+        span = span[..., :-size, :] + span[..., size:, :]
+        size *= 2
 
 
 def _median_rows(totals: NDArray[np.integer[Any]], scale: float) -> NDArray[np.float64]:
@@ -119,6 +136,27 @@ def _row_sums(above: NDArray[np.float64], diff: NDArray[np.float64], box: int,
     return profile, raw
 
 
+@lru_cache(maxsize=8)
+def _block_means(block: int) -> NDArray[np.uint8]:
+    """What Pillow's reduce((1, block)) makes of every sum 0..255 * block of `block` levels, read from
+    Pillow itself: its fixed-point rounding is not (sum + block // 2) // block for every block."""
+    sums = np.arange(255 * block + 1)
+    levels = np.clip(sums[None, :] - 255 * np.arange(block)[:, None], 0, 255).astype(np.uint8)
+    image = Image.fromarray(np.repeat(levels[:, :, None], 3, axis=2), "RGB")
+    return np.asarray(image.reduce((1, block)))[0, :, 0].copy()
+
+
+def _row_blocks(arr: NDArray[np.uint8], image: Image.Image, block: int) -> NDArray[np.uint8]:
+    """np.asarray(image.reduce((1, block))) (`arr` is `image`): numpy's sum of the rows of each block and
+    Pillow's rounding of it from _block_means cost half of Pillow's reduce; Pillow's own when `block` does
+    not divide the height (its last block is partial)."""
+    h, w = arr.shape[:2]
+    if h % block or 255 * block >= 2 ** 16:  # (uint16 holds the sums of up to 257 rows)
+        return np.asarray(image.reduce((1, block)))
+    sums = arr.reshape(h // block, block, w * 3).sum(axis=1, dtype=np.uint16)
+    return np.take(_block_means(block), sums).reshape(h // block, w, 3)
+
+
 def _profiles(arr: NDArray[np.uint8], box: int | None = None,
               image: Image.Image | None = None) -> tuple[tuple[Profile, Profile], tuple[Profile, Profile]]:
     """((x profile, x raw profile), (y profile, y raw profile)); raw keeps the noise floor. `image`: `arr` as
@@ -129,9 +167,9 @@ def _profiles(arr: NDArray[np.uint8], box: int | None = None,
         box = BOX if BOX else max(1, round(w / GRID / 4))
     if image is None:
         image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    # Pillow's reduce averages blocks in C: rows in blocks for the x profile, columns for the y profile
-    # (transposed by Pillow too: a contiguous copy costs half of what numpy's strided one does)
-    rows = np.asarray(image.reduce((1, block)))
+    # rows in blocks for the x profile, columns for the y profile (Pillow's reduce averages them in C;
+    # transposed by Pillow too: a contiguous copy costs half of what numpy's strided one does)
+    rows = _row_blocks(arr, image, block)
     cols = np.asarray(image.reduce((block, 1)).transpose(Image.Transpose.TRANSPOSE))
     if rows.shape == cols.shape:  # a square sample: both axes in one pass
         above, diff = _edge_steps([rows, cols], box)
@@ -167,10 +205,11 @@ def _teeth(length: int, pitches: NDArray[np.float64], phases: NDArray[np.float64
     n = length + 1  # boundaries live at 1..n-1
     k = np.arange(-1, int(n / pitches.min()) + 2)
     pos = phases[:, :, None] + pitches[:, None, None] * k[None, None, :]  # (P, F, K)
-    valid = (pos >= 1) & (pos <= n - 1)
     # teeth fall between pixel boundaries: interpolate the profile linearly (boundary t is index t - 1)
-    t = np.clip(pos, 1, n - 1) - 1
-    lo = np.floor(t).astype(np.intp)
+    inside = np.minimum(np.maximum(pos, 1), n - 1)
+    valid = inside == pos
+    t = inside - 1
+    lo = t.astype(np.intp)  # t >= 0: truncation is the floor
     hi = np.minimum(lo + 1, length - 1)
     frac = t - lo
     # a weight of 0 outside the axis gives that tooth 0, as masking its interpolated value did
@@ -314,4 +353,4 @@ def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image
     confidence = min(cx, cy)
     if confidence < MIN_CONFIDENCE:
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), confidence, "prior")
-    return Grid(tuple(float(v) for v in xs), tuple(float(v) for v in ys), confidence, "detected")
+    return Grid(tuple(xs.tolist()), tuple(ys.tolist()), confidence, "detected")
