@@ -23,6 +23,7 @@ a report can say "fails on blue hair, works on pink".
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,12 @@ class Learned:
     top: int | None  # an accessory: the mean of its zone's `top` strongest cells, not of all of them
     mid: float
     scale: float
+
+    @functools.cached_property
+    def active(self) -> tuple[NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]:
+        """(cells of weight > 0, the carriers' and the others' bins there): the only cells a score reads."""
+        cells = np.flatnonzero(self.weights > 0)
+        return cells, np.ascontiguousarray(self.carriers[cells]), np.ascontiguousarray(self.others[cells])
 
 
 @dataclass(frozen=True)
@@ -213,8 +220,15 @@ def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, .
     return tuple(tag_model(prior, p) for p in phrases(prompt))
 
 
-def _learned_score(learned: Learned, own: NDArray[np.float32]) -> float:
-    score = float(_pool(_log_ratio(own, learned.carriers, learned.others), learned.weights, learned.top))
+def _learned_score(learned: Learned, own: NDArray[np.float32], own_cells: NDArray[np.intp]) -> float:
+    """The tag's 0-1 score of a picture whose bins (`soft_bins`) are `own` at the cells `own_cells` (sorted,
+    holding the tag's active cells)."""
+    cells, carriers, others = learned.active
+    # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite), the
+    # top of a zone never reads them; left 0, every product and sum stays the one of the whole picture
+    ratios = np.zeros(len(learned.weights))
+    ratios[cells] = _log_ratio(own[np.searchsorted(own_cells, cells)], carriers, others)
+    score = float(_pool(ratios, learned.weights, learned.top))
     return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
 
 
@@ -238,12 +252,16 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
 def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
                prior: TrainingPrior | Reference | None) -> list[float | None]:
     """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
-    own = soft_bins(anatomy.lab.reshape(-1, 3), prior.bins) if prior is not None else None
+    read_cells = [m.learned.active[0] for m in models if m.learned is not None]
+    own_cells = own = None
+    if read_cells and prior is not None:  # a cell's bins depend on its colour alone: only cells a tag reads
+        own_cells = np.unique(np.concatenate(read_cells))
+        own = soft_bins(anatomy.lab.reshape(-1, 3)[own_cells], prior.bins)
     out: list[float | None] = []
     for model in models:
         parts = []
-        if model.learned is not None and own is not None:
-            parts.append(_learned_score(model.learned, own))
+        if model.learned is not None and own is not None and own_cells is not None:
+            parts.append(_learned_score(model.learned, own, own_cells))
         if model.region is not None:
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.pixels.colour import rgb_to_lab
-from bespoke.pixels.figure import background_mask, components
+from bespoke.pixels.figure import components, lab_background_mask, neighbour_distances
 
 REGION_TOLERANCE = 10.0  # delta E between neighbouring cells of one region
 FACE_WINDOW = (slice(12, 17), slice(9, 15))  # rows, columns the skin covers on (almost) every training punk
@@ -42,9 +42,9 @@ MIN_SKIN = 12  # cells: a smaller skin region is no face
 def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE) -> NDArray[np.intp]:
     """A region label per cell of an NxNx3 CIELAB picture: 4-neighbours within `tolerance` share a label
     (the smallest flat index of the region)."""
+    right_d2, down_d2 = neighbour_distances(lab)
     limit = tolerance * tolerance
-    return components(((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1) <= limit,
-                      ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= limit)
+    return components(right_d2 <= limit, down_d2 <= limit)
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Anatomy:
     mouth: NDArray[np.bool_]
     hair: NDArray[np.bool_]
     hair_colour: NDArray[np.float64] | None
+    regions: NDArray[np.intp] | None = None  # `regions(lab)`, when read kept them
 
 
 def _template(cells: tuple[tuple[int, int], ...], shift: tuple[int, int], size: int) -> NDArray[np.bool_]:
@@ -76,9 +77,17 @@ def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
     """The median colour of the biggest region inside `mask` (None for an empty mask)."""
     if not mask.any():
         return None
-    ids, counts = np.unique(labels[mask], return_counts=True)
-    biggest = (labels == ids[int(np.argmax(counts))]) & mask
-    return np.median(lab[biggest], axis=0)
+    # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells)
+    biggest = (labels == int(np.argmax(np.bincount(labels[mask])))) & mask
+    return median_colour(lab[biggest])
+
+
+def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
+    """np.median(colours, axis=0) of Mx3 CIELAB colours (M >= 1), the same floats: the mean of the middle one
+    or two of each sorted channel, without np.median's general machinery (several times slower here)."""
+    ordered = np.sort(colours, axis=0)
+    count = len(ordered)
+    return np.mean(ordered[(count - 1) // 2:count // 2 + 1], axis=0)
 
 
 def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -88,8 +97,7 @@ def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.boo
     inside = labels[window & figure]
     if not len(inside):
         return np.zeros((size, size), dtype=bool)
-    ids, counts = np.unique(inside, return_counts=True)
-    skin = labels == ids[int(np.argmax(counts))]
+    skin = labels == int(np.argmax(np.bincount(inside)))  # as in _biggest_colour
     return skin if skin.sum() >= MIN_SKIN else np.zeros((size, size), dtype=bool)
 
 
@@ -118,8 +126,10 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     """Read a 24x24 RGB picture against the template (module docstring)."""
     size = cells.shape[0]
     lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
-    labels = regions(lab)
-    background = background_mask(cells)
+    distances = neighbour_distances(lab)
+    limit = REGION_TOLERANCE * REGION_TOLERANCE
+    labels = components(distances[0] <= limit, distances[1] <= limit)  # regions(lab)
+    background = lab_background_mask(lab, distances)
     figure = ~background
     skin = _skin(labels, figure)
     shift = _shift(skin) if skin.any() else (0, 0)
@@ -129,8 +139,8 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     above[:max(0, EYE_ROW + shift[0])] = True
     hair = figure & above & ~skin
     return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
-                   skin=skin, skin_colour=np.median(lab[skin], axis=0) if skin.any() else None,
-                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair))
+                   skin=skin, skin_colour=median_colour(lab[skin]) if skin.any() else None,
+                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels)
 
 
 def most_unlike(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float:

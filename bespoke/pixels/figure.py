@@ -24,6 +24,8 @@ Everything else is the figure. Written by hand: the fill is the connected compon
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -39,6 +41,7 @@ BAND_TOLERANCE = 20.0  # delta E: a top-row colour this close to a background ne
 MEET_TOLERANCE = 40.0  # delta E: two background colours this close that meet at the edge may meet anywhere
 
 
+@functools.lru_cache(maxsize=8)
 def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
     """(rows, columns, side) of the seeds in path order: the left column bottom-up, the top row, the right
     column top-down; side is 0 on the left column, 1 on the top row, 2 on the right column."""
@@ -48,6 +51,8 @@ def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[n
     cols = np.concatenate([np.zeros(side, dtype=np.intp), np.arange(1, size - 1), np.full(side, size - 1)])
     where = np.concatenate([np.zeros(side, dtype=np.intp), np.ones(size - 2, dtype=np.intp),
                             np.full(side, 2, dtype=np.intp)])
+    for shared in (rows, cols, where):  # cached: every caller sees the same arrays
+        shared.flags.writeable = False
     return rows, cols, where
 
 
@@ -66,31 +71,25 @@ def _groups(lab: NDArray[np.float64]) -> NDArray[np.intp]:
     return group
 
 
-def _longest_run(flags: NDArray[np.bool_]) -> int:
-    best = run = 0
-    for flag in flags:
-        run = run + 1 if flag else 0
-        best = max(best, run)
-    return best
-
-
 def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
                        lab: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Which seed groups are background colours (module docstring, step 2)."""
     count = int(group.max()) + 1
     big = np.bincount(group, minlength=count) / len(group) >= MIN_SHARE
     kept = big & (np.bincount(group[where != 1], minlength=count) > 0)
-    for g in range(count):
-        left, right = (group == g) & (where == 0), (group == g) & (where == 2)
-        if left.sum() >= BOTH_SIDES and right.sum() >= BOTH_SIDES:
-            kept[g] = True
-        elif max(_longest_run(left[where == 0]), _longest_run(right[where == 2])) >= SIDE_RUN:
-            kept[g] = True
+    left, right = group[where == 0], group[where == 2]
+    kept |= (np.bincount(left, minlength=count) >= BOTH_SIDES) & (np.bincount(right, minlength=count) >= BOTH_SIDES)
+    starts = len(left) - SIDE_RUN + 1
+    for column in (left, right) if starts > 0 else ():  # SIDE_RUN seeds of one group in a row
+        run = np.ones(starts, dtype=bool)
+        for step in range(1, SIDE_RUN):
+            run &= column[step:step + starts] == column[:starts]
+        kept[column[:starts][run]] = True
     # a big colour seen only on the top row is background when it steps smoothly from one that is (the bands
     # of a gradient); a hat or hair stands apart from the background it touches
     close = ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= BAND_TOLERANCE ** 2
+    a, b = group[:-1][close], group[1:][close]
     while True:
-        a, b = group[:-1][close], group[1:][close]
         grown = kept.copy()
         grown[a[kept[b] & big[a]]] = True
         grown[b[kept[a] & big[b]]] = True
@@ -134,7 +133,30 @@ def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.
 def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
     """True where a cell of the 24x24 (any NxN) RGB picture is background (see the module docstring)."""
     size = cells.shape[0]
-    lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
+    return lab_background_mask(rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3))
+
+
+def _first_of_each(colours: NDArray[np.float64], wanted: NDArray[np.bool_]) -> list[int]:
+    """The indices, in order, of the first row of each distinct colour among the `wanted` rows."""
+    first: dict[tuple[float, ...], int] = {}
+    for index, (colour, keep) in enumerate(zip(colours.tolist(), wanted.tolist(), strict=True)):
+        if keep:
+            first.setdefault(tuple(colour), index)
+    return list(first.values())
+
+
+def neighbour_distances(lab: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(right, down): the squared delta E of each cell of an NxNx3 CIELAB picture to its right neighbour
+    (Nx(N-1)) and to the one below ((N-1)xN)."""
+    return ((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1), ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1)
+
+
+def lab_background_mask(lab: NDArray[np.float64],
+                        distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None) -> NDArray[np.bool_]:
+    """`background_mask` of the picture already in CIELAB (NxNx3); `distances`: its `neighbour_distances`,
+    when the caller has them."""
+    size = lab.shape[0]
+    right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     rows, cols, where = _seed_path(size)
     seed_lab = lab[rows, cols]
     group = _groups(seed_lab)
@@ -142,17 +164,19 @@ def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
     seed_kept = kept[group]
-    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[seed_kept])
-    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[seed_kept][d2.argmin(axis=1)], -1)
+    # each colour once, at its first seed in path order: argmin's first nearest seed is always such a one,
+    # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
+    first = _first_of_each(seed_lab, seed_kept)
+    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
+    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[first][d2.argmin(axis=1)], -1)
     nearest = nearest.reshape(size, size)
     like = nearest >= 0
     meet = _meeting(group, kept, seed_lab)
     step = STEP_TOLERANCE ** 2
     labels = np.where(like, nearest, len(kept))  # the no-group index meets nothing
     # which neighbour pairs a fill may cross: (down, right) pairs of background-like cells
-    down = ((((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
-    right = ((((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1) <= step) | meet[labels[:, 1:], labels[:, :-1]]) \
-        & like[:, 1:] & like[:, :-1]
+    down = ((down_d2 <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
+    right = ((right_d2 <= step) | meet[labels[:, 1:], labels[:, :-1]]) & like[:, 1:] & like[:, :-1]
     component = components(right, down)
     seeded = np.zeros(size * size, dtype=bool)
     seeded[component[rows[seed_kept], cols[seed_kept]]] = True  # a seed is within the tolerance of itself

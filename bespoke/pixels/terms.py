@@ -75,7 +75,7 @@ def _feature_cells(anatomy: Anatomy) -> NDArray[np.bool_]:
 
 def specks(anatomy: Anatomy) -> NDArray[np.bool_]:
     """The cells of regions of at most SPECK_CELLS cells outside the eyes, nose and mouth."""
-    labels = regions(anatomy.lab)
+    labels = regions(anatomy.lab) if anatomy.regions is None else anatomy.regions
     sizes = np.bincount(labels.ravel(), minlength=labels.size)[labels]
     return (sizes <= SPECK_CELLS) & ~_feature_cells(anatomy)
 
