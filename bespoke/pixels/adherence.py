@@ -232,20 +232,34 @@ def _learned_score(learned: Learned, own: NDArray[np.float32], own_cells: NDArra
     return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
 
 
+@functools.lru_cache(maxsize=256)
+def _hex_lab(code: tuple[int, int, int]) -> NDArray[np.float64]:
+    lab = rgb_to_lab(np.array(code, dtype=np.float64))
+    lab.flags.writeable = False  # cached: every caller sees the same array
+    return lab
+
+
+def _region_mask(anatomy: Anatomy, region: str) -> NDArray[np.bool_]:
+    if region == "eyes":
+        return anatomy.eyes[0] | anatomy.eyes[1]
+    mask: NDArray[np.bool_] = getattr(anatomy, region)
+    return mask
+
+
 def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, int]]) -> float | None:
-    masks = {"background": anatomy.background, "hair": anatomy.hair, "skin": anatomy.skin,
-             "eyes": anatomy.eyes[0] | anatomy.eyes[1], "mouth": anatomy.mouth}
     flat = {"background": anatomy.background_colour, "hair": anatomy.hair_colour, "skin": anatomy.skin_colour}
     scores = []
     for code in hexes:
-        asked = rgb_to_lab(np.array(code, dtype=np.float64))
+        asked = _hex_lab(code)
         drawn = flat.get(region)
         if drawn is not None and len(hexes) == 1:
             distance: float | None = float(np.sqrt(((drawn - asked) ** 2).sum()))
         else:
-            distance = nearest(anatomy, masks[region], asked)
+            distance = nearest(anatomy, _region_mask(anatomy, region), asked)
         if distance is not None:
             scores.append(math.exp(-distance ** 2 / (2 * HEX_SIGMA ** 2)))
+    if len(scores) == 1:  # np.mean of one score is that score
+        return scores[0]
     return float(np.mean(scores)) if scores else 0.0
 
 
@@ -266,7 +280,7 @@ def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:
                 parts.append(hexed)
-        out.append(float(np.mean(parts)) if parts else None)
+        out.append(None if not parts else parts[0] if len(parts) == 1 else float(np.mean(parts)))
     return out
 
 

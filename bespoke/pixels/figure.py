@@ -110,20 +110,40 @@ def _meeting(group: NDArray[np.intp], kept: NDArray[np.bool_], lab: NDArray[np.f
     return meet
 
 
+def _runs(joined: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(where each run starts, the run of each cell) in row-major order of an NxN grid whose cells join their
+    right neighbour where `joined` (Nx(N-1)): a run is a row's stretch of joined cells."""
+    size = joined.shape[0]
+    starts = np.ones((size, size), dtype=bool)
+    starts[:, 1:] = ~joined
+    flat = starts.ravel()
+    return np.flatnonzero(flat), np.cumsum(flat) - 1
+
+
+@functools.lru_cache(maxsize=8)
+def _column_order(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(the flat index of each position in column-major order, the column-major position of each flat index)."""
+    by_column = np.arange(size * size).reshape(size, size).T.ravel()
+    position = np.argsort(by_column)
+    for shared in (by_column, position):  # cached: every caller sees the same arrays
+        shared.flags.writeable = False
+    return by_column, position
+
+
 def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.intp]:
     """Connected components of an NxN grid whose cells join their right neighbour where `right` (Nx(N-1)) and
     the one below where `down` ((N-1)xN): a label per cell, the smallest flat index of its component.
-    Label propagation with pointer jumping: a few vectorised passes."""
+    Each pass takes the smallest label of every row run, then of every column run (contiguous in row- and
+    column-major order: one reduceat each), then jumps each label to its label's label; a few passes."""
     size = down.shape[1]
-    index = np.arange(size * size).reshape(size, size)
-    a = np.concatenate([index[:, :-1][right], index[:-1][down]])
-    b = np.concatenate([index[:, 1:][right], index[1:][down]])
+    row_starts, row_run = _runs(right)
+    column_starts, column_run = _runs(down.T)
+    by_column, position = _column_order(size)
+    column_run = column_run[position]
     labels = np.arange(size * size)
     while True:
-        low = np.minimum(labels[a], labels[b])
-        new = labels.copy()
-        np.minimum.at(new, a, low)
-        np.minimum.at(new, b, low)
+        new = np.minimum.reduceat(labels, row_starts)[row_run]
+        new = np.minimum.reduceat(new[by_column], column_starts)[column_run]
         new = new[new]
         if (new == labels).all():
             return labels.reshape(size, size)
