@@ -263,6 +263,15 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
     return float(np.mean(scores)) if scores else 0.0
 
 
+def _cell_bins(anatomy: Anatomy, cells: NDArray[np.intp], bins: NDArray[np.float64]) -> NDArray[np.float32]:
+    """soft_bins of the picture's `cells` (flat indices): the same rows, each distinct colour binned once."""
+    lab = anatomy.lab.reshape(-1, 3)
+    if anatomy.colours is None:
+        return soft_bins(lab[cells], bins)
+    first, inverse, _ = anatomy.colours
+    return soft_bins(lab[first], bins)[inverse[cells]]
+
+
 def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
                prior: TrainingPrior | Reference | None) -> list[float | None]:
     """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
@@ -270,7 +279,7 @@ def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
     own_cells = own = None
     if read_cells and prior is not None:  # a cell's bins depend on its colour alone: only cells a tag reads
         own_cells = np.unique(np.concatenate(read_cells))
-        own = soft_bins(anatomy.lab.reshape(-1, 3)[own_cells], prior.bins)
+        own = _cell_bins(anatomy, own_cells, prior.bins)
     out: list[float | None] = []
     for model in models:
         parts = []

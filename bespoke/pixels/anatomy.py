@@ -61,6 +61,9 @@ class Anatomy:
     hair: NDArray[np.bool_]
     hair_colour: NDArray[np.float64] | None
     regions: NDArray[np.intp] | None = None  # `regions(lab)`, when read kept them
+    # (the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each),
+    # when read kept them
+    colours: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]] | None = None
 
 
 def _template(cells: tuple[tuple[int, int], ...], shift: tuple[int, int], size: int) -> NDArray[np.bool_]:
@@ -122,6 +125,14 @@ def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
     return _STEPS[int(np.argmax(scores))]
 
 
+def _distinct_colours(cells: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """(the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each)."""
+    flat = cells.reshape(-1, 3)
+    codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    _, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+    return first, inverse, counts
+
+
 def read(cells: NDArray[np.uint8]) -> Anatomy:
     """Read a 24x24 RGB picture against the template (module docstring)."""
     size = cells.shape[0]
@@ -140,7 +151,8 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     hair = figure & above & ~skin
     return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
                    skin=skin, skin_colour=median_colour(lab[skin]) if skin.any() else None,
-                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels)
+                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels,
+                   colours=_distinct_colours(cells))
 
 
 def most_unlike(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float:
