@@ -18,6 +18,7 @@ MAX_SHIFT cells off:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,11 +94,26 @@ def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.mean(ordered[(count - 1) // 2:count // 2 + 1], axis=0)
 
 
-def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    size = labels.shape[0]
+@functools.lru_cache(maxsize=64)
+def _face(shift: tuple[int, int], size: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
+    """The template's left eye, right eye and mouth moved by `shift` (built once; read-only, shared)."""
+    masks = (_template(EYES[0], shift, size), _template(EYES[1], shift, size), _template(MOUTH, shift, size))
+    for mask in masks:
+        mask.flags.writeable = False
+    return masks
+
+
+@functools.lru_cache(maxsize=8)
+def _face_window(size: int) -> NDArray[np.bool_]:
     window = np.zeros((size, size), dtype=bool)
     window[FACE_WINDOW] = True
-    inside = labels[window & figure]
+    window.flags.writeable = False
+    return window
+
+
+def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    size = labels.shape[0]
+    inside = labels[_face_window(size) & figure]
     if not len(inside):
         return np.zeros((size, size), dtype=bool)
     skin = labels == int(np.argmax(np.bincount(inside)))  # as in _biggest_colour
@@ -106,22 +122,21 @@ def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.boo
 
 _STEPS = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
                 key=lambda s: abs(s[0]) + abs(s[1]))  # the smallest move first: it wins ties
-_MASKS: dict[int, tuple[NDArray[np.bool_], NDArray[np.bool_]]] = {}
-
-
-def _step_masks(size: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(off, on): per step of _STEPS, the template's eye and mouth cells, and its skin cells (built once)."""
-    if size not in _MASKS:
-        _MASKS[size] = (np.stack([_template(EYES[0] + EYES[1] + MOUTH, s, size) for s in _STEPS]),
-                        np.stack([_template(SKIN_CELLS, s, size) for s in _STEPS]))
-    return _MASKS[size]
+@functools.lru_cache(maxsize=8)
+def _step_scores(size: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per step of _STEPS, with off = the template's eye and mouth cells and on = its skin cells (flat):
+    (the count of off cells, on - off per cell), so that a skin mask's matches are count + (on - off) . skin
+    (built once)."""
+    off = np.stack([_template(EYES[0] + EYES[1] + MOUTH, s, size) for s in _STEPS]).reshape(len(_STEPS), -1)
+    on = np.stack([_template(SKIN_CELLS, s, size) for s in _STEPS]).reshape(len(_STEPS), -1)
+    return off.sum(axis=1).astype(np.float64), on.astype(np.float64) - off
 
 
 def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
     """The offset at which the most template cells match: eyes and mouth off the skin, SKIN_CELLS on it
-    (ties: the smallest move)."""
-    off, on = _step_masks(skin.shape[0])
-    scores = (off & ~skin).sum(axis=(1, 2)) + (on & skin).sum(axis=(1, 2))
+    (ties: the smallest move). Small integers, exact in float64: one matrix-vector product."""
+    off_count, change = _step_scores(skin.shape[0])
+    scores = off_count + change @ skin.ravel().astype(np.float64)
     return _STEPS[int(np.argmax(scores))]
 
 
@@ -144,8 +159,8 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     figure = ~background
     skin = _skin(labels, figure)
     shift = _shift(skin) if skin.any() else (0, 0)
-    eyes = (_template(EYES[0], shift, size), _template(EYES[1], shift, size))
-    mouth = _template(MOUTH, shift, size)
+    left_eye, right_eye, mouth = _face(shift, size)
+    eyes = (left_eye, right_eye)
     above = np.zeros((size, size), dtype=bool)
     above[:max(0, EYE_ROW + shift[0])] = True
     hair = figure & above & ~skin

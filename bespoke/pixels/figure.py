@@ -56,19 +56,38 @@ def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[n
     return rows, cols, where
 
 
-def _groups(lab: NDArray[np.float64]) -> NDArray[np.intp]:
+def _distinct(colours: NDArray[np.float64]) -> tuple[list[int], NDArray[np.intp]]:
+    """(the index of the first row of each distinct colour, in order; each row's colour among them)."""
+    position: dict[tuple[float, ...], int] = {}
+    first: list[int] = []
+    inverse = []
+    for index, colour in enumerate(colours.tolist()):
+        at = position.setdefault(tuple(colour), len(first))
+        if at == len(first):
+            first.append(index)
+        inverse.append(at)
+    return first, np.array(inverse, dtype=np.intp)
+
+
+def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
     """Greedy grouping of seed colours: each unassigned seed with the most neighbours within the tolerance
-    starts a group of all unassigned seeds within it; returns a group index per seed."""
-    near = sq_distances(lab, lab) <= COLOUR_TOLERANCE ** 2
-    group = np.full(len(lab), -1, dtype=np.intp)
+    starts a group of all unassigned seeds within it; returns a group index per seed, and the first seed of
+    each distinct colour.
+    Done on the distinct colours, each counting its seeds: the seeds of a colour count alike, so the first
+    seed with the most is the first seed of the first colour with the most, and a colour's seeds join one
+    group together."""
+    first, inverse = _distinct(lab)
+    seeds = np.bincount(inverse)
+    near = sq_distances(lab[first], lab[first]) <= COLOUR_TOLERANCE ** 2
+    group = np.full(len(first), -1, dtype=np.intp)
     index = 0
     while (group < 0).any():
         free = group < 0
-        counts = (near & free[None, :]).sum(axis=1) * free
+        counts = (near & free[None, :]) @ seeds * free
         centre = int(np.argmax(counts))
         group[free & near[centre]] = index
         index += 1
-    return group
+    return group[inverse], first
 
 
 def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
@@ -156,15 +175,6 @@ def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
     return lab_background_mask(rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3))
 
 
-def _first_of_each(colours: NDArray[np.float64], wanted: NDArray[np.bool_]) -> list[int]:
-    """The indices, in order, of the first row of each distinct colour among the `wanted` rows."""
-    first: dict[tuple[float, ...], int] = {}
-    for index, (colour, keep) in enumerate(zip(colours.tolist(), wanted.tolist(), strict=True)):
-        if keep:
-            first.setdefault(tuple(colour), index)
-    return list(first.values())
-
-
 def neighbour_distances(lab: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(right, down): the squared delta E of each cell of an NxNx3 CIELAB picture to its right neighbour
     (Nx(N-1)) and to the one below ((N-1)xN)."""
@@ -179,14 +189,14 @@ def lab_background_mask(lab: NDArray[np.float64],
     right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     rows, cols, where = _seed_path(size)
     seed_lab = lab[rows, cols]
-    group = _groups(seed_lab)
+    group, first = _groups(seed_lab)
     kept = _background_groups(group, where, seed_lab)
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
     seed_kept = kept[group]
     # each colour once, at its first seed in path order: argmin's first nearest seed is always such a one,
     # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
-    first = _first_of_each(seed_lab, seed_kept)
+    first = [index for index in first if seed_kept[index]]
     d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
     nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[first][d2.argmin(axis=1)], -1)
     nearest = nearest.reshape(size, size)
