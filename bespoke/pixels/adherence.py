@@ -220,14 +220,14 @@ def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, .
     return tuple(tag_model(prior, p) for p in phrases(prompt))
 
 
-def _learned_score(learned: Learned, own: NDArray[np.float32], own_cells: NDArray[np.intp]) -> float:
-    """The tag's 0-1 score of a picture whose bins (`soft_bins`) are `own` at the cells `own_cells` (sorted,
-    holding the tag's active cells)."""
+def _learned_score(learned: Learned, bins: tuple[NDArray[np.float32], NDArray[np.intp]]) -> float:
+    """The tag's 0-1 score of a picture whose cells' bins (`soft_bins`) are bins[0][bins[1]]."""
     cells, carriers, others = learned.active
+    colour_bins, colour_of = bins
     # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite), the
     # top of a zone never reads them; left 0, every product and sum stays the one of the whole picture
     ratios = np.zeros(len(learned.weights))
-    ratios[cells] = _log_ratio(own[np.searchsorted(own_cells, cells)], carriers, others)
+    ratios[cells] = _log_ratio(colour_bins[colour_of[cells]], carriers, others)
     score = float(_pool(ratios, learned.weights, learned.top))
     return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
 
@@ -263,28 +263,26 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
     return float(np.mean(scores)) if scores else 0.0
 
 
-def _cell_bins(anatomy: Anatomy, cells: NDArray[np.intp], bins: NDArray[np.float64]) -> NDArray[np.float32]:
-    """soft_bins of the picture's `cells` (flat indices): the same rows, each distinct colour binned once."""
+def _cell_bins(anatomy: Anatomy, bins: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
+    """(soft_bins of each distinct colour of the picture, each cell's colour among them): a cell's bins are
+    a function of its colour alone, and `soft_bins` works row by row, so these are its rows for every cell."""
     lab = anatomy.lab.reshape(-1, 3)
     if anatomy.colours is None:
-        return soft_bins(lab[cells], bins)
+        return soft_bins(lab, bins), np.arange(len(lab))
     first, inverse, _ = anatomy.colours
-    return soft_bins(lab[first], bins)[inverse[cells]]
+    return soft_bins(lab[first], bins), inverse
 
 
 def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
                prior: TrainingPrior | Reference | None) -> list[float | None]:
     """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
-    read_cells = [m.learned.active[0] for m in models if m.learned is not None]
-    own_cells = own = None
-    if read_cells and prior is not None:  # a cell's bins depend on its colour alone: only cells a tag reads
-        own_cells = np.unique(np.concatenate(read_cells))
-        own = _cell_bins(anatomy, own_cells, prior.bins)
+    learns = any(m.learned is not None for m in models)
+    bins = _cell_bins(anatomy, prior.bins) if learns and prior is not None else None
     out: list[float | None] = []
     for model in models:
         parts = []
-        if model.learned is not None and own is not None and own_cells is not None:
-            parts.append(_learned_score(model.learned, own, own_cells))
+        if model.learned is not None and bins is not None:
+            parts.append(_learned_score(model.learned, bins))
         if model.region is not None:
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:
