@@ -23,6 +23,7 @@ a report can say "fails on blue hair, works on pink".
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,12 @@ class Learned:
     top: int | None  # an accessory: the mean of its zone's `top` strongest cells, not of all of them
     mid: float
     scale: float
+
+    @functools.cached_property
+    def active(self) -> tuple[NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]:
+        """(cells of weight > 0, the carriers' and the others' bins there): the only cells a score reads."""
+        cells = np.flatnonzero(self.weights > 0)
+        return cells, np.ascontiguousarray(self.carriers[cells]), np.ascontiguousarray(self.others[cells])
 
 
 @dataclass(frozen=True)
@@ -213,42 +220,74 @@ def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, .
     return tuple(tag_model(prior, p) for p in phrases(prompt))
 
 
-def _learned_score(learned: Learned, own: NDArray[np.float32]) -> float:
-    score = float(_pool(_log_ratio(own, learned.carriers, learned.others), learned.weights, learned.top))
+def _learned_score(learned: Learned, bins: tuple[NDArray[np.float32], NDArray[np.intp]]) -> float:
+    """The tag's 0-1 score of a picture whose cells' bins (`soft_bins`) are bins[0][bins[1]]."""
+    cells, carriers, others = learned.active
+    colour_bins, colour_of = bins
+    # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite), the
+    # top of a zone never reads them; left 0, every product and sum stays the one of the whole picture
+    ratios = np.zeros(len(learned.weights))
+    ratios[cells] = _log_ratio(colour_bins[colour_of[cells]], carriers, others)
+    score = float(_pool(ratios, learned.weights, learned.top))
     return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
 
 
+@functools.lru_cache(maxsize=256)
+def _hex_lab(code: tuple[int, int, int]) -> NDArray[np.float64]:
+    lab = rgb_to_lab(np.array(code, dtype=np.float64))
+    lab.flags.writeable = False  # cached: every caller sees the same array
+    return lab
+
+
+def _region_mask(anatomy: Anatomy, region: str) -> NDArray[np.bool_]:
+    if region == "eyes":
+        return anatomy.eyes[0] | anatomy.eyes[1]
+    mask: NDArray[np.bool_] = getattr(anatomy, region)
+    return mask
+
+
 def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, int]]) -> float | None:
-    masks = {"background": anatomy.background, "hair": anatomy.hair, "skin": anatomy.skin,
-             "eyes": anatomy.eyes[0] | anatomy.eyes[1], "mouth": anatomy.mouth}
     flat = {"background": anatomy.background_colour, "hair": anatomy.hair_colour, "skin": anatomy.skin_colour}
     scores = []
     for code in hexes:
-        asked = rgb_to_lab(np.array(code, dtype=np.float64))
+        asked = _hex_lab(code)
         drawn = flat.get(region)
         if drawn is not None and len(hexes) == 1:
             distance: float | None = float(np.sqrt(((drawn - asked) ** 2).sum()))
         else:
-            distance = nearest(anatomy, masks[region], asked)
+            distance = nearest(anatomy, _region_mask(anatomy, region), asked)
         if distance is not None:
             scores.append(math.exp(-distance ** 2 / (2 * HEX_SIGMA ** 2)))
+    if len(scores) == 1:  # np.mean of one score is that score
+        return scores[0]
     return float(np.mean(scores)) if scores else 0.0
+
+
+def _cell_bins(anatomy: Anatomy, bins: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
+    """(soft_bins of each distinct colour of the picture, each cell's colour among them): a cell's bins are
+    a function of its colour alone, and `soft_bins` works row by row, so these are its rows for every cell."""
+    lab = anatomy.lab.reshape(-1, 3)
+    if anatomy.colours is None:
+        return soft_bins(lab, bins), np.arange(len(lab))
+    first, inverse, _ = anatomy.colours
+    return soft_bins(lab[first], bins), inverse
 
 
 def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
                prior: TrainingPrior | Reference | None) -> list[float | None]:
     """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
-    own = soft_bins(anatomy.lab.reshape(-1, 3), prior.bins) if prior is not None else None
+    learns = any(m.learned is not None for m in models)
+    bins = _cell_bins(anatomy, prior.bins) if learns and prior is not None else None
     out: list[float | None] = []
     for model in models:
         parts = []
-        if model.learned is not None and own is not None:
-            parts.append(_learned_score(model.learned, own))
+        if model.learned is not None and bins is not None:
+            parts.append(_learned_score(model.learned, bins))
         if model.region is not None:
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:
                 parts.append(hexed)
-        out.append(float(np.mean(parts)) if parts else None)
+        out.append(None if not parts else parts[0] if len(parts) == 1 else float(np.mean(parts)))
     return out
 
 

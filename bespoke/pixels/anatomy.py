@@ -18,13 +18,14 @@ MAX_SHIFT cells off:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.pixels.colour import rgb_to_lab
-from bespoke.pixels.figure import background_mask, components
+from bespoke.pixels.figure import components, lab_background_mask, neighbour_distances
 
 REGION_TOLERANCE = 10.0  # delta E between neighbouring cells of one region
 FACE_WINDOW = (slice(12, 17), slice(9, 15))  # rows, columns the skin covers on (almost) every training punk
@@ -42,9 +43,9 @@ MIN_SKIN = 12  # cells: a smaller skin region is no face
 def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE) -> NDArray[np.intp]:
     """A region label per cell of an NxNx3 CIELAB picture: 4-neighbours within `tolerance` share a label
     (the smallest flat index of the region)."""
+    right_d2, down_d2 = neighbour_distances(lab)
     limit = tolerance * tolerance
-    return components(((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1) <= limit,
-                      ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= limit)
+    return components(right_d2 <= limit, down_d2 <= limit)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Anatomy:
     mouth: NDArray[np.bool_]
     hair: NDArray[np.bool_]
     hair_colour: NDArray[np.float64] | None
+    regions: NDArray[np.intp] | None = None  # `regions(lab)`, when read kept them
+    # (the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each),
+    # when read kept them
+    colours: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]] | None = None
 
 
 def _template(cells: tuple[tuple[int, int], ...], shift: tuple[int, int], size: int) -> NDArray[np.bool_]:
@@ -76,61 +81,93 @@ def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
     """The median colour of the biggest region inside `mask` (None for an empty mask)."""
     if not mask.any():
         return None
-    ids, counts = np.unique(labels[mask], return_counts=True)
-    biggest = (labels == ids[int(np.argmax(counts))]) & mask
-    return np.median(lab[biggest], axis=0)
+    # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells)
+    biggest = (labels == int(np.argmax(np.bincount(labels[mask])))) & mask
+    return median_colour(lab[biggest])
+
+
+def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
+    """np.median(colours, axis=0) of Mx3 CIELAB colours (M >= 1), the same floats: the mean of the middle one
+    or two of each sorted channel, without np.median's general machinery (several times slower here)."""
+    ordered = np.sort(colours, axis=0)
+    count = len(ordered)
+    return np.mean(ordered[(count - 1) // 2:count // 2 + 1], axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _face(shift: tuple[int, int], size: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
+    """The template's left eye, right eye and mouth moved by `shift` (built once; read-only, shared)."""
+    masks = (_template(EYES[0], shift, size), _template(EYES[1], shift, size), _template(MOUTH, shift, size))
+    for mask in masks:
+        mask.flags.writeable = False
+    return masks
+
+
+@functools.lru_cache(maxsize=8)
+def _face_window(size: int) -> NDArray[np.bool_]:
+    window = np.zeros((size, size), dtype=bool)
+    window[FACE_WINDOW] = True
+    window.flags.writeable = False
+    return window
 
 
 def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.bool_]:
     size = labels.shape[0]
-    window = np.zeros((size, size), dtype=bool)
-    window[FACE_WINDOW] = True
-    inside = labels[window & figure]
+    inside = labels[_face_window(size) & figure]
     if not len(inside):
         return np.zeros((size, size), dtype=bool)
-    ids, counts = np.unique(inside, return_counts=True)
-    skin = labels == ids[int(np.argmax(counts))]
+    skin = labels == int(np.argmax(np.bincount(inside)))  # as in _biggest_colour
     return skin if skin.sum() >= MIN_SKIN else np.zeros((size, size), dtype=bool)
 
 
 _STEPS = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
                 key=lambda s: abs(s[0]) + abs(s[1]))  # the smallest move first: it wins ties
-_MASKS: dict[int, tuple[NDArray[np.bool_], NDArray[np.bool_]]] = {}
-
-
-def _step_masks(size: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(off, on): per step of _STEPS, the template's eye and mouth cells, and its skin cells (built once)."""
-    if size not in _MASKS:
-        _MASKS[size] = (np.stack([_template(EYES[0] + EYES[1] + MOUTH, s, size) for s in _STEPS]),
-                        np.stack([_template(SKIN_CELLS, s, size) for s in _STEPS]))
-    return _MASKS[size]
+@functools.lru_cache(maxsize=8)
+def _step_scores(size: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per step of _STEPS, with off = the template's eye and mouth cells and on = its skin cells (flat):
+    (the count of off cells, on - off per cell), so that a skin mask's matches are count + (on - off) . skin
+    (built once)."""
+    off = np.stack([_template(EYES[0] + EYES[1] + MOUTH, s, size) for s in _STEPS]).reshape(len(_STEPS), -1)
+    on = np.stack([_template(SKIN_CELLS, s, size) for s in _STEPS]).reshape(len(_STEPS), -1)
+    return off.sum(axis=1).astype(np.float64), on.astype(np.float64) - off
 
 
 def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
     """The offset at which the most template cells match: eyes and mouth off the skin, SKIN_CELLS on it
-    (ties: the smallest move)."""
-    off, on = _step_masks(skin.shape[0])
-    scores = (off & ~skin).sum(axis=(1, 2)) + (on & skin).sum(axis=(1, 2))
+    (ties: the smallest move). Small integers, exact in float64: one matrix-vector product."""
+    off_count, change = _step_scores(skin.shape[0])
+    scores = off_count + change @ skin.ravel().astype(np.float64)
     return _STEPS[int(np.argmax(scores))]
+
+
+def _distinct_colours(cells: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """(the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each)."""
+    flat = cells.reshape(-1, 3)
+    codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+    _, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+    return first, inverse, counts
 
 
 def read(cells: NDArray[np.uint8]) -> Anatomy:
     """Read a 24x24 RGB picture against the template (module docstring)."""
     size = cells.shape[0]
     lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
-    labels = regions(lab)
-    background = background_mask(cells)
+    distances = neighbour_distances(lab)
+    limit = REGION_TOLERANCE * REGION_TOLERANCE
+    labels = components(distances[0] <= limit, distances[1] <= limit)  # regions(lab)
+    background = lab_background_mask(lab, distances)
     figure = ~background
     skin = _skin(labels, figure)
     shift = _shift(skin) if skin.any() else (0, 0)
-    eyes = (_template(EYES[0], shift, size), _template(EYES[1], shift, size))
-    mouth = _template(MOUTH, shift, size)
+    left_eye, right_eye, mouth = _face(shift, size)
+    eyes = (left_eye, right_eye)
     above = np.zeros((size, size), dtype=bool)
     above[:max(0, EYE_ROW + shift[0])] = True
     hair = figure & above & ~skin
     return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
-                   skin=skin, skin_colour=np.median(lab[skin], axis=0) if skin.any() else None,
-                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair))
+                   skin=skin, skin_colour=median_colour(lab[skin]) if skin.any() else None,
+                   eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels,
+                   colours=_distinct_colours(cells))
 
 
 def most_unlike(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float:

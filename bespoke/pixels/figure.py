@@ -24,6 +24,8 @@ Everything else is the figure. Written by hand: the fill is the connected compon
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -39,6 +41,7 @@ BAND_TOLERANCE = 20.0  # delta E: a top-row colour this close to a background ne
 MEET_TOLERANCE = 40.0  # delta E: two background colours this close that meet at the edge may meet anywhere
 
 
+@functools.lru_cache(maxsize=8)
 def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
     """(rows, columns, side) of the seeds in path order: the left column bottom-up, the top row, the right
     column top-down; side is 0 on the left column, 1 on the top row, 2 on the right column."""
@@ -48,30 +51,43 @@ def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[n
     cols = np.concatenate([np.zeros(side, dtype=np.intp), np.arange(1, size - 1), np.full(side, size - 1)])
     where = np.concatenate([np.zeros(side, dtype=np.intp), np.ones(size - 2, dtype=np.intp),
                             np.full(side, 2, dtype=np.intp)])
+    for shared in (rows, cols, where):  # cached: every caller sees the same arrays
+        shared.flags.writeable = False
     return rows, cols, where
 
 
-def _groups(lab: NDArray[np.float64]) -> NDArray[np.intp]:
+def _distinct(colours: NDArray[np.float64]) -> tuple[list[int], NDArray[np.intp]]:
+    """(the index of the first row of each distinct colour, in order; each row's colour among them)."""
+    position: dict[tuple[float, ...], int] = {}
+    first: list[int] = []
+    inverse = []
+    for index, colour in enumerate(colours.tolist()):
+        at = position.setdefault(tuple(colour), len(first))
+        if at == len(first):
+            first.append(index)
+        inverse.append(at)
+    return first, np.array(inverse, dtype=np.intp)
+
+
+def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
     """Greedy grouping of seed colours: each unassigned seed with the most neighbours within the tolerance
-    starts a group of all unassigned seeds within it; returns a group index per seed."""
-    near = sq_distances(lab, lab) <= COLOUR_TOLERANCE ** 2
-    group = np.full(len(lab), -1, dtype=np.intp)
+    starts a group of all unassigned seeds within it; returns a group index per seed, and the first seed of
+    each distinct colour.
+    Done on the distinct colours, each counting its seeds: the seeds of a colour count alike, so the first
+    seed with the most is the first seed of the first colour with the most, and a colour's seeds join one
+    group together."""
+    first, inverse = _distinct(lab)
+    seeds = np.bincount(inverse)
+    near = sq_distances(lab[first], lab[first]) <= COLOUR_TOLERANCE ** 2
+    group = np.full(len(first), -1, dtype=np.intp)
     index = 0
     while (group < 0).any():
         free = group < 0
-        counts = (near & free[None, :]).sum(axis=1) * free
+        counts = (near & free[None, :]) @ seeds * free
         centre = int(np.argmax(counts))
         group[free & near[centre]] = index
         index += 1
-    return group
-
-
-def _longest_run(flags: NDArray[np.bool_]) -> int:
-    best = run = 0
-    for flag in flags:
-        run = run + 1 if flag else 0
-        best = max(best, run)
-    return best
+    return group[inverse], first
 
 
 def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
@@ -80,17 +96,19 @@ def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
     count = int(group.max()) + 1
     big = np.bincount(group, minlength=count) / len(group) >= MIN_SHARE
     kept = big & (np.bincount(group[where != 1], minlength=count) > 0)
-    for g in range(count):
-        left, right = (group == g) & (where == 0), (group == g) & (where == 2)
-        if left.sum() >= BOTH_SIDES and right.sum() >= BOTH_SIDES:
-            kept[g] = True
-        elif max(_longest_run(left[where == 0]), _longest_run(right[where == 2])) >= SIDE_RUN:
-            kept[g] = True
+    left, right = group[where == 0], group[where == 2]
+    kept |= (np.bincount(left, minlength=count) >= BOTH_SIDES) & (np.bincount(right, minlength=count) >= BOTH_SIDES)
+    starts = len(left) - SIDE_RUN + 1
+    for column in (left, right) if starts > 0 else ():  # SIDE_RUN seeds of one group in a row
+        run = np.ones(starts, dtype=bool)
+        for step in range(1, SIDE_RUN):
+            run &= column[step:step + starts] == column[:starts]
+        kept[column[:starts][run]] = True
     # a big colour seen only on the top row is background when it steps smoothly from one that is (the bands
     # of a gradient); a hat or hair stands apart from the background it touches
     close = ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= BAND_TOLERANCE ** 2
+    a, b = group[:-1][close], group[1:][close]
     while True:
-        a, b = group[:-1][close], group[1:][close]
         grown = kept.copy()
         grown[a[kept[b] & big[a]]] = True
         grown[b[kept[a] & big[b]]] = True
@@ -111,20 +129,40 @@ def _meeting(group: NDArray[np.intp], kept: NDArray[np.bool_], lab: NDArray[np.f
     return meet
 
 
+def _runs(joined: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(where each run starts, the run of each cell) in row-major order of an NxN grid whose cells join their
+    right neighbour where `joined` (Nx(N-1)): a run is a row's stretch of joined cells."""
+    size = joined.shape[0]
+    starts = np.ones((size, size), dtype=bool)
+    starts[:, 1:] = ~joined
+    flat = starts.ravel()
+    return np.flatnonzero(flat), np.cumsum(flat) - 1
+
+
+@functools.lru_cache(maxsize=8)
+def _column_order(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(the flat index of each position in column-major order, the column-major position of each flat index)."""
+    by_column = np.arange(size * size).reshape(size, size).T.ravel()
+    position = np.argsort(by_column)
+    for shared in (by_column, position):  # cached: every caller sees the same arrays
+        shared.flags.writeable = False
+    return by_column, position
+
+
 def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.intp]:
     """Connected components of an NxN grid whose cells join their right neighbour where `right` (Nx(N-1)) and
     the one below where `down` ((N-1)xN): a label per cell, the smallest flat index of its component.
-    Label propagation with pointer jumping: a few vectorised passes."""
+    Each pass takes the smallest label of every row run, then of every column run (contiguous in row- and
+    column-major order: one reduceat each), then jumps each label to its label's label; a few passes."""
     size = down.shape[1]
-    index = np.arange(size * size).reshape(size, size)
-    a = np.concatenate([index[:, :-1][right], index[:-1][down]])
-    b = np.concatenate([index[:, 1:][right], index[1:][down]])
+    row_starts, row_run = _runs(right)
+    column_starts, column_run = _runs(down.T)
+    by_column, position = _column_order(size)
+    column_run = column_run[position]
     labels = np.arange(size * size)
     while True:
-        low = np.minimum(labels[a], labels[b])
-        new = labels.copy()
-        np.minimum.at(new, a, low)
-        np.minimum.at(new, b, low)
+        new = np.minimum.reduceat(labels, row_starts)[row_run]
+        new = np.minimum.reduceat(new[by_column], column_starts)[column_run]
         new = new[new]
         if (new == labels).all():
             return labels.reshape(size, size)
@@ -134,25 +172,41 @@ def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.
 def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
     """True where a cell of the 24x24 (any NxN) RGB picture is background (see the module docstring)."""
     size = cells.shape[0]
-    lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
+    return lab_background_mask(rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3))
+
+
+def neighbour_distances(lab: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(right, down): the squared delta E of each cell of an NxNx3 CIELAB picture to its right neighbour
+    (Nx(N-1)) and to the one below ((N-1)xN)."""
+    return ((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1), ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1)
+
+
+def lab_background_mask(lab: NDArray[np.float64],
+                        distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None) -> NDArray[np.bool_]:
+    """`background_mask` of the picture already in CIELAB (NxNx3); `distances`: its `neighbour_distances`,
+    when the caller has them."""
+    size = lab.shape[0]
+    right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     rows, cols, where = _seed_path(size)
     seed_lab = lab[rows, cols]
-    group = _groups(seed_lab)
+    group, first = _groups(seed_lab)
     kept = _background_groups(group, where, seed_lab)
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
     seed_kept = kept[group]
-    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[seed_kept])
-    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[seed_kept][d2.argmin(axis=1)], -1)
+    # each colour once, at its first seed in path order: argmin's first nearest seed is always such a one,
+    # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
+    first = [index for index in first if seed_kept[index]]
+    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
+    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[first][d2.argmin(axis=1)], -1)
     nearest = nearest.reshape(size, size)
     like = nearest >= 0
     meet = _meeting(group, kept, seed_lab)
     step = STEP_TOLERANCE ** 2
     labels = np.where(like, nearest, len(kept))  # the no-group index meets nothing
     # which neighbour pairs a fill may cross: (down, right) pairs of background-like cells
-    down = ((((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
-    right = ((((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1) <= step) | meet[labels[:, 1:], labels[:, :-1]]) \
-        & like[:, 1:] & like[:, :-1]
+    down = ((down_d2 <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
+    right = ((right_d2 <= step) | meet[labels[:, 1:], labels[:, :-1]]) & like[:, 1:] & like[:, :-1]
     component = components(right, down)
     seeded = np.zeros(size * size, dtype=bool)
     seeded[component[rows[seed_kept], cols[seed_kept]]] = True  # a seed is within the tolerance of itself

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from bespoke.pixels.adherence import TagModel, adherence, tag_scores
 from bespoke.pixels.anatomy import MOUTH, Anatomy, most_unlike, read, regions
-from bespoke.pixels.merge import TOLERANCE, reduce_colours
+from bespoke.pixels.merge import TOLERANCE, is_flat, reduce_colours
 from bespoke.pixels.metrics import unique_colors
 from bespoke.pixels.prior import Reference, TrainingPrior
 
@@ -75,7 +75,7 @@ def _feature_cells(anatomy: Anatomy) -> NDArray[np.bool_]:
 
 def specks(anatomy: Anatomy) -> NDArray[np.bool_]:
     """The cells of regions of at most SPECK_CELLS cells outside the eyes, nose and mouth."""
-    labels = regions(anatomy.lab)
+    labels = regions(anatomy.lab) if anatomy.regions is None else anatomy.regions
     sizes = np.bincount(labels.ravel(), minlength=labels.size)[labels]
     return (sizes <= SPECK_CELLS) & ~_feature_cells(anatomy)
 
@@ -117,6 +117,14 @@ def feature_contrast(anatomy: Anatomy) -> float:
 def distinct_colours(cells: NDArray[np.uint8]) -> int:
     """Colours the eye tells apart: those left after merging what is within merge.TOLERANCE."""
     return unique_colors(reduce_colours(np.ascontiguousarray(cells, dtype=np.uint8), TOLERANCE))
+
+
+def _counted_colours(candidate: NDArray[np.uint8], anatomy: Anatomy) -> int:
+    """distinct_colours(candidate), from the colours `read` counted when it kept them: flat pixel art is what
+    reduce_colours leaves as it is, so its colours are its distinct RGB colours."""
+    if anatomy.colours is not None and is_flat(anatomy.colours[2]):
+        return len(anatomy.colours[2])
+    return distinct_colours(candidate)
 
 
 def few_colours(colours: int) -> float:
@@ -172,7 +180,7 @@ def candidate_terms(candidate: NDArray[np.uint8], context: Context = Context()) 
     anatomy = read(candidate)
     prior = context.prior
     scores = tuple(tag_scores(anatomy, context.tags, prior)) if context.tags else ()
-    colours = distinct_colours(candidate)
+    colours = _counted_colours(candidate, anatomy)
     return CandidateTerms(
         composition=None if prior is None else composition(~anatomy.background, prior.silhouette),
         clean_cells=clean_cells(anatomy), feature_contrast=feature_contrast(anatomy),

@@ -4,17 +4,19 @@ cannot show is said, not guessed. Phrases: tags, key words, hex colours, sd-scri
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 from punk_fixtures import BLUE, GREEN, GREY, OUTLINE, punk
 
-from bespoke.pixels.adherence import adherence, prompt_models, tag_scores
+from bespoke.pixels.adherence import _log_ratio, _pool, adherence, prompt_models, tag_scores
 from bespoke.pixels.anatomy import read
 from bespoke.pixels.phrases import key_words, phrases, split_tags
-from bespoke.pixels.prior import TrainingPrior
+from bespoke.pixels.prior import TrainingPrior, soft_bins
 
 BLONDE, BROWN = (235, 205, 100), (110, 62, 30)
 
@@ -60,6 +62,30 @@ def test_a_wrong_background_colour_lowers_adherence():
     models = prompt_models(PRIOR, prompt)
     by_tag = dict(zip([m.phrase.text for m in models], _scores(prompt, punk(BLUE, hair=BLONDE)), strict=True))
     assert by_tag["bright green background"] < 0.2 and by_tag["blonde hair"] > 0.8  # per tag: what failed
+
+
+def _noisy(px: np.ndarray, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(-6, 7, px.shape)
+    return np.clip(px.astype(int) + noise, 0, 255).astype(np.uint8)
+
+
+def test_a_score_reads_only_the_cells_it_weighs_yet_is_the_whole_pictures():
+    """The fast path (bins of only the cells a tag weighs, each distinct colour binned once) gives exactly the
+    score of the whole picture's bins, on flat, accessory and noisy (every cell its own colour) pictures."""
+    models = prompt_models(PRIOR, "blonde hair, bright green background, "
+                                  "wearing black stunner shades with white reflection")
+    assert all(m.learned is not None for m in models)
+    for px in (punk(GREEN, hair=BLONDE), _shades(punk(GREY)), _noisy(punk(BLUE, hair=BROWN), 1)):
+        anatomy = read(px)
+        own = soft_bins(anatomy.lab.reshape(-1, 3), PRIOR.bins)
+        whole = []
+        for model in models:
+            learned = model.learned
+            assert learned is not None
+            score = float(_pool(_log_ratio(own, learned.carriers, learned.others), learned.weights, learned.top))
+            whole.append(1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale)))
+        assert tag_scores(anatomy, models, PRIOR) == whole
+        assert tag_scores(replace(anatomy, colours=None), models, PRIOR) == whole
 
 
 def test_an_accessory_is_looked_for_where_it_is_drawn():

@@ -82,6 +82,42 @@ def test_components_join_only_the_allowed_neighbours():
     assert len(np.unique(labels)) == 9 - 2
 
 
+def _flood_labels(right: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """Components by a plain flood fill from each cell in flat order: the smallest flat index labels each."""
+    size = down.shape[1]
+    labels = np.full((size, size), -1)
+    for start in range(size * size):
+        if labels.flat[start] >= 0:
+            continue
+        todo = [divmod(start, size)]
+        labels[todo[0]] = start
+        while todo:
+            r, c = todo.pop()
+            for rr, cc, joined in ((r, c + 1, c + 1 < size and right[r, c]), (r, c - 1, c > 0 and right[r, c - 1]),
+                                   (r + 1, c, r + 1 < size and down[r, c]), (r - 1, c, r > 0 and down[r - 1, c])):
+                if joined and labels[rr, cc] < 0:
+                    labels[rr, cc] = start
+                    todo.append((rr, cc))
+    return labels
+
+
+@pytest.mark.parametrize("density", [0.3, 0.55, 0.8, 0.95])
+def test_components_are_a_flood_fills(density):
+    """Row and column runs joined pass by pass: the same labels as a flood fill, on random grids that make
+    snakes and combs (many passes) as well as a few big regions, and on 1x1 and 2x2 grids."""
+    rng = np.random.default_rng(int(density * 100))
+    for size in (1, 2, 5, 24, 24, 24):
+        right, down = rng.random((size, size - 1)) < density, rng.random((size - 1, size)) < density
+        assert (components(right, down) == _flood_labels(right, down)).all()
+    snake_right, snake_down = np.ones((24, 23), dtype=bool), np.zeros((23, 24), dtype=bool)
+    snake_down[0::2, -1] = snake_down[1::2, 0] = True  # rows joined at alternating ends: one snake
+    assert (components(snake_right, snake_down) == 0).all()
+    snake_right[5, 3] = False  # cut where row 5 runs back left: its cells 0-3 and the rows below are cut off
+    cut_off = np.zeros((24, 24), dtype=bool)
+    cut_off[5, :4] = cut_off[6:] = True
+    assert (components(snake_right, snake_down) == np.where(cut_off, 5 * 24, 0)).all()
+
+
 def test_the_users_punks_have_a_figure_in_the_middle(shared_dir):
     """Every training punk's figure covers the centre of the face and leaves background in the top corners
     (the refined seeds and crossings: bricks, stripes and quadrants no longer count as figure)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,20 @@ def test_distinct_colours_merge_what_the_eye_cannot_tell_apart():
     noisy = np.clip(px.astype(int) + np.random.default_rng(2).integers(-2, 3, px.shape), 0, 255).astype(np.uint8)
     assert len(np.unique(noisy.reshape(-1, 3), axis=0)) > 100
     assert distinct_colours(noisy) <= distinct_colours(px) + 2
+
+
+def test_what_read_keeps_gives_what_the_terms_would_measure_again():
+    """candidate_terms counts a flat candidate's colours from those `read` counted and reuses its regions:
+    the same colours as distinct_colours and the same specks, flat or noisy (a few colours within one
+    another's tolerance: reduce_colours merges them)."""
+    px = punk()
+    px[3, 3], px[20, 5] = (10, 200, 30), (201, 61, 59)  # specks
+    noisy = np.clip(px.astype(int) + np.random.default_rng(3).integers(-2, 3, px.shape), 0, 255).astype(np.uint8)
+    for picture in (px, noisy):
+        anatomy = read(picture)
+        assert candidate_terms(picture).colours == distinct_colours(picture)
+        assert (specks(anatomy) == specks(replace(anatomy, regions=None))).all()
+    assert distinct_colours(noisy) < len(np.unique(noisy.reshape(-1, 3), axis=0))  # the slow path was taken
 
 
 def test_pixel_art_and_new():
