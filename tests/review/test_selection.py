@@ -138,9 +138,12 @@ def _default_sigint() -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_during_process_is_one_line_and_resumable(tmp_path):
+    COUNT = 120
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(40):
+    # enough samples that the rest cannot all be done between seeing the 4th journal line and the Ctrl-C
+    # (a 512 px sample takes ~10 ms of a worker: 40 left too small a margin once process got faster)
+    for i in range(COUNT):
         _new(i % 6).save(folder / f"s{i:02d}.png")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-c", "from bespoke.cli import main; main()", "process", str(folder), "--workers", "2"]
@@ -160,4 +163,4 @@ def test_ctrl_c_during_process_is_one_line_and_resumable(tmp_path):
     kept = _lines(journal) - 1
     again = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert len(json.loads(again.stdout)["samples"]) == 40 and kept >= 3
+    assert len(json.loads(again.stdout)["samples"]) == COUNT and kept >= 3
