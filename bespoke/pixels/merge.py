@@ -47,24 +47,46 @@ FLAT_REPEAT = 3  # a colour drawn exactly on this many cells or more ...
 FLAT_SHARE = 0.9  # ... covering this share of the cells: the image is flat pixel art, there is no noise to merge
 
 
-def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64]) -> list[int]:
+def _near_pairs(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Every pair of distinct colours (`lab32`, float32 CIELAB), once each, within `tolerance`: the same float32
+    test as on the full sq_distances matrix, made only where L* alone does not rule a pair out (sorted by L*,
+    each colour against those after it up to the tolerance, plus a margin). Drawn colours spread over the
+    whole L* range: a few tens of thousands of pairs measured instead of a quarter million."""
+    order = np.argsort(lab32[:, 0], kind="stable")
+    ranked = np.ascontiguousarray(lab32[order].T)
+    light = ranked[0].astype(np.float64)
+    after = np.arange(1, len(order) + 1)
+    lengths = np.searchsorted(light, light + (tolerance * (1 + 1e-4) + 1e-4), side="right") - after
+    first = np.repeat(after - 1, lengths)
+    second = np.arange(len(first)) + np.repeat(after - (np.cumsum(lengths) - lengths), lengths)
+    d2 = ranked[0][first] - ranked[0][second]
+    d2 *= d2
+    for c in (1, 2):  # sq_distances' order of operations, so the very same float32 sums
+        diff = ranked[c][first] - ranked[c][second]
+        diff *= diff
+        d2 += diff
+    near = d2 <= tolerance * tolerance
+    return order[first[near]], order[second[near]]
+
+
+def _cover(within: NDArray[np.bool_], counts: NDArray[np.float32]) -> list[int]:
     """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
-    column is covered; a row's gain is the count of cells it would newly cover."""
-    uncovered = np.ones(within.shape[1], dtype=bool)
-    # once: a bool matrix in a product is converted at every step; float32 sums these cell counts exactly
-    weights = within.astype(np.float32)
-    counts = counts.astype(np.float32)
-    gain = weights @ counts
+    column is covered; a row's gain is the count of cells it would newly cover (the first of equal gains)."""
+    # float32 holds these sums of cell counts exactly, whatever the order of the additions
+    gain = counts @ within
+    uncovered = np.ones(len(counts), dtype=bool)
+    remaining = float(counts.sum())  # cells in uncovered colours
     chosen: list[int] = []
-    while uncovered.any():
-        best = int(np.argmax(gain))
-        newly = within[best] & uncovered
-        if not newly.any():  # cannot happen (every colour covers itself); guards an endless loop
+    while remaining > 0:
+        best = int(gain.argmax())
+        newly = np.flatnonzero(within[best] & uncovered)
+        if not len(newly):  # cannot happen (every colour covers itself); guards an endless loop
             break
         chosen.append(best)
-        uncovered &= ~newly
-        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows: contiguous
-        gain -= counts[newly] @ weights[newly]
+        remaining -= float(gain[best])  # the cells `best` newly covers
+        uncovered[newly] = False
+        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows
+        gain -= counts[newly] @ within[newly]
     return chosen
 
 
@@ -99,9 +121,13 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
         return cells
     lab = rgb_to_lab(colours)
     lab32 = lab.astype(np.float32)
-    d2 = sq_distances(lab32, lab32)  # float32: half the memory traffic
-    chosen = np.array(_cover(d2 <= tolerance * tolerance, counts.astype(np.float64)), dtype=np.intp)
-    label = d2[chosen].argmin(axis=0)
+    first, second = _near_pairs(lab32, tolerance)
+    within = np.zeros((len(colours), len(colours)), dtype=bool)
+    within[first, second] = True
+    within[second, first] = True
+    within.flat[:: len(colours) + 1] = True  # a colour is at distance 0 of itself
+    chosen = np.array(_cover(within, counts.astype(np.float32)), dtype=np.intp)
+    label = sq_distances(lab32[chosen], lab32).argmin(axis=0)
     rgb = _settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
     return rgb[label][inverse].reshape(cells.shape)
 
