@@ -47,46 +47,54 @@ FLAT_REPEAT = 3  # a colour drawn exactly on this many cells or more ...
 FLAT_SHARE = 0.9  # ... covering this share of the cells: the image is flat pixel art, there is no noise to merge
 
 
-def _near_pairs(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Every pair of distinct colours (`lab32`, float32 CIELAB), once each, within `tolerance`: the same float32
-    test as on the full sq_distances matrix, made only where L* alone does not rule a pair out (sorted by L*,
-    each colour against those after it up to the tolerance, plus a margin). Drawn colours spread over the
-    whole L* range: a few tens of thousands of pairs measured instead of a quarter million."""
+_BLOCK = 64  # colours per band tile: a tile of distances stays in the cache
+
+
+def _within(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """(order, within): the colours (`lab32`, float32 CIELAB) sorted by L*, and which pairs of them, in that
+    order, are within `tolerance` -- the same float32 test as on the full sq_distances matrix, measured only in
+    tiles along the diagonal: sorted by L*, a colour is never within the tolerance of one whose L* differs
+    by more, so each block of rows needs the columns up to its last row's L* plus the tolerance (and a margin).
+    Drawn colours spread over the whole L* range: a fraction of the full matrix, in cache-sized pieces."""
+    n = len(lab32)
     order = np.argsort(lab32[:, 0], kind="stable")
-    ranked = np.ascontiguousarray(lab32[order].T)
-    light = ranked[0].astype(np.float64)
-    after = np.arange(1, len(order) + 1)
-    lengths = np.searchsorted(light, light + (tolerance * (1 + 1e-4) + 1e-4), side="right") - after
-    first = np.repeat(after - 1, lengths)
-    second = np.arange(len(first)) + np.repeat(after - (np.cumsum(lengths) - lengths), lengths)
-    d2 = ranked[0][first] - ranked[0][second]
-    d2 *= d2
-    for c in (1, 2):  # sq_distances' order of operations, so the very same float32 sums
-        diff = ranked[c][first] - ranked[c][second]
-        diff *= diff
-        d2 += diff
-    near = d2 <= tolerance * tolerance
-    return order[first[near]], order[second[near]]
+    ranked = [np.ascontiguousarray(lab32[order, c]) for c in range(3)]
+    stop = np.searchsorted(ranked[0], ranked[0].astype(np.float64) + (tolerance * (1 + 1e-4) + 1e-4), side="right")
+    within = np.zeros((n, n), dtype=bool)
+    for lo in range(0, n, _BLOCK):
+        hi, end = min(lo + _BLOCK, n), int(stop[min(lo + _BLOCK, n) - 1])
+        d2 = ranked[0][lo:hi, None] - ranked[0][lo:end]
+        d2 *= d2
+        for c in (1, 2):  # sq_distances' order of operations, so the very same float32 sums
+            diff = ranked[c][lo:hi, None] - ranked[c][lo:end]
+            diff *= diff
+            d2 += diff
+        near = d2 <= tolerance * tolerance
+        within[lo:hi, lo:end] = near
+        within[lo:end, lo:hi] |= near.T
+    return order, within
 
 
-def _cover(within: NDArray[np.bool_], counts: NDArray[np.float32]) -> list[int]:
+def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> list[int]:
     """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
-    column is covered; a row's gain is the count of cells it would newly cover (the first of equal gains)."""
-    # float32 holds these sums of cell counts exactly, whatever the order of the additions
-    gain = counts @ within
-    uncovered = np.ones(len(counts), dtype=bool)
+    column is covered; a row's gain is the count of cells it would newly cover; of equal gains, the row of
+    the lowest colour `index` first."""
+    n = len(counts)
+    # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
+    key = (counts @ within) * n + (n - 1 - index)
+    uncovered = np.ones(n, dtype=bool)
     remaining = float(counts.sum())  # cells in uncovered colours
     chosen: list[int] = []
     while remaining > 0:
-        best = int(gain.argmax())
+        best = int(key.argmax())
         newly = np.flatnonzero(within[best] & uncovered)
         if not len(newly):  # cannot happen (every colour covers itself); guards an endless loop
             break
         chosen.append(best)
-        remaining -= float(gain[best])  # the cells `best` newly covers
+        remaining -= float(key[best] // n)  # the cells `best` newly covers
         uncovered[newly] = False
         # the rows that covered the newly covered colours are, by symmetry, those colours' own rows
-        gain -= counts[newly] @ within[newly]
+        key -= (counts[newly] @ within[newly]) * n
     return chosen
 
 
@@ -121,12 +129,8 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
         return cells
     lab = rgb_to_lab(colours)
     lab32 = lab.astype(np.float32)
-    first, second = _near_pairs(lab32, tolerance)
-    within = np.zeros((len(colours), len(colours)), dtype=bool)
-    within[first, second] = True
-    within[second, first] = True
-    within.flat[:: len(colours) + 1] = True  # a colour is at distance 0 of itself
-    chosen = np.array(_cover(within, counts.astype(np.float32)), dtype=np.intp)
+    order, within = _within(lab32, tolerance)
+    chosen = order[_cover(within, counts[order].astype(np.float64), order)]
     label = sq_distances(lab32[chosen], lab32).argmin(axis=0)
     rgb = _settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
     return rgb[label][inverse].reshape(cells.shape)
