@@ -141,6 +141,23 @@ def _packed(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
     return (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
 
 
+def _worst(cell_lab: NDArray[np.float32], starts: NDArray[np.intp], counts: NDArray[np.intp],
+           option_lab: NDArray[np.float32], colour: NDArray[np.intp], option: NDArray[np.intp]) -> NDArray[np.float32]:
+    """For each pair (colour, option), the largest squared distance of the colour's cells (rows starts[c] to
+    starts[c] + counts[c] of `cell_lab`) to the option: the float32 sums sq_distances makes, for these pairs only."""
+    sizes = counts[colour]
+    first = np.cumsum(sizes) - sizes
+    rows = np.arange(int(sizes.sum())) + np.repeat(starts[colour] - first, sizes)
+    target = np.repeat(option, sizes)
+    d2 = cell_lab[rows, 0] - option_lab[target, 0]
+    d2 *= d2
+    for c in (1, 2):
+        diff = cell_lab[rows, c] - option_lab[target, c]
+        diff *= diff
+        d2 += diff
+    return np.maximum.reduceat(d2, first)
+
+
 def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette: NDArray[np.uint8],
                   palette_lab: NDArray[np.float64], tolerance: float,
                   index: BoxIndex | None) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp],
@@ -159,9 +176,12 @@ def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette:
     order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour
     starts = np.searchsorted(inverse[order], np.arange(len(colours)))
     cell_lab = rgb_to_lab(cells.reshape(-1, 3)[order]).astype(np.float32)
-    worst = np.maximum.reduceat(sq_distances(cell_lab, option_lab), starts, axis=0)
     move = sq_distances(rgb_to_lab(colours).astype(np.float32), option_lab)
-    allowed = (worst <= tolerance * tolerance) & ((move <= INVISIBLE * INVISIBLE) | (counts == 1)[:, None])
+    # only where the colour may move that far does it matter how far its cells would: measured there alone
+    colour, option = np.nonzero((move <= INVISIBLE * INVISIBLE) | (counts == 1)[:, None])
+    allowed = np.zeros(move.shape, dtype=bool)
+    if len(colour):
+        allowed[colour, option] = _worst(cell_lab, starts, counts, option_lab, colour, option) <= tolerance * tolerance
     same = _packed(colours)[:, None] == _packed(palette[options])[None, :]
     allowed &= np.where(same.any(axis=1)[:, None], same, True)
     return colours, inverse, counts, options, allowed

@@ -176,3 +176,25 @@ def test_the_tiled_reduction_equals_the_full_matrix_one():
         pairs = np.sqrt(sq_distances(lab32[:40], lab32[40:80]).ravel())
         for tolerance in (TOLERANCE, 2.0, 12.0, *[float(d) for d in pairs[pairs < 15][:4]]):
             assert np.array_equal(reduce_colours(cells, tolerance), _reduce_on_the_full_matrix(cells, tolerance))
+
+
+def test_snap_options_measure_the_cells_where_they_matter_as_the_full_matrix_would():
+    """allowed from the pairs a colour may take (moved at most INVISIBLE, or on one cell) equals the test on
+    every colour x palette option pair: every drawn cell within the tolerance of the option."""
+    rng = np.random.default_rng(11)
+    for truth in PUNKS[:3]:
+        cells = np.clip(truth + rng.normal(0, 2.0, truth.shape), 0, 255).astype(np.uint8)
+        reduced = reduce_colours(cells)
+        palette = _near_palette(np.unique(truth.reshape(-1, 3), axis=0), 3, reach=3)
+        palette_lab = rgb_to_lab(palette)
+        colours, inverse, counts, options, allowed = merge._snap_options(reduced, cells, palette, palette_lab,
+                                                                         TOLERANCE, None)
+        option_lab = palette_lab[options].astype(np.float32)
+        cell_d2 = sq_distances(rgb_to_lab(cells.reshape(-1, 3)).astype(np.float32), option_lab)
+        worst = np.stack([cell_d2[inverse == c].max(axis=0) for c in range(len(colours))])
+        move = sq_distances(rgb_to_lab(colours).astype(np.float32), option_lab)
+        want = (worst <= TOLERANCE ** 2) & ((move <= INVISIBLE ** 2) | (counts == 1)[:, None])
+        codes, option_codes = _codes(colours), _codes(palette[options])
+        same = codes[:, None] == option_codes[None, :]
+        want &= np.where(same.any(axis=1)[:, None], same, True)
+        assert want.any() and (counts == 1).any() and np.array_equal(allowed, want)
