@@ -19,10 +19,23 @@ _M = np.array([[0.4124564, 0.3575761, 0.1804375],
 _WHITE = np.array([0.95047, 1.0, 1.08883])
 
 
+def _linear(c: NDArray[np.float64]) -> NDArray[np.float64]:
+    """sRGB (0-1) to linear light, elementwise."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+# every 8-bit level's linear light: the same elementwise arithmetic as _linear on the level / 255, so a uint8
+# lookup gives the very same floats without a power per channel per pixel
+_LINEAR_OF_LEVEL = _linear(np.arange(256, dtype=np.float64) / 255.0)
+_M_INV = np.linalg.inv(_M)
+
+
 def rgb_to_lab(rgb: ArrayLike) -> NDArray[np.float64]:
     """sRGB (0-255, ...x3) to CIELAB (L* a* b*, float64, D65): Euclidean distances there are CIE76 delta E."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    if isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8:
+        c = _LINEAR_OF_LEVEL[rgb]
+    else:
+        c = _linear(np.asarray(rgb, dtype=np.float64) / 255.0)
     xyz = c @ _M.T / _WHITE
     f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
@@ -34,7 +47,7 @@ def lab_to_rgb(lab: ArrayLike) -> NDArray[np.uint8]:
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
     xyz = np.where(f > 6 / 29, f**3, (116 * f - 16) / (24389 / 27)) * _WHITE
-    c = np.clip(xyz @ np.linalg.inv(_M).T, 0.0, 1.0)
+    c = np.clip(xyz @ _M_INV.T, 0.0, 1.0)
     c = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
     return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)
 
@@ -74,14 +87,33 @@ def sq_distances(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
 
 
 _BOX_OFFSET, _BOX_SPAN = 1 << 12, 1 << 13  # box coordinates shifted positive, packed into one int64 key
+_TABLE_CUBES = 1 << 22  # a BoxTable's grid is at most this many cubes (32 MB of starts), else no table
+_TABLE_CHUNK = 1024  # colours placed in the table at a time (bounds the build's temporaries to ~10 MB)
+
+
+class BoxTable(NamedTuple):
+    """For every cube of side `side` (half the search radius) of a grid around some colours, the colours that
+    may lie within the radius of a point in that cube and in the 27 radius-cubes around the point's: the
+    `members` rows starts[i]:starts[i + 1], in BoxIndex.order's order. A cube's flat index is (its integer
+    coordinates - origin) @ strides; index `empty` (past the grid) has no members."""
+
+    side: float
+    origin: NDArray[np.float64]
+    extent: NDArray[np.float64]
+    strides: NDArray[np.float64]
+    starts: NDArray[np.intp]
+    members: NDArray[np.intp]
+    empty: int
 
 
 class BoxIndex(NamedTuple):
-    """Colours bucketed in cubes of `size` (CIELAB): their order by cube key, and the sorted keys."""
+    """Colours bucketed in cubes of `size` (CIELAB): their order by cube key, and the sorted keys; with a
+    BoxTable when built by box_index (searches then look up one cube per point, not 27)."""
 
     size: float
     order: NDArray[np.intp]
     keys: NDArray[np.int64]
+    table: BoxTable | None = None
 
 
 def _box_keys(boxes: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -89,14 +121,85 @@ def _box_keys(boxes: NDArray[np.int64]) -> NDArray[np.int64]:
     return (b[..., 0] * _BOX_SPAN + b[..., 1]) * _BOX_SPAN + b[..., 2]
 
 
-def box_index(others: NDArray[np.float64], size: float) -> BoxIndex:
-    """A BoxIndex of `others` (Mx3 CIELAB) for searches within `size`."""
+def _sorted_boxes(others: NDArray[np.float64], size: float) -> BoxIndex:
     keys = _box_keys(np.floor(others / size).astype(np.int64))
     order = np.argsort(keys, kind="stable")
     return BoxIndex(float(size), order, keys[order])
 
 
+def box_index(others: NDArray[np.float64], size: float) -> BoxIndex:
+    """A BoxIndex of `others` (Mx3 CIELAB) for searches within `size`."""
+    index = _sorted_boxes(others, size)
+    return index._replace(table=_box_table(np.asarray(others, dtype=np.float64), float(size), index.order))
+
+
+def _table_cubes(others: NDArray[np.float64], size: float, side: float,
+                 origin: NDArray[np.float64], strides: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(colour, flat cube) of every cube within `size` of a colour (a margin wide) whose radius-cube is among
+    the 27 around the colour's: a point's radius-cube is floor(point / size) = floor(point / side) // 2
+    exactly (side = size / 2: the division by it is the division by size times two, rounding included)."""
+    cube = np.floor(others / side)[:, :, None] + np.arange(-3, 4)  # M x 3 x 7: every cube a point may be in
+    in_reach = np.abs(np.floor_divide(cube, 2) - np.floor(others / size)[:, :, None]) <= 1
+    gap = np.maximum(np.maximum(cube * side - others[:, :, None], others[:, :, None] - (cube + 1) * side), 0)
+    gap2 = np.where(in_reach, gap * gap, np.inf)
+    reach = gap2[:, 0, :, None, None] + gap2[:, 1, None, :, None] + gap2[:, 2, None, None, :]
+    colour, i, j, k = np.nonzero(reach <= (size * (1 + 1e-4) + 1e-6) ** 2)
+    flat = ((cube[colour, 0, i] - origin[0]) * strides[0] + (cube[colour, 1, j] - origin[1]) * strides[1]
+            + (cube[colour, 2, k] - origin[2]))
+    return colour, flat.astype(np.intp)
+
+
+def _box_table(others: NDArray[np.float64], size: float, order: NDArray[np.intp]) -> BoxTable | None:
+    """The BoxTable of `others` for searches within `size`, None where a grid would be too large."""
+    side = size / 2
+    if not len(others) or not size > 0 or not np.isfinite(others).all():
+        return None
+    if np.abs(np.floor(others / size)).max() >= _BOX_OFFSET - 2:  # the keys' packing range
+        return None
+    cubes = np.floor(others / side)
+    origin = cubes.min(axis=0) - 3
+    extent = cubes.max(axis=0) + 4 - origin
+    if float(np.prod(extent)) > _TABLE_CUBES:
+        return None
+    strides = np.array([extent[1] * extent[2], extent[2], 1.0])
+    parts = [_table_cubes(others[lo:lo + _TABLE_CHUNK], size, side, origin, strides)
+             for lo in range(0, len(others), _TABLE_CHUNK)]
+    colour = np.concatenate([part[0] + n * _TABLE_CHUNK for n, part in enumerate(parts)])
+    flat = np.concatenate([part[1] for part in parts])
+    rank = np.empty(len(others), dtype=np.int64)
+    rank[order] = np.arange(len(others))
+    by_cube = np.argsort(flat.astype(np.int64) * len(others) + rank[colour])
+    empty = int(np.prod(extent))
+    starts = np.zeros(empty + 2, dtype=np.intp)
+    np.cumsum(np.bincount(flat, minlength=empty + 1), out=starts[1:])
+    return BoxTable(side, origin, extent, strides, starts, colour[by_cube].astype(np.intp), empty)
+
+
 _NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def _candidates(points: NDArray[np.float64], index: BoxIndex) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(point, other) of every other in the 27 cubes of side index.size around each point, grouped by point,
+    each point's in index.order's order: from the BoxTable when there is one (a subset: only those that can be
+    within the radius), else from the sorted keys."""
+    n = len(points)
+    table = index.table
+    if table is not None:
+        cube = np.floor(points / table.side) - table.origin
+        inside = ((cube >= 0) & (cube < table.extent)).all(axis=1)
+        flat = np.where(inside, cube @ table.strides, table.empty).astype(np.intp)
+        lo = table.starts[flat]
+        lengths = table.starts[flat + 1] - lo
+        owner = np.repeat(np.arange(n), lengths)
+        members = table.members
+    else:
+        keys = _box_keys(np.floor(points / index.size).astype(np.int64)[:, None, :] + _NEIGHBOURS[None])  # N x 27
+        lo = np.searchsorted(index.keys, keys.ravel(), side="left")
+        lengths = np.searchsorted(index.keys, keys.ravel(), side="right") - lo
+        owner = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), lengths)  # grouped by point, in order
+        members = index.order
+    total = int(lengths.sum())
+    return owner, members[np.arange(total) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)]
 
 
 def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
@@ -111,15 +214,9 @@ def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radiu
     if not n or not len(others):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0)
     if index is None or index.size != radius:
-        index = box_index(others, radius)
-    keys = _box_keys(np.floor(points / radius).astype(np.int64)[:, None, :] + _NEIGHBOURS[None])  # N x 27
-    lo = np.searchsorted(index.keys, keys.ravel(), side="left")
-    lengths = np.searchsorted(index.keys, keys.ravel(), side="right") - lo
-    total = int(lengths.sum())
-    owner = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), lengths)  # grouped by point, in order
-    starts = np.cumsum(lengths) - lengths
-    cand = index.order[np.repeat(lo, lengths) + (np.arange(total) - np.repeat(starts, lengths))]
-    d2 = np.zeros(total)
+        index = _sorted_boxes(others, radius)
+    owner, cand = _candidates(points, index)
+    d2 = np.zeros(len(owner))
     for c in range(3):  # per channel: no total x 3 temporaries
         diff = points[owner, c] - others[cand, c]
         d2 += diff * diff

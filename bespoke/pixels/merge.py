@@ -47,24 +47,54 @@ FLAT_REPEAT = 3  # a colour drawn exactly on this many cells or more ...
 FLAT_SHARE = 0.9  # ... covering this share of the cells: the image is flat pixel art, there is no noise to merge
 
 
-def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64]) -> list[int]:
+_BLOCK = 64  # colours per band tile: a tile of distances stays in the cache
+
+
+def _within(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """(order, within): the colours (`lab32`, float32 CIELAB) sorted by L*, and which pairs of them, in that
+    order, are within `tolerance` -- the same float32 test as on the full sq_distances matrix, measured only in
+    tiles along the diagonal: sorted by L*, a colour is never within the tolerance of one whose L* differs
+    by more, so each block of rows needs the columns up to its last row's L* plus the tolerance (and a margin).
+    Drawn colours spread over the whole L* range: a fraction of the full matrix, in cache-sized pieces."""
+    n = len(lab32)
+    order = np.argsort(lab32[:, 0], kind="stable")
+    ranked = [np.ascontiguousarray(lab32[order, c]) for c in range(3)]
+    stop = np.searchsorted(ranked[0], ranked[0].astype(np.float64) + (tolerance * (1 + 1e-4) + 1e-4), side="right")
+    within = np.zeros((n, n), dtype=bool)
+    for lo in range(0, n, _BLOCK):
+        hi, end = min(lo + _BLOCK, n), int(stop[min(lo + _BLOCK, n) - 1])
+        d2 = ranked[0][lo:hi, None] - ranked[0][lo:end]
+        d2 *= d2
+        for c in (1, 2):  # sq_distances' order of operations, so the very same float32 sums
+            diff = ranked[c][lo:hi, None] - ranked[c][lo:end]
+            diff *= diff
+            d2 += diff
+        near = d2 <= tolerance * tolerance
+        within[lo:hi, lo:end] = near
+        within[lo:end, lo:hi] |= near.T
+    return order, within
+
+
+def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> list[int]:
     """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
-    column is covered; a row's gain is the count of cells it would newly cover."""
-    uncovered = np.ones(within.shape[1], dtype=bool)
-    # once: a bool matrix in a product is converted at every step; float32 sums these cell counts exactly
-    weights = within.astype(np.float32)
-    counts = counts.astype(np.float32)
-    gain = weights @ counts
+    column is covered; a row's gain is the count of cells it would newly cover; of equal gains, the row of
+    the lowest colour `index` first."""
+    n = len(counts)
+    # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
+    key = (counts @ within) * n + (n - 1 - index)
+    uncovered = np.ones(n, dtype=bool)
+    remaining = float(counts.sum())  # cells in uncovered colours
     chosen: list[int] = []
-    while uncovered.any():
-        best = int(np.argmax(gain))
-        newly = within[best] & uncovered
-        if not newly.any():  # cannot happen (every colour covers itself); guards an endless loop
+    while remaining > 0:
+        best = int(key.argmax())
+        newly = np.flatnonzero(within[best] & uncovered)
+        if not len(newly):  # cannot happen (every colour covers itself); guards an endless loop
             break
         chosen.append(best)
-        uncovered &= ~newly
-        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows: contiguous
-        gain -= counts[newly] @ weights[newly]
+        remaining -= float(key[best] // n)  # the cells `best` newly covers
+        uncovered[newly] = False
+        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows
+        key -= (counts[newly] @ within[newly]) * n
     return chosen
 
 
@@ -99,9 +129,9 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
         return cells
     lab = rgb_to_lab(colours)
     lab32 = lab.astype(np.float32)
-    d2 = sq_distances(lab32, lab32)  # float32: half the memory traffic
-    chosen = np.array(_cover(d2 <= tolerance * tolerance, counts.astype(np.float64)), dtype=np.intp)
-    label = d2[chosen].argmin(axis=0)
+    order, within = _within(lab32, tolerance)
+    chosen = order[_cover(within, counts[order].astype(np.float64), order)]
+    label = sq_distances(lab32[chosen], lab32).argmin(axis=0)
     rgb = _settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
     return rgb[label][inverse].reshape(cells.shape)
 
@@ -109,6 +139,23 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
 def _packed(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
     c = rgb.astype(np.int64)
     return (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
+
+
+def _worst(cell_lab: NDArray[np.float32], starts: NDArray[np.intp], counts: NDArray[np.intp],
+           option_lab: NDArray[np.float32], colour: NDArray[np.intp], option: NDArray[np.intp]) -> NDArray[np.float32]:
+    """For each pair (colour, option), the largest squared distance of the colour's cells (rows starts[c] to
+    starts[c] + counts[c] of `cell_lab`) to the option: the float32 sums sq_distances makes, for these pairs only."""
+    sizes = counts[colour]
+    first = np.cumsum(sizes) - sizes
+    rows = np.arange(int(sizes.sum())) + np.repeat(starts[colour] - first, sizes)
+    target = np.repeat(option, sizes)
+    d2 = cell_lab[rows, 0] - option_lab[target, 0]
+    d2 *= d2
+    for c in (1, 2):
+        diff = cell_lab[rows, c] - option_lab[target, c]
+        diff *= diff
+        d2 += diff
+    return np.maximum.reduceat(d2, first)
 
 
 def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette: NDArray[np.uint8],
@@ -129,9 +176,12 @@ def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette:
     order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour
     starts = np.searchsorted(inverse[order], np.arange(len(colours)))
     cell_lab = rgb_to_lab(cells.reshape(-1, 3)[order]).astype(np.float32)
-    worst = np.maximum.reduceat(sq_distances(cell_lab, option_lab), starts, axis=0)
     move = sq_distances(rgb_to_lab(colours).astype(np.float32), option_lab)
-    allowed = (worst <= tolerance * tolerance) & ((move <= INVISIBLE * INVISIBLE) | (counts == 1)[:, None])
+    # only where the colour may move that far does it matter how far its cells would: measured there alone
+    colour, option = np.nonzero((move <= INVISIBLE * INVISIBLE) | (counts == 1)[:, None])
+    allowed = np.zeros(move.shape, dtype=bool)
+    if len(colour):
+        allowed[colour, option] = _worst(cell_lab, starts, counts, option_lab, colour, option) <= tolerance * tolerance
     same = _packed(colours)[:, None] == _packed(palette[options])[None, :]
     allowed &= np.where(same.any(axis=1)[:, None], same, True)
     return colours, inverse, counts, options, allowed

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bespoke.pixels.colour import delta_e, lab_to_rgb, nearest_within, rgb_to_lab, unique_rgb
+from bespoke.pixels.colour import (
+    box_index,
+    delta_e,
+    lab_to_rgb,
+    nearest_within,
+    pairs_within,
+    rgb_to_lab,
+    unique_rgb,
+)
 
 
 def test_reference_values():
@@ -30,6 +38,36 @@ def test_nearest_within_matches_brute_force():
     assert nearest_within(points, others, 5.0).tolist() == expected.tolist()
     assert (expected >= 0).sum() > 50  # the case is not trivially empty
     assert nearest_within(points[:0], others, 5.0).tolist() == []
+
+
+def _same_pairs(points, others, radius):
+    """pairs_within through box_index's table == through the sorted keys alone == brute force."""
+    index = box_index(others, radius)
+    assert index.table is not None
+    with_table = pairs_within(points, others, radius, index)
+    keys_only = pairs_within(points, others, radius, index._replace(table=None))
+    for a, b in zip(with_table, keys_only, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    d2 = ((points[:, None].astype(np.float64) - others[None]) ** 2).sum(-1)
+    assert sorted(zip(*np.nonzero(d2 <= radius * radius), strict=True)) == \
+        sorted(zip(with_table[0].tolist(), with_table[1].tolist(), strict=True))
+    assert np.array_equal(nearest_within(points, others, radius, index),
+                          nearest_within(points, others, radius, index._replace(table=None)))
+    return len(with_table[0])
+
+
+def test_pairs_within_table_agrees_with_the_keys_on_cube_edges_and_outside():
+    # a lattice of side radius / 2: every point on a cube boundary, exact ties, pairs at exactly the radius
+    lattice = np.stack(np.meshgrid(*[np.arange(-10, 10.1, 2.5)] * 3), -1).reshape(-1, 3)
+    assert _same_pairs(lattice, lattice, 5.0) > len(lattice)
+    assert _same_pairs(lattice + 1e-12, np.concatenate([lattice, lattice]), 5.0) > len(lattice)
+    rng = np.random.default_rng(4)
+    others = rgb_to_lab(rng.integers(0, 256, size=(2500, 3)))  # more than one chunk of the table's build
+    points = np.concatenate([rgb_to_lab(rng.integers(0, 256, size=(300, 3))), [[500.0, 0, 0], [-1e6, 1e6, 0]]])
+    for radius in (2.5, 5.0, 10.0):
+        assert _same_pairs(points, others, radius) > 50
+    assert _same_pairs(points.astype(np.float32), others, 5.0) > 50
+    assert _same_pairs(points[:0], others, 5.0) == 0
 
 
 def test_unique_rgb_is_numpys_unique_of_rows():

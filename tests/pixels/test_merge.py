@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from bespoke.dataset.synthetic import make_punk
+from bespoke.pixels import merge
 from bespoke.pixels import palette as pal
-from bespoke.pixels.colour import delta_e, rgb_to_lab
+from bespoke.pixels.colour import delta_e, rgb_to_lab, sq_distances, unique_rgb
 from bespoke.pixels.downscale import cell_colors, extract
 from bespoke.pixels.grid import find_grid
 from bespoke.pixels.merge import INVISIBLE, TOLERANCE, cell_moves, reduce_colours, snap_to_palette
@@ -139,3 +140,61 @@ def test_real_samples_shown_candidate_adds_no_noise(shared_dir):
         shown = extract(arr, found, palette=palette, raw=cells)[0]
         assert_adds_no_noise(cells, grid, shown)
         assert np.abs(rgb_to_lab(shown).mean(axis=(0, 1)) - rgb_to_lab(grid).mean(axis=(0, 1))).max() < 1.0, path.name
+
+
+def _reduce_on_the_full_matrix(cells: np.ndarray, tolerance: float) -> np.ndarray:
+    """reduce_colours as first written: the full float32 distance matrix, the greedy cover in colour order
+    (first of equal gains), each colour to its nearest chosen one. The tiled, L*-sorted reduction must equal it."""
+    colours, inverse, counts = unique_rgb(cells)
+    if merge.is_flat(counts):
+        return cells
+    lab = rgb_to_lab(colours)
+    d2 = sq_distances(lab.astype(np.float32), lab.astype(np.float32))
+    within = d2 <= tolerance * tolerance
+    uncovered = np.ones(len(colours), dtype=bool)
+    chosen = []
+    while uncovered.any():
+        best = int(np.argmax(within[:, uncovered] @ counts[uncovered]))
+        chosen.append(best)
+        uncovered &= ~within[best]
+    label = d2[chosen].argmin(axis=0)
+    rgb = merge._settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
+    return rgb[label][inverse].reshape(cells.shape)
+
+
+def test_the_tiled_reduction_equals_the_full_matrix_one():
+    """Edges of the tiled reduction: several tiles of colours, equal gains everywhere (each colour once, so the
+    tie-break by colour index decides), tolerances at exactly a pair's float32 distance, a cluster wider in L*
+    than the tolerance."""
+    rng = np.random.default_rng(7)
+    cases = [np.clip(truth + rng.normal(0, 4.0, truth.shape), 0, 255).astype(np.uint8) for truth in PUNKS[:3]]
+    cases.append(rng.integers(0, 256, (24, 24, 3)).astype(np.uint8))  # 576 colours, once each: all gains tie
+    cases.append(np.clip(rng.normal(128, 6, (24, 24, 3)), 0, 255).astype(np.uint8))  # one wide cloud of noise
+    cases.append(rng.integers(100, 104, (24, 24, 3)).astype(np.uint8))  # 64 colours, many ties, a single tile
+    for cells in cases:
+        lab32 = rgb_to_lab(unique_rgb(cells)[0]).astype(np.float32)
+        pairs = np.sqrt(sq_distances(lab32[:40], lab32[40:80]).ravel())
+        for tolerance in (TOLERANCE, 2.0, 12.0, *[float(d) for d in pairs[pairs < 15][:4]]):
+            assert np.array_equal(reduce_colours(cells, tolerance), _reduce_on_the_full_matrix(cells, tolerance))
+
+
+def test_snap_options_measure_the_cells_where_they_matter_as_the_full_matrix_would():
+    """allowed from the pairs a colour may take (moved at most INVISIBLE, or on one cell) equals the test on
+    every colour x palette option pair: every drawn cell within the tolerance of the option."""
+    rng = np.random.default_rng(11)
+    for truth in PUNKS[:3]:
+        cells = np.clip(truth + rng.normal(0, 2.0, truth.shape), 0, 255).astype(np.uint8)
+        reduced = reduce_colours(cells)
+        palette = _near_palette(np.unique(truth.reshape(-1, 3), axis=0), 3, reach=3)
+        palette_lab = rgb_to_lab(palette)
+        colours, inverse, counts, options, allowed = merge._snap_options(reduced, cells, palette, palette_lab,
+                                                                         TOLERANCE, None)
+        option_lab = palette_lab[options].astype(np.float32)
+        cell_d2 = sq_distances(rgb_to_lab(cells.reshape(-1, 3)).astype(np.float32), option_lab)
+        worst = np.stack([cell_d2[inverse == c].max(axis=0) for c in range(len(colours))])
+        move = sq_distances(rgb_to_lab(colours).astype(np.float32), option_lab)
+        want = (worst <= TOLERANCE ** 2) & ((move <= INVISIBLE ** 2) | (counts == 1)[:, None])
+        codes, option_codes = _codes(colours), _codes(palette[options])
+        same = codes[:, None] == option_codes[None, :]
+        want &= np.where(same.any(axis=1)[:, None], same, True)
+        assert want.any() and (counts == 1).any() and np.array_equal(allowed, want)
