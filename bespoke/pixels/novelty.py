@@ -80,20 +80,17 @@ class ColourLists(NamedTuple):
     radius: float
     origin: NDArray[np.int64]  # half-cube coordinates (floor(lab / (radius / 2))) of the grid's first corner
     shape: NDArray[np.int64]  # half-cubes per axis
+    strides: NDArray[np.int64]  # half-cube coordinates -> its index, flat
     starts: NDArray[np.intp]  # half-cube h's colours are members[starts[h]:starts[h + 1]]
     members: NDArray[np.intp]
     colours: NDArray[np.float64]  # M x 3
-
-    @property
-    def strides(self) -> NDArray[np.int64]:
-        return np.array([self.shape[1] * self.shape[2], self.shape[2], 1], dtype=np.int64)
 
 
 def colour_lists(colours: NDArray[np.float64], radius: float) -> ColourLists:
     """The ColourLists of `colours` (M x 3 CIELAB) for searches within `radius`."""
     if not len(colours):
-        return ColourLists(radius, np.zeros(3, np.int64), np.ones(3, np.int64), np.zeros(2, np.intp),
-                           np.zeros(0, np.intp), np.zeros((0, 3)))
+        return ColourLists(radius, np.zeros(3, np.int64), np.ones(3, np.int64), np.zeros(3, np.int64),
+                           np.zeros(2, np.intp), np.zeros(0, np.intp), np.zeros((0, 3)))
     # floor(x / (r / 2)) // 2 is floor(x / r) exactly (halving is exact in binary): the cubes of box_index
     cubes = np.floor(colours / (radius / 2)).astype(np.int64) >> 1
     origin = 2 * (cubes.min(axis=0) - 1) - 1
@@ -109,14 +106,16 @@ def colour_lists(colours: NDArray[np.float64], radius: float) -> ColourLists:
     key = (at[colour, 0, i] * shape[1] + at[colour, 1, j]) * shape[2] + at[colour, 2, k]
     order = np.argsort(key, kind="stable")
     starts = np.searchsorted(key[order], np.arange(int(np.prod(shape)) + 1)).astype(np.intp)
-    return ColourLists(float(radius), origin, shape, starts, colour[order].astype(np.intp), colours)
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    return ColourLists(float(radius), origin, shape, strides, starts, colour[order].astype(np.intp), colours)
 
 
 def colour_pairs(points: NDArray[np.float64], lists: ColourLists) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """colour.pairs_within(points, the listed colours, lists.radius)'s (point, colour) pairs, in another
     order: each point against the list of its half-cube."""
     half = np.floor(points / (lists.radius / 2)).astype(np.int64) - lists.origin
-    np.clip(half, 0, lists.shape - 1, out=half)
+    np.maximum(half, 0, out=half)
+    np.minimum(half, lists.shape - 1, out=half)
     where = half @ lists.strides
     lo = lists.starts[where]
     lengths = lists.starts[where + 1] - lo
@@ -251,7 +250,7 @@ def _probe(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float
     rows = np.full(SIDE * SIDE, len(codes) * m, dtype=np.intp)
     rows[_INNER] = inverse.reshape(-1) * m
     cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64)
-    return _Probe(matches, rows[_SHIFTED], cells_per_colour, cells_per_colour > 0)
+    return _Probe(matches, np.take(rows, _SHIFTED), cells_per_colour, cells_per_colour > 0)
 
 
 def _bounds(probe: _Probe, training: TrainingSet) -> NDArray[np.float64]:
@@ -312,7 +311,7 @@ def nearest(candidate: NDArray[np.uint8], training: TrainingSet,
             until = at + BATCH * max(-(-(heads - at) // BATCH), 1)
             found = np.concatenate([found, _compare(probe, training, order[len(found):until])])
         step = found[at:at + size]
-        row, shift = np.unravel_index(int(np.argmax(step)), step.shape)
+        row, shift = divmod(int(np.argmax(step)), len(OFFSETS))
         if step[row, shift] > best_share:
             best, best_share, best_shift = int(order[at + row]), float(step[row, shift]), int(shift)
         at += size
