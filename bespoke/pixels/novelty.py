@@ -26,13 +26,15 @@ an edit of under a tenth of the figure. Copies (each punk on a new background, m
 gradient, through SD-like damage): 99-100 % flagged. Glued halves of two punks: 0.46-0.82, none; the real
 samples' shown candidates: 0.08-0.69, none.
 
-Cost: the training figures are kept as one list of cells (padded position, index of a distinct figure colour);
-a candidate's colours are matched with those few thousand colours once (colour.pairs_within), an upper bound
-per training image (of each figure colour, at most as many cells as the candidate has in matching colours,
+Cost: the training figures are kept as one list of cells (place in the frame, index of a distinct figure
+colour); a candidate's colours are matched with those few thousand colours once, through lists built once per
+training set (ColourLists: colour.pairs_within's pairs, looking at half the colours), an upper bound per
+training image (of each figure colour, at most as many cells as the candidate has in matching colours,
 wherever) orders the images, and the shifted comparison runs while a bound can beat the best share found --
 so a share of RESOLVED or more is exact; below it the search stops after the first FIRST images (0.06 low at
-most, 0.002 on average, on the real samples and generated punks). 0.8-0.9 ms CPU per candidate against 203
-images, measured beside the unshifted whole-picture comparison it replaces (0.37 ms).
+most, 0.002 on average, on the real samples and generated punks). About 0.55 ms CPU per candidate against the
+user's 203 punks (0.9 ms before the lists and the one-step first FIRST; the unshifted whole-picture
+comparison it replaced took 0.37).
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
 from bespoke.dataset.layout import GRID
-from bespoke.pixels.colour import BoxIndex, box_index, pairs_within, rgb_to_lab
+from bespoke.pixels.colour import pairs_within, rgb_to_lab
 from bespoke.pixels.figure import figure_mask
 
 NEAR_COPY = 0.95  # share of a training figure the candidate reproduces: at or above, a near copy
@@ -61,25 +63,91 @@ FIRST = 16  # ... (training images compared at least)
 SIDE = GRID + 2 * SHIFT  # the candidate's cells padded by SHIFT on every side (padding matches nothing)
 _SHIFTS = sorted(((dy, dx) for dy in range(-SHIFT, SHIFT + 1) for dx in range(-SHIFT, SHIFT + 1)),
                  key=lambda s: (abs(s[0]) + abs(s[1]), s))  # no shift first: it wins ties
-OFFSETS = np.array([dy * SIDE + dx for dy, dx in _SHIFTS], dtype=np.int32)  # int32: half the gather traffic
+OFFSETS = np.array([dy * SIDE + dx for dy, dx in _SHIFTS], dtype=np.intp)
 _INNER = ((np.arange(GRID)[:, None] + SHIFT) * SIDE + np.arange(GRID)[None, :] + SHIFT).ravel()
+_SHIFTED = OFFSETS[:, None] + _INNER[None, :]  # at each shift, the padded position of each cell of the frame
+_ROUNDING = 1e-6  # delta E: what the half-cube lists take in beyond the tolerance, for rounding
+
+
+class ColourLists(NamedTuple):
+    """Colours (CIELAB) listed by half-cube: space cut in cubes of side `radius` as colour.box_index cuts it,
+    each cube in 2x2x2 half-cubes. A half-cube's list holds the colours within `radius` of it that lie in
+    the 27 cubes around its cube -- every colour colour.pairs_within looks at for a point there that can
+    be within `radius` of it, and no other: the exact check on a list finds pairs_within's pairs, from about
+    half as many colours as its 27 cubes hold. The grid ends in a layer of empty half-cubes (points beyond
+    it are clipped onto it)."""
+
+    radius: float
+    origin: NDArray[np.int64]  # half-cube coordinates (floor(lab / (radius / 2))) of the grid's first corner
+    shape: NDArray[np.int64]  # half-cubes per axis
+    strides: NDArray[np.int64]  # half-cube coordinates -> its index, flat
+    starts: NDArray[np.intp]  # half-cube h's colours are members[starts[h]:starts[h + 1]]
+    members: NDArray[np.intp]
+    colours: NDArray[np.float64]  # M x 3
+
+
+def colour_lists(colours: NDArray[np.float64], radius: float) -> ColourLists:
+    """The ColourLists of `colours` (M x 3 CIELAB) for searches within `radius`."""
+    if not len(colours):
+        return ColourLists(radius, np.zeros(3, np.int64), np.ones(3, np.int64), np.zeros(3, np.int64),
+                           np.zeros(2, np.intp), np.zeros(0, np.intp), np.zeros((0, 3)))
+    # floor(x / (r / 2)) // 2 is floor(x / r) exactly (halving is exact in binary): the cubes of box_index
+    cubes = np.floor(colours / (radius / 2)).astype(np.int64) >> 1
+    origin = 2 * (cubes.min(axis=0) - 1) - 1
+    shape = 2 * (cubes.max(axis=0) + 2) + 1 - origin
+    halves = 2 * cubes[:, :, None] + np.arange(-2, 4)  # M x 3 x 6: per axis, the half-cubes of the 3 cubes
+    low = halves * (radius / 2)
+    gap = np.maximum(low - colours[:, :, None], 0) + np.maximum(colours[:, :, None] - (low + radius / 2), 0)
+    gap *= gap
+    near = gap[:, 0, :, None, None] + gap[:, 1, None, :, None] + gap[:, 2, None, None, :] <= (
+        radius + _ROUNDING) ** 2
+    colour, i, j, k = np.nonzero(near)
+    at = halves - origin[None, :, None]
+    key = (at[colour, 0, i] * shape[1] + at[colour, 1, j]) * shape[2] + at[colour, 2, k]
+    order = np.argsort(key, kind="stable")
+    starts = np.searchsorted(key[order], np.arange(int(np.prod(shape)) + 1)).astype(np.intp)
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    return ColourLists(float(radius), origin, shape, strides, starts, colour[order].astype(np.intp), colours)
+
+
+def colour_pairs(points: NDArray[np.float64], lists: ColourLists) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """colour.pairs_within(points, the listed colours, lists.radius)'s (point, colour) pairs, in another
+    order: each point against the list of its half-cube."""
+    half = np.floor(points / (lists.radius / 2)).astype(np.int64) - lists.origin
+    np.maximum(half, 0, out=half)
+    np.minimum(half, lists.shape - 1, out=half)
+    where = half @ lists.strides
+    lo = lists.starts[where]
+    lengths = lists.starts[where + 1] - lo
+    at = np.arange(int(lengths.sum())) + np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
+    theirs = lists.members[at]
+    diff = np.repeat(points, lengths, axis=0) - np.take(lists.colours, theirs, axis=0)
+    diff *= diff
+    d2 = diff[:, 0] + diff[:, 1]  # summed channel by channel, as pairs_within sums: the same floats
+    d2 += diff[:, 2]
+    near = d2 <= lists.radius * lists.radius
+    return np.repeat(np.arange(len(points)), lengths)[near], theirs[near]
 
 
 @dataclass(frozen=True)
 class TrainingSet:
     """The training images at 24 px (names, RGB) and their figures as one list of cells, grouped by image:
-    each cell's padded position and the index of its colour among `colours` (the figures' distinct colours,
-    CIELAB); per image the figure cells in the frame at each shift, and its (colour, count) entries."""
+    each cell's place in the frame (y * GRID + x) and the index of its colour among `colours` (the figures'
+    distinct colours, CIELAB); per image the figure cells in the frame at each shift (0 counted as 1: what a
+    share divides by) and the fewest of them, and its (colour, count) entries."""
 
     names: tuple[str, ...]
     pictures: NDArray[np.uint8]  # N x 24 x 24 x 3
     colours: NDArray[np.float64]  # M x 3
-    cell_pos: NDArray[np.int32]
-    cell_colour: NDArray[np.int32]
+    cell_place: NDArray[np.intp]
+    cell_colour: NDArray[np.intp]
     starts: NDArray[np.intp]  # N + 1: image i's cells are starts[i]:starts[i + 1]
-    in_frame: NDArray[np.float64]  # N x len(OFFSETS)
-    entries: NDArray[np.intp]  # E x 3: image, colour, cells of that colour in its figure
-    index: BoxIndex  # of `colours`, for searches within MATCH_TOLERANCE
+    in_frame: NDArray[np.float64]  # N x len(OFFSETS), at least 1
+    fewest_in_frame: NDArray[np.float64]  # N, at least 1
+    entry_image: NDArray[np.intp]  # E entries: image, colour, cells of that colour in its figure
+    entry_colour: NDArray[np.intp]
+    entry_count: NDArray[np.float64]
+    lists: ColourLists  # of `colours`, for searches within MATCH_TOLERANCE
 
     @classmethod
     def from_arrays(cls, names: Sequence[str], images: Sequence[NDArray[np.uint8]]) -> TrainingSet:
@@ -98,11 +166,12 @@ class TrainingSet:
             inside = (y + dy >= 0) & (y + dy < GRID) & (x + dx >= 0) & (x + dx < GRID)
             in_frame[:, s] = np.bincount(image_of[inside], minlength=len(images))
         pairs, counts = np.unique(np.stack([image_of, colour], axis=1), axis=0, return_counts=True)
-        entries = np.concatenate([pairs.reshape(-1, 2), counts[:, None]], axis=1).astype(np.intp)
+        pairs = pairs.reshape(-1, 2).astype(np.intp)
         lab = rgb_to_lab(distinct)
-        return cls(tuple(names), pictures, lab, ((y + SHIFT) * SIDE + x + SHIFT).astype(np.int32),
-                   colour.astype(np.int32), starts.astype(np.intp), in_frame, entries,
-                   box_index(lab, MATCH_TOLERANCE))
+        return cls(tuple(names), pictures, lab, (y * GRID + x).astype(np.intp), colour.astype(np.intp),
+                   starts.astype(np.intp), np.maximum(in_frame, 1.0), np.maximum(in_frame.min(axis=1), 1.0),
+                   pairs[:, 0].copy(), pairs[:, 1].copy(), counts.astype(np.float64),
+                   colour_lists(lab, MATCH_TOLERANCE))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -156,34 +225,40 @@ def read_prepared(folder: Path, names: Sequence[str], edges: Sequence[float]) ->
 @dataclass(frozen=True)
 class _Probe:
     """A candidate ready to compare: whether each of its colours matches each training figure colour, flat
-    (colour * M + training colour; one more colour, matching nothing, for the padding), the start of its
-    colour's row at every padded position, and how many of its cells match each training figure colour."""
+    (colour * M + training colour; one more colour, matching nothing, for the padding), at each shift the
+    start of the row of the candidate's colour for every cell of the frame, how many of its cells match each
+    training figure colour, and whether any does."""
 
     matches: NDArray[np.bool_]
-    rows: NDArray[np.int32]
+    shifted_rows: NDArray[np.intp]  # len(OFFSETS) x GRID * GRID
     cells_per_colour: NDArray[np.float64]
+    present: NDArray[np.bool_]
 
 
 def _probe(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float) -> _Probe:
     flat = np.asarray(candidate).reshape(-1, 3).astype(np.int64)
     codes, inverse, counts = np.unique(flat[:, 0] << 16 | flat[:, 1] << 8 | flat[:, 2], return_inverse=True,
                                        return_counts=True)
-    rgb = np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1)
-    mine, theirs, _ = pairs_within(rgb_to_lab(rgb), training.colours, tolerance, training.index)
+    lab = rgb_to_lab(np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1))
+    if tolerance == training.lists.radius:
+        mine, theirs = colour_pairs(lab, training.lists)
+    else:
+        mine, theirs, _ = pairs_within(lab, training.colours, tolerance)
     m = len(training.colours)
     matches = np.zeros((len(codes) + 1) * m, dtype=bool)
     matches[mine * m + theirs] = True
-    rows = np.full(SIDE * SIDE, len(codes) * m, dtype=np.int32)
+    rows = np.full(SIDE * SIDE, len(codes) * m, dtype=np.intp)
     rows[_INNER] = inverse.reshape(-1) * m
-    return _Probe(matches, rows, np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64))
+    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64)
+    return _Probe(matches, np.take(rows, _SHIFTED), cells_per_colour, cells_per_colour > 0)
 
 
 def _bounds(probe: _Probe, training: TrainingSet) -> NDArray[np.float64]:
     """Per training image, an upper bound of its share at any shift: of each figure colour, no more cells can
     match than the candidate has cells matching that colour."""
-    image, colour, count = training.entries.T
-    most = np.bincount(image, weights=np.minimum(count, probe.cells_per_colour[colour]), minlength=len(training))
-    return np.minimum(most / np.maximum(training.in_frame.min(axis=1), 1.0), 1.0)
+    most = np.bincount(training.entry_image, minlength=len(training),
+                       weights=np.minimum(training.entry_count, probe.cells_per_colour[training.entry_colour]))
+    return np.minimum(most / training.fewest_in_frame, 1.0)
 
 
 def _compare(probe: _Probe, training: TrainingSet, images: NDArray[np.intp]) -> NDArray[np.float64]:
@@ -192,15 +267,18 @@ def _compare(probe: _Probe, training: TrainingSet, images: NDArray[np.intp]) -> 
     lo, sizes = training.starts[images], training.starts[images + 1] - training.starts[images]
     cells = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
     owner = np.repeat(np.arange(len(images)), sizes)
-    keep = probe.cells_per_colour[training.cell_colour[cells]] > 0  # the others match nowhere
-    cells, owner = cells[keep], owner[keep]
+    colour = training.cell_colour[cells]
+    keep = probe.present[colour]
+    cells, owner, colour = cells[keep], owner[keep], colour[keep]
     sums = np.zeros((len(images), len(OFFSETS)))
     if len(cells):
-        at = np.take(probe.rows, training.cell_pos[cells][:, None] + OFFSETS[None, :])
-        hit = np.take(probe.matches, at + training.cell_colour[cells][:, None])
-        first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        sums[owner[first]] = np.add.reduceat(hit, first, axis=0)
-    return sums / np.maximum(training.in_frame[images], 1.0)
+        # shifts x cells, each row contiguous: the sums run along rows (a figure has under 2 ** 15 cells)
+        at = np.take(probe.shifted_rows, training.cell_place[cells], axis=1)
+        at += colour
+        hit = np.take(probe.matches, at).view(np.uint8)
+        first = np.concatenate(([0], np.flatnonzero(owner[1:] != owner[:-1]) + 1))
+        sums[owner[first]] = np.add.reduceat(hit, first, axis=1, dtype=np.int16).T
+    return sums / np.take(training.in_frame, images, axis=0)
 
 
 def shares(candidate: NDArray[np.uint8], training: TrainingSet,
@@ -214,21 +292,28 @@ def shares(candidate: NDArray[np.uint8], training: TrainingSet,
 def nearest(candidate: NDArray[np.uint8], training: TrainingSet,
             tolerance: float = MATCH_TOLERANCE) -> tuple[int, float, tuple[int, int]]:
     """(training index, share, (dy, dx)) of the training figure the candidate reproduces most. The images are
-    compared in the order of their bound until none left can beat the best share found; a share of RESOLVED
-    or more is therefore exact (shares().max()), and below it the search stops after the first FIRST images."""
+    compared in the order of their bound, BATCH at a time (the first FIRST in one step), until none left can
+    beat the best share found; a share of RESOLVED or more is therefore exact (shares().max()), and below it
+    the search stops after the first FIRST images."""
     probe = _probe(candidate, training, tolerance)
     bound = _bounds(probe, training)
     order = np.argsort(-bound, kind="stable")
     best, best_share, best_shift = int(order[0]), -1.0, 0
+    # the first FIRST are compared in one call (they nearly always all are; each image's row is its own,
+    # so the steps below read the same shares either way)
+    found = _compare(probe, training, order[:FIRST])
     at, size = 0, BATCH
     while at < len(order):
-        batch = order[at:at + size]
-        if bound[batch[0]] <= best_share or (at >= FIRST and bound[batch[0]] < RESOLVED):
+        if bound[order[at]] <= best_share or (at >= FIRST and bound[order[at]] < RESOLVED):
             break
-        found = _compare(probe, training, batch)
-        row, shift = np.unravel_index(int(np.argmax(found)), found.shape)
-        if found[row, shift] > best_share:
-            best, best_share, best_shift = int(batch[row]), float(found[row, shift]), int(shift)
+        if len(found) < min(at + size, len(order)):  # past FIRST: the steps whose head can still win, at once
+            heads = int(np.count_nonzero((bound >= RESOLVED) & (bound > best_share)))
+            until = at + BATCH * max(-(-(heads - at) // BATCH), 1)
+            found = np.concatenate([found, _compare(probe, training, order[len(found):until])])
+        step = found[at:at + size]
+        row, shift = divmod(int(np.argmax(step)), len(OFFSETS))
+        if step[row, shift] > best_share:
+            best, best_share, best_shift = int(order[at + row]), float(step[row, shift]), int(shift)
         at += size
         size = FIRST - at if at < FIRST else BATCH  # the rest of the first FIRST in one step
     return best, max(best_share, 0.0), _SHIFTS[best_shift]

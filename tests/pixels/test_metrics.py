@@ -97,3 +97,19 @@ def test_degenerate_samples():
     assert metrics.degenerate(almost_big, "detected", almost) == "near-solid"
     noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     assert metrics.degenerate(noise, "prior", noise[:24, :24]) == "no-grid"
+
+
+@pytest.mark.parametrize("size", [24, 100, 130, 512, 515])
+def test_grid_error_is_the_mean_difference_on_its_lattice(size):
+    """grid_error's one-take, integer-sum path gives the same float as the mean of the |difference| between
+    every step-th pixel and the candidate's cell there."""
+    rng = np.random.default_rng(size)
+    sample = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    candidate = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    edges = np.sort(rng.uniform(0, size, 25))
+    edges[0], edges[-1] = 0, size
+    index = metrics.upsample_index(edges, size)
+    step = max(1, size // 64)
+    drawn = candidate[index[::step]][:, index[::step]]
+    expected = float(np.abs(sample[::step, ::step].astype(np.int16) - drawn.astype(np.int16)).mean())
+    assert metrics.grid_error(sample, candidate, index, index) == expected

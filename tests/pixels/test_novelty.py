@@ -11,7 +11,7 @@ from PIL import Image
 
 from bespoke.dataset.layout import layout_for
 from bespoke.dataset.synthetic import make_punk
-from bespoke.pixels.colour import rgb_to_lab
+from bespoke.pixels.colour import pairs_within, rgb_to_lab
 from bespoke.pixels.figure import background_mask, figure_mask
 from bespoke.pixels.novelty import (
     MATCH_TOLERANCE,
@@ -19,6 +19,8 @@ from bespoke.pixels.novelty import (
     RESOLVED,
     SHIFT,
     TrainingSet,
+    colour_lists,
+    colour_pairs,
     distinct_designs,
     nearest,
     novelty,
@@ -195,3 +197,29 @@ def test_threshold_separates_the_users_twins_from_different_designs(shared_dir):
             elif parts[a][0] != parts[b][0] and parts[a][1][:5] != parts[b][1][:5] and captions[a] != captions[b]:
                 assert max(share[a, b], share[b, a]) < NEAR_COPY, (training.names[a], training.names[b])
     assert twins >= 5  # lad_102_bunya / bunya2, lad_103_merheb / merheb2, ...
+
+
+def _pair_set(mine, theirs) -> set[tuple[int, int]]:
+    return set(zip(np.asarray(mine).tolist(), np.asarray(theirs).tolist(), strict=True))
+
+
+def test_colour_lists_find_pairs_within_s_pairs():
+    """The half-cube lists are a fast path of colour.pairs_within: the same pairs, also for points on cube and
+    half-cube faces, at exactly the radius, off by a hair, beyond the grid, and against no colours."""
+    rng = np.random.default_rng(3)
+    radius = MATCH_TOLERANCE
+    colours = np.concatenate([rgb_to_lab(rng.integers(0, 256, (400, 3))),
+                              [[50.0, 0.0, 0.0], [40.0, 10.0, -20.0], [0.0, 0.0, 0.0]]])
+    edges = np.array([[50.0 + radius, 0.0, 0.0], [50.0 - radius, 0.0, 0.0], [50.0, radius / 2, 0.0],
+                      [50.0, 0.0, -radius], [40.0, 10.0 + radius, -20.0], [40.0, 10.0, -20.0 + radius * (1 + 1e-12)],
+                      [45.0, 5.0, -15.0], [30.0, 15.0, -25.0], [0.0, -radius, 0.0], [-30.0, 0.0, 0.0],
+                      [400.0, 900.0, -900.0]])
+    points = np.concatenate([edges, rgb_to_lab(rng.integers(0, 256, (300, 3))),
+                             colours[:50] + rng.normal(0, radius / 2, (50, 3))])
+    lists = colour_lists(colours, radius)
+    mine, theirs, _ = pairs_within(points, colours, radius)
+    assert _pair_set(*colour_pairs(points, lists)) == _pair_set(mine, theirs)
+    assert {(0, 400), (1, 400), (2, 400), (3, 400), (4, 401)} <= _pair_set(mine, theirs)  # at the radius: in
+    assert (5, 401) not in _pair_set(mine, theirs)
+    empty = colour_lists(np.zeros((0, 3)), radius)
+    assert [len(a) for a in colour_pairs(points, empty)] == [0, 0]
