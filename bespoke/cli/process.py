@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bespoke.cli.common import chosen_profile, profile_option, quiet_option, run_argument
-from bespoke.errors import UsageError
+from bespoke.errors import Interrupted, UsageError
 
 if TYPE_CHECKING:
     from bespoke.review.records import ProcessReport
@@ -105,9 +105,12 @@ def process(ctx, run_or_dir, methods, palette, tolerance, training, out_dir, wor
         raise UsageError(f"--workers {workers}: must be 1 or more")
     folder = Path(run_or_dir).expanduser()
     path = folder if folder.is_dir() else run_argument(ctx, run_or_dir)
-    processed = process_path(path, ProcessOptions(methods=methods or DEFAULT_METHODS, palette=palette,
-                                                  tolerance=tolerance, training=training, out=out_dir,
-                                                  workers=workers, force=force))
+    try:
+        processed = process_path(path, ProcessOptions(methods=methods or DEFAULT_METHODS, palette=palette,
+                                                      tolerance=tolerance, training=training, out=out_dir,
+                                                      workers=workers, force=force))
+    except KeyboardInterrupt:  # before its samples (reading the training set): process_path says the rest
+        raise Interrupted("process interrupted; what it finished is kept: run the same command again") from None
     report = processed.report
     if as_json:
         click.echo(json.dumps({**report.to_json(), **({"reused": True} if processed.reused else {})}, indent=2))

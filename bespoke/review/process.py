@@ -245,8 +245,12 @@ def process_path(path: Path, options: ProcessOptions | None = None, *, loaded: L
         first = outcomes[0].entry if outcomes else SampleError(file=str(path), error="no samples")
         detail = first.error if isinstance(first, SampleError) else ""
         raise ProcessError(f"{path}: none of {len(infos)} samples could be processed; e.g. {first.file}: {detail}")
-    report = _report(request, outcomes, scorer)
-    write_report(report_dir, report)
+    try:
+        report = _report(request, outcomes, scorer)
+        write_report(report_dir, report)
+    except KeyboardInterrupt:  # every sample is in the journal: the next call only writes the report
+        raise Interrupted(f"process interrupted while writing its report: all {len(infos)} samples are done and "
+                          f"kept in {journal.path}; run the same command again to write it") from None
     journal.remove()
     return Processed(report)
 

@@ -164,3 +164,25 @@ def test_ctrl_c_during_process_is_one_line_and_resumable(tmp_path):
     again = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert len(json.loads(again.stdout)["samples"]) == COUNT and kept >= 3
+
+
+def test_ctrl_c_while_the_report_is_written_is_one_line_and_the_next_call_writes_it(tmp_path, monkeypatch):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):
+        _new(i).save(folder / f"s{i}.png")
+    build = process._report
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(process, "_report", interrupted)
+    with pytest.raises(Interrupted, match="while writing its report: all 3 samples are done") as caught:
+        process_path(folder, Options(workers=1))
+    assert caught.value.exit_code == 130
+    journal = folder / "bespoke_process" / "report" / "partial.jsonl"
+    assert _lines(journal) == 4 and not (folder / "bespoke_process" / "report" / "report.json").exists()
+    monkeypatch.setattr(process, "_report", build)
+    monkeypatch.setattr(process, "process_sample", None)  # a sample processed again would fail: none is
+    report = process_path(folder, Options(workers=1)).report
+    assert len(report.samples) == 3 and not journal.exists()
