@@ -145,17 +145,26 @@ def test_ctrl_c_during_process_is_one_line_and_resumable(tmp_path):
     # (a 512 px sample takes ~10 ms of a worker: 40 left too small a margin once process got faster)
     for i in range(COUNT):
         _new(i % 6).save(folder / f"s{i:02d}.png")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-c", "from bespoke.cli import main; main()", "process", str(folder), "--workers", "2"]
     child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True, preexec_fn=_default_sigint)
-    journal = folder / "bespoke_process" / "report" / "partial.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and child.poll() is None and _lines(journal) < 4:
-        time.sleep(0.02)
-    assert child.poll() is None, "process finished before it could be interrupted"
-    os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-    out, err = child.communicate(timeout=60)
+    try:
+        journal = folder / "bespoke_process" / "report" / "partial.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None and _lines(journal) < 4:
+            time.sleep(0.02)
+        assert child.poll() is None, "process finished before it could be interrupted"
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        try:
+            out, err = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)  # faulthandler prints where every thread of it waits
+            pytest.fail(f"process still running 60 s after Ctrl-C:\n{child.communicate(timeout=30)[1][-4000:]}")
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)  # never leave it, its fork server or its workers behind
+            child.wait()
     assert child.returncode == 130, (out, err)
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
     message = [line for line in (out + err).splitlines() if "interrupted" in line]
