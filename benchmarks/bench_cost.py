@@ -115,7 +115,7 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     count = len(job.methods)
     steps = {
         "decode": lambda i: candidates._open_rgb(items[i][0].path),
-        "find the grid": lambda i: find_grid(decoded[i].arr, job.layout),
+        "find the grid": lambda i: find_grid(decoded[i].arr, job.layout, image=decoded[i].img),
         "cell colours": lambda i: candidates.cell_colors(decoded[i].arr, decoded[i].grid),
         "grid: merge the noise": lambda i: candidates.extract(decoded[i].arr, decoded[i].grid, raw=decoded[i].cells),
         "grid-palette: snap": lambda i: candidates.extract(decoded[i].arr, decoded[i].grid, palette=palette,
