@@ -40,10 +40,11 @@ MAX_SHIFT = 2  # cells the face may sit off the template
 MIN_SKIN = 12  # cells: a smaller skin region is no face
 
 
-def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE) -> NDArray[np.intp]:
+def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE,
+            distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None) -> NDArray[np.intp]:
     """A region label per cell of an NxNx3 CIELAB picture: 4-neighbours within `tolerance` share a label
-    (the smallest flat index of the region)."""
-    right_d2, down_d2 = neighbour_distances(lab)
+    (the smallest flat index of the region). `distances`: neighbour_distances(lab), when already measured."""
+    right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     limit = tolerance * tolerance
     return components(right_d2 <= limit, down_d2 <= limit)
 
@@ -153,8 +154,7 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     size = cells.shape[0]
     lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
     distances = neighbour_distances(lab)
-    limit = REGION_TOLERANCE * REGION_TOLERANCE
-    labels = components(distances[0] <= limit, distances[1] <= limit)  # regions(lab)
+    labels = regions(lab, distances=distances)
     background = lab_background_mask(lab, distances)
     figure = ~background
     skin = _skin(labels, figure)
