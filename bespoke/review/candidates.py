@@ -18,9 +18,10 @@ import os
 import signal
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -48,6 +49,7 @@ from bespoke.review.samples import label_of
 from bespoke.review.scoring import Scorer
 
 NOVELTY_METHODS = ("grid", "grid-palette")
+T = TypeVar("T")
 MIN_CELL = 2  # px: a sample whose cells are smaller has no grid to find (24 px pictures are their own cells)
 
 
@@ -189,7 +191,9 @@ class _Decoded:
         self.cells_lab = rgb_to_lab(self.cells)  # every candidate's moves are measured from it
         self.index = (m.upsample_index(self.grid.xs, w), m.upsample_index(self.grid.ys, h))
         self._reduced: dict[float, np.ndarray] = {}
-        self._novelty: dict[bytes, dict | None] = {}
+        # what is measured of a 24 px picture, once per distinct picture: grid-palette mostly draws what grid
+        # draws, nearest is also the sample's raw NEAREST count, the scoring candidate is one of the outputs
+        self._once: dict[tuple[str, bytes], Any] = {}
 
     def reduced(self, tolerance: float) -> np.ndarray:
         """The faithful reduction of the cells at `tolerance` (the `grid` candidate), computed once."""
@@ -204,12 +208,21 @@ class _Decoded:
             return reduced
         return extract(self.arr, self.grid, tolerance=tolerance, palette=palette, raw=self.cells, reduced=reduced)[0]
 
+    def once(self, what: str, out: np.ndarray, compute: Callable[[], T]) -> T:
+        """`compute()`, the `what` of picture `out`, computed once per distinct picture of this sample."""
+        key = (what, out.tobytes())
+        if key not in self._once:
+            self._once[key] = compute()
+        return self._once[key]
+
     def novelty(self, out: np.ndarray, training: TrainingSet) -> dict | None:
-        """novelty() of a candidate, once per distinct picture (grid-palette often draws what grid draws)."""
-        key = out.tobytes()
-        if key not in self._novelty:
-            self._novelty[key] = novelty(out, training)
-        return self._novelty[key]
+        return self.once("novelty", out, lambda: novelty(out, training))
+
+    def grid_error(self, out: np.ndarray) -> float:
+        return self.once("grid_error", out, lambda: m.grid_error(self.arr, out, *self.index))
+
+    def color_stats(self, out: np.ndarray) -> tuple[int, float]:
+        return self.once("color_stats", out, lambda: m.color_stats(out))
 
 
 def _pixels(job: Job, method: str, sample: _Decoded) -> np.ndarray:
@@ -220,17 +233,25 @@ def _pixels(job: Job, method: str, sample: _Decoded) -> np.ndarray:
 
 def _measure_candidate(job: Job, out: np.ndarray, sample: _Decoded, degenerate: str | None,
                        file: str, with_novelty: bool = True) -> Candidate:
-    """The metrics of one 24 px candidate written to `file` (bespoke.review.records.Candidate says each)."""
-    colors, coverage = m.color_stats(out)
+    """The metrics of one 24 px candidate written to `file` (bespoke.review.records.Candidate says each),
+    measured once per distinct picture of the sample: grid-palette mostly draws what grid draws."""
+    measured = sample.once(f"candidate novelty={with_novelty}", out,
+                           lambda: _candidate_metrics(job, out, sample, degenerate, with_novelty))
+    return replace(measured, file=file)
+
+
+def _candidate_metrics(job: Job, out: np.ndarray, sample: _Decoded, degenerate: str | None,
+                       with_novelty: bool) -> Candidate:
+    colors, coverage = sample.color_stats(out)
     training = job.training_palette
     off = m.off_palette(out, training.colors, training.codes) if training is not None else None
     near = sample.novelty(out, job.training) if job.training is not None and with_novelty else None
     moved = moved_stats(sample.cells, out, job.tolerance, cells_lab=sample.cells_lab)
     return Candidate(
-        file=file, colors=colors, top10_coverage=round(coverage, 4),
+        file="", colors=colors, top10_coverage=round(coverage, 4),
         clean=m.is_clean(colors, coverage) and degenerate is None,
         off_palette=None if off is None else round(off, 4),
-        grid_error=round(m.grid_error(sample.arr, out, *sample.index), 3),
+        grid_error=round(sample.grid_error(out), 3),
         background_uniform=m.background_uniform(out), delta_e_max=moved["delta_e_max"],
         delta_e_mean=moved["delta_e_mean"], moved_beyond=int(moved["moved_beyond"]),
         novelty=Novelty(**near) if near is not None else None,
@@ -275,10 +296,10 @@ def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
 
 def _measure(job: Job, info: SampleInfo, stem: str) -> Outcome:
     sample = _Decoded(_decode(info.path), job.layout)
-    cn, cov = m.color_stats(sample.near)
+    cn, cov = sample.color_stats(sample.near)
     outputs = {method: np.ascontiguousarray(_pixels(job, method, sample), dtype=np.uint8) for method in job.methods}
     scoring = _scoring(job, sample, outputs)
-    fit = m.grid_error(sample.arr, scoring, *sample.index)
+    fit = sample.grid_error(scoring)
     degenerate = m.degenerate(sample.arr, sample.grid.source, scoring, None if sample.native else fit)
     candidates: dict[str, Candidate] = {}
     score = None
