@@ -121,12 +121,14 @@ def colour_pairs(points: NDArray[np.float64], lists: ColourLists) -> tuple[NDArr
     lengths = lists.starts[where + 1] - lo
     at = np.arange(int(lengths.sum())) + np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
     theirs = lists.members[at]
-    diff = np.repeat(points, lengths, axis=0) - np.take(lists.colours, theirs, axis=0)
+    mine = np.repeat(np.arange(len(points)), lengths)
+    diff = np.take(points, mine, axis=0)
+    diff -= np.take(lists.colours, theirs, axis=0)
     diff *= diff
     d2 = diff[:, 0] + diff[:, 1]  # summed channel by channel, as pairs_within sums: the same floats
     d2 += diff[:, 2]
     near = d2 <= lists.radius * lists.radius
-    return np.repeat(np.arange(len(points)), lengths)[near], theirs[near]
+    return mine[near], theirs[near]
 
 
 @dataclass(frozen=True)
@@ -235,21 +237,39 @@ class _Probe:
     present: NDArray[np.bool_]
 
 
+def _distinct_colours(candidate: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]:
+    """np.unique of the candidate's RGB colours (packed 0xRRGGBB): the distinct colours (uint8, in code
+    order), each cell's index among them and each colour's cell count -- from one argsort, without
+    np.unique's bookkeeping (a 24x24 picture: the calls cost more than the sort)."""
+    flat = np.asarray(candidate).reshape(-1, 3)
+    codes = flat[:, 0].astype(np.int32)
+    codes <<= 8
+    codes |= flat[:, 1]
+    codes <<= 8
+    codes |= flat[:, 2]
+    order = np.argsort(codes)
+    ordered = codes[order]
+    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    inverse = np.empty(len(codes), dtype=np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    firsts = np.flatnonzero(starts)
+    counts = np.diff(np.append(firsts, len(codes)))
+    return flat[order[firsts]], inverse, counts
+
+
 def _probe(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float) -> _Probe:
-    flat = np.asarray(candidate).reshape(-1, 3).astype(np.int64)
-    codes, inverse, counts = np.unique(flat[:, 0] << 16 | flat[:, 1] << 8 | flat[:, 2], return_inverse=True,
-                                       return_counts=True)
-    lab = rgb_to_lab(np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1))
+    colours, inverse, counts = _distinct_colours(candidate)
+    lab = rgb_to_lab(colours)  # uint8: colour.py's lookup of each level, the floats of the int path
     if tolerance == training.lists.radius:
         mine, theirs = colour_pairs(lab, training.lists)
     else:
         mine, theirs, _ = pairs_within(lab, training.colours, tolerance)
     m = len(training.colours)
-    matches = np.zeros((len(codes) + 1) * m, dtype=bool)
+    matches = np.zeros((len(colours) + 1) * m, dtype=bool)
     matches[mine * m + theirs] = True
-    rows = np.full(SIDE * SIDE, len(codes) * m, dtype=np.intp)
-    rows[_INNER] = inverse.reshape(-1) * m
-    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64)
+    rows = np.full(SIDE * SIDE, len(colours) * m, dtype=np.intp)
+    rows[_INNER] = inverse * m
+    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m)  # float64 counts
     return _Probe(matches, np.take(rows, _SHIFTED), cells_per_colour, cells_per_colour > 0)
 
 
@@ -264,7 +284,8 @@ def _bounds(probe: _Probe, training: TrainingSet) -> NDArray[np.float64]:
 def _compare(probe: _Probe, training: TrainingSet, images: NDArray[np.intp]) -> NDArray[np.float64]:
     """The share of each of `images` (training indices) at every shift: len(images) x len(OFFSETS). Only the
     figure cells whose colour the candidate has somewhere are looked up (the others match nowhere)."""
-    lo, sizes = training.starts[images], training.starts[images + 1] - training.starts[images]
+    lo = training.starts[images]
+    sizes = training.starts[images + 1] - lo
     cells = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
     owner = np.repeat(np.arange(len(images)), sizes)
     colour = training.cell_colour[cells]
