@@ -269,7 +269,7 @@ def _probe(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float
     matches[mine * m + theirs] = True
     rows = np.full(SIDE * SIDE, len(colours) * m, dtype=np.intp)
     rows[_INNER] = inverse * m
-    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m)  # float64 counts
+    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64, copy=False)
     return _Probe(matches, np.take(rows, _SHIFTED), cells_per_colour, cells_per_colour > 0)
 
 
