@@ -144,3 +144,11 @@ def test_degenerate_solid_spread_is_per_channel():
             sample[::2, ::2, channel] = 100 + np.arange(64)[None, :] * spread // 63  # the lattice: every 2nd
             sample[1::2, 1::2] = 0  # off the lattice: not looked at
             assert metrics.degenerate(sample, "detected", candidate) == expected
+
+
+def test_lattice_of_any_layout_is_the_strided_view():
+    rgba = np.random.default_rng(9).integers(0, 256, (130, 130, 4), dtype=np.uint8)
+    for sample in (np.ascontiguousarray(rgba[..., :3]), rgba[..., :3], rgba[::-1, :, :3]):
+        for step in (1, 2, 3):
+            lattice = metrics._lattice(sample, step)
+            assert lattice.flags.c_contiguous and np.array_equal(lattice, sample[::step, ::step])
