@@ -20,8 +20,24 @@ CLEAN_MIN_COVERAGE = 0.70
 
 def _codes(arr: ArrayLike) -> NDArray[np.integer[Any]]:
     """One uint32 per pixel (0xRRGGBB) of an ...x3 (or ...x4, alpha ignored) array."""
-    a = np.asarray(arr).reshape(-1, np.asarray(arr).shape[-1])[:, :3].astype(np.uint32)
-    return (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
+    a = np.asarray(arr)
+    flat = a.reshape(-1, a.shape[-1])
+    if a.dtype != np.uint8:
+        flat = flat[:, :3].astype(np.uint32)
+    codes = flat[:, 0].astype(np.uint32)
+    codes <<= 8
+    codes |= flat[:, 1]
+    codes <<= 8
+    codes |= flat[:, 2]
+    return codes
+
+
+def _counts(codes: NDArray[np.integer[Any]]) -> NDArray[np.intp]:
+    """How many times each distinct code occurs (in code order): np.unique(codes, return_counts=True)[1]
+    from a plain sort, without np.unique's bookkeeping (these arrays are a few hundred codes)."""
+    ordered = np.sort(codes)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    return np.diff(starts)
 
 
 def unique_colors(arr: NDArray[Any]) -> int:
@@ -31,7 +47,8 @@ def unique_colors(arr: NDArray[Any]) -> int:
 
 def nearest24(img: Image.Image) -> NDArray[np.uint8]:
     """The historical 24 px image: Pillow NEAREST of the RGB sample, as a 24x24x3 uint8 array."""
-    return np.asarray(img.convert("RGB").resize((GRID, GRID), Image.Resampling.NEAREST))
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert would copy an RGB image
+    return np.asarray(rgb.resize((GRID, GRID), Image.Resampling.NEAREST))
 
 
 def colors_nearest(img: Image.Image) -> int:
@@ -49,7 +66,7 @@ def top10_coverage(arr24: NDArray[Any]) -> float:
 def color_stats(arr24: NDArray[Any]) -> tuple[int, float]:
     """(unique_colors, top10_coverage) with one pass over the pixels."""
     codes = _codes(arr24)
-    _, counts = np.unique(codes, return_counts=True)
+    counts = _counts(codes)
     return int(len(counts)), float(np.sort(counts)[::-1][:10].sum() / len(codes))
 
 
@@ -70,23 +87,32 @@ def off_palette(arr24: NDArray[Any], palette: NDArray[Any] | None,
     if palette is None:
         return None
     table = palette_codes(palette) if codes is None else codes
-    pixels = _codes(arr24)
+    pixels = np.sort(_codes(arr24))  # sorted, the binary searches walk the table in order: faster
     at = np.minimum(np.searchsorted(table, pixels), len(table) - 1)
-    return float(1.0 - (table[at] == pixels).mean())
+    return float(1.0 - np.count_nonzero(table[at] == pixels) / len(pixels))  # the very float of .mean()
 
 
 def background_uniform(arr24: NDArray[Any], share: float = 0.9) -> bool:
     """True when the border -- top row, left and right columns; not the bottom row, where the shoulders
     are -- is one colour: the most common border colour covers at least `share` of those pixels."""
     border = np.concatenate([arr24[0], arr24[1:, 0], arr24[1:, -1]])
-    _, counts = np.unique(_codes(border), return_counts=True)
-    return bool(counts.max() / len(border) >= share)
+    return bool(_counts(_codes(border)).max() / len(border) >= share)
 
 
 def upsample_index(edges: ArrayLike, size: int) -> NDArray[np.intp]:
     """For each of `size` pixel positions, the index of the cell (by its edges) whose span holds its centre."""
-    centres = np.arange(size) + 0.5
-    return np.clip(np.searchsorted(np.asarray(edges, dtype=np.float64), centres, side="right") - 1, 0, GRID - 1)
+    cell = np.searchsorted(np.asarray(edges, dtype=np.float64), np.arange(size) + 0.5, side="right")
+    cell -= 1
+    np.maximum(cell, 0, out=cell)  # np.clip's, in two ufunc calls (np.clip's own overhead is larger)
+    return np.minimum(cell, GRID - 1, out=cell)
+
+
+def _lattice(sample: NDArray[np.uint8], step: int) -> NDArray[np.uint8]:
+    """sample[::step, ::step] (H x W x 3), contiguous. Copied as 3-byte records: numpy copies (and casts) a
+    strided view of 3-byte pixels channel by channel, about twice as slowly."""
+    if not sample.flags.c_contiguous or sample.ndim != 3 or sample.shape[-1] != 3 or sample.dtype != np.uint8:
+        return np.ascontiguousarray(sample[::step, ::step])
+    return sample.view(np.dtype((np.void, 3)))[::step, ::step].copy().view(np.uint8)
 
 
 def grid_error(sample: NDArray[np.uint8], arr24: NDArray[np.uint8], ix: NDArray[np.intp],
@@ -98,7 +124,7 @@ def grid_error(sample: NDArray[np.uint8], arr24: NDArray[np.uint8], ix: NDArray[
     """
     step = max(1, sample.shape[0] // 64)
     cells = (iy[::step] * arr24.shape[1])[:, None] + ix[::step]
-    diff = np.subtract(sample[::step, ::step], np.take(arr24.reshape(-1, arr24.shape[-1]), cells, axis=0),
+    diff = np.subtract(_lattice(sample, step), arr24.reshape(-1, arr24.shape[-1]).take(cells, axis=0),
                        dtype=np.int16)
     np.abs(diff, out=diff)
     return float(diff.sum()) / diff.size  # the integer sum is exact: the same float as diff.mean()
@@ -122,12 +148,15 @@ def degenerate(sample: NDArray[np.uint8], grid_source: str, candidate: NDArray[n
     grid source "native", is its own grid), "not-pixel-art" (`error`, the candidate's grid_error on the
     sample, above NOT_PIXEL_ART: no 24-cell picture explains it, e.g. lines thinner than a cell)."""
     step = max(1, sample.shape[0] // 64)
-    sub = sample[::step, ::step].reshape(-1, 3)
-    if int(sub.max()) <= BLACK_MAX:
+    lattice = sample[::step, ::step]
+    # channel by channel: a reduction over the pixel axis of an N x 3 array is several times slower
+    channels = [lattice[..., c] for c in range(3)]
+    highest, lowest = [int(c.max()) for c in channels], [int(c.min()) for c in channels]
+    if max(highest) <= BLACK_MAX:
         return "nan-black"
-    if int((sub.max(axis=0).astype(np.int16) - sub.min(axis=0)).max()) <= SOLID_SPREAD:
+    if max(h - low for h, low in zip(highest, lowest, strict=True)) <= SOLID_SPREAD:
         return "solid"
-    _, counts = np.unique(_codes(candidate), return_counts=True)
+    counts = _counts(_codes(candidate))
     if counts.max() >= NEAR_SOLID_SHARE * counts.sum():
         return "near-solid"
     if grid_source not in ("detected", "native"):

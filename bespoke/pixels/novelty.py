@@ -119,14 +119,16 @@ def colour_pairs(points: NDArray[np.float64], lists: ColourLists) -> tuple[NDArr
     where = half @ lists.strides
     lo = lists.starts[where]
     lengths = lists.starts[where + 1] - lo
-    at = np.arange(int(lengths.sum())) + np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
+    at = np.arange(int(lengths.sum())) + (lo - lengths.cumsum() + lengths).repeat(lengths)
     theirs = lists.members[at]
-    diff = np.repeat(points, lengths, axis=0) - np.take(lists.colours, theirs, axis=0)
+    mine = np.arange(len(points)).repeat(lengths)
+    diff = points.take(mine, axis=0)
+    diff -= lists.colours.take(theirs, axis=0)
     diff *= diff
     d2 = diff[:, 0] + diff[:, 1]  # summed channel by channel, as pairs_within sums: the same floats
     d2 += diff[:, 2]
     near = d2 <= lists.radius * lists.radius
-    return np.repeat(np.arange(len(points)), lengths)[near], theirs[near]
+    return mine[near], theirs[near]
 
 
 @dataclass(frozen=True)
@@ -235,22 +237,38 @@ class _Probe:
     present: NDArray[np.bool_]
 
 
+def _distinct_colours(candidate: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]:
+    """np.unique of the candidate's RGB colours (packed 0xRRGGBB): the distinct colours (uint8, in code
+    order), each cell's index among them and each colour's cell count -- from one argsort, without
+    np.unique's bookkeeping (a 24x24 picture: the calls cost more than the sort)."""
+    flat = np.asarray(candidate).reshape(-1, 3)
+    codes = flat[:, 0].astype(np.int32)
+    codes <<= 8
+    codes |= flat[:, 1]
+    codes <<= 8
+    codes |= flat[:, 2]
+    order = np.argsort(codes)
+    ordered = codes[order]
+    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    inverse = np.empty(len(codes), dtype=np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    return flat[order[np.flatnonzero(starts)]], inverse, np.bincount(inverse)
+
+
 def _probe(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float) -> _Probe:
-    flat = np.asarray(candidate).reshape(-1, 3).astype(np.int64)
-    codes, inverse, counts = np.unique(flat[:, 0] << 16 | flat[:, 1] << 8 | flat[:, 2], return_inverse=True,
-                                       return_counts=True)
-    lab = rgb_to_lab(np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1))
+    colours, inverse, counts = _distinct_colours(candidate)
+    lab = rgb_to_lab(colours)  # uint8: colour.py's lookup of each level, the floats of the int path
     if tolerance == training.lists.radius:
         mine, theirs = colour_pairs(lab, training.lists)
     else:
         mine, theirs, _ = pairs_within(lab, training.colours, tolerance)
     m = len(training.colours)
-    matches = np.zeros((len(codes) + 1) * m, dtype=bool)
+    matches = np.zeros((len(colours) + 1) * m, dtype=bool)
     matches[mine * m + theirs] = True
-    rows = np.full(SIDE * SIDE, len(codes) * m, dtype=np.intp)
-    rows[_INNER] = inverse.reshape(-1) * m
-    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64)
-    return _Probe(matches, np.take(rows, _SHIFTED), cells_per_colour, cells_per_colour > 0)
+    rows = np.full(SIDE * SIDE, len(colours) * m, dtype=np.intp)
+    rows[_INNER] = inverse * m
+    cells_per_colour = np.bincount(theirs, weights=counts[mine], minlength=m).astype(np.float64, copy=False)
+    return _Probe(matches, rows.take(_SHIFTED), cells_per_colour, cells_per_colour > 0)
 
 
 def _bounds(probe: _Probe, training: TrainingSet) -> NDArray[np.float64]:
@@ -264,21 +282,22 @@ def _bounds(probe: _Probe, training: TrainingSet) -> NDArray[np.float64]:
 def _compare(probe: _Probe, training: TrainingSet, images: NDArray[np.intp]) -> NDArray[np.float64]:
     """The share of each of `images` (training indices) at every shift: len(images) x len(OFFSETS). Only the
     figure cells whose colour the candidate has somewhere are looked up (the others match nowhere)."""
-    lo, sizes = training.starts[images], training.starts[images + 1] - training.starts[images]
-    cells = np.repeat(lo - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
-    owner = np.repeat(np.arange(len(images)), sizes)
+    lo = training.starts[images]
+    sizes = training.starts[images + 1] - lo
+    cells = (lo - sizes.cumsum() + sizes).repeat(sizes) + np.arange(int(sizes.sum()))
+    owner = np.arange(len(images)).repeat(sizes)
     colour = training.cell_colour[cells]
     keep = probe.present[colour]
     cells, owner, colour = cells[keep], owner[keep], colour[keep]
     sums = np.zeros((len(images), len(OFFSETS)))
     if len(cells):
         # shifts x cells, each row contiguous: the sums run along rows (a figure has under 2 ** 15 cells)
-        at = np.take(probe.shifted_rows, training.cell_place[cells], axis=1)
+        at = probe.shifted_rows.take(training.cell_place[cells], axis=1)
         at += colour
-        hit = np.take(probe.matches, at).view(np.uint8)
+        hit = probe.matches.take(at).view(np.uint8)
         first = np.concatenate(([0], np.flatnonzero(owner[1:] != owner[:-1]) + 1))
         sums[owner[first]] = np.add.reduceat(hit, first, axis=1, dtype=np.int16).T
-    return sums / np.take(training.in_frame, images, axis=0)
+    return sums / training.in_frame.take(images, axis=0)
 
 
 def shares(candidate: NDArray[np.uint8], training: TrainingSet,
@@ -297,14 +316,15 @@ def nearest(candidate: NDArray[np.uint8], training: TrainingSet,
     the search stops after the first FIRST images."""
     probe = _probe(candidate, training, tolerance)
     bound = _bounds(probe, training)
-    order = np.argsort(-bound, kind="stable")
-    best, best_share, best_shift = int(order[0]), -1.0, 0
-    # the first FIRST are compared in one call (they nearly always all are; each image's row is its own,
-    # so the steps below read the same shares either way)
+    order = (-bound).argsort(kind="stable")
+    # the first FIRST are compared in one call and read at once: the first of the highest shares there is what
+    # the steps of BATCH read (a step they would not reach holds no higher share: its bounds are no higher)
     found = _compare(probe, training, order[:FIRST])
-    at, size = 0, BATCH
+    row, best_shift = divmod(int(found.argmax()), len(OFFSETS))
+    best, best_share = int(order[row]), float(found[row, best_shift])
+    at, size = len(found), BATCH
     while at < len(order):
-        if bound[order[at]] <= best_share or (at >= FIRST and bound[order[at]] < RESOLVED):
+        if bound[order[at]] <= best_share or bound[order[at]] < RESOLVED:  # past FIRST: exact shares only
             break
         if len(found) < min(at + size, len(order)):  # past FIRST: the steps whose head can still win, at once
             heads = int(np.count_nonzero((bound >= RESOLVED) & (bound > best_share)))
@@ -315,7 +335,6 @@ def nearest(candidate: NDArray[np.uint8], training: TrainingSet,
         if step[row, shift] > best_share:
             best, best_share, best_shift = int(order[at + row]), float(step[row, shift]), int(shift)
         at += size
-        size = FIRST - at if at < FIRST else BATCH  # the rest of the first FIRST in one step
     return best, max(best_share, 0.0), _SHIFTS[best_shift]
 
 

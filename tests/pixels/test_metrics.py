@@ -113,3 +113,42 @@ def test_grid_error_is_the_mean_difference_on_its_lattice(size):
     drawn = candidate[index[::step]][:, index[::step]]
     expected = float(np.abs(sample[::step, ::step].astype(np.int16) - drawn.astype(np.int16)).mean())
     assert metrics.grid_error(sample, candidate, index, index) == expected
+
+
+def test_counts_and_codes_agree_with_numpy_unique():
+    """_counts' plain sort gives np.unique's counts, and _codes the same 0xRRGGBB codes for any dtype."""
+    rng = np.random.default_rng(7)
+    cases = [np.array([0x000000]), np.array([0xFFFFFF, 0xFFFFFF, 0]), rng.integers(0, 4, 576) * 0x7F7F7F,
+             rng.integers(0, 1 << 24, 576)]
+    for codes in cases:
+        assert metrics._counts(codes.astype(np.uint32)).tolist() == np.unique(codes, return_counts=True)[1].tolist()
+    pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    expected = (pixels[..., 0].astype(np.int64) << 16 | pixels[..., 1].astype(np.int64) << 8 | pixels[..., 2]).ravel()
+    for arr in (pixels, pixels.astype(np.int64), np.dstack([pixels, pixels[..., :1]])):
+        assert metrics._codes(arr).tolist() == expected.tolist()
+
+
+def test_nearest24_reads_any_mode_as_its_rgb():
+    rgb = Image.fromarray(np.random.default_rng(3).integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    for img in (rgb, rgb.convert("RGBA"), rgb.convert("P")):
+        expected = np.asarray(img.convert("RGB").resize((24, 24), Image.Resampling.NEAREST))
+        assert np.array_equal(metrics.nearest24(img), expected)
+
+
+def test_degenerate_solid_spread_is_per_channel():
+    """A plain picture is "solid" while every channel spans at most SOLID_SPREAD levels on the lattice."""
+    candidate = make_punk(3).pixels
+    for spread, expected in ((metrics.SOLID_SPREAD, "solid"), (metrics.SOLID_SPREAD + 1, None)):
+        for channel in range(3):
+            sample = np.full((128, 128, 3), 100, np.uint8)
+            sample[::2, ::2, channel] = 100 + np.arange(64)[None, :] * spread // 63  # the lattice: every 2nd
+            sample[1::2, 1::2] = 0  # off the lattice: not looked at
+            assert metrics.degenerate(sample, "detected", candidate) == expected
+
+
+def test_lattice_of_any_layout_is_the_strided_view():
+    rgba = np.random.default_rng(9).integers(0, 256, (130, 130, 4), dtype=np.uint8)
+    for sample in (np.ascontiguousarray(rgba[..., :3]), rgba[..., :3], rgba[::-1, :, :3]):
+        for step in (1, 2, 3):
+            lattice = metrics._lattice(sample, step)
+            assert lattice.flags.c_contiguous and np.array_equal(lattice, sample[::step, ::step])
