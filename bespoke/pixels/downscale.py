@@ -49,16 +49,18 @@ def cell_colors(arr: NDArray[np.uint8], grid: Grid) -> NDArray[np.uint8]:
     h, w = arr.shape[:2]
     ry, rx = _lattice(grid.ys, h), _lattice(grid.xs, w)
     n = ry.shape[1]
-    # rows then columns gathered (two takes, not one 4-D fancy index), each cell's samples of one channel last
-    block = arr[ry.ravel()][:, rx.ravel()].reshape(GRID, n, GRID, n, 3).transpose(0, 2, 4, 1, 3)
-    block = block.reshape(GRID, GRID, 3, n * n)
-    # median of an even count = mean of the two middle values; a stable sort of uint8 is numpy's radix sort,
-    # cheaper than np.partition (and than np.median, which works in float64)
+    # rows then columns gathered (np.take: contiguous, unlike a fancy index on axis 1), then each cell's
+    # samples of one channel laid last, widened to int32 in the same copy
+    picked = np.take(np.take(arr, ry.ravel(), axis=0), rx.ravel(), axis=1).reshape(GRID, n, GRID, n, 3)
+    block = picked.transpose(0, 2, 4, 1, 3).astype(np.int32, order="C").reshape(GRID, GRID, 3, n * n)
+    # median of an even count = mean of the two middle values, rounded half up; numpy sorts short int32
+    # rows with SIMD (AVX2/AVX-512/NEON), several times faster than its radix sort of uint8 or np.partition
     k = n * n
-    lo, hi = (k - 1) // 2, k // 2
-    ordered = np.sort(block, axis=3, kind="stable")
-    mid = ordered[..., lo].astype(np.uint16) + ordered[..., hi]
-    return ((mid + 1) // 2).astype(np.uint8)
+    block.sort(axis=3)
+    mid = block[..., (k - 1) // 2] + block[..., k // 2]
+    mid += 1
+    mid //= 2
+    return mid.astype(np.uint8)
 
 
 def extract(arr: NDArray[np.uint8], grid: Grid, *, tolerance: float | None = None,
