@@ -15,6 +15,7 @@ and the source says "prior".
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -219,10 +220,31 @@ def _teeth(length: int, pitches: NDArray[np.float64], phases: NDArray[np.float64
 
 
 def _comb_scores(profile: Profile, teeth: _Teeth) -> NDArray[np.float64]:
-    """Mean profile on the teeth of every comb over the whole axis."""
-    values = profile[teeth.lo] * teeth.w_lo
-    values += profile[teeth.hi] * teeth.w_hi
-    return values.sum(axis=2) / teeth.expected
+    """Mean profile on the teeth of every comb over the whole axis; `profile` may stack several axes of one
+    length (leading dimensions), each scored alike."""
+    values, part = _scratch(profile.shape[:-1] + teeth.lo.shape)
+    # mode "clip" (every index is in range) lets take write into `out` without an extra buffered copy
+    np.take(profile, teeth.lo, axis=-1, out=values, mode="clip")
+    values *= teeth.w_lo
+    np.take(profile, teeth.hi, axis=-1, out=part, mode="clip")
+    part *= teeth.w_hi
+    values += part
+    return values.sum(axis=-1) / teeth.expected
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, ...]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Two float64 work arrays of `shape`, kept per thread: a fresh ~0.5 MB pair per comb search costs page
+    faults whenever malloc has handed the last pair back to the system."""
+    pool: dict[tuple[int, ...], tuple[NDArray[np.float64], NDArray[np.float64]]]
+    pool = _SCRATCH.__dict__.setdefault("pool", {})
+    if shape not in pool:
+        if len(pool) >= 32:
+            pool.clear()
+        pool[shape] = (np.empty(shape), np.empty(shape))
+    return pool[shape]
 
 
 def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.float64]:
@@ -265,17 +287,22 @@ def _fine_search(nominal: float, length: int, best_p: int, best_f: int) -> _Sear
                    _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
 
 
-def _detect_axis(profile: Profile, raw: Profile, size: int,
-                 prior: NDArray[np.float64]) -> tuple[NDArray[np.floating[Any]], float]:
-    """Best 25 edges along one axis of `size` px and the comb contrast (confidence)."""
-    smooth = profile
-    nominal = float((prior[-1] - prior[0]) / GRID)
-    search = _coarse_search(nominal, len(smooth))
+def _coarse_winners(smooth: NDArray[np.float64], nominal: float) -> list[tuple[int, int]]:
+    """The best coarse comb (pitch index, phase index) of each profile stacked in `smooth` (A x length)."""
+    search = _coarse_search(nominal, smooth.shape[1])
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
     scores = _comb_scores(smooth, search.teeth) * search.prior
-    best_p, best_f = divmod(int(np.argmax(scores)), scores.shape[1])
+    best = scores.reshape(len(smooth), -1).argmax(axis=1).tolist()
+    return [divmod(i, scores.shape[2]) for i in best]
+
+
+def _detect_axis(profile: Profile, raw: Profile, size: int, nominal: float,
+                 coarse: tuple[int, int]) -> tuple[NDArray[np.floating[Any]], float]:
+    """Best 25 edges along one axis of `size` px (cell `nominal` px) and the comb contrast (confidence), the
+    coarse search having found `coarse`."""
+    smooth = profile
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
-    search = _fine_search(nominal, len(smooth), best_p, best_f)
+    search = _fine_search(nominal, len(smooth), *coarse)
     fine = _comb_scores(smooth, search.teeth) * search.prior
     i, j = divmod(int(np.argmax(fine)), fine.shape[1])
     pitch, phase = float(search.pitches[i]), float(search.phases[i, j])
@@ -339,6 +366,11 @@ def prior_edges(size: int, layout: Layout | None) -> NDArray[np.float64]:
     return np.array(layout.edges, dtype=np.float64) * (size / layout.resolution)
 
 
+def _nominal(prior: NDArray[np.float64]) -> float:
+    """The mean cell of a layout's edges."""
+    return float((prior[-1] - prior[0]) / GRID)
+
+
 def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image.Image | None = None) -> Grid:
     """Detect the grid of an HxWx3 uint8 sample (square, >= 24 px; `image`: the same as an RGB Pillow image,
     when the caller has it); falls back to the layout prior (source "prior") below 48 px or when the
@@ -348,8 +380,13 @@ def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image
     if w < 2 * GRID:  # too few pixels per cell to see edges: the prior is all we have
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), 0.0, "prior")
     (px, rx), (py, ry) = _profiles(arr, image=image)
-    xs, cx = _detect_axis(px, rx, w, prior_x)
-    ys, cy = _detect_axis(py, ry, h, prior_y)
+    nominal_x, nominal_y = _nominal(prior_x), _nominal(prior_y)
+    if len(px) == len(py) and nominal_x == nominal_y:  # a square sample: one coarse search for both axes
+        coarse_x, coarse_y = _coarse_winners(np.stack((px, py)), nominal_x)
+    else:
+        (coarse_x,), (coarse_y,) = _coarse_winners(px[None], nominal_x), _coarse_winners(py[None], nominal_y)
+    xs, cx = _detect_axis(px, rx, w, nominal_x, coarse_x)
+    ys, cy = _detect_axis(py, ry, h, nominal_y, coarse_y)
     confidence = min(cx, cy)
     if confidence < MIN_CONFIDENCE:
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), confidence, "prior")
