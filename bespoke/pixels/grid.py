@@ -100,7 +100,7 @@ def _window_sums(values: NDArray[np.integer[Any]], width: int, count: int) -> ND
     while True:
         if width & 1:
             part = span[..., start:start + count, :]
-            total = part.copy() if total is None else total + part
+            total = part if total is None else total + part  # (a view of `values` is never written)
             start += size
         width >>= 1
         if not width:
@@ -343,13 +343,14 @@ def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> 
     # every edge's window [lo, hi] of boundaries at once: boundary t is bounded[t], and the -inf on either
     # side of the profile stands for every position outside the axis, which never wins the argmax
     bounded = np.concatenate(([-np.inf], smooth, [-np.inf]))
-    centre = np.rint(edges).astype(np.int64)
-    lo, hi = np.maximum(1, centre - radius), np.minimum(n - 1, centre + radius)
-    at = (centre - radius)[:, None] + np.arange(2 * radius + 1)[None, :]
-    window = bounded[np.clip(at, 0, n)]
+    start = np.rint(edges).astype(np.int64) - radius  # each window's first boundary, inside the axis or not
+    at = start[:, None] + np.arange(2 * radius + 1)[None, :]
+    window = bounded[np.minimum(np.maximum(at, 0), n)]
     j = np.argmax(window, axis=1)
-    moved = (hi > lo) & (window.max(axis=1) > baseline + 6 * spread)
-    out = np.where(moved, (centre - radius + j).astype(np.float64), edges).tolist()
+    # an edge may move only if its window holds two or more boundaries of the axis (1..n-1, n >= 48)
+    wide = (start < n - 1) & (start + 2 * radius > 1)
+    moved = wide & (window.max(axis=1) > baseline + 6 * spread)
+    out = np.where(moved, (start + j).astype(np.float64), edges).tolist()
     original = edges.tolist()
     # keep edges increasing and cells at least half a pitch wide
     for i in range(1, len(out)):
