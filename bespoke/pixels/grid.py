@@ -224,9 +224,9 @@ def _comb_scores(profile: Profile, teeth: _Teeth) -> NDArray[np.float64]:
     length (leading dimensions), each scored alike."""
     values, part = _scratch(profile.shape[:-1] + teeth.lo.shape)
     # mode "clip" (every index is in range) lets take write into `out` without an extra buffered copy
-    np.take(profile, teeth.lo, axis=-1, out=values, mode="clip")
+    profile.take(teeth.lo, axis=-1, out=values, mode="clip")
     values *= teeth.w_lo
-    np.take(profile, teeth.hi, axis=-1, out=part, mode="clip")
+    profile.take(teeth.hi, axis=-1, out=part, mode="clip")
     part *= teeth.w_hi
     values += part
     return values.sum(axis=-1) / teeth.expected
@@ -304,7 +304,7 @@ def _detect_axis(profile: Profile, raw: Profile, size: int, nominal: float,
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
     search = _fine_search(nominal, len(smooth), *coarse)
     fine = _comb_scores(smooth, search.teeth) * search.prior
-    i, j = divmod(int(np.argmax(fine)), fine.shape[1])
+    i, j = divmod(int(fine.argmax()), fine.shape[1])
     pitch, phase = float(search.pitches[i]), float(search.phases[i, j])
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
@@ -346,7 +346,7 @@ def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> 
     start = np.rint(edges).astype(np.int64) - radius  # each window's first boundary, inside the axis or not
     at = start[:, None] + np.arange(2 * radius + 1)[None, :]
     window = bounded[np.minimum(np.maximum(at, 0), n)]
-    j = np.argmax(window, axis=1)
+    j = window.argmax(axis=1)
     # an edge may move only if its window holds two or more boundaries of the axis (1..n-1, n >= 48)
     wide = (start < n - 1) & (start + 2 * radius > 1)
     moved = wide & (window.max(axis=1) > baseline + 6 * spread)
@@ -383,7 +383,7 @@ def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image
     (px, rx), (py, ry) = _profiles(arr, image=image)
     nominal_x, nominal_y = _nominal(prior_x), _nominal(prior_y)
     if len(px) == len(py) and nominal_x == nominal_y:  # a square sample: one coarse search for both axes
-        coarse_x, coarse_y = _coarse_winners(np.stack((px, py)), nominal_x)
+        coarse_x, coarse_y = _coarse_winners(np.array((px, py)), nominal_x)
     else:
         (coarse_x,), (coarse_y,) = _coarse_winners(px[None], nominal_x), _coarse_winners(py[None], nominal_y)
     xs, cx = _detect_axis(px, rx, w, nominal_x, coarse_x)
