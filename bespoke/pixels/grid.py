@@ -116,7 +116,7 @@ def _median_rows(totals: NDArray[np.integer[Any]], scale: float) -> NDArray[np.f
     middle ones, computed as np.median computes it."""
     # int32: numpy selects with SIMD on AVX2 as on AVX-512 (int16 only on AVX-512); one kth, as numpy's
     # SIMD path takes one: the value below it is the largest of those left of it
-    part = np.partition(totals.astype(np.int32), totals.shape[1] // 2, axis=1)
+    part: NDArray[np.integer[Any]] = np.partition(totals.astype(np.int32), totals.shape[1] // 2, axis=1)
     half = part.shape[1] // 2
     upper = part[:, half] * scale
     if part.shape[1] % 2:
