@@ -116,12 +116,12 @@ def _median_rows(totals: NDArray[np.integer[Any]], scale: float) -> NDArray[np.f
     middle ones, computed as np.median computes it."""
     # int32: numpy selects with SIMD on AVX2 as on AVX-512 (int16 only on AVX-512); one kth, as numpy's
     # SIMD path takes one: the value below it is the largest of those left of it
-    part: NDArray[np.integer[Any]] = np.partition(totals.astype(np.int32), totals.shape[1] // 2, axis=1)
+    part = np.partition(totals.astype(np.int32), totals.shape[1] // 2, axis=1)
     half = part.shape[1] // 2
-    upper = part[:, half] * scale
+    upper = part[:, half].astype(np.float64) * scale
     if part.shape[1] % 2:
         return upper
-    return (part[:, :half].max(axis=1) * scale + upper) / 2
+    return (part[:, :half].max(axis=1).astype(np.float64) * scale + upper) / 2
 
 
 def _row_sums(above: NDArray[np.float64], diff: NDArray[np.float64], box: int,
