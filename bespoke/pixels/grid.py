@@ -62,51 +62,59 @@ class Grid:
         }
 
 
-def _edge_steps(lines: list[NDArray[np.uint8]], box: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per array of `lines` (R x W x 3, rows already block-averaged: noise falls, vertical edges stay; all
-    the same shape), at every row and boundary 1..W-1 between its columns: |mean of `box` px right - mean
-    of `box` px left| summed over channels (blurred edges are ramps) with the noise floor removed, and as it
-    is. Both (len(lines), R, W - 1)."""
-    count, (r, w, _) = len(lines), lines[0].shape
+def _edge_steps(lines: NDArray[np.uint8], box: int, axis: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """At every boundary 1..N-1 between the N pixels along `axis` (0 or 1) of `lines` (RGB pixels already
+    averaged in blocks across `axis`: noise falls, edges across it stay), on each line: |mean of `box` px
+    after - mean of `box` px before| summed over channels (blurred edges are ramps) with the noise floor
+    removed, and as it is. Both shaped as `lines` without its channels, `axis` one shorter."""
+    n = lines.shape[axis]
     # the steps are exact integers (so the order they are summed in changes nothing), under 3 * 255 * box:
     # int16 holds them for any box up to 42 (a 4000 px sample)
     levels = np.int16 if 3 * 255 * box < 2 ** 15 else np.int32
-    # every axis in one edge-padded array: each numpy call below serves all of them; padded j is column j - box
-    padded = np.empty((count, r, w + 2 * box, 3), levels)
-    for plane, a in zip(padded, lines, strict=True):
-        plane[:, box:box + w] = a
-    padded[:, :, :box] = padded[:, :, box:box + 1]
-    padded[:, :, box + w:] = padded[:, :, box + w - 1:box + w]
-    # window[j]: the sum of padded j .. j + box - 1, i.e. columns j - box .. j - 1
-    window = _window_sums(padded, box, w + box)
-    # boundary t (1..W-1) lies between columns t - 1 and t: right = window[t + box], left = window[t]
-    step = window[:, :, 1 + box:w + box] - window[:, :, 1:w]
+    # edge-padded along `axis`: padded j is pixel j - box
+    shape = list(lines.shape)
+    shape[axis] += 2 * box
+    padded = np.empty(shape, levels)
+    padded[_along(axis, box, box + n)] = lines
+    padded[_along(axis, 0, box)] = padded[_along(axis, box, box + 1)]
+    padded[_along(axis, box + n, None)] = padded[_along(axis, box + n - 1, box + n)]
+    # window[j]: the sum of padded j .. j + box - 1, i.e. pixels j - box .. j - 1
+    window = _window_sums(padded, box, n + box, axis)
+    # boundary t (1..N-1) lies between pixels t - 1 and t: after = window[t + box], before = window[t]
+    step = window[_along(axis, 1 + box, n + box)] - window[_along(axis, 1, n)]
     np.abs(step, out=step)
     total = step[..., 0] + step[..., 1]
     total += step[..., 2]
     diff = total * (1.0 / box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
-    floor = 3.0 * _median_rows(total[:, :, ::3].reshape(count, -1), 1.0 / box) + 1.0
-    above = diff - floor[:, None, None]
+    floor = 3.0 * _median_rows(total[_along(axis, None, None, 3)].reshape(1, -1), 1.0 / box)[0] + 1.0
+    above = diff - floor
     np.maximum(above, 0.0, out=above)
     return above, diff
 
 
-def _window_sums(values: NDArray[np.integer[Any]], width: int, count: int) -> NDArray[np.integer[Any]]:
-    """values[..., j:j + width, :] summed, for j < count (axis -2; count + width - 1 <= its length): by
+def _along(axis: int, start: int | None, stop: int | None, step: int | None = None) -> tuple[slice, ...]:
+    """The index of start:stop:step along `axis` (>= 0), every entry of the axes before it."""
+    return (slice(None),) * axis + (slice(start, stop, step),)
+
+
+def _window_sums(values: NDArray[np.integer[Any]], width: int, count: int,
+                 axis: int = -2) -> NDArray[np.integer[Any]]:
+    """values[j:j + width] along `axis` summed, for j < count (count + width - 1 <= its length): by
     doubling, sums over 1, 2, 4, ... entries, one add each, and `width` made of those in binary."""
+    axis %= values.ndim
     total: NDArray[np.integer[Any]] | None = None
-    span, size, start = values, 1, 0  # span[..., j, :] sums `size` entries from j
+    span, size, start = values, 1, 0  # span[j] sums `size` entries from j
     while True:
         if width & 1:
-            part = span[..., start:start + count, :]
+            part = span[_along(axis, start, start + count)]
             total = part if total is None else total + part  # (a view of `values` is never written)
             start += size
         width >>= 1
         if not width:
             assert total is not None
             return total
-        span = span[..., :-size, :] + span[..., size:, :]
+        span = span[_along(axis, None, -size)] + span[_along(axis, size, None)]
         size *= 2
 
 
@@ -125,14 +133,11 @@ def _median_rows(totals: NDArray[np.integer[Any]], scale: float) -> NDArray[np.f
 
 
 def _row_sums(above: NDArray[np.float64], diff: NDArray[np.float64], box: int,
-              transposed: bool) -> tuple[Profile, Profile]:
-    """The profile and the raw profile of one axis: its steps summed over rows. `transposed`: the axis's
-    lines were columns. Their old array lay transposed in memory and numpy summed it along memory
-    (pairwise); summing a transposed copy keeps those float roundings."""
-    if transposed:
-        profile, raw = np.ascontiguousarray(above.T).sum(axis=1), np.ascontiguousarray(diff.T).sum(axis=1)
-    else:
-        profile, raw = above.sum(axis=0), diff.sum(axis=0)
+              lines_axis: int) -> tuple[Profile, Profile]:
+    """The profile and the raw profile of one axis: its steps summed over its lines (`lines_axis`). The x
+    lines run across memory (numpy adds them line by line), the y lines along it (numpy's pairwise sum):
+    the float roundings the profiles have always had."""
+    profile, raw = above.sum(axis=lines_axis), diff.sum(axis=lines_axis)
     for p in (profile, raw):  # near the border the padding, not the image, makes the step
         p[:box] = 0.0
         p[len(p) - box:] = 0.0
@@ -170,16 +175,13 @@ def _profiles(arr: NDArray[np.uint8], box: int | None = None,
         box = BOX if BOX else max(1, round(w / GRID / 4))
     if image is None:
         image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    # rows in blocks for the x profile, columns for the y profile (Pillow's reduce averages them in C;
-    # transposed by Pillow too: a contiguous copy costs half of what numpy's strided one does)
+    # rows in blocks for the x profile (its lines: axis 0, steps along 1), columns for the y profile (Pillow's
+    # reduce averages them in C; its lines: axis 1, steps along 0)
     rows = _row_blocks(arr, image, block)
-    cols = np.asarray(image.reduce((block, 1)).transpose(Image.Transpose.TRANSPOSE))
-    if rows.shape == cols.shape:  # a square sample: both axes in one pass
-        above, diff = _edge_steps([rows, cols], box)
-        return _row_sums(above[0], diff[0], box, False), _row_sums(above[1], diff[1], box, True)
-    (above_x,), (diff_x,) = _edge_steps([rows], box)
-    (above_y,), (diff_y,) = _edge_steps([cols], box)
-    return _row_sums(above_x, diff_x, box, False), _row_sums(above_y, diff_y, box, True)
+    cols = np.asarray(image.reduce((block, 1)))
+    above_x, diff_x = _edge_steps(rows, box, 1)
+    above_y, diff_y = _edge_steps(cols, box, 0)
+    return _row_sums(above_x, diff_x, box, 0), _row_sums(above_y, diff_y, box, 1)
 
 
 def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, Profile]:
