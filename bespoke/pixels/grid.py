@@ -15,6 +15,7 @@ and the source says "prior".
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -61,75 +62,82 @@ class Grid:
         }
 
 
-def _edge_steps(lines: list[NDArray[np.uint8]], box: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per array of `lines` (R x W x 3, rows already block-averaged: noise falls, vertical edges stay; all
-    the same shape), at every row and boundary 1..W-1 between its columns: |mean of `box` px right - mean
-    of `box` px left| summed over channels (blurred edges are ramps) with the noise floor removed, and as it
-    is. Both (len(lines), R, W - 1)."""
-    count, (r, w, _) = len(lines), lines[0].shape
+def _edge_steps(lines: NDArray[np.uint8], box: int, axis: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """At every boundary 1..N-1 between the N pixels along `axis` (0 or 1) of `lines` (RGB pixels already
+    averaged in blocks across `axis`: noise falls, edges across it stay), on each line: |mean of `box` px
+    after - mean of `box` px before| summed over channels (blurred edges are ramps) with the noise floor
+    removed, and as it is. Both shaped as `lines` without its channels, `axis` one shorter."""
+    n = lines.shape[axis]
     # the steps are exact integers (so the order they are summed in changes nothing), under 3 * 255 * box:
     # int16 holds them for any box up to 42 (a 4000 px sample)
     levels = np.int16 if 3 * 255 * box < 2 ** 15 else np.int32
-    # every axis in one edge-padded array: each numpy call below serves all of them; padded j is column j - box
-    padded = np.empty((count, r, w + 2 * box, 3), levels)
-    for plane, a in zip(padded, lines, strict=True):
-        plane[:, box:box + w] = a
-    padded[:, :, :box] = padded[:, :, box:box + 1]
-    padded[:, :, box + w:] = padded[:, :, box + w - 1:box + w]
-    # window[j]: the sum of padded j .. j + box - 1, i.e. columns j - box .. j - 1
-    window = _window_sums(padded, box, w + box)
-    # boundary t (1..W-1) lies between columns t - 1 and t: right = window[t + box], left = window[t]
-    step = window[:, :, 1 + box:w + box] - window[:, :, 1:w]
+    # edge-padded along `axis`: padded j is pixel j - box
+    shape = list(lines.shape)
+    shape[axis] += 2 * box
+    padded = np.empty(shape, levels)
+    padded[_along(axis, box, box + n)] = lines
+    padded[_along(axis, 0, box)] = padded[_along(axis, box, box + 1)]
+    padded[_along(axis, box + n, None)] = padded[_along(axis, box + n - 1, box + n)]
+    # window[j]: the sum of padded j .. j + box - 1, i.e. pixels j - box .. j - 1
+    window = _window_sums(padded, box, n + box, axis)
+    # boundary t (1..N-1) lies between pixels t - 1 and t: after = window[t + box], before = window[t]
+    step = window[_along(axis, 1 + box, n + box)] - window[_along(axis, 1, n)]
     np.abs(step, out=step)
     total = step[..., 0] + step[..., 1]
     total += step[..., 2]
     diff = total * (1.0 / box)
     # most of an image is flat: the median step is the noise level; only steps well above it count
-    floor = 3.0 * _median_rows(total[:, :, ::3].reshape(count, -1), 1.0 / box) + 1.0
-    above = diff - floor[:, None, None]
+    floor = 3.0 * _median_rows(total[_along(axis, None, None, 3)].reshape(1, -1), 1.0 / box)[0] + 1.0
+    above = diff - floor
     np.maximum(above, 0.0, out=above)
     return above, diff
 
 
-def _window_sums(values: NDArray[np.integer[Any]], width: int, count: int) -> NDArray[np.integer[Any]]:
-    """values[..., j:j + width, :] summed, for j < count (axis -2; count + width - 1 <= its length): by
+def _along(axis: int, start: int | None, stop: int | None, step: int | None = None) -> tuple[slice, ...]:
+    """The index of start:stop:step along `axis` (>= 0), every entry of the axes before it."""
+    return (slice(None),) * axis + (slice(start, stop, step),)
+
+
+def _window_sums(values: NDArray[np.integer[Any]], width: int, count: int,
+                 axis: int = -2) -> NDArray[np.integer[Any]]:
+    """values[j:j + width] along `axis` summed, for j < count (count + width - 1 <= its length): by
     doubling, sums over 1, 2, 4, ... entries, one add each, and `width` made of those in binary."""
+    axis %= values.ndim
     total: NDArray[np.integer[Any]] | None = None
-    span, size, start = values, 1, 0  # span[..., j, :] sums `size` entries from j
+    span, size, start = values, 1, 0  # span[j] sums `size` entries from j
     while True:
         if width & 1:
-            part = span[..., start:start + count, :]
-            total = part.copy() if total is None else total + part
+            part = span[_along(axis, start, start + count)]
+            total = part if total is None else total + part  # (a view of `values` is never written)
             start += size
         width >>= 1
         if not width:
             assert total is not None
             return total
-        span = span[..., :-size, :] + span[..., size:, :]
+        span = span[_along(axis, None, -size)] + span[_along(axis, size, None)]
         size *= 2
 
 
 def _median_rows(totals: NDArray[np.integer[Any]], scale: float) -> NDArray[np.float64]:
-    """np.median of each row of `totals * scale` (scale > 0 keeps the order; a sort of small integers is
-    far cheaper than np.median's partition of floats): the middle value or the mean of the two middle ones,
-    computed as np.median computes it."""
-    ordered = np.sort(totals, axis=1)
-    half = ordered.shape[1] // 2
-    upper = ordered[:, half] * scale
-    if ordered.shape[1] % 2:
+    """np.median of each row of `totals * scale` (scale > 0 keeps the order; a selection among small
+    integers is far cheaper than np.median's partition of floats): the middle value or the mean of the two
+    middle ones, computed as np.median computes it."""
+    # int32: numpy selects with SIMD on AVX2 as on AVX-512 (int16 only on AVX-512); one kth, as numpy's
+    # SIMD path takes one: the value below it is the largest of those left of it
+    part = np.partition(totals.astype(np.int32), totals.shape[1] // 2, axis=1)
+    half = part.shape[1] // 2
+    upper = part[:, half].astype(np.float64) * scale
+    if part.shape[1] % 2:
         return upper
-    return (ordered[:, half - 1] * scale + upper) / 2
+    return (part[:, :half].max(axis=1).astype(np.float64) * scale + upper) / 2
 
 
 def _row_sums(above: NDArray[np.float64], diff: NDArray[np.float64], box: int,
-              transposed: bool) -> tuple[Profile, Profile]:
-    """The profile and the raw profile of one axis: its steps summed over rows. `transposed`: the axis's
-    lines were columns. Their old array lay transposed in memory and numpy summed it along memory
-    (pairwise); summing a transposed copy keeps those float roundings."""
-    if transposed:
-        profile, raw = np.ascontiguousarray(above.T).sum(axis=1), np.ascontiguousarray(diff.T).sum(axis=1)
-    else:
-        profile, raw = above.sum(axis=0), diff.sum(axis=0)
+              lines_axis: int) -> tuple[Profile, Profile]:
+    """The profile and the raw profile of one axis: its steps summed over its lines (`lines_axis`). The x
+    lines run across memory (numpy adds them line by line), the y lines along it (numpy's pairwise sum):
+    the float roundings the profiles have always had."""
+    profile, raw = above.sum(axis=lines_axis), diff.sum(axis=lines_axis)
     for p in (profile, raw):  # near the border the padding, not the image, makes the step
         p[:box] = 0.0
         p[len(p) - box:] = 0.0
@@ -167,16 +175,13 @@ def _profiles(arr: NDArray[np.uint8], box: int | None = None,
         box = BOX if BOX else max(1, round(w / GRID / 4))
     if image is None:
         image = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    # rows in blocks for the x profile, columns for the y profile (Pillow's reduce averages them in C;
-    # transposed by Pillow too: a contiguous copy costs half of what numpy's strided one does)
+    # rows in blocks for the x profile (its lines: axis 0, steps along 1), columns for the y profile (Pillow's
+    # reduce averages them in C; its lines: axis 1, steps along 0)
     rows = _row_blocks(arr, image, block)
-    cols = np.asarray(image.reduce((block, 1)).transpose(Image.Transpose.TRANSPOSE))
-    if rows.shape == cols.shape:  # a square sample: both axes in one pass
-        above, diff = _edge_steps([rows, cols], box)
-        return _row_sums(above[0], diff[0], box, False), _row_sums(above[1], diff[1], box, True)
-    (above_x,), (diff_x,) = _edge_steps([rows], box)
-    (above_y,), (diff_y,) = _edge_steps([cols], box)
-    return _row_sums(above_x, diff_x, box, False), _row_sums(above_y, diff_y, box, True)
+    cols = np.asarray(image.reduce((block, 1)))
+    above_x, diff_x = _edge_steps(rows, box, 1)
+    above_y, diff_y = _edge_steps(cols, box, 0)
+    return _row_sums(above_x, diff_x, box, 0), _row_sums(above_y, diff_y, box, 1)
 
 
 def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, Profile]:
@@ -219,10 +224,31 @@ def _teeth(length: int, pitches: NDArray[np.float64], phases: NDArray[np.float64
 
 
 def _comb_scores(profile: Profile, teeth: _Teeth) -> NDArray[np.float64]:
-    """Mean profile on the teeth of every comb over the whole axis."""
-    values = profile[teeth.lo] * teeth.w_lo
-    values += profile[teeth.hi] * teeth.w_hi
-    return values.sum(axis=2) / teeth.expected
+    """Mean profile on the teeth of every comb over the whole axis; `profile` may stack several axes of one
+    length (leading dimensions), each scored alike."""
+    values, part = _scratch(profile.shape[:-1] + teeth.lo.shape)
+    # mode "clip" (every index is in range) lets take write into `out` without an extra buffered copy
+    profile.take(teeth.lo, axis=-1, out=values, mode="clip")
+    values *= teeth.w_lo
+    profile.take(teeth.hi, axis=-1, out=part, mode="clip")
+    part *= teeth.w_hi
+    values += part
+    return values.sum(axis=-1) / teeth.expected
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, ...]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Two float64 work arrays of `shape`, kept per thread: a fresh ~0.5 MB pair per comb search costs page
+    faults whenever malloc has handed the last pair back to the system."""
+    pool: dict[tuple[int, ...], tuple[NDArray[np.float64], NDArray[np.float64]]]
+    pool = _SCRATCH.__dict__.setdefault("pool", {})
+    if shape not in pool:
+        if len(pool) >= 32:
+            pool.clear()
+        pool[shape] = (np.empty(shape), np.empty(shape))
+    return pool[shape]
 
 
 def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.float64]:
@@ -265,19 +291,24 @@ def _fine_search(nominal: float, length: int, best_p: int, best_f: int) -> _Sear
                    _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
 
 
-def _detect_axis(profile: Profile, raw: Profile, size: int,
-                 prior: NDArray[np.float64]) -> tuple[NDArray[np.floating[Any]], float]:
-    """Best 25 edges along one axis of `size` px and the comb contrast (confidence)."""
-    smooth = profile
-    nominal = float((prior[-1] - prior[0]) / GRID)
-    search = _coarse_search(nominal, len(smooth))
+def _coarse_winners(smooth: NDArray[np.float64], nominal: float) -> list[tuple[int, int]]:
+    """The best coarse comb (pitch index, phase index) of each profile stacked in `smooth` (A x length)."""
+    search = _coarse_search(nominal, smooth.shape[1])
     # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
     scores = _comb_scores(smooth, search.teeth) * search.prior
-    best_p, best_f = divmod(int(np.argmax(scores)), scores.shape[1])
+    best = scores.reshape(len(smooth), -1).argmax(axis=1).tolist()
+    return [divmod(i, scores.shape[2]) for i in best]
+
+
+def _detect_axis(profile: Profile, raw: Profile, size: int, nominal: float,
+                 coarse: tuple[int, int]) -> tuple[NDArray[np.floating[Any]], float]:
+    """Best 25 edges along one axis of `size` px (cell `nominal` px) and the comb contrast (confidence), the
+    coarse search having found `coarse`."""
+    smooth = profile
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
-    search = _fine_search(nominal, len(smooth), best_p, best_f)
+    search = _fine_search(nominal, len(smooth), *coarse)
     fine = _comb_scores(smooth, search.teeth) * search.prior
-    i, j = divmod(int(np.argmax(fine)), fine.shape[1])
+    i, j = divmod(int(fine.argmax()), fine.shape[1])
     pitch, phase = float(search.pitches[i]), float(search.phases[i, j])
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
@@ -289,10 +320,10 @@ def _median(values: NDArray[np.float64]) -> float:
     """np.median of a 1-d array, without its overhead: the middle value, or the two middle ones summed and
     halved (as np.median's mean of them does)."""
     half = len(values) // 2
+    part = np.partition(values, half)  # one kth: numpy's SIMD selection (two fall back to introselect)
     if len(values) % 2:
-        return float(np.partition(values, half)[half])
-    middle = np.partition(values, (half - 1, half))
-    return (float(middle[half - 1]) + float(middle[half])) / 2
+        return float(part[half])
+    return (float(part[:half].max()) + float(part[half])) / 2
 
 
 def _confidence(raw: Profile, phase: float, pitch: float) -> float:
@@ -316,13 +347,14 @@ def _refine(edges: NDArray[np.floating[Any]], smooth: Profile, pitch: float) -> 
     # every edge's window [lo, hi] of boundaries at once: boundary t is bounded[t], and the -inf on either
     # side of the profile stands for every position outside the axis, which never wins the argmax
     bounded = np.concatenate(([-np.inf], smooth, [-np.inf]))
-    centre = np.rint(edges).astype(np.int64)
-    lo, hi = np.maximum(1, centre - radius), np.minimum(n - 1, centre + radius)
-    at = (centre - radius)[:, None] + np.arange(2 * radius + 1)[None, :]
-    window = bounded[np.clip(at, 0, n)]
-    j = np.argmax(window, axis=1)
-    moved = (hi > lo) & (window.max(axis=1) > baseline + 6 * spread)
-    out = np.where(moved, (centre - radius + j).astype(np.float64), edges).tolist()
+    start = np.rint(edges).astype(np.int64) - radius  # each window's first boundary, inside the axis or not
+    at = start[:, None] + np.arange(2 * radius + 1)[None, :]
+    window = bounded[np.minimum(np.maximum(at, 0), n)]
+    j = window.argmax(axis=1)
+    # an edge may move only if its window holds two or more boundaries of the axis (1..n-1, n >= 48)
+    wide = (start < n - 1) & (start + 2 * radius > 1)
+    moved = wide & (window.max(axis=1) > baseline + 6 * spread)
+    out = np.where(moved, (start + j).astype(np.float64), edges).tolist()
     original = edges.tolist()
     # keep edges increasing and cells at least half a pitch wide
     for i in range(1, len(out)):
@@ -339,6 +371,11 @@ def prior_edges(size: int, layout: Layout | None) -> NDArray[np.float64]:
     return np.array(layout.edges, dtype=np.float64) * (size / layout.resolution)
 
 
+def _nominal(prior: NDArray[np.float64]) -> float:
+    """The mean cell of a layout's edges."""
+    return float((prior[-1] - prior[0]) / GRID)
+
+
 def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image.Image | None = None) -> Grid:
     """Detect the grid of an HxWx3 uint8 sample (square, >= 24 px; `image`: the same as an RGB Pillow image,
     when the caller has it); falls back to the layout prior (source "prior") below 48 px or when the
@@ -348,8 +385,13 @@ def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image
     if w < 2 * GRID:  # too few pixels per cell to see edges: the prior is all we have
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), 0.0, "prior")
     (px, rx), (py, ry) = _profiles(arr, image=image)
-    xs, cx = _detect_axis(px, rx, w, prior_x)
-    ys, cy = _detect_axis(py, ry, h, prior_y)
+    nominal_x, nominal_y = _nominal(prior_x), _nominal(prior_y)
+    if len(px) == len(py) and nominal_x == nominal_y:  # a square sample: one coarse search for both axes
+        coarse_x, coarse_y = _coarse_winners(np.array((px, py)), nominal_x)
+    else:
+        (coarse_x,), (coarse_y,) = _coarse_winners(px[None], nominal_x), _coarse_winners(py[None], nominal_y)
+    xs, cx = _detect_axis(px, rx, w, nominal_x, coarse_x)
+    ys, cy = _detect_axis(py, ry, h, nominal_y, coarse_y)
     confidence = min(cx, cy)
     if confidence < MIN_CONFIDENCE:
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), confidence, "prior")

@@ -11,8 +11,8 @@ from bespoke.dataset.synthetic import make_punk
 from bespoke.demo.degrade import degrade, stretch_nearest
 from bespoke.errors import UsageError
 from bespoke.pixels import palette as pal
-from bespoke.pixels.downscale import cell_colors, extract, pil_downscale
-from bespoke.pixels.grid import find_grid
+from bespoke.pixels.downscale import _lattice, cell_colors, extract, pil_downscale
+from bespoke.pixels.grid import Grid, find_grid
 from bespoke.pixels.merge import TOLERANCE, cell_moves, moved_stats
 from bespoke.pixels.metrics import off_palette
 
@@ -173,3 +173,18 @@ def test_real_samples_are_faithful_with_few_colours(shared_dir):
             assert moved_stats(raw, out)["moved_beyond"] == 0, path.name
         counts.append(_ncolors(snapped))
     assert np.median(counts) <= 30
+
+
+def test_cell_colours_are_each_cells_lattice_median_rounded_half_up():
+    # noise, so every cell's samples differ; a grid shifted partly off the image and cells of uneven width
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    xs = tuple(-4.0 + 8.6 * i + (1.5 if i % 5 == 0 else 0.0) for i in range(25))
+    grid = Grid(xs, tuple(3.0 + 8.2 * i for i in range(25)), 1.0, "detected")
+    ry, rx = _lattice(grid.ys, 200), _lattice(grid.xs, 200)
+    expected = np.empty((24, 24, 3), np.uint8)
+    for y in range(24):
+        for x in range(24):
+            samples = arr[np.ix_(ry[y], rx[x])].reshape(-1, 3).astype(np.float64)
+            expected[y, x] = np.floor(np.median(samples, axis=0) + 0.5)
+    assert np.array_equal(cell_colors(arr, grid), expected)

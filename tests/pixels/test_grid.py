@@ -81,6 +81,9 @@ def test_window_sums(width):
     count = 50 + width
     expected = sum(values[..., i:i + count, :] for i in range(width))
     assert np.array_equal(g._window_sums(values, width, count), expected)
+    # along the first axis (the y steps' layout)
+    assert np.array_equal(g._window_sums(values.transpose(2, 0, 1, 3), width, count, axis=0),
+                          expected.transpose(2, 0, 1, 3))
 
 
 def test_comb_scores_agree_with_masked_interpolation():
@@ -97,3 +100,15 @@ def test_comb_scores_agree_with_masked_interpolation():
     values = profile[lo] * (1 - frac) + profile[hi] * frac
     plain = (values * valid).sum(axis=2) / ((n - 1) / search.pitches)[:, None]
     assert np.array_equal(g._comb_scores(profile, search.teeth), plain)
+
+
+def test_stacked_axes_score_as_each_alone():
+    # a square sample's two axes share one coarse search: each must score and win as it would alone
+    rng = np.random.default_rng(5)
+    x, y = np.maximum(rng.normal(0, 50, (2, 511)), 0)
+    search = g._coarse_search(512 / 24, 511)
+    stacked = g._comb_scores(np.array((x, y)), search.teeth)
+    assert np.array_equal(stacked[0], g._comb_scores(x, search.teeth))
+    assert np.array_equal(stacked[1], g._comb_scores(y, search.teeth))
+    assert g._coarse_winners(np.array((x, y)), 512 / 24) == (
+        g._coarse_winners(x[None], 512 / 24) + g._coarse_winners(y[None], 512 / 24))
