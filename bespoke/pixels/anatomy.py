@@ -38,6 +38,7 @@ SKIN_CELLS = tuple((r, c) for r in (11, 12) for c in (11, 12, 13)) + tuple((r, c
 EYE_ROW = 11  # hair is what the figure has above this row (moved with the face)
 MAX_SHIFT = 2  # cells the face may sit off the template
 MIN_SKIN = 12  # cells: a smaller skin region is no face
+_CODE_WEIGHTS = np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # an RGB colour packed in one int
 
 
 def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE,
@@ -80,19 +81,23 @@ def _template(cells: tuple[tuple[int, int], ...], shift: tuple[int, int], size: 
 def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
                     mask: NDArray[np.bool_]) -> NDArray[np.float64] | None:
     """The median colour of the biggest region inside `mask` (None for an empty mask)."""
-    if not mask.any():
+    inside = labels[mask]
+    if not len(inside):
         return None
-    # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells)
-    biggest = (labels == int(np.argmax(np.bincount(labels[mask])))) & mask
-    return median_colour(lab[biggest])
+    # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells);
+    # its cells inside the mask, in the mask's (row-major) order
+    return median_colour(lab[mask][inside == int(np.argmax(np.bincount(inside)))])
 
 
 def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
     """np.median(colours, axis=0) of Mx3 CIELAB colours (M >= 1), the same floats: the mean of the middle one
-    or two of each sorted channel, without np.median's general machinery (several times slower here)."""
+    or two of each sorted channel (np.mean's sum and division, written out), without np.median's or np.mean's
+    general machinery (several times slower here)."""
     ordered = np.sort(colours, axis=0)
     count = len(ordered)
-    return np.mean(ordered[(count - 1) // 2:count // 2 + 1], axis=0)
+    if count % 2:
+        return ordered[count // 2]
+    return (ordered[count // 2 - 1] + ordered[count // 2]) / 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -142,11 +147,19 @@ def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
 
 
 def _distinct_colours(cells: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
-    """(the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each)."""
-    flat = cells.reshape(-1, 3)
-    codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
-    _, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
-    return first, inverse, counts
+    """(the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each):
+    np.unique(codes, return_index=True, return_inverse=True, return_counts=True) of each cell's colour packed
+    in one int, written out (np.unique's wrapper costs more than its few steps on 576 cells)."""
+    codes = cells.reshape(-1, 3).astype(np.int32) @ _CODE_WEIGHTS
+    order = np.argsort(codes, kind="stable")  # np.unique's for return_index: the first cell of a colour first
+    ordered = codes[order]
+    edges = np.ones(len(codes) + 1, dtype=bool)  # where a colour starts in `ordered`, and its end
+    np.not_equal(ordered[1:], ordered[:-1], out=edges[1:-1])
+    bounds = np.flatnonzero(edges)
+    counts = bounds[1:] - bounds[:-1]
+    inverse = np.empty(len(codes), dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(len(counts)), counts)
+    return order[bounds[:-1]], inverse, counts
 
 
 def read(cells: NDArray[np.uint8]) -> Anatomy:
