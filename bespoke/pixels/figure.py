@@ -42,18 +42,16 @@ MEET_TOLERANCE = 40.0  # delta E: two background colours this close that meet at
 
 
 @functools.lru_cache(maxsize=8)
-def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], int]:
     """(rows, columns, side) of the seeds in path order: the left column bottom-up, the top row, the right
-    column top-down; side is 0 on the left column, 1 on the top row, 2 on the right column."""
+    column top-down; side is the number of seeds on each side column (the first and the last ones)."""
     side = max(1, int(round(size * SIDE_ROWS)))
     down = np.arange(side)
     rows = np.concatenate([down[::-1], np.zeros(size - 2, dtype=np.intp), down])
     cols = np.concatenate([np.zeros(side, dtype=np.intp), np.arange(1, size - 1), np.full(side, size - 1)])
-    where = np.concatenate([np.zeros(side, dtype=np.intp), np.ones(size - 2, dtype=np.intp),
-                            np.full(side, 2, dtype=np.intp)])
-    for shared in (rows, cols, where):  # cached: every caller sees the same arrays
+    for shared in (rows, cols):  # cached: every caller sees the same arrays
         shared.flags.writeable = False
-    return rows, cols, where
+    return rows, cols, side
 
 
 def _distinct(colours: NDArray[np.float64]) -> tuple[list[int], NDArray[np.intp]]:
@@ -79,6 +77,8 @@ def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
     first, inverse = _distinct(lab)
     seeds = np.bincount(inverse)
     near = sq_distances(lab[first], lab[first]) <= COLOUR_TOLERANCE ** 2
+    if near.all():  # the first colour gathers every seed: one group
+        return np.zeros(len(lab), dtype=np.intp), first
     group = np.full(len(first), -1, dtype=np.intp)
     index = 0
     while (group < 0).any():
@@ -90,20 +90,23 @@ def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
     return group[inverse], first
 
 
-def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
-                       lab: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Which seed groups are background colours (module docstring, step 2)."""
+def _background_groups(group: NDArray[np.intp], side: int, lab: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which seed groups are background colours (module docstring, step 2); `side`: the seeds on each side
+    column, the first and the last ones of the path."""
     count = int(group.max()) + 1
     big = np.bincount(group, minlength=count) / len(group) >= MIN_SHARE
-    kept = big & (np.bincount(group[where != 1], minlength=count) > 0)
-    left, right = group[where == 0], group[where == 2]
-    kept |= (np.bincount(left, minlength=count) >= BOTH_SIDES) & (np.bincount(right, minlength=count) >= BOTH_SIDES)
+    left, right = group[:side], group[len(group) - side:]
+    on_left, on_right = np.bincount(left, minlength=count), np.bincount(right, minlength=count)
+    kept = big & ((on_left > 0) | (on_right > 0))
+    kept |= (on_left >= BOTH_SIDES) & (on_right >= BOTH_SIDES)
     starts = len(left) - SIDE_RUN + 1
     for column in (left, right) if starts > 0 else ():  # SIDE_RUN seeds of one group in a row
         run = np.ones(starts, dtype=bool)
         for step in range(1, SIDE_RUN):
             run &= column[step:step + starts] == column[:starts]
         kept[column[:starts][run]] = True
+    if count == 1:  # no other group to be a band of
+        return kept
     # a big colour seen only on the top row is background when it steps smoothly from one that is (the bands
     # of a gradient); a hat or hair stands apart from the background it touches
     close = ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= BAND_TOLERANCE ** 2
@@ -187,10 +190,10 @@ def lab_background_mask(lab: NDArray[np.float64],
     when the caller has them."""
     size = lab.shape[0]
     right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
-    rows, cols, where = _seed_path(size)
+    rows, cols, side = _seed_path(size)
     seed_lab = lab[rows, cols]
     group, first = _groups(seed_lab)
-    kept = _background_groups(group, where, seed_lab)
+    kept = _background_groups(group, side, seed_lab)
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
     seed_kept = kept[group]
@@ -198,15 +201,18 @@ def lab_background_mask(lab: NDArray[np.float64],
     # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
     first = [index for index in first if seed_kept[index]]
     d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
-    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[first][d2.argmin(axis=1)], -1)
-    nearest = nearest.reshape(size, size)
-    like = nearest >= 0
-    meet = _meeting(group, kept, seed_lab)
-    step = STEP_TOLERANCE ** 2
-    labels = np.where(like, nearest, len(kept))  # the no-group index meets nothing
+    within = d2.min(axis=1) <= COLOUR_TOLERANCE ** 2
     # which neighbour pairs a fill may cross: (down, right) pairs of background-like cells
-    down = ((down_d2 <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
-    right = ((right_d2 <= step) | meet[labels[:, 1:], labels[:, :-1]]) & like[:, 1:] & like[:, :-1]
+    down, right = down_d2 <= STEP_TOLERANCE ** 2, right_d2 <= STEP_TOLERANCE ** 2
+    if np.count_nonzero(kept) > 1:  # (with one background colour there are no two to meet)
+        # each cell's nearest background group; the no-group index meets nothing
+        nearest = np.where(within, group[first][d2.argmin(axis=1)], len(kept)).reshape(size, size)
+        meet = _meeting(group, kept, seed_lab)
+        down |= meet[nearest[1:], nearest[:-1]]
+        right |= meet[nearest[:, 1:], nearest[:, :-1]]
+    like = within.reshape(size, size)
+    down &= like[1:] & like[:-1]
+    right &= like[:, 1:] & like[:, :-1]
     component = components(right, down)
     seeded = np.zeros(size * size, dtype=bool)
     seeded[component[rows[seed_kept], cols[seed_kept]]] = True  # a seed is within the tolerance of itself
