@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.dataset.layout import GRID
-from bespoke.pixels.anatomy import Anatomy, nearest
+from bespoke.pixels.anatomy import Anatomy, nearest, sq_delta
 from bespoke.pixels.colour import rgb_to_lab
 from bespoke.pixels.phrases import Phrase, phrases
 from bespoke.pixels.prior import Reference, TrainingPrior, soft_bins
@@ -269,7 +269,7 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
         asked = _hex_lab(code)
         drawn = flat.get(region)
         if drawn is not None and len(hexes) == 1:
-            distance: float | None = float(np.sqrt(((drawn - asked) ** 2).sum()))
+            distance: float | None = math.sqrt(sq_delta(drawn.tolist(), asked.tolist()))
         else:
             distance = nearest(anatomy, _region_mask(anatomy, region), asked)
         if distance is not None:

@@ -19,6 +19,8 @@ MAX_SHIFT cells off:
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,7 @@ SKIN_CELLS = tuple((r, c) for r in (11, 12) for c in (11, 12, 13)) + tuple((r, c
 EYE_ROW = 11  # hair is what the figure has above this row (moved with the face)
 MAX_SHIFT = 2  # cells the face may sit off the template
 MIN_SKIN = 12  # cells: a smaller skin region is no face
+FEW_CELLS = 16  # a mask of at most this many cells is measured in Python (an eye, the mouth)
 _CODE_WEIGHTS = np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # an RGB colour packed in one int
 
 
@@ -183,16 +186,32 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
                    colours=_distinct_colours(cells))
 
 
+def sq_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """The squared delta E between two CIELAB colours (3 floats each): bit for bit numpy's
+    ((a - b) ** 2).sum(axis=-1), which adds the three squares in this order, without numpy's cost per call."""
+    d0, d1, d2 = a[0] - b[0], a[1] - b[1], a[2] - b[2]
+    return d0 * d0 + d1 * d1 + d2 * d2
+
+
+def _sq_deltas(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> NDArray[np.float64] | list[float]:
+    """The squared delta E of each cell in `mask` to `colour`: in Python for a feature's few cells (numpy's
+    cost per call is more than the sums), the same floats as numpy's for a large mask."""
+    cells = anatomy.lab[mask]
+    if len(cells) > FEW_CELLS:
+        return ((cells - colour) ** 2).sum(axis=-1)
+    reference = colour.tolist()
+    return [sq_delta(cell, reference) for cell in cells.tolist()]
+
+
 def most_unlike(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float:
     """The largest delta E between a cell in `mask` and `colour` (0 for an empty mask): how far the most
     distinct cell of a feature stands from what surrounds it."""
-    if not mask.any():
-        return 0.0
-    return float(np.sqrt(((anatomy.lab[mask] - colour) ** 2).sum(axis=-1)).max())
+    squares = _sq_deltas(anatomy, mask, colour)
+    # a square root is monotonic: the root of the largest square is the largest root
+    return math.sqrt(max(squares)) if len(squares) else 0.0
 
 
 def nearest(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float | None:
     """The smallest delta E between a cell in `mask` and `colour` (None for an empty mask)."""
-    if not mask.any():
-        return None
-    return float(np.sqrt(((anatomy.lab[mask] - colour) ** 2).sum(axis=-1)).min())
+    squares = _sq_deltas(anatomy, mask, colour)
+    return math.sqrt(min(squares)) if len(squares) else None
