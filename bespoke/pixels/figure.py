@@ -161,15 +161,16 @@ def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.
     row_starts, row_run = _runs(right)
     column_starts, column_run = _runs(down.T)
     by_column, position = _column_order(size)
+    row_run = row_run[by_column]  # the row run of each cell in column-major order: the row step's gather
     column_run = column_run[position]
     labels = np.arange(size * size)
     while True:
-        new = np.minimum.reduceat(labels, row_starts)[row_run]
-        new = np.minimum.reduceat(new[by_column], column_starts)[column_run]
-        new = new[new]
+        new = np.minimum.reduceat(np.minimum.reduceat(labels, row_starts)[row_run], column_starts)[column_run]
+        # labels only fall, and a label's label is no larger: labels the runs leave as they are are final
+        # (each component's smallest index), where the jump would leave them too
         if (new == labels).all():
             return labels.reshape(size, size)
-        labels = new
+        labels = new[new]
 
 
 def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
