@@ -94,6 +94,8 @@ def _background_groups(group: NDArray[np.intp], side: int, lab: NDArray[np.float
     """Which seed groups are background colours (module docstring, step 2); `side`: the seeds on each side
     column, the first and the last ones of the path."""
     count = int(group.max()) + 1
+    if count == 1:  # one group: all the seeds (a share of 1), on both side columns
+        return np.ones(1, dtype=bool)
     big = np.bincount(group, minlength=count) / len(group) >= MIN_SHARE
     left, right = group[:side], group[len(group) - side:]
     on_left, on_right = np.bincount(left, minlength=count), np.bincount(right, minlength=count)
@@ -105,8 +107,6 @@ def _background_groups(group: NDArray[np.intp], side: int, lab: NDArray[np.float
         for step in range(1, SIDE_RUN):
             run &= column[step:step + starts] == column[:starts]
         kept[column[:starts][run]] = True
-    if count == 1:  # no other group to be a band of
-        return kept
     # a big colour seen only on the top row is background when it steps smoothly from one that is (the bands
     # of a gradient); a hat or hair stands apart from the background it touches
     close = ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1) <= BAND_TOLERANCE ** 2
@@ -202,7 +202,9 @@ def lab_background_mask(lab: NDArray[np.float64],
     # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
     first = [index for index in first if seed_kept[index]]
     d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
-    within = d2.min(axis=1) <= COLOUR_TOLERANCE ** 2
+    within = d2[:, 0] <= COLOUR_TOLERANCE ** 2  # within of one of them: a column at a time, for a handful
+    for column in range(1, len(first)):  # is cheaper than the minimum along each short row
+        within |= d2[:, column] <= COLOUR_TOLERANCE ** 2
     # which neighbour pairs a fill may cross: (down, right) pairs of background-like cells
     down, right = down_d2 <= STEP_TOLERANCE ** 2, right_d2 <= STEP_TOLERANCE ** 2
     if np.count_nonzero(kept) > 1:  # (with one background colour there are no two to meet)
