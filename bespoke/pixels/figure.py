@@ -132,14 +132,19 @@ def _meeting(group: NDArray[np.intp], kept: NDArray[np.bool_], lab: NDArray[np.f
     return meet
 
 
-def _runs(joined: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(where each run starts, the run of each cell) in row-major order of an NxN grid whose cells join their
-    right neighbour where `joined` (Nx(N-1)): a run is a row's stretch of joined cells."""
-    size = joined.shape[0]
-    starts = np.ones((size, size), dtype=bool)
-    starts[:, 1:] = ~joined
-    flat = starts.ravel()
-    return np.flatnonzero(flat), np.cumsum(flat) - 1
+def _runs(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp],
+                                                                      NDArray[np.intp], NDArray[np.intp]]:
+    """(where each row run starts, the row run of each cell) in row-major order of an NxN grid whose cells join
+    their right neighbour where `right` (Nx(N-1)), then the same of its column runs in column-major order
+    (cells joining the one below where `down`, (N-1)xN): a run is a row's (column's) stretch of joined cells.
+    Both at once: half the numpy calls."""
+    size = down.shape[1]
+    starts = np.ones((2, size, size), dtype=bool)
+    np.logical_not(right, out=starts[0, :, 1:])
+    np.logical_not(down.T, out=starts[1, :, 1:])
+    flat = starts.reshape(2, -1)
+    runs = np.cumsum(flat, axis=1) - 1
+    return np.flatnonzero(flat[0]), runs[0], np.flatnonzero(flat[1]), runs[1]
 
 
 @functools.lru_cache(maxsize=8)
@@ -158,8 +163,7 @@ def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.
     Each pass takes the smallest label of every row run, then of every column run (contiguous in row- and
     column-major order: one reduceat each), then jumps each label to its label's label; a few passes."""
     size = down.shape[1]
-    row_starts, row_run = _runs(right)
-    column_starts, column_run = _runs(down.T)
+    row_starts, row_run, column_starts, column_run = _runs(right, down)
     by_column, position = _column_order(size)
     row_run = row_run[by_column]  # the row run of each cell in column-major order: the row step's gather
     column_run = column_run[position]
