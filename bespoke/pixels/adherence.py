@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.dataset.layout import GRID
-from bespoke.pixels.anatomy import Anatomy, nearest, sq_delta
+from bespoke.pixels.anatomy import Anatomy, mean_of, nearest, sq_delta
 from bespoke.pixels.colour import rgb_to_lab
 from bespoke.pixels.phrases import Phrase, phrases
 from bespoke.pixels.prior import Reference, TrainingPrior, soft_bins
@@ -274,9 +274,7 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
             distance = nearest(anatomy, _region_mask(anatomy, region), asked)
         if distance is not None:
             scores.append(math.exp(-distance ** 2 / (2 * HEX_SIGMA ** 2)))
-    if len(scores) == 1:  # np.mean of one score is that score
-        return scores[0]
-    return float(np.mean(scores)) if scores else 0.0
+    return mean_of(scores) if scores else 0.0
 
 
 def _cell_bins(anatomy: Anatomy, bins: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
@@ -303,11 +301,11 @@ def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:
                 parts.append(hexed)
-        out.append(None if not parts else parts[0] if len(parts) == 1 else float(np.mean(parts)))
+        out.append(mean_of(parts) if parts else None)
     return out
 
 
 def adherence(scores: Sequence[float | None]) -> float | None:
     """A candidate's adherence: the mean of its measured tags' scores (None when no tag is measured)."""
     measured = [s for s in scores if s is not None]
-    return float(np.mean(measured)) if measured else None
+    return mean_of(measured) if measured else None

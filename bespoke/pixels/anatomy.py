@@ -41,6 +41,7 @@ EYE_ROW = 11  # hair is what the figure has above this row (moved with the face)
 MAX_SHIFT = 2  # cells the face may sit off the template
 MIN_SKIN = 12  # cells: a smaller skin region is no face
 FEW_CELLS = 16  # a mask of at most this many cells is measured in Python (an eye, the mouth)
+PAIRWISE_FROM = 8  # numpy's sum adds this many values or more in several partial sums
 _CODE_WEIGHTS = np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # an RGB colour packed in one int
 
 
@@ -191,6 +192,18 @@ def sq_delta(a: Sequence[float], b: Sequence[float]) -> float:
     ((a - b) ** 2).sum(axis=-1), which adds the three squares in this order, without numpy's cost per call."""
     d0, d1, d2 = a[0] - b[0], a[1] - b[1], a[2] - b[2]
     return d0 * d0 + d1 * d1 + d2 * d2
+
+
+def mean_of(values: Sequence[float]) -> float:
+    """float(np.mean(values)) of one or more floats, the same float: numpy adds fewer than PAIRWISE_FROM
+    values in order (its pairwise sum splits only longer ones) and divides by the count; in Python for a
+    few, without numpy's cost per call."""
+    if len(values) >= PAIRWISE_FROM:
+        return float(np.mean(values))
+    total = values[0]
+    for value in values[1:]:
+        total += value
+    return total / len(values)
 
 
 def _sq_deltas(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> NDArray[np.float64] | list[float]:

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.pixels.adherence import TagModel, adherence, tag_scores
-from bespoke.pixels.anatomy import MOUTH, Anatomy, most_unlike, read, regions, sq_delta
+from bespoke.pixels.anatomy import MOUTH, Anatomy, mean_of, most_unlike, read, regions, sq_delta
 from bespoke.pixels.merge import TOLERANCE, is_flat, reduce_colours
 from bespoke.pixels.metrics import unique_colors
 from bespoke.pixels.prior import Reference, TrainingPrior
@@ -112,7 +112,7 @@ def feature_contrast(anatomy: Anatomy) -> float:
             if cells:  # max keeps the first of equal keys, as argmax does
                 pupil = max(cells, key=lambda cell: sq_delta(cell, skin_lab))
                 parts.append(_distinct(math.sqrt(sq_delta(pupil, hair_lab))))
-    return float(np.mean(parts))
+    return mean_of(parts)
 
 
 def distinct_colours(cells: NDArray[np.uint8]) -> int:

@@ -10,6 +10,7 @@ from punk_fixtures import punk
 from bespoke.pixels.anatomy import (
     FEW_CELLS,
     _distinct_colours,
+    mean_of,
     median_colour,
     most_unlike,
     nearest,
@@ -60,3 +61,11 @@ def test_median_colour_is_np_median():
         colours = rng.normal(size=(count, 3)) * 40
         colours[::2, 0] = 7.0  # ties
         assert np.array_equal(median_colour(colours), np.median(colours, axis=0))
+
+
+def test_mean_of_is_np_mean():
+    rng = np.random.default_rng(4)
+    for count in range(1, 13):  # numpy's in-order sums, then its pairwise ones
+        for _ in range(500):
+            values = (rng.normal(size=count) * rng.choice([1e-8, 1.0, 1e8], size=count)).tolist()
+            assert mean_of(values) == float(np.mean(values))
