@@ -231,8 +231,8 @@ def _learned_score(learned: Learned, bins: tuple[NDArray[np.float32], NDArray[np
     cells, groups = learned.active
     colour_bins, colour_of = bins
     # _log_ratio of the active cells: both products in one (each row's sum over the bins is the same sum)
-    likely = (colour_bins[colour_of[cells]] * groups).sum(axis=-1, dtype=np.float64)
-    active = np.log((likely[0] + EPSILON) / (likely[1] + EPSILON))
+    likely = (colour_bins[colour_of[cells]] * groups).sum(axis=-1, dtype=np.float64) + EPSILON
+    active = np.log(likely[0] / likely[1])
     if learned.top is not None and len(cells) >= learned.top:
         # _pool's top: the other cells are -inf there, below the `top` largest of the active ones
         score = float(np.sort(active)[-learned.top:].mean())
