@@ -127,7 +127,7 @@ def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.boo
     if not len(inside):
         return np.zeros((size, size), dtype=bool)
     skin = labels == int(np.argmax(np.bincount(inside)))  # as in _biggest_colour
-    return skin if skin.sum() >= MIN_SKIN else np.zeros((size, size), dtype=bool)
+    return skin if np.count_nonzero(skin) >= MIN_SKIN else np.zeros((size, size), dtype=bool)
 
 
 _STEPS = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
@@ -175,14 +175,14 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     background = lab_background_mask(lab, distances)
     figure = ~background
     skin = _skin(labels, figure)
-    shift = _shift(skin) if skin.any() else (0, 0)
+    has_skin = bool(skin.any())
+    shift = _shift(skin) if has_skin else (0, 0)
     left_eye, right_eye, mouth = _face(shift, size)
     eyes = (left_eye, right_eye)
-    above = np.zeros((size, size), dtype=bool)
-    above[:max(0, EYE_ROW + shift[0])] = True
-    hair = figure & above & ~skin
+    hair = figure & ~skin
+    hair[max(0, EYE_ROW + shift[0]):] = False  # hair is above the eyes
     return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
-                   skin=skin, skin_colour=median_colour(lab[skin]) if skin.any() else None,
+                   skin=skin, skin_colour=median_colour(lab[skin]) if has_skin else None,
                    eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels,
                    colours=_distinct_colours(cells))
 
