@@ -206,7 +206,8 @@ def mean_of(values: Sequence[float]) -> float:
     return total / len(values)
 
 
-def _sq_deltas(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> NDArray[np.float64] | list[float]:
+def _sq_deltas(anatomy: Anatomy, mask: NDArray[np.bool_],
+               colour: NDArray[np.float64]) -> NDArray[np.float64] | list[float]:
     """The squared delta E of each cell in `mask` to `colour`: in Python for a feature's few cells (numpy's
     cost per call is more than the sums), the same floats as numpy's for a large mask."""
     cells = anatomy.lab[mask]
