@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.dataset.layout import GRID
-from bespoke.pixels.anatomy import Anatomy, nearest
+from bespoke.pixels.anatomy import Anatomy, mean_of, nearest, sq_delta
 from bespoke.pixels.colour import rgb_to_lab
 from bespoke.pixels.phrases import Phrase, phrases
 from bespoke.pixels.prior import Reference, TrainingPrior, soft_bins
@@ -69,10 +69,16 @@ class Learned:
     scale: float
 
     @functools.cached_property
-    def active(self) -> tuple[NDArray[np.intp], NDArray[np.float32], NDArray[np.float32]]:
-        """(cells of weight > 0, the carriers' and the others' bins there): the only cells a score reads."""
+    def active(self) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+        """(cells of weight > 0, the carriers' and the others' bins there stacked: 2 x cells x bins): the only
+        cells a score reads."""
         cells = np.flatnonzero(self.weights > 0)
-        return cells, np.ascontiguousarray(self.carriers[cells]), np.ascontiguousarray(self.others[cells])
+        return cells, np.ascontiguousarray(np.stack([self.carriers[cells], self.others[cells]]))
+
+    @functools.cached_property
+    def weight_total(self) -> float:
+        """What `_pool` divides a weighted sum by."""
+        return max(float(self.weights.sum()), 1e-12)
 
 
 @dataclass(frozen=True)
@@ -222,13 +228,23 @@ def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, .
 
 def _learned_score(learned: Learned, bins: tuple[NDArray[np.float32], NDArray[np.intp]]) -> float:
     """The tag's 0-1 score of a picture whose cells' bins (`soft_bins`) are bins[0][bins[1]]."""
-    cells, carriers, others = learned.active
+    cells, groups = learned.active
     colour_bins, colour_of = bins
-    # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite), the
-    # top of a zone never reads them; left 0, every product and sum stays the one of the whole picture
-    ratios = np.zeros(len(learned.weights))
-    ratios[cells] = _log_ratio(colour_bins[colour_of[cells]], carriers, others)
-    score = float(_pool(ratios, learned.weights, learned.top))
+    # _log_ratio of the active cells: both products in one (each row's sum over the bins is the same sum)
+    likely = (colour_bins[colour_of[cells]] * groups).sum(axis=-1, dtype=np.float64) + EPSILON
+    active = np.log(likely[0] / likely[1])
+    if learned.top is not None and len(cells) >= learned.top:
+        # _pool's top: the other cells are -inf there, below the `top` largest of the active ones
+        score = float(np.sort(active)[-learned.top:].mean())
+    else:
+        # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite);
+        # left 0, the product is the one of the whole picture (_pool)
+        ratios = np.zeros(len(learned.weights))
+        ratios[cells] = active
+        if learned.top is None:
+            score = float(ratios @ learned.weights) / learned.weight_total
+        else:
+            score = float(_pool(ratios, learned.weights, learned.top))
     return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
 
 
@@ -253,14 +269,12 @@ def _hex_score(anatomy: Anatomy, region: str, hexes: Sequence[tuple[int, int, in
         asked = _hex_lab(code)
         drawn = flat.get(region)
         if drawn is not None and len(hexes) == 1:
-            distance: float | None = float(np.sqrt(((drawn - asked) ** 2).sum()))
+            distance: float | None = math.sqrt(sq_delta(drawn.tolist(), asked.tolist()))
         else:
             distance = nearest(anatomy, _region_mask(anatomy, region), asked)
         if distance is not None:
             scores.append(math.exp(-distance ** 2 / (2 * HEX_SIGMA ** 2)))
-    if len(scores) == 1:  # np.mean of one score is that score
-        return scores[0]
-    return float(np.mean(scores)) if scores else 0.0
+    return mean_of(scores) if scores else 0.0
 
 
 def _cell_bins(anatomy: Anatomy, bins: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
@@ -287,11 +301,11 @@ def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:
                 parts.append(hexed)
-        out.append(None if not parts else parts[0] if len(parts) == 1 else float(np.mean(parts)))
+        out.append(mean_of(parts) if parts else None)
     return out
 
 
 def adherence(scores: Sequence[float | None]) -> float | None:
     """A candidate's adherence: the mean of its measured tags' scores (None when no tag is measured)."""
     measured = [s for s in scores if s is not None]
-    return float(np.mean(measured)) if measured else None
+    return mean_of(measured) if measured else None

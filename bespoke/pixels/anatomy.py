@@ -19,6 +19,8 @@ MAX_SHIFT cells off:
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,9 @@ SKIN_CELLS = tuple((r, c) for r in (11, 12) for c in (11, 12, 13)) + tuple((r, c
 EYE_ROW = 11  # hair is what the figure has above this row (moved with the face)
 MAX_SHIFT = 2  # cells the face may sit off the template
 MIN_SKIN = 12  # cells: a smaller skin region is no face
+FEW_CELLS = 16  # a mask of at most this many cells is measured in Python (an eye, the mouth)
+PAIRWISE_FROM = 8  # numpy's sum adds this many values or more in several partial sums
+_CODE_WEIGHTS = np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # an RGB colour packed in one int
 
 
 def regions(lab: NDArray[np.float64], tolerance: float = REGION_TOLERANCE,
@@ -80,19 +85,23 @@ def _template(cells: tuple[tuple[int, int], ...], shift: tuple[int, int], size: 
 def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
                     mask: NDArray[np.bool_]) -> NDArray[np.float64] | None:
     """The median colour of the biggest region inside `mask` (None for an empty mask)."""
-    if not mask.any():
+    inside = labels[mask]
+    if not len(inside):
         return None
-    # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells)
-    biggest = (labels == int(np.argmax(np.bincount(labels[mask])))) & mask
-    return median_colour(lab[biggest])
+    # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells);
+    # its cells inside the mask, in the mask's (row-major) order
+    return median_colour(lab[mask][inside == int(np.argmax(np.bincount(inside)))])
 
 
 def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
     """np.median(colours, axis=0) of Mx3 CIELAB colours (M >= 1), the same floats: the mean of the middle one
-    or two of each sorted channel, without np.median's general machinery (several times slower here)."""
+    or two of each sorted channel (np.mean's sum and division, written out), without np.median's or np.mean's
+    general machinery (several times slower here)."""
     ordered = np.sort(colours, axis=0)
     count = len(ordered)
-    return np.mean(ordered[(count - 1) // 2:count // 2 + 1], axis=0)
+    if count % 2:
+        return ordered[count // 2]
+    return (ordered[count // 2 - 1] + ordered[count // 2]) / 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,7 +127,7 @@ def _skin(labels: NDArray[np.intp], figure: NDArray[np.bool_]) -> NDArray[np.boo
     if not len(inside):
         return np.zeros((size, size), dtype=bool)
     skin = labels == int(np.argmax(np.bincount(inside)))  # as in _biggest_colour
-    return skin if skin.sum() >= MIN_SKIN else np.zeros((size, size), dtype=bool)
+    return skin if np.count_nonzero(skin) >= MIN_SKIN else np.zeros((size, size), dtype=bool)
 
 
 _STEPS = sorted(((dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)),
@@ -142,11 +151,19 @@ def _shift(skin: NDArray[np.bool_]) -> tuple[int, int]:
 
 
 def _distinct_colours(cells: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
-    """(the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each)."""
-    flat = cells.reshape(-1, 3)
-    codes = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
-    _, first, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
-    return first, inverse, counts
+    """(the first flat cell of each distinct RGB colour, each cell's colour among them, the cells of each):
+    np.unique(codes, return_index=True, return_inverse=True, return_counts=True) of each cell's colour packed
+    in one int, written out (np.unique's wrapper costs more than its few steps on 576 cells)."""
+    codes = cells.reshape(-1, 3).astype(np.int32) @ _CODE_WEIGHTS
+    order = np.argsort(codes, kind="stable")  # np.unique's for return_index: the first cell of a colour first
+    ordered = codes[order]
+    edges = np.ones(len(codes) + 1, dtype=bool)  # where a colour starts in `ordered`, and its end
+    np.not_equal(ordered[1:], ordered[:-1], out=edges[1:-1])
+    bounds = np.flatnonzero(edges)
+    counts = bounds[1:] - bounds[:-1]
+    inverse = np.empty(len(codes), dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(len(counts)), counts)
+    return order[bounds[:-1]], inverse, counts
 
 
 def read(cells: NDArray[np.uint8]) -> Anatomy:
@@ -158,28 +175,57 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     background = lab_background_mask(lab, distances)
     figure = ~background
     skin = _skin(labels, figure)
-    shift = _shift(skin) if skin.any() else (0, 0)
+    has_skin = bool(skin.any())
+    shift = _shift(skin) if has_skin else (0, 0)
     left_eye, right_eye, mouth = _face(shift, size)
     eyes = (left_eye, right_eye)
-    above = np.zeros((size, size), dtype=bool)
-    above[:max(0, EYE_ROW + shift[0])] = True
-    hair = figure & above & ~skin
+    hair = figure & ~skin
+    hair[max(0, EYE_ROW + shift[0]):] = False  # hair is above the eyes
     return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
-                   skin=skin, skin_colour=median_colour(lab[skin]) if skin.any() else None,
+                   skin=skin, skin_colour=median_colour(lab[skin]) if has_skin else None,
                    eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels,
                    colours=_distinct_colours(cells))
+
+
+def sq_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """The squared delta E between two CIELAB colours (3 floats each): bit for bit numpy's
+    ((a - b) ** 2).sum(axis=-1), which adds the three squares in this order, without numpy's cost per call."""
+    d0, d1, d2 = a[0] - b[0], a[1] - b[1], a[2] - b[2]
+    return d0 * d0 + d1 * d1 + d2 * d2
+
+
+def mean_of(values: Sequence[float]) -> float:
+    """float(np.mean(values)) of one or more floats, the same float: numpy adds fewer than PAIRWISE_FROM
+    values in order (its pairwise sum splits only longer ones) and divides by the count; in Python for a
+    few, without numpy's cost per call."""
+    if len(values) >= PAIRWISE_FROM:
+        return float(np.mean(values))
+    total = values[0]
+    for value in values[1:]:
+        total += value
+    return total / len(values)
+
+
+def _sq_deltas(anatomy: Anatomy, mask: NDArray[np.bool_],
+               colour: NDArray[np.float64]) -> NDArray[np.float64] | list[float]:
+    """The squared delta E of each cell in `mask` to `colour`: in Python for a feature's few cells (numpy's
+    cost per call is more than the sums), the same floats as numpy's for a large mask."""
+    cells = anatomy.lab[mask]
+    if len(cells) > FEW_CELLS:
+        return ((cells - colour) ** 2).sum(axis=-1)
+    reference = colour.tolist()
+    return [sq_delta(cell, reference) for cell in cells.tolist()]
 
 
 def most_unlike(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float:
     """The largest delta E between a cell in `mask` and `colour` (0 for an empty mask): how far the most
     distinct cell of a feature stands from what surrounds it."""
-    if not mask.any():
-        return 0.0
-    return float(np.sqrt(((anatomy.lab[mask] - colour) ** 2).sum(axis=-1)).max())
+    squares = _sq_deltas(anatomy, mask, colour)
+    # a square root is monotonic: the root of the largest square is the largest root
+    return math.sqrt(max(squares)) if len(squares) else 0.0
 
 
 def nearest(anatomy: Anatomy, mask: NDArray[np.bool_], colour: NDArray[np.float64]) -> float | None:
     """The smallest delta E between a cell in `mask` and `colour` (None for an empty mask)."""
-    if not mask.any():
-        return None
-    return float(np.sqrt(((anatomy.lab[mask] - colour) ** 2).sum(axis=-1)).min())
+    squares = _sq_deltas(anatomy, mask, colour)
+    return math.sqrt(min(squares)) if len(squares) else None

@@ -42,18 +42,16 @@ MEET_TOLERANCE = 40.0  # delta E: two background colours this close that meet at
 
 
 @functools.lru_cache(maxsize=8)
-def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], int]:
     """(rows, columns, side) of the seeds in path order: the left column bottom-up, the top row, the right
-    column top-down; side is 0 on the left column, 1 on the top row, 2 on the right column."""
+    column top-down; side is the number of seeds on each side column (the first and the last ones)."""
     side = max(1, int(round(size * SIDE_ROWS)))
     down = np.arange(side)
     rows = np.concatenate([down[::-1], np.zeros(size - 2, dtype=np.intp), down])
     cols = np.concatenate([np.zeros(side, dtype=np.intp), np.arange(1, size - 1), np.full(side, size - 1)])
-    where = np.concatenate([np.zeros(side, dtype=np.intp), np.ones(size - 2, dtype=np.intp),
-                            np.full(side, 2, dtype=np.intp)])
-    for shared in (rows, cols, where):  # cached: every caller sees the same arrays
+    for shared in (rows, cols):  # cached: every caller sees the same arrays
         shared.flags.writeable = False
-    return rows, cols, where
+    return rows, cols, side
 
 
 def _distinct(colours: NDArray[np.float64]) -> tuple[list[int], NDArray[np.intp]]:
@@ -79,6 +77,8 @@ def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
     first, inverse = _distinct(lab)
     seeds = np.bincount(inverse)
     near = sq_distances(lab[first], lab[first]) <= COLOUR_TOLERANCE ** 2
+    if near.all():  # the first colour gathers every seed: one group
+        return np.zeros(len(lab), dtype=np.intp), first
     group = np.full(len(first), -1, dtype=np.intp)
     index = 0
     while (group < 0).any():
@@ -90,14 +90,17 @@ def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
     return group[inverse], first
 
 
-def _background_groups(group: NDArray[np.intp], where: NDArray[np.intp],
-                       lab: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Which seed groups are background colours (module docstring, step 2)."""
+def _background_groups(group: NDArray[np.intp], side: int, lab: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which seed groups are background colours (module docstring, step 2); `side`: the seeds on each side
+    column, the first and the last ones of the path."""
     count = int(group.max()) + 1
+    if count == 1:  # one group: all the seeds (a share of 1), on both side columns
+        return np.ones(1, dtype=bool)
     big = np.bincount(group, minlength=count) / len(group) >= MIN_SHARE
-    kept = big & (np.bincount(group[where != 1], minlength=count) > 0)
-    left, right = group[where == 0], group[where == 2]
-    kept |= (np.bincount(left, minlength=count) >= BOTH_SIDES) & (np.bincount(right, minlength=count) >= BOTH_SIDES)
+    left, right = group[:side], group[len(group) - side:]
+    on_left, on_right = np.bincount(left, minlength=count), np.bincount(right, minlength=count)
+    kept = big & ((on_left > 0) | (on_right > 0))
+    kept |= (on_left >= BOTH_SIDES) & (on_right >= BOTH_SIDES)
     starts = len(left) - SIDE_RUN + 1
     for column in (left, right) if starts > 0 else ():  # SIDE_RUN seeds of one group in a row
         run = np.ones(starts, dtype=bool)
@@ -129,14 +132,19 @@ def _meeting(group: NDArray[np.intp], kept: NDArray[np.bool_], lab: NDArray[np.f
     return meet
 
 
-def _runs(joined: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(where each run starts, the run of each cell) in row-major order of an NxN grid whose cells join their
-    right neighbour where `joined` (Nx(N-1)): a run is a row's stretch of joined cells."""
-    size = joined.shape[0]
-    starts = np.ones((size, size), dtype=bool)
-    starts[:, 1:] = ~joined
-    flat = starts.ravel()
-    return np.flatnonzero(flat), np.cumsum(flat) - 1
+def _runs(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp],
+                                                                      NDArray[np.intp], NDArray[np.intp]]:
+    """(where each row run starts, the row run of each cell) in row-major order of an NxN grid whose cells join
+    their right neighbour where `right` (Nx(N-1)), then the same of its column runs in column-major order
+    (cells joining the one below where `down`, (N-1)xN): a run is a row's (column's) stretch of joined cells.
+    Both at once: half the numpy calls."""
+    size = down.shape[1]
+    starts = np.ones((2, size, size), dtype=bool)
+    np.logical_not(right, out=starts[0, :, 1:])
+    np.logical_not(down.T, out=starts[1, :, 1:])
+    flat = starts.reshape(2, -1)
+    runs = np.cumsum(flat, axis=1) - 1
+    return np.flatnonzero(flat[0]), runs[0], np.flatnonzero(flat[1]), runs[1]
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,18 +163,18 @@ def components(right: NDArray[np.bool_], down: NDArray[np.bool_]) -> NDArray[np.
     Each pass takes the smallest label of every row run, then of every column run (contiguous in row- and
     column-major order: one reduceat each), then jumps each label to its label's label; a few passes."""
     size = down.shape[1]
-    row_starts, row_run = _runs(right)
-    column_starts, column_run = _runs(down.T)
+    row_starts, row_run, column_starts, column_run = _runs(right, down)
     by_column, position = _column_order(size)
+    row_run = row_run[by_column]  # the row run of each cell in column-major order: the row step's gather
     column_run = column_run[position]
     labels = np.arange(size * size)
     while True:
-        new = np.minimum.reduceat(labels, row_starts)[row_run]
-        new = np.minimum.reduceat(new[by_column], column_starts)[column_run]
-        new = new[new]
+        new = np.minimum.reduceat(np.minimum.reduceat(labels, row_starts)[row_run], column_starts)[column_run]
+        # labels only fall, and a label's label is no larger: labels the runs leave as they are are final
+        # (each component's smallest index), where the jump would leave them too
         if (new == labels).all():
             return labels.reshape(size, size)
-        labels = new
+        labels = new[new]
 
 
 def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
@@ -178,7 +186,17 @@ def background_mask(cells: NDArray[np.uint8]) -> NDArray[np.bool_]:
 def neighbour_distances(lab: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(right, down): the squared delta E of each cell of an NxNx3 CIELAB picture to its right neighbour
     (Nx(N-1)) and to the one below ((N-1)xN)."""
-    return ((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1), ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1)
+    return _squared_norms(lab[:, 1:] - lab[:, :-1]), _squared_norms(lab[1:] - lab[:-1])
+
+
+def _squared_norms(diff: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(diff ** 2).sum(axis=-1) of ...x3 differences (squared in place), the same floats: numpy adds the
+    three squares in this order; a channel at a time, as a sum along a short last axis costs several times
+    the arithmetic."""
+    diff *= diff
+    total = diff[..., 0] + diff[..., 1]
+    total += diff[..., 2]
+    return total
 
 
 def lab_background_mask(lab: NDArray[np.float64],
@@ -187,10 +205,10 @@ def lab_background_mask(lab: NDArray[np.float64],
     when the caller has them."""
     size = lab.shape[0]
     right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
-    rows, cols, where = _seed_path(size)
+    rows, cols, side = _seed_path(size)
     seed_lab = lab[rows, cols]
     group, first = _groups(seed_lab)
-    kept = _background_groups(group, where, seed_lab)
+    kept = _background_groups(group, side, seed_lab)
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
     seed_kept = kept[group]
@@ -198,15 +216,20 @@ def lab_background_mask(lab: NDArray[np.float64],
     # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
     first = [index for index in first if seed_kept[index]]
     d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
-    nearest = np.where(d2.min(axis=1) <= COLOUR_TOLERANCE ** 2, group[first][d2.argmin(axis=1)], -1)
-    nearest = nearest.reshape(size, size)
-    like = nearest >= 0
-    meet = _meeting(group, kept, seed_lab)
-    step = STEP_TOLERANCE ** 2
-    labels = np.where(like, nearest, len(kept))  # the no-group index meets nothing
+    within = d2[:, 0] <= COLOUR_TOLERANCE ** 2  # within of one of them: a column at a time, for a handful
+    for column in range(1, len(first)):  # is cheaper than the minimum along each short row
+        within |= d2[:, column] <= COLOUR_TOLERANCE ** 2
     # which neighbour pairs a fill may cross: (down, right) pairs of background-like cells
-    down = ((down_d2 <= step) | meet[labels[1:], labels[:-1]]) & like[1:] & like[:-1]
-    right = ((right_d2 <= step) | meet[labels[:, 1:], labels[:, :-1]]) & like[:, 1:] & like[:, :-1]
+    down, right = down_d2 <= STEP_TOLERANCE ** 2, right_d2 <= STEP_TOLERANCE ** 2
+    if np.count_nonzero(kept) > 1:  # (with one background colour there are no two to meet)
+        # each cell's nearest background group; the no-group index meets nothing
+        nearest = np.where(within, group[first][d2.argmin(axis=1)], len(kept)).reshape(size, size)
+        meet = _meeting(group, kept, seed_lab)
+        down |= meet[nearest[1:], nearest[:-1]]
+        right |= meet[nearest[:, 1:], nearest[:, :-1]]
+    like = within.reshape(size, size)
+    down &= like[1:] & like[:-1]
+    right &= like[:, 1:] & like[:, :-1]
     component = components(right, down)
     seeded = np.zeros(size * size, dtype=bool)
     seeded[component[rows[seed_kept], cols[seed_kept]]] = True  # a seed is within the tolerance of itself

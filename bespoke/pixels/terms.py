@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bespoke.pixels.adherence import TagModel, adherence, tag_scores
-from bespoke.pixels.anatomy import MOUTH, Anatomy, most_unlike, read, regions
+from bespoke.pixels.anatomy import MOUTH, Anatomy, mean_of, most_unlike, read, regions, sq_delta
 from bespoke.pixels.merge import TOLERANCE, is_flat, reduce_colours
 from bespoke.pixels.metrics import unique_colors
 from bespoke.pixels.prior import Reference, TrainingPrior
@@ -82,7 +82,8 @@ def specks(anatomy: Anatomy) -> NDArray[np.bool_]:
 
 def clean_cells(anatomy: Anatomy) -> float:
     """The share of cells that are not specks (see `specks`)."""
-    return 1.0 - float(specks(anatomy).mean())
+    speck = specks(anatomy)
+    return 1.0 - np.count_nonzero(speck) / speck.size  # the mean of a mask: its exact count over its size
 
 
 def _distinct(delta_e: float) -> float:
@@ -90,7 +91,7 @@ def _distinct(delta_e: float) -> float:
 
 
 def _delta(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    return float(np.sqrt(((a - b) ** 2).sum()))
+    return math.sqrt(sq_delta(a.tolist(), b.tolist()))
 
 
 def feature_contrast(anatomy: Anatomy) -> float:
@@ -106,12 +107,13 @@ def feature_contrast(anatomy: Anatomy) -> float:
         parts.append(_distinct(_delta(hair, skin)))
         if anatomy.background_colour is not None:
             parts.append(_distinct(_delta(hair, anatomy.background_colour)))
+        skin_lab, hair_lab = skin.tolist(), hair.tolist()
         for eye in anatomy.eyes:
-            if eye.any():
-                cells = anatomy.lab[eye]
-                pupil = cells[int(np.argmax(((cells - skin) ** 2).sum(axis=-1)))]
-                parts.append(_distinct(_delta(pupil, hair)))
-    return float(np.mean(parts))
+            cells = anatomy.lab[eye].tolist()
+            if cells:  # max keeps the first of equal keys, as argmax does
+                pupil = max(cells, key=lambda cell: sq_delta(cell, skin_lab))
+                parts.append(_distinct(math.sqrt(sq_delta(pupil, hair_lab))))
+    return mean_of(parts)
 
 
 def distinct_colours(cells: NDArray[np.uint8]) -> int:

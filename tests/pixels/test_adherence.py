@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from punk_fixtures import BLUE, GREEN, GREY, OUTLINE, punk
 
-from bespoke.pixels.adherence import _log_ratio, _pool, adherence, prompt_models, tag_scores
+from bespoke.pixels.adherence import _log_ratio, _pool, _zone, adherence, prompt_models, tag_scores
 from bespoke.pixels.anatomy import read
 from bespoke.pixels.phrases import key_words, phrases, split_tags
 from bespoke.pixels.prior import TrainingPrior, soft_bins
@@ -153,3 +153,22 @@ def test_background_adherence_follows_what_the_users_run_drew(shared_dir):
     assert min(blue[4], blue[6], blue[8]) > 0.7 and max(blue[1], blue[3], blue[10]) < 0.2
     green = tag("green_bg_lad", "bright green background")
     assert min(green[6], green[7]) > 0.6 and max(green[e] for e in range(1, 6)) < 0.3 and green[8] < 0.3
+
+
+def test_a_zones_top_cells_read_alone_give_the_whole_pictures_score():
+    """An accessory's score (the mean of its zone's `top` largest log ratios), read from the zone's cells alone,
+    is the whole picture's; a zone of fewer cells than `top` still scores what the whole picture does."""
+    (model,) = prompt_models(PRIOR, "wearing black stunner shades with white reflection")
+    assert model.learned is not None
+    zone = _zone("shade")
+    assert zone is not None
+    few = np.zeros_like(zone[0])
+    few[[270, 271]] = 1.0
+    for weights, top in (zone, (zone[0], 1), (few, 2), (few, 3)):
+        learned = replace(model.learned, weights=weights, top=top)
+        for px in (_shades(punk(GREY)), _noisy(punk(BLUE, hair=BROWN), 2)):
+            anatomy = read(px)
+            ratios = _log_ratio(soft_bins(anatomy.lab.reshape(-1, 3), PRIOR.bins), learned.carriers, learned.others)
+            score = float(_pool(ratios, learned.weights, learned.top))
+            expected = 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
+            assert tag_scores(anatomy, [replace(model, learned=learned)], PRIOR) == [expected]

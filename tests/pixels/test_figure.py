@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from punk_fixtures import OUTLINE, figure_of, punk
 
-from bespoke.pixels.figure import background_mask, components, figure_mask
+from bespoke.pixels.figure import background_mask, components, figure_mask, neighbour_distances
 
 
 def _on(background: np.ndarray) -> np.ndarray:
@@ -128,3 +128,13 @@ def test_the_users_punks_have_a_figure_in_the_middle(shared_dir):
     corners = np.array([m[0, 0] or m[0, -1] for m in masks])
     assert corners.mean() < 0.05
     assert np.median([m.sum() for m in masks]) < 260
+
+
+def test_neighbour_distances_are_numpys_sums_of_squares():
+    rng = np.random.default_rng(7)
+    for size in (2, 5, 24):
+        # wide magnitudes, so that adding the squares in another order rounds differently
+        lab = rng.normal(size=(size, size, 3)) * rng.choice([1e-3, 1.0, 1e3], size=(size, size, 3))
+        right, down = neighbour_distances(lab)
+        assert np.array_equal(right, ((lab[:, 1:] - lab[:, :-1]) ** 2).sum(axis=-1))
+        assert np.array_equal(down, ((lab[1:] - lab[:-1]) ** 2).sum(axis=-1))
