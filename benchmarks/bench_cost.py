@@ -33,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bespoke.dataset.synthetic import make_punk, write_dataset  # noqa: E402
@@ -109,6 +110,12 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
     decoded = [candidates._Decoded(candidates._open_rgb(info.path), job.layout) for info, _ in items]
     palette = job.palette
     shown = [d.grid_candidate(job.tolerance, palette) for d in decoded]
+    pictures = [[np.ascontiguousarray(candidates._pixels(job, k, d)) for k in job.methods] for d in decoded]
+
+    def metrics(sample: candidates._Decoded, outs: list) -> None:
+        sample._once.clear()  # as a fresh sample: each distinct picture measured once, as process does
+        for out in outs:
+            candidates._measure_candidate(job, out, sample, None, "", with_novelty=False)
     context = Context(prior=job.scorer.reference, tags=job.scorer.tags(items[0][0].prompt), grid_error=3.0,
                       novelty_share=0.2)
     pil = [k for k in job.methods if k in PIL_METHODS]
@@ -122,8 +129,7 @@ def stages(job: candidates.Job, items: list, repeats: int) -> dict[str, float]:
                                                            raw=decoded[i].cells, reduced=decoded[i].reduced(5.0)),
         f"Pillow {'+'.join(pil)}": lambda i: [m.nearest24(decoded[i].img) if k == "nearest" else
                                              pil_downscale(decoded[i].img, k) for k in pil],
-        f"metrics of {count} candidates (no novelty)": lambda i: [candidates._measure_candidate(
-            job, shown[i], decoded[i], None, "", with_novelty=False) for _ in range(count)],
+        f"metrics of {count} candidates (no novelty)": lambda i: metrics(decoded[i], pictures[i]),
         "novelty (once)": lambda i: candidates.novelty(shown[i], job.training),
         "terms": lambda i: candidate_terms(shown[i], context),
         f"write {count} PNGs": lambda i: [candidates._write_png(job.candidates_dir / "grid" / "x.png", shown[i])

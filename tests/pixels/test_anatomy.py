@@ -1,4 +1,7 @@
-"""anatomy's written-out helpers give numpy's general forms' very floats and indices."""
+"""anatomy's written-out helpers give what numpy's general forms give.
+
+Floats are compared to within rounding, not bit for bit: on numpy 2.4 they are the same floats (same2's records
+are), but the order numpy adds a few values in is numpy's detail, which a release may change."""
 
 from __future__ import annotations
 
@@ -19,13 +22,20 @@ from bespoke.pixels.anatomy import (
 )
 
 
-def test_sq_delta_is_numpys_sum_of_squares_bit_for_bit():
+def close(got: float | None, want: float | None, scale: float = 1.0) -> bool:
+    """Equal to within a few ulps of `scale` (the size of what was added)."""
+    if got is None or want is None:
+        return got is want
+    return abs(got - want) <= 1e-13 * max(abs(scale), abs(want), 1e-300)
+
+
+def test_sq_delta_is_numpys_sum_of_squares():
     rng = np.random.default_rng(0)
-    # wide magnitudes, so that adding the squares in another order rounds differently (a quarter of these)
     a = rng.normal(size=(20000, 3)) * rng.choice([1e-3, 1.0, 100.0, 1e4], size=(20000, 3))
     b = rng.normal(size=(20000, 3)) * 50
     expected = ((a - b) ** 2).sum(axis=-1)
-    assert [sq_delta(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)] == expected.tolist()
+    got = [sq_delta(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    assert all(close(g, w) for g, w in zip(got, expected.tolist(), strict=True))
 
 
 def test_most_unlike_and_nearest_agree_with_numpy_on_few_and_many_cells():
@@ -38,8 +48,8 @@ def test_most_unlike_and_nearest_agree_with_numpy_on_few_and_many_cells():
         mask = np.zeros((24, 24), dtype=bool)
         mask.ravel()[rng.choice(576, cells, replace=False)] = True
         roots = np.sqrt(((lab[mask] - colour) ** 2).sum(axis=-1))
-        assert most_unlike(anatomy, mask, colour) == (float(roots.max()) if cells else 0.0)
-        assert nearest(anatomy, mask, colour) == (float(roots.min()) if cells else None)
+        assert close(most_unlike(anatomy, mask, colour), float(roots.max()) if cells else 0.0)
+        assert close(nearest(anatomy, mask, colour), float(roots.min()) if cells else None)
 
 
 def test_distinct_colours_is_np_unique_of_the_packed_colours():
@@ -68,4 +78,4 @@ def test_mean_of_is_np_mean():
     for count in range(1, 13):  # numpy's in-order sums, then its pairwise ones
         for _ in range(500):
             values = (rng.normal(size=count) * rng.choice([1e-8, 1.0, 1e8], size=count)).tolist()
-            assert mean_of(values) == float(np.mean(values))
+            assert close(mean_of(values), float(np.mean(values)), scale=float(np.mean(np.abs(values))))
