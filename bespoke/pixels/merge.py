@@ -75,27 +75,49 @@ def _within(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.in
     return order, within
 
 
-def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> list[int]:
+def _local_maxima(by_column: NDArray[np.bool_], key: NDArray[np.float64],
+                  symmetric: bool) -> NDArray[np.intp]:
+    """The rows (columns of `by_column`: which of them covers which column) whose `key` is the highest of all
+    rows sharing a column with them. `symmetric`: by_column is `within` itself (column j is row j)."""
+    rank = np.empty(len(key), dtype=np.uint16 if len(key) < 1 << 16 else np.uint32)
+    rank[np.argsort(key)] = np.arange(1, len(key) + 1)  # keys are distinct: ranks order them exactly
+    best = (by_column * rank).max(axis=1)  # per column: the highest rank of a row covering it
+    if symmetric:  # a row covers its own colour: only a row ranked highest there can be highest everywhere
+        rows = np.flatnonzero(best == rank)
+        return rows[(by_column[rows] * best).max(axis=1) == rank[rows]]
+    return np.flatnonzero((by_column.T * best).max(axis=1) == rank)
+
+
+def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> NDArray[np.intp]:
     """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
     column is covered; a row's gain is the count of cells it would newly cover; of equal gains, the row of
-    the lowest colour `index` first."""
+    the lowest colour `index` first. The chosen rows, in the order the greedy picks them.
+
+    In rounds, not one row at a time: a row whose key (gain, then index) is the highest of every row sharing
+    an uncovered column with it is picked by the greedy with that key -- only a pick sharing a column can
+    lower it, and such a row has a lower key, which only falls -- and those rows share no column, so a round
+    takes all of them at once; the greedy's picks are those of the rounds, in falling key order."""
     n = len(counts)
-    # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
-    key = (counts @ within) * n + (n - 1 - index)
+    exact = np.float32 if counts.sum() < 1 << 24 else np.float64  # sums of whole counts, exact below 2**24
+    gains = within.astype(exact) @ counts.astype(exact)
     uncovered = np.ones(n, dtype=bool)
-    remaining = float(counts.sum())  # cells in uncovered colours
-    chosen: list[int] = []
-    while remaining > 0:
-        best = int(key.argmax())
-        newly = np.flatnonzero(within[best] & uncovered)
-        if not len(newly):  # cannot happen (every colour covers itself); guards an endless loop
+    live, by_column = np.arange(n), within  # the rows still gaining; which of them covers which uncovered colour
+    picked, keys = [], []
+    while True:
+        # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
+        key = gains.astype(np.float64) * n + (n - 1 - index[live])
+        winners = _local_maxima(by_column, key, symmetric=len(picked) == 0)
+        picked.append(live[winners])
+        keys.append(key[winners])
+        uncovered &= ~within[live[winners]].any(axis=0)
+        columns = np.flatnonzero(uncovered)
+        if not len(columns):
             break
-        chosen.append(best)
-        remaining -= float(key[best] // n)  # the cells `best` newly covers
-        uncovered[newly] = False
-        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows
-        key -= (counts[newly] @ within[newly]) * n
-    return chosen
+        by_column = within[columns]
+        live = np.flatnonzero(by_column.any(axis=0))  # by symmetry: the rows covering an uncovered colour
+        by_column = by_column[:, live]
+        gains = counts[columns] @ by_column
+    return np.concatenate(picked)[np.argsort(-np.concatenate(keys))]
 
 
 def _settle(lab: NDArray[np.float64], counts: NDArray[np.float64], label: NDArray[np.intp],
