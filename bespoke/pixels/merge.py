@@ -99,10 +99,11 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArra
     takes all of them at once; the greedy's picks are those of the rounds, in falling key order."""
     n = len(counts)
     exact = np.float32 if counts.sum() < 1 << 24 else np.float64  # sums of whole counts, exact below 2**24
-    gains = within.astype(exact) @ counts.astype(exact)
+    gains: NDArray[np.floating[Any]] = within.astype(exact) @ counts.astype(exact)
     uncovered = np.ones(n, dtype=bool)
     live, by_column = np.arange(n), within  # the rows still gaining; which of them covers which uncovered colour
-    picked, keys = [], []
+    picked: list[NDArray[np.intp]] = []
+    keys: list[NDArray[np.float64]] = []
     while True:
         # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
         key = gains.astype(np.float64) * n + (n - 1 - index[live])
