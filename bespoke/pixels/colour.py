@@ -36,20 +36,32 @@ def rgb_to_lab(rgb: ArrayLike) -> NDArray[np.float64]:
         c = _LINEAR_OF_LEVEL[rgb]
     else:
         c = _linear(np.asarray(rgb, dtype=np.float64) / 255.0)
-    xyz = c @ _M.T / _WHITE
+    xyz = c @ _M.T  # as it is: BLAS rounds a row differently with the row count, every caller's results with it
+    xyz /= _WHITE
     f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    lab = np.empty_like(f)  # channel by channel into one array: cheaper than np.stack of the three
+    fy = f[..., 1]
+    lab[..., 0] = 116 * fy - 16
+    lab[..., 1] = 500 * (f[..., 0] - fy)
+    lab[..., 2] = 200 * (fy - f[..., 2])
+    return lab
 
 
 def lab_to_rgb(lab: ArrayLike) -> NDArray[np.uint8]:
     """CIELAB (D65, ...x3) back to sRGB uint8 (rounded, clipped to the gamut)."""
     lab = np.asarray(lab, dtype=np.float64)
     fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    f = np.empty_like(lab)  # f_x, f_y, f_z channel by channel: cheaper than np.stack of the three
+    f[..., 0] = fy + lab[..., 1] / 500
+    f[..., 1] = fy
+    f[..., 2] = fy - lab[..., 2] / 200
     xyz = np.where(f > 6 / 29, f**3, (116 * f - 16) / (24389 / 27)) * _WHITE
-    c = np.clip(xyz @ _M_INV.T, 0.0, 1.0)
+    c = xyz @ _M_INV.T
+    np.maximum(c, 0.0, out=c)  # clipped to the gamut
+    np.minimum(c, 1.0, out=c)
     c = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-    return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)
+    # c is within [0, 1] here (1.055 - 0.055 rounds to 1): the levels are within 0-255 without a clip
+    return np.rint(c * 255.0).astype(np.uint8)
 
 
 def unique_rgb(rgb: ArrayLike) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]:

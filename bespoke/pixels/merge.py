@@ -122,17 +122,18 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArra
 
 
 def _settle(lab: NDArray[np.float64], counts: NDArray[np.float64], label: NDArray[np.intp],
-            centres: NDArray[np.float64], tolerance: float) -> NDArray[np.uint8]:
+            centres: NDArray[np.uint8], tolerance: float) -> NDArray[np.uint8]:
     """Where each cluster of drawn colours (`lab`, cluster `label`) ends, as uint8 RGB: its cells' mean when
-    every cell stays within the tolerance of it, else its centre (a drawn colour)."""
+    every cell stays within the tolerance of it, else its centre (`centres`: the drawn colour chosen, RGB)."""
     k = len(centres)
     total = np.bincount(label, weights=counts, minlength=k)
     sums = np.stack([np.bincount(label, weights=counts * lab[:, c], minlength=k) for c in range(3)], axis=1)
-    means = rgb_to_lab(lab_to_rgb(sums / np.maximum(total, 1e-9)[:, None]))  # as it will be, in 8 bits
-    worst = np.zeros(k)
-    np.maximum.at(worst, label, ((lab - means[label]) ** 2).sum(axis=1))
-    fits = worst <= tolerance * tolerance
-    return lab_to_rgb(np.where(fits[:, None], means, centres))
+    mean_rgb = lab_to_rgb(sums / np.maximum(total, 1e-9)[:, None])  # as it will be, in 8 bits
+    far = ((lab - rgb_to_lab(mean_rgb)[label]) ** 2).sum(axis=1) > tolerance * tolerance
+    fits = np.ones(k, dtype=bool)
+    fits[label[far]] = False
+    # lab_to_rgb(rgb_to_lab(c)) is c for every 8-bit colour (3.7e-12 from rounding otherwise): no way back
+    return np.where(fits[:, None], mean_rgb, centres)
 
 
 def is_flat(counts: NDArray[np.integer[Any]]) -> bool:
@@ -154,9 +155,9 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
     lab32 = lab.astype(np.float32)
     order, within = _within(lab32, tolerance)
     chosen = order[_cover(within, counts[order].astype(np.float64), order)]
-    label = sq_distances(lab32[chosen], lab32).argmin(axis=0)
-    rgb = _settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
-    return rgb[label][inverse].reshape(cells.shape)
+    label = sq_distances(lab32, lab32[chosen]).argmin(axis=1)  # the same sums as chosen x colours, transposed
+    rgb = _settle(lab, counts.astype(np.float64), label, colours[chosen], tolerance)
+    return rgb[label[inverse]].reshape(cells.shape)
 
 
 def _packed(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:

@@ -158,7 +158,7 @@ def _reduce_on_the_full_matrix(cells: np.ndarray, tolerance: float) -> np.ndarra
         chosen.append(best)
         uncovered &= ~within[best]
     label = d2[chosen].argmin(axis=0)
-    rgb = merge._settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
+    rgb = merge._settle(lab, counts.astype(np.float64), label, colours[chosen], tolerance)
     return rgb[label][inverse].reshape(cells.shape)
 
 
