@@ -191,10 +191,9 @@ _NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis
 
 
 def _candidates(points: NDArray[np.float64], index: BoxIndex) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(point, other) of every other in the 27 cubes of side index.size around each point, grouped by point,
-    each point's in index.order's order: from the BoxTable when there is one (a subset: only those that can be
-    within the radius), else from the sorted keys."""
-    n = len(points)
+    """(how many per point, other) of every other in the 27 cubes of side index.size around each point,
+    grouped by point, each point's in index.order's order: from the BoxTable when there is one (a subset:
+    only those that can be within the radius), else from the sorted keys."""
     table = index.table
     if table is not None:
         cube = np.floor(points / table.side) - table.origin
@@ -202,16 +201,29 @@ def _candidates(points: NDArray[np.float64], index: BoxIndex) -> tuple[NDArray[n
         flat = np.where(inside, cube @ table.strides, table.empty).astype(np.intp)
         lo = table.starts[flat]
         lengths = table.starts[flat + 1] - lo
-        owner = np.repeat(np.arange(n), lengths)
         members = table.members
     else:
         keys = _box_keys(np.floor(points / index.size).astype(np.int64)[:, None, :] + _NEIGHBOURS[None])  # N x 27
         lo = np.searchsorted(index.keys, keys.ravel(), side="left")
         lengths = np.searchsorted(index.keys, keys.ravel(), side="right") - lo
-        owner = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), lengths)  # grouped by point, in order
         members = index.order
-    total = int(lengths.sum())
-    return owner, members[np.arange(total) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)]
+    ends = np.cumsum(lengths)
+    found = members[np.arange(int(ends[-1])) + np.repeat(lo - (ends - lengths), lengths)]
+    return (lengths if table is not None else lengths.reshape(len(points), -1).sum(axis=1)), found
+
+
+def _candidate_d2(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
+                  index: BoxIndex | None) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """(how many per point, other, squared distance) of every candidate pair (_candidates), grouped by point."""
+    if index is None or index.size != radius:
+        index = _sorted_boxes(others, radius)
+    per_point, cand = _candidates(points, index)
+    # rows of both sides at once; the channels summed in order as a sum from zero would: the very same floats
+    diff = np.repeat(points, per_point, axis=0) - others[cand]
+    diff *= diff
+    d2 = diff[:, 0] + diff[:, 1]
+    d2 += diff[:, 2]
+    return per_point, cand, d2
 
 
 def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
@@ -225,15 +237,9 @@ def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radiu
     n = len(points)
     if not n or not len(others):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0)
-    if index is None or index.size != radius:
-        index = _sorted_boxes(others, radius)
-    owner, cand = _candidates(points, index)
-    d2 = np.zeros(len(owner))
-    for c in range(3):  # per channel: no total x 3 temporaries
-        diff = points[owner, c] - others[cand, c]
-        d2 += diff * diff
+    per_point, cand, d2 = _candidate_d2(points, others, radius, index)
     near = d2 <= radius * radius
-    return owner[near], cand[near], d2[near]
+    return np.repeat(np.arange(n), per_point)[near], cand[near], d2[near]
 
 
 def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
@@ -241,12 +247,17 @@ def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], rad
     """For each row of `points` (Nx3 CIELAB) the index of the nearest row of `others` (Mx3) within `radius`,
     or -1 (the first of equally near ones). `index` is box_index(others, radius) when already built."""
     out = np.full(len(points), -1, dtype=np.intp)
-    owner, cand, d2 = pairs_within(points, others, radius, index)
-    if not len(owner):
+    if not len(points) or not len(others):
         return out
-    seg_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    best = np.minimum.reduceat(d2, seg_start)  # each point's nearest distance (its pairs are contiguous)
-    at_best = np.flatnonzero(d2 == np.repeat(best, np.diff(np.append(seg_start, len(owner)))))
-    first = np.unique(owner[at_best], return_index=True)[1]  # the first nearest of each point
-    out[owner[at_best[first]]] = cand[at_best[first]]
+    per_point, cand, d2 = _candidate_d2(points, others, radius, index)
+    # the nearest of all candidates, when within the radius, is the nearest of those within it
+    has = np.flatnonzero(per_point)
+    if not len(has):
+        return out
+    starts = (np.cumsum(per_point) - per_point)[has]
+    best = np.minimum.reduceat(d2, starts)  # each point's nearest distance (its pairs are contiguous)
+    at_best = np.where(d2 == np.repeat(best, per_point[has]), np.arange(len(d2)), len(d2))
+    first = np.minimum.reduceat(at_best, starts)  # the first nearest of each point
+    near = best <= radius * radius
+    out[has[near]] = cand[first[near]]
     return out
