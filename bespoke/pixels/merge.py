@@ -253,4 +253,4 @@ def moved_stats(cells: NDArray[np.uint8], out: NDArray[np.uint8], tolerance: flo
     moved more than `tolerance` (plus a hair for 8-bit rounding). `cells_lab`: rgb_to_lab(cells), when known."""
     d = cell_moves(cells, out, cells_lab)
     return {"delta_e_max": round(float(d.max()), 3), "delta_e_mean": round(float(d.mean()), 3),
-            "moved_beyond": np.count_nonzero(d > tolerance + 1e-6)}
+            "moved_beyond": int(np.count_nonzero(d > tolerance + 1e-6))}
