@@ -218,8 +218,9 @@ def _candidate_d2(points: NDArray[np.float64], others: NDArray[np.float64], radi
     if index is None or index.size != radius:
         index = _sorted_boxes(others, radius)
     per_point, cand = _candidates(points, index)
-    # rows of both sides at once; the channels summed in order as a sum from zero would: the very same floats
-    diff = np.repeat(points, per_point, axis=0) - others[cand]
+    # rows of both sides at once (np.take: several times faster than fancy indexing on rows of 3); the channels
+    # summed in order as a sum from zero would: the very same floats
+    diff = np.repeat(points, per_point, axis=0) - np.take(others, cand, axis=0)
     diff *= diff
     d2 = diff[:, 0] + diff[:, 1]
     d2 += diff[:, 2]
