@@ -196,8 +196,8 @@ def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette:
     if not len(options):
         return colours, inverse, counts, options, np.zeros((len(colours), 0), dtype=bool)
     option_lab = np.take(palette_lab, options, axis=0).astype(np.float32)
-    order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour
-    starts = np.searchsorted(inverse[order], np.arange(len(colours)))
+    order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour, in its order
+    starts = np.cumsum(counts) - counts
     cell_lab = rgb_to_lab(np.take(cells.reshape(-1, 3), order, axis=0)).astype(np.float32)
     move = sq_distances(rgb_to_lab(colours).astype(np.float32), option_lab)
     # only where the colour may move that far does it matter how far its cells would: measured there alone
