@@ -38,7 +38,10 @@ def rgb_to_lab(rgb: ArrayLike) -> NDArray[np.float64]:
         c = _linear(np.asarray(rgb, dtype=np.float64) / 255.0)
     xyz = c @ _M.T  # as it is: BLAS rounds a row differently with the row count, every caller's results with it
     xyz /= _WHITE
-    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    f = np.cbrt(xyz)
+    dark = xyz <= 216 / 24389  # the linear segment: only the darkest colours (few), computed for them alone
+    if dark.any():
+        f[dark] = (24389 / 27 * xyz[dark] + 16) / 116
     lab = np.empty_like(f)  # channel by channel into one array: cheaper than np.stack of the three
     fy = f[..., 1]
     lab[..., 0] = 116 * fy - 16
