@@ -58,11 +58,18 @@ def lab_to_rgb(lab: ArrayLike) -> NDArray[np.uint8]:
     f[..., 0] = fy + lab[..., 1] / 500
     f[..., 1] = fy
     f[..., 2] = fy - lab[..., 2] / 200
-    xyz = np.where(f > 6 / 29, f**3, (116 * f - 16) / (24389 / 27)) * _WHITE
-    c = xyz @ _M_INV.T
+    cube = f**3
+    dark = f <= 6 / 29  # each piecewise curve's linear segment computed only where it applies
+    if dark.any():
+        cube[dark] = (116 * f[dark] - 16) / (24389 / 27)
+    c = (cube * _WHITE) @ _M_INV.T
     np.maximum(c, 0.0, out=c)  # clipped to the gamut
     np.minimum(c, 1.0, out=c)
-    c = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+    dark = c <= 0.0031308
+    gamma = 1.055 * c ** (1 / 2.4) - 0.055
+    if dark.any():
+        gamma[dark] = 12.92 * c[dark]
+    c = gamma
     # c is within [0, 1] here (1.055 - 0.055 rounds to 1): the levels are within 0-255 without a clip
     return np.rint(c * 255.0).astype(np.uint8)
 
