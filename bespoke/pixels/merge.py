@@ -100,7 +100,8 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArra
     takes all of them at once; the greedy's picks are those of the rounds, in falling key order."""
     n = len(counts)
     exact = np.float32 if counts.sum() < 1 << 24 else np.float64  # sums of whole counts, exact below 2**24
-    gains: NDArray[np.floating[Any]] = within.astype(exact) @ counts.astype(exact)
+    weights = counts.astype(exact)
+    gains: NDArray[np.floating[Any]] = within.astype(exact) @ weights  # a bool operand would cast to float64
     uncovered = np.ones(n, dtype=bool)
     live, by_column = np.arange(n), within  # the rows still gaining; which of them covers which uncovered colour
     picked: list[NDArray[np.intp]] = []
@@ -118,7 +119,7 @@ def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArra
         by_column = np.take(within, columns, axis=0)
         live = np.flatnonzero(by_column.any(axis=0))  # by symmetry: the rows covering an uncovered colour
         by_column = by_column[:, live]
-        gains = counts[columns] @ by_column
+        gains = weights[columns] @ by_column.astype(exact)
     return np.concatenate(picked)[np.argsort(-np.concatenate(keys))]
 
 
