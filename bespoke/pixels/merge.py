@@ -86,7 +86,7 @@ def _local_maxima(by_column: NDArray[np.bool_], key: NDArray[np.float64],
     if symmetric:  # a row covers its own colour: only a row ranked highest there can be highest everywhere
         rows = np.flatnonzero(best == rank)
         return rows[(by_column[rows] * best).max(axis=1) == rank[rows]]
-    return np.flatnonzero((by_column.T * best).max(axis=1) == rank)
+    return np.flatnonzero((by_column * best[:, None]).max(axis=0) == rank)
 
 
 def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> NDArray[np.intp]:
