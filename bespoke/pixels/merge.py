@@ -80,8 +80,11 @@ def _local_maxima(by_column: NDArray[np.bool_], key: NDArray[np.float64],
                   symmetric: bool) -> NDArray[np.intp]:
     """The rows (columns of `by_column`: which of them covers which column) whose `key` is the highest of all
     rows sharing a column with them. `symmetric`: by_column is `within` itself (column j is row j)."""
-    rank = np.empty(len(key), dtype=np.uint16 if len(key) < 1 << 16 else np.uint32)
-    rank[np.argsort(key)] = np.arange(1, len(key) + 1)  # keys are distinct: ranks order them exactly
+    # keys are distinct: ranks 1..n order them exactly, in the smallest integers (a bool times a uint8 rank,
+    # by_column seen as bytes, needs no cast)
+    rank = np.empty(len(key), dtype=np.min_scalar_type(len(key)))
+    rank[np.argsort(key)] = np.arange(1, len(key) + 1)
+    by_column = by_column.view(np.uint8)
     best = (by_column * rank).max(axis=1)  # per column: the highest rank of a row covering it
     if symmetric:  # a row covers its own colour: only a row ranked highest there can be highest everywhere
         rows = np.flatnonzero(best == rank)
