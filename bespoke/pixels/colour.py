@@ -36,20 +36,42 @@ def rgb_to_lab(rgb: ArrayLike) -> NDArray[np.float64]:
         c = _LINEAR_OF_LEVEL[rgb]
     else:
         c = _linear(np.asarray(rgb, dtype=np.float64) / 255.0)
-    xyz = c @ _M.T / _WHITE
-    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    xyz = c @ _M.T  # as it is: BLAS rounds a row differently with the row count, every caller's results with it
+    xyz /= _WHITE
+    f = np.cbrt(xyz)
+    dark = xyz <= 216 / 24389  # the linear segment: only the darkest colours (few), computed for them alone
+    if dark.any():
+        f[dark] = (24389 / 27 * xyz[dark] + 16) / 116
+    lab = np.empty_like(f)  # channel by channel into one array: cheaper than np.stack of the three
+    fy = f[..., 1]
+    lab[..., 0] = 116 * fy - 16
+    lab[..., 1] = 500 * (f[..., 0] - fy)
+    lab[..., 2] = 200 * (fy - f[..., 2])
+    return lab
 
 
 def lab_to_rgb(lab: ArrayLike) -> NDArray[np.uint8]:
     """CIELAB (D65, ...x3) back to sRGB uint8 (rounded, clipped to the gamut)."""
     lab = np.asarray(lab, dtype=np.float64)
     fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    xyz = np.where(f > 6 / 29, f**3, (116 * f - 16) / (24389 / 27)) * _WHITE
-    c = np.clip(xyz @ _M_INV.T, 0.0, 1.0)
-    c = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-    return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)
+    f = np.empty_like(lab)  # f_x, f_y, f_z channel by channel: cheaper than np.stack of the three
+    f[..., 0] = fy + lab[..., 1] / 500
+    f[..., 1] = fy
+    f[..., 2] = fy - lab[..., 2] / 200
+    cube = f**3
+    dark = f <= 6 / 29  # each piecewise curve's linear segment computed only where it applies
+    if dark.any():
+        cube[dark] = (116 * f[dark] - 16) / (24389 / 27)
+    c = (cube * _WHITE) @ _M_INV.T
+    np.maximum(c, 0.0, out=c)  # clipped to the gamut
+    np.minimum(c, 1.0, out=c)
+    dark = c <= 0.0031308
+    gamma = 1.055 * c ** (1 / 2.4) - 0.055
+    if dark.any():
+        gamma[dark] = 12.92 * c[dark]
+    c = gamma
+    # c is within [0, 1] here (1.055 - 0.055 rounds to 1): the levels are within 0-255 without a clip
+    return np.rint(c * 255.0).astype(np.uint8)
 
 
 def unique_rgb(rgb: ArrayLike) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]:
@@ -179,10 +201,9 @@ _NEIGHBOURS = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis
 
 
 def _candidates(points: NDArray[np.float64], index: BoxIndex) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(point, other) of every other in the 27 cubes of side index.size around each point, grouped by point,
-    each point's in index.order's order: from the BoxTable when there is one (a subset: only those that can be
-    within the radius), else from the sorted keys."""
-    n = len(points)
+    """(how many per point, other) of every other in the 27 cubes of side index.size around each point,
+    grouped by point, each point's in index.order's order: from the BoxTable when there is one (a subset:
+    only those that can be within the radius), else from the sorted keys."""
     table = index.table
     if table is not None:
         cube = np.floor(points / table.side) - table.origin
@@ -190,16 +211,30 @@ def _candidates(points: NDArray[np.float64], index: BoxIndex) -> tuple[NDArray[n
         flat = np.where(inside, cube @ table.strides, table.empty).astype(np.intp)
         lo = table.starts[flat]
         lengths = table.starts[flat + 1] - lo
-        owner = np.repeat(np.arange(n), lengths)
         members = table.members
     else:
         keys = _box_keys(np.floor(points / index.size).astype(np.int64)[:, None, :] + _NEIGHBOURS[None])  # N x 27
         lo = np.searchsorted(index.keys, keys.ravel(), side="left")
         lengths = np.searchsorted(index.keys, keys.ravel(), side="right") - lo
-        owner = np.repeat(np.repeat(np.arange(n), len(_NEIGHBOURS)), lengths)  # grouped by point, in order
         members = index.order
-    total = int(lengths.sum())
-    return owner, members[np.arange(total) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)]
+    ends = np.cumsum(lengths)
+    found = members[np.arange(int(ends[-1])) + np.repeat(lo - (ends - lengths), lengths)]
+    return (lengths if table is not None else lengths.reshape(len(points), -1).sum(axis=1)), found
+
+
+def _candidate_d2(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
+                  index: BoxIndex | None) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """(how many per point, other, squared distance) of every candidate pair (_candidates), grouped by point."""
+    if index is None or index.size != radius:
+        index = _sorted_boxes(others, radius)
+    per_point, cand = _candidates(points, index)
+    # rows of both sides at once (np.take: several times faster than fancy indexing on rows of 3); the channels
+    # summed in order as a sum from zero would: the very same floats
+    diff = np.repeat(points, per_point, axis=0) - np.take(others, cand, axis=0)
+    diff *= diff
+    d2 = diff[:, 0] + diff[:, 1]
+    d2 += diff[:, 2]
+    return per_point, cand, d2
 
 
 def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
@@ -213,15 +248,9 @@ def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radiu
     n = len(points)
     if not n or not len(others):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0)
-    if index is None or index.size != radius:
-        index = _sorted_boxes(others, radius)
-    owner, cand = _candidates(points, index)
-    d2 = np.zeros(len(owner))
-    for c in range(3):  # per channel: no total x 3 temporaries
-        diff = points[owner, c] - others[cand, c]
-        d2 += diff * diff
+    per_point, cand, d2 = _candidate_d2(points, others, radius, index)
     near = d2 <= radius * radius
-    return owner[near], cand[near], d2[near]
+    return np.repeat(np.arange(n), per_point)[near], cand[near], d2[near]
 
 
 def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
@@ -229,12 +258,17 @@ def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], rad
     """For each row of `points` (Nx3 CIELAB) the index of the nearest row of `others` (Mx3) within `radius`,
     or -1 (the first of equally near ones). `index` is box_index(others, radius) when already built."""
     out = np.full(len(points), -1, dtype=np.intp)
-    owner, cand, d2 = pairs_within(points, others, radius, index)
-    if not len(owner):
+    if not len(points) or not len(others):
         return out
-    seg_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    best = np.minimum.reduceat(d2, seg_start)  # each point's nearest distance (its pairs are contiguous)
-    at_best = np.flatnonzero(d2 == np.repeat(best, np.diff(np.append(seg_start, len(owner)))))
-    first = np.unique(owner[at_best], return_index=True)[1]  # the first nearest of each point
-    out[owner[at_best[first]]] = cand[at_best[first]]
+    per_point, cand, d2 = _candidate_d2(points, others, radius, index)
+    # the nearest of all candidates, when within the radius, is the nearest of those within it
+    has = np.flatnonzero(per_point)
+    if not len(has):
+        return out
+    starts = (np.cumsum(per_point) - per_point)[has]
+    best = np.minimum.reduceat(d2, starts)  # each point's nearest distance (its pairs are contiguous)
+    at_best = np.where(d2 == np.repeat(best, per_point[has]), np.arange(len(d2)), len(d2))
+    first = np.minimum.reduceat(at_best, starts)  # the first nearest of each point
+    near = best <= radius * radius
+    out[has[near]] = cand[first[near]]
     return out

@@ -58,7 +58,7 @@ def _within(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.in
     Drawn colours spread over the whole L* range: a fraction of the full matrix, in cache-sized pieces."""
     n = len(lab32)
     order = np.argsort(lab32[:, 0], kind="stable")
-    ranked = [np.ascontiguousarray(lab32[order, c]) for c in range(3)]
+    ranked = np.take(lab32, order, axis=0).T.copy()  # channel by channel, each contiguous
     stop = np.searchsorted(ranked[0], ranked[0].astype(np.float64) + (tolerance * (1 + 1e-4) + 1e-4), side="right")
     within = np.zeros((n, n), dtype=bool)
     for lo in range(0, n, _BLOCK):
@@ -71,45 +71,74 @@ def _within(lab32: NDArray[np.float32], tolerance: float) -> tuple[NDArray[np.in
             d2 += diff
         near = d2 <= tolerance * tolerance
         within[lo:hi, lo:end] = near
-        within[lo:end, lo:hi] |= near.T
+        # the mirror: no earlier tile wrote these columns, and the shared diagonal block is symmetric
+        within[lo:end, lo:hi] = near.T
     return order, within
 
 
-def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> list[int]:
+def _local_maxima(by_column: NDArray[np.bool_], key: NDArray[np.float64],
+                  symmetric: bool) -> NDArray[np.intp]:
+    """The rows (columns of `by_column`: which of them covers which column) whose `key` is the highest of all
+    rows sharing a column with them. `symmetric`: by_column is `within` itself (column j is row j)."""
+    # keys are distinct: ranks 1..n order them exactly, in the smallest integers (a bool times a uint8 rank,
+    # by_column seen as bytes, needs no cast)
+    rank = np.empty(len(key), dtype=np.min_scalar_type(len(key)))
+    rank[np.argsort(key)] = np.arange(1, len(key) + 1)
+    by_column = by_column.view(np.uint8)
+    best = (by_column * rank).max(axis=1)  # per column: the highest rank of a row covering it
+    if symmetric:  # a row covers its own colour: only a row ranked highest there can be highest everywhere
+        rows = np.flatnonzero(best == rank)
+        return rows[(by_column[rows] * best).max(axis=1) == rank[rows]]
+    return np.flatnonzero((by_column * best[:, None]).max(axis=0) == rank)
+
+
+def _cover(within: NDArray[np.bool_], counts: NDArray[np.float64], index: NDArray[np.intp]) -> NDArray[np.intp]:
     """Greedy weighted set cover: rows of `within` (distinct colours x distinct colours, symmetric) until every
     column is covered; a row's gain is the count of cells it would newly cover; of equal gains, the row of
-    the lowest colour `index` first."""
+    the lowest colour `index` first. The chosen rows, in the order the greedy picks them.
+
+    In rounds, not one row at a time: a row whose key (gain, then index) is the highest of every row sharing
+    an uncovered column with it is picked by the greedy with that key -- only a pick sharing a column can
+    lower it, and such a row has a lower key, which only falls -- and those rows share no column, so a round
+    takes all of them at once; the greedy's picks are those of the rounds, in falling key order."""
     n = len(counts)
-    # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
-    key = (counts @ within) * n + (n - 1 - index)
+    exact = np.float32 if counts.sum() < 1 << 24 else np.float64  # sums of whole counts, exact below 2**24
+    weights = counts.astype(exact)
+    gains: NDArray[np.floating[Any]] = within.astype(exact) @ weights  # a bool operand would cast to float64
     uncovered = np.ones(n, dtype=bool)
-    remaining = float(counts.sum())  # cells in uncovered colours
-    chosen: list[int] = []
-    while remaining > 0:
-        best = int(key.argmax())
-        newly = np.flatnonzero(within[best] & uncovered)
-        if not len(newly):  # cannot happen (every colour covers itself); guards an endless loop
+    live, by_column = np.arange(n), within  # the rows still gaining; which of them covers which uncovered colour
+    picked: list[NDArray[np.intp]] = []
+    keys: list[NDArray[np.float64]] = []
+    while True:
+        # one number per row, exact in float64 (integers): its gain, then the lower colour index the higher
+        key = gains.astype(np.float64) * n + (n - 1 - index[live])
+        winners = _local_maxima(by_column, key, symmetric=len(picked) == 0)
+        picked.append(live[winners])
+        keys.append(key[winners])
+        uncovered &= ~np.take(within, live[winners], axis=0).any(axis=0)
+        columns = np.flatnonzero(uncovered)
+        if not len(columns):
             break
-        chosen.append(best)
-        remaining -= float(key[best] // n)  # the cells `best` newly covers
-        uncovered[newly] = False
-        # the rows that covered the newly covered colours are, by symmetry, those colours' own rows
-        key -= (counts[newly] @ within[newly]) * n
-    return chosen
+        by_column = np.take(within, columns, axis=0)
+        live = np.flatnonzero(by_column.any(axis=0))  # by symmetry: the rows covering an uncovered colour
+        by_column = by_column[:, live]
+        gains = weights[columns] @ by_column.astype(exact)
+    return np.concatenate(picked)[np.argsort(-np.concatenate(keys))]
 
 
 def _settle(lab: NDArray[np.float64], counts: NDArray[np.float64], label: NDArray[np.intp],
-            centres: NDArray[np.float64], tolerance: float) -> NDArray[np.uint8]:
+            centres: NDArray[np.uint8], tolerance: float) -> NDArray[np.uint8]:
     """Where each cluster of drawn colours (`lab`, cluster `label`) ends, as uint8 RGB: its cells' mean when
-    every cell stays within the tolerance of it, else its centre (a drawn colour)."""
+    every cell stays within the tolerance of it, else its centre (`centres`: the drawn colour chosen, RGB)."""
     k = len(centres)
     total = np.bincount(label, weights=counts, minlength=k)
     sums = np.stack([np.bincount(label, weights=counts * lab[:, c], minlength=k) for c in range(3)], axis=1)
-    means = rgb_to_lab(lab_to_rgb(sums / np.maximum(total, 1e-9)[:, None]))  # as it will be, in 8 bits
-    worst = np.zeros(k)
-    np.maximum.at(worst, label, ((lab - means[label]) ** 2).sum(axis=1))
-    fits = worst <= tolerance * tolerance
-    return lab_to_rgb(np.where(fits[:, None], means, centres))
+    mean_rgb = lab_to_rgb(sums / np.maximum(total, 1e-9)[:, None])  # as it will be, in 8 bits
+    far = ((lab - np.take(rgb_to_lab(mean_rgb), label, axis=0)) ** 2).sum(axis=1) > tolerance * tolerance
+    fits = np.ones(k, dtype=bool)
+    fits[label[far]] = False
+    # lab_to_rgb(rgb_to_lab(c)) is c for every 8-bit colour (3.7e-12 from rounding otherwise): no way back
+    return np.where(fits[:, None], mean_rgb, centres)
 
 
 def is_flat(counts: NDArray[np.integer[Any]]) -> bool:
@@ -131,9 +160,9 @@ def reduce_colours(cells: NDArray[np.uint8], tolerance: float = TOLERANCE) -> ND
     lab32 = lab.astype(np.float32)
     order, within = _within(lab32, tolerance)
     chosen = order[_cover(within, counts[order].astype(np.float64), order)]
-    label = sq_distances(lab32[chosen], lab32).argmin(axis=0)
-    rgb = _settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
-    return rgb[label][inverse].reshape(cells.shape)
+    label = sq_distances(lab32, lab32[chosen]).argmin(axis=1)  # the same sums as chosen x colours, transposed
+    rgb = _settle(lab, counts.astype(np.float64), label, colours[chosen], tolerance)
+    return np.take(rgb, label[inverse], axis=0).reshape(cells.shape)  # np.take: rows of 3, faster than []
 
 
 def _packed(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
@@ -149,12 +178,10 @@ def _worst(cell_lab: NDArray[np.float32], starts: NDArray[np.intp], counts: NDAr
     first = np.cumsum(sizes) - sizes
     rows = np.arange(int(sizes.sum())) + np.repeat(starts[colour] - first, sizes)
     target = np.repeat(option, sizes)
-    d2 = cell_lab[rows, 0] - option_lab[target, 0]
-    d2 *= d2
-    for c in (1, 2):
-        diff = cell_lab[rows, c] - option_lab[target, c]
-        diff *= diff
-        d2 += diff
+    diff = np.take(cell_lab, rows, axis=0) - np.take(option_lab, target, axis=0)
+    diff *= diff
+    d2 = diff[:, 0] + diff[:, 1]  # summed channel by channel in order: the same float32 sums
+    d2 += diff[:, 2]
     return np.maximum.reduceat(d2, first)
 
 
@@ -172,10 +199,10 @@ def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette:
     options = np.unique(nearest[nearest >= 0])
     if not len(options):
         return colours, inverse, counts, options, np.zeros((len(colours), 0), dtype=bool)
-    option_lab = palette_lab[options].astype(np.float32)
-    order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour
-    starts = np.searchsorted(inverse[order], np.arange(len(colours)))
-    cell_lab = rgb_to_lab(cells.reshape(-1, 3)[order]).astype(np.float32)
+    option_lab = np.take(palette_lab, options, axis=0).astype(np.float32)
+    order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour, in its order
+    starts = np.cumsum(counts) - counts
+    cell_lab = rgb_to_lab(np.take(cells.reshape(-1, 3), order, axis=0)).astype(np.float32)
     move = sq_distances(rgb_to_lab(colours).astype(np.float32), option_lab)
     # only where the colour may move that far does it matter how far its cells would: measured there alone
     colour, option = np.nonzero((move <= INVISIBLE * INVISIBLE) | (counts == 1)[:, None])
@@ -211,7 +238,7 @@ def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palett
         members = open_[:, best]
         out[members] = palette[options[best]]
         free &= ~members
-    return out[inverse].reshape(reduced.shape)
+    return np.take(out, inverse, axis=0).reshape(reduced.shape)
 
 
 def cell_moves(cells: NDArray[np.uint8], out: NDArray[np.uint8],
@@ -228,4 +255,4 @@ def moved_stats(cells: NDArray[np.uint8], out: NDArray[np.uint8], tolerance: flo
     moved more than `tolerance` (plus a hair for 8-bit rounding). `cells_lab`: rgb_to_lab(cells), when known."""
     d = cell_moves(cells, out, cells_lab)
     return {"delta_e_max": round(float(d.max()), 3), "delta_e_mean": round(float(d.mean()), 3),
-            "moved_beyond": int((d > tolerance + 1e-6).sum())}
+            "moved_beyond": int(np.count_nonzero(d > tolerance + 1e-6))}

@@ -158,7 +158,7 @@ def _reduce_on_the_full_matrix(cells: np.ndarray, tolerance: float) -> np.ndarra
         chosen.append(best)
         uncovered &= ~within[best]
     label = d2[chosen].argmin(axis=0)
-    rgb = merge._settle(lab, counts.astype(np.float64), label, lab[chosen], tolerance)
+    rgb = merge._settle(lab, counts.astype(np.float64), label, colours[chosen], tolerance)
     return rgb[label][inverse].reshape(cells.shape)
 
 
@@ -198,3 +198,33 @@ def test_snap_options_measure_the_cells_where_they_matter_as_the_full_matrix_wou
         same = codes[:, None] == option_codes[None, :]
         want &= np.where(same.any(axis=1)[:, None], same, True)
         assert want.any() and (counts == 1).any() and np.array_equal(allowed, want)
+
+
+def _cover_one_at_a_time(within: np.ndarray, counts: np.ndarray, index: np.ndarray) -> list[int]:
+    """The greedy cover picked one row at a time: the highest gain, of equal gains the lowest colour index."""
+    uncovered = np.ones(len(counts), dtype=bool)
+    chosen = []
+    while uncovered.any():
+        gains = within[:, uncovered] @ counts[uncovered]
+        best = max(range(len(counts)), key=lambda r: (gains[r], -index[r]))
+        chosen.append(best)
+        uncovered &= ~within[best]
+    return chosen
+
+
+def test_the_cover_in_rounds_picks_what_one_at_a_time_picks():
+    """merge._cover takes every local maximum of a round at once: the same rows in the same order as the greedy
+    one pick at a time, on chains (each row's pick lowers the next one's gain), equal gains everywhere,
+    separate clusters, heavy colours, and random neighbourhoods."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for n, spread, radius in ((40, 1.0, 0.08), (120, 1.0, 0.15), (200, 0.3, 0.05), (60, 1.0, 2.0)):
+        points = rng.random((n, 2)) * spread
+        cases.append(((points[:, None] - points[None]) ** 2).sum(-1) <= radius ** 2)
+    chain = np.abs(np.arange(30)[:, None] - np.arange(30)[None]) <= 1
+    cases += [chain, np.eye(25, dtype=bool), np.kron(np.eye(4, dtype=bool), np.ones((6, 6), dtype=bool))]
+    for within in cases:
+        n = len(within)
+        for counts in (np.ones(n), rng.integers(1, 6, n).astype(np.float64), np.arange(n, 0, -1.0)):
+            index = rng.permutation(n)
+            assert merge._cover(within, counts, index).tolist() == _cover_one_at_a_time(within, counts, index)
