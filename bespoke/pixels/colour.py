@@ -222,11 +222,9 @@ def _candidates(points: NDArray[np.float64], index: BoxIndex) -> tuple[NDArray[n
     return (lengths if table is not None else lengths.reshape(len(points), -1).sum(axis=1)), found
 
 
-def _candidate_d2(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
-                  index: BoxIndex | None) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+def _candidate_d2(points: NDArray[np.float64], others: NDArray[np.float64],
+                  index: BoxIndex) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
     """(how many per point, other, squared distance) of every candidate pair (_candidates), grouped by point."""
-    if index is None or index.size != radius:
-        index = _sorted_boxes(others, radius)
     per_point, cand = _candidates(points, index)
     # rows of both sides at once (np.take: several times faster than fancy indexing on rows of 3); the channels
     # summed in order as a sum from zero would: the very same floats
@@ -248,9 +246,47 @@ def pairs_within(points: NDArray[np.float64], others: NDArray[np.float64], radiu
     n = len(points)
     if not n or not len(others):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0)
-    per_point, cand, d2 = _candidate_d2(points, others, radius, index)
+    per_point, cand, d2 = _candidate_d2(points, others, _index_at(others, radius, index))
     near = d2 <= radius * radius
     return np.repeat(np.arange(n), per_point)[near], cand[near], d2[near]
+
+
+def _index_at(others: NDArray[np.float64], radius: float, index: BoxIndex | None) -> BoxIndex:
+    return index if index is not None and index.size == radius else _sorted_boxes(others, radius)
+
+
+def others_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: ArrayLike,
+                  index: BoxIndex) -> NDArray[np.intp]:
+    """The row of `others` (Mx3 CIELAB) of every pair of a row of `points` (Nx3) and a row of `others` within
+    `radius` (one, or one per point), in no promised order. `index` is box_index(others, size) for a size
+    >= radius / 1.5: per point, every cube of that size its radius reaches (at most 4 per axis) is looked
+    in, so no pair is missed whatever the rounding against the cubes (pairs_within looks in 27 cubes)."""
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
+    if not (radii <= 1.5 * index.size).all():
+        raise ValueError(f"others_within: an index of {index.size} cubes cannot search within {radii.max()}")
+    if not len(points) or not len(others):
+        return np.zeros(0, dtype=np.intp)
+    reach = (radii * (1 + 1e-9) + 1e-9)[:, None]  # past the rounding of point - radius: every cube it reaches
+    first = np.floor((points - reach) / index.size).astype(np.int64)
+    last = np.floor((points + reach) / index.size).astype(np.int64)
+    step = np.arange(4)
+    b0 = first[:, 0, None, None] + step[:, None]  # N x 4 x 4: the cubes' columns along the third axis
+    b1 = first[:, 1, None, None] + step[None, :]
+    used = ((b0 <= last[:, 0, None, None]) & (b1 <= last[:, 1, None, None])).ravel()
+    column = ((b0 + _BOX_OFFSET) * _BOX_SPAN + (b1 + _BOX_OFFSET)) * _BOX_SPAN + _BOX_OFFSET  # _box_keys' packing
+    lo = np.searchsorted(index.keys, (column + first[:, 2, None, None]).ravel(), side="left")
+    hi = np.searchsorted(index.keys, (column + last[:, 2, None, None]).ravel(), side="right")
+    lengths = np.where(used, hi - lo, 0)
+    ends = np.cumsum(lengths)
+    if not ends[-1]:
+        return np.zeros(0, dtype=np.intp)
+    found = index.order[np.arange(int(ends[-1])) + np.repeat(lo - (ends - lengths), lengths)]
+    point = np.repeat(np.arange(len(points)), lengths.reshape(len(points), -1).sum(axis=1))
+    diff = np.take(points, point, axis=0) - np.take(others, found, axis=0)
+    diff *= diff
+    d2 = diff[:, 0] + diff[:, 1]
+    d2 += diff[:, 2]
+    return found[d2 <= np.take(radii * radii, point)]
 
 
 def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], radius: float,
@@ -260,7 +296,7 @@ def nearest_within(points: NDArray[np.float64], others: NDArray[np.float64], rad
     out = np.full(len(points), -1, dtype=np.intp)
     if not len(points) or not len(others):
         return out
-    per_point, cand, d2 = _candidate_d2(points, others, radius, index)
+    per_point, cand, d2 = _candidate_d2(points, others, _index_at(others, radius, index))
     # the nearest of all candidates, when within the radius, is the nearest of those within it
     has = np.flatnonzero(per_point)
     if not len(has):

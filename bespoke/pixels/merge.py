@@ -36,6 +36,7 @@ from bespoke.pixels.colour import (
     BoxIndex,
     lab_to_rgb,
     nearest_within,
+    others_within,
     rgb_to_lab,
     sq_distances,
     unique_rgb,
@@ -185,20 +186,46 @@ def _worst(cell_lab: NDArray[np.float32], starts: NDArray[np.intp], counts: NDAr
     return np.maximum.reduceat(d2, first)
 
 
-def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette: NDArray[np.uint8],
-                  palette_lab: NDArray[np.float64], tolerance: float,
-                  index: BoxIndex | None) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp],
-                                                   NDArray[np.intp], NDArray[np.bool_]]:
-    """(colours, inverse, counts) of `reduced`, the palette colours that may be chosen (the nearest within
-    the tolerance of each reduced and each drawn colour), and which colour may become which of them
-    (colours x options): every drawn cell of the colour within the tolerance of it, the colour itself
-    within INVISIBLE (or on one cell), and a colour already on the palette only itself."""
-    colours, inverse, counts = unique_rgb(reduced)
+_SLACK = 1 + 1e-3  # far past the float32 rounding of the snap's squared distances (1e-5 relative)
+
+
+def _none_shared(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: NDArray[np.intp],
+                 cells: NDArray[np.uint8], palette_lab: NDArray[np.float64], tolerance: float,
+                 index: BoxIndex | None) -> bool:
+    """Whether no palette colour can take two of the reduced `colours`, so the snap changes nothing: a colour
+    on two or more cells can only become a palette colour within INVISIBLE of it, one on a single cell one
+    within the tolerance of that cell (both tested in float64 with _SLACK: a superset of the snap's float32
+    tests); and such a colour is an option only where it is the nearest palette colour of a reduced or drawn
+    colour, which is then within the tolerance of it. False when that cannot be told cheaply."""
+    if index is None or index.size != tolerance or INVISIBLE > tolerance:
+        return False
+    several = counts > 1
+    alone = np.flatnonzero(~several[inverse])  # the cells of single-cell colours
+    points = np.concatenate([colours[several], np.take(cells.reshape(-1, 3), alone, axis=0)])
+    radii = np.where(np.arange(len(points)) < several.sum(), INVISIBLE, tolerance) * _SLACK
+    takers = others_within(rgb_to_lab(points), palette_lab, radii, index)
+    shared = np.flatnonzero(np.bincount(takers) >= 2) if len(takers) else takers
+    if not len(shared):
+        return True
+    # the very rows whose nearest the snap takes (rgb_to_lab's rounding depends on the row count); a row's
+    # nearest does not depend on the other rows
+    lab = rgb_to_lab(np.concatenate([colours, unique_rgb(cells)[0]]))
+    near = (sq_distances(lab, np.take(palette_lab, shared, axis=0)) <= (tolerance * _SLACK) ** 2).any(axis=1)
+    return not np.isin(nearest_within(lab[near], palette_lab, tolerance, index), shared).any()
+
+
+def _snap_options(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: NDArray[np.intp],
+                  cells: NDArray[np.uint8], palette: NDArray[np.uint8], palette_lab: NDArray[np.float64],
+                  tolerance: float, index: BoxIndex | None) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """The palette colours that may be chosen for the reduced `colours` (the nearest within the tolerance of
+    each reduced and each drawn colour), and which colour may become which of them (colours x options):
+    every drawn cell of the colour within the tolerance of it, the colour itself within INVISIBLE (or on
+    one cell), and a colour already on the palette only itself."""
     drawn = unique_rgb(cells)[0]
     nearest = nearest_within(rgb_to_lab(np.concatenate([colours, drawn])), palette_lab, tolerance, index)
     options = np.unique(nearest[nearest >= 0])
     if not len(options):
-        return colours, inverse, counts, options, np.zeros((len(colours), 0), dtype=bool)
+        return options, np.zeros((len(colours), 0), dtype=bool)
     option_lab = np.take(palette_lab, options, axis=0).astype(np.float32)
     order = np.argsort(inverse, kind="stable")  # cells grouped by their reduced colour, in its order
     starts = np.cumsum(counts) - counts
@@ -211,7 +238,7 @@ def _snap_options(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette:
         allowed[colour, option] = _worst(cell_lab, starts, counts, option_lab, colour, option) <= tolerance * tolerance
     same = _packed(colours)[:, None] == _packed(palette[options])[None, :]
     allowed &= np.where(same.any(axis=1)[:, None], same, True)
-    return colours, inverse, counts, options, allowed
+    return options, allowed
 
 
 def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palette: NDArray[np.uint8],
@@ -224,8 +251,10 @@ def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palett
     if tolerance <= 0 or not len(palette):
         return reduced
     pal_lab = rgb_to_lab(palette) if palette_lab is None else palette_lab
-    colours, inverse, counts, options, allowed = _snap_options(reduced, cells, palette, pal_lab, tolerance,
-                                                               palette_index)
+    colours, inverse, counts = unique_rgb(reduced)
+    if _none_shared(colours, inverse, counts, cells, pal_lab, tolerance, palette_index):
+        return np.take(colours, inverse, axis=0).reshape(reduced.shape)  # as the general path returns it
+    options, allowed = _snap_options(colours, inverse, counts, cells, palette, pal_lab, tolerance, palette_index)
     out = colours.copy()
     free = np.ones(len(colours), dtype=bool)
     while allowed.shape[1]:

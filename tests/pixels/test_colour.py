@@ -10,6 +10,7 @@ from bespoke.pixels.colour import (
     delta_e,
     lab_to_rgb,
     nearest_within,
+    others_within,
     pairs_within,
     rgb_to_lab,
     unique_rgb,
@@ -81,3 +82,21 @@ def test_unique_rgb_is_numpys_unique_of_rows():
     assert colours.dtype == np.uint8 and np.array_equal(colours, want)
     assert np.array_equal(inverse, want_inverse.reshape(-1)) and np.array_equal(counts, want_counts)
     assert np.array_equal(colours[inverse].reshape(cells.shape), cells)
+
+
+def test_others_within_finds_every_pair_a_brute_force_finds_up_to_one_and_a_half_cubes():
+    """others_within with an index of cubes of `size` finds the pairs within radii up to 1.5 x size, per point,
+    on colours placed on cube edges and at exactly the radius along one axis (where cubes' rounding bites)."""
+    rng = np.random.default_rng(4)
+    size = 5.0
+    others = np.concatenate([rng.uniform(-40, 90, (600, 3)), np.round(rng.uniform(-8, 8, (200, 3))) * size])
+    points = np.concatenate([rng.uniform(-40, 90, (60, 3)), others[600:640], others[600:620] + [size, 0, 0],
+                             others[620:640] - [0, 0, 1.5 * size]])
+    index = box_index(others, size)
+    for radius in (1.0, size, size * (1 + 1e-3), 1.5 * size, rng.uniform(0.5, 1.5 * size, len(points))):
+        radii = np.broadcast_to(radius, (len(points),))
+        d2 = ((points[:, None, :] - others[None, :, :]) ** 2).sum(axis=-1)
+        want = np.sort(np.nonzero(d2 <= radii[:, None] ** 2)[1])
+        assert len(want) >= 40 and np.array_equal(np.sort(others_within(points, others, radius, index)), want)
+    with pytest.raises(ValueError):
+        others_within(points, others, 1.6 * size, index)

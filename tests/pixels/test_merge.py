@@ -10,7 +10,7 @@ from PIL import Image
 from bespoke.dataset.synthetic import make_punk
 from bespoke.pixels import merge
 from bespoke.pixels import palette as pal
-from bespoke.pixels.colour import delta_e, rgb_to_lab, sq_distances, unique_rgb
+from bespoke.pixels.colour import box_index, delta_e, rgb_to_lab, sq_distances, unique_rgb
 from bespoke.pixels.downscale import cell_colors, extract
 from bespoke.pixels.grid import find_grid
 from bespoke.pixels.merge import INVISIBLE, TOLERANCE, cell_moves, reduce_colours, snap_to_palette
@@ -187,8 +187,8 @@ def test_snap_options_measure_the_cells_where_they_matter_as_the_full_matrix_wou
         reduced = reduce_colours(cells)
         palette = _near_palette(np.unique(truth.reshape(-1, 3), axis=0), 3, reach=3)
         palette_lab = rgb_to_lab(palette)
-        colours, inverse, counts, options, allowed = merge._snap_options(reduced, cells, palette, palette_lab,
-                                                                         TOLERANCE, None)
+        colours, inverse, counts = unique_rgb(reduced)
+        options, allowed = merge._snap_options(colours, inverse, counts, cells, palette, palette_lab, TOLERANCE, None)
         option_lab = palette_lab[options].astype(np.float32)
         cell_d2 = sq_distances(rgb_to_lab(cells.reshape(-1, 3)).astype(np.float32), option_lab)
         worst = np.stack([cell_d2[inverse == c].max(axis=0) for c in range(len(colours))])
@@ -228,3 +228,38 @@ def test_the_cover_in_rounds_picks_what_one_at_a_time_picks():
         for counts in (np.ones(n), rng.integers(1, 6, n).astype(np.float64), np.arange(n, 0, -1.0)):
             index = rng.permutation(n)
             assert merge._cover(within, counts, index).tolist() == _cover_one_at_a_time(within, counts, index)
+
+
+def test_the_snaps_early_exit_is_taken_only_where_the_general_path_changes_nothing(monkeypatch):
+    """merge._none_shared (no palette colour can take two colours) says so only where the snap's general path
+    returns the reduction unchanged; on noisy punks against palettes from a hair to the tolerance away, the
+    reduction's own colours, single-cell colours and palettes holding the reduction (both answers seen)."""
+    rng = np.random.default_rng(21)
+    cases = []
+    for n, truth in enumerate(PUNKS):
+        for spread, reach, per in ((1.0, 1, 2), (2.0, 2, 4), (2.5, 4, 8), (4.0, 8, 30)):
+            cells = _noisy(truth, 100 * n + reach, spread)
+            reduced = reduce_colours(cells)
+            specks = np.clip(reduced.reshape(-1, 3)[rng.choice(576, 8)].astype(int)
+                             + rng.integers(-3, 4, (8, 3)), 0, 255).astype(np.uint8)
+            colours = unique_rgb(reduced)[0]
+            lab = rgb_to_lab(colours)
+            nearest = np.argsort(sq_distances(lab, lab), axis=1)[:, 1]  # each colour's nearest other one
+            between = ((colours.astype(int) + colours[nearest]) // 2).astype(np.uint8)  # two may become it
+            for palette in (_near_palette(colours, n + reach, reach, per), between, between[::3],
+                            _near_palette(unique_rgb(cells)[0][::7], n, reach, 1), np.concatenate([specks, specks])):
+                cases.append((reduced, cells, np.unique(palette, axis=0)))
+    answers = []
+    for reduced, cells, palette in cases:
+        palette_lab = rgb_to_lab(palette)
+        index = box_index(palette_lab, TOLERANCE)
+        colours, inverse, counts = unique_rgb(reduced)
+        early = merge._none_shared(colours, inverse, counts, cells, palette_lab, TOLERANCE, index)
+        with monkeypatch.context() as patch:
+            patch.setattr(merge, "_none_shared", lambda *args: False)
+            general = snap_to_palette(reduced, cells, palette, palette_lab, TOLERANCE, index)
+        if early:
+            assert np.array_equal(general, reduced)
+            assert np.array_equal(snap_to_palette(reduced, cells, palette, palette_lab, TOLERANCE, index), general)
+        answers.append((early, np.array_equal(general, reduced)))
+    assert (True, True) in answers and (False, False) in answers
