@@ -259,13 +259,16 @@ def others_within(points: NDArray[np.float64], others: NDArray[np.float64], radi
                   index: BoxIndex) -> NDArray[np.intp]:
     """The row of `others` (Mx3 CIELAB) of every pair of a row of `points` (Nx3) and a row of `others` within
     `radius` (one, or one per point), in no promised order. `index` is box_index(others, size) for a size
-    >= radius / 1.5: per point, every cube of that size its radius reaches (at most 4 per axis) is looked
-    in, so no pair is missed whatever the rounding against the cubes (pairs_within looks in 27 cubes)."""
+    >= radius / 1.5: beyond its table's reach (size), every cube of that size a point's radius reaches (at
+    most 4 per axis) is looked in, so no pair is missed whatever the rounding against the cubes."""
     radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
     if not (radii <= 1.5 * index.size).all():
         raise ValueError(f"others_within: an index of {index.size} cubes cannot search within {radii.max()}")
     if not len(points) or not len(others):
         return np.zeros(0, dtype=np.intp)
+    if index.table is not None and (radii <= index.size).all():  # one table cube per point holds them all
+        per_point, cand, d2 = _candidate_d2(points, others, index)
+        return cand[d2 <= np.repeat(radii * radii, per_point)]
     reach = (radii * (1 + 1e-9) + 1e-9)[:, None]  # past the rounding of point - radius: every cube it reaches
     first = np.floor((points - reach) / index.size).astype(np.int64)
     last = np.floor((points + reach) / index.size).astype(np.int64)

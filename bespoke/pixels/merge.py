@@ -201,17 +201,20 @@ def _none_shared(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: 
         return False
     several = counts > 1
     alone = np.flatnonzero(~several[inverse])  # the cells of single-cell colours
-    points = np.concatenate([colours[several], np.take(cells.reshape(-1, 3), alone, axis=0)])
-    radii = np.where(np.arange(len(points)) < several.sum(), INVISIBLE, tolerance) * _SLACK
-    takers = others_within(rgb_to_lab(points), palette_lab, radii, index)
-    shared = np.flatnonzero(np.bincount(takers) >= 2) if len(takers) else takers
-    if not len(shared):
+    takers = np.concatenate([
+        others_within(rgb_to_lab(colours[several]), palette_lab, INVISIBLE * _SLACK, index),
+        others_within(rgb_to_lab(np.take(cells.reshape(-1, 3), alone, axis=0)), palette_lab,
+                      tolerance * _SLACK, index)])
+    shared = np.bincount(takers, minlength=len(palette_lab)) >= 2
+    if not shared.any():
         return True
     # the very rows whose nearest the snap takes (rgb_to_lab's rounding depends on the row count); a row's
     # nearest does not depend on the other rows
     lab = rgb_to_lab(np.concatenate([colours, unique_rgb(cells)[0]]))
-    near = (sq_distances(lab, np.take(palette_lab, shared, axis=0)) <= (tolerance * _SLACK) ** 2).any(axis=1)
-    return not np.isin(nearest_within(lab[near], palette_lab, tolerance, index), shared).any()
+    shared_lab = np.compress(shared, palette_lab, axis=0)
+    near = (sq_distances(lab, shared_lab) <= (tolerance * _SLACK) ** 2).any(axis=1)
+    nearest = nearest_within(lab[near], palette_lab, tolerance, index)
+    return not shared[nearest[nearest >= 0]].any()
 
 
 def _snap_options(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: NDArray[np.intp],
