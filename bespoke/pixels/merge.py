@@ -186,19 +186,20 @@ def _worst(cell_lab: NDArray[np.float32], starts: NDArray[np.intp], counts: NDAr
     return np.maximum.reduceat(d2, first)
 
 
+_Reduction = tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]  # unique_rgb's (colours, inverse, counts)
 _SLACK = 1 + 1e-3  # far past the float32 rounding of the snap's squared distances (1e-5 relative)
 
 
-def _none_shared(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: NDArray[np.intp],
-                 cells: NDArray[np.uint8], palette_lab: NDArray[np.float64], tolerance: float,
-                 index: BoxIndex | None) -> bool:
-    """Whether no palette colour can take two of the reduced `colours`, so the snap changes nothing: a colour
+def _none_shared(reduction: _Reduction, cells: NDArray[np.uint8], palette_lab: NDArray[np.float64],
+                 tolerance: float, index: BoxIndex | None) -> bool:
+    """Whether no palette colour can take two of the `reduction`'s colours, so the snap changes nothing: a colour
     on two or more cells can only become a palette colour within INVISIBLE of it, one on a single cell one
     within the tolerance of that cell (both tested in float64 with _SLACK: a superset of the snap's float32
     tests); and such a colour is an option only where it is the nearest palette colour of a reduced or drawn
     colour, which is then within the tolerance of it. False when that cannot be told cheaply."""
     if index is None or index.size != tolerance or INVISIBLE > tolerance:
         return False
+    colours, inverse, counts = reduction
     several = counts > 1
     alone = np.flatnonzero(~several[inverse])  # the cells of single-cell colours
     takers = np.concatenate([
@@ -217,13 +218,14 @@ def _none_shared(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: 
     return not shared[nearest[nearest >= 0]].any()
 
 
-def _snap_options(colours: NDArray[np.uint8], inverse: NDArray[np.intp], counts: NDArray[np.intp],
-                  cells: NDArray[np.uint8], palette: NDArray[np.uint8], palette_lab: NDArray[np.float64],
-                  tolerance: float, index: BoxIndex | None) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
-    """The palette colours that may be chosen for the reduced `colours` (the nearest within the tolerance of
-    each reduced and each drawn colour), and which colour may become which of them (colours x options):
+def _snap_options(reduction: _Reduction, cells: NDArray[np.uint8], palette: NDArray[np.uint8],
+                  palette_lab: NDArray[np.float64], tolerance: float,
+                  index: BoxIndex | None) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """The palette colours that may be chosen for the `reduction`'s colours (the nearest within the tolerance
+    of each reduced and each drawn colour), and which colour may become which of them (colours x options):
     every drawn cell of the colour within the tolerance of it, the colour itself within INVISIBLE (or on
     one cell), and a colour already on the palette only itself."""
+    colours, inverse, counts = reduction
     drawn = unique_rgb(cells)[0]
     nearest = nearest_within(rgb_to_lab(np.concatenate([colours, drawn])), palette_lab, tolerance, index)
     options = np.unique(nearest[nearest >= 0])
@@ -254,10 +256,11 @@ def snap_to_palette(reduced: NDArray[np.uint8], cells: NDArray[np.uint8], palett
     if tolerance <= 0 or not len(palette):
         return reduced
     pal_lab = rgb_to_lab(palette) if palette_lab is None else palette_lab
-    colours, inverse, counts = unique_rgb(reduced)
-    if _none_shared(colours, inverse, counts, cells, pal_lab, tolerance, palette_index):
+    reduction = unique_rgb(reduced)
+    colours, inverse, counts = reduction
+    if _none_shared(reduction, cells, pal_lab, tolerance, palette_index):
         return np.take(colours, inverse, axis=0).reshape(reduced.shape)  # as the general path returns it
-    options, allowed = _snap_options(colours, inverse, counts, cells, palette, pal_lab, tolerance, palette_index)
+    options, allowed = _snap_options(reduction, cells, palette, pal_lab, tolerance, palette_index)
     out = colours.copy()
     free = np.ones(len(colours), dtype=bool)
     while allowed.shape[1]:

@@ -188,7 +188,7 @@ def test_snap_options_measure_the_cells_where_they_matter_as_the_full_matrix_wou
         palette = _near_palette(np.unique(truth.reshape(-1, 3), axis=0), 3, reach=3)
         palette_lab = rgb_to_lab(palette)
         colours, inverse, counts = unique_rgb(reduced)
-        options, allowed = merge._snap_options(colours, inverse, counts, cells, palette, palette_lab, TOLERANCE, None)
+        options, allowed = merge._snap_options((colours, inverse, counts), cells, palette, palette_lab, TOLERANCE, None)
         option_lab = palette_lab[options].astype(np.float32)
         cell_d2 = sq_distances(rgb_to_lab(cells.reshape(-1, 3)).astype(np.float32), option_lab)
         worst = np.stack([cell_d2[inverse == c].max(axis=0) for c in range(len(colours))])
@@ -253,8 +253,7 @@ def test_the_snaps_early_exit_is_taken_only_where_the_general_path_changes_nothi
     for reduced, cells, palette in cases:
         palette_lab = rgb_to_lab(palette)
         index = box_index(palette_lab, TOLERANCE)
-        colours, inverse, counts = unique_rgb(reduced)
-        early = merge._none_shared(colours, inverse, counts, cells, palette_lab, TOLERANCE, index)
+        early = merge._none_shared(unique_rgb(reduced), cells, palette_lab, TOLERANCE, index)
         with monkeypatch.context() as patch:
             patch.setattr(merge, "_none_shared", lambda *args: False)
             general = snap_to_palette(reduced, cells, palette, palette_lab, TOLERANCE, index)
