@@ -259,14 +259,16 @@ def others_within(points: NDArray[np.float64], others: NDArray[np.float64], radi
                   index: BoxIndex) -> NDArray[np.intp]:
     """The row of `others` (Mx3 CIELAB) of every pair of a row of `points` (Nx3) and a row of `others` within
     `radius` (one, or one per point), in no promised order. `index` is box_index(others, size) for a size
-    >= radius / 1.5: beyond its table's reach (size), every cube of that size a point's radius reaches (at
-    most 4 per axis) is looked in, so no pair is missed whatever the rounding against the cubes."""
+    >= radius / 1.5. Short of the size, each point's cube of the index's table is looked in; else every
+    cube of that size a point's radius reaches (at most 4 per axis), so no pair is missed whatever the
+    rounding against the cubes."""
     radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(points),))
     if not (radii <= 1.5 * index.size).all():
         raise ValueError(f"others_within: an index of {index.size} cubes cannot search within {radii.max()}")
     if not len(points) or not len(others):
         return np.zeros(0, dtype=np.intp)
-    if index.table is not None and (radii <= index.size).all():  # one table cube per point holds them all
+    # one table cube per point holds them all, short of its reach (where a quotient's rounding may cross a cube)
+    if index.table is not None and (radii <= index.size * (1 - 1e-6)).all():
         per_point, cand, d2 = _candidate_d2(points, others, index)
         return cand[d2 <= np.repeat(radii * radii, per_point)]
     reach = (radii * (1 + 1e-9) + 1e-9)[:, None]  # past the rounding of point - radius: every cube it reaches
