@@ -16,7 +16,7 @@ and the source says "prior".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -205,10 +205,10 @@ def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, P
     return px, py
 
 
-def _detect_axis(profile: Profile, raw: Profile, size: int, nominal: float,
-                 coarse: tuple[int, int]) -> tuple[NDArray[np.floating[Any]], float]:
-    """Best 25 edges along one axis of `size` px (cell `nominal` px) and the comb contrast (confidence), the
-    coarse search having found `coarse`."""
+def _detect_axis(profile: Profile, size: int, nominal: float,
+                 coarse: tuple[int, int]) -> tuple[NDArray[np.floating[Any]], tuple[float, float]]:
+    """Best 25 edges along one axis of `size` px (cell `nominal` px) and the comb they came from (phase,
+    pitch), the coarse search having found `coarse`."""
     smooth = profile
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
     search = fine_search(nominal, len(smooth), *coarse)
@@ -218,7 +218,7 @@ def _detect_axis(profile: Profile, raw: Profile, size: int, nominal: float,
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
     edges = phase + pitch * (n + np.arange(GRID + 1))
-    return _refine(edges, smooth, pitch), _confidence(raw, phase, pitch)
+    return _refine(edges, smooth, pitch), (phase, pitch)
 
 
 def _median(values: NDArray[np.float64]) -> float:
@@ -231,12 +231,36 @@ def _median(values: NDArray[np.float64]) -> float:
     return (float(part[:half].max()) + float(part[half])) / 2
 
 
-def _confidence(raw: Profile, phase: float, pitch: float) -> float:
-    """1 - median/best of the comb at the found pitch slid over all phases, on the profile that keeps
-    the noise floor: a sharp grid has nothing between its edges (near 1), noise or a plain image is
-    the same at every phase (near 0), a blurry grid is in between."""
-    phases = (phase + pitch * SLIDE / 32)[None, :]
-    scores = comb_scores(raw, comb_teeth(len(raw), np.array([pitch]), phases))[0]
+def _confidences(raw: tuple[Profile, Profile], combs: tuple[tuple[float, float], tuple[float, float]]) -> float:
+    """The lower of the axes' confidences: 1 - median/best of each axis' comb (phase, pitch) slid over all
+    phases, on the profile that keeps the noise floor (`raw`): a sharp grid has nothing between its edges
+    (near 1), noise or a plain image is the same at every phase (near 0), a blurry grid is in between."""
+    (phase_x, pitch_x), (phase_y, pitch_y) = combs
+    length = len(raw[0])
+    # one family of two combs when the axes have one length and the combs as many teeth (the count follows
+    # the smaller pitch): each comb's products and sums are then those it has alone
+    if len(raw[1]) != length or int((length + 1) / pitch_x) != int((length + 1) / pitch_y):
+        return min(_contrast(_slid_scores(raw[0], phase_x, pitch_x)[0]),
+                   _contrast(_slid_scores(raw[1], phase_y, pitch_y)[0]))
+    scores = _slid_scores(np.concatenate(raw), np.array([phase_x, phase_y]), np.array([pitch_x, pitch_y]),
+                          length)
+    return min(_contrast(scores[0]), _contrast(scores[1]))
+
+
+def _slid_scores(raw: Profile, phase: Any, pitch: Any, length: int | None = None) -> NDArray[np.float64]:
+    """The comb (phase, pitch) -- or one per axis, arrays, when `raw` lays axes of `length` end to end --
+    slid over all phases (SLIDE) and scored on `raw`: (A, 32)."""
+    phase, pitch = np.atleast_1d(phase), np.atleast_1d(pitch)
+    phases = phase[:, None] + pitch[:, None] * SLIDE / 32
+    teeth = comb_teeth(length or len(raw), pitch, phases)
+    if length is not None:  # each comb reads its own axis
+        offsets = (np.arange(len(pitch)) * length)[:, None, None]
+        teeth = replace(teeth, lo=teeth.lo + offsets, hi=teeth.hi + offsets)
+    return comb_scores(raw, teeth)
+
+
+def _contrast(scores: NDArray[np.float64]) -> float:
+    """1 - median/best of a slid comb's scores (its found phase first), within 0..1."""
     best = float(scores[0])
     if best <= 0:
         return 0.0
@@ -295,9 +319,9 @@ def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image
         coarse_x, coarse_y = coarse_winners(np.array((px, py)), nominal_x)
     else:
         (coarse_x,), (coarse_y,) = coarse_winners(px[None], nominal_x), coarse_winners(py[None], nominal_y)
-    xs, cx = _detect_axis(px, rx, w, nominal_x, coarse_x)
-    ys, cy = _detect_axis(py, ry, h, nominal_y, coarse_y)
-    confidence = min(cx, cy)
+    xs, comb_x = _detect_axis(px, w, nominal_x, coarse_x)
+    ys, comb_y = _detect_axis(py, h, nominal_y, coarse_y)
+    confidence = _confidences((rx, ry), (comb_x, comb_y))
     if confidence < MIN_CONFIDENCE:
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), confidence, "prior")
     return Grid(tuple(xs.tolist()), tuple(ys.tolist()), confidence, "detected")

@@ -96,3 +96,25 @@ def test_window_sums(width):
     # along the first axis (the y steps' layout)
     assert np.array_equal(g._window_sums(values.transpose(2, 0, 1, 3), width, count, axis=0),
                           expected.transpose(2, 0, 1, 3))
+
+
+@pytest.mark.parametrize(("pitch_x", "pitch_y", "length_y"), [
+    (21.31, 21.02, 511),  # one family of two combs
+    (20.0, 21.5, 511),  # as many teeth? no: 512 / 20 and 512 / 21.5 differ in count, scored apart
+    (21.31, 21.02, 400),  # axes of two lengths, scored apart
+])
+def test_confidences_are_each_axis_alone(pitch_x, pitch_y, length_y):
+    rng = np.random.default_rng(11)
+    raw = (np.maximum(rng.normal(20, 30, 511), 0), np.maximum(rng.normal(20, 30, length_y), 0))
+    raw[0][3::21] += 400  # a sharp grid on x, a fainter one on y
+    raw[1][11::21] += 150
+    combs = ((3.7, pitch_x), (11.2, pitch_y))
+
+    def alone(profile: np.ndarray, phase: float, pitch: float) -> float:
+        phases = (phase + pitch * g.SLIDE / 32)[None, :]
+        scores = g.comb_scores(profile, g.comb_teeth(len(profile), np.array([pitch]), phases))[0]
+        return 0.0 if scores[0] <= 0 else min(max(1.0 - float(np.median(scores)) / scores[0], 0.0), 1.0)
+
+    expected = min(alone(raw[0], *combs[0]), alone(raw[1], *combs[1]))
+    assert g._confidences(raw, combs) == expected
+    assert 0 < expected < 1
