@@ -54,12 +54,16 @@ def cell_colors(arr: NDArray[np.uint8], grid: Grid) -> NDArray[np.uint8]:
     h, w = arr.shape[:2]
     ry, rx = _lattice((grid.ys, grid.xs), ((h,), (w,)))  # both axes in one pass
     n = ry.shape[1]
-    # rows then columns gathered (np.take: contiguous, unlike a fancy index on axis 1), then each cell's
-    # samples of one channel laid last, widened to int32 in the same copy
-    picked = np.take(np.take(arr, ry.ravel(), axis=0), rx.ravel(), axis=1).reshape(GRID, n, GRID, n, 3)
-    block = picked.transpose(0, 2, 4, 1, 3).astype(np.int32, order="C").reshape(GRID, GRID, 3, n * n)
-    # median of an even count = mean of the two middle values, rounded half up; numpy sorts short int32
-    # rows with SIMD (AVX2/AVX-512/NEON), several times faster than its radix sort of uint8 or np.partition
+    # rows gathered whole (np.take: contiguous), then of each sampled pixel its 3 bytes, laid out per cell
+    # column as channel-major runs of that cell's n samples: the copy that puts each cell's samples of one
+    # channel last then moves runs of n bytes, not single bytes (a median ignores the samples' order)
+    rows = np.take(arr, ry.ravel(), axis=0).reshape(GRID * n, w * 3)
+    channel_runs = (rx[:, None, :] * 3 + np.arange(3)[None, :, None]).ravel()
+    picked = np.take(rows, channel_runs, axis=1).reshape(GRID, n, GRID, 3, n)
+    block = picked.transpose(0, 2, 3, 1, 4).astype(np.int16, order="C").reshape(GRID, GRID, 3, n * n)
+    # median of an even count = mean of the two middle values, rounded half up (int16 holds their sum); numpy
+    # sorts short int16 rows with SIMD on AVX-512 (int32 also on AVX2/NEON), several times faster than its
+    # radix sort of uint8 or np.partition
     k = n * n
     block.sort(axis=3)
     mid = block[..., (k - 1) // 2] + block[..., k // 2]

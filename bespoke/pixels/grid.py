@@ -6,8 +6,9 @@ in blocks (Pillow's reduce: noise falls, vertical edges stay), then at every col
 between the mean of a few pixels on its right and on its left (blurred edges are ramps), summed over
 channels, with the image's noise floor (3x the median step) removed. Every candidate grid -- pitch `w`
 (non-integer, within 8 % of the layout's R/24, weighted by a prior on that pitch) and phase -- is scored
-by the mean profile on its predicted edges (a comb filter). The best comb is refined finely, then edge by
-edge: an edge moves to a local peak within a fifth of a cell, so a grid that drifts a pixel is followed.
+by the mean profile on its predicted edges (a comb filter: bespoke.pixels.comb). The best comb is refined
+finely, then edge by edge: an edge moves to a local peak within a fifth of a cell, so a grid that drifts
+a pixel is followed.
 Confidence is 1 - median/best of that comb slid over all phases on the profile with its noise floor kept:
 near 1 for a sharp grid, near 0 for noise or a plain image; below MIN_CONFIDENCE the layout prior is used
 and the source says "prior".
@@ -15,8 +16,7 @@ and the source says "prior".
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -25,12 +25,11 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from bespoke.dataset.layout import GRID, Layout, layout_for
-
-Profile = NDArray[np.float64]  # edge energy at each pixel boundary along one axis
+from bespoke.pixels.comb import Profile, coarse_winners, comb_scores, comb_teeth, fine_search
 
 MIN_CONFIDENCE = 0.05
+SLIDE = np.arange(32)  # the confidence comb's phases, in 32nds of a cell
 BOX = 0  # width of the step's pixel windows; 0 = a quarter of the nominal cell
-PITCH_SIGMA = 0.02  # how far (relative) a detected pitch may stray from the layout's before it must earn it
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,21 @@ def _row_blocks(arr: NDArray[np.uint8], image: Image.Image, block: int) -> NDArr
     if h % block or 255 * block >= 2 ** 16:  # (uint16 holds the sums of up to 257 rows)
         return np.asarray(image.reduce((1, block)))
     sums = arr.reshape(h // block, block, w * 3).sum(axis=1, dtype=np.uint16)
+    if _rounds_half_up(block):  # a shift costs a third of the table look-up (which widens the sums to intp)
+        sums += block // 2
+        sums >>= block.bit_length() - 1
+        return sums.astype(np.uint8).reshape(h // block, w, 3)
     return np.take(_block_means(block), sums).reshape(h // block, w, 3)
+
+
+@lru_cache(maxsize=8)
+def _rounds_half_up(block: int) -> bool:
+    """Whether `block` is a power of two for which Pillow's mean of every sum is (sum + block // 2) >> log2
+    (block): checked against _block_means over all sums."""
+    if block & (block - 1):
+        return False
+    sums = np.arange(255 * block + 1)
+    return bool(np.array_equal(_block_means(block), (sums + block // 2) >> (block.bit_length() - 1)))
 
 
 def _profiles(arr: NDArray[np.uint8], box: int | None = None,
@@ -192,128 +205,20 @@ def profiles(arr: NDArray[np.uint8], box: int | None = None) -> tuple[Profile, P
     return px, py
 
 
-@dataclass(frozen=True)
-class _Teeth:
-    """Where the teeth of a family of combs (pitches[p], phases[p, f]) fall on a profile: tooth k of comb
-    (p, f) interpolates profile[lo] and profile[hi] with weights w_lo and w_hi, both 0 for a tooth outside
-    the axis. It depends on the axis length and the combs only, not on the sample."""
-
-    lo: NDArray[np.intp]
-    hi: NDArray[np.intp]
-    w_lo: NDArray[np.float64]
-    w_hi: NDArray[np.float64]
-    expected: NDArray[np.float64]  # (P, 1): the number of teeth each pitch is expected to have
-
-
-def _teeth(length: int, pitches: NDArray[np.float64], phases: NDArray[np.float64]) -> _Teeth:
-    """The teeth of every comb (pitches[p], phases[p or 0, f]) on a profile of `length` entries."""
-    n = length + 1  # boundaries live at 1..n-1
-    k = np.arange(-1, int(n / pitches.min()) + 2)
-    pos = phases[:, :, None] + pitches[:, None, None] * k[None, None, :]  # (P, F, K)
-    # teeth fall between pixel boundaries: interpolate the profile linearly (boundary t is index t - 1)
-    inside = np.minimum(np.maximum(pos, 1), n - 1)
-    valid = inside == pos
-    t = inside - 1
-    lo = t.astype(np.intp)  # t >= 0: truncation is the floor
-    hi = np.minimum(lo + 1, length - 1)
-    frac = t - lo
-    # a weight of 0 outside the axis gives that tooth 0, as masking its interpolated value did
-    # divide by the expected number of teeth, not the count inside the image: a coarser comb would
-    # otherwise win just by dropping a weak tooth off the end
-    return _Teeth(lo, hi, (1 - frac) * valid, frac * valid, ((n - 1) / pitches)[:, None])
-
-
-def _comb_scores(profile: Profile, teeth: _Teeth) -> NDArray[np.float64]:
-    """Mean profile on the teeth of every comb over the whole axis; `profile` may stack several axes of one
-    length (leading dimensions), each scored alike."""
-    values, part = _scratch(profile.shape[:-1] + teeth.lo.shape)
-    # mode "clip" (every index is in range) lets take write into `out` without an extra buffered copy
-    profile.take(teeth.lo, axis=-1, out=values, mode="clip")
-    values *= teeth.w_lo
-    profile.take(teeth.hi, axis=-1, out=part, mode="clip")
-    part *= teeth.w_hi
-    values += part
-    return values.sum(axis=-1) / teeth.expected
-
-
-_SCRATCH = threading.local()
-
-
-def _scratch(shape: tuple[int, ...]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Two float64 work arrays of `shape`, kept per thread: a fresh ~0.5 MB pair per comb search costs page
-    faults whenever malloc has handed the last pair back to the system."""
-    pool: dict[tuple[int, ...], tuple[NDArray[np.float64], NDArray[np.float64]]]
-    pool = _SCRATCH.__dict__.setdefault("pool", {})
-    if shape not in pool:
-        if len(pool) >= 32:
-            pool.clear()
-        pool[shape] = (np.empty(shape), np.empty(shape))
-    return pool[shape]
-
-
-def _pitch_prior(pitches: NDArray[np.float64], nominal: float) -> NDArray[np.float64]:
-    """Gaussian weight (0-1) of each pitch's relative deviation from `nominal` (sigma PITCH_SIGMA)."""
-    return np.exp(-0.5 * ((pitches / nominal - 1.0) / PITCH_SIGMA) ** 2)
-
-
-@dataclass(frozen=True)
-class _Search:
-    """A comb search on an axis: combs (pitches[p], phases[p, f]), their teeth and the pitch prior."""
-
-    pitches: NDArray[np.float64]
-    phases: NDArray[np.float64]
-    teeth: _Teeth
-    prior: NDArray[np.float64]  # (P, 1): _pitch_prior of each pitch
-
-
-FINE_PITCH = np.linspace(-0.0025, 0.0025, 11)  # relative to the nominal cell
-FINE_PHASE = np.linspace(-0.5, 0.5, 11)  # px
-SLIDE = np.arange(32)
-
-
-@lru_cache(maxsize=16)
-def _coarse_search(nominal: float, length: int) -> _Search:
-    """Every pitch within 8 % of the `nominal` cell, 24 phases each, on a profile of `length` entries (one
-    search per layout and sample size: a job's samples share it)."""
-    pitches = np.arange(nominal * 0.92, nominal * 1.08, max(nominal * 0.004, 0.01))
-    phases = pitches[:, None] * (np.arange(24) / 24)[None, :]
-    return _Search(pitches, phases, _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
-
-
-@lru_cache(maxsize=64)
-def _fine_search(nominal: float, length: int, best_p: int, best_f: int) -> _Search:
-    """The fine search around the coarse winner (best_p, best_f): a job's samples win at a few dozen of
-    them, so it is kept too (~110 kB each)."""
-    coarse = _coarse_search(nominal, length)
-    pitches = coarse.pitches[best_p] + FINE_PITCH * nominal
-    phases = (coarse.phases[best_p, best_f] + FINE_PHASE)[None, :]
-    return _Search(pitches, np.broadcast_to(phases, (len(pitches), phases.shape[1])),
-                   _teeth(length, pitches, phases), _pitch_prior(pitches, nominal)[:, None])
-
-
-def _coarse_winners(smooth: NDArray[np.float64], nominal: float) -> list[tuple[int, int]]:
-    """The best coarse comb (pitch index, phase index) of each profile stacked in `smooth` (A x length)."""
-    search = _coarse_search(nominal, smooth.shape[1])
-    # the layout fixes the pitch far better than a few face edges can: deviations must earn their way
-    scores = _comb_scores(smooth, search.teeth) * search.prior
-    best = scores.reshape(len(smooth), -1).argmax(axis=1).tolist()
-    return [divmod(i, scores.shape[2]) for i in best]
-
-
-def _detect_axis(profile: Profile, raw: Profile, size: int, nominal: float,
-                 coarse: tuple[int, int]) -> tuple[NDArray[np.floating[Any]], float]:
-    """Best 25 edges along one axis of `size` px (cell `nominal` px) and the comb contrast (confidence), the
-    coarse search having found `coarse`."""
+def _detect_axis(profile: Profile, size: int, nominal: float,
+                 coarse: tuple[int, int]) -> tuple[NDArray[np.floating[Any]], tuple[float, float]]:
+    """Best 25 edges along one axis of `size` px (cell `nominal` px) and the comb they came from (phase,
+    pitch), the coarse search having found `coarse`."""
     smooth = profile
     # the coarse search steps 0.4 % in pitch and 1/24 cell in phase: refine around its winner
-    search = _fine_search(nominal, len(smooth), *coarse)
-    fine = _comb_scores(smooth, search.teeth) * search.prior
+    search = fine_search(nominal, len(smooth), *coarse)
+    fine = comb_scores(smooth, search.teeth) * search.prior
     i, j = divmod(int(fine.argmax()), fine.shape[1])
     pitch, phase = float(search.pitches[i]), float(search.phases[i, j])
     # choose which 24 consecutive cells: the span centred on the image
     n = round((size / 2 - GRID * pitch / 2 - phase) / pitch)
     edges = phase + pitch * (n + np.arange(GRID + 1))
-    return _refine(edges, smooth, pitch), _confidence(raw, phase, pitch)
+    return _refine(edges, smooth, pitch), (phase, pitch)
 
 
 def _median(values: NDArray[np.float64]) -> float:
@@ -326,12 +231,36 @@ def _median(values: NDArray[np.float64]) -> float:
     return (float(part[:half].max()) + float(part[half])) / 2
 
 
-def _confidence(raw: Profile, phase: float, pitch: float) -> float:
-    """1 - median/best of the comb at the found pitch slid over all phases, on the profile that keeps
-    the noise floor: a sharp grid has nothing between its edges (near 1), noise or a plain image is
-    the same at every phase (near 0), a blurry grid is in between."""
-    phases = (phase + pitch * SLIDE / 32)[None, :]
-    scores = _comb_scores(raw, _teeth(len(raw), np.array([pitch]), phases))[0]
+def _confidences(raw: tuple[Profile, Profile], combs: tuple[tuple[float, float], tuple[float, float]]) -> float:
+    """The lower of the axes' confidences: 1 - median/best of each axis' comb (phase, pitch) slid over all
+    phases, on the profile that keeps the noise floor (`raw`): a sharp grid has nothing between its edges
+    (near 1), noise or a plain image is the same at every phase (near 0), a blurry grid is in between."""
+    (phase_x, pitch_x), (phase_y, pitch_y) = combs
+    length = len(raw[0])
+    # one family of two combs when the axes have one length and the combs as many teeth (the count follows
+    # the smaller pitch): each comb's products and sums are then those it has alone
+    if len(raw[1]) != length or int((length + 1) / pitch_x) != int((length + 1) / pitch_y):
+        return min(_contrast(_slid_scores(raw[0], phase_x, pitch_x)[0]),
+                   _contrast(_slid_scores(raw[1], phase_y, pitch_y)[0]))
+    scores = _slid_scores(np.concatenate(raw), np.array([phase_x, phase_y]), np.array([pitch_x, pitch_y]),
+                          length)
+    return min(_contrast(scores[0]), _contrast(scores[1]))
+
+
+def _slid_scores(raw: Profile, phase: Any, pitch: Any, length: int | None = None) -> NDArray[np.float64]:
+    """The comb (phase, pitch) -- or one per axis, arrays, when `raw` lays axes of `length` end to end --
+    slid over all phases (SLIDE) and scored on `raw`: (A, 32)."""
+    phase, pitch = np.atleast_1d(phase), np.atleast_1d(pitch)
+    phases = phase[:, None] + pitch[:, None] * SLIDE / 32
+    teeth = comb_teeth(length or len(raw), pitch, phases)
+    if length is not None:  # each comb reads its own axis
+        offsets = (np.arange(len(pitch)) * length)[:, None, None]
+        teeth = replace(teeth, lo=teeth.lo + offsets, hi=teeth.hi + offsets)
+    return comb_scores(raw, teeth)
+
+
+def _contrast(scores: NDArray[np.float64]) -> float:
+    """1 - median/best of a slid comb's scores (its found phase first), within 0..1."""
     best = float(scores[0])
     if best <= 0:
         return 0.0
@@ -387,12 +316,12 @@ def find_grid(arr: NDArray[np.uint8], layout: Layout | None = None, image: Image
     (px, rx), (py, ry) = _profiles(arr, image=image)
     nominal_x, nominal_y = _nominal(prior_x), _nominal(prior_y)
     if len(px) == len(py) and nominal_x == nominal_y:  # a square sample: one coarse search for both axes
-        coarse_x, coarse_y = _coarse_winners(np.array((px, py)), nominal_x)
+        coarse_x, coarse_y = coarse_winners(np.array((px, py)), nominal_x)
     else:
-        (coarse_x,), (coarse_y,) = _coarse_winners(px[None], nominal_x), _coarse_winners(py[None], nominal_y)
-    xs, cx = _detect_axis(px, rx, w, nominal_x, coarse_x)
-    ys, cy = _detect_axis(py, ry, h, nominal_y, coarse_y)
-    confidence = min(cx, cy)
+        (coarse_x,), (coarse_y,) = coarse_winners(px[None], nominal_x), coarse_winners(py[None], nominal_y)
+    xs, comb_x = _detect_axis(px, w, nominal_x, coarse_x)
+    ys, comb_y = _detect_axis(py, h, nominal_y, coarse_y)
+    confidence = _confidences((rx, ry), (comb_x, comb_y))
     if confidence < MIN_CONFIDENCE:
         return Grid(tuple(map(float, prior_x)), tuple(map(float, prior_y)), confidence, "prior")
     return Grid(tuple(xs.tolist()), tuple(ys.tolist()), confidence, "detected")

@@ -65,6 +65,18 @@ def test_row_blocks_are_pillows_reduce(block):
         assert np.array_equal(g._row_blocks(arr, image, block), np.asarray(image.reduce((1, block))))
 
 
+@pytest.mark.parametrize("block", [1, 2, 4, 8, 16, 32, 3, 24])
+def test_row_blocks_shift_path_is_pillows_reduce_for_every_sum(block):
+    # one block of rows whose columns sum to every value 0..255 * block: the shift (powers of two) and the
+    # table (the rest) must both give Pillow's mean of each
+    sums = np.arange(255 * block + 1)
+    levels = np.clip(sums[None, :] - 255 * np.arange(block)[:, None], 0, 255).astype(np.uint8)
+    arr = np.stack((levels, levels[::-1], np.roll(levels, 7, axis=1)), axis=2)
+    image = Image.fromarray(arr, "RGB")
+    assert g._rounds_half_up(block) == (block & (block - 1) == 0)
+    assert np.array_equal(g._row_blocks(arr, image, block), np.asarray(image.reduce((1, block))))
+
+
 @pytest.mark.parametrize("count", [1, 2, 31, 32, 511, 512])
 def test_medians_are_numpys(count):
     rng = np.random.default_rng(count)
@@ -86,29 +98,23 @@ def test_window_sums(width):
                           expected.transpose(2, 0, 1, 3))
 
 
-def test_comb_scores_agree_with_masked_interpolation():
-    profile = np.maximum(np.random.default_rng(3).normal(0, 50, 511), 0)
-    search = g._coarse_search(512 / 24, len(profile))
-    n = len(profile) + 1
-    k = np.arange(-1, int(n / search.pitches.min()) + 2)
-    pos = search.phases[:, :, None] + search.pitches[:, None, None] * k[None, None, :]
-    valid = (pos >= 1) & (pos <= n - 1)
-    t = np.clip(pos, 1, n - 1) - 1
-    lo = np.floor(t).astype(np.int64)
-    hi = np.minimum(lo + 1, len(profile) - 1)
-    frac = t - lo
-    values = profile[lo] * (1 - frac) + profile[hi] * frac
-    plain = (values * valid).sum(axis=2) / ((n - 1) / search.pitches)[:, None]
-    assert np.array_equal(g._comb_scores(profile, search.teeth), plain)
+@pytest.mark.parametrize(("pitch_x", "pitch_y", "length_y"), [
+    (21.31, 21.02, 511),  # one family of two combs
+    (20.0, 21.5, 511),  # as many teeth? no: 512 / 20 and 512 / 21.5 differ in count, scored apart
+    (21.31, 21.02, 400),  # axes of two lengths, scored apart
+])
+def test_confidences_are_each_axis_alone(pitch_x, pitch_y, length_y):
+    rng = np.random.default_rng(11)
+    raw = (np.maximum(rng.normal(20, 30, 511), 0), np.maximum(rng.normal(20, 30, length_y), 0))
+    raw[0][3::21] += 400  # a sharp grid on x, a fainter one on y
+    raw[1][11::21] += 150
+    combs = ((3.7, pitch_x), (11.2, pitch_y))
 
+    def alone(profile: np.ndarray, phase: float, pitch: float) -> float:
+        phases = (phase + pitch * g.SLIDE / 32)[None, :]
+        scores = g.comb_scores(profile, g.comb_teeth(len(profile), np.array([pitch]), phases))[0]
+        return 0.0 if scores[0] <= 0 else min(max(1.0 - float(np.median(scores)) / scores[0], 0.0), 1.0)
 
-def test_stacked_axes_score_as_each_alone():
-    # a square sample's two axes share one coarse search: each must score and win as it would alone
-    rng = np.random.default_rng(5)
-    x, y = np.maximum(rng.normal(0, 50, (2, 511)), 0)
-    search = g._coarse_search(512 / 24, 511)
-    stacked = g._comb_scores(np.array((x, y)), search.teeth)
-    assert np.array_equal(stacked[0], g._comb_scores(x, search.teeth))
-    assert np.array_equal(stacked[1], g._comb_scores(y, search.teeth))
-    assert g._coarse_winners(np.array((x, y)), 512 / 24) == (
-        g._coarse_winners(x[None], 512 / 24) + g._coarse_winners(y[None], 512 / 24))
+    expected = min(alone(raw[0], *combs[0]), alone(raw[1], *combs[1]))
+    assert g._confidences(raw, combs) == expected
+    assert 0 < expected < 1
