@@ -229,11 +229,12 @@ def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, .
 @dataclass(frozen=True)
 class _Stack:
     """The active cells of several learned tags end to end (tag j's are bounds[j]:bounds[j + 1]), their
-    carriers' and others' bins stacked as in Learned.active (2 x cells x bins), and each cell's tag."""
+    carriers' and others' bins stacked as in Learned.active (2 x cells x bins, as float64), and each cell's
+    tag."""
 
     learned: tuple[Learned, ...]
     cells: NDArray[np.intp]
-    groups: NDArray[np.float32]
+    groups: NDArray[np.float64]
     bounds: tuple[int, ...]
     tag_of: NDArray[np.intp]
 
@@ -248,7 +249,7 @@ def _stack(learned: tuple[Learned, ...]) -> _Stack:
             _STACKS.clear()
         sizes = [len(model.active[0]) for model in learned]
         _STACKS[key] = _Stack(learned, np.concatenate([model.active[0] for model in learned]),
-                              np.ascontiguousarray(np.concatenate([model.active[1] for model in learned], axis=1)),
+                              np.concatenate([model.active[1] for model in learned], axis=1, dtype=np.float64),
                               tuple(np.cumsum([0, *sizes]).tolist()), np.arange(len(learned)).repeat(sizes))
     return _STACKS[key]
 
@@ -259,8 +260,12 @@ def _learned_scores(learned: tuple[Learned, ...], bins: tuple[NDArray[np.float32
     are the floats of each tag's alone."""
     stack = _stack(learned)
     colour_bins, colour_of = bins
-    # _log_ratio of the active cells: both products in one (each row's sum over the bins is the same sum)
-    likely = (colour_bins[colour_of[stack.cells]] * stack.groups).sum(axis=-1, dtype=np.float64) + EPSILON
+    # _log_ratio of the active cells: both products in one (each row's sum over the bins is the same sum).
+    # The float32 products, made in float64 and rounded: two float32 make an exact float64 product, so its
+    # one rounding is the float32 product's -- without float32's slow subnormal bins (far colours' weights)
+    cell_bins = colour_bins.astype(np.float64).take(colour_of[stack.cells], axis=0)
+    products = np.multiply(cell_bins, stack.groups, out=np.empty(stack.groups.shape, np.float32), casting="same_kind")
+    likely = products.sum(axis=-1, dtype=np.float64) + EPSILON
     active = np.log(likely[0] / likely[1])
     # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite); left
     # 0, the product is the one of the whole picture (_pool). A row of `ratios` is one tag's ratios
