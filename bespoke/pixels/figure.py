@@ -200,9 +200,11 @@ def _squared_norms(diff: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def lab_background_mask(lab: NDArray[np.float64],
-                        distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None) -> NDArray[np.bool_]:
+                        distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+                        colours: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None) -> NDArray[np.bool_]:
     """`background_mask` of the picture already in CIELAB (NxNx3); `distances`: its `neighbour_distances`,
-    when the caller has them."""
+    `colours`: (the first flat cell of each distinct colour, each cell's colour among them), when the caller
+    has them."""
     size = lab.shape[0]
     right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     rows, cols, side = _seed_path(size)
@@ -215,7 +217,8 @@ def lab_background_mask(lab: NDArray[np.float64],
     # each colour once, at its first seed in path order: argmin's first nearest seed is always such a one,
     # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
     first = [index for index in first if seed_kept[index]]
-    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
+    # a cell's distances are its colour's: measured once per distinct colour (row by row, the same floats)
+    d2 = sq_distances(lab.reshape(-1, 3) if colours is None else lab.reshape(-1, 3)[colours[0]], seed_lab[first])
     within = d2[:, 0] <= COLOUR_TOLERANCE ** 2  # within of one of them: a column at a time, for a handful
     for column in range(1, len(first)):  # is cheaper than the minimum along each short row
         within |= d2[:, column] <= COLOUR_TOLERANCE ** 2
@@ -223,11 +226,12 @@ def lab_background_mask(lab: NDArray[np.float64],
     down, right = down_d2 <= STEP_TOLERANCE ** 2, right_d2 <= STEP_TOLERANCE ** 2
     if np.count_nonzero(kept) > 1:  # (with one background colour there are no two to meet)
         # each cell's nearest background group; the no-group index meets nothing
-        nearest = np.where(within, group[first][d2.argmin(axis=1)], len(kept)).reshape(size, size)
+        nearest = np.where(within, group[first][d2.argmin(axis=1)], len(kept))
+        nearest = (nearest if colours is None else nearest[colours[1]]).reshape(size, size)
         meet = _meeting(group, kept, seed_lab)
         down |= meet[nearest[1:], nearest[:-1]]
         right |= meet[nearest[:, 1:], nearest[:, :-1]]
-    like = within.reshape(size, size)
+    like = (within if colours is None else within[colours[1]]).reshape(size, size)
     down &= like[1:] & like[:-1]
     right &= like[:, 1:] & like[:, :-1]
     component = components(right, down)
