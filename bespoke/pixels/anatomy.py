@@ -89,8 +89,8 @@ def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
     if not len(inside):
         return None
     # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells);
-    # its cells inside the mask, in the mask's (row-major) order
-    return median_colour(lab[mask][inside == int(np.argmax(np.bincount(inside)))])
+    # its cells inside the mask, in the mask's (row-major) order: one gather of those cells alone
+    return median_colour(lab[(labels == int(np.argmax(np.bincount(inside)))) & mask])
 
 
 def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
