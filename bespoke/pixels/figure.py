@@ -25,6 +25,7 @@ Everything else is the figure. Written by hand: the fill is the connected compon
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,27 +55,28 @@ def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], int]:
     return rows, cols, side
 
 
-def _distinct(colours: NDArray[np.float64]) -> tuple[list[int], NDArray[np.intp]]:
-    """(the index of the first row of each distinct colour, in order; each row's colour among them)."""
-    position: dict[tuple[float, ...], int] = {}
+def _distinct(colours: list[Hashable]) -> tuple[list[int], NDArray[np.intp]]:
+    """(the index of the first of each distinct colour, in order; each one's colour among them)."""
+    position: dict[Hashable, int] = {}
     first: list[int] = []
     inverse = []
-    for index, colour in enumerate(colours.tolist()):
-        at = position.setdefault(tuple(colour), len(first))
+    for index, colour in enumerate(colours):
+        at = position.setdefault(colour, len(first))
         if at == len(first):
             first.append(index)
         inverse.append(at)
     return first, np.array(inverse, dtype=np.intp)
 
 
-def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
+def _groups(lab: NDArray[np.float64], ids: NDArray[np.intp] | None = None) -> tuple[NDArray[np.intp], list[int]]:
     """Greedy grouping of seed colours: each unassigned seed with the most neighbours within the tolerance
     starts a group of all unassigned seeds within it; returns a group index per seed, and the first seed of
-    each distinct colour.
+    each distinct colour. `ids`: each seed's RGB colour among the picture's, when known (the same colours:
+    one RGB colour is one CIELAB colour, and two of them are never one).
     Done on the distinct colours, each counting its seeds: the seeds of a colour count alike, so the first
     seed with the most is the first seed of the first colour with the most, and a colour's seeds join one
     group together."""
-    first, inverse = _distinct(lab)
+    first, inverse = _distinct([tuple(colour) for colour in lab.tolist()] if ids is None else ids.tolist())
     seeds = np.bincount(inverse)
     near = sq_distances(lab[first], lab[first]) <= COLOUR_TOLERANCE ** 2
     if near.all():  # the first colour gathers every seed: one group
@@ -209,7 +211,7 @@ def lab_background_mask(lab: NDArray[np.float64],
     right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     rows, cols, side = _seed_path(size)
     seed_lab = lab[rows, cols]
-    group, first = _groups(seed_lab)
+    group, first = _groups(seed_lab, None if colours is None else colours[1][rows * size + cols])
     kept = _background_groups(group, side, seed_lab)
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
