@@ -226,26 +226,62 @@ def prompt_models(prior: TrainingPrior | None, prompt: str) -> tuple[TagModel, .
     return tuple(tag_model(prior, p) for p in phrases(prompt))
 
 
-def _learned_score(learned: Learned, bins: tuple[NDArray[np.float32], NDArray[np.intp]]) -> float:
-    """The tag's 0-1 score of a picture whose cells' bins (`soft_bins`) are bins[0][bins[1]]."""
-    cells, groups = learned.active
+@dataclass(frozen=True)
+class _Stack:
+    """The active cells of several learned tags end to end (tag j's are bounds[j]:bounds[j + 1]), their
+    carriers' and others' bins stacked as in Learned.active (2 x cells x bins, as float64), and each cell's
+    tag."""
+
+    learned: tuple[Learned, ...]
+    cells: NDArray[np.intp]
+    groups: NDArray[np.float64]
+    bounds: tuple[int, ...]
+    tag_of: NDArray[np.intp]
+
+
+_STACKS: dict[tuple[int, ...], _Stack] = {}  # by the ids of its tags: a stack holds them, so no other takes an id
+
+
+def _stack(learned: tuple[Learned, ...]) -> _Stack:
+    key = tuple(id(model) for model in learned)
+    if key not in _STACKS:
+        if len(_STACKS) >= 64:  # a run has a few prompts; a long-lived process sees more
+            _STACKS.clear()
+        sizes = [len(model.active[0]) for model in learned]
+        _STACKS[key] = _Stack(learned, np.concatenate([model.active[0] for model in learned]),
+                              np.concatenate([model.active[1] for model in learned], axis=1, dtype=np.float64),
+                              tuple(np.cumsum([0, *sizes]).tolist()), np.arange(len(learned)).repeat(sizes))
+    return _STACKS[key]
+
+
+def _learned_scores(learned: tuple[Learned, ...], bins: tuple[NDArray[np.float32], NDArray[np.intp]]) -> list[float]:
+    """Each tag's 0-1 score of a picture whose cells' bins (`soft_bins`) are bins[0][bins[1]]: the products and
+    sums of all tags' active cells at once -- each cell's row is multiplied and summed on its own, so these
+    are the floats of each tag's alone."""
+    stack = _stack(learned)
     colour_bins, colour_of = bins
-    # _log_ratio of the active cells: both products in one (each row's sum over the bins is the same sum)
-    likely = (colour_bins[colour_of[cells]] * groups).sum(axis=-1, dtype=np.float64) + EPSILON
+    # _log_ratio of the active cells: both products in one (each row's sum over the bins is the same sum).
+    # The float32 products, made in float64 and rounded: two float32 make an exact float64 product, so its
+    # one rounding is the float32 product's -- without float32's slow subnormal bins (far colours' weights)
+    cell_bins = colour_bins.astype(np.float64).take(colour_of[stack.cells], axis=0)
+    products = np.multiply(cell_bins, stack.groups, out=np.empty(stack.groups.shape, np.float32), casting="same_kind")
+    likely = products.sum(axis=-1, dtype=np.float64) + EPSILON
     active = np.log(likely[0] / likely[1])
-    if learned.top is not None and len(cells) >= learned.top:
-        # _pool's top: the other cells are -inf there, below the `top` largest of the active ones
-        score = float(np.sort(active)[-learned.top:].mean())
-    else:
-        # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite);
-        # left 0, the product is the one of the whole picture (_pool)
-        ratios = np.zeros(len(learned.weights))
-        ratios[cells] = active
-        if learned.top is None:
-            score = float(ratios @ learned.weights) / learned.weight_total
+    # only cells of weight > 0 count: a weighted sum gets 0 from the others (each log ratio is finite); left
+    # 0, the product is the one of the whole picture (_pool). A row of `ratios` is one tag's ratios
+    ratios = np.zeros((len(learned), len(learned[0].weights)))
+    ratios[stack.tag_of, stack.cells] = active
+    out = []
+    for row, (model, lo, hi) in enumerate(zip(learned, stack.bounds[:-1], stack.bounds[1:], strict=True)):
+        if model.top is not None and hi - lo >= model.top:
+            # _pool's top: the other cells are -inf there, below the `top` largest of the active ones
+            score = float(np.sort(active[lo:hi])[-model.top:].mean())
+        elif model.top is None:
+            score = float(ratios[row] @ model.weights) / model.weight_total
         else:
-            score = float(_pool(ratios, learned.weights, learned.top))
-    return 1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale))
+            score = float(_pool(ratios[row], model.weights, model.top))
+        out.append(1.0 / (1.0 + math.exp(-(score - model.mid) / model.scale)))
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -290,13 +326,14 @@ def _cell_bins(anatomy: Anatomy, bins: NDArray[np.float64]) -> tuple[NDArray[np.
 def tag_scores(anatomy: Anatomy, models: Sequence[TagModel],
                prior: TrainingPrior | Reference | None) -> list[float | None]:
     """Per tag of the prompt, its adherence 0-1 (None for a tag that is not measured)."""
-    learns = any(m.learned is not None for m in models)
-    bins = _cell_bins(anatomy, prior.bins) if learns and prior is not None else None
+    learned = tuple(m.learned for m in models if m.learned is not None)
+    learned_scores = iter(_learned_scores(learned, _cell_bins(anatomy, prior.bins))
+                          if learned and prior is not None else ())
     out: list[float | None] = []
     for model in models:
         parts = []
-        if model.learned is not None and bins is not None:
-            parts.append(_learned_score(model.learned, bins))
+        if model.learned is not None and prior is not None:
+            parts.append(next(learned_scores))
         if model.region is not None:
             hexed = _hex_score(anatomy, model.region, model.phrase.hexes)
             if hexed is not None:

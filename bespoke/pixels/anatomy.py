@@ -89,8 +89,8 @@ def _biggest_colour(lab: NDArray[np.float64], labels: NDArray[np.intp],
     if not len(inside):
         return None
     # a region label is a flat index: bincount's argmax is np.unique's (the smallest label of the most cells);
-    # its cells inside the mask, in the mask's (row-major) order
-    return median_colour(lab[mask][inside == int(np.argmax(np.bincount(inside)))])
+    # its cells inside the mask, in the mask's (row-major) order: one gather of those cells alone
+    return median_colour(lab[(labels == int(np.argmax(np.bincount(inside)))) & mask])
 
 
 def median_colour(colours: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -172,7 +172,8 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     lab = rgb_to_lab(cells.reshape(-1, 3)).reshape(size, size, 3)
     distances = neighbour_distances(lab)
     labels = regions(lab, distances=distances)
-    background = lab_background_mask(lab, distances)
+    colours = _distinct_colours(cells)
+    background = lab_background_mask(lab, distances, colours[:2])
     figure = ~background
     skin = _skin(labels, figure)
     has_skin = bool(skin.any())
@@ -184,7 +185,7 @@ def read(cells: NDArray[np.uint8]) -> Anatomy:
     return Anatomy(lab=lab, background=background, background_colour=_biggest_colour(lab, labels, background),
                    skin=skin, skin_colour=median_colour(lab[skin]) if has_skin else None,
                    eyes=eyes, mouth=mouth, hair=hair, hair_colour=_biggest_colour(lab, labels, hair), regions=labels,
-                   colours=_distinct_colours(cells))
+                   colours=colours)
 
 
 def sq_delta(a: Sequence[float], b: Sequence[float]) -> float:

@@ -25,6 +25,7 @@ Everything else is the figure. Written by hand: the fill is the connected compon
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,27 +55,28 @@ def _seed_path(size: int) -> tuple[NDArray[np.intp], NDArray[np.intp], int]:
     return rows, cols, side
 
 
-def _distinct(colours: NDArray[np.float64]) -> tuple[list[int], NDArray[np.intp]]:
-    """(the index of the first row of each distinct colour, in order; each row's colour among them)."""
-    position: dict[tuple[float, ...], int] = {}
+def _distinct(colours: list[Hashable]) -> tuple[list[int], NDArray[np.intp]]:
+    """(the index of the first of each distinct colour, in order; each one's colour among them)."""
+    position: dict[Hashable, int] = {}
     first: list[int] = []
     inverse = []
-    for index, colour in enumerate(colours.tolist()):
-        at = position.setdefault(tuple(colour), len(first))
+    for index, colour in enumerate(colours):
+        at = position.setdefault(colour, len(first))
         if at == len(first):
             first.append(index)
         inverse.append(at)
     return first, np.array(inverse, dtype=np.intp)
 
 
-def _groups(lab: NDArray[np.float64]) -> tuple[NDArray[np.intp], list[int]]:
+def _groups(lab: NDArray[np.float64], ids: NDArray[np.intp] | None = None) -> tuple[NDArray[np.intp], list[int]]:
     """Greedy grouping of seed colours: each unassigned seed with the most neighbours within the tolerance
     starts a group of all unassigned seeds within it; returns a group index per seed, and the first seed of
-    each distinct colour.
+    each distinct colour. `ids`: each seed's RGB colour among the picture's, when known (the same colours:
+    one RGB colour is one CIELAB colour, and two of them are never one).
     Done on the distinct colours, each counting its seeds: the seeds of a colour count alike, so the first
     seed with the most is the first seed of the first colour with the most, and a colour's seeds join one
     group together."""
-    first, inverse = _distinct(lab)
+    first, inverse = _distinct([tuple(colour) for colour in lab.tolist()] if ids is None else ids.tolist())
     seeds = np.bincount(inverse)
     near = sq_distances(lab[first], lab[first]) <= COLOUR_TOLERANCE ** 2
     if near.all():  # the first colour gathers every seed: one group
@@ -200,14 +202,16 @@ def _squared_norms(diff: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def lab_background_mask(lab: NDArray[np.float64],
-                        distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None) -> NDArray[np.bool_]:
+                        distances: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+                        colours: tuple[NDArray[np.intp], NDArray[np.intp]] | None = None) -> NDArray[np.bool_]:
     """`background_mask` of the picture already in CIELAB (NxNx3); `distances`: its `neighbour_distances`,
-    when the caller has them."""
+    `colours`: (the first flat cell of each distinct colour, each cell's colour among them), when the caller
+    has them."""
     size = lab.shape[0]
     right_d2, down_d2 = neighbour_distances(lab) if distances is None else distances
     rows, cols, side = _seed_path(size)
     seed_lab = lab[rows, cols]
-    group, first = _groups(seed_lab)
+    group, first = _groups(seed_lab, None if colours is None else colours[1][rows * size + cols])
     kept = _background_groups(group, side, seed_lab)
     if not kept.any():
         return np.zeros((size, size), dtype=bool)
@@ -215,7 +219,8 @@ def lab_background_mask(lab: NDArray[np.float64],
     # each colour once, at its first seed in path order: argmin's first nearest seed is always such a one,
     # so the nearest group is the same -- measured against a handful of colours instead of ~40 seeds
     first = [index for index in first if seed_kept[index]]
-    d2 = sq_distances(lab.reshape(-1, 3), seed_lab[first])
+    # a cell's distances are its colour's: measured once per distinct colour (row by row, the same floats)
+    d2 = sq_distances(lab.reshape(-1, 3) if colours is None else lab.reshape(-1, 3)[colours[0]], seed_lab[first])
     within = d2[:, 0] <= COLOUR_TOLERANCE ** 2  # within of one of them: a column at a time, for a handful
     for column in range(1, len(first)):  # is cheaper than the minimum along each short row
         within |= d2[:, column] <= COLOUR_TOLERANCE ** 2
@@ -223,11 +228,12 @@ def lab_background_mask(lab: NDArray[np.float64],
     down, right = down_d2 <= STEP_TOLERANCE ** 2, right_d2 <= STEP_TOLERANCE ** 2
     if np.count_nonzero(kept) > 1:  # (with one background colour there are no two to meet)
         # each cell's nearest background group; the no-group index meets nothing
-        nearest = np.where(within, group[first][d2.argmin(axis=1)], len(kept)).reshape(size, size)
+        nearest = np.where(within, group[first][d2.argmin(axis=1)], len(kept))
+        nearest = (nearest if colours is None else nearest[colours[1]]).reshape(size, size)
         meet = _meeting(group, kept, seed_lab)
         down |= meet[nearest[1:], nearest[:-1]]
         right |= meet[nearest[:, 1:], nearest[:, :-1]]
-    like = within.reshape(size, size)
+    like = (within if colours is None else within[colours[1]]).reshape(size, size)
     down &= like[1:] & like[:-1]
     right &= like[:, 1:] & like[:, :-1]
     component = components(right, down)

@@ -149,12 +149,14 @@ def degenerate(sample: NDArray[np.uint8], grid_source: str, candidate: NDArray[n
     sample, above NOT_PIXEL_ART: no 24-cell picture explains it, e.g. lines thinner than a cell)."""
     step = max(1, sample.shape[0] // 64)
     lattice = sample[::step, ::step]
-    # channel by channel: a reduction over the pixel axis of an N x 3 array is several times slower
+    # channel by channel (a reduction over the pixel axis of an N x 3 array is several times slower), the others
+    # only while the first leaves it open: a sample is seldom black or plain, and its first channel mostly says so
     channels = [lattice[..., c] for c in range(3)]
-    highest, lowest = [int(c.max()) for c in channels], [int(c.min()) for c in channels]
-    if max(highest) <= BLACK_MAX:
+    brightest = int(channels[0].max())
+    if brightest <= BLACK_MAX and all(int(c.max()) <= BLACK_MAX for c in channels[1:]):
         return "nan-black"
-    if max(h - low for h, low in zip(highest, lowest, strict=True)) <= SOLID_SPREAD:
+    if brightest - int(channels[0].min()) <= SOLID_SPREAD and all(
+            int(c.max()) - int(c.min()) <= SOLID_SPREAD for c in channels[1:]):
         return "solid"
     counts = _counts(_codes(candidate))
     if counts.max() >= NEAR_SOLID_SHARE * counts.sum():

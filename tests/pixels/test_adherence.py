@@ -86,6 +86,9 @@ def test_a_score_reads_only_the_cells_it_weighs_yet_is_the_whole_pictures():
             whole.append(1.0 / (1.0 + math.exp(-(score - learned.mid) / learned.scale)))
         assert tag_scores(anatomy, models, PRIOR) == whole
         assert tag_scores(replace(anatomy, colours=None), models, PRIOR) == whole
+        # the tags of a prompt are scored together: each as it scores alone (the order kept)
+        alone = [tag_scores(anatomy, [model], PRIOR)[0] for model in models[::-1]][::-1]
+        assert alone == pytest.approx(whole, rel=1e-12, abs=1e-15)
 
 
 def test_an_accessory_is_looked_for_where_it_is_drawn():

@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 from punk_fixtures import OUTLINE, figure_of, punk
 
-from bespoke.pixels.figure import background_mask, components, figure_mask, neighbour_distances
+from bespoke.pixels.colour import rgb_to_lab
+from bespoke.pixels.figure import (
+    background_mask,
+    components,
+    figure_mask,
+    lab_background_mask,
+    neighbour_distances,
+)
 
 
 def _on(background: np.ndarray) -> np.ndarray:
@@ -45,6 +52,18 @@ def test_patterned_backgrounds_are_background(kind):
     if kind == "gradient":  # a vertical gradient in steps well under the step tolerance, top to bottom within
         bg[:] = np.stack([90 + ys, 120 + ys // 2, 200 - ys // 2], axis=-1).astype(np.uint8)  # the colour one
     assert (figure_mask(_on(bg)) == figure_of()).all(), kind
+    _assert_colours_path_agrees(_on(bg))
+    noisy = np.clip(_on(bg).astype(int) + np.random.default_rng(3).integers(-4, 5, (24, 24, 3)), 0, 255)
+    _assert_colours_path_agrees(noisy.astype(np.uint8))  # every cell nearly its own colour, some on the edges
+
+
+def _assert_colours_path_agrees(px: np.ndarray) -> None:
+    """Measured once per distinct colour (what anatomy.read passes), the mask is the per-cell one."""
+    codes = px.reshape(-1, 3).astype(np.int64) @ np.array([1 << 16, 1 << 8, 1])
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    lab = rgb_to_lab(px.reshape(-1, 3)).reshape(24, 24, 3)
+    whole = lab_background_mask(lab)
+    assert (lab_background_mask(lab, neighbour_distances(lab), (first, inverse.reshape(-1))) == whole).all()
 
 
 def test_hair_or_a_hat_touching_the_top_stays_figure():

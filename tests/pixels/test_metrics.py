@@ -146,6 +146,19 @@ def test_degenerate_solid_spread_is_per_channel():
             assert metrics.degenerate(sample, "detected", candidate) == expected
 
 
+def test_degenerate_black_is_every_channel_dark():
+    """"nan-black" while no channel passes BLACK_MAX anywhere on the lattice; one brighter channel (of any)
+    makes a plain dark picture "solid" instead, a bright pixel there none of them."""
+    candidate = make_punk(3).pixels
+    assert metrics.degenerate(np.full((128, 128, 3), metrics.BLACK_MAX, np.uint8), "prior", candidate) == "nan-black"
+    for channel in range(3):
+        sample = np.full((128, 128, 3), metrics.BLACK_MAX, np.uint8)
+        sample[..., channel] = metrics.BLACK_MAX + 1
+        assert metrics.degenerate(sample, "prior", candidate) == "solid"
+        sample[64, 64, channel] = 255  # on the lattice (every 2nd pixel)
+        assert metrics.degenerate(sample, "prior", candidate) == "no-grid"
+
+
 def test_lattice_of_any_layout_is_the_strided_view():
     rgba = np.random.default_rng(9).integers(0, 256, (130, 130, 4), dtype=np.uint8)
     for sample in (np.ascontiguousarray(rgba[..., :3]), rgba[..., :3], rgba[::-1, :, :3]):
