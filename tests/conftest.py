@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from locations import FAKE_DIR, SHARED
+
+
+def pytest_configure(config):
+    """Give the children the tests start the terminal's signals. A suite started in the background by a shell
+    without job control (`pytest ... &`, nohup) inherits SIGINT, SIGQUIT and SIGHUP ignored, and an ignored
+    signal stays ignored across exec: every bespoke the tests start would then ignore the Ctrl-C they send it,
+    as a background job should, and those tests would fail for the shell's reason. A handler is reset at exec,
+    so the children get the default."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
