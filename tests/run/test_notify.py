@@ -19,6 +19,7 @@ from bespoke.run import notify
 from bespoke.run.events import Broadcast, Finished
 from bespoke.run.loop import LoopOptions
 from bespoke.run.notify import Notifier, Target, body, parse_target
+from bespoke.run.paths import RunPaths
 from bespoke.run.stop_rules import StopRule
 from bespoke.run.train import TrainOptions, train_run
 from bespoke.settings import load_settings
@@ -116,6 +117,15 @@ def _train(run: Path, notifier: Notifier, loop: LoopOptions | None = None, **opt
     notifier.close(5)
 
 
+def _stop_once_training(log: Path, stop: threading.Event) -> None:
+    """Set `stop` once the trainer has logged its first step (a fixed delay raced a fast start: on a fresh
+    venv the 3 epochs could end before it), or after 60 s."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.is_file() and "avr_loss" in log.read_text(errors="replace")):
+        time.sleep(0.05)
+    stop.set()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["finished", "failed", "interrupted", "stopped-early"])
 def test_each_way_a_run_ends_is_told(case, fake, isolated_project, monkeypatch, hook):
@@ -127,7 +137,7 @@ def test_each_way_a_run_ends_is_told(case, fake, isolated_project, monkeypatch, 
         stop = threading.Event()
         options["stop"] = stop
         slow_steps(monkeypatch)
-        threading.Timer(4.0, stop.set).start()
+        threading.Thread(target=_stop_once_training, args=(RunPaths(run).train_log, stop), daemon=True).start()
     elif case == "stopped-early":
         slow_steps(monkeypatch)
         loop = LoopOptions(judge=ScriptedJudge(PEAK), stop_when=StopRule("peaked", 2))
