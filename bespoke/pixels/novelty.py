@@ -49,7 +49,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from bespoke.dataset.layout import GRID
-from bespoke.pixels.colour import pairs_within, rgb_to_lab
+from bespoke.pixels.colour import pairs_within, rgb_to_lab, unique_rgb
 from bespoke.pixels.figure import figure_mask
 
 NEAR_COPY = 0.95  # share of a training figure the candidate reproduces: at or above, a near copy
@@ -237,26 +237,8 @@ class _Probe:
     present: NDArray[np.bool_]
 
 
-def _distinct_colours(candidate: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.intp], NDArray[np.intp]]:
-    """np.unique of the candidate's RGB colours (packed 0xRRGGBB): the distinct colours (uint8, in code
-    order), each cell's index among them and each colour's cell count -- from one argsort, without
-    np.unique's bookkeeping (a 24x24 picture: the calls cost more than the sort)."""
-    flat = np.asarray(candidate).reshape(-1, 3)
-    codes = flat[:, 0].astype(np.int32)
-    codes <<= 8
-    codes |= flat[:, 1]
-    codes <<= 8
-    codes |= flat[:, 2]
-    order = np.argsort(codes)
-    ordered = codes[order]
-    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
-    inverse = np.empty(len(codes), dtype=np.intp)
-    inverse[order] = np.cumsum(starts) - 1
-    return flat[order[np.flatnonzero(starts)]], inverse, np.bincount(inverse)
-
-
 def _probe(candidate: NDArray[np.uint8], training: TrainingSet, tolerance: float) -> _Probe:
-    colours, inverse, counts = _distinct_colours(candidate)
+    colours, inverse, counts = unique_rgb(candidate)
     lab = rgb_to_lab(colours)  # uint8: colour.py's lookup of each level, the floats of the int path
     if tolerance == training.lists.radius:
         mine, theirs = colour_pairs(lab, training.lists)

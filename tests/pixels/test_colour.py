@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bespoke.dataset.synthetic import make_punk
 from bespoke.pixels.colour import (
     box_index,
     delta_e,
@@ -100,3 +101,14 @@ def test_others_within_finds_every_pair_a_brute_force_finds_up_to_one_and_a_half
         assert len(want) >= 40 and np.array_equal(np.sort(others_within(points, others, radius, index)), want)
     with pytest.raises(ValueError):
         others_within(points, others, 1.6 * size, index)
+
+
+def test_unique_rgb_is_numpys_unique_of_the_rows():
+    rng = np.random.default_rng(5)
+    for candidate in (make_punk(3).pixels, rng.integers(0, 256, (24, 24, 3), dtype=np.uint8),
+                      np.full((24, 24, 3), 255, np.uint8), rng.integers(0, 2, (24, 24, 3), dtype=np.uint8) * 255):
+        colours, inverse, counts = unique_rgb(candidate)
+        expected = np.unique(candidate.reshape(-1, 3), axis=0, return_inverse=True, return_counts=True)
+        assert colours.dtype == np.uint8
+        for got, want in zip((colours, inverse, counts), expected, strict=True):
+            assert np.array_equal(got, want.reshape(got.shape))

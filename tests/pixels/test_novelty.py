@@ -19,7 +19,6 @@ from bespoke.pixels.novelty import (
     RESOLVED,
     SHIFT,
     TrainingSet,
-    _distinct_colours,
     colour_lists,
     colour_pairs,
     distinct_designs,
@@ -156,17 +155,6 @@ def test_nearest_reads_the_first_of_the_highest_shares():
     assert nearest(wide, square) == (0, 1.0, (0, 0))
     moved = np.roll(plain, 1, axis=1)
     assert nearest(moved, square) == (0, 1.0, (0, 1))
-
-
-def test_distinct_colours_are_numpys_unique():
-    rng = np.random.default_rng(5)
-    for candidate in (make_punk(3).pixels, rng.integers(0, 256, (24, 24, 3), dtype=np.uint8),
-                      np.full((24, 24, 3), 255, np.uint8), rng.integers(0, 2, (24, 24, 3), dtype=np.uint8) * 255):
-        colours, inverse, counts = _distinct_colours(candidate)
-        expected = np.unique(candidate.reshape(-1, 3), axis=0, return_inverse=True, return_counts=True)
-        assert colours.dtype == np.uint8
-        for got, want in zip((colours, inverse, counts), expected, strict=True):
-            assert np.array_equal(got, want.reshape(got.shape))
 
 
 def test_no_training_images_no_novelty():
